@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* common.h: return codes, error detail and diagnostics shared by every module. */
+#ifndef NAFTIKOD_COMMON_H
+#define NAFTIKOD_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define NK_VERSION "0.1.0"
+
+/* Every fallible function returns one of these; NK_OK is zero. */
+enum nk_rc {
+    NK_OK = 0,
+    NK_ERR_NOMEM,       /* allocation failed */
+    NK_ERR_INVALID,     /* bad input (document, argument, request) */
+    NK_ERR_IO,          /* file or socket I/O failed */
+    NK_ERR_NOTFOUND,    /* looked-up thing does not exist */
+    NK_ERR_UNSUPPORTED, /* valid, but naftikod does not run it (yet) */
+    NK_ERR_UPSTREAM,    /* upstream unreachable / transport failure */
+    NK_ERR_TIMEOUT,     /* upstream or client timed out */
+    NK_ERR_TOO_LARGE,   /* a size limit was exceeded */
+    NK_ERR_INTERNAL     /* a bug or an impossible state */
+};
+
+/* Human-readable name of a return code; static storage. */
+const char *nk_rc_str(enum nk_rc rc);
+
+/* Optional caller-owned detail for a failed call. line/column are 1-based, 0 when unknown. */
+struct nk_error {
+    unsigned line;
+    unsigned column;
+    char msg[512];
+};
+
+/* Set e (if not NULL) to the formatted message with no position. */
+void nk_error_set(struct nk_error *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Same, with a position. */
+void nk_error_setpos(struct nk_error *e, unsigned line, unsigned column, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+enum nk_severity { NK_SEV_ERROR, NK_SEV_WARNING };
+
+/* One compiler-style diagnostic: FILE:LINE:COLUMN: error|warning: message. */
+struct nk_diag {
+    enum nk_severity sev;
+    char *file; /* owned */
+    unsigned line;
+    unsigned column;
+    char *msg; /* owned */
+};
+
+/* A growing list of diagnostics; caller storage, nk_diags_init / nk_diags_cleanup. */
+struct nk_diags {
+    struct nk_diag *v;
+    size_t n;
+    size_t cap;
+    size_t n_errors;
+    size_t n_warnings;
+    int oom; /* an allocation failed while adding; list is incomplete */
+};
+
+void nk_diags_init(struct nk_diags *d);
+void nk_diags_cleanup(struct nk_diags *d);
+/* Append a diagnostic. file may be NULL ("<input>"). Never fails loudly: on OOM sets d->oom. */
+void nk_diags_add(struct nk_diags *d, enum nk_severity sev, const char *file, unsigned line,
+                  unsigned column, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void nk_diags_vadd(struct nk_diags *d, enum nk_severity sev, const char *file, unsigned line,
+                   unsigned column, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+/* Stable sort by file, line, column (insertion order kept for ties). */
+void nk_diags_sort(struct nk_diags *d);
+/* Print every diagnostic, one a line, to out. */
+void nk_diags_print(const struct nk_diags *d, FILE *out);
+
+#endif

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* httpd.h: the HTTP listener (libmicrohttpd behind this seam). It reads a whole request (bounded),
+ * hands it to one handler, and lets the handler answer later from any thread: the connection is
+ * suspended meanwhile, so a slow upstream never holds a server thread. */
+#ifndef NAFTIKOD_HTTPD_H
+#define NAFTIKOD_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "naftikod/common.h"
+
+struct nk_httpd_options {
+    const char *address;      /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
+    unsigned port;            /* 0: ephemeral (read back with nk_httpd_port) */
+    size_t max_body;          /* request body limit in bytes (413 beyond); 0: 1 MiB */
+    unsigned max_connections; /* 0: 1024 */
+    unsigned conn_timeout_s;  /* idle timeout; 0: 30 */
+    unsigned threads;         /* polling threads; 0: 2 */
+};
+
+struct nk_http_req;
+
+/* Called once per complete request on a server thread. It must arrange for exactly one
+ * nk_http_respond() on req, now or later, from any thread. */
+typedef void (*nk_httpd_handler_fn)(void *ud, struct nk_http_req *req);
+
+struct nk_httpd;
+
+/* Bind and start serving. On failure (address in use, bad address) returns NK_ERR_IO with the
+ * reason in err. */
+enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_fn handler,
+                          void *ud, struct nk_httpd **out, struct nk_error *err);
+/* The port actually bound. */
+unsigned nk_httpd_port(const struct nk_httpd *h);
+/* Stop accepting new connections (the socket closes); requests already read still complete. */
+void nk_httpd_quiesce(struct nk_httpd *h);
+/* Requests handed to the handler and not yet answered. */
+size_t nk_httpd_pending(struct nk_httpd *h);
+/* Stop and free. Call after pending reached zero (or the drain timeout). NULL is a no-op. */
+void nk_httpd_stop(struct nk_httpd *h);
+
+/* Request accessors; all results borrowed, valid until nk_http_respond(). */
+const char *nk_http_req_method(const struct nk_http_req *r);
+/* The path as received (still percent-encoded), without the query string. */
+const char *nk_http_req_path(const struct nk_http_req *r);
+const char *nk_http_req_header(const struct nk_http_req *r, const char *name); /* case-insens. */
+/* Query arguments in order; values percent-decoded; value NULL for "?flag". */
+size_t nk_http_req_query_count(const struct nk_http_req *r);
+void nk_http_req_query_at(const struct nk_http_req *r, size_t i, const char **name,
+                          const char **value);
+const char *nk_http_req_body(const struct nk_http_req *r, size_t *len); /* NUL-terminated */
+const char *nk_http_req_client(const struct nk_http_req *r); /* numeric peer address */
+
+/* Answer req and release it. status: HTTP status; content_type may be NULL; body is stolen (may
+ * be NULL when len is 0) even on failure; headers: NULL, or name/value pairs ended by NULL.
+ * Thread-safe: may be called from any thread, including inside the handler. */
+void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content_type, char *body,
+                     size_t len, const char *const *headers);
+
+#endif

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* invoke.h: one call of an exposed operation: check arguments, build the upstream request from
+ * the table (URL, path/query/header/cookie/body placement, credentials), send it through the
+ * shared client, and map the answer. REST and MCP both dispatch through here. */
+#ifndef NAFTIKOD_INVOKE_H
+#define NAFTIKOD_INVOKE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "naftikod/common.h"
+#include "naftikod/optable.h"
+#include "naftikod/upstream.h"
+
+/* A server variable given on the command line (`--var central-host=...`). */
+struct nk_var {
+    const char *name;
+    const char *value;
+};
+
+/* A table plus what it needs at run time: bind values (environment or files) and server
+ * variables for each baseUri. Immutable, reference counted, thread-safe to share. */
+struct nk_context;
+
+/* Resolve every bind and every baseUri variable of t. A `{name}` in a baseUri is filled from
+ * vars, else from the environment variable NAME upper-cased with '-' -> '_' (central-host ->
+ * CENTRAL_HOST). Every missing bind or variable is reported to diags (naming the variable and
+ * the file:line of its use) and the call fails with NK_ERR_INVALID. Takes a new reference to t.
+ * Values are copied; secrets are wiped when the context is freed. */
+enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_t n_vars,
+                          struct nk_diags *diags, struct nk_context **out);
+struct nk_context *nk_context_ref(struct nk_context *c);
+void nk_context_unref(struct nk_context *c);
+/* Borrowed; valid while c lives. */
+const struct nk_optable *nk_context_table(const struct nk_context *c);
+
+enum nk_result_kind {
+    NK_RES_OK,             /* upstream 2xx; json is the mapped output */
+    NK_RES_UPSTREAM_ERROR, /* upstream answered non-2xx; status, raw body, json if it parsed */
+    NK_RES_UNREACHABLE,    /* connect/DNS/TLS/reset: REST 502 */
+    NK_RES_TIMEOUT,        /* REST 504 */
+    NK_RES_BAD_UPSTREAM,   /* 2xx but the body is not what the spec says (e.g. not JSON), or
+                              too large: REST 502 */
+    NK_RES_INTERNAL        /* out of memory etc.: REST 500 */
+};
+
+struct nk_result {
+    enum nk_result_kind kind;
+    long status;        /* upstream status when one arrived, else 0 */
+    json_t *json;       /* new reference or NULL: mapped output (OK) / upstream error body */
+    char *raw;          /* upstream raw body (NUL-terminated) or NULL */
+    size_t raw_len;
+    char *content_type; /* upstream content type or NULL */
+    char message[512];  /* for humans and models, e.g. "upstream answered 400: token name
+                           cannot be empty" / "upstream unreachable: connection refused" */
+    double seconds;     /* upstream time */
+};
+/* Frees everything in r and r itself; NULL is a no-op. */
+void nk_result_free(struct nk_result *r);
+
+/* How arguments arrive. REST query/path/header values are strings and are coerced to the
+ * declared type ("true" -> true for boolean, "12" -> 12 for integer); MCP arguments are
+ * JSON-typed and must match. */
+enum nk_args_mode { NK_ARGS_STRINGS, NK_ARGS_JSON };
+
+/* Called exactly once per successful nk_invoke, on the upstream loop thread. Takes r (free with
+ * nk_result_free). */
+typedef void (*nk_invoke_done_fn)(void *ud, struct nk_result *r);
+
+/* Start one call of op (an exposed operation of ctx's table) with args (an object; borrowed).
+ * Argument problems are found before anything is sent: NK_ERR_INVALID with a message naming the
+ * argument in err (e.g. "parameter 'revoked' must be a boolean, got \"maybe\""), and the
+ * callback is not called. request_id (may be NULL) is sent upstream as X-Request-Id.
+ * On NK_OK, done is called exactly once later. */
+enum nk_rc nk_invoke(struct nk_context *ctx, struct nk_upstream *up, const struct nk_exposed *op,
+                     json_t *args, enum nk_args_mode mode, const char *request_id,
+                     nk_invoke_done_fn done, void *ud, struct nk_error *err);
+
+/* Build (without sending) the upstream request for op and args: what nk_invoke would send.
+ * For tests and `naftikod` dry runs. */
+enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
+                           enum nk_args_mode mode, const char *request_id,
+                           struct nk_upstream_request *out, struct nk_error *err);
+
+/* Apply an output mapping to an upstream JSON body. NULL map: new reference to body.
+ * Returns a new reference, or NULL on OOM. */
+json_t *nk_outmap_apply(const struct nk_outmap *map, json_t *body);
+
+#endif

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* optable.h: the compiled, immutable operation table that every adapter serves.
+ *
+ * nk_optable_load() parses capability documents (spec module) and compiles them: every
+ * `call` resolved, every `with` source checked, templates and JSONPath compiled once, routes and
+ * tool names unique. After load the table is read-only and may be shared by any number of
+ * threads; it is reference counted so a reload can swap in a new table while in-flight calls
+ * finish on the old one. Every pointer inside the table is owned by the table and valid while a
+ * reference is held. */
+#ifndef NAFTIKOD_OPTABLE_H
+#define NAFTIKOD_OPTABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "naftikod/common.h"
+#include "naftikod/jsonpath.h"
+#include "naftikod/template.h"
+
+enum nk_type {
+    NK_TYPE_ANY = 0, /* not declared: any JSON value (scalars sent as text) */
+    NK_TYPE_STRING,
+    NK_TYPE_NUMBER,
+    NK_TYPE_INTEGER,
+    NK_TYPE_BOOLEAN,
+    NK_TYPE_ARRAY,
+    NK_TYPE_OBJECT
+};
+const char *nk_type_name(enum nk_type t); /* "string", ...; "any" for NK_TYPE_ANY */
+
+/* Where a parameter travels. NK_IN_ENVIRONMENT exists only on consumed parameters. */
+enum nk_in { NK_IN_QUERY, NK_IN_PATH, NK_IN_HEADER, NK_IN_COOKIE, NK_IN_BODY, NK_IN_ENVIRONMENT };
+const char *nk_in_name(enum nk_in in);
+
+/* Source position of a construct, for diagnostics at serve time. */
+struct nk_pos {
+    const char *file; /* borrowed from the table */
+    unsigned line, column;
+};
+
+/* ---- consumed side ---------------------------------------------------------------------- */
+
+/* One inputParameter of a consumed operation. */
+struct nk_param {
+    char *name;
+    enum nk_in in;
+    enum nk_type type;
+    bool required;
+    char *description; /* NULL when absent */
+    struct nk_tmpl *value; /* NULL, or a static value / Mustache template from `value:` */
+    struct nk_pos pos;
+};
+
+/* One outputParameter of a consumed operation (named JSONPath extraction). */
+struct nk_outparam {
+    char *name;
+    enum nk_type type;
+    struct nk_jsonpath *value; /* compiled `value:` */
+};
+
+enum nk_auth_type { NK_AUTH_NONE, NK_AUTH_APIKEY, NK_AUTH_BEARER, NK_AUTH_BASIC, NK_AUTH_DIGEST };
+enum nk_placement { NK_PLACE_HEADER, NK_PLACE_QUERY };
+
+struct nk_auth {
+    enum nk_auth_type type;
+    char *key;               /* apikey: header or query parameter name */
+    enum nk_placement placement;
+    struct nk_tmpl value;    /* apikey value */
+    struct nk_tmpl token;    /* bearer token */
+    struct nk_tmpl username; /* basic/digest */
+    struct nk_tmpl password; /* basic/digest */
+};
+
+struct nk_consumer;
+
+/* One consumed operation: method + resource path + parameters. */
+struct nk_operation {
+    char *name;       /* operation name, unique within its consumer */
+    char *qname;      /* "namespace.name", the `call` target */
+    char *method;     /* upper-case HTTP method */
+    char *description;
+    char *resource;   /* resource name */
+    struct nk_tmpl path; /* NK_TMPL_PATH: resource path; VAR parts are path parameters */
+    struct nk_param *params;
+    size_t n_params;
+    struct nk_outparam *outputs;
+    size_t n_outputs;
+    char *output_raw_format; /* "json" (default) or as written */
+    json_t *body_template;   /* structured `body: {type: json, data: ...}`, or NULL; strings in
+                                it are Mustache templates */
+    const struct nk_consumer *consumer; /* back pointer */
+    struct nk_pos pos;
+};
+
+/* A static header a consumer sends with every request (`headers` where the schema has them). */
+struct nk_header {
+    char *name;
+    struct nk_tmpl value;
+};
+
+struct nk_consumer {
+    char *ns;
+    char *description;
+    struct nk_tmpl base_uri; /* NK_TMPL_PATH: `{var}` server variables, `{{bind}}` references */
+    struct nk_auth auth;
+    struct nk_header *headers;
+    size_t n_headers;
+    struct nk_operation *ops;
+    size_t n_ops;
+    struct nk_pos pos;
+};
+
+/* One key of `binds`: the template name `name` (also reachable as `ns.name`) takes its value
+ * from environment variable `source`, or from the file at `location` when set. */
+struct nk_bind {
+    char *ns;       /* e.g. "env" */
+    char *name;     /* key used in templates */
+    char *source;   /* environment variable name */
+    char *location; /* file path from `location: file:///...`, or NULL */
+    struct nk_pos pos;
+};
+
+/* ---- exposed side ----------------------------------------------------------------------- */
+
+/* An input the caller supplies to an exposed operation or tool. */
+struct nk_arg {
+    char *name;
+    enum nk_in in;     /* REST: where it is read from (path, query, header, body);
+                          MCP: NK_IN_BODY (a property of `arguments`) */
+    enum nk_type type;
+    bool required;
+    char *description; /* may be NULL */
+    char *pattern;     /* string regex from the spec, or NULL */
+    json_t *schema;    /* JSON Schema for this input (MCP inputSchema / OpenAPI); owned */
+};
+
+enum nk_binding_kind {
+    NK_BIND_ARG,      /* the caller's argument args[arg] (rest.x, tools.x, ns.x, $this.ns.x) */
+    NK_BIND_TEMPLATE, /* a Mustache template over binds and arguments */
+};
+
+/* How one consumed parameter receives its value for one exposed operation. */
+struct nk_binding {
+    const struct nk_param *param; /* borrowed: the target parameter */
+    enum nk_binding_kind kind;
+    size_t arg;          /* NK_BIND_ARG: index into the exposed op's args */
+    struct nk_tmpl tmpl; /* NK_BIND_TEMPLATE */
+};
+
+/* Output mapping tree (`outputParameters` with `mapping`, `const`, `properties`, `items`). */
+struct nk_outmap {
+    char *name;                  /* property name inside a parent object, else NULL */
+    enum nk_type type;
+    struct nk_jsonpath *mapping; /* NULL when const or when only shaping children */
+    json_t *konst;               /* `const` value, or NULL */
+    struct nk_outmap *props;     /* object: children */
+    size_t n_props;
+    struct nk_outmap *items;     /* array: item shape (one), or NULL */
+};
+
+struct nk_hints {
+    bool read_only, destructive, idempotent, open_world;
+};
+
+enum nk_adapter_type { NK_ADAPTER_REST, NK_ADAPTER_MCP };
+
+/* A REST operation or an MCP tool. */
+struct nk_exposed {
+    char *name;
+    char *title;       /* MCP title (label) or NULL */
+    char *description;
+    const struct nk_operation *target; /* borrowed: the `call` target */
+    struct nk_arg *args;
+    size_t n_args;
+    struct nk_binding *bindings;
+    size_t n_bindings;
+    struct nk_outmap *output; /* NULL: pass the upstream JSON through unchanged */
+    /* REST only */
+    char *method;        /* upper-case */
+    char *path;          /* exposed path as written */
+    struct nk_tmpl path_tmpl; /* NK_TMPL_PATH, VAR parts are path args */
+    /* MCP only */
+    struct nk_hints hints;
+    json_t *input_schema; /* MCP inputSchema / OpenAPI parameters source; owned */
+    struct nk_pos pos;
+};
+
+struct nk_adapter {
+    enum nk_adapter_type type;
+    char *ns;
+    char *description;
+    unsigned port;      /* from the spec; 0 allowed only when overridden at serve time */
+    char *address;      /* `address:` if given, else NULL (serve decides) */
+    char *transport;    /* MCP: "http" or "stdio" */
+    struct nk_exposed *ops;
+    size_t n_ops;
+    struct nk_pos pos;
+};
+
+struct nk_optable {
+    struct nk_consumer *consumers;
+    size_t n_consumers;
+    struct nk_adapter *adapters;
+    size_t n_adapters;
+    struct nk_bind *binds;
+    size_t n_binds;
+    char **files; /* the loaded file names, owned; nk_pos.file points in here */
+    size_t n_files;
+    char *label;       /* info.label of the first document, or NULL */
+    char *description; /* info.description of the first document, or NULL */
+    /* private */
+    int refs;
+};
+
+struct nk_load_options {
+    bool strict; /* report every departure from the pure alpha2 schema as a warning */
+};
+
+/* Load, validate and compile the capability documents files[0..n). Every problem found in every
+ * file is appended to diags (errors and warnings, sorted by position). Returns NK_OK and a new
+ * table (refcount 1) only when there are no errors; otherwise NK_ERR_INVALID (or NK_ERR_IO /
+ * NK_ERR_NOMEM) and *out untouched. opts may be NULL. */
+enum nk_rc nk_optable_load(const char *const *files, size_t n, const struct nk_load_options *opts,
+                           struct nk_diags *diags, struct nk_optable **out);
+/* Same from memory (tests, fuzzing): one document named `name`. */
+enum nk_rc nk_optable_load_mem(const char *name, const char *buf, size_t len,
+                               const struct nk_load_options *opts, struct nk_diags *diags,
+                               struct nk_optable **out);
+
+/* Reference counting; thread-safe. unref(NULL) is a no-op. The last unref frees the table. */
+struct nk_optable *nk_optable_ref(struct nk_optable *t);
+void nk_optable_unref(struct nk_optable *t);
+
+/* Lookups; results borrowed from t. */
+const struct nk_operation *nk_optable_find_op(const struct nk_optable *t, const char *qname);
+const struct nk_exposed *nk_adapter_find_tool(const struct nk_adapter *a, const char *name);
+
+#endif

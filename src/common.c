@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* common.c: return-code names, nk_error helpers and the diagnostics list. */
+#include "naftikod/common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *nk_rc_str(enum nk_rc rc)
+{
+    switch (rc) {
+    case NK_OK:
+        return "ok";
+    case NK_ERR_NOMEM:
+        return "out of memory";
+    case NK_ERR_INVALID:
+        return "invalid";
+    case NK_ERR_IO:
+        return "I/O error";
+    case NK_ERR_NOTFOUND:
+        return "not found";
+    case NK_ERR_UNSUPPORTED:
+        return "unsupported";
+    case NK_ERR_UPSTREAM:
+        return "upstream unreachable";
+    case NK_ERR_TIMEOUT:
+        return "timed out";
+    case NK_ERR_TOO_LARGE:
+        return "too large";
+    case NK_ERR_INTERNAL:
+        return "internal error";
+    }
+    return "unknown error";
+}
+
+void nk_error_set(struct nk_error *e, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (e == NULL)
+        return;
+    e->line = 0;
+    e->column = 0;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+}
+
+void nk_error_setpos(struct nk_error *e, unsigned line, unsigned column, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (e == NULL)
+        return;
+    e->line = line;
+    e->column = column;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+}
+
+void nk_diags_init(struct nk_diags *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void nk_diags_cleanup(struct nk_diags *d)
+{
+    size_t i;
+
+    if (d == NULL)
+        return;
+    for (i = 0; i < d->n; i++) {
+        free(d->v[i].file);
+        free(d->v[i].msg);
+    }
+    free(d->v);
+    memset(d, 0, sizeof(*d));
+}
+
+static char *vformat(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    int len;
+    char *s;
+
+    va_copy(ap2, ap);
+    len = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (len < 0)
+        return NULL;
+    s = malloc((size_t)len + 1);
+    if (s != NULL)
+        vsnprintf(s, (size_t)len + 1, fmt, ap);
+    return s;
+}
+
+void nk_diags_vadd(struct nk_diags *d, enum nk_severity sev, const char *file, unsigned line,
+                   unsigned column, const char *fmt, va_list ap)
+{
+    struct nk_diag *slot;
+    char *msg = NULL;
+    char *fcopy = NULL;
+
+    if (d->n == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 16;
+        struct nk_diag *nv = realloc(d->v, ncap * sizeof(*nv));
+        if (nv == NULL)
+            goto oom;
+        d->v = nv;
+        d->cap = ncap;
+    }
+    msg = vformat(fmt, ap);
+    fcopy = strdup(file ? file : "<input>");
+    if (msg == NULL || fcopy == NULL)
+        goto oom;
+    slot = &d->v[d->n++];
+    slot->sev = sev;
+    slot->file = fcopy;
+    slot->line = line;
+    slot->column = column;
+    slot->msg = msg;
+    if (sev == NK_SEV_ERROR)
+        d->n_errors++;
+    else
+        d->n_warnings++;
+    return;
+oom:
+    free(msg);
+    free(fcopy);
+    d->oom = 1;
+    if (sev == NK_SEV_ERROR)
+        d->n_errors++;
+}
+
+void nk_diags_add(struct nk_diags *d, enum nk_severity sev, const char *file, unsigned line,
+                  unsigned column, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    nk_diags_vadd(d, sev, file, line, column, fmt, ap);
+    va_end(ap);
+}
+
+static int diag_before(const struct nk_diag *a, const struct nk_diag *b)
+{
+    int c = strcmp(a->file, b->file);
+
+    if (c != 0)
+        return c < 0;
+    if (a->line != b->line)
+        return a->line < b->line;
+    return a->column < b->column;
+}
+
+void nk_diags_sort(struct nk_diags *d)
+{
+    size_t i, j;
+
+    /* Insertion sort: stable, and diagnostic lists are short and nearly sorted. */
+    for (i = 1; i < d->n; i++) {
+        struct nk_diag tmp = d->v[i];
+        for (j = i; j > 0 && diag_before(&tmp, &d->v[j - 1]); j--)
+            d->v[j] = d->v[j - 1];
+        d->v[j] = tmp;
+    }
+}
+
+void nk_diags_print(const struct nk_diags *d, FILE *out)
+{
+    size_t i;
+
+    for (i = 0; i < d->n; i++) {
+        const struct nk_diag *g = &d->v[i];
+        fprintf(out, "%s:%u:%u: %s: %s\n", g->file, g->line, g->column,
+                g->sev == NK_SEV_ERROR ? "error" : "warning", g->msg);
+    }
+    if (d->oom)
+        fprintf(out, "naftikod: out of memory: some diagnostics were lost\n");
+}
