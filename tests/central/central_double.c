@@ -65,15 +65,12 @@ enum fault_mode {
     FAULT_HTML_ERROR
 };
 
-static const char *const fault_names[] = {"none",         "stall",     "reset", "huge",
-                                          "invalid-json", "html-error"};
+static const char *const fault_names[] = {"none", "stall",        "reset",
+                                          "huge", "invalid-json", "html-error"};
 
-static const char *const default_roles[] = {"Admin",
-                                            "Analyst",
-                                            "Continuous Integration",
-                                            "None",
-                                            "Sensor Creator",
-                                            "Vulnerability Report Creator"};
+static const char *const default_roles[] = {
+    "Admin", "Analyst",        "Continuous Integration",
+    "None",  "Sensor Creator", "Vulnerability Report Creator"};
 
 /* A credential given on the command line or in the environment. */
 struct cred {
@@ -508,8 +505,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, struct request *rq, 
     }
     json_decref(m);
     /* grpc-gateway puts the status message into WWW-Authenticate for Unauthenticated. */
-    return send_json(c, rq, http_status_for(code), j,
-                     code == GRPC_UNAUTHENTICATED ? msg : NULL);
+    return send_json(c, rq, http_status_for(code), j, code == GRPC_UNAUTHENTICATED ? msg : NULL);
 }
 
 static enum MHD_Result send_errorf(struct MHD_Connection *c, struct request *rq, int code,
@@ -605,7 +601,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     json_array_append_new(pair, json_str_lossy(value ? value : "", value ? strlen(value) : 0));
     json_array_append_new(w->headers, pair);
     if (strcasecmp(key, "Authorization") == 0)
-        json_array_append_new(w->auth, json_str_lossy(value ? value : "", value ? strlen(value) : 0));
+        json_array_append_new(w->auth,
+                              json_str_lossy(value ? value : "", value ? strlen(value) : 0));
     return MHD_YES;
 }
 
@@ -775,8 +772,7 @@ static void roles_to_identity(char *const *roles, size_t n, struct identity *id)
 }
 
 /* Returns NULL and fills id, or returns the 401 message. */
-static const char *authenticate(struct server *srv, struct MHD_Connection *c,
-                                struct identity *id)
+static const char *authenticate(struct server *srv, struct MHD_Connection *c, struct identity *id)
 {
     struct auth_walk w = {0, NULL};
     const char *tok;
@@ -1010,8 +1006,7 @@ static const char *decode_generate(json_t *body, struct gen_req *g, char *buf, s
     return NULL;
 }
 
-static enum MHD_Result op_generate(struct server *srv, struct MHD_Connection *c,
-                                   struct request *rq)
+static enum MHD_Result op_generate(struct server *srv, struct MHD_Connection *c, struct request *rq)
 {
     json_t *body = NULL, *resp = NULL, *meta = NULL;
     json_error_t jerr;
@@ -1036,9 +1031,8 @@ static enum MHD_Result op_generate(struct server *srv, struct MHD_Connection *c,
     if (rq->body_len > 0) {
         body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &jerr);
         if (!body)
-            return send_errorf(c, rq, GRPC_INVALID_ARGUMENT,
-                               "proto: syntax error (line %d:%d): %s", jerr.line, jerr.column,
-                               jerr.text);
+            return send_errorf(c, rq, GRPC_INVALID_ARGUMENT, "proto: syntax error (line %d:%d): %s",
+                               jerr.line, jerr.column, jerr.text);
     }
     err = decode_generate(body, &g, errbuf, sizeof errbuf);
     if (err) {
@@ -1089,8 +1083,8 @@ static enum MHD_Result op_generate(struct server *srv, struct MHD_Connection *c,
         missing[0] = '\0';
         for (i = 0; i < nnames; i++)
             if (!known_role(srv, names[i]) && off < sizeof missing)
-                off += (size_t)snprintf(missing + off, sizeof missing - off, "%s%s",
-                                        off ? "," : "", names[i]);
+                off += (size_t)snprintf(missing + off, sizeof missing - off, "%s%s", off ? "," : "",
+                                        names[i]);
         if (off > 0) {
             ret = send_errorf(c, rq, GRPC_INVALID_ARGUMENT,
                               "role(s) %s don't exist: invalid arguments", missing);
@@ -1306,10 +1300,10 @@ static json_t *fault_json(struct server *srv)
 {
     json_t *j;
     pthread_mutex_lock(&srv->lock);
-    j = json_pack("{s:s, s:I, s:I, s:f, s:I, s:I}", "mode", fault_names[srv->fault.mode],
-                  "seconds", (json_int_t)srv->fault.seconds, "count",
-                  (json_int_t)srv->fault.remaining, "fail_ratio", srv->fault.fail_ratio, "calls",
-                  (json_int_t)srv->fault.calls, "failed", (json_int_t)srv->fault.failed);
+    j = json_pack("{s:s, s:I, s:I, s:f, s:I, s:I}", "mode", fault_names[srv->fault.mode], "seconds",
+                  (json_int_t)srv->fault.seconds, "count", (json_int_t)srv->fault.remaining,
+                  "fail_ratio", srv->fault.fail_ratio, "calls", (json_int_t)srv->fault.calls,
+                  "failed", (json_int_t)srv->fault.failed);
     pthread_mutex_unlock(&srv->lock);
     return j;
 }
@@ -1320,8 +1314,7 @@ static enum MHD_Result send_control_error(struct MHD_Connection *c, struct reque
     return send_json(c, rq, status, json_pack("{s:s}", "error", msg), NULL);
 }
 
-static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c,
-                                  struct request *rq)
+static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, struct request *rq)
 {
     json_error_t jerr;
     json_t *b = rq->body_len ? json_loadb(rq->body, rq->body_len, 0, &jerr) : json_object();
@@ -1402,8 +1395,7 @@ static enum MHD_Result control(struct server *srv, struct MHD_Connection *c, con
                 json_decref(arr);
                 if (!text)
                     return send_control_error(c, rq, 500, "out of memory");
-                return send_body(c, rq, 200, "application/json", text, strlen(text), NULL,
-                                 false);
+                return send_body(c, rq, 200, "application/json", text, strlen(text), NULL, false);
             }
         }
         if (strcmp(method, "DELETE") == 0) {
@@ -1500,8 +1492,7 @@ static enum MHD_Result send_go_bad_request(struct MHD_Connection *c, struct requ
 }
 
 static enum MHD_Result api(struct server *srv, struct MHD_Connection *c, const char *method,
-                           struct request *rq, const char *path, size_t path_len,
-                           const char *query)
+                           struct request *rq, const char *path, size_t path_len, const char *query)
 {
     char *segs[MAX_SEGMENTS];
     size_t nseg = 0, i;
@@ -1653,9 +1644,8 @@ static void append_body(struct request *rq, const char *data, size_t n)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     struct server *srv = cls;
     struct request *rq = *req_cls;
@@ -1708,26 +1698,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: " DOUBLE_NAME " [OPTIONS]\n"
-            "A test double (and demo) of StackRox Central's APITokenService.\n\n"
-            "  --listen ADDR          address to bind (default 127.0.0.1; IPv6 allowed)\n"
-            "  --port N               port (default 8443; 0 = pick a free one)\n"
-            "  --port-file F          write the bound port to F (atomically) once listening\n"
-            "  --token T              accept 'Authorization: Bearer T' with full access\n"
-            "                         (repeatable; also env CENTRAL_DOUBLE_TOKENS=a,b)\n"
-            "  --readonly-token T     accept T with read-only access: 403 on generate/revoke\n"
-            "                         (repeatable; also env CENTRAL_DOUBLE_READONLY_TOKENS)\n"
-            "  --role NAME            a role that exists (repeatable; replaces the defaults:\n"
-            "                         Admin, Analyst, Continuous Integration, None,\n"
-            "                         Sensor Creator, Vulnerability Report Creator)\n"
-            "  --tls-cert F --tls-key F  serve HTTPS with this PEM certificate and key\n"
-            "  --split-encoded-slash  decode the whole path before splitting, like Central\n"
-            "                         itself (an id with %%2F then no longer matches)\n"
-            "  --log-requests         one line per API request on stderr (no credentials)\n"
-            "  -h, --help             this text\n\n"
-            "Control endpoints (no auth): GET/DELETE /__double/requests, GET/POST/DELETE\n"
-            "/__double/faults, DELETE /__double/tokens. See docs/central-double.md.\n");
+    fprintf(f, "usage: " DOUBLE_NAME " [OPTIONS]\n"
+               "A test double (and demo) of StackRox Central's APITokenService.\n\n"
+               "  --listen ADDR          address to bind (default 127.0.0.1; IPv6 allowed)\n"
+               "  --port N               port (default 8443; 0 = pick a free one)\n"
+               "  --port-file F          write the bound port to F (atomically) once listening\n"
+               "  --token T              accept 'Authorization: Bearer T' with full access\n"
+               "                         (repeatable; also env CENTRAL_DOUBLE_TOKENS=a,b)\n"
+               "  --readonly-token T     accept T with read-only access: 403 on generate/revoke\n"
+               "                         (repeatable; also env CENTRAL_DOUBLE_READONLY_TOKENS)\n"
+               "  --role NAME            a role that exists (repeatable; replaces the defaults:\n"
+               "                         Admin, Analyst, Continuous Integration, None,\n"
+               "                         Sensor Creator, Vulnerability Report Creator)\n"
+               "  --tls-cert F --tls-key F  serve HTTPS with this PEM certificate and key\n"
+               "  --split-encoded-slash  decode the whole path before splitting, like Central\n"
+               "                         itself (an id with %%2F then no longer matches)\n"
+               "  --log-requests         one line per API request on stderr (no credentials)\n"
+               "  -h, --help             this text\n\n"
+               "Control endpoints (no auth): GET/DELETE /__double/requests, GET/POST/DELETE\n"
+               "/__double/faults, DELETE /__double/tokens. See docs/central-double.md.\n");
 }
 
 static char *read_file(const char *path)
@@ -1875,8 +1864,8 @@ static const char *flag_value(int argc, char **argv, int *i, const char *name)
 int main(int argc, char **argv)
 {
     static struct server srv;
-    const char *listen_addr = "127.0.0.1", *port_file = NULL, *cert_file = NULL,
-               *key_file = NULL, *v;
+    const char *listen_addr = "127.0.0.1", *port_file = NULL, *cert_file = NULL, *key_file = NULL,
+               *v;
     long port = 8443;
     char *cert = NULL, *key = NULL;
     struct sockaddr_storage ss;
@@ -1996,14 +1985,14 @@ int main(int argc, char **argv)
         }
         flags |= MHD_USE_TLS;
     }
-    d = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, &srv, MHD_OPTION_SOCK_ADDR,
-        (const struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK, on_uri, &srv,
-        MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, &srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        &srv, MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        1024u, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)THREAD_STACK, cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
-        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+    d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, &srv, MHD_OPTION_SOCK_ADDR,
+                         (const struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK, on_uri, &srv,
+                         MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, &srv, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, &srv, MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT,
+                         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                         MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK,
+                         cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
+                         MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "%s: cannot listen on %s port %ld\n", DOUBLE_NAME, listen_addr, port);
         goto out;
@@ -2013,9 +2002,8 @@ int main(int argc, char **argv)
         struct sockaddr_storage got;
         socklen_t gl = sizeof got;
         if (getsockname(di->listen_fd, (struct sockaddr *)&got, &gl) == 0)
-            bound_port = ntohs(got.ss_family == AF_INET6
-                                   ? ((struct sockaddr_in6 *)&got)->sin6_port
-                                   : ((struct sockaddr_in *)&got)->sin_port);
+            bound_port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                                         : ((struct sockaddr_in *)&got)->sin_port);
     }
     if (bound_port == 0) {
         fprintf(stderr, "%s: cannot read the bound port\n", DOUBLE_NAME);
@@ -2031,8 +2019,9 @@ int main(int argc, char **argv)
                 "--token T (or CENTRAL_DOUBLE_TOKENS) and send 'Authorization: Bearer T'.\n",
                 DOUBLE_NAME);
     else
-        fprintf(stderr, "%s: accepting %zu configured token(s); try: curl -H 'Authorization: "
-                        "Bearer <token>' %s://%s%s%s:%u/v1/apitokens\n",
+        fprintf(stderr,
+                "%s: accepting %zu configured token(s); try: curl -H 'Authorization: "
+                "Bearer <token>' %s://%s%s%s:%u/v1/apitokens\n",
                 DOUBLE_NAME, srv.ncreds, cert ? "https" : "http", ipv6 ? "[" : "", host,
                 ipv6 ? "]" : "", bound_port);
     if (port_file && !write_port_file(port_file, bound_port)) {
