@@ -14,7 +14,7 @@
 /* Entries in one nodelist and units of work in one evaluation: a short query can ask for a
  * result that grows as a power of the document size ($..*..*..*); past these it fails. */
 #define MAX_NODES ((size_t)1 << 22)
-#define MAX_STEPS ((size_t)200000000)
+#define MAX_STEPS ((size_t)50000000)
 /* Deep equality recursion bound (documents built in code can be deeper than jansson parses). */
 #define MAX_EQ_DEPTH 4096
 /* I-Regexp limits: program size after {n,m} expansion, and the largest quantifier bound. */
@@ -1132,7 +1132,7 @@ static int parse_cmp_op(struct parser *p, enum cmp_op *op)
 /* paren-expr / comparison-expr / test-expr */
 static struct expr *parse_basic(struct parser *p)
 {
-    size_t at = p->pos, save;
+    size_t at = p->pos, save, open;
     struct expr *e = NULL, *inner = NULL, *cmp = NULL, *rhs;
     enum cmp_op op;
     char buf[32];
@@ -1152,6 +1152,7 @@ static struct expr *parse_basic(struct parser *p)
     if (peek(p) == '(') {
         if (enter(p) < 0)
             return NULL;
+        open = p->pos;
         p->pos++;
         skip_ws(p);
         inner = parse_or(p);
@@ -1161,12 +1162,13 @@ static struct expr *parse_basic(struct parser *p)
         skip_ws(p);
         if (peek(p) != ')') {
             fail_at(p, p->pos, "expected ')' to close the '(' at column %u, found %s",
-                    column_of(p, at + (size_t)neg), describe(p, p->pos, buf, sizeof(buf)));
+                    column_of(p, open), describe(p, p->pos, buf, sizeof(buf)));
             expr_free(inner);
             return NULL;
         }
         p->pos++;
         inner->paren = 1;
+        inner->at = open;
     } else {
         inner = parse_primary(p);
         if (inner == NULL)
