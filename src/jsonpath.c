@@ -62,13 +62,13 @@ struct regex;
 
 struct expr {
     enum expr_kind kind;
-    int paren;     /* written inside ( ): a logical expression, never a comparable */
-    size_t at;     /* byte offset in the source, for messages */
+    int paren; /* written inside ( ): a logical expression, never a comparable */
+    size_t at; /* byte offset in the source, for messages */
     enum cmp_op op;
     struct expr **kids; /* owned; operands of OR/AND/NOT/CMP, arguments of FUNC */
     size_t n, cap;
-    json_t *lit;      /* owned; EX_LIT */
-    struct query *q;  /* owned; EX_QUERY */
+    json_t *lit;     /* owned; EX_LIT */
+    struct query *q; /* owned; EX_QUERY */
     enum fn_id fn;
     struct regex *re; /* owned; match/search with a literal pattern */
     int re_bad;       /* that literal pattern is not a valid I-Regexp */
@@ -93,6 +93,7 @@ static const struct {
 };
 
 static void regex_free(struct regex *re);
+static size_t regex_size(const struct regex *re);
 static enum nk_rc regex_compile(const char *pat, size_t len, struct regex **out);
 
 static void query_free(struct query *q);
@@ -565,6 +566,7 @@ static int parse_selector(struct parser *p, struct segment *seg)
     struct selector *s;
     int c = peek(p);
     int64_t v;
+    size_t save;
     char buf[32];
 
     s = add_selector(p, seg);
@@ -596,9 +598,12 @@ static int parse_selector(struct parser *p, struct segment *seg)
             s->index = v;
             s->start = v;
             s->has_start = 1;
+            save = p->pos;
             skip_ws(p);
-            if (peek(p) != ':')
+            if (peek(p) != ':') {
+                p->pos = save; /* the blanks belong to the bracketed selection */
                 return 0;
+            }
         }
         s->kind = SEL_SLICE;
         s->step = 1;
@@ -853,8 +858,9 @@ static int check_comparable(struct parser *p, const struct expr *e)
         return 0;
     case EX_QUERY:
         if (!e->q->singular) {
-            fail_at(p, e->at, "a non-singular query cannot be compared (a singular query has "
-                              "only name and index segments, no blanks inside '[ ]')");
+            fail_at(p, e->at,
+                    "a non-singular query cannot be compared (a singular query has "
+                    "only name and index segments, no blanks inside '[ ]')");
             return -1;
         }
         return 0;
@@ -1208,8 +1214,9 @@ static struct expr *parse_basic(struct parser *p)
     skip_ws(p);
     c = peek(p);
     if (c == '(' || c == '!') {
-        fail_at(p, p->pos, "expected a literal, a singular query or a function after the "
-                           "comparison operator");
+        fail_at(p, p->pos,
+                "expected a literal, a singular query or a function after the "
+                "comparison operator");
         goto fail;
     }
     rhs = parse_primary(p);
@@ -1561,7 +1568,7 @@ static json_t *eval_singular(const struct ctx *c, const struct query *q, json_t 
         } else if (json_is_array(v)) {
             idx = s->index < 0 ? s->index + (int64_t)json_array_size(v) : s->index;
             v = (idx >= 0 && idx < (int64_t)json_array_size(v)) ? json_array_get(v, (size_t)idx)
-                                                                 : NULL;
+                                                                : NULL;
         } else {
             v = NULL;
         }
@@ -1611,7 +1618,7 @@ static int eval_regex_fn(struct ctx *c, const struct expr *e, json_t *cur)
         goto out;
     }
     eval_value(c, e->kids[1], cur, &pat);
-    if (!json_is_string(pat.v))
+    if (!json_is_string(pat.v) || tick(c, json_string_length(pat.v) + 1))
         goto out;
     switch (regex_compile(json_string_value(pat.v), json_string_length(pat.v), &re)) {
     case NK_OK:
@@ -1622,7 +1629,10 @@ static int eval_regex_fn(struct ctx *c, const struct expr *e, json_t *cur)
     default:
         goto out;
     }
-    r = regex_run(c, re, json_string_value(subj.v), json_string_length(subj.v), e->fn == FN_MATCH);
+    /* Compiling a pattern from the document costs up to its program size. */
+    if (!tick(c, regex_size(re)))
+        r = regex_run(c, re, json_string_value(subj.v), json_string_length(subj.v),
+                      e->fn == FN_MATCH);
 out:
     regex_free(re);
     val_cleanup(&subj);
@@ -1862,9 +1872,36 @@ json_t *nk_jsonpath_first(const struct nk_jsonpath *p, json_t *doc)
 /* I-Regexp (RFC 9485): parsed to a tree, compiled to a Thompson NFA, run in linear time    */
 
 enum uc_cat {
-    UC_LU, UC_LL, UC_LT, UC_LM, UC_LO, UC_MN, UC_MC, UC_ME, UC_ND, UC_NL,
-    UC_NO, UC_PC, UC_PD, UC_PS, UC_PE, UC_PI, UC_PF, UC_PO, UC_SM, UC_SC,
-    UC_SK, UC_SO, UC_ZS, UC_ZL, UC_ZP, UC_CC, UC_CF, UC_CS, UC_CO, UC_CN
+    UC_LU,
+    UC_LL,
+    UC_LT,
+    UC_LM,
+    UC_LO,
+    UC_MN,
+    UC_MC,
+    UC_ME,
+    UC_ND,
+    UC_NL,
+    UC_NO,
+    UC_PC,
+    UC_PD,
+    UC_PS,
+    UC_PE,
+    UC_PI,
+    UC_PF,
+    UC_PO,
+    UC_SM,
+    UC_SC,
+    UC_SK,
+    UC_SO,
+    UC_ZS,
+    UC_ZL,
+    UC_ZP,
+    UC_CC,
+    UC_CF,
+    UC_CS,
+    UC_CO,
+    UC_CN
 };
 
 struct ucd_range {
@@ -1921,7 +1958,7 @@ enum rn_kind { RN_CHAR, RN_ANY, RN_CLASS, RN_CAT, RN_ALT, RN_REPEAT, RN_BOL, RN_
 
 struct re_node {
     enum rn_kind kind;
-    uint32_t c; /* RN_CHAR code point, RN_CLASS class index */
+    uint32_t c;            /* RN_CHAR code point, RN_CLASS class index */
     struct re_node **kids; /* owned */
     size_t n, cap;
     int min, max; /* RN_REPEAT; max -1 is unbounded */
@@ -2057,8 +2094,20 @@ static int64_t re_escape(struct re_parser *rp, uint32_t *mask, int *neg)
         return '\r';
     case 't':
         return '\t';
-    case '(': case ')': case '*': case '+': case '-': case '.': case '?':
-    case '[': case '\\': case ']': case '^': case '{': case '|': case '}':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '?':
+    case '[':
+    case '\\':
+    case ']':
+    case '^':
+    case '{':
+    case '|':
+    case '}':
         return c;
     case 'p':
     case 'P':
@@ -2235,7 +2284,12 @@ static struct re_node *re_atom(struct re_parser *rp)
         }
         n->c = idx;
         return n;
-    case '*': case '+': case '?': case '{': case '}': case ']':
+    case '*':
+    case '+':
+    case '?':
+    case '{':
+    case '}':
+    case ']':
         rp->bad = 1;
         return NULL;
     default:
@@ -2478,6 +2532,11 @@ out:
     return rc;
 }
 
+static size_t regex_size(const struct regex *re)
+{
+    return re->n;
+}
+
 static int class_match(const struct re_class *k, uint32_t cp)
 {
     size_t i;
@@ -2549,6 +2608,8 @@ static int regex_run(struct ctx *c, const struct regex *re, const char *s, size_
     uint32_t cp;
     int ok, res = 0;
 
+    if (tick(c, re->n / 64 + 1))
+        return 0;
     /* Each pc is marked once per generation, so a stack of 2n + 1 suffices. */
     r.mark = calloc(re->n, sizeof(*r.mark));
     r.stack = malloc((2 * re->n + 1) * sizeof(*r.stack));

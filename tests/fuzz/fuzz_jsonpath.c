@@ -32,8 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (nk_jsonpath_is_singular(jp) < 0 || strcmp(nk_jsonpath_text(jp), sel) != 0)
             abort();
         if (sep != NULL)
-            doc = json_loadb((const char *)sep + 1, size - n - 1,
-                             JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+            doc = json_loadb((const char *)sep + 1, size - n - 1, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                             NULL);
         if (doc == NULL)
             doc = json_pack("{s:[i,s,{s:n}]}", "a", 1, "b", "c");
         res = nk_jsonpath_query(jp, doc);

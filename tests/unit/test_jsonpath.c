@@ -262,6 +262,12 @@ static void test_singular_and_first(void **state)
     assert_int_equal(nk_jsonpath_compile("$[ 'a' ]", &jp, NULL), NK_OK);
     assert_false(nk_jsonpath_is_singular(jp));
     nk_jsonpath_free(jp);
+    assert_int_equal(nk_jsonpath_compile("$[0 ]", &jp, NULL), NK_OK);
+    assert_false(nk_jsonpath_is_singular(jp));
+    nk_jsonpath_free(jp);
+    assert_int_equal(nk_jsonpath_compile("$ [0] .a", &jp, NULL), NK_OK);
+    assert_true(nk_jsonpath_is_singular(jp));
+    nk_jsonpath_free(jp);
 
     doc = json_loads("{\"a\":[10,20]}", 0, NULL);
     assert_int_equal(nk_jsonpath_compile("$.a[*]", &jp, NULL), NK_OK);
@@ -342,11 +348,16 @@ static void test_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_basics),        cmocka_unit_test(test_dollar_dot_extension),
-        cmocka_unit_test(test_names),         cmocka_unit_test(test_index_errors),
-        cmocka_unit_test(test_filters),       cmocka_unit_test(test_filter_errors),
-        cmocka_unit_test(test_functions),     cmocka_unit_test(test_regex_is_linear),
-        cmocka_unit_test(test_singular_and_first), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_basics),
+        cmocka_unit_test(test_dollar_dot_extension),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_index_errors),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_filter_errors),
+        cmocka_unit_test(test_functions),
+        cmocka_unit_test(test_regex_is_linear),
+        cmocka_unit_test(test_singular_and_first),
+        cmocka_unit_test(test_limits),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
