@@ -1952,6 +1952,7 @@ struct regex {
     size_t n, cap;
     struct re_class *classes; /* owned */
     size_t ncls, clscap;
+    int nomem; /* an allocation failed while emitting the program */
 };
 
 enum rn_kind { RN_CHAR, RN_ANY, RN_CLASS, RN_CAT, RN_ALT, RN_REPEAT, RN_BOL, RN_EOL };
@@ -2403,8 +2404,12 @@ fail:
 
 static int re_emit(struct regex *re, enum re_op op, uint32_t c, size_t x, size_t y)
 {
-    if (re->n >= RE_MAX_PROG || grow(&re->prog, &re->cap, re->n, sizeof(*re->prog)) < 0)
+    if (re->n >= RE_MAX_PROG)
         return -1;
+    if (grow(&re->prog, &re->cap, re->n, sizeof(*re->prog)) < 0) {
+        re->nomem = 1;
+        return -1;
+    }
     re->prog[re->n++] = (struct re_inst){op, c, x, y};
     return 0;
 }
@@ -2520,7 +2525,7 @@ static enum nk_rc regex_compile(const char *pat, size_t len, struct regex **out)
         goto out;
     }
     if (re_gen(re, tree) < 0 || re_emit(re, RE_MATCH, 0, 0, 0) < 0) {
-        rc = NK_ERR_INVALID; /* program too large */
+        rc = re->nomem ? NK_ERR_NOMEM : NK_ERR_INVALID; /* else the program is too large */
         goto out;
     }
 out:

@@ -20,3 +20,11 @@ else()
     COMMAND fuzz_jsonpath_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/jsonpath)
 endif()
 set_tests_properties(fuzz.jsonpath.replay PROPERTIES TIMEOUT 300)
+
+# Every allocation of compile and query fails in turn (the wrapped allocator lives in the test).
+add_executable(jsonpath_oom ${CMAKE_CURRENT_SOURCE_DIR}/jsonpath/oom_test.c)
+target_link_libraries(jsonpath_oom PRIVATE naftikod_core)
+target_link_options(jsonpath_oom PRIVATE
+  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup)
+add_test(NAME jsonpath.oom COMMAND jsonpath_oom)
+set_tests_properties(jsonpath.oom PROPERTIES TIMEOUT 300)
