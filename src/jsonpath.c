@@ -725,8 +725,8 @@ static int parse_segment(struct parser *p, struct query *q)
     }
     if (is_name_first(c))
         return parse_shorthand(p, seg);
-    fail_at(p, p->pos, "expected a member name, '*'%s after '%s', found %s",
-            seg->descendant ? " or '['" : "", seg->descendant ? ".." : ".",
+    fail_at(p, p->pos, "expected a member name%s after '%s', found %s",
+            seg->descendant ? ", '*' or '['" : " or '*'", seg->descendant ? ".." : ".",
             describe(p, p->pos, buf, sizeof(buf)));
     return -1;
 }
