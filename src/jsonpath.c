@@ -627,8 +627,10 @@ static int parse_selector(struct parser *p, struct segment *seg)
         }
         return 0;
     }
-    if (c == ']')
+    if (c == ']' && seg->n == 1)
         fail_at(p, p->pos, "empty bracketed selection");
+    else if (c == ']')
+        fail_at(p, p->pos, "expected a selector after ','");
     else
         fail_at(p, p->pos, "expected a selector (name, '*', index, slice or filter), found %s",
                 describe(p, p->pos, buf, sizeof(buf)));
@@ -1198,6 +1200,11 @@ static struct expr *parse_basic(struct parser *p)
     save = p->pos;
     skip_ws(p);
     if (!parse_cmp_op(p, &op)) {
+        if (peek(p) == '=') {
+            fail_at(p, p->pos, "'=' is not an operator; compare with '=='");
+            expr_free(inner);
+            return NULL;
+        }
         p->pos = save;
         return inner;
     }

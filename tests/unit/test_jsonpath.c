@@ -127,6 +127,7 @@ static void test_index_errors(void **state)
     expect_error("$[-9007199254740992]", 3, "out of range");
     expect_error("$[1:2:-0]", 7, "-0");
     expect_error("$[]", 3, "empty bracketed selection");
+    expect_error("$[1,]", 5, "expected a selector after ','");
     expect_error("$[1 2]", 5, "expected ']' or ',' after index");
     expect_error("$[a]", 3, "expected a selector");
     expect_error("$[1] ", 5, "whitespace is not allowed at the end");
@@ -179,6 +180,7 @@ static void test_filter_errors(void **state)
     expect_error("$[?(@.a) == 1]", 4, "parenthesised expression cannot be compared");
     expect_error("$[?@.a == (1)]", 11, "expected a literal, a singular query or a function");
     expect_error("$[?@.a === 1]", 10, "expected a query, a literal or a function call");
+    expect_error("$[?@.a = 1]", 8, "'=' is not an operator; compare with '=='");
     expect_error("$[?@.a == 01]", 11, "leading zeros");
     expect_error("$[?@.a == 1.]", 13, "after the decimal point");
     expect_error("$[?@.a == .1]", 11, "expected a query, a literal or a function");
