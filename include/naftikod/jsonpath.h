@@ -23,7 +23,9 @@ const char *nk_jsonpath_text(const struct nk_jsonpath *p);
 int nk_jsonpath_is_singular(const struct nk_jsonpath *p);
 
 /* Evaluate p against doc. Returns a new reference to a JSON array holding the selected
- * nodes' values in document order (the nodelist), or NULL on OOM. doc is borrowed. */
+ * nodes' values in document order (the nodelist), or NULL on OOM or when the evaluation
+ * exceeds the resource limits of docs/jsonpath.md (result size, work, comparison depth).
+ * doc is borrowed. p may be shared by threads (evaluation does not modify it). */
 json_t *nk_jsonpath_query(const struct nk_jsonpath *p, json_t *doc);
 
 /* Convenience for mappings: the first selected value as a new reference, or NULL when the
