@@ -6,3 +6,11 @@ foreach(t test_upstream test_invoke)
     target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
   endif()
 endforeach()
+
+# test_invoke loads real capability documents: it needs the loader and JSONPath modules. On a
+# branch that does not have them yet, it is not built and reported as disabled.
+if(TARGET test_invoke AND NOT (EXISTS ${NK_SOURCE_DIR}/src/optable.c
+                               AND EXISTS ${NK_SOURCE_DIR}/src/jsonpath.c))
+  set_target_properties(test_invoke PROPERTIES EXCLUDE_FROM_ALL TRUE)
+  set_tests_properties(unit.invoke PROPERTIES DISABLED TRUE)
+endif()
