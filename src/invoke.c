@@ -95,6 +95,27 @@ static void sb_wipe(struct sbuf *b)
     b->p = NULL;
 }
 
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    struct sbuf *b = data;
+
+    sb_add(b, buf, size);
+    return b->oom ? -1 : 0;
+}
+
+/* json_dumps, except that a failed allocation is always an error: jansson 2.14 ignores the
+ * result of dumping an object key, so json_dumps can return a damaged text under memory
+ * pressure (found by the allocation-failure test). */
+static char *dump_json(json_t *v)
+{
+    struct sbuf b = {NULL, 0, 0, false};
+
+    if (json_dump_callback(v, dump_cb, &b,
+                           JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17)) != 0)
+        b.oom = true;
+    return sb_take(&b);
+}
+
 static const char *type_name(enum nk_type t)
 {
     switch (t) {
@@ -169,6 +190,7 @@ static enum nk_rc read_bind_file(const struct nk_bind *b, char **out, char *why,
     char *buf = NULL;
     size_t n = 0, r;
     json_t *doc = NULL, *v;
+    json_error_t jerr;
 
     *out = NULL;
     f = fopen(b->location, "rb");
@@ -195,7 +217,21 @@ static enum nk_rc read_bind_file(const struct nk_bind *b, char **out, char *why,
         goto out;
     }
     buf[n] = '\0';
-    doc = json_loadb(buf, n, 0, NULL);
+    for (r = 0; r < n && isspace((unsigned char)buf[r]); r++)
+        ;
+    if (r < n && buf[r] == '{') {
+        doc = json_loadb(buf, n, 0, &jerr);
+        if (doc == NULL) {
+            if (json_error_code(&jerr) == json_error_out_of_memory) {
+                rc = NK_ERR_NOMEM;
+            } else {
+                snprintf(why, why_n, "'%s' is not valid JSON: %s (line %d)", b->location, jerr.text,
+                         jerr.line);
+                rc = NK_ERR_INVALID;
+            }
+            goto out;
+        }
+    }
     if (json_is_object(doc)) {
         v = json_object_get(doc, b->source);
         if (!json_is_string(v)) {
@@ -510,7 +546,7 @@ static int parse_bool(const char *s)
 
 static void describe(json_t *v, char *out, size_t n)
 {
-    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    char *s = dump_json(v);
 
     if (s == NULL) {
         snprintf(out, n, "a value");
@@ -687,7 +723,7 @@ static char *text_of(json_t *v)
         return strdup("false");
     if (json_is_null(v))
         return strdup("");
-    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
+    return dump_json(v);
 }
 
 /* An argument by any of its spellings: x, rest.x, tools.x, ns.x, $this.ns.x (dotted argument
@@ -1029,10 +1065,9 @@ static json_t *expand_body(struct build *b, json_t *t, enum nk_rc *rc, struct nk
     }
     if (!json_is_string(t))
         return json_copy(t);
-    if (nk_tmpl_compile(json_string_value(t), NK_TMPL_MUSTACHE, &tm, err) != NK_OK) {
-        *rc = NK_ERR_INVALID;
+    *rc = nk_tmpl_compile(json_string_value(t), NK_TMPL_MUSTACHE, &tm, err);
+    if (*rc != NK_OK)
         return NULL;
-    }
     if (tm.n == 1 && tm.parts[0].kind == NK_TMPL_VAR &&
         find_bind(b->ctx, tm.parts[0].text) == NULL &&
         (v = find_arg_value(b, tm.parts[0].text)) != NULL) {
@@ -1240,7 +1275,7 @@ enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, 
         }
     }
     if (body != NULL) {
-        out->body = json_dumps(body, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
+        out->body = dump_json(body);
         if (out->body == NULL)
             goto nomem;
         out->body_len = strlen(out->body);

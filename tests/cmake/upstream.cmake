@@ -14,3 +14,15 @@ if(TARGET test_invoke AND NOT (EXISTS ${NK_SOURCE_DIR}/src/optable.c
   set_target_properties(test_invoke PROPERTIES EXCLUDE_FROM_ALL TRUE)
   set_tests_properties(unit.invoke PROPERTIES DISABLED TRUE)
 endif()
+
+# Allocation-failure loop over template, context, request building and output mapping.
+if(EXISTS ${NK_SOURCE_DIR}/src/optable.c AND EXISTS ${NK_SOURCE_DIR}/src/jsonpath.c)
+  add_executable(test_invoke_oom ${CMAKE_CURRENT_SOURCE_DIR}/oom/test_invoke_oom.c)
+  target_link_libraries(test_invoke_oom PRIVATE naftikod_core PkgConfig::CMOCKA)
+  target_include_directories(test_invoke_oom PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
+  target_link_options(test_invoke_oom PRIVATE
+    -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup)
+  add_test(NAME unit.invoke_oom COMMAND test_invoke_oom)
+  set_tests_properties(unit.invoke_oom PROPERTIES TIMEOUT 300
+    ENVIRONMENT "CMOCKA_MESSAGE_OUTPUT=stdout")
+endif()
