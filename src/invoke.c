@@ -838,6 +838,11 @@ static enum nk_rc param_value(struct build *b, const struct nk_param *p, json_t 
         v = find_arg_value(b, t->parts[0].text);
         if (v == NULL)
             goto absent;
+        /* checked like an argument; a string parameter takes any scalar as its text */
+        if (p->type != NK_TYPE_ANY && p->type != NK_TYPE_STRING) {
+            *out = coerce(p->name, p->type, v, mode, err, &oom);
+            return *out != NULL ? NK_OK : oom ? NK_ERR_NOMEM : NK_ERR_INVALID;
+        }
         *out = json_incref(v);
         return NK_OK;
     }

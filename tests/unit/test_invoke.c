@@ -649,6 +649,17 @@ static void test_every_strings_mode(void **state)
     assert_int_equal(build(e->ctx, op, "{\"tid\":\"t\",\"part\":\"p\",\"ratio\":\"0x10\"}",
                            NK_ARGS_STRINGS, &r, &err),
                      NK_ERR_INVALID);
+    /* a whole-template binding is checked against the consumed parameter's type */
+    assert_int_equal(build(e->ctx, op, "{\"tid\":\"t\",\"part\":\"p\",\"flag\":\"maybe\"}",
+                           NK_ARGS_STRINGS, &r, &err),
+                     NK_ERR_INVALID);
+    assert_string_equal(err.msg, "parameter 'flag' must be a boolean, got \"maybe\"");
+    assert_int_equal(build(e->ctx, op, "{\"tid\":\"t\",\"part\":\"p\",\"flag\":\"T\"}",
+                           NK_ARGS_STRINGS, &r, &err),
+                     NK_OK);
+    assert_string_equal(r.url,
+                        "http://h.example:81/api/things/t/parts/p?flag=true&tenant=user-alice");
+    nk_upstream_request_cleanup(&r);
 }
 
 static void test_every_bodies(void **state)
