@@ -26,3 +26,12 @@ if(EXISTS ${NK_SOURCE_DIR}/src/optable.c AND EXISTS ${NK_SOURCE_DIR}/src/jsonpat
   set_tests_properties(unit.invoke_oom PROPERTIES TIMEOUT 300
     ENVIRONMENT "CMOCKA_MESSAGE_OUTPUT=stdout")
 endif()
+
+# libFuzzer harness for templates and percent-encoding (-DNK_FUZZ=ON with clang; run:
+# build/tests/fuzz_template -max_total_time=60).
+if(NK_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
+  add_executable(fuzz_template ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_template.c)
+  target_link_libraries(fuzz_template PRIVATE naftikod_core)
+  target_compile_options(fuzz_template PRIVATE -fsanitize=fuzzer)
+  target_link_options(fuzz_template PRIVATE -fsanitize=fuzzer)
+endif()
