@@ -6,6 +6,10 @@ foreach(t test_upstream test_invoke)
     target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
   endif()
 endforeach()
+# The TLS case of test_upstream serves HTTPS with libmicrohttpd (allowed in tests).
+if(TARGET test_upstream)
+  target_link_libraries(test_upstream PRIVATE PkgConfig::MHD)
+endif()
 
 # test_invoke loads real capability documents: it needs the loader and JSONPath modules. On a
 # branch that does not have them yet, it is not built and reported as disabled.

@@ -8,8 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
+#include <microhttpd.h>
 
 #include "fake_http.h"
 #include "naftikod/template.h"
@@ -507,6 +513,123 @@ static void test_dns_and_tls_failures(void **state)
     nk_upstream_free(u);
 }
 
+/* ---- TLS: a libmicrohttpd HTTPS server with a throw-away self-signed certificate ---------- */
+
+static enum MHD_Result tls_answer(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    static const char body[] = "{\"tls\":true}";
+    struct MHD_Response *r;
+    enum MHD_Result ret;
+
+    (void)cls, (void)url, (void)method, (void)version, (void)upload_data;
+    (void)upload_data_size, (void)req_cls;
+    r = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+
+    if (f == NULL)
+        return NULL;
+    buf = calloc(1, 65536);
+    assert_non_null(buf);
+    n = fread(buf, 1, 65535, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void test_tls(void **state)
+{
+    char dir[] = "/tmp/nk-tls-XXXXXX", cmd[1024], crt[64], key[64], url[128];
+    struct nk_upstream_options o;
+    struct nk_upstream *u = NULL;
+    struct MHD_Daemon *d;
+    const union MHD_DaemonInfo *info;
+    struct sockaddr_in sa;
+    char *kpem, *cpem;
+    struct done dn;
+    int rc;
+
+    (void)state;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        skip();
+    assert_non_null(mkdtemp(dir));
+    snprintf(crt, sizeof(crt), "%s/c.pem", dir);
+    snprintf(key, sizeof(key), "%s/k.pem", dir);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout %s "
+             "-out %s >/dev/null 2>&1",
+             key, crt);
+    rc = system(cmd);
+    kpem = slurp(key);
+    cpem = slurp(crt);
+    if (rc != 0 || kpem == NULL || cpem == NULL) {
+        free(kpem);
+        free(cpem);
+        unlink(key);
+        unlink(crt);
+        rmdir(dir);
+        skip(); /* no openssl on this machine */
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS, 0, NULL, NULL, tls_answer,
+                         NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                         MHD_OPTION_HTTPS_MEM_KEY, kpem, MHD_OPTION_HTTPS_MEM_CERT, cpem,
+                         MHD_OPTION_END);
+    assert_non_null(d);
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    assert_non_null(info);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/x", (unsigned)info->port);
+
+    /* trusted through ca_file */
+    memset(&o, 0, sizeof(o));
+    o.ca_file = crt;
+    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    fetch(u, "GET", url, NULL, NULL, &dn);
+    assert_int_equal(dn.resp.rc, NK_OK);
+    assert_int_equal(dn.resp.status, 200);
+    assert_string_equal(dn.resp.body, "{\"tls\":true}");
+    done_cleanup(&dn);
+    nk_upstream_free(u);
+
+    /* the system store does not know it */
+    assert_int_equal(nk_upstream_new(NULL, &u, NULL), NK_OK);
+    fetch(u, "GET", url, NULL, NULL, &dn);
+    assert_int_equal(dn.resp.rc, NK_ERR_UPSTREAM);
+    assert_string_equal(dn.resp.error, "TLS certificate verification failed");
+    done_cleanup(&dn);
+    nk_upstream_free(u);
+
+    /* labs: verification off */
+    memset(&o, 0, sizeof(o));
+    o.insecure = true;
+    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    fetch(u, "GET", url, NULL, NULL, &dn);
+    assert_int_equal(dn.resp.rc, NK_OK);
+    done_cleanup(&dn);
+    nk_upstream_free(u);
+
+    MHD_stop_daemon(d);
+    free(kpem);
+    free(cpem);
+    unlink(key);
+    unlink(crt);
+    rmdir(dir);
+}
+
 static int global_setup(void **state)
 {
     (void)state;
@@ -535,6 +658,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_and_tls_failures, setup, teardown),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, global_setup, global_teardown);
 }
