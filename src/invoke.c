@@ -1,0 +1,1613 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* invoke.c: run-time context (binds, server variables), argument checking, upstream request
+ * building, and mapping of the upstream answer. */
+#include "naftikod/invoke.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <regex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_BIND_FILE (64 * 1024)
+
+struct nk_context {
+    atomic_int refs;
+    struct nk_optable *t;
+    char **bind_values; /* parallel to t->binds; secrets */
+    char **bases;       /* parallel to t->consumers: expanded baseUri, no trailing '/' */
+};
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void wipe_free(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    char *np;
+    size_t ncap;
+
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        ncap = b->cap ? b->cap : 128;
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
+        np = realloc(b->p, ncap);
+        if (np == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+/* Hand the buffer out (always a string, possibly empty), or NULL on OOM. */
+static char *sb_take(struct sbuf *b)
+{
+    char *p;
+
+    sb_add(b, "", 0);
+    if (b->oom) {
+        if (b->p != NULL)
+            explicit_bzero(b->p, b->cap);
+        free(b->p);
+        b->p = NULL;
+        return NULL;
+    }
+    p = b->p;
+    b->p = NULL;
+    return p;
+}
+
+static void sb_wipe(struct sbuf *b)
+{
+    if (b->p != NULL)
+        explicit_bzero(b->p, b->cap);
+    free(b->p);
+    b->p = NULL;
+}
+
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    struct sbuf *b = data;
+
+    sb_add(b, buf, size);
+    return b->oom ? -1 : 0;
+}
+
+/* json_dumps, except that a failed allocation is always an error: jansson 2.14 ignores the
+ * result of dumping an object key, so json_dumps can return a damaged text under memory
+ * pressure (found by the allocation-failure test). */
+static char *dump_json(json_t *v)
+{
+    struct sbuf b = {NULL, 0, 0, false};
+
+    if (json_dump_callback(v, dump_cb, &b,
+                           JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17)) != 0)
+        b.oom = true;
+    return sb_take(&b);
+}
+
+static const char *type_name(enum nk_type t)
+{
+    switch (t) {
+    case NK_TYPE_STRING:
+        return "string";
+    case NK_TYPE_NUMBER:
+        return "number";
+    case NK_TYPE_INTEGER:
+        return "integer";
+    case NK_TYPE_BOOLEAN:
+        return "boolean";
+    case NK_TYPE_ARRAY:
+        return "array";
+    case NK_TYPE_OBJECT:
+        return "object";
+    case NK_TYPE_ANY:
+        break;
+    }
+    return "any";
+}
+
+/* ---- context ------------------------------------------------------------------------------ */
+
+static bool tmpl_uses(const struct nk_tmpl *t, const struct nk_bind *b)
+{
+    size_t i, nl = strlen(b->ns);
+
+    for (i = 0; t != NULL && i < t->n; i++) {
+        const char *x = t->parts[i].text;
+        if (t->parts[i].kind != NK_TMPL_VAR)
+            continue;
+        if (strcmp(x, b->name) == 0 ||
+            (strncmp(x, b->ns, nl) == 0 && x[nl] == '.' && strcmp(x + nl + 1, b->name) == 0))
+            return true;
+    }
+    return false;
+}
+
+/* " (used by ...)" for a diagnostic about bind b, or "" when no use is found. */
+static void bind_use(const struct nk_optable *t, const struct nk_bind *b, char *out, size_t n)
+{
+    size_t i, j;
+
+    out[0] = '\0';
+    for (i = 0; i < t->n_consumers; i++) {
+        const struct nk_consumer *c = &t->consumers[i];
+        const struct nk_auth *a = &c->auth;
+        const char *what = NULL;
+        if (tmpl_uses(&a->value, b) || tmpl_uses(&a->token, b) || tmpl_uses(&a->username, b) ||
+            tmpl_uses(&a->password, b))
+            what = "the authentication of consumer";
+        else if (tmpl_uses(&c->base_uri, b))
+            what = "the baseUri of consumer";
+        for (j = 0; what == NULL && j < c->n_headers; j++)
+            if (tmpl_uses(&c->headers[j].value, b))
+                what = "a header of consumer";
+        if (what != NULL) {
+            snprintf(out, n, " (used in %s '%s' at %s:%u)", what, c->ns,
+                     c->pos.file ? c->pos.file : "<input>", c->pos.line);
+            return;
+        }
+    }
+}
+
+/* Read a bind from its file. A file holding a JSON object is a set of values keyed by the
+ * bind's source name (so one `location` can serve several keys); any other file is the value
+ * itself, with one trailing newline removed. */
+static enum nk_rc read_bind_file(const struct nk_bind *b, char **out, char *why, size_t why_n)
+{
+    enum nk_rc rc = NK_OK;
+    FILE *f = NULL;
+    char *buf = NULL;
+    size_t n = 0, r;
+    json_t *doc = NULL, *v;
+    json_error_t jerr;
+
+    *out = NULL;
+    f = fopen(b->location, "rb");
+    if (f == NULL) {
+        snprintf(why, why_n, "cannot read '%s': %s", b->location, strerror(errno));
+        rc = NK_ERR_IO;
+        goto out;
+    }
+    buf = malloc(MAX_BIND_FILE + 1);
+    if (buf == NULL) {
+        rc = NK_ERR_NOMEM;
+        goto out;
+    }
+    while (n <= MAX_BIND_FILE && (r = fread(buf + n, 1, MAX_BIND_FILE + 1 - n, f)) > 0)
+        n += r;
+    if (ferror(f)) {
+        snprintf(why, why_n, "cannot read '%s'", b->location);
+        rc = NK_ERR_IO;
+        goto out;
+    }
+    if (n > MAX_BIND_FILE) {
+        snprintf(why, why_n, "'%s' is larger than %d bytes", b->location, MAX_BIND_FILE);
+        rc = NK_ERR_TOO_LARGE;
+        goto out;
+    }
+    buf[n] = '\0';
+    for (r = 0; r < n && isspace((unsigned char)buf[r]); r++)
+        ;
+    if (r < n && buf[r] == '{') {
+        doc = json_loadb(buf, n, 0, &jerr);
+        if (doc == NULL) {
+            if (json_error_code(&jerr) == json_error_out_of_memory) {
+                rc = NK_ERR_NOMEM;
+            } else {
+                snprintf(why, why_n, "'%s' is not valid JSON: %s (line %d)", b->location, jerr.text,
+                         jerr.line);
+                rc = NK_ERR_INVALID;
+            }
+            goto out;
+        }
+    }
+    if (json_is_object(doc)) {
+        v = json_object_get(doc, b->source);
+        if (!json_is_string(v)) {
+            snprintf(why, why_n, "'%s' has no string value '%s'", b->location, b->source);
+            rc = NK_ERR_NOTFOUND;
+            goto out;
+        }
+        *out = strdup(json_string_value(v));
+    } else {
+        if (n > 0 && buf[n - 1] == '\n')
+            buf[--n] = '\0';
+        if (n > 0 && buf[n - 1] == '\r')
+            buf[--n] = '\0';
+        if (strlen(buf) != n) {
+            snprintf(why, why_n, "'%s' contains a NUL byte", b->location);
+            rc = NK_ERR_INVALID;
+            goto out;
+        }
+        *out = strdup(buf);
+    }
+    if (*out == NULL)
+        rc = NK_ERR_NOMEM;
+out:
+    if (f != NULL)
+        fclose(f);
+    if (buf != NULL) {
+        explicit_bzero(buf, MAX_BIND_FILE + 1);
+        free(buf);
+    }
+    /* jansson keeps its own copies of the strings: nothing to wipe reliably, drop it. */
+    json_decref(doc);
+    return rc;
+}
+
+struct base_lookup {
+    const struct nk_context *c;
+    const struct nk_var *vars;
+    size_t n_vars;
+    char env_name[256];
+};
+
+static const char *find_bind(const struct nk_context *c, const char *name)
+{
+    const struct nk_optable *t = c->t;
+    size_t i, nl;
+
+    for (i = 0; i < t->n_binds; i++) {
+        const struct nk_bind *b = &t->binds[i];
+        nl = strlen(b->ns);
+        if (strcmp(name, b->name) == 0 || (strncmp(name, b->ns, nl) == 0 && name[nl] == '.' &&
+                                           strcmp(name + nl + 1, b->name) == 0))
+            return c->bind_values[i];
+    }
+    return NULL;
+}
+
+/* central-host -> CENTRAL_HOST */
+static void env_name_of(const char *name, char *out, size_t n)
+{
+    size_t i;
+
+    for (i = 0; name[i] != '\0' && i + 1 < n; i++)
+        out[i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+    out[i] = '\0';
+}
+
+static const char *server_var(struct base_lookup *l, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < l->n_vars; i++)
+        if (strcmp(l->vars[i].name, name) == 0)
+            return l->vars[i].value;
+    env_name_of(name, l->env_name, sizeof(l->env_name));
+    return getenv(l->env_name);
+}
+
+static enum nk_rc expand_base(struct nk_context *ctx, const struct nk_consumer *c,
+                              const struct nk_var *vars, size_t n_vars, struct nk_diags *diags,
+                              char **out)
+{
+    struct base_lookup l = {ctx, vars, n_vars, ""};
+    struct sbuf b = {NULL, 0, 0, false};
+    const struct nk_tmpl *t = &c->base_uri;
+    const char *file = c->pos.file;
+    const char *v;
+    bool missing = false;
+    size_t i;
+
+    *out = NULL;
+    for (i = 0; i < t->n; i++) {
+        const struct nk_tmpl_part *p = &t->parts[i];
+        if (p->kind == NK_TMPL_LIT) {
+            sb_str(&b, p->text);
+            continue;
+        }
+        v = p->double_braced ? find_bind(ctx, p->text) : server_var(&l, p->text);
+        if (v == NULL || (!p->double_braced && v[0] == '\0')) {
+            if (!p->double_braced) {
+                env_name_of(p->text, l.env_name, sizeof(l.env_name));
+                nk_diags_add(diags, NK_SEV_ERROR, file, c->pos.line, c->pos.column,
+                             "baseUri variable '%s' of consumer '%s' is not set: pass --var "
+                             "%s=VALUE or set the environment variable %s",
+                             p->text, c->ns, p->text, l.env_name);
+            }
+            /* a missing bind was already reported by the bind pass */
+            missing = true;
+            continue;
+        }
+        sb_str(&b, v);
+    }
+    if (missing) {
+        sb_wipe(&b);
+        return NK_ERR_INVALID;
+    }
+    *out = sb_take(&b);
+    if (*out == NULL)
+        return NK_ERR_NOMEM;
+    while (strlen(*out) > 0 && (*out)[strlen(*out) - 1] == '/')
+        (*out)[strlen(*out) - 1] = '\0';
+    return NK_OK;
+}
+
+static void context_free(struct nk_context *c)
+{
+    size_t i;
+
+    if (c == NULL)
+        return;
+    for (i = 0; c->bind_values != NULL && i < c->t->n_binds; i++)
+        wipe_free(c->bind_values[i]);
+    free(c->bind_values);
+    for (i = 0; c->bases != NULL && i < c->t->n_consumers; i++)
+        free(c->bases[i]);
+    free(c->bases);
+    nk_optable_unref(c->t);
+    free(c);
+}
+
+enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_t n_vars,
+                          struct nk_diags *diags, struct nk_context **out)
+{
+    enum nk_rc rc = NK_OK, r;
+    struct nk_context *c = NULL;
+    char why[400], use[300];
+    const char *env;
+    size_t i;
+
+    *out = NULL;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NK_ERR_NOMEM;
+    atomic_init(&c->refs, 1);
+    c->t = nk_optable_ref(t);
+    c->bind_values = calloc(t->n_binds + 1, sizeof(char *));
+    c->bases = calloc(t->n_consumers + 1, sizeof(char *));
+    if (c->bind_values == NULL || c->bases == NULL) {
+        rc = NK_ERR_NOMEM;
+        goto out;
+    }
+    for (i = 0; i < t->n_binds; i++) {
+        const struct nk_bind *b = &t->binds[i];
+        bind_use(t, b, use, sizeof(use));
+        if (b->location != NULL) {
+            why[0] = '\0';
+            r = read_bind_file(b, &c->bind_values[i], why, sizeof(why));
+            if (r == NK_ERR_NOMEM) {
+                rc = r;
+                goto out;
+            }
+            if (r != NK_OK) {
+                nk_diags_add(diags, NK_SEV_ERROR, b->pos.file, b->pos.line, b->pos.column,
+                             "bind '%s.%s' has no value: %s%s", b->ns, b->name, why, use);
+                rc = NK_ERR_INVALID;
+            }
+            continue;
+        }
+        env = getenv(b->source);
+        if (env == NULL || env[0] == '\0') {
+            nk_diags_add(diags, NK_SEV_ERROR, b->pos.file, b->pos.line, b->pos.column,
+                         "bind '%s.%s' has no value: environment variable %s is %s%s", b->ns,
+                         b->name, b->source, env == NULL ? "not set" : "empty", use);
+            rc = NK_ERR_INVALID;
+            continue;
+        }
+        c->bind_values[i] = strdup(env);
+        if (c->bind_values[i] == NULL) {
+            rc = NK_ERR_NOMEM;
+            goto out;
+        }
+    }
+    for (i = 0; i < t->n_consumers; i++) {
+        r = expand_base(c, &t->consumers[i], vars, n_vars, diags, &c->bases[i]);
+        if (r == NK_ERR_NOMEM) {
+            rc = r;
+            goto out;
+        }
+        if (r != NK_OK)
+            rc = NK_ERR_INVALID;
+    }
+    if (diags != NULL && diags->oom)
+        rc = NK_ERR_NOMEM;
+out:
+    if (rc != NK_OK) {
+        context_free(c);
+        return rc;
+    }
+    *out = c;
+    return NK_OK;
+}
+
+struct nk_context *nk_context_ref(struct nk_context *c)
+{
+    if (c != NULL)
+        atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
+void nk_context_unref(struct nk_context *c)
+{
+    if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1)
+        context_free(c);
+}
+
+const struct nk_optable *nk_context_table(const struct nk_context *c)
+{
+    return c->t;
+}
+
+void nk_result_free(struct nk_result *r)
+{
+    if (r == NULL)
+        return;
+    json_decref(r->json);
+    free(r->raw);
+    free(r->content_type);
+    free(r);
+}
+
+/* ---- argument checking -------------------------------------------------------------------- */
+
+/* Strict decimal integer: optional '-', digits, nothing else. */
+static bool parse_int(const char *s, json_int_t *out)
+{
+    long long v;
+    char *end;
+
+    if (s[0] == '\0' || (!isdigit((unsigned char)s[0]) && s[0] != '-'))
+        return false;
+    if (s[0] == '-' && !isdigit((unsigned char)s[1]))
+        return false;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    *out = (json_int_t)v;
+    return true;
+}
+
+/* A JSON number: -?digits(.digits)?([eE][+-]?digits)?, finite. */
+static bool parse_number(const char *s, double *out)
+{
+    const char *p = s;
+    char *end;
+
+    if (*p == '-')
+        p++;
+    if (!isdigit((unsigned char)*p))
+        return false;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p != '\0')
+        return false;
+    errno = 0;
+    *out = strtod(s, &end);
+    return errno == 0 && *end == '\0' && isfinite(*out);
+}
+
+/* Booleans take Go's strconv.ParseBool spellings, because the upstream that motivated
+ * naftikod (StackRox Central) accepts exactly those: 1 t T TRUE true True / 0 f F FALSE false
+ * False. */
+static int parse_bool(const char *s)
+{
+    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    size_t i;
+
+    for (i = 0; i < 6; i++) {
+        if (strcmp(s, yes[i]) == 0)
+            return 1;
+        if (strcmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static void describe(json_t *v, char *out, size_t n)
+{
+    char *s = dump_json(v);
+
+    if (s == NULL) {
+        snprintf(out, n, "a value");
+        return;
+    }
+    if (strlen(s) > 64)
+        snprintf(out, n, "%.60s...", s);
+    else
+        snprintf(out, n, "%s", s);
+    free(s);
+}
+
+static json_t *type_error(const char *name, enum nk_type t, json_t *v, struct nk_error *err)
+{
+    char got[80];
+
+    describe(v, got, sizeof(got));
+    nk_error_set(err, "parameter '%s' must be %s %s, got %s", name,
+                 t == NK_TYPE_INTEGER || t == NK_TYPE_ARRAY || t == NK_TYPE_OBJECT ? "an" : "a",
+                 type_name(t), got);
+    return NULL;
+}
+
+/* Check v against type t, coercing strings in NK_ARGS_STRINGS mode. Returns a new reference
+ * or NULL with err set (*oom tells allocation failure). */
+static json_t *coerce(const char *name, enum nk_type t, json_t *v, enum nk_args_mode mode,
+                      struct nk_error *err, bool *oom)
+{
+    json_int_t iv;
+    double dv;
+    json_t *r = NULL, *a, *e;
+    size_t i;
+    int bv;
+
+    if (mode == NK_ARGS_STRINGS && json_is_string(v)) {
+        const char *s = json_string_value(v);
+        switch (t) {
+        case NK_TYPE_BOOLEAN:
+            bv = parse_bool(s);
+            if (bv < 0)
+                return type_error(name, t, v, err);
+            return json_boolean(bv);
+        case NK_TYPE_INTEGER:
+            if (!parse_int(s, &iv))
+                return type_error(name, t, v, err);
+            r = json_integer(iv);
+            break;
+        case NK_TYPE_NUMBER:
+            if (parse_int(s, &iv))
+                r = json_integer(iv);
+            else if (parse_number(s, &dv))
+                r = json_real(dv);
+            else
+                return type_error(name, t, v, err);
+            break;
+        case NK_TYPE_ARRAY:
+            /* one query value for an array parameter is a one-element array */
+            a = json_array();
+            if (a == NULL || json_array_append(a, v) != 0) {
+                json_decref(a);
+                break;
+            }
+            r = a;
+            break;
+        case NK_TYPE_OBJECT:
+            return type_error(name, t, v, err);
+        case NK_TYPE_STRING:
+        case NK_TYPE_ANY:
+            return json_incref(v);
+        }
+        if (r == NULL)
+            *oom = true;
+        return r;
+    }
+    switch (t) {
+    case NK_TYPE_ANY:
+        return json_incref(v);
+    case NK_TYPE_STRING:
+        return json_is_string(v) ? json_incref(v) : type_error(name, t, v, err);
+    case NK_TYPE_BOOLEAN:
+        return json_is_boolean(v) ? json_incref(v) : type_error(name, t, v, err);
+    case NK_TYPE_NUMBER:
+        return json_is_number(v) ? json_incref(v) : type_error(name, t, v, err);
+    case NK_TYPE_INTEGER:
+        if (json_is_integer(v))
+            return json_incref(v);
+        /* JSON does not tell 5 from 5.0; an integral real is an integer */
+        dv = json_is_real(v) ? json_real_value(v) : 0.5;
+        if (dv == floor(dv) && fabs(dv) < 9007199254740992.0) {
+            r = json_integer((json_int_t)dv);
+            if (r == NULL)
+                *oom = true;
+            return r;
+        }
+        return type_error(name, t, v, err);
+    case NK_TYPE_OBJECT:
+        return json_is_object(v) ? json_incref(v) : type_error(name, t, v, err);
+    case NK_TYPE_ARRAY:
+        if (!json_is_array(v))
+            return type_error(name, t, v, err);
+        if (mode == NK_ARGS_STRINGS) {
+            /* REST gives repeated query values as strings: items must be scalars */
+            json_array_foreach(v, i, e)
+            {
+                if (json_is_object(e) || json_is_array(e))
+                    return type_error(name, t, v, err);
+            }
+        }
+        return json_incref(v);
+    }
+    return type_error(name, t, v, err);
+}
+
+static bool pattern_ok(const char *pattern, const char *s)
+{
+    regex_t re;
+    bool ok = true;
+
+    /* JSON Schema patterns are ECMA-262; the common subset is POSIX ERE. A pattern POSIX cannot
+     * compile is not enforced here (the loader reports patterns it rejects). */
+    if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
+        return true;
+    ok = regexec(&re, s, 0, NULL, 0) == 0;
+    regfree(&re);
+    return ok;
+}
+
+/* ---- request building --------------------------------------------------------------------- */
+
+struct build {
+    const struct nk_context *ctx;
+    const struct nk_exposed *op;
+    json_t *raw_args; /* borrowed */
+    json_t *vals;     /* coerced arguments by name */
+    /* strings handed out by lookups, freed (wiped) when the build ends */
+    char **scratch;
+    size_t n_scratch, cap_scratch;
+    bool oom;
+    /* path parameter values by param index (strings), for the path template */
+    char **path_vals;
+};
+
+static const char *keep(struct build *b, char *s)
+{
+    char **ns;
+
+    if (s == NULL) {
+        b->oom = true;
+        return NULL;
+    }
+    if (b->n_scratch == b->cap_scratch) {
+        b->cap_scratch = b->cap_scratch ? b->cap_scratch * 2 : 8;
+        ns = realloc(b->scratch, b->cap_scratch * sizeof(*ns));
+        if (ns == NULL) {
+            wipe_free(s);
+            b->oom = true;
+            return NULL;
+        }
+        b->scratch = ns;
+    }
+    b->scratch[b->n_scratch++] = s;
+    return s;
+}
+
+/* Text form of a JSON value for URLs and headers: strings as is, scalars as JSON, containers as
+ * compact JSON. New malloc'd string or NULL on OOM. */
+static char *text_of(json_t *v)
+{
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (json_is_true(v))
+        return strdup("true");
+    if (json_is_false(v))
+        return strdup("false");
+    if (json_is_null(v))
+        return strdup("");
+    return dump_json(v);
+}
+
+/* An argument by any of its spellings: x, rest.x, tools.x, ns.x, $this.ns.x (dotted argument
+ * names such as pagination.limit are tried whole before a prefix is stripped). */
+static json_t *find_arg_value(struct build *b, const char *name)
+{
+    const char *p = name;
+    json_t *v;
+
+    if (strncmp(p, "$this.", 6) == 0)
+        p += 6;
+    while (p != NULL && *p != '\0') {
+        v = json_object_get(b->vals, p);
+        if (v == NULL && b->raw_args != NULL)
+            v = json_object_get(b->raw_args, p);
+        if (v != NULL && !json_is_null(v))
+            return v;
+        p = strchr(p, '.');
+        if (p != NULL)
+            p++;
+    }
+    return NULL;
+}
+
+static const char *lookup(void *ud, const char *name)
+{
+    struct build *b = ud;
+    const char *v = find_bind(b->ctx, name);
+    json_t *a;
+
+    if (v != NULL)
+        return v;
+    a = find_arg_value(b, name);
+    if (a == NULL)
+        return NULL;
+    if (json_is_string(a))
+        return json_string_value(a);
+    return keep(b, text_of(a));
+}
+
+static const char *path_lookup(void *ud, const char *name)
+{
+    struct build *b = ud;
+    const struct nk_operation *o = b->op->target;
+    size_t i;
+
+    for (i = 0; i < o->n_params; i++)
+        if (o->params[i].in == NK_IN_PATH && strcmp(o->params[i].name, name) == 0)
+            return b->path_vals[i];
+    return lookup(ud, name);
+}
+
+static const struct nk_binding *binding_of(const struct nk_exposed *op, const struct nk_param *p)
+{
+    size_t i;
+
+    for (i = 0; i < op->n_bindings; i++)
+        if (op->bindings[i].param == p)
+            return &op->bindings[i];
+    return NULL;
+}
+
+static enum nk_rc expand_text(struct build *b, const struct nk_tmpl *t, char **out,
+                              struct nk_error *err)
+{
+    enum nk_rc rc = nk_tmpl_expand(t, lookup, b, NK_ENC_NONE, out, err);
+
+    if (b->oom) {
+        wipe_free(*out);
+        *out = NULL;
+        return NK_ERR_NOMEM;
+    }
+    return rc;
+}
+
+/* The value consumed parameter p receives: a new reference, or NULL when it is omitted. */
+static enum nk_rc param_value(struct build *b, const struct nk_param *p, json_t **out,
+                              enum nk_args_mode mode, struct nk_error *err)
+{
+    const struct nk_binding *bd = binding_of(b->op, p);
+    const struct nk_tmpl *t = NULL;
+    const struct nk_arg *arg;
+    enum nk_rc rc;
+    json_t *v;
+    char *s = NULL;
+    bool oom = false;
+
+    *out = NULL;
+    if (bd != NULL && bd->kind == NK_BIND_ARG) {
+        arg = &b->op->args[bd->arg];
+        v = json_object_get(b->vals, arg->name);
+        if (v != NULL) {
+            /* An undeclared argument type falls back to the consumed parameter's type. */
+            if (arg->type == NK_TYPE_ANY && p->type != NK_TYPE_ANY) {
+                *out = coerce(arg->name, p->type, v, mode, err, &oom);
+                return *out != NULL ? NK_OK : oom ? NK_ERR_NOMEM : NK_ERR_INVALID;
+            }
+            *out = json_incref(v);
+            return NK_OK;
+        }
+        t = p->value; /* absent argument: the static value, if any */
+    } else if (bd != NULL) {
+        t = &bd->tmpl;
+    } else {
+        t = p->value;
+    }
+    if (t == NULL)
+        goto absent;
+    /* A template that is exactly one argument keeps that argument's JSON type (bodies). */
+    if (t->n == 1 && t->parts[0].kind == NK_TMPL_VAR &&
+        find_bind(b->ctx, t->parts[0].text) == NULL) {
+        v = find_arg_value(b, t->parts[0].text);
+        if (v == NULL)
+            goto absent;
+        /* checked like an argument; a string parameter takes any scalar as its text */
+        if (p->type != NK_TYPE_ANY && p->type != NK_TYPE_STRING) {
+            *out = coerce(p->name, p->type, v, mode, err, &oom);
+            return *out != NULL ? NK_OK : oom ? NK_ERR_NOMEM : NK_ERR_INVALID;
+        }
+        *out = json_incref(v);
+        return NK_OK;
+    }
+    rc = expand_text(b, t, &s, err);
+    if (rc == NK_ERR_NOTFOUND)
+        goto absent; /* a template over an absent optional argument omits the parameter */
+    if (rc != NK_OK)
+        return rc;
+    *out = json_string(s);
+    wipe_free(s);
+    if (*out == NULL) {
+        nk_error_set(err, "out of memory");
+        return NK_ERR_NOMEM;
+    }
+    return NK_OK;
+absent:
+    if (p->required && p->in != NK_IN_BODY) {
+        nk_error_set(err, "missing required parameter '%s'", p->name);
+        return NK_ERR_INVALID;
+    }
+    if (p->required) {
+        nk_error_set(err, "missing required parameter '%s' (the request body)", p->name);
+        return NK_ERR_INVALID;
+    }
+    return NK_OK;
+}
+
+static bool has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
+
+struct hdrs {
+    char **v;
+    size_t n, cap;
+};
+
+static enum nk_rc hdr_add(struct hdrs *h, const char *name, const char *value)
+{
+    char **nv;
+    size_t len = strlen(name) + strlen(value) + 3;
+    char *line;
+
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 8;
+        nv = realloc(h->v, h->cap * sizeof(*nv));
+        if (nv == NULL)
+            return NK_ERR_NOMEM;
+        h->v = nv;
+    }
+    line = malloc(len);
+    if (line == NULL)
+        return NK_ERR_NOMEM;
+    snprintf(line, len, "%s: %s", name, value);
+    h->v[h->n++] = line;
+    return NK_OK;
+}
+
+static bool hdr_has(const struct hdrs *h, const char *name)
+{
+    size_t i, n = strlen(name);
+
+    for (i = 0; i < h->n; i++)
+        if (strncasecmp(h->v[i], name, n) == 0 && h->v[i][n] == ':')
+            return true;
+    return false;
+}
+
+static void query_add(struct sbuf *q, const char *name, const char *value)
+{
+    char *en = nk_pct_encode(name, strlen(name), NK_ENC_QUERY);
+    char *ev = nk_pct_encode(value, strlen(value), NK_ENC_QUERY);
+
+    if (en == NULL || ev == NULL) {
+        q->oom = true;
+    } else {
+        sb_add(q, q->len == 0 ? "?" : "&", 1);
+        sb_str(q, en);
+        sb_add(q, "=", 1);
+        sb_str(q, ev);
+    }
+    free(en);
+    wipe_free(ev);
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *base64(const char *s, size_t n)
+{
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i;
+
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i + 2 < n; i += 3) {
+        *o++ = b64[p[i] >> 2];
+        *o++ = b64[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+        *o++ = b64[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)];
+        *o++ = b64[p[i + 2] & 63];
+    }
+    if (i < n) {
+        *o++ = b64[p[i] >> 2];
+        if (i + 1 < n) {
+            *o++ = b64[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+            *o++ = b64[(p[i + 1] & 15) << 2];
+        } else {
+            *o++ = b64[(p[i] & 3) << 4];
+            *o++ = '=';
+        }
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Credentials: never echoed in errors (only the template variable names are). */
+static enum nk_rc add_auth(struct build *b, const struct nk_auth *a, struct hdrs *h, struct sbuf *q,
+                           struct nk_error *err)
+{
+    enum nk_rc rc = NK_OK;
+    char *v = NULL, *u = NULL, *pw = NULL, *joined = NULL, *enc = NULL;
+    size_t len;
+
+    switch (a->type) {
+    case NK_AUTH_NONE:
+        break;
+    case NK_AUTH_APIKEY:
+        rc = expand_text(b, &a->value, &v, err);
+        if (rc != NK_OK)
+            break;
+        if (a->placement == NK_PLACE_QUERY) {
+            query_add(q, a->key, v);
+        } else if (has_crlf(v)) {
+            nk_error_set(err, "the credential for header '%s' contains a line break", a->key);
+            rc = NK_ERR_INVALID;
+        } else {
+            rc = hdr_add(h, a->key, v);
+        }
+        break;
+    case NK_AUTH_BEARER:
+        rc = expand_text(b, &a->token, &v, err);
+        if (rc != NK_OK)
+            break;
+        len = strlen(v) + 8;
+        joined = malloc(len);
+        if (joined == NULL) {
+            rc = NK_ERR_NOMEM;
+            break;
+        }
+        snprintf(joined, len, "Bearer %s", v);
+        if (has_crlf(joined)) {
+            nk_error_set(err, "the bearer token contains a line break");
+            rc = NK_ERR_INVALID;
+            break;
+        }
+        rc = hdr_add(h, "Authorization", joined);
+        break;
+    case NK_AUTH_BASIC:
+        rc = expand_text(b, &a->username, &u, err);
+        if (rc == NK_OK)
+            rc = expand_text(b, &a->password, &pw, err);
+        if (rc != NK_OK)
+            break;
+        len = strlen(u) + strlen(pw) + 2;
+        joined = malloc(len);
+        if (joined == NULL) {
+            rc = NK_ERR_NOMEM;
+            break;
+        }
+        snprintf(joined, len, "%s:%s", u, pw);
+        enc = base64(joined, strlen(joined));
+        wipe_free(v);
+        v = enc != NULL ? malloc(strlen(enc) + 7) : NULL;
+        if (v == NULL) {
+            rc = NK_ERR_NOMEM;
+            break;
+        }
+        snprintf(v, strlen(enc) + 7, "Basic %s", enc);
+        rc = hdr_add(h, "Authorization", v);
+        break;
+    case NK_AUTH_DIGEST:
+        nk_error_set(err, "digest authentication is not supported by naftikod yet");
+        rc = NK_ERR_UNSUPPORTED;
+        break;
+    }
+    if (rc == NK_ERR_NOMEM)
+        nk_error_set(err, "out of memory");
+    wipe_free(v);
+    wipe_free(u);
+    wipe_free(pw);
+    wipe_free(joined);
+    wipe_free(enc);
+    return rc;
+}
+
+/* Copy of a body template with every string expanded (an exact `{{x}}` keeps x's JSON type). */
+static json_t *expand_body(struct build *b, json_t *t, enum nk_rc *rc, struct nk_error *err)
+{
+    struct nk_tmpl tm;
+    json_t *r = NULL, *c, *v;
+    const char *k;
+    char *s = NULL;
+    size_t i;
+
+    if (json_is_object(t)) {
+        r = json_object();
+        json_object_foreach(t, k, v)
+        {
+            c = r != NULL ? expand_body(b, v, rc, err) : NULL;
+            if (c == NULL || json_object_set_new(r, k, c) != 0)
+                goto fail;
+        }
+        return r;
+    }
+    if (json_is_array(t)) {
+        r = json_array();
+        json_array_foreach(t, i, v)
+        {
+            c = r != NULL ? expand_body(b, v, rc, err) : NULL;
+            if (c == NULL || json_array_append_new(r, c) != 0)
+                goto fail;
+        }
+        return r;
+    }
+    if (!json_is_string(t))
+        return json_copy(t);
+    *rc = nk_tmpl_compile(json_string_value(t), NK_TMPL_MUSTACHE, &tm, err);
+    if (*rc != NK_OK)
+        return NULL;
+    if (tm.n == 1 && tm.parts[0].kind == NK_TMPL_VAR &&
+        find_bind(b->ctx, tm.parts[0].text) == NULL &&
+        (v = find_arg_value(b, tm.parts[0].text)) != NULL) {
+        nk_tmpl_cleanup(&tm);
+        return json_incref(v);
+    }
+    *rc = expand_text(b, &tm, &s, err);
+    nk_tmpl_cleanup(&tm);
+    if (*rc == NK_ERR_NOTFOUND) {
+        /* an absent optional argument in a body template is null */
+        *rc = NK_OK;
+        return json_null();
+    }
+    if (*rc != NK_OK)
+        return NULL;
+    r = json_string(s);
+    wipe_free(s);
+    return r;
+fail:
+    json_decref(r);
+    if (*rc == NK_OK)
+        *rc = NK_ERR_NOMEM;
+    return NULL;
+}
+
+enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
+                           enum nk_args_mode mode, const char *request_id,
+                           struct nk_upstream_request *out, struct nk_error *err)
+{
+    enum nk_rc rc = NK_OK;
+    const struct nk_operation *o = op->target;
+    const struct nk_consumer *cons = o->consumer;
+    struct build b;
+    struct hdrs h = {NULL, 0, 0};
+    struct sbuf q = {NULL, 0, 0, false}, cookie = {NULL, 0, 0, false}, url = {NULL, 0, 0, false};
+    json_t *v = NULL, *body = NULL, **pvals = NULL, *e;
+    char *s = NULL, *path = NULL, *enc = NULL;
+    size_t i, j, ci, n_body = 0;
+    bool oom = false;
+
+    memset(out, 0, sizeof(*out));
+    memset(&b, 0, sizeof(b));
+    b.ctx = ctx;
+    b.op = op;
+    b.raw_args = json_is_object(args) ? args : NULL;
+    b.vals = json_object();
+    pvals = calloc(o->n_params + 1, sizeof(*pvals));
+    b.path_vals = calloc(o->n_params + 1, sizeof(char *));
+    if (b.vals == NULL || pvals == NULL || b.path_vals == NULL)
+        goto nomem;
+    if (args != NULL && !json_is_object(args)) {
+        nk_error_set(err, "arguments must be a JSON object");
+        rc = NK_ERR_INVALID;
+        goto out;
+    }
+    for (ci = 0; cons != NULL && ci < ctx->t->n_consumers; ci++)
+        if (&ctx->t->consumers[ci] == cons)
+            break;
+    if (cons == NULL || ci == ctx->t->n_consumers) {
+        nk_error_set(err, "operation '%s' does not belong to this context's table", op->name);
+        rc = NK_ERR_INTERNAL;
+        goto out;
+    }
+
+    /* 1. the caller's arguments */
+    for (i = 0; i < op->n_args; i++) {
+        const struct nk_arg *a = &op->args[i];
+        json_t *raw = b.raw_args != NULL ? json_object_get(b.raw_args, a->name) : NULL;
+        if (raw == NULL || json_is_null(raw)) {
+            if (a->required) {
+                nk_error_set(err, "missing required parameter '%s'", a->name);
+                rc = NK_ERR_INVALID;
+                goto out;
+            }
+            continue;
+        }
+        v = coerce(a->name, a->type, raw, mode, err, &oom);
+        if (v == NULL) {
+            rc = oom ? NK_ERR_NOMEM : NK_ERR_INVALID;
+            goto out;
+        }
+        if (a->pattern != NULL && json_is_string(v) &&
+            !pattern_ok(a->pattern, json_string_value(v))) {
+            nk_error_set(err, "parameter '%s' does not match the pattern %s", a->name, a->pattern);
+            rc = NK_ERR_INVALID;
+            goto out;
+        }
+        if (json_object_set_new(b.vals, a->name, v) != 0) {
+            v = NULL;
+            goto nomem;
+        }
+        v = NULL;
+    }
+
+    /* 2. each consumed parameter's value */
+    for (i = 0; i < o->n_params; i++) {
+        rc = param_value(&b, &o->params[i], &pvals[i], mode, err);
+        if (rc == NK_ERR_NOMEM)
+            goto nomem;
+        if (rc != NK_OK)
+            goto out;
+    }
+
+    /* 3. placement */
+    for (i = 0; i < o->n_params; i++) {
+        const struct nk_param *p = &o->params[i];
+        if (pvals[i] == NULL || p->in == NK_IN_ENVIRONMENT)
+            continue;
+        if (p->in == NK_IN_BODY) {
+            n_body++;
+            continue;
+        }
+        if (p->in == NK_IN_QUERY && json_is_array(pvals[i])) {
+            /* an array travels as repeated parameters */
+            json_array_foreach(pvals[i], j, e)
+            {
+                s = text_of(e);
+                if (s == NULL)
+                    goto nomem;
+                query_add(&q, p->name, s);
+                wipe_free(s);
+                s = NULL;
+            }
+            continue;
+        }
+        s = text_of(pvals[i]);
+        if (s == NULL)
+            goto nomem;
+        switch (p->in) {
+        case NK_IN_PATH:
+            if (s[0] == '\0') {
+                nk_error_set(err, "parameter '%s' must not be empty (it is a path segment)",
+                             p->name);
+                rc = NK_ERR_INVALID;
+                goto out;
+            }
+            b.path_vals[i] = s;
+            s = NULL;
+            break;
+        case NK_IN_QUERY:
+            query_add(&q, p->name, s);
+            break;
+        case NK_IN_HEADER:
+            if (has_crlf(s)) {
+                nk_error_set(err, "parameter '%s' must not contain a line break", p->name);
+                rc = NK_ERR_INVALID;
+                goto out;
+            }
+            rc = hdr_add(&h, p->name, s);
+            if (rc != NK_OK)
+                goto nomem;
+            break;
+        case NK_IN_COOKIE:
+            enc = nk_pct_encode(s, strlen(s), NK_ENC_QUERY);
+            if (enc == NULL)
+                goto nomem;
+            if (cookie.len > 0)
+                sb_str(&cookie, "; ");
+            sb_str(&cookie, p->name);
+            sb_str(&cookie, "=");
+            sb_str(&cookie, enc);
+            wipe_free(enc);
+            enc = NULL;
+            break;
+        case NK_IN_BODY:
+        case NK_IN_ENVIRONMENT:
+            break;
+        }
+        wipe_free(s);
+        s = NULL;
+    }
+    if (q.oom || cookie.oom)
+        goto nomem;
+
+    /* 4. body: the template, then `in: body` values merged on top */
+    if (o->body_template != NULL) {
+        body = expand_body(&b, o->body_template, &rc, err);
+        if (body == NULL) {
+            if (rc == NK_OK || rc == NK_ERR_NOMEM)
+                goto nomem;
+            goto out;
+        }
+    }
+    for (i = 0; i < o->n_params; i++) {
+        const struct nk_param *p = &o->params[i];
+        if (pvals[i] == NULL || p->in != NK_IN_BODY)
+            continue;
+        if (n_body == 1 && body == NULL && !json_is_object(pvals[i])) {
+            /* a single non-object body parameter (e.g. an array) is the body as is */
+            body = json_incref(pvals[i]);
+            continue;
+        }
+        if (body == NULL && (body = json_object()) == NULL)
+            goto nomem;
+        if (!json_is_object(body)) {
+            nk_error_set(err, "parameter '%s' cannot be merged into a non-object body", p->name);
+            rc = NK_ERR_INVALID;
+            goto out;
+        }
+        if (json_is_object(pvals[i]) && (p->type == NK_TYPE_OBJECT || p->type == NK_TYPE_ANY)) {
+            if (json_object_update(body, pvals[i]) != 0)
+                goto nomem;
+        } else if (json_object_set(body, p->name, pvals[i]) != 0) {
+            goto nomem;
+        }
+    }
+    if (body != NULL) {
+        out->body = dump_json(body);
+        if (out->body == NULL)
+            goto nomem;
+        out->body_len = strlen(out->body);
+    }
+
+    /* 5. headers */
+    for (i = 0; i < cons->n_headers; i++) {
+        rc = expand_text(&b, &cons->headers[i].value, &s, err);
+        if (rc != NK_OK)
+            goto out;
+        if (has_crlf(s)) {
+            nk_error_set(err, "header '%s' must not contain a line break", cons->headers[i].name);
+            rc = NK_ERR_INVALID;
+            goto out;
+        }
+        if (hdr_add(&h, cons->headers[i].name, s) != NK_OK)
+            goto nomem;
+        wipe_free(s);
+        s = NULL;
+    }
+    if (cookie.len > 0 && hdr_add(&h, "Cookie", cookie.p) != NK_OK)
+        goto nomem;
+    rc = add_auth(&b, &cons->auth, &h, &q, err);
+    if (rc != NK_OK)
+        goto out;
+    /* 6. URL: base + path + query (after auth, which may add an apikey to the query) */
+    rc = nk_tmpl_expand(&o->path, path_lookup, &b, NK_ENC_SEGMENT, &path, err);
+    if (b.oom)
+        goto nomem;
+    if (rc == NK_ERR_NOTFOUND) {
+        /* the only unresolved path variables are path parameters without a value */
+        for (i = 0; i < o->path.n; i++)
+            if (o->path.parts[i].kind == NK_TMPL_VAR &&
+                path_lookup(&b, o->path.parts[i].text) == NULL)
+                break;
+        nk_error_set(err, "missing required parameter '%s'",
+                     i < o->path.n ? o->path.parts[i].text : "?");
+        rc = NK_ERR_INVALID;
+        goto out;
+    }
+    if (rc != NK_OK)
+        goto out;
+    sb_str(&url, ctx->bases[ci]);
+    if (path[0] != '/' && path[0] != '\0' && path[0] != '?')
+        sb_add(&url, "/", 1);
+    sb_str(&url, path);
+    if (q.len > 0) {
+        /* the path template may already carry a query of its own */
+        if (strchr(path, '?') != NULL)
+            q.p[0] = '&';
+        sb_str(&url, q.p);
+    }
+
+    if (q.oom || url.oom)
+        goto nomem;
+    if (!hdr_has(&h, "Accept") && hdr_add(&h, "Accept", "application/json") != NK_OK)
+        goto nomem;
+    if (out->body != NULL && !hdr_has(&h, "Content-Type") &&
+        hdr_add(&h, "Content-Type", "application/json") != NK_OK)
+        goto nomem;
+    if (request_id != NULL && request_id[0] != '\0' && !has_crlf(request_id) &&
+        strlen(request_id) <= 200 && hdr_add(&h, "X-Request-Id", request_id) != NK_OK)
+        goto nomem;
+
+    out->method = strdup(o->method);
+    out->url = sb_take(&url);
+    if (out->method == NULL || out->url == NULL)
+        goto nomem;
+    out->headers = h.v;
+    out->n_headers = h.n;
+    h.v = NULL;
+    h.n = 0;
+    rc = NK_OK;
+    goto out;
+nomem:
+    rc = NK_ERR_NOMEM;
+    nk_error_set(err, "out of memory");
+out:
+    if (rc != NK_OK)
+        nk_upstream_request_cleanup(out);
+    for (i = 0; i < h.n; i++)
+        wipe_free(h.v[i]);
+    free(h.v);
+    sb_wipe(&q);
+    sb_wipe(&cookie);
+    sb_wipe(&url);
+    wipe_free(s);
+    wipe_free(enc);
+    wipe_free(path);
+    json_decref(v);
+    json_decref(body);
+    for (i = 0; pvals != NULL && i < o->n_params; i++)
+        json_decref(pvals[i]);
+    free(pvals);
+    for (i = 0; b.path_vals != NULL && i < o->n_params; i++)
+        wipe_free(b.path_vals[i]);
+    free(b.path_vals);
+    for (i = 0; i < b.n_scratch; i++)
+        wipe_free(b.scratch[i]);
+    free(b.scratch);
+    json_decref(b.vals);
+    return rc;
+}
+
+/* ---- output mapping ----------------------------------------------------------------------- */
+
+/* Semantics (documented in docs and here):
+ * - const wins over mapping;
+ * - a node with a mapping and no properties/items is the first selected value (null when the
+ *   nodelist is empty);
+ * - properties build an object; each property's mapping is evaluated against the parent's
+ *   selected value when the parent has a mapping, else against the parent's own input (so a
+ *   top-level `type: object` with properties maps from the root);
+ * - items map each element of the selected array (the input itself when there is no mapping);
+ *   a selection that is not an array gives null;
+ * - a node with none of these passes its input through. */
+json_t *nk_outmap_apply(const struct nk_outmap *map, json_t *body)
+{
+    json_t *base = NULL, *r = NULL, *c, *e;
+    size_t i;
+
+    if (map == NULL)
+        return json_incref(body);
+    if (map->konst != NULL)
+        return json_deep_copy(map->konst);
+    if (map->mapping != NULL) {
+        base = body != NULL ? nk_jsonpath_first(map->mapping, body) : NULL;
+        if (base == NULL)
+            return json_null();
+    } else {
+        base = json_incref(body);
+    }
+    if (map->n_props > 0) {
+        if (!json_is_object(base) && map->mapping != NULL) {
+            r = json_null();
+            goto out;
+        }
+        r = json_object();
+        for (i = 0; r != NULL && i < map->n_props; i++) {
+            if (map->props[i].name == NULL)
+                continue;
+            c = nk_outmap_apply(&map->props[i], base);
+            if (c == NULL || json_object_set_new(r, map->props[i].name, c) != 0) {
+                json_decref(r);
+                r = NULL;
+            }
+        }
+        goto out;
+    }
+    if (map->items != NULL) {
+        if (!json_is_array(base)) {
+            r = json_null();
+            goto out;
+        }
+        r = json_array();
+        json_array_foreach(base, i, e)
+        {
+            if (r == NULL)
+                break;
+            c = nk_outmap_apply(map->items, e);
+            if (c == NULL || json_array_append_new(r, c) != 0) {
+                json_decref(r);
+                r = NULL;
+            }
+        }
+        goto out;
+    }
+    r = base != NULL ? json_incref(base) : json_null();
+out:
+    json_decref(base);
+    return r;
+}
+
+/* ---- invoke ------------------------------------------------------------------------------- */
+
+struct call {
+    struct nk_context *ctx;
+    const struct nk_exposed *op;
+    nk_invoke_done_fn done;
+    void *ud;
+    struct nk_result *res; /* allocated up front so completion never lacks one */
+};
+
+static bool all_space(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (!isspace((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* "<message field>", else a trimmed one-line snippet of the body. */
+static void error_summary(json_t *j, const char *raw, size_t len, char *out, size_t n)
+{
+    json_t *m = json_is_object(j) ? json_object_get(j, "message") : NULL;
+    size_t i, o = 0;
+    bool sp = false;
+
+    if (!json_is_string(m) && json_is_object(j))
+        m = json_object_get(j, "error");
+    if (json_is_string(m) && json_string_length(m) > 0) {
+        snprintf(out, n, "%s", json_string_value(m));
+        return;
+    }
+    for (i = 0; raw != NULL && i < len && o + 4 < n && o < 200; i++) {
+        unsigned char ch = (unsigned char)raw[i];
+        if (isspace(ch) || ch < 0x20 || ch == 0x7f) {
+            sp = o > 0;
+            continue;
+        }
+        if (sp)
+            out[o++] = ' ';
+        sp = false;
+        out[o++] = (char)ch;
+    }
+    if (raw != NULL && i < len && o > 0)
+        out[o++] = '.', out[o++] = '.', out[o++] = '.';
+    out[o] = '\0';
+}
+
+static void on_upstream(void *ud, struct nk_upstream_response *resp)
+{
+    struct call *c = ud;
+    struct nk_result *r = c->res;
+    json_t *j = NULL;
+    char summary[300];
+
+    r->status = resp->status;
+    r->seconds = resp->seconds;
+    switch (resp->rc) {
+    case NK_OK:
+        break;
+    case NK_ERR_TIMEOUT:
+        r->kind = NK_RES_TIMEOUT;
+        snprintf(r->message, sizeof(r->message), "upstream timed out: %s", resp->error);
+        goto done;
+    case NK_ERR_TOO_LARGE:
+        r->kind = NK_RES_BAD_UPSTREAM;
+        snprintf(r->message, sizeof(r->message), "upstream answer too large: %s", resp->error);
+        goto done;
+    case NK_ERR_NOMEM:
+        r->kind = NK_RES_INTERNAL;
+        snprintf(r->message, sizeof(r->message), "out of memory");
+        goto done;
+    default:
+        r->kind = NK_RES_UNREACHABLE;
+        snprintf(r->message, sizeof(r->message), "upstream unreachable: %s", resp->error);
+        goto done;
+    }
+    r->raw = resp->body;
+    r->raw_len = resp->body_len;
+    r->content_type = resp->content_type;
+    resp->body = NULL;
+    resp->content_type = NULL;
+    if (r->raw != NULL && !all_space(r->raw, r->raw_len))
+        j = json_loadb(r->raw, r->raw_len, JSON_DECODE_ANY, NULL);
+    if (resp->status >= 200 && resp->status <= 299) {
+        if (j == NULL && r->raw != NULL && !all_space(r->raw, r->raw_len)) {
+            r->kind = NK_RES_BAD_UPSTREAM;
+            snprintf(r->message, sizeof(r->message),
+                     "upstream answered %ld with a body that is not JSON", resp->status);
+            goto done;
+        }
+        if (j == NULL && (j = json_object()) == NULL) {
+            r->kind = NK_RES_INTERNAL;
+            snprintf(r->message, sizeof(r->message), "out of memory");
+            goto done;
+        }
+        r->json = nk_outmap_apply(c->op->output, j);
+        if (r->json == NULL) {
+            r->kind = NK_RES_INTERNAL;
+            snprintf(r->message, sizeof(r->message), "out of memory mapping the answer");
+            goto done;
+        }
+        r->kind = NK_RES_OK;
+        goto done;
+    }
+    r->kind = NK_RES_UPSTREAM_ERROR;
+    r->json = j;
+    j = NULL;
+    error_summary(r->json, r->raw, r->raw_len, summary, sizeof(summary));
+    if (summary[0] != '\0')
+        snprintf(r->message, sizeof(r->message), "upstream answered %ld: %s", resp->status,
+                 summary);
+    else
+        snprintf(r->message, sizeof(r->message), "upstream answered %ld", resp->status);
+done:
+    json_decref(j);
+    c->res = NULL;
+    c->done(c->ud, r);
+    nk_context_unref(c->ctx);
+    free(c);
+}
+
+enum nk_rc nk_invoke(struct nk_context *ctx, struct nk_upstream *up, const struct nk_exposed *op,
+                     json_t *args, enum nk_args_mode mode, const char *request_id,
+                     nk_invoke_done_fn done, void *ud, struct nk_error *err)
+{
+    enum nk_rc rc;
+    struct nk_upstream_request req;
+    struct call *c = NULL;
+
+    rc = nk_invoke_build(ctx, op, args, mode, request_id, &req, err);
+    if (rc != NK_OK)
+        return rc;
+    c = calloc(1, sizeof(*c));
+    if (c != NULL)
+        c->res = calloc(1, sizeof(*c->res));
+    if (c == NULL || c->res == NULL) {
+        nk_upstream_request_cleanup(&req);
+        if (c != NULL)
+            free(c);
+        nk_error_set(err, "out of memory");
+        return NK_ERR_NOMEM;
+    }
+    c->ctx = nk_context_ref(ctx);
+    c->op = op;
+    c->done = done;
+    c->ud = ud;
+    rc = nk_upstream_submit(up, &req, on_upstream, c);
+    if (rc != NK_OK) {
+        nk_error_set(err, "cannot send the upstream request: %s", nk_rc_str(rc));
+        nk_context_unref(c->ctx);
+        free(c->res);
+        free(c);
+    }
+    return rc;
+}

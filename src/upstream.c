@@ -1,0 +1,584 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* upstream.c: the shared asynchronous HTTP client: one curl_multi loop thread per client. */
+#include "naftikod/upstream.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000L
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_MAX_RESPONSE ((size_t)16 * 1024 * 1024)
+#define DEFAULT_MAX_HOST_CONNS 64U
+
+/* One transfer, from submit to callback. */
+struct xfer {
+    struct xfer *next;
+    struct xfer *prev;
+    struct nk_upstream *u;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    struct nk_upstream_request req;
+    struct nk_upstream_response resp;
+    size_t cap;     /* allocated size of resp.body */
+    bool too_large; /* the write callback refused more data */
+    nk_upstream_done_fn done;
+    void *ud;
+};
+
+struct nk_upstream {
+    CURLM *multi;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    /* under mu: */
+    struct xfer *queue; /* submitted, not yet added to multi (FIFO via tail) */
+    struct xfer *queue_tail;
+    size_t in_flight;
+    bool stop;
+    /* loop thread only: */
+    struct xfer *running; /* added to multi (doubly linked) */
+    /* immutable after new: */
+    long connect_timeout_ms;
+    long timeout_ms;
+    size_t max_response;
+    char *ca_file;
+    bool insecure;
+};
+
+enum nk_rc nk_upstream_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? NK_OK : NK_ERR_INTERNAL;
+}
+
+void nk_upstream_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+static void wipe_free(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void nk_upstream_request_cleanup(struct nk_upstream_request *r)
+{
+    size_t i;
+
+    if (r == NULL)
+        return;
+    free(r->method);
+    /* The URL may carry an apikey in its query, headers carry credentials. */
+    wipe_free(r->url);
+    for (i = 0; i < r->n_headers; i++)
+        wipe_free(r->headers[i]);
+    free(r->headers);
+    if (r->body != NULL) {
+        explicit_bzero(r->body, r->body_len);
+        free(r->body);
+    }
+    memset(r, 0, sizeof(*r));
+}
+
+void nk_upstream_response_cleanup(struct nk_upstream_response *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body);
+    free(r->content_type);
+    r->body = NULL;
+    r->content_type = NULL;
+    r->body_len = 0;
+}
+
+static void xfer_free(struct xfer *x)
+{
+    struct curl_slist *l;
+
+    if (x == NULL)
+        return;
+    if (x->easy != NULL)
+        curl_easy_cleanup(x->easy);
+    /* The slist holds copies of the header lines, credentials included. */
+    for (l = x->hdrs; l != NULL; l = l->next)
+        explicit_bzero(l->data, strlen(l->data));
+    curl_slist_free_all(x->hdrs);
+    nk_upstream_request_cleanup(&x->req);
+    nk_upstream_response_cleanup(&x->resp);
+    free(x);
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct xfer *x = userp;
+    size_t n = size * nmemb, ncap;
+    char *nb;
+
+    if (n > x->u->max_response - x->resp.body_len) {
+        x->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (x->resp.body_len + n + 1 > x->cap) {
+        ncap = x->cap ? x->cap : 4096;
+        while (ncap < x->resp.body_len + n + 1)
+            ncap *= 2;
+        nb = realloc(x->resp.body, ncap);
+        if (nb == NULL)
+            return 0;
+        x->resp.body = nb;
+        x->cap = ncap;
+    }
+    memcpy(x->resp.body + x->resp.body_len, data, n);
+    x->resp.body_len += n;
+    x->resp.body[x->resp.body_len] = '\0';
+    return n;
+}
+
+static bool has_header(const struct nk_upstream_request *r, const char *name)
+{
+    size_t i, n = strlen(name);
+
+    for (i = 0; i < r->n_headers; i++)
+        if (strncasecmp(r->headers[i], name, n) == 0 && r->headers[i][n] == ':')
+            return true;
+    return false;
+}
+
+static enum nk_rc append_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *tmp = curl_slist_append(*list, line);
+
+    if (tmp == NULL)
+        return NK_ERR_NOMEM;
+    *list = tmp;
+    return NK_OK;
+}
+
+/* Configure x->easy from x->req. Any failure here is out of memory or a bad option. */
+static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_error *err)
+{
+    struct nk_upstream_request *r = &x->req;
+    bool with_body;
+    CURLcode cc = CURLE_OK;
+    CURL *e;
+    size_t i;
+
+    x->easy = e = curl_easy_init();
+    if (e == NULL) {
+        nk_error_set(err, "out of memory");
+        return NK_ERR_NOMEM;
+    }
+    for (i = 0; i < r->n_headers; i++)
+        if (append_header(&x->hdrs, r->headers[i]) != NK_OK)
+            goto nomem;
+    /* Methods that usually carry a body send Content-Length: 0 rather than nothing. */
+    with_body = r->body != NULL || strcmp(r->method, "POST") == 0 ||
+                strcmp(r->method, "PUT") == 0 || strcmp(r->method, "PATCH") == 0;
+    /* curl would add a form Content-Type and Expect: 100-continue of its own. */
+    if (with_body && !has_header(r, "Content-Type") &&
+        append_header(&x->hdrs, "Content-Type:") != NK_OK)
+        goto nomem;
+    if (!has_header(r, "Expect") && append_header(&x->hdrs, "Expect:") != NK_OK)
+        goto nomem;
+
+    cc |= curl_easy_setopt(e, CURLOPT_URL, r->url);
+    if (strcmp(r->method, "GET") == 0 && !with_body) {
+        cc |= curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(r->method, "HEAD") == 0) {
+        cc |= curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else {
+        if (with_body) {
+            cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                                   (curl_off_t)(r->body != NULL ? r->body_len : 0));
+            cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
+        }
+        if (strcmp(r->method, "POST") != 0)
+            cc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    cc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+    cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    cc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, u->connect_timeout_ms);
+    cc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, u->timeout_ms);
+    cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    cc |= curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    cc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    cc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    /* Over TLS, ALPN tells at handshake time whether a connection multiplexes, so waiting
+     * for it is cheap. Over plain http curl learns the version only from the first response,
+     * and PIPEWAIT would queue every new request behind a slow one. */
+    if (strncasecmp(r->url, "https:", 6) == 0)
+        cc |= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    cc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* The path was percent-encoded on purpose; curl must not squash dot segments. */
+    cc |= curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    cc |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)u->max_response);
+    cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    if (u->ca_file != NULL)
+        cc |= curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
+    if (u->insecure) {
+        cc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        cc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (cc != CURLE_OK) {
+        nk_error_set(err, "cannot configure the upstream request");
+        return NK_ERR_INTERNAL;
+    }
+    return NK_OK;
+nomem:
+    nk_error_set(err, "out of memory");
+    return NK_ERR_NOMEM;
+}
+
+/* Translate a finished transfer's curl result into the response's rc and message. */
+static void classify(struct xfer *x, CURLcode cc)
+{
+    struct nk_upstream_response *r = &x->resp;
+    long os_errno = 0;
+    const char *msg = NULL;
+
+    curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
+    r->rc = NK_ERR_UPSTREAM;
+    switch (cc) {
+    case CURLE_OK:
+        r->rc = NK_OK;
+        return;
+    case CURLE_OPERATION_TIMEDOUT:
+        r->rc = NK_ERR_TIMEOUT;
+        msg = r->status == 0 ? "no answer before the timeout"
+                             : "response not complete before the "
+                               "timeout";
+        break;
+    case CURLE_WRITE_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+        if (x->too_large || cc == CURLE_FILESIZE_EXCEEDED) {
+            r->rc = NK_ERR_TOO_LARGE;
+            snprintf(r->error, sizeof(r->error), "response larger than %zu bytes",
+                     x->u->max_response);
+            return;
+        }
+        r->rc = NK_ERR_NOMEM;
+        msg = "out of memory while reading the response";
+        break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+        msg = "could not resolve host";
+        break;
+    case CURLE_COULDNT_CONNECT:
+        if (os_errno == ECONNREFUSED)
+            msg = "connection refused";
+        else if (os_errno == ENETUNREACH || os_errno == EHOSTUNREACH)
+            msg = "host unreachable";
+        else
+            msg = "could not connect";
+        break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        msg = "TLS certificate verification failed";
+        break;
+    case CURLE_SSL_CACERT_BADFILE:
+        msg = "cannot read the CA file";
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+        msg = "TLS handshake failed";
+        break;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+        msg = os_errno == ECONNRESET ? "connection reset by peer" : "connection error";
+        break;
+    case CURLE_GOT_NOTHING:
+        msg = "empty reply from server";
+        break;
+    case CURLE_PARTIAL_FILE:
+        msg = "connection closed before the response was complete";
+        break;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        msg = "unsupported URL scheme (only http and https)";
+        break;
+    case CURLE_URL_MALFORMAT:
+        msg = "malformed URL";
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        r->rc = NK_ERR_NOMEM;
+        msg = "out of memory";
+        break;
+    default:
+        /* curl_easy_strerror is a fixed string per code: it never echoes request data. */
+        msg = curl_easy_strerror(cc);
+        break;
+    }
+    snprintf(r->error, sizeof(r->error), "%s", msg);
+}
+
+/* Fill the response from a finished (or aborted) transfer and hand it to the callback. */
+static void finish(struct nk_upstream *u, struct xfer *x, CURLcode cc, const char *why)
+{
+    char *ct = NULL;
+    double secs = 0;
+
+    if (why != NULL) {
+        x->resp.rc = NK_ERR_UPSTREAM;
+        snprintf(x->resp.error, sizeof(x->resp.error), "%s", why);
+    } else {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
+        curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &secs);
+        x->resp.seconds = secs;
+        classify(x, cc);
+        if (curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct != NULL &&
+            x->resp.rc == NK_OK) {
+            x->resp.content_type = strdup(ct);
+            if (x->resp.content_type == NULL) {
+                x->resp.rc = NK_ERR_NOMEM;
+                snprintf(x->resp.error, sizeof(x->resp.error), "out of memory");
+            }
+        }
+    }
+    if (x->resp.rc != NK_OK) {
+        /* A partial body is of no use to anyone; on success it is always present. */
+        free(x->resp.body);
+        x->resp.body = NULL;
+        x->resp.body_len = 0;
+    } else if (x->resp.body == NULL) {
+        x->resp.body = calloc(1, 1);
+        if (x->resp.body == NULL) {
+            x->resp.rc = NK_ERR_NOMEM;
+            snprintf(x->resp.error, sizeof(x->resp.error), "out of memory");
+        }
+    }
+    x->done(x->ud, &x->resp);
+    xfer_free(x);
+    /* Counted down only after the callback, so a drain that waits for zero also waits for
+     * every callback to have run. */
+    pthread_mutex_lock(&u->mu);
+    u->in_flight--;
+    pthread_mutex_unlock(&u->mu);
+}
+
+static void running_add(struct nk_upstream *u, struct xfer *x)
+{
+    x->prev = NULL;
+    x->next = u->running;
+    if (u->running != NULL)
+        u->running->prev = x;
+    u->running = x;
+}
+
+static void running_remove(struct nk_upstream *u, struct xfer *x)
+{
+    if (x->prev != NULL)
+        x->prev->next = x->next;
+    else
+        u->running = x->next;
+    if (x->next != NULL)
+        x->next->prev = x->prev;
+    x->next = x->prev = NULL;
+}
+
+static void *loop_main(void *arg)
+{
+    struct nk_upstream *u = arg;
+    struct xfer *q, *x;
+    CURLMsg *msg;
+    CURLcode cc;
+    char *priv;
+    int still, left;
+    bool stop;
+
+    for (;;) {
+        pthread_mutex_lock(&u->mu);
+        q = u->queue;
+        u->queue = u->queue_tail = NULL;
+        stop = u->stop;
+        pthread_mutex_unlock(&u->mu);
+
+        while (q != NULL) {
+            x = q;
+            q = q->next;
+            if (stop) {
+                finish(u, x, CURLE_OK, "shutting down");
+                continue;
+            }
+            if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+                finish(u, x, CURLE_OK, "cannot start the transfer");
+                continue;
+            }
+            running_add(u, x);
+        }
+        if (stop)
+            break;
+
+        curl_multi_perform(u->multi, &still);
+        while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            priv = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+            x = (struct xfer *)(void *)priv;
+            /* msg is invalid once the handle is removed: read the result first. */
+            cc = msg->data.result;
+            curl_multi_remove_handle(u->multi, x->easy);
+            running_remove(u, x);
+            finish(u, x, cc, NULL);
+        }
+        /* Sleeps until a socket is ready, a curl timer is due or submit/free wakes us. */
+        curl_multi_poll(u->multi, NULL, 0, 1000, NULL);
+    }
+
+    while ((x = u->running) != NULL) {
+        curl_multi_remove_handle(u->multi, x->easy);
+        running_remove(u, x);
+        finish(u, x, CURLE_OK, "shutting down");
+    }
+    return NULL;
+}
+
+enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_upstream **out,
+                           struct nk_error *err)
+{
+    enum nk_rc rc = NK_OK;
+    struct nk_upstream *u = NULL;
+    bool mu_ok = false;
+    unsigned max_conns;
+
+    *out = NULL;
+    u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        goto nomem;
+    u->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    u->timeout_ms = DEFAULT_TIMEOUT_MS;
+    u->max_response = DEFAULT_MAX_RESPONSE;
+    max_conns = DEFAULT_MAX_HOST_CONNS;
+    if (opts != NULL) {
+        if (opts->connect_timeout_ms > 0)
+            u->connect_timeout_ms = opts->connect_timeout_ms;
+        if (opts->timeout_ms > 0)
+            u->timeout_ms = opts->timeout_ms;
+        if (opts->max_response > 0)
+            u->max_response = opts->max_response;
+        if (opts->max_host_conns > 0)
+            max_conns = opts->max_host_conns;
+        u->insecure = opts->insecure;
+        if (opts->ca_file != NULL) {
+            u->ca_file = strdup(opts->ca_file);
+            if (u->ca_file == NULL)
+                goto nomem;
+        }
+    }
+    if (pthread_mutex_init(&u->mu, NULL) != 0) {
+        rc = NK_ERR_INTERNAL;
+        nk_error_set(err, "cannot create a mutex");
+        goto out;
+    }
+    mu_ok = true;
+    u->multi = curl_multi_init();
+    if (u->multi == NULL)
+        goto nomem;
+    /* Keep-alive and HTTP/2 multiplexing come from the multi handle's shared pool. */
+    if (curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
+        curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_conns) != CURLM_OK ||
+        curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)max_conns) != CURLM_OK) {
+        rc = NK_ERR_INTERNAL;
+        nk_error_set(err, "cannot configure the HTTP client");
+        goto out;
+    }
+    if (pthread_create(&u->thread, NULL, loop_main, u) != 0) {
+        rc = NK_ERR_INTERNAL;
+        nk_error_set(err, "cannot start the HTTP client thread");
+        goto out;
+    }
+    u->thread_started = true;
+    *out = u;
+    u = NULL;
+    goto out;
+nomem:
+    rc = NK_ERR_NOMEM;
+    nk_error_set(err, "out of memory");
+out:
+    if (u != NULL) {
+        if (u->multi != NULL)
+            curl_multi_cleanup(u->multi);
+        if (mu_ok)
+            pthread_mutex_destroy(&u->mu);
+        free(u->ca_file);
+        free(u);
+    }
+    return rc;
+}
+
+void nk_upstream_free(struct nk_upstream *u)
+{
+    if (u == NULL)
+        return;
+    pthread_mutex_lock(&u->mu);
+    u->stop = true;
+    pthread_mutex_unlock(&u->mu);
+    curl_multi_wakeup(u->multi);
+    if (u->thread_started)
+        pthread_join(u->thread, NULL);
+    curl_multi_cleanup(u->multi);
+    pthread_mutex_destroy(&u->mu);
+    free(u->ca_file);
+    free(u);
+}
+
+enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request *req,
+                              nk_upstream_done_fn done, void *ud)
+{
+    enum nk_rc rc = NK_OK;
+    struct xfer *x = NULL;
+
+    if (u == NULL || req == NULL || done == NULL || req->method == NULL || req->url == NULL) {
+        rc = NK_ERR_INVALID;
+        goto out;
+    }
+    x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        rc = NK_ERR_NOMEM;
+        goto out;
+    }
+    x->u = u;
+    x->done = done;
+    x->ud = ud;
+    x->req = *req;
+    memset(req, 0, sizeof(*req));
+    rc = xfer_setup(u, x, NULL);
+    if (rc != NK_OK)
+        goto out;
+    pthread_mutex_lock(&u->mu);
+    if (u->stop) {
+        rc = NK_ERR_INVALID;
+    } else {
+        if (u->queue_tail != NULL)
+            u->queue_tail->next = x;
+        else
+            u->queue = x;
+        u->queue_tail = x;
+        u->in_flight++;
+        x = NULL;
+    }
+    pthread_mutex_unlock(&u->mu);
+    if (rc == NK_OK)
+        curl_multi_wakeup(u->multi);
+out:
+    /* The request is stolen even on failure. */
+    if (req != NULL)
+        nk_upstream_request_cleanup(req);
+    xfer_free(x);
+    return rc;
+}
+
+size_t nk_upstream_in_flight(struct nk_upstream *u)
+{
+    size_t n;
+
+    pthread_mutex_lock(&u->mu);
+    n = u->in_flight;
+    pthread_mutex_unlock(&u->mu);
+    return n;
+}

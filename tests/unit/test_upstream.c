@@ -1,0 +1,664 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_upstream.c: the shared HTTP client against a recording server inside the test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+#include <microhttpd.h>
+
+#include "fake_http.h"
+#include "naftikod/template.h"
+#include "naftikod/upstream.h"
+
+/* A completion slot that a test can wait on. */
+struct done {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool fired;
+    int order; /* 1-based order in which callbacks fired */
+    int *counter;
+    struct nk_upstream_response resp;
+};
+
+static void done_init(struct done *d, int *counter)
+{
+    memset(d, 0, sizeof(*d));
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    d->counter = counter;
+}
+
+static void done_cleanup(struct done *d)
+{
+    nk_upstream_response_cleanup(&d->resp);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+}
+
+static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_done(void *ud, struct nk_upstream_response *resp)
+{
+    struct done *d = ud;
+
+    pthread_mutex_lock(&d->mu);
+    if (d->fired) /* cmocka asserts cannot run on the client's thread */
+        abort();
+    d->resp = *resp;
+    /* Take the body and content type: the client must not free them now. */
+    resp->body = NULL;
+    resp->content_type = NULL;
+    if (d->counter != NULL) {
+        pthread_mutex_lock(&order_mu);
+        d->order = ++*d->counter;
+        pthread_mutex_unlock(&order_mu);
+    }
+    d->fired = true;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void done_wait(struct done *d)
+{
+    pthread_mutex_lock(&d->mu);
+    while (!d->fired)
+        pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+
+    assert_non_null(p);
+    return p;
+}
+
+/* Build a request; headers is a NULL-terminated list. */
+static void make_req(struct nk_upstream_request *r, const char *method, const char *url,
+                     const char *const *headers, const char *body)
+{
+    size_t n = 0, i;
+
+    memset(r, 0, sizeof(*r));
+    r->method = xstrdup(method);
+    r->url = xstrdup(url);
+    while (headers != NULL && headers[n] != NULL)
+        n++;
+    r->headers = calloc(n + 1, sizeof(char *));
+    assert_non_null(r->headers);
+    for (i = 0; i < n; i++)
+        r->headers[i] = xstrdup(headers[i]);
+    r->n_headers = n;
+    if (body != NULL) {
+        r->body = xstrdup(body);
+        r->body_len = strlen(body);
+    }
+}
+
+static void submit(struct nk_upstream *u, const char *method, const char *url,
+                   const char *const *headers, const char *body, struct done *d)
+{
+    struct nk_upstream_request r;
+
+    make_req(&r, method, url, headers, body);
+    assert_int_equal(nk_upstream_submit(u, &r, on_done, d), NK_OK);
+    assert_null(r.url);
+}
+
+static void fetch(struct nk_upstream *u, const char *method, const char *url,
+                  const char *const *headers, const char *body, struct done *d)
+{
+    done_init(d, NULL);
+    submit(u, method, url, headers, body, d);
+    done_wait(d);
+}
+
+static struct nk_upstream *client(long timeout_ms, size_t max_response)
+{
+    struct nk_upstream_options o;
+    struct nk_upstream *u = NULL;
+    struct nk_error err;
+
+    memset(&o, 0, sizeof(o));
+    o.timeout_ms = timeout_ms;
+    o.max_response = max_response;
+    assert_int_equal(nk_upstream_new(&o, &u, &err), NK_OK);
+    return u;
+}
+
+/* Handler: answers by path prefix. */
+static void handler(void *ud, const struct fake_req *req, struct fake_resp *resp)
+{
+    size_t n;
+
+    (void)ud;
+    if (strncmp(req->target, "/stall", 6) == 0) {
+        resp->stall = true;
+    } else if (strncmp(req->target, "/big-close", 10) == 0 ||
+               strncmp(req->target, "/big", 4) == 0) {
+        n = 4096;
+        resp->body = malloc(n);
+        assert_non_null(resp->body);
+        memset(resp->body, 'x', n);
+        resp->body_len = n;
+        resp->content_type = "text/plain";
+        resp->no_length = strncmp(req->target, "/big-close", 10) == 0;
+    } else if (strcmp(req->target, "/redirect") == 0) {
+        resp->status = 302;
+        resp->extra_headers = "Location: /elsewhere\r\n";
+    } else if (strcmp(req->target, "/error") == 0) {
+        resp->status = 400;
+        resp->body = strdup("{\"code\":3,\"message\":\"bad\"}");
+        resp->body_len = strlen(resp->body);
+    } else if (strcmp(req->target, "/empty") == 0) {
+        resp->body = strdup("");
+        resp->body_len = 0;
+        resp->content_type = NULL;
+    }
+}
+
+static int setup(void **state)
+{
+    *state = fake_http_start(handler, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fake_http_stop(*state);
+    return 0;
+}
+
+static void test_get_records_everything(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    const char *hdrs[] = {"Authorization: Bearer test-key-not-a-secret", "X-Request-Id: req-42",
+                          "Accept: application/json", NULL};
+    const char *hostile[] = {"../x?y=1#z", "a/b", "%", "\xc3\xa9", "a b", "..", NULL};
+    const char *want[] = {"/v1/t/..%2Fx%3Fy%3D1%23z",
+                          "/v1/t/a%2Fb",
+                          "/v1/t/%25",
+                          "/v1/t/%C3%A9",
+                          "/v1/t/a%20b",
+                          "/v1/t/%2E%2E"};
+    struct fake_req *r;
+    struct done d;
+    char url[512], *enc;
+    size_t i, n;
+
+    for (i = 0; hostile[i] != NULL; i++) {
+        enc = nk_pct_encode(hostile[i], strlen(hostile[i]), NK_ENC_SEGMENT);
+        snprintf(url, sizeof(url), "%s/v1/t/%s", fake_http_base(s), enc);
+        free(enc);
+        fetch(u, "GET", url, hdrs, NULL, &d);
+        assert_int_equal(d.resp.rc, NK_OK);
+        assert_int_equal(d.resp.status, 200);
+        assert_string_equal(d.resp.body, "{\"ok\":true}");
+        assert_int_equal(d.resp.body_len, 11);
+        assert_string_equal(d.resp.content_type, "application/json");
+        done_cleanup(&d);
+        r = fake_http_request(s, i);
+        assert_non_null(r);
+        assert_string_equal(r->method, "GET");
+        assert_string_equal(r->target, want[i]);
+        assert_string_equal(fake_req_header(r, "Authorization", &n),
+                            "Bearer test-key-not-a-secret");
+        assert_int_equal(n, 1);
+        assert_string_equal(fake_req_header(r, "X-Request-Id", NULL), "req-42");
+        assert_string_equal(fake_req_header(r, "Accept", &n), "application/json");
+        assert_int_equal(n, 1);
+        assert_int_equal(r->body_len, 0);
+        fake_req_free(r);
+    }
+    nk_upstream_free(u);
+}
+
+static void test_query_and_body(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    struct fake_req *r;
+    struct done d;
+    char url[512], *enc;
+
+    enc = nk_pct_encode("a b&c=d", 7, NK_ENC_QUERY);
+    snprintf(url, sizeof(url), "%s/q?x=%s&x=2", fake_http_base(s), enc);
+    free(enc);
+    fetch(u, "POST", url, hdrs, "{\"name\":\"t\"}", &d);
+    assert_int_equal(d.resp.rc, NK_OK);
+    done_cleanup(&d);
+    r = fake_http_request(s, 0);
+    assert_string_equal(r->method, "POST");
+    assert_string_equal(r->target, "/q?x=a%20b%26c%3Dd&x=2");
+    assert_string_equal(r->body, "{\"name\":\"t\"}");
+    assert_string_equal(fake_req_header(r, "Content-Type", NULL), "application/json");
+    assert_null(fake_req_header(r, "Expect", NULL));
+    fake_req_free(r);
+
+    /* PATCH with no body: Content-Length 0, no form content type invented by curl. */
+    snprintf(url, sizeof(url), "%s/v1/revoke/x", fake_http_base(s));
+    fetch(u, "PATCH", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_OK);
+    done_cleanup(&d);
+    r = fake_http_request(s, 1);
+    assert_string_equal(r->method, "PATCH");
+    assert_string_equal(fake_req_header(r, "Content-Length", NULL), "0");
+    assert_null(fake_req_header(r, "Content-Type", NULL));
+    fake_req_free(r);
+
+    snprintf(url, sizeof(url), "%s/v1/x", fake_http_base(s));
+    fetch(u, "DELETE", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_OK);
+    done_cleanup(&d);
+    r = fake_http_request(s, 2);
+    assert_string_equal(r->method, "DELETE");
+    fake_req_free(r);
+    nk_upstream_free(u);
+}
+
+static void test_status_passthrough(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    struct done d;
+    char url[512];
+
+    snprintf(url, sizeof(url), "%s/redirect", fake_http_base(s));
+    fetch(u, "GET", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_OK);
+    assert_int_equal(d.resp.status, 302); /* not followed */
+    done_cleanup(&d);
+    assert_int_equal(fake_http_n_requests(s), 1);
+
+    snprintf(url, sizeof(url), "%s/error", fake_http_base(s));
+    fetch(u, "GET", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_OK);
+    assert_int_equal(d.resp.status, 400);
+    assert_string_equal(d.resp.body, "{\"code\":3,\"message\":\"bad\"}");
+    done_cleanup(&d);
+
+    snprintf(url, sizeof(url), "%s/empty", fake_http_base(s));
+    fetch(u, "GET", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_OK);
+    assert_int_equal(d.resp.status, 200);
+    assert_non_null(d.resp.body);
+    assert_int_equal(d.resp.body_len, 0);
+    assert_null(d.resp.content_type);
+    done_cleanup(&d);
+    nk_upstream_free(u);
+}
+
+static void test_timeout(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(300, 0);
+    struct done d;
+    char url[512];
+
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    fetch(u, "GET", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_ERR_TIMEOUT);
+    assert_int_equal(d.resp.status, 0);
+    assert_null(d.resp.body);
+    assert_true(d.resp.error[0] != '\0');
+    done_cleanup(&d);
+    nk_upstream_free(u);
+}
+
+static void test_refused(void **state)
+{
+    struct nk_upstream *u = client(0, 0);
+    const char *hdrs[] = {"Authorization: Bearer test-key-not-a-secret", NULL};
+    struct done d;
+    char url[512];
+
+    (void)state;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", (unsigned)fake_unused_port());
+    fetch(u, "GET", url, hdrs, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_ERR_UPSTREAM);
+    assert_string_equal(d.resp.error, "connection refused");
+    assert_null(strstr(d.resp.error, "test-key"));
+    done_cleanup(&d);
+
+    fetch(u, "GET", "ftp://127.0.0.1/x", NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_ERR_UPSTREAM);
+    assert_non_null(strstr(d.resp.error, "scheme"));
+    done_cleanup(&d);
+    nk_upstream_free(u);
+}
+
+static void test_size_cap(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 1024);
+    struct done d;
+    char url[512];
+
+    /* Announced by Content-Length. */
+    snprintf(url, sizeof(url), "%s/big", fake_http_base(s));
+    fetch(u, "GET", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_ERR_TOO_LARGE);
+    assert_null(d.resp.body);
+    done_cleanup(&d);
+    /* Streamed without a length: caught in the write callback. */
+    snprintf(url, sizeof(url), "%s/big-close", fake_http_base(s));
+    fetch(u, "GET", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_ERR_TOO_LARGE);
+    done_cleanup(&d);
+    nk_upstream_free(u);
+
+    /* Exactly at the cap is fine. */
+    u = client(0, 4096);
+    snprintf(url, sizeof(url), "%s/big-close", fake_http_base(s));
+    fetch(u, "GET", url, NULL, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_OK);
+    assert_int_equal(d.resp.body_len, 4096);
+    assert_string_equal(d.resp.content_type, "text/plain");
+    done_cleanup(&d);
+    nk_upstream_free(u);
+}
+
+static void test_stall_does_not_block_others(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    struct done slow, fast;
+    char url[512];
+    int counter = 0;
+
+    done_init(&slow, &counter);
+    done_init(&fast, &counter);
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &slow);
+    fake_http_wait_requests(s, 1); /* the stalling one is really on the wire */
+    snprintf(url, sizeof(url), "%s/fast", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &fast);
+    done_wait(&fast);
+    assert_int_equal(fast.resp.rc, NK_OK);
+    /* the fast one is counted down only after its callback returns: 1 or 2 here */
+    assert_true(nk_upstream_in_flight(u) >= 1);
+    pthread_mutex_lock(&slow.mu);
+    assert_false(slow.fired);
+    pthread_mutex_unlock(&slow.mu);
+    fake_http_release(s);
+    done_wait(&slow);
+    if (slow.resp.rc != NK_OK)
+        fail_msg("slow: %s (%s)", nk_rc_str(slow.resp.rc), slow.resp.error);
+    assert_int_equal(fast.order, 1);
+    assert_int_equal(slow.order, 2);
+    done_cleanup(&slow);
+    done_cleanup(&fast);
+    nk_upstream_free(u);
+}
+
+static void test_keepalive_reuse(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    struct done d;
+    char url[512];
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        snprintf(url, sizeof(url), "%s/k/%d", fake_http_base(s), i);
+        fetch(u, i % 2 ? "POST" : "GET", url, NULL, i % 2 ? "{}" : NULL, &d);
+        assert_int_equal(d.resp.rc, NK_OK);
+        done_cleanup(&d);
+    }
+    assert_int_equal(fake_http_n_requests(s), 5);
+    assert_int_equal(fake_http_n_connections(s), 1);
+    nk_upstream_free(u);
+}
+
+static void test_free_completes_in_flight(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    struct done d;
+    char url[512];
+
+    done_init(&d, NULL);
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &d);
+    fake_http_wait_requests(s, 1);
+    assert_int_equal(nk_upstream_in_flight(u), 1);
+    nk_upstream_free(u);
+    assert_true(d.fired);
+    assert_int_equal(d.resp.rc, NK_ERR_UPSTREAM);
+    assert_string_equal(d.resp.error, "shutting down");
+    done_cleanup(&d);
+    nk_upstream_free(NULL);
+}
+
+static void test_submit_invalid(void **state)
+{
+    struct nk_upstream *u = client(0, 0);
+    struct nk_upstream_request r;
+
+    (void)state;
+    make_req(&r, "GET", "http://127.0.0.1/", NULL, NULL);
+    free(r.method);
+    r.method = NULL;
+    assert_int_equal(nk_upstream_submit(u, &r, on_done, NULL), NK_ERR_INVALID);
+    assert_null(r.url); /* stolen even on failure */
+    assert_int_equal(nk_upstream_in_flight(u), 0);
+    nk_upstream_free(u);
+}
+
+static void test_many_concurrent(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    struct done d[20];
+    char url[512];
+    int i;
+
+    for (i = 0; i < 20; i++) {
+        done_init(&d[i], NULL);
+        snprintf(url, sizeof(url), "%s/c/%d", fake_http_base(s), i);
+        submit(u, "GET", url, NULL, NULL, &d[i]);
+    }
+    for (i = 0; i < 20; i++) {
+        done_wait(&d[i]);
+        assert_int_equal(d[i].resp.rc, NK_OK);
+        done_cleanup(&d[i]);
+    }
+    assert_int_equal(fake_http_n_requests(s), 20);
+    nk_upstream_free(u);
+}
+
+static void test_dns_and_tls_failures(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream_options o;
+    struct nk_upstream *u = NULL;
+    const char *hdrs[] = {"Authorization: Bearer test-key-not-a-secret", NULL};
+    struct done d;
+    char url[512];
+
+    memset(&o, 0, sizeof(o));
+    o.connect_timeout_ms = 3000;
+    o.ca_file = "/nonexistent/ca.pem";
+    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    /* .invalid never resolves (RFC 6761); a resolver that does not answer in time is a
+     * timeout instead, so both are accepted */
+    fetch(u, "GET", "http://nonexistent-host.invalid/x", hdrs, NULL, &d);
+    if (d.resp.rc == NK_ERR_UPSTREAM)
+        assert_string_equal(d.resp.error, "could not resolve host");
+    else
+        assert_int_equal(d.resp.rc, NK_ERR_TIMEOUT);
+    done_cleanup(&d);
+
+    /* TLS to a plain-HTTP server, with an unreadable CA file: a TLS failure, said plainly */
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/x", (unsigned)fake_http_port(s));
+    fetch(u, "GET", url, hdrs, NULL, &d);
+    assert_int_equal(d.resp.rc, NK_ERR_UPSTREAM);
+    assert_true(strstr(d.resp.error, "TLS") != NULL || strstr(d.resp.error, "CA file") != NULL);
+    assert_null(strstr(d.resp.error, "test-key"));
+    done_cleanup(&d);
+    nk_upstream_free(u);
+}
+
+/* ---- TLS: a libmicrohttpd HTTPS server with a throw-away self-signed certificate ---------- */
+
+static enum MHD_Result tls_answer(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    static const char body[] = "{\"tls\":true}";
+    struct MHD_Response *r;
+    enum MHD_Result ret;
+
+    (void)cls, (void)url, (void)method, (void)version, (void)upload_data;
+    (void)upload_data_size, (void)req_cls;
+    r = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+
+    if (f == NULL)
+        return NULL;
+    buf = calloc(1, 65536);
+    assert_non_null(buf);
+    n = fread(buf, 1, 65535, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void test_tls(void **state)
+{
+    char dir[] = "/tmp/nk-tls-XXXXXX", cmd[1024], crt[64], key[64], url[128];
+    struct nk_upstream_options o;
+    struct nk_upstream *u = NULL;
+    struct MHD_Daemon *d;
+    const union MHD_DaemonInfo *info;
+    struct sockaddr_in sa;
+    char *kpem, *cpem;
+    struct done dn;
+    int rc;
+
+    (void)state;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        skip();
+    assert_non_null(mkdtemp(dir));
+    snprintf(crt, sizeof(crt), "%s/c.pem", dir);
+    snprintf(key, sizeof(key), "%s/k.pem", dir);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout %s "
+             "-out %s >/dev/null 2>&1",
+             key, crt);
+    rc = system(cmd);
+    kpem = slurp(key);
+    cpem = slurp(crt);
+    if (rc != 0 || kpem == NULL || cpem == NULL) {
+        free(kpem);
+        free(cpem);
+        unlink(key);
+        unlink(crt);
+        rmdir(dir);
+        skip(); /* no openssl on this machine */
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS, 0, NULL, NULL, tls_answer,
+                         NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                         MHD_OPTION_HTTPS_MEM_KEY, kpem, MHD_OPTION_HTTPS_MEM_CERT, cpem,
+                         MHD_OPTION_END);
+    assert_non_null(d);
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    assert_non_null(info);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/x", (unsigned)info->port);
+
+    /* trusted through ca_file */
+    memset(&o, 0, sizeof(o));
+    o.ca_file = crt;
+    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    fetch(u, "GET", url, NULL, NULL, &dn);
+    assert_int_equal(dn.resp.rc, NK_OK);
+    assert_int_equal(dn.resp.status, 200);
+    assert_string_equal(dn.resp.body, "{\"tls\":true}");
+    done_cleanup(&dn);
+    nk_upstream_free(u);
+
+    /* the system store does not know it */
+    assert_int_equal(nk_upstream_new(NULL, &u, NULL), NK_OK);
+    fetch(u, "GET", url, NULL, NULL, &dn);
+    assert_int_equal(dn.resp.rc, NK_ERR_UPSTREAM);
+    assert_string_equal(dn.resp.error, "TLS certificate verification failed");
+    done_cleanup(&dn);
+    nk_upstream_free(u);
+
+    /* labs: verification off */
+    memset(&o, 0, sizeof(o));
+    o.insecure = true;
+    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    fetch(u, "GET", url, NULL, NULL, &dn);
+    assert_int_equal(dn.resp.rc, NK_OK);
+    done_cleanup(&dn);
+    nk_upstream_free(u);
+
+    MHD_stop_daemon(d);
+    free(kpem);
+    free(cpem);
+    unlink(key);
+    unlink(crt);
+    rmdir(dir);
+}
+
+static int global_setup(void **state)
+{
+    (void)state;
+    return nk_upstream_global_init() == NK_OK ? 0 : -1;
+}
+
+static int global_teardown(void **state)
+{
+    (void)state;
+    nk_upstream_global_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_get_records_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_and_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_passthrough, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stall_does_not_block_others, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_completes_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dns_and_tls_failures, setup, teardown),
+        cmocka_unit_test(test_tls),
+    };
+    return cmocka_run_group_tests(tests, global_setup, global_teardown);
+}
