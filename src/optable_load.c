@@ -1,0 +1,1336 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* optable_load.c: validate one capability document (naftiko 1.0.0-alpha2 as naftikod reads it)
+ * and fill the table: root, info, binds, consumes, exposes. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "optable_int.h"
+
+#define SCHEMA_VERSION "1.0.0-alpha2"
+
+/* ---- diagnostics and small helpers ------------------------------------------------------- */
+
+static void vdiag(struct nk_loader *ld, enum nk_severity sev, unsigned line, unsigned col,
+                  const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void vdiag(struct nk_loader *ld, enum nk_severity sev, unsigned line, unsigned col,
+                  const char *fmt, va_list ap)
+{
+    nk_diags_vadd(ld->diags, sev, ld->file, line, col, fmt, ap);
+    if (ld->diags->oom)
+        ld->oom = true;
+}
+
+void nk_ld_err(struct nk_loader *ld, const struct nk_node *at, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vdiag(ld, NK_SEV_ERROR, at ? at->line : 0, at ? at->column : 0, fmt, ap);
+    va_end(ap);
+}
+
+void nk_ld_warn(struct nk_loader *ld, const struct nk_node *at, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vdiag(ld, NK_SEV_WARNING, at ? at->line : 0, at ? at->column : 0, fmt, ap);
+    va_end(ap);
+}
+
+void nk_ld_err_at(struct nk_loader *ld, unsigned line, unsigned col, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vdiag(ld, NK_SEV_ERROR, line, col, fmt, ap);
+    va_end(ap);
+}
+
+char *nk_ld_strdup(struct nk_loader *ld, const char *s)
+{
+    char *d;
+
+    if (s == NULL)
+        return NULL;
+    d = strdup(s);
+    if (d == NULL)
+        ld->oom = true;
+    return d;
+}
+
+static char *node_dup(struct nk_loader *ld, const struct nk_node *n)
+{
+    return n != NULL ? nk_ld_strdup(ld, n->str) : NULL;
+}
+
+unsigned nk_ld_col(const struct nk_node *n, unsigned off)
+{
+    return n->column + (n->style == NK_SCALAR_QUOTED ? 1u : 0u) + off;
+}
+
+json_t *nk_ld_json(struct nk_loader *ld, const struct nk_node *n)
+{
+    json_t *v = NULL;
+    size_t i;
+    long long iv;
+    bool bv;
+
+    switch (n->kind) {
+    case NK_NODE_SCALAR:
+        if (nk_node_is_null(n))
+            v = json_null();
+        else if (nk_node_bool(n, &bv))
+            v = json_boolean(bv);
+        else if (nk_node_int(n, &iv))
+            v = json_integer(iv);
+        else if (nk_node_is_number(n) && strchr(n->str, 'n') == NULL)
+            v = json_real(strtod(n->str, NULL));
+        else
+            v = json_stringn(n->str, n->len);
+        break;
+    case NK_NODE_SEQUENCE:
+        v = json_array();
+        for (i = 0; v != NULL && i < n->n; i++) {
+            json_t *c = nk_ld_json(ld, n->items[i]);
+            if (c == NULL || json_array_append_new(v, c) != 0) {
+                json_decref(v);
+                v = NULL;
+            }
+        }
+        break;
+    case NK_NODE_MAPPING:
+        v = json_object();
+        for (i = 0; v != NULL && i < n->n; i++) {
+            json_t *c = nk_ld_json(ld, n->pairs[i].value);
+            if (c == NULL || json_object_set_new(v, n->pairs[i].key->str, c) != 0) {
+                json_decref(v);
+                v = NULL;
+            }
+        }
+        break;
+    }
+    if (v == NULL)
+        ld->oom = true;
+    return v;
+}
+
+bool nk_ld_type(struct nk_loader *ld, const struct nk_node *n, enum nk_type *t)
+{
+    static const char *const names[] = {"string", "number", "integer", "boolean", "array",
+                                        "object"};
+    static const enum nk_type types[] = {NK_TYPE_STRING,  NK_TYPE_NUMBER, NK_TYPE_INTEGER,
+                                         NK_TYPE_BOOLEAN, NK_TYPE_ARRAY,  NK_TYPE_OBJECT};
+    size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(n->str, names[i]) == 0) {
+            *t = types[i];
+            return true;
+        }
+    nk_ld_err(ld, n,
+              "unknown type '%s' (expected string, number, integer, boolean, array or object)",
+              n->str);
+    return false;
+}
+
+bool nk_ld_tmpl(struct nk_loader *ld, const struct nk_node *n, enum nk_tmpl_syntax syn,
+                struct nk_tmpl *out)
+{
+    struct nk_error err;
+    enum nk_rc rc;
+
+    memset(&err, 0, sizeof(err));
+    rc = nk_tmpl_compile(n->str, syn, out, &err);
+    if (rc == NK_ERR_NOMEM) {
+        ld->oom = true;
+        return false;
+    }
+    if (rc != NK_OK) {
+        nk_ld_err_at(ld, n->line, nk_ld_col(n, err.column ? err.column - 1 : 0), "%s",
+                     err.msg);
+        return false;
+    }
+    return true;
+}
+
+const struct nk_bind *nk_ld_find_bind(const struct nk_loader *ld, const char *name)
+{
+    const struct nk_optable *t = ld->t;
+    size_t i, nl;
+
+    for (i = 0; i < t->n_binds; i++) {
+        const struct nk_bind *b = &t->binds[i];
+        if (strcmp(b->name, name) == 0)
+            return b;
+        nl = strlen(b->ns);
+        if (strncmp(name, b->ns, nl) == 0 && name[nl] == '.' && strcmp(name + nl + 1, b->name) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+static int op_cmp(const void *a, const void *b)
+{
+    const struct nk_operation *const *x = a;
+    const struct nk_operation *const *y = b;
+
+    return strcmp((*x)->qname, (*y)->qname);
+}
+
+const struct nk_operation *nk_ld_find_op(struct nk_loader *ld, const char *qname)
+{
+    size_t lo = 0, hi;
+
+    if (!ld->indexed) {
+        size_t i, j, n = 0;
+        for (i = 0; i < ld->t->n_consumers; i++)
+            n += ld->t->consumers[i].n_ops;
+        ld->indexed = true;
+        ld->ops_index = calloc(n ? n : 1, sizeof(*ld->ops_index));
+        if (ld->ops_index == NULL) {
+            ld->oom = true;
+            return NULL;
+        }
+        for (i = 0; i < ld->t->n_consumers; i++)
+            for (j = 0; j < ld->t->consumers[i].n_ops; j++)
+                if (ld->t->consumers[i].ops[j].qname != NULL)
+                    ld->ops_index[ld->n_ops_index++] = &ld->t->consumers[i].ops[j];
+        qsort(ld->ops_index, ld->n_ops_index, sizeof(*ld->ops_index), op_cmp);
+    }
+    hi = ld->n_ops_index;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ld->ops_index[mid]->qname, qname);
+        if (c == 0)
+            return ld->ops_index[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+void nk_loader_cleanup(struct nk_loader *ld)
+{
+    free(ld->ops_index);
+    ld->ops_index = NULL;
+    ld->n_ops_index = 0;
+    ld->indexed = false;
+}
+
+static struct nk_pos pos_of(const struct nk_loader *ld, const struct nk_node *n)
+{
+    struct nk_pos p;
+
+    p.file = ld->file;
+    p.line = n->line;
+    p.column = n->column;
+    return p;
+}
+
+/* ---- field tables ------------------------------------------------------------------------ */
+
+enum fkind { K_STR, K_BOOL, K_INT, K_MAP, K_SEQ, K_SCALAR, K_ANY };
+
+#define F_REQ 1u   /* required */
+#define F_EXT 2u   /* accepted by naftikod, not in the alpha2 schema: warning under --strict */
+#define F_UNSUP 4u /* in the schema, not run by naftikod yet: error */
+
+struct field {
+    const char *name;
+    enum fkind kind;
+    unsigned flags;
+};
+
+static const char *kind_word(enum fkind k)
+{
+    switch (k) {
+    case K_STR:
+        return "a string";
+    case K_BOOL:
+        return "a boolean";
+    case K_INT:
+        return "an integer";
+    case K_MAP:
+        return "a mapping";
+    case K_SEQ:
+        return "a sequence";
+    case K_SCALAR:
+        return "a scalar";
+    case K_ANY:
+        break;
+    }
+    return "a value";
+}
+
+static bool kind_ok(const struct nk_node *v, enum fkind k)
+{
+    bool b;
+    long long i;
+
+    switch (k) {
+    case K_STR:
+        return nk_node_is_string(v);
+    case K_BOOL:
+        return nk_node_bool(v, &b);
+    case K_INT:
+        return nk_node_int(v, &i);
+    case K_MAP:
+        return v->kind == NK_NODE_MAPPING;
+    case K_SEQ:
+        return v->kind == NK_NODE_SEQUENCE;
+    case K_SCALAR:
+        return v->kind == NK_NODE_SCALAR && !nk_node_is_null(v);
+    case K_ANY:
+        return true;
+    }
+    return false;
+}
+
+/* Check map against spec[0..n): unknown, unsupported and extension fields, types, required.
+ * out[i] is the value of spec[i] when present with the right type, else NULL.
+ * Returns false when map is not a mapping (reported). */
+static bool fields(struct nk_loader *ld, const struct nk_node *map, const char *what,
+                   const struct field *spec, size_t n, const struct nk_node **out)
+{
+    size_t i, j;
+    bool seen;
+
+    for (j = 0; j < n; j++)
+        out[j] = NULL;
+    if (map->kind != NK_NODE_MAPPING) {
+        nk_ld_err(ld, map, "%s must be a mapping", what);
+        return false;
+    }
+    for (i = 0; i < map->n; i++) {
+        const struct nk_node *k = map->pairs[i].key;
+        const struct nk_node *v = map->pairs[i].value;
+        for (j = 0; j < n; j++)
+            if (strcmp(k->str, spec[j].name) == 0)
+                break;
+        if (j == n) {
+            nk_ld_err(ld, k, "unknown field '%s' in %s", k->str, what);
+            continue;
+        }
+        if (spec[j].flags & F_UNSUP) {
+            nk_ld_err(ld, k, "'%s' in %s is not supported by naftikod yet", k->str, what);
+            continue;
+        }
+        if ((spec[j].flags & F_EXT) && ld->strict)
+            nk_ld_warn(ld, k, "'%s' in %s is not in the naftiko " SCHEMA_VERSION " schema",
+                       k->str, what);
+        if (!kind_ok(v, spec[j].kind)) {
+            nk_ld_err(ld, v, "'%s' in %s must be %s", k->str, what, kind_word(spec[j].kind));
+            continue;
+        }
+        out[j] = v;
+    }
+    for (j = 0; j < n; j++) {
+        if (!(spec[j].flags & F_REQ))
+            continue;
+        seen = false;
+        for (i = 0; i < map->n && !seen; i++)
+            seen = strcmp(map->pairs[i].key->str, spec[j].name) == 0;
+        if (!seen)
+            nk_ld_err(ld, map, "missing required field '%s' in %s", spec[j].name, what);
+    }
+    return true;
+}
+
+#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
+
+static bool is_kebab(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-'))
+            return false;
+    return true;
+}
+
+static bool is_ident_ext(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '*' || *s == '.'))
+            return false;
+    return true;
+}
+
+/* A namespace is used in `call: ns.op`, so it must not contain '.'; the schema's kebab rule is
+ * checked under --strict. */
+static bool check_namespace(struct nk_loader *ld, const struct nk_node *n)
+{
+    if (n->len == 0 || strchr(n->str, '.') != NULL || strchr(n->str, ' ') != NULL) {
+        nk_ld_err(ld, n, "namespace '%s' must be letters, digits and '-'", n->str);
+        return false;
+    }
+    if (ld->strict && !is_kebab(n->str))
+        nk_ld_warn(ld, n, "namespace '%s' is not kebab-case ([a-zA-Z0-9-]+)", n->str);
+    return true;
+}
+
+/* ---- root, info, binds ------------------------------------------------------------------- */
+
+static const struct field root_fields[] = {
+    {"naftiko", K_STR, F_REQ}, {"info", K_MAP, 0},        {"binds", K_SEQ, 0},
+    {"capability", K_MAP, F_REQ}, {"externalRefs", K_ANY, F_UNSUP},
+};
+enum { R_NAFTIKO, R_INFO, R_BINDS, R_CAPABILITY };
+
+static const struct field info_fields[] = {
+    {"label", K_STR, F_REQ},   {"description", K_STR, F_REQ}, {"tags", K_SEQ, 0},
+    {"created", K_STR, 0},     {"modified", K_STR, 0},        {"stakeholders", K_SEQ, 0},
+};
+enum { I_LABEL, I_DESCRIPTION, I_TAGS, I_CREATED, I_MODIFIED, I_STAKEHOLDERS };
+
+static const struct field person_fields[] = {
+    {"role", K_STR, F_REQ}, {"fullName", K_STR, F_REQ}, {"email", K_STR, 0}};
+
+static bool is_date(const char *s)
+{
+    size_t i;
+
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    for (i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return false;
+    return (s[5] == '0' ? s[6] >= '1' : (s[5] == '1' && s[6] <= '2')) &&
+           !(s[8] == '0' && s[9] == '0') && (s[8] < '3' || (s[8] == '3' && s[9] <= '1'));
+}
+
+static void load_info(struct nk_loader *ld, const struct nk_node *n)
+{
+    const struct nk_node *f[NFIELDS(info_fields)];
+    const struct nk_node *pf[NFIELDS(person_fields)];
+    size_t i;
+
+    if (!fields(ld, n, "info", info_fields, NFIELDS(info_fields), f))
+        return;
+    if (f[I_TAGS] != NULL)
+        for (i = 0; i < f[I_TAGS]->n; i++)
+            if (!nk_node_is_string(f[I_TAGS]->items[i]))
+                nk_ld_err(ld, f[I_TAGS]->items[i], "each tag must be a string");
+    if (f[I_CREATED] != NULL && !is_date(f[I_CREATED]->str))
+        nk_ld_err(ld, f[I_CREATED], "'created' must be a date YYYY-MM-DD");
+    if (f[I_MODIFIED] != NULL && !is_date(f[I_MODIFIED]->str))
+        nk_ld_err(ld, f[I_MODIFIED], "'modified' must be a date YYYY-MM-DD");
+    if (f[I_STAKEHOLDERS] != NULL)
+        for (i = 0; i < f[I_STAKEHOLDERS]->n; i++)
+            fields(ld, f[I_STAKEHOLDERS]->items[i], "stakeholder", person_fields,
+                   NFIELDS(person_fields), pf);
+    if (ld->t->label == NULL && f[I_LABEL] != NULL) {
+        ld->t->label = node_dup(ld, f[I_LABEL]);
+        ld->t->description = node_dup(ld, f[I_DESCRIPTION]);
+    }
+}
+
+static const struct field bind_fields[] = {
+    {"namespace", K_STR, F_REQ}, {"keys", K_MAP, F_REQ}, {"location", K_STR, 0},
+    {"description", K_STR, 0},
+};
+enum { B_NAMESPACE, B_KEYS, B_LOCATION, B_DESCRIPTION };
+
+static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
+{
+    struct nk_optable *t = ld->t;
+    const struct nk_node *f[NFIELDS(bind_fields)];
+    size_t i, j, k;
+
+    for (i = 0; i < seq->n && !ld->oom; i++) {
+        const struct nk_node *keys;
+        const char *loc = NULL;
+        struct nk_bind *nb;
+        if (!fields(ld, seq->items[i], "binds entry", bind_fields, NFIELDS(bind_fields), f))
+            continue;
+        if (f[B_NAMESPACE] == NULL || f[B_KEYS] == NULL)
+            continue;
+        if (!check_namespace(ld, f[B_NAMESPACE]))
+            continue;
+        if (f[B_LOCATION] != NULL) {
+            if (strncmp(f[B_LOCATION]->str, "file:///", 8) != 0) {
+                nk_ld_err(ld, f[B_LOCATION],
+                          "bind location '%s' must be a file:/// URI (other locations are not "
+                          "supported by naftikod yet)",
+                          f[B_LOCATION]->str);
+                continue;
+            }
+            loc = f[B_LOCATION]->str + 7;
+        }
+        keys = f[B_KEYS];
+        nb = realloc(t->binds, (t->n_binds + keys->n + 1) * sizeof(*nb));
+        if (nb == NULL) {
+            ld->oom = true;
+            return;
+        }
+        t->binds = nb;
+        for (j = 0; j < keys->n; j++) {
+            const struct nk_node *key = keys->pairs[j].key;
+            const struct nk_node *val = keys->pairs[j].value;
+            struct nk_bind *b;
+            bool dup = false;
+            if (!nk_node_is_string(val)) {
+                nk_ld_err(ld, val, "bind key '%s' must name a variable (a string)", key->str);
+                continue;
+            }
+            if (!is_ident_ext(key->str)) {
+                nk_ld_err(ld, key, "bind key '%s' must be letters, digits, '-', '_' or '*'",
+                          key->str);
+                continue;
+            }
+            for (k = 0; k < t->n_binds && !dup; k++)
+                dup = strcmp(t->binds[k].ns, f[B_NAMESPACE]->str) == 0 &&
+                      strcmp(t->binds[k].name, key->str) == 0;
+            if (dup) {
+                nk_ld_err(ld, key, "bind key '%s.%s' is declared twice", f[B_NAMESPACE]->str,
+                          key->str);
+                continue;
+            }
+            b = &t->binds[t->n_binds];
+            memset(b, 0, sizeof(*b));
+            b->ns = node_dup(ld, f[B_NAMESPACE]);
+            b->name = node_dup(ld, key);
+            b->source = node_dup(ld, val);
+            b->location = nk_ld_strdup(ld, loc);
+            b->pos = pos_of(ld, key);
+            t->n_binds++;
+        }
+    }
+}
+
+/* Every {{var}} of a Mustache template must name a declared bind. */
+static void check_bind_vars(struct nk_loader *ld, const struct nk_node *n, const struct nk_tmpl *t,
+                            bool only_double)
+{
+    size_t i;
+
+    for (i = 0; i < t->n; i++) {
+        const struct nk_tmpl_part *p = &t->parts[i];
+        if (p->kind != NK_TMPL_VAR || (only_double && !p->double_braced))
+            continue;
+        if (nk_ld_find_bind(ld, p->text) == NULL)
+            nk_ld_err_at(ld, n->line, nk_ld_col(n, p->offset),
+                         "'{{%s}}' names no declared bind (add it under 'binds')", p->text);
+    }
+}
+
+/* ---- consumes ---------------------------------------------------------------------------- */
+
+static const struct field consumes_fields[] = {
+    {"type", K_STR, F_REQ},      {"namespace", K_STR, F_REQ},  {"baseUri", K_STR, F_REQ},
+    {"description", K_STR, 0},   {"resources", K_SEQ, F_REQ},  {"authentication", K_MAP, 0},
+    {"headers", K_MAP, 0},       {"label", K_STR, 0},
+};
+enum { C_TYPE, C_NAMESPACE, C_BASEURI, C_DESCRIPTION, C_RESOURCES, C_AUTH, C_HEADERS, C_LABEL };
+
+static const struct field cres_fields[] = {
+    {"name", K_STR, F_REQ},    {"path", K_STR, F_REQ},        {"operations", K_SEQ, F_REQ},
+    {"label", K_STR, 0},       {"description", K_STR, 0},
+};
+enum { CR_NAME, CR_PATH, CR_OPERATIONS, CR_LABEL, CR_DESCRIPTION };
+
+static const struct field cop_fields[] = {
+    {"name", K_STR, F_REQ},          {"method", K_STR, F_REQ},
+    {"description", K_STR, 0},       {"label", K_STR, 0},
+    {"inputParameters", K_SEQ, 0},   {"outputParameters", K_SEQ, 0},
+    {"outputRawFormat", K_STR, 0},   {"body", K_ANY, 0},
+};
+enum { CO_NAME, CO_METHOD, CO_DESCRIPTION, CO_LABEL, CO_INPUTS, CO_OUTPUTS, CO_RAWFORMAT,
+       CO_BODY };
+
+static const struct field cin_fields[] = {
+    {"name", K_STR, F_REQ},      {"in", K_STR, F_REQ},           {"value", K_SCALAR, 0},
+    {"type", K_STR, F_EXT},      {"required", K_BOOL, F_EXT},    {"description", K_STR, F_EXT},
+};
+enum { CI_NAME, CI_IN, CI_VALUE, CI_TYPE, CI_REQUIRED, CI_DESCRIPTION };
+
+static const struct field cout_fields[] = {
+    {"name", K_STR, F_REQ}, {"type", K_STR, F_REQ}, {"value", K_STR, F_REQ}};
+enum { CU_NAME, CU_TYPE, CU_VALUE };
+
+static bool parse_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in)
+{
+    static const char *const names[] = {"query", "path", "header", "cookie", "body",
+                                        "environment"};
+    size_t i;
+
+    for (i = 0; i < (consumed ? 6u : 5u); i++)
+        if (strcmp(n->str, names[i]) == 0) {
+            *in = (enum nk_in)i;
+            return true;
+        }
+    nk_ld_err(ld, n, "unknown 'in' value '%s' (expected query, path, header, cookie%s)",
+              n->str, consumed ? ", body or environment" : " or body");
+    return false;
+}
+
+static bool parse_method(struct nk_loader *ld, const struct nk_node *n, char **out)
+{
+    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
+                                          "OPTIONS"};
+    size_t i;
+
+    for (i = 0; i < NFIELDS(methods); i++)
+        if (strcmp(n->str, methods[i]) == 0) {
+            *out = nk_ld_strdup(ld, methods[i]);
+            return *out != NULL;
+        }
+    nk_ld_err(ld, n, "unknown HTTP method '%s' (expected GET, POST, PUT, PATCH, DELETE, HEAD or "
+              "OPTIONS, upper-case)", n->str);
+    return false;
+}
+
+bool nk_ld_method(struct nk_loader *ld, const struct nk_node *n, char **out);
+bool nk_ld_method(struct nk_loader *ld, const struct nk_node *n, char **out)
+{
+    return parse_method(ld, n, out);
+}
+
+bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in);
+bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in)
+{
+    return parse_in(ld, n, consumed, in);
+}
+
+static void load_cparam(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o)
+{
+    const struct nk_node *f[NFIELDS(cin_fields)];
+    struct nk_param *p;
+    enum nk_in in;
+    size_t i;
+
+    if (!fields(ld, n, "consumed inputParameter", cin_fields, NFIELDS(cin_fields), f))
+        return;
+    if (f[CI_NAME] == NULL || f[CI_IN] == NULL || !parse_in(ld, f[CI_IN], true, &in))
+        return;
+    for (i = 0; i < o->n_params; i++)
+        if (strcmp(o->params[i].name, f[CI_NAME]->str) == 0) {
+            nk_ld_err(ld, f[CI_NAME], "duplicate inputParameter '%s' in operation '%s'",
+                      f[CI_NAME]->str, o->name);
+            return;
+        }
+    p = &o->params[o->n_params];
+    memset(p, 0, sizeof(*p));
+    p->in = in;
+    p->required = in == NK_IN_PATH;
+    if (f[CI_TYPE] != NULL && !nk_ld_type(ld, f[CI_TYPE], &p->type))
+        return;
+    if (f[CI_REQUIRED] != NULL)
+        nk_node_bool(f[CI_REQUIRED], &p->required);
+    if (in == NK_IN_PATH && !p->required) {
+        nk_ld_err(ld, f[CI_REQUIRED], "path parameter '%s' cannot be optional", f[CI_NAME]->str);
+        return;
+    }
+    if (f[CI_VALUE] != NULL) {
+        p->value = calloc(1, sizeof(*p->value));
+        if (p->value == NULL) {
+            ld->oom = true;
+            return;
+        }
+        if (!nk_ld_tmpl(ld, f[CI_VALUE], NK_TMPL_MUSTACHE, p->value)) {
+            free(p->value);
+            p->value = NULL;
+            return;
+        }
+        check_bind_vars(ld, f[CI_VALUE], p->value, false);
+    }
+    p->name = node_dup(ld, f[CI_NAME]);
+    p->description = node_dup(ld, f[CI_DESCRIPTION]);
+    p->pos = pos_of(ld, n);
+    o->n_params++;
+}
+
+static void load_coutput(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o)
+{
+    const struct nk_node *f[NFIELDS(cout_fields)];
+    struct nk_outparam *p;
+    struct nk_error err;
+    enum nk_rc rc;
+
+    if (!fields(ld, n, "consumed outputParameter", cout_fields, NFIELDS(cout_fields), f))
+        return;
+    if (f[CU_NAME] == NULL || f[CU_TYPE] == NULL || f[CU_VALUE] == NULL)
+        return;
+    p = &o->outputs[o->n_outputs];
+    memset(p, 0, sizeof(*p));
+    if (!nk_ld_type(ld, f[CU_TYPE], &p->type))
+        return;
+    memset(&err, 0, sizeof(err));
+    rc = nk_jsonpath_compile(f[CU_VALUE]->str, &p->value, &err);
+    if (rc == NK_ERR_NOMEM) {
+        ld->oom = true;
+        return;
+    }
+    if (rc != NK_OK) {
+        nk_ld_err_at(ld, f[CU_VALUE]->line,
+                     nk_ld_col(f[CU_VALUE], err.column ? err.column - 1 : 0),
+                     "invalid JSONPath '%s': %s", f[CU_VALUE]->str, err.msg);
+        return;
+    }
+    p->name = node_dup(ld, f[CU_NAME]);
+    o->n_outputs++;
+}
+
+/* Path variables of the consumed path that no inputParameter declares become implicit required
+ * string path parameters, so every `with` key names a parameter. */
+static void path_params(struct nk_loader *ld, const struct nk_node *pathn, struct nk_operation *o)
+{
+    size_t i, j;
+
+    for (i = 0; i < o->path.n; i++) {
+        const struct nk_tmpl_part *part = &o->path.parts[i];
+        struct nk_param *p = NULL;
+        if (part->kind != NK_TMPL_VAR)
+            continue;
+        for (j = 0; j < o->n_params; j++)
+            if (strcmp(o->params[j].name, part->text) == 0)
+                p = &o->params[j];
+        if (p != NULL) {
+            if (p->in != NK_IN_PATH)
+                nk_ld_err_at(ld, pathn->line, nk_ld_col(pathn, part->offset),
+                             "path variable '%s' is declared with in: %s", part->text,
+                             nk_in_name(p->in));
+            continue;
+        }
+        p = &o->params[o->n_params++];
+        memset(p, 0, sizeof(*p));
+        p->name = nk_ld_strdup(ld, part->text);
+        p->in = NK_IN_PATH;
+        p->type = NK_TYPE_STRING;
+        p->required = true;
+        p->pos = pos_of(ld, pathn);
+    }
+    for (j = 0; j < o->n_params; j++) {
+        bool found = false;
+        if (o->params[j].in != NK_IN_PATH)
+            continue;
+        for (i = 0; i < o->path.n && !found; i++)
+            found = o->path.parts[i].kind == NK_TMPL_VAR &&
+                    strcmp(o->path.parts[i].text, o->params[j].name) == 0;
+        if (!found)
+            nk_ld_err_at(ld, o->params[j].pos.line, o->params[j].pos.column,
+                         "path parameter '%s' does not appear in the path '%s'",
+                         o->params[j].name, pathn->str);
+    }
+}
+
+/* Release a half-built operation that is not counted in its consumer. */
+static void drop_operation(struct nk_operation *o)
+{
+    size_t i;
+
+    free(o->name);
+    free(o->method);
+    nk_tmpl_cleanup(&o->path);
+    for (i = 0; i < o->n_params; i++) {
+        free(o->params[i].name);
+        free(o->params[i].description);
+        if (o->params[i].value != NULL) {
+            nk_tmpl_cleanup(o->params[i].value);
+            free(o->params[i].value);
+        }
+    }
+    free(o->params);
+    for (i = 0; i < o->n_outputs; i++) {
+        free(o->outputs[i].name);
+        nk_jsonpath_free(o->outputs[i].value);
+    }
+    free(o->outputs);
+    json_decref(o->body_template);
+    free(o->output_raw_format);
+    free(o->description);
+    free(o->resource);
+    memset(o, 0, sizeof(*o));
+}
+
+static void load_operation(struct nk_loader *ld, const struct nk_node *n,
+                           const struct nk_node *res_name, const struct nk_node *pathn,
+                           struct nk_consumer *c)
+{
+    const struct nk_node *f[NFIELDS(cop_fields)];
+    struct nk_operation *o;
+    size_t i, np;
+
+    if (!fields(ld, n, "consumed operation", cop_fields, NFIELDS(cop_fields), f))
+        return;
+    if (f[CO_NAME] == NULL || f[CO_METHOD] == NULL)
+        return;
+    if (strchr(f[CO_NAME]->str, '.') != NULL || f[CO_NAME]->len == 0) {
+        nk_ld_err(ld, f[CO_NAME], "operation name '%s' must not contain '.'", f[CO_NAME]->str);
+        return;
+    }
+    for (i = 0; i < c->n_ops; i++)
+        if (strcmp(c->ops[i].name, f[CO_NAME]->str) == 0) {
+            nk_ld_err(ld, f[CO_NAME], "duplicate operation '%s' in consumes '%s' (first at line "
+                      "%u)", f[CO_NAME]->str, c->ns, c->ops[i].pos.line);
+            return;
+        }
+    o = &c->ops[c->n_ops];
+    memset(o, 0, sizeof(*o));
+    if (!parse_method(ld, f[CO_METHOD], &o->method))
+        goto fail;
+    if (!nk_ld_tmpl(ld, pathn, NK_TMPL_PATH, &o->path))
+        goto fail;
+    np = (f[CO_INPUTS] ? f[CO_INPUTS]->n : 0);
+    for (i = 0; i < o->path.n; i++)
+        np += o->path.parts[i].kind == NK_TMPL_VAR;
+    o->params = calloc(np ? np : 1, sizeof(*o->params));
+    o->outputs = calloc(f[CO_OUTPUTS] ? f[CO_OUTPUTS]->n + 1 : 1, sizeof(*o->outputs));
+    if (o->params == NULL || o->outputs == NULL)
+        goto oom;
+    o->name = node_dup(ld, f[CO_NAME]);
+    for (i = 0; f[CO_INPUTS] != NULL && i < f[CO_INPUTS]->n && !ld->oom; i++)
+        load_cparam(ld, f[CO_INPUTS]->items[i], o);
+    path_params(ld, pathn, o);
+    for (i = 0; f[CO_OUTPUTS] != NULL && i < f[CO_OUTPUTS]->n && !ld->oom; i++)
+        load_coutput(ld, f[CO_OUTPUTS]->items[i], o);
+    if (f[CO_RAWFORMAT] != NULL && strcmp(f[CO_RAWFORMAT]->str, "json") != 0) {
+        nk_ld_err(ld, f[CO_RAWFORMAT], "outputRawFormat '%s' is not supported by naftikod yet",
+                  f[CO_RAWFORMAT]->str);
+    }
+    o->output_raw_format = nk_ld_strdup(ld, f[CO_RAWFORMAT] ? f[CO_RAWFORMAT]->str : "json");
+    if (f[CO_BODY] != NULL) {
+        const struct nk_node *bt = nk_node_get(f[CO_BODY], "type");
+        const struct nk_node *bd = nk_node_get(f[CO_BODY], "data");
+        if (f[CO_BODY]->kind != NK_NODE_MAPPING || bt == NULL || strcmp(bt->str, "json") != 0 ||
+            bd == NULL || f[CO_BODY]->n != 2)
+            nk_ld_err(ld, f[CO_BODY], "'body' must be {type: json, data: ...} (other body forms "
+                      "are not supported by naftikod yet)");
+        else
+            o->body_template = nk_ld_json(ld, bd);
+    }
+    o->description = node_dup(ld, f[CO_DESCRIPTION]);
+    o->resource = node_dup(ld, res_name);
+    o->pos = pos_of(ld, n);
+    o->qname = malloc(strlen(c->ns) + strlen(f[CO_NAME]->str) + 2);
+    if (o->qname == NULL)
+        goto oom;
+    strcpy(o->qname, c->ns);
+    strcat(o->qname, ".");
+    strcat(o->qname, f[CO_NAME]->str);
+    c->n_ops++;
+    return;
+oom:
+    ld->oom = true;
+fail:
+    drop_operation(o);
+}
+
+static const struct field auth_apikey[] = {
+    {"type", K_STR, F_REQ}, {"key", K_STR, F_REQ}, {"value", K_STR, F_REQ},
+    {"placement", K_STR, F_REQ}};
+static const struct field auth_bearer[] = {{"type", K_STR, F_REQ}, {"token", K_STR, F_REQ}};
+static const struct field auth_basic[] = {
+    {"type", K_STR, F_REQ}, {"username", K_STR, F_REQ}, {"password", K_STR, F_REQ}};
+
+static bool auth_tmpl(struct nk_loader *ld, const struct nk_node *n, struct nk_tmpl *t)
+{
+    if (n == NULL || !nk_ld_tmpl(ld, n, NK_TMPL_MUSTACHE, t))
+        return false;
+    check_bind_vars(ld, n, t, false);
+    return true;
+}
+
+static bool has_scheme(const char *v)
+{
+    /* "Bearer x", "Basic x", "ApiKey x": a token, a space, something */
+    const char *sp = strchr(v, ' ');
+
+    return sp != NULL && sp != v && sp[1] != '\0';
+}
+
+static void load_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_auth *a)
+{
+    const struct nk_node *f[4];
+    const struct nk_node *type = nk_node_get(n, "type");
+
+    if (type == NULL || !nk_node_is_string(type)) {
+        nk_ld_err(ld, type ? type : n, "authentication needs a 'type' (apikey, bearer, basic or "
+                  "digest)");
+        return;
+    }
+    if (strcmp(type->str, "apikey") == 0) {
+        if (!fields(ld, n, "apikey authentication", auth_apikey, NFIELDS(auth_apikey), f))
+            return;
+        if (f[1] == NULL || f[2] == NULL || f[3] == NULL)
+            return;
+        if (strcmp(f[3]->str, "header") == 0)
+            a->placement = NK_PLACE_HEADER;
+        else if (strcmp(f[3]->str, "query") == 0)
+            a->placement = NK_PLACE_QUERY;
+        else {
+            nk_ld_err(ld, f[3], "unknown placement '%s' (expected header or query)", f[3]->str);
+            return;
+        }
+        if (!auth_tmpl(ld, f[2], &a->value))
+            return;
+        if (a->placement == NK_PLACE_HEADER && strcasecmp(f[1]->str, "Authorization") == 0 &&
+            !has_scheme(f[2]->str))
+            nk_ld_warn(ld, f[2],
+                       "the Authorization value '%s' has no scheme: it is sent exactly as "
+                       "configured; servers such as StackRox Central only accept 'Bearer "
+                       "<token>', so set the variable to \"Bearer <token>\" or use type: bearer",
+                       f[2]->str);
+        a->key = node_dup(ld, f[1]);
+        a->type = NK_AUTH_APIKEY;
+    } else if (strcmp(type->str, "bearer") == 0) {
+        if (!fields(ld, n, "bearer authentication", auth_bearer, NFIELDS(auth_bearer), f))
+            return;
+        if (!auth_tmpl(ld, f[1], &a->token))
+            return;
+        a->type = NK_AUTH_BEARER;
+    } else if (strcmp(type->str, "basic") == 0 || strcmp(type->str, "digest") == 0) {
+        bool basic = type->str[0] == 'b';
+        if (!fields(ld, n, basic ? "basic authentication" : "digest authentication", auth_basic,
+                    NFIELDS(auth_basic), f))
+            return;
+        if (!auth_tmpl(ld, f[1], &a->username) || !auth_tmpl(ld, f[2], &a->password))
+            return;
+        a->type = basic ? NK_AUTH_BASIC : NK_AUTH_DIGEST;
+    } else if (strcmp(type->str, "oauth2") == 0) {
+        nk_ld_err(ld, type, "authentication type 'oauth2' is not supported by naftikod yet");
+    } else {
+        nk_ld_err(ld, type,
+                  "unknown authentication type '%s' (expected apikey, bearer, basic or digest)",
+                  type->str);
+    }
+}
+
+static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
+{
+    const struct nk_node *f[NFIELDS(consumes_fields)];
+    struct nk_optable *t = ld->t;
+    struct nk_consumer *c, *nc;
+    size_t i, j, nops = 0;
+
+    if (!fields(ld, n, "consumes entry", consumes_fields, NFIELDS(consumes_fields), f))
+        return;
+    if (f[C_TYPE] != NULL && strcmp(f[C_TYPE]->str, "http") != 0) {
+        nk_ld_err(ld, f[C_TYPE], "unknown consumes type '%s' (expected http)", f[C_TYPE]->str);
+        return;
+    }
+    if (f[C_TYPE] == NULL || f[C_NAMESPACE] == NULL || f[C_BASEURI] == NULL ||
+        f[C_RESOURCES] == NULL)
+        return;
+    if (!check_namespace(ld, f[C_NAMESPACE]))
+        return;
+    for (i = 0; i < t->n_consumers; i++)
+        if (strcmp(t->consumers[i].ns, f[C_NAMESPACE]->str) == 0) {
+            nk_ld_err(ld, f[C_NAMESPACE], "duplicate consumes namespace '%s' (first at %s:%u)",
+                      f[C_NAMESPACE]->str, t->consumers[i].pos.file, t->consumers[i].pos.line);
+            return;
+        }
+    nc = realloc(t->consumers, (t->n_consumers + 1) * sizeof(*nc));
+    if (nc == NULL) {
+        ld->oom = true;
+        return;
+    }
+    t->consumers = nc;
+    c = &t->consumers[t->n_consumers++];
+    memset(c, 0, sizeof(*c));
+    c->ns = node_dup(ld, f[C_NAMESPACE]);
+    c->description = node_dup(ld, f[C_DESCRIPTION]);
+    c->pos = pos_of(ld, n);
+    if (ld->oom)
+        return;
+    if (nk_ld_tmpl(ld, f[C_BASEURI], NK_TMPL_PATH, &c->base_uri)) {
+        check_bind_vars(ld, f[C_BASEURI], &c->base_uri, true);
+        if (strncmp(f[C_BASEURI]->str, "http://", 7) != 0 &&
+            strncmp(f[C_BASEURI]->str, "https://", 8) != 0 &&
+            strncmp(f[C_BASEURI]->str, "{", 1) != 0)
+            nk_ld_err(ld, f[C_BASEURI], "baseUri '%s' must start with http:// or https://",
+                      f[C_BASEURI]->str);
+    }
+    if (f[C_AUTH] != NULL)
+        load_auth(ld, f[C_AUTH], &c->auth);
+    if (f[C_HEADERS] != NULL) {
+        c->headers = calloc(f[C_HEADERS]->n + 1, sizeof(*c->headers));
+        if (c->headers == NULL) {
+            ld->oom = true;
+            return;
+        }
+        for (i = 0; i < f[C_HEADERS]->n; i++) {
+            const struct nk_node *hv = f[C_HEADERS]->pairs[i].value;
+            struct nk_header *h = &c->headers[c->n_headers];
+            if (!nk_node_is_string(hv)) {
+                nk_ld_err(ld, hv, "header '%s' must be a string", f[C_HEADERS]->pairs[i].key->str);
+                continue;
+            }
+            if (!nk_ld_tmpl(ld, hv, NK_TMPL_MUSTACHE, &h->value))
+                continue;
+            check_bind_vars(ld, hv, &h->value, false);
+            h->name = node_dup(ld, f[C_HEADERS]->pairs[i].key);
+            c->n_headers++;
+        }
+    }
+    for (i = 0; i < f[C_RESOURCES]->n; i++) {
+        const struct nk_node *ops = nk_node_get(f[C_RESOURCES]->items[i], "operations");
+        if (ops != NULL && ops->kind == NK_NODE_SEQUENCE)
+            nops += ops->n;
+    }
+    c->ops = calloc(nops ? nops : 1, sizeof(*c->ops));
+    if (c->ops == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (i = 0; i < f[C_RESOURCES]->n && !ld->oom; i++) {
+        const struct nk_node *rf[NFIELDS(cres_fields)];
+        if (!fields(ld, f[C_RESOURCES]->items[i], "consumed resource", cres_fields,
+                    NFIELDS(cres_fields), rf))
+            continue;
+        if (rf[CR_NAME] == NULL || rf[CR_PATH] == NULL || rf[CR_OPERATIONS] == NULL)
+            continue;
+        if (rf[CR_PATH]->str[0] != '/') {
+            nk_ld_err(ld, rf[CR_PATH], "resource path '%s' must start with '/'", rf[CR_PATH]->str);
+            continue;
+        }
+        for (j = 0; j < rf[CR_OPERATIONS]->n && !ld->oom; j++)
+            load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH], c);
+    }
+}
+
+/* ---- exposes ----------------------------------------------------------------------------- */
+
+static const struct field rest_fields[] = {
+    {"type", K_STR, F_REQ},       {"namespace", K_STR, F_REQ},   {"port", K_INT, F_REQ},
+    {"address", K_STR, 0},        {"description", K_STR, F_EXT}, {"resources", K_SEQ, F_REQ},
+    {"authentication", K_ANY, F_UNSUP},
+};
+enum { X_TYPE, X_NAMESPACE, X_PORT, X_ADDRESS, X_DESCRIPTION, X_RESOURCES };
+
+static const struct field mcp_fields[] = {
+    {"type", K_STR, F_REQ},       {"namespace", K_STR, F_REQ}, {"port", K_INT, 0},
+    {"address", K_STR, 0},        {"description", K_STR, 0},   {"tools", K_SEQ, F_REQ},
+    {"transport", K_STR, 0},      {"resources", K_ANY, F_UNSUP}, {"prompts", K_ANY, F_UNSUP},
+};
+enum { M_TYPE, M_NAMESPACE, M_PORT, M_ADDRESS, M_DESCRIPTION, M_TOOLS, M_TRANSPORT };
+
+static const struct field rres_fields[] = {
+    {"path", K_STR, F_REQ},         {"name", K_STR, 0},          {"label", K_STR, 0},
+    {"description", K_STR, 0},      {"inputParameters", K_SEQ, 0}, {"operations", K_SEQ, 0},
+    {"forward", K_ANY, F_UNSUP},
+};
+enum { RR_PATH, RR_NAME, RR_LABEL, RR_DESCRIPTION, RR_INPUTS, RR_OPERATIONS };
+
+static const struct field rop_fields[] = {
+    {"method", K_STR, F_REQ},       {"name", K_STR, 0},            {"label", K_STR, 0},
+    {"description", K_STR, 0},      {"inputParameters", K_SEQ, 0}, {"call", K_STR, 0},
+    {"with", K_MAP, 0},             {"outputParameters", K_SEQ, 0}, {"steps", K_ANY, F_UNSUP},
+    {"mappings", K_ANY, F_UNSUP},
+};
+enum { RO_METHOD, RO_NAME, RO_LABEL, RO_DESCRIPTION, RO_INPUTS, RO_CALL, RO_WITH, RO_OUTPUTS,
+       RO_STEPS, RO_MAPPINGS };
+
+static const struct field tool_fields[] = {
+    {"name", K_STR, F_REQ},        {"description", K_STR, F_REQ}, {"label", K_STR, 0},
+    {"title", K_STR, F_EXT},       {"hints", K_MAP, 0},           {"inputParameters", K_SEQ, 0},
+    {"call", K_STR, 0},            {"with", K_MAP, 0},            {"outputParameters", K_SEQ, 0},
+    {"steps", K_ANY, F_UNSUP},     {"mappings", K_ANY, F_UNSUP},
+};
+enum { T_NAME, T_DESCRIPTION, T_LABEL, T_TITLE, T_HINTS, T_INPUTS, T_CALL, T_WITH, T_OUTPUTS,
+       T_STEPS, T_MAPPINGS };
+
+static const struct field hint_fields[] = {
+    {"readOnly", K_BOOL, 0}, {"destructive", K_BOOL, 0}, {"idempotent", K_BOOL, 0},
+    {"openWorld", K_BOOL, 0}};
+
+static bool is_address(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '.' || *s == ':'))
+            return false;
+    return true;
+}
+
+static struct nk_adapter *new_adapter(struct nk_loader *ld, const struct nk_node *n,
+                                      enum nk_adapter_type type, const struct nk_node *ns,
+                                      const struct nk_node *port, const struct nk_node *address,
+                                      const struct nk_node *desc, size_t nops)
+{
+    struct nk_optable *t = ld->t;
+    struct nk_adapter *a, *na;
+    long long pv = 0;
+    size_t i;
+
+    if (!check_namespace(ld, ns))
+        return NULL;
+    for (i = 0; i < t->n_adapters; i++)
+        if (strcmp(t->adapters[i].ns, ns->str) == 0) {
+            nk_ld_err(ld, ns, "duplicate exposes namespace '%s' (first at %s:%u)", ns->str,
+                      t->adapters[i].pos.file, t->adapters[i].pos.line);
+            return NULL;
+        }
+    if (port != NULL) {
+        nk_node_int(port, &pv);
+        if (pv < 1 || pv > 65535) {
+            nk_ld_err(ld, port, "port %s is out of range (1..65535)", port->str);
+            return NULL;
+        }
+    }
+    if (address != NULL && !is_address(address->str)) {
+        nk_ld_err(ld, address, "address '%s' is not a hostname or IP address", address->str);
+        return NULL;
+    }
+    na = realloc(t->adapters, (t->n_adapters + 1) * sizeof(*na));
+    if (na == NULL) {
+        ld->oom = true;
+        return NULL;
+    }
+    t->adapters = na;
+    a = &t->adapters[t->n_adapters++];
+    memset(a, 0, sizeof(*a));
+    a->type = type;
+    a->ns = node_dup(ld, ns);
+    a->port = (unsigned)pv;
+    a->address = node_dup(ld, address);
+    a->description = node_dup(ld, desc);
+    a->pos = pos_of(ld, n);
+    a->ops = calloc(nops ? nops : 1, sizeof(*a->ops));
+    if (a->ops == NULL)
+        ld->oom = true;
+    return a;
+}
+
+static void load_rest(struct nk_loader *ld, const struct nk_node *n)
+{
+    const struct nk_node *f[NFIELDS(rest_fields)];
+    struct nk_adapter *a;
+    size_t i, j, nops = 0;
+
+    if (!fields(ld, n, "REST adapter", rest_fields, NFIELDS(rest_fields), f))
+        return;
+    if (f[X_NAMESPACE] == NULL || f[X_PORT] == NULL || f[X_RESOURCES] == NULL)
+        return;
+    for (i = 0; i < f[X_RESOURCES]->n; i++) {
+        const struct nk_node *ops = nk_node_get(f[X_RESOURCES]->items[i], "operations");
+        if (ops != NULL && ops->kind == NK_NODE_SEQUENCE)
+            nops += ops->n;
+    }
+    a = new_adapter(ld, n, NK_ADAPTER_REST, f[X_NAMESPACE], f[X_PORT], f[X_ADDRESS],
+                    f[X_DESCRIPTION], nops);
+    if (a == NULL || ld->oom)
+        return;
+    for (i = 0; i < f[X_RESOURCES]->n && !ld->oom; i++) {
+        const struct nk_node *rf[NFIELDS(rres_fields)];
+        struct nk_tmpl ptmpl;
+        if (!fields(ld, f[X_RESOURCES]->items[i], "REST resource", rres_fields,
+                    NFIELDS(rres_fields), rf))
+            continue;
+        if (rf[RR_PATH] == NULL)
+            continue;
+        if (rf[RR_PATH]->str[0] != '/') {
+            nk_ld_err(ld, rf[RR_PATH], "resource path '%s' must start with '/'", rf[RR_PATH]->str);
+            continue;
+        }
+        if (!nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &ptmpl))
+            continue;
+        nk_tmpl_cleanup(&ptmpl);
+        if (rf[RR_OPERATIONS] == NULL) {
+            nk_ld_err(ld, f[X_RESOURCES]->items[i], "REST resource '%s' has no operations",
+                      rf[RR_PATH]->str);
+            continue;
+        }
+        for (j = 0; j < rf[RR_OPERATIONS]->n && !ld->oom; j++) {
+            const struct nk_node *of[NFIELDS(rop_fields)];
+            struct nk_exposed *e = &a->ops[a->n_ops];
+            struct nk_exposed_src src;
+            if (!fields(ld, rf[RR_OPERATIONS]->items[j], "REST operation", rop_fields,
+                        NFIELDS(rop_fields), of))
+                continue;
+            if (of[RO_METHOD] == NULL)
+                continue;
+            memset(e, 0, sizeof(*e));
+            if (!parse_method(ld, of[RO_METHOD], &e->method))
+                continue;
+            a->n_ops++;
+            e->name = nk_ld_strdup(ld, of[RO_NAME] ? of[RO_NAME]->str : "");
+            e->title = node_dup(ld, of[RO_LABEL]);
+            e->description = node_dup(ld, of[RO_DESCRIPTION]);
+            e->path = node_dup(ld, rf[RR_PATH]);
+            e->pos = pos_of(ld, rf[RR_OPERATIONS]->items[j]);
+            e->hints.open_world = true;
+            if (ld->oom || !nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &e->path_tmpl))
+                continue;
+            memset(&src, 0, sizeof(src));
+            src.node = rf[RR_OPERATIONS]->items[j];
+            src.call = of[RO_CALL];
+            src.with = of[RO_WITH];
+            src.inputs = of[RO_INPUTS];
+            src.rinputs = rf[RR_INPUTS];
+            src.outputs = of[RO_OUTPUTS];
+            if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL)
+                nk_ld_err(ld, src.node, "missing required field 'call' in REST operation");
+            nk_compile_exposed(ld, a, &src, e);
+        }
+    }
+}
+
+static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
+{
+    const struct nk_node *f[NFIELDS(mcp_fields)];
+    struct nk_adapter *a;
+    const char *transport = "http";
+    size_t i;
+
+    if (!fields(ld, n, "MCP adapter", mcp_fields, NFIELDS(mcp_fields), f))
+        return;
+    if (f[M_NAMESPACE] == NULL || f[M_TOOLS] == NULL)
+        return;
+    if (f[M_TRANSPORT] != NULL) {
+        transport = f[M_TRANSPORT]->str;
+        if (strcmp(transport, "http") != 0 && strcmp(transport, "stdio") != 0) {
+            nk_ld_err(ld, f[M_TRANSPORT], "unknown MCP transport '%s' (expected http or stdio)",
+                      transport);
+            return;
+        }
+    }
+    if (strcmp(transport, "http") == 0 && f[M_PORT] == NULL &&
+        nk_node_get(n, "port") == NULL) {
+        nk_ld_err(ld, n, "missing required field 'port' in MCP adapter (transport http)");
+        return;
+    }
+    if (strcmp(transport, "stdio") == 0 && f[M_PORT] != NULL && ld->strict)
+        nk_ld_warn(ld, f[M_PORT], "'port' is ignored with transport stdio");
+    a = new_adapter(ld, n, NK_ADAPTER_MCP, f[M_NAMESPACE],
+                    strcmp(transport, "stdio") == 0 ? NULL : f[M_PORT], f[M_ADDRESS],
+                    f[M_DESCRIPTION], f[M_TOOLS]->n);
+    if (a == NULL || ld->oom)
+        return;
+    a->transport = nk_ld_strdup(ld, transport);
+    for (i = 0; i < f[M_TOOLS]->n && !ld->oom; i++) {
+        const struct nk_node *tf[NFIELDS(tool_fields)];
+        const struct nk_node *hf[NFIELDS(hint_fields)];
+        const struct nk_node *tn = f[M_TOOLS]->items[i];
+        struct nk_exposed *e = &a->ops[a->n_ops];
+        struct nk_exposed_src src;
+        if (!fields(ld, tn, "MCP tool", tool_fields, NFIELDS(tool_fields), tf))
+            continue;
+        if (tf[T_NAME] == NULL)
+            continue;
+        if (tf[T_LABEL] != NULL && tf[T_TITLE] != NULL)
+            nk_ld_err(ld, tf[T_TITLE], "MCP tool has both 'label' and 'title'");
+        memset(e, 0, sizeof(*e));
+        a->n_ops++;
+        e->name = node_dup(ld, tf[T_NAME]);
+        e->title = node_dup(ld, tf[T_LABEL] ? tf[T_LABEL] : tf[T_TITLE]);
+        e->description = node_dup(ld, tf[T_DESCRIPTION]);
+        e->pos = pos_of(ld, tn);
+        e->hints.open_world = true;
+        if (tf[T_HINTS] != NULL &&
+            fields(ld, tf[T_HINTS], "hints", hint_fields, NFIELDS(hint_fields), hf)) {
+            if (hf[0] != NULL)
+                nk_node_bool(hf[0], &e->hints.read_only);
+            if (hf[1] != NULL)
+                nk_node_bool(hf[1], &e->hints.destructive);
+            if (hf[2] != NULL)
+                nk_node_bool(hf[2], &e->hints.idempotent);
+            if (hf[3] != NULL)
+                nk_node_bool(hf[3], &e->hints.open_world);
+        }
+        memset(&src, 0, sizeof(src));
+        src.node = tn;
+        src.call = tf[T_CALL];
+        src.with = tf[T_WITH];
+        src.inputs = tf[T_INPUTS];
+        src.outputs = tf[T_OUTPUTS];
+        if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL)
+            nk_ld_err(ld, tn, "missing required field 'call' in MCP tool");
+        if (!ld->oom)
+            nk_compile_exposed(ld, a, &src, e);
+    }
+}
+
+static void load_exposes(struct nk_loader *ld, const struct nk_node *seq)
+{
+    size_t i;
+
+    for (i = 0; i < seq->n && !ld->oom; i++) {
+        const struct nk_node *n = seq->items[i];
+        const struct nk_node *type = nk_node_get(n, "type");
+        if (n->kind != NK_NODE_MAPPING) {
+            nk_ld_err(ld, n, "exposes entry must be a mapping");
+            continue;
+        }
+        if (type == NULL || !nk_node_is_string(type)) {
+            nk_ld_err(ld, type ? type : n, "exposes entry needs a 'type' (rest or mcp)");
+            continue;
+        }
+        if (strcmp(type->str, "rest") == 0)
+            load_rest(ld, n);
+        else if (strcmp(type->str, "mcp") == 0)
+            load_mcp(ld, n);
+        else if (strcmp(type->str, "skill") == 0 || strcmp(type->str, "control") == 0)
+            nk_ld_err(ld, type, "exposes type '%s' is not supported by naftikod yet", type->str);
+        else
+            nk_ld_err(ld, type, "unknown exposes type '%s' (expected rest or mcp)", type->str);
+    }
+}
+
+/* ---- document ---------------------------------------------------------------------------- */
+
+static const struct field cap_fields[] = {
+    {"consumes", K_SEQ, 0}, {"exposes", K_SEQ, 0}, {"aggregates", K_ANY, F_UNSUP}};
+
+void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass)
+{
+    const struct nk_node *f[NFIELDS(root_fields)];
+    const struct nk_node *cf[NFIELDS(cap_fields)];
+    size_t i;
+
+    if (pass == 0) {
+        if (!fields(ld, root, "the document", root_fields, NFIELDS(root_fields), f))
+            return;
+        if (f[R_NAFTIKO] != NULL && strcmp(f[R_NAFTIKO]->str, SCHEMA_VERSION) != 0)
+            nk_ld_err(ld, f[R_NAFTIKO],
+                      "unsupported naftiko version '%s' (naftikod reads " SCHEMA_VERSION ")",
+                      f[R_NAFTIKO]->str);
+        if (f[R_INFO] != NULL)
+            load_info(ld, f[R_INFO]);
+        else if (ld->strict)
+            nk_ld_warn(ld, root, "the document has no 'info'");
+        if (f[R_BINDS] != NULL)
+            load_binds(ld, f[R_BINDS]);
+        if (f[R_CAPABILITY] != NULL &&
+            fields(ld, f[R_CAPABILITY], "capability", cap_fields, NFIELDS(cap_fields), cf) &&
+            cf[0] == NULL && cf[1] == NULL && nk_node_get(f[R_CAPABILITY], "aggregates") == NULL)
+            nk_ld_err(ld, f[R_CAPABILITY], "capability needs 'consumes' or 'exposes'");
+        return;
+    }
+    /* later passes: the shapes were reported in pass 0; only walk what is well-formed */
+    if (root->kind != NK_NODE_MAPPING)
+        return;
+    {
+        const struct nk_node *cap = nk_node_get(root, "capability");
+        const struct nk_node *sec;
+        if (cap == NULL || cap->kind != NK_NODE_MAPPING)
+            return;
+        sec = nk_node_get(cap, pass == 1 ? "consumes" : "exposes");
+        if (sec == NULL || sec->kind != NK_NODE_SEQUENCE)
+            return;
+        if (pass == 1) {
+            for (i = 0; i < sec->n && !ld->oom; i++)
+                load_consumer(ld, sec->items[i]);
+            /* consumers may have moved: refresh the back pointers */
+            for (i = 0; i < ld->t->n_consumers; i++) {
+                size_t j;
+                for (j = 0; j < ld->t->consumers[i].n_ops; j++)
+                    ld->t->consumers[i].ops[j].consumer = &ld->t->consumers[i];
+            }
+        } else {
+            load_exposes(ld, sec);
+        }
+    }
+}
