@@ -59,7 +59,7 @@ static const struct {
     const char *name;
     unsigned flags; /* 1 required, 2 extension (strict warning), 4 REST only, 8 MCP only */
 } rest_in_fields[] = {{"name", 1}, {"in", 1 | 4}, {"type", 1}, {"description", 1},
-                      {"pattern", 0}, {"required", 0}, {"value", 4}};
+                      {"pattern", 4}, {"required", 0}, {"value", 4}};
 
 static void declared_arg(struct nk_loader *ld, struct nk_exposed *e, size_t *cap, bool rest,
                          const struct nk_node *n)
@@ -337,7 +337,7 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
                            bool top)
 {
     const struct nk_node *type = NULL, *mapping = NULL, *konst = NULL, *props = NULL,
-                         *items = NULL;
+                         *items = NULL, *value = NULL;
     size_t i;
     bool ok = true;
 
@@ -353,6 +353,8 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
             mapping = v;
         else if (strcmp(k->str, "const") == 0 && !nk_node_is_null(v))
             konst = v;
+        else if (strcmp(k->str, "value") == 0 && nk_node_is_string(v))
+            value = v;
         else if (strcmp(k->str, "properties") == 0 && v->kind == NK_NODE_MAPPING)
             props = v;
         else if (strcmp(k->str, "items") == 0 &&
@@ -369,6 +371,8 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
             nk_ld_err(ld, v, "'items' in outputParameter must be a mapping or a sequence");
         else if (strcmp(k->str, "const") == 0)
             nk_ld_err(ld, v, "'const' in outputParameter must not be null");
+        else if (strcmp(k->str, "value") == 0)
+            nk_ld_err(ld, v, "'value' in outputParameter must be a string");
         else
             nk_ld_err(ld, k, "unknown field '%s' in outputParameter", k->str);
     }
@@ -379,6 +383,19 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
     }
     if (!nk_ld_type(ld, type, &m->type))
         return false;
+    if (m->type == NK_TYPE_INTEGER && ld->strict)
+        nk_ld_warn(ld, type, "type integer in an outputParameter is not in the naftiko "
+                   "1.0.0-alpha2 schema (use number)");
+    /* `value` is injected at run time and wins over `mapping`; `const` is kept as the same
+     * constant when there is no `value` */
+    if (value != NULL) {
+        m->konst = json_stringn(value->str, value->len);
+        if (m->konst == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        konst = NULL;
+    }
     if (mapping != NULL && !compile_jsonpath(ld, mapping, &m->mapping))
         ok = false;
     if (konst != NULL && (m->konst = nk_ld_json(ld, konst)) == NULL)
@@ -404,6 +421,9 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
     if (items != NULL && m->type == NK_TYPE_ARRAY) {
         const struct nk_node *in = items;
         if (items->kind == NK_NODE_SEQUENCE) {
+            if (ld->strict)
+                nk_ld_warn(ld, items, "'items' as a sequence is not in the naftiko 1.0.0-alpha2 "
+                           "schema (write the item shape as a mapping)");
             if (items->n != 1) {
                 nk_ld_err(ld, items, "'items' must describe exactly one item shape");
                 return false;
@@ -418,8 +438,8 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
         if (!compile_outmap(ld, in, m->items, false))
             ok = false;
     }
-    if (mapping == NULL && konst == NULL && props == NULL && items == NULL) {
-        nk_ld_err(ld, n, "outputParameter of type %s needs 'mapping' or 'const'%s",
+    if (mapping == NULL && konst == NULL && value == NULL && props == NULL && items == NULL) {
+        nk_ld_err(ld, n, "outputParameter of type %s needs 'mapping', 'value' or 'const'%s",
                   nk_type_name(m->type),
                   m->type == NK_TYPE_OBJECT  ? " or 'properties'"
                   : m->type == NK_TYPE_ARRAY ? " or 'items'"

@@ -366,6 +366,16 @@ static bool is_ident_ext(const char *s)
     return true;
 }
 
+static bool is_screaming(const char *s)
+{
+    if (!(*s >= 'A' && *s <= 'Z'))
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
 /* A namespace is used in `call: ns.op`, so it must not contain '.'; the schema's kebab rule is
  * checked under --strict. */
 static bool check_namespace(struct nk_loader *ld, const struct nk_node *n)
@@ -382,10 +392,10 @@ static bool check_namespace(struct nk_loader *ld, const struct nk_node *n)
 /* ---- root, info, binds ------------------------------------------------------------------- */
 
 static const struct field root_fields[] = {
-    {"naftiko", K_STR, F_REQ}, {"info", K_MAP, 0},        {"binds", K_SEQ, 0},
-    {"capability", K_MAP, F_REQ}, {"externalRefs", K_ANY, F_UNSUP},
+    {"naftiko", K_STR, F_REQ}, {"info", K_MAP, 0},     {"binds", K_SEQ, 0},
+    {"capability", K_MAP, 0},  {"consumes", K_SEQ, 0},
 };
-enum { R_NAFTIKO, R_INFO, R_BINDS, R_CAPABILITY };
+enum { R_NAFTIKO, R_INFO, R_BINDS, R_CAPABILITY, R_CONSUMES };
 
 static const struct field info_fields[] = {
     {"label", K_STR, F_REQ},   {"description", K_STR, F_REQ}, {"tags", K_SEQ, 0},
@@ -458,14 +468,18 @@ static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
         if (!check_namespace(ld, f[B_NAMESPACE]))
             continue;
         if (f[B_LOCATION] != NULL) {
-            if (strncmp(f[B_LOCATION]->str, "file:///", 8) != 0) {
+            const char *l = f[B_LOCATION]->str;
+            if (strncmp(l, "file:///", 8) == 0) {
+                loc = l + 7;
+            } else if (strstr(l, "://") != NULL) {
                 nk_ld_err(ld, f[B_LOCATION],
-                          "bind location '%s' must be a file:/// URI (other locations are not "
-                          "supported by naftikod yet)",
-                          f[B_LOCATION]->str);
+                          "bind location '%s' is not supported by naftikod yet (only file:///)", l);
+                continue;
+            } else {
+                nk_ld_err(ld, f[B_LOCATION], "bind location '%s' must be a URI such as "
+                          "file:///path/to/values.json", l);
                 continue;
             }
-            loc = f[B_LOCATION]->str + 7;
         }
         keys = f[B_KEYS];
         nb = realloc(t->binds, (t->n_binds + keys->n + 1) * sizeof(*nb));
@@ -483,11 +497,14 @@ static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
                 nk_ld_err(ld, val, "bind key '%s' must name a variable (a string)", key->str);
                 continue;
             }
-            if (!is_ident_ext(key->str)) {
+            if (!is_ident_ext(key->str) || strchr(key->str, '.') != NULL) {
                 nk_ld_err(ld, key, "bind key '%s' must be letters, digits, '-', '_' or '*'",
                           key->str);
                 continue;
             }
+            if (ld->strict && !is_screaming(key->str))
+                nk_ld_warn(ld, key, "bind key '%s' is not SCREAMING_SNAKE_CASE ([A-Z][A-Z0-9_]*)",
+                           key->str);
             for (k = 0; k < t->n_binds && !dup; k++)
                 dup = strcmp(t->binds[k].ns, f[B_NAMESPACE]->str) == 0 &&
                       strcmp(t->binds[k].name, key->str) == 0;
@@ -527,23 +544,24 @@ static void check_bind_vars(struct nk_loader *ld, const struct nk_node *n, const
 /* ---- consumes ---------------------------------------------------------------------------- */
 
 static const struct field consumes_fields[] = {
-    {"type", K_STR, F_REQ},      {"namespace", K_STR, F_REQ},  {"baseUri", K_STR, F_REQ},
-    {"description", K_STR, 0},   {"resources", K_SEQ, F_REQ},  {"authentication", K_MAP, 0},
-    {"headers", K_MAP, 0},       {"label", K_STR, 0},
+    {"type", K_STR, F_REQ},       {"namespace", K_STR, F_REQ},  {"baseUri", K_STR, F_REQ},
+    {"description", K_STR, 0},    {"resources", K_SEQ, 0},      {"authentication", K_MAP, 0},
+    {"inputParameters", K_SEQ, 0},
 };
-enum { C_TYPE, C_NAMESPACE, C_BASEURI, C_DESCRIPTION, C_RESOURCES, C_AUTH, C_HEADERS, C_LABEL };
+enum { C_TYPE, C_NAMESPACE, C_BASEURI, C_DESCRIPTION, C_RESOURCES, C_AUTH, C_INPUTS };
 
 static const struct field cres_fields[] = {
     {"name", K_STR, F_REQ},    {"path", K_STR, F_REQ},        {"operations", K_SEQ, F_REQ},
-    {"label", K_STR, 0},       {"description", K_STR, 0},
+    {"label", K_STR, 0},       {"description", K_STR, 0},     {"inputParameters", K_SEQ, 0},
 };
-enum { CR_NAME, CR_PATH, CR_OPERATIONS, CR_LABEL, CR_DESCRIPTION };
+enum { CR_NAME, CR_PATH, CR_OPERATIONS, CR_LABEL, CR_DESCRIPTION, CR_INPUTS };
 
 static const struct field cop_fields[] = {
     {"name", K_STR, F_REQ},          {"method", K_STR, F_REQ},
     {"description", K_STR, 0},       {"label", K_STR, 0},
     {"inputParameters", K_SEQ, 0},   {"outputParameters", K_SEQ, 0},
     {"outputRawFormat", K_STR, 0},   {"body", K_ANY, 0},
+    {"outputSchema", K_STR, 0},
 };
 enum { CO_NAME, CO_METHOD, CO_DESCRIPTION, CO_LABEL, CO_INPUTS, CO_OUTPUTS, CO_RAWFORMAT,
        CO_BODY };
@@ -576,8 +594,7 @@ static bool parse_in(struct nk_loader *ld, const struct nk_node *n, bool consume
 
 static bool parse_method(struct nk_loader *ld, const struct nk_node *n, char **out)
 {
-    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
-                                          "OPTIONS"};
+    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
     size_t i;
 
     for (i = 0; i < NFIELDS(methods); i++)
@@ -585,8 +602,8 @@ static bool parse_method(struct nk_loader *ld, const struct nk_node *n, char **o
             *out = nk_ld_strdup(ld, methods[i]);
             return *out != NULL;
         }
-    nk_ld_err(ld, n, "unknown HTTP method '%s' (expected GET, POST, PUT, PATCH, DELETE, HEAD or "
-              "OPTIONS, upper-case)", n->str);
+    nk_ld_err(ld, n, "unknown HTTP method '%s' (expected GET, POST, PUT, PATCH or DELETE)",
+              n->str);
     return false;
 }
 
@@ -602,7 +619,10 @@ bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum
     return parse_in(ld, n, consumed, in);
 }
 
-static void load_cparam(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o)
+/* Parameters come from the operation, then its resource, then the consumer: an inner level
+ * overrides an outer one by name; a name twice in one level is an error. */
+static void load_cparam(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o,
+                        size_t level_start)
 {
     const struct nk_node *f[NFIELDS(cin_fields)];
     struct nk_param *p;
@@ -615,10 +635,12 @@ static void load_cparam(struct nk_loader *ld, const struct nk_node *n, struct nk
         return;
     for (i = 0; i < o->n_params; i++)
         if (strcmp(o->params[i].name, f[CI_NAME]->str) == 0) {
-            nk_ld_err(ld, f[CI_NAME], "duplicate inputParameter '%s' in operation '%s'",
-                      f[CI_NAME]->str, o->name);
+            if (i >= level_start)
+                nk_ld_err(ld, f[CI_NAME], "duplicate inputParameter '%s'", f[CI_NAME]->str);
             return;
         }
+    if (ld->strict && (!is_ident_ext(f[CI_NAME]->str) || strchr(f[CI_NAME]->str, '.') != NULL))
+        nk_ld_warn(ld, f[CI_NAME], "parameter name '%s' is not [a-zA-Z0-9-_*]+", f[CI_NAME]->str);
     p = &o->params[o->n_params];
     memset(p, 0, sizeof(*p));
     p->in = in;
@@ -724,6 +746,44 @@ static void path_params(struct nk_loader *ld, const struct nk_node *pathn, struc
     }
 }
 
+static const struct field body_json_fields[] = {{"type", K_STR, F_REQ}, {"data", K_ANY, F_REQ}};
+
+/* RequestBody: only the structured JSON form runs; the other schema forms are named. */
+static void load_body(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o)
+{
+    const struct nk_node *f[2];
+    const struct nk_node *bt = nk_node_get(n, "type");
+
+    if (n->kind == NK_NODE_SCALAR) {
+        nk_ld_err(ld, n, "a raw string 'body' is not supported by naftikod yet (use type: json "
+                  "with data)");
+        return;
+    }
+    if (n->kind != NK_NODE_MAPPING || bt == NULL || !nk_node_is_string(bt)) {
+        nk_ld_err(ld, n, "'body' must be a mapping with a 'type' (json)");
+        return;
+    }
+    if (strcmp(bt->str, "text") == 0 || strcmp(bt->str, "xml") == 0 ||
+        strcmp(bt->str, "sparql") == 0 || strcmp(bt->str, "formUrlEncoded") == 0 ||
+        strcmp(bt->str, "multipartForm") == 0) {
+        nk_ld_err(ld, bt, "body type '%s' is not supported by naftikod yet", bt->str);
+        return;
+    }
+    if (strcmp(bt->str, "json") != 0) {
+        nk_ld_err(ld, bt, "unknown body type '%s' (expected json, text, xml, sparql, "
+                  "formUrlEncoded or multipartForm)", bt->str);
+        return;
+    }
+    if (!fields(ld, n, "json body", body_json_fields, NFIELDS(body_json_fields), f) ||
+        f[1] == NULL)
+        return;
+    if (f[1]->kind == NK_NODE_SCALAR && !nk_node_is_string(f[1])) {
+        nk_ld_err(ld, f[1], "'data' in json body must be a string, a mapping or a sequence");
+        return;
+    }
+    o->body_template = nk_ld_json(ld, f[1]);
+}
+
 /* Release a half-built operation that is not counted in its consumer. */
 static void drop_operation(struct nk_operation *o)
 {
@@ -755,8 +815,11 @@ static void drop_operation(struct nk_operation *o)
 
 static void load_operation(struct nk_loader *ld, const struct nk_node *n,
                            const struct nk_node *res_name, const struct nk_node *pathn,
+                           const struct nk_node *rinputs, const struct nk_node *cinputs,
                            struct nk_consumer *c)
 {
+    const struct nk_node *levels[3];
+    size_t lv;
     const struct nk_node *f[NFIELDS(cop_fields)];
     struct nk_operation *o;
     size_t i, np;
@@ -781,7 +844,12 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
         goto fail;
     if (!nk_ld_tmpl(ld, pathn, NK_TMPL_PATH, &o->path))
         goto fail;
-    np = (f[CO_INPUTS] ? f[CO_INPUTS]->n : 0);
+    levels[0] = f[CO_INPUTS];
+    levels[1] = rinputs;
+    levels[2] = cinputs;
+    np = 0;
+    for (lv = 0; lv < 3; lv++)
+        np += levels[lv] ? levels[lv]->n : 0;
     for (i = 0; i < o->path.n; i++)
         np += o->path.parts[i].kind == NK_TMPL_VAR;
     o->params = calloc(np ? np : 1, sizeof(*o->params));
@@ -789,26 +857,31 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
     if (o->params == NULL || o->outputs == NULL)
         goto oom;
     o->name = node_dup(ld, f[CO_NAME]);
-    for (i = 0; f[CO_INPUTS] != NULL && i < f[CO_INPUTS]->n && !ld->oom; i++)
-        load_cparam(ld, f[CO_INPUTS]->items[i], o);
+    for (lv = 0; lv < 3; lv++) {
+        size_t start = o->n_params;
+        for (i = 0; levels[lv] != NULL && i < levels[lv]->n && !ld->oom; i++)
+            load_cparam(ld, levels[lv]->items[i], o, start);
+    }
     path_params(ld, pathn, o);
     for (i = 0; f[CO_OUTPUTS] != NULL && i < f[CO_OUTPUTS]->n && !ld->oom; i++)
         load_coutput(ld, f[CO_OUTPUTS]->items[i], o);
     if (f[CO_RAWFORMAT] != NULL && strcmp(f[CO_RAWFORMAT]->str, "json") != 0) {
-        nk_ld_err(ld, f[CO_RAWFORMAT], "outputRawFormat '%s' is not supported by naftikod yet",
-                  f[CO_RAWFORMAT]->str);
+        static const char *const formats[] = {"xml", "avro", "protobuf", "csv", "tsv",
+                                              "psv", "yaml", "html", "markdown"};
+        bool known = false;
+        for (i = 0; i < NFIELDS(formats) && !known; i++)
+            known = strcmp(f[CO_RAWFORMAT]->str, formats[i]) == 0;
+        if (known)
+            nk_ld_err(ld, f[CO_RAWFORMAT], "outputRawFormat '%s' is not supported by naftikod "
+                      "yet", f[CO_RAWFORMAT]->str);
+        else
+            nk_ld_err(ld, f[CO_RAWFORMAT], "unknown outputRawFormat '%s' (expected json, xml, "
+                      "avro, protobuf, csv, tsv, psv, yaml, html or markdown)",
+                      f[CO_RAWFORMAT]->str);
     }
     o->output_raw_format = nk_ld_strdup(ld, f[CO_RAWFORMAT] ? f[CO_RAWFORMAT]->str : "json");
-    if (f[CO_BODY] != NULL) {
-        const struct nk_node *bt = nk_node_get(f[CO_BODY], "type");
-        const struct nk_node *bd = nk_node_get(f[CO_BODY], "data");
-        if (f[CO_BODY]->kind != NK_NODE_MAPPING || bt == NULL || strcmp(bt->str, "json") != 0 ||
-            bd == NULL || f[CO_BODY]->n != 2)
-            nk_ld_err(ld, f[CO_BODY], "'body' must be {type: json, data: ...} (other body forms "
-                      "are not supported by naftikod yet)");
-        else
-            o->body_template = nk_ld_json(ld, bd);
-    }
+    if (f[CO_BODY] != NULL)
+        load_body(ld, f[CO_BODY], o);
     o->description = node_dup(ld, f[CO_DESCRIPTION]);
     o->resource = node_dup(ld, res_name);
     o->pos = pos_of(ld, n);
@@ -919,8 +992,7 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
         nk_ld_err(ld, f[C_TYPE], "unknown consumes type '%s' (expected http)", f[C_TYPE]->str);
         return;
     }
-    if (f[C_TYPE] == NULL || f[C_NAMESPACE] == NULL || f[C_BASEURI] == NULL ||
-        f[C_RESOURCES] == NULL)
+    if (f[C_TYPE] == NULL || f[C_NAMESPACE] == NULL || f[C_BASEURI] == NULL)
         return;
     if (!check_namespace(ld, f[C_NAMESPACE]))
         return;
@@ -953,26 +1025,8 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
     }
     if (f[C_AUTH] != NULL)
         load_auth(ld, f[C_AUTH], &c->auth);
-    if (f[C_HEADERS] != NULL) {
-        c->headers = calloc(f[C_HEADERS]->n + 1, sizeof(*c->headers));
-        if (c->headers == NULL) {
-            ld->oom = true;
-            return;
-        }
-        for (i = 0; i < f[C_HEADERS]->n; i++) {
-            const struct nk_node *hv = f[C_HEADERS]->pairs[i].value;
-            struct nk_header *h = &c->headers[c->n_headers];
-            if (!nk_node_is_string(hv)) {
-                nk_ld_err(ld, hv, "header '%s' must be a string", f[C_HEADERS]->pairs[i].key->str);
-                continue;
-            }
-            if (!nk_ld_tmpl(ld, hv, NK_TMPL_MUSTACHE, &h->value))
-                continue;
-            check_bind_vars(ld, hv, &h->value, false);
-            h->name = node_dup(ld, f[C_HEADERS]->pairs[i].key);
-            c->n_headers++;
-        }
-    }
+    if (f[C_RESOURCES] == NULL)
+        return;
     for (i = 0; i < f[C_RESOURCES]->n; i++) {
         const struct nk_node *ops = nk_node_get(f[C_RESOURCES]->items[i], "operations");
         if (ops != NULL && ops->kind == NK_NODE_SEQUENCE)
@@ -995,7 +1049,8 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
             continue;
         }
         for (j = 0; j < rf[CR_OPERATIONS]->n && !ld->oom; j++)
-            load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH], c);
+            load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH],
+                           rf[CR_INPUTS], f[C_INPUTS], c);
     }
 }
 
@@ -1003,7 +1058,7 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
 
 static const struct field rest_fields[] = {
     {"type", K_STR, F_REQ},       {"namespace", K_STR, F_REQ},   {"port", K_INT, F_REQ},
-    {"address", K_STR, 0},        {"description", K_STR, F_EXT}, {"resources", K_SEQ, F_REQ},
+    {"address", K_STR, 0},        {"description", K_STR, F_EXT}, {"resources", K_SEQ, 0},
     {"authentication", K_ANY, F_UNSUP},
 };
 enum { X_TYPE, X_NAMESPACE, X_PORT, X_ADDRESS, X_DESCRIPTION, X_RESOURCES };
@@ -1012,6 +1067,7 @@ static const struct field mcp_fields[] = {
     {"type", K_STR, F_REQ},       {"namespace", K_STR, F_REQ}, {"port", K_INT, 0},
     {"address", K_STR, 0},        {"description", K_STR, 0},   {"tools", K_SEQ, F_REQ},
     {"transport", K_STR, 0},      {"resources", K_ANY, F_UNSUP}, {"prompts", K_ANY, F_UNSUP},
+    {"authentication", K_ANY, F_UNSUP},
 };
 enum { M_TYPE, M_NAMESPACE, M_PORT, M_ADDRESS, M_DESCRIPTION, M_TOOLS, M_TRANSPORT };
 
@@ -1026,7 +1082,7 @@ static const struct field rop_fields[] = {
     {"method", K_STR, F_REQ},       {"name", K_STR, 0},            {"label", K_STR, 0},
     {"description", K_STR, 0},      {"inputParameters", K_SEQ, 0}, {"call", K_STR, 0},
     {"with", K_MAP, 0},             {"outputParameters", K_SEQ, 0}, {"steps", K_ANY, F_UNSUP},
-    {"mappings", K_ANY, F_UNSUP},
+    {"mappings", K_ANY, F_UNSUP},   {"ref", K_ANY, F_UNSUP},
 };
 enum { RO_METHOD, RO_NAME, RO_LABEL, RO_DESCRIPTION, RO_INPUTS, RO_CALL, RO_WITH, RO_OUTPUTS,
        RO_STEPS, RO_MAPPINGS };
@@ -1035,7 +1091,7 @@ static const struct field tool_fields[] = {
     {"name", K_STR, F_REQ},        {"description", K_STR, F_REQ}, {"label", K_STR, 0},
     {"title", K_STR, F_EXT},       {"hints", K_MAP, 0},           {"inputParameters", K_SEQ, 0},
     {"call", K_STR, 0},            {"with", K_MAP, 0},            {"outputParameters", K_SEQ, 0},
-    {"steps", K_ANY, F_UNSUP},     {"mappings", K_ANY, F_UNSUP},
+    {"steps", K_ANY, F_UNSUP},     {"mappings", K_ANY, F_UNSUP},  {"ref", K_ANY, F_UNSUP},
 };
 enum { T_NAME, T_DESCRIPTION, T_LABEL, T_TITLE, T_HINTS, T_INPUTS, T_CALL, T_WITH, T_OUTPUTS,
        T_STEPS, T_MAPPINGS };
@@ -1112,16 +1168,16 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
 
     if (!fields(ld, n, "REST adapter", rest_fields, NFIELDS(rest_fields), f))
         return;
-    if (f[X_NAMESPACE] == NULL || f[X_PORT] == NULL || f[X_RESOURCES] == NULL)
+    if (f[X_NAMESPACE] == NULL || f[X_PORT] == NULL)
         return;
-    for (i = 0; i < f[X_RESOURCES]->n; i++) {
+    for (i = 0; f[X_RESOURCES] != NULL && i < f[X_RESOURCES]->n; i++) {
         const struct nk_node *ops = nk_node_get(f[X_RESOURCES]->items[i], "operations");
         if (ops != NULL && ops->kind == NK_NODE_SEQUENCE)
             nops += ops->n;
     }
     a = new_adapter(ld, n, NK_ADAPTER_REST, f[X_NAMESPACE], f[X_PORT], f[X_ADDRESS],
                     f[X_DESCRIPTION], nops);
-    if (a == NULL || ld->oom)
+    if (a == NULL || ld->oom || f[X_RESOURCES] == NULL)
         return;
     for (i = 0; i < f[X_RESOURCES]->n && !ld->oom; i++) {
         const struct nk_node *rf[NFIELDS(rres_fields)];
@@ -1139,8 +1195,9 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             continue;
         nk_tmpl_cleanup(&ptmpl);
         if (rf[RR_OPERATIONS] == NULL) {
-            nk_ld_err(ld, f[X_RESOURCES]->items[i], "REST resource '%s' has no operations",
-                      rf[RR_PATH]->str);
+            if (nk_node_get(f[X_RESOURCES]->items[i], "forward") == NULL)
+                nk_ld_err(ld, f[X_RESOURCES]->items[i], "REST resource '%s' has no operations",
+                          rf[RR_PATH]->str);
             continue;
         }
         for (j = 0; j < rf[RR_OPERATIONS]->n && !ld->oom; j++) {
@@ -1171,7 +1228,8 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             src.inputs = of[RO_INPUTS];
             src.rinputs = rf[RR_INPUTS];
             src.outputs = of[RO_OUTPUTS];
-            if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL)
+            if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL &&
+                nk_node_get(src.node, "ref") == NULL)
                 nk_ld_err(ld, src.node, "missing required field 'call' in REST operation");
             nk_compile_exposed(ld, a, &src, e);
         }
@@ -1202,8 +1260,10 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         nk_ld_err(ld, n, "missing required field 'port' in MCP adapter (transport http)");
         return;
     }
-    if (strcmp(transport, "stdio") == 0 && f[M_PORT] != NULL && ld->strict)
-        nk_ld_warn(ld, f[M_PORT], "'port' is ignored with transport stdio");
+    if (strcmp(transport, "stdio") == 0 && f[M_PORT] != NULL) {
+        nk_ld_err(ld, f[M_PORT], "'port' is not allowed with transport stdio");
+        return;
+    }
     a = new_adapter(ld, n, NK_ADAPTER_MCP, f[M_NAMESPACE],
                     strcmp(transport, "stdio") == 0 ? NULL : f[M_PORT], f[M_ADDRESS],
                     f[M_DESCRIPTION], f[M_TOOLS]->n);
@@ -1228,6 +1288,8 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         e->title = node_dup(ld, tf[T_LABEL] ? tf[T_LABEL] : tf[T_TITLE]);
         e->description = node_dup(ld, tf[T_DESCRIPTION]);
         e->pos = pos_of(ld, tn);
+        /* the schema's defaults (also MCP's ToolAnnotations defaults) */
+        e->hints.destructive = true;
         e->hints.open_world = true;
         if (tf[T_HINTS] != NULL &&
             fields(ld, tf[T_HINTS], "hints", hint_fields, NFIELDS(hint_fields), hf)) {
@@ -1246,8 +1308,15 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         src.with = tf[T_WITH];
         src.inputs = tf[T_INPUTS];
         src.outputs = tf[T_OUTPUTS];
-        if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL)
+        if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL &&
+            nk_node_get(tn, "ref") == NULL) {
+            if (tf[T_OUTPUTS] != NULL) {
+                nk_ld_err(ld, tn, "mock tools (outputParameters without 'call') are not supported "
+                          "by naftikod yet");
+                continue;
+            }
             nk_ld_err(ld, tn, "missing required field 'call' in MCP tool");
+        }
         if (!ld->oom)
             nk_compile_exposed(ld, a, &src, e);
     }
@@ -1282,7 +1351,9 @@ static void load_exposes(struct nk_loader *ld, const struct nk_node *seq)
 /* ---- document ---------------------------------------------------------------------------- */
 
 static const struct field cap_fields[] = {
-    {"consumes", K_SEQ, 0}, {"exposes", K_SEQ, 0}, {"aggregates", K_ANY, F_UNSUP}};
+    {"consumes", K_SEQ, 0}, {"exposes", K_SEQ, 0}, {"binds", K_SEQ, 0},
+    {"aggregates", K_ANY, F_UNSUP}};
+enum { CF_CONSUMES, CF_EXPOSES, CF_BINDS };
 
 void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass)
 {
@@ -1303,10 +1374,19 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
             nk_ld_warn(ld, root, "the document has no 'info'");
         if (f[R_BINDS] != NULL)
             load_binds(ld, f[R_BINDS]);
+        if (nk_node_get(root, "capability") == NULL && nk_node_get(root, "consumes") == NULL)
+            nk_ld_err(ld, root, "missing required field 'capability' in the document");
+        if (f[R_CAPABILITY] != NULL && f[R_CONSUMES] != NULL)
+            nk_ld_err(ld, f[R_CONSUMES], "a document has either 'capability' or a root "
+                      "'consumes' (a shared consumer file), not both");
         if (f[R_CAPABILITY] != NULL &&
-            fields(ld, f[R_CAPABILITY], "capability", cap_fields, NFIELDS(cap_fields), cf) &&
-            cf[0] == NULL && cf[1] == NULL && nk_node_get(f[R_CAPABILITY], "aggregates") == NULL)
-            nk_ld_err(ld, f[R_CAPABILITY], "capability needs 'consumes' or 'exposes'");
+            fields(ld, f[R_CAPABILITY], "capability", cap_fields, NFIELDS(cap_fields), cf)) {
+            if (cf[CF_CONSUMES] == NULL && cf[CF_EXPOSES] == NULL &&
+                nk_node_get(f[R_CAPABILITY], "aggregates") == NULL)
+                nk_ld_err(ld, f[R_CAPABILITY], "capability needs 'consumes' or 'exposes'");
+            if (cf[CF_BINDS] != NULL)
+                load_binds(ld, cf[CF_BINDS]);
+        }
         return;
     }
     /* later passes: the shapes were reported in pass 0; only walk what is well-formed */
@@ -1315,6 +1395,8 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
     {
         const struct nk_node *cap = nk_node_get(root, "capability");
         const struct nk_node *sec;
+        if (cap == NULL && pass == 1)
+            cap = root; /* a shared consumer file: root-level consumes */
         if (cap == NULL || cap->kind != NK_NODE_MAPPING)
             return;
         sec = nk_node_get(cap, pass == 1 ? "consumes" : "exposes");
