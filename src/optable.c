@@ -222,13 +222,13 @@ const struct nk_exposed *nk_adapter_find_tool(const struct nk_adapter *a, const 
 
 static enum nk_rc load_docs(const char *const *names, const char *const *bufs,
                             const size_t *lens, size_t n, const struct nk_load_options *opts,
-                            struct nk_diags *diags, struct nk_optable **out)
+                            struct nk_diags *diags, size_t errors_before, struct nk_optable **out)
 {
     struct nk_optable *t = NULL;
     struct nk_node **roots = NULL;
     struct nk_loader ld;
     enum nk_rc rc = NK_OK;
-    size_t i, errors_before = diags->n_errors;
+    size_t i;
     int pass;
 
     memset(&ld, 0, sizeof(ld));
@@ -305,7 +305,7 @@ enum nk_rc nk_optable_load(const char *const *files, size_t n, const struct nk_l
     size_t *lens = NULL;
     enum nk_rc rc = NK_OK;
     bool io = false;
-    size_t i;
+    size_t i, errors_before = diags->n_errors;
 
     bufs = calloc(n ? n : 1, sizeof(*bufs));
     lens = calloc(n ? n : 1, sizeof(*lens));
@@ -327,7 +327,7 @@ enum nk_rc nk_optable_load(const char *const *files, size_t n, const struct nk_l
             io = io || frc == NK_ERR_IO;
         }
     }
-    rc = load_docs(files, (const char *const *)bufs, lens, n, opts, diags, out);
+    rc = load_docs(files, (const char *const *)bufs, lens, n, opts, diags, errors_before, out);
     if (rc == NK_ERR_INVALID && io)
         rc = NK_ERR_IO;
 out:
@@ -349,5 +349,5 @@ enum nk_rc nk_optable_load_mem(const char *name, const char *buf, size_t len,
     names[0] = name;
     bufs[0] = buf;
     lens[0] = len;
-    return load_docs(names, bufs, lens, 1, opts, diags, out);
+    return load_docs(names, bufs, lens, 1, opts, diags, diags->n_errors, out);
 }
