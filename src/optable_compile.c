@@ -173,9 +173,9 @@ static const char *source_name(struct nk_loader *ld, const struct nk_adapter *a,
     dot = strchr(s, '.');
     if (dot == NULL || strchr(s, ' ') != NULL || strchr(s, '{') != NULL)
         return NULL;
-    for (i = 0; i < ld->t->n_adapters + ld->t->n_consumers; i++) {
-        const char *ns = i < ld->t->n_adapters ? ld->t->adapters[i].ns
-                                               : ld->t->consumers[i - ld->t->n_adapters].ns;
+    for (i = 0; i < ld->n_exposes_ns + ld->t->n_consumers; i++) {
+        const char *ns = i < ld->n_exposes_ns ? ld->exposes_ns[i]
+                                              : ld->t->consumers[i - ld->n_exposes_ns].ns;
         if (ns != NULL && strlen(ns) == (size_t)(dot - s) && strncmp(s, ns, strlen(ns)) == 0) {
             if (at != NULL)
                 nk_ld_err(ld, at, "'%s' refers to namespace '%s', not to this adapter: use %s.%s",
@@ -258,6 +258,10 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
         src = nk_node_is_string(v) ? source_name(ld, a, v, v->str, &bad) : NULL;
         if (nk_node_is_string(v) && bad)
             continue;
+        if (src != NULL && ld->strict &&
+            (strncmp(v->str, a->ns, strlen(a->ns)) != 0 || v->str[strlen(a->ns)] != '.'))
+            nk_ld_warn(ld, v, "'%s' is a naftikod shorthand; the alpha2 form is '%s.%s'", v->str,
+                       a->ns, src);
         if (src != NULL) {
             struct nk_arg *arg = source_arg(ld, a, e, cap, src, p);
             if (arg == NULL)
@@ -439,10 +443,10 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
             ok = false;
     }
     if (mapping == NULL && konst == NULL && value == NULL && props == NULL && items == NULL) {
-        nk_ld_err(ld, n, "outputParameter of type %s needs 'mapping', 'value' or 'const'%s",
+        nk_ld_err(ld, n, "outputParameter of type %s needs %s'mapping', 'value' or 'const'",
                   nk_type_name(m->type),
-                  m->type == NK_TYPE_OBJECT  ? " or 'properties'"
-                  : m->type == NK_TYPE_ARRAY ? " or 'items'"
+                  m->type == NK_TYPE_OBJECT  ? "'properties', "
+                  : m->type == NK_TYPE_ARRAY ? "'items', "
                                              : "");
         return false;
     }
@@ -573,7 +577,7 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
                       src->call->str);
         } else {
             e->target = nk_ld_find_op(ld, src->call->str);
-            if (e->target == NULL && !ld->oom)
+            if (e->target == NULL && !ld->oom && !nk_ld_is_broken(ld, src->call->str))
                 nk_ld_err(ld, src->call, "'call' target '%s' is not a consumed operation",
                           src->call->str);
         }
@@ -585,7 +589,7 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
         for (i = 0; i < e->target->n_params && !ld->oom; i++) {
             const struct nk_param *p = &e->target->params[i];
             size_t j;
-            bool bound = p->value != NULL;
+            bool bound = p->value != NULL || nk_node_get(src->with, p->name) != NULL;
             for (j = 0; j < e->n_bindings && !bound; j++)
                 bound = e->bindings[j].param == p;
             if (!bound && p->required)
@@ -718,9 +722,12 @@ void nk_check_table(struct nk_loader *ld)
             continue;
         for (j = 0; j < i; j++)
             if (t->adapters[j].port == a->port) {
+                char where[1200];
+                ld->file = a->pos.file;
                 nk_diags_add(ld->diags, NK_SEV_ERROR, a->pos.file, a->pos.line, a->pos.column,
-                             "port %u is already used by adapter '%s' (%s:%u)", a->port,
-                             t->adapters[j].ns, t->adapters[j].pos.file, t->adapters[j].pos.line);
+                             "port %u is already used by adapter '%s' (%s)", a->port,
+                             t->adapters[j].ns,
+                             nk_ld_where(ld, &t->adapters[j].pos, where, sizeof(where)));
                 break;
             }
     }

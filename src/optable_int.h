@@ -21,6 +21,13 @@ struct nk_loader {
     const struct nk_operation **ops_index;
     size_t n_ops_index;
     bool indexed;
+    /* exposes namespaces of every document (borrowed from the trees), seen before pass 2 */
+    const char **exposes_ns;
+    size_t n_exposes_ns;
+    /* consumers ("ns") and operations ("ns.op") that failed to load: calls to them are not
+     * reported again (owned strings) */
+    char **broken;
+    size_t n_broken;
 };
 
 /* pass 0: root, info, binds; 1: consumes; 2: exposes. Problems go to ld->diags. */
@@ -50,6 +57,13 @@ bool nk_ld_tmpl(struct nk_loader *ld, const struct nk_node *n, enum nk_tmpl_synt
 unsigned nk_ld_col(const struct nk_node *n, unsigned off);
 /* The bind a template variable name refers to (`ns.name` or `name`), or NULL. */
 const struct nk_bind *nk_ld_find_bind(const struct nk_loader *ld, const char *name);
+/* "line N" when pos is in the current file, else "FILE:N", written into buf. */
+const char *nk_ld_where(const struct nk_loader *ld, const struct nk_pos *pos, char *buf,
+                        size_t size);
+/* Remember a consumer namespace or qualified operation that failed to load. */
+void nk_ld_broken(struct nk_loader *ld, const char *ns, const char *op);
+/* true when qname ("ns.op") belongs to something that failed to load. */
+bool nk_ld_is_broken(const struct nk_loader *ld, const char *qname);
 /* The operation `ns.name` (every consumer of every file), or NULL. */
 const struct nk_operation *nk_ld_find_op(struct nk_loader *ld, const char *qname);
 

@@ -2,6 +2,7 @@
 /* optable_load.c: validate one capability document (naftiko 1.0.0-alpha2 as naftikod reads it)
  * and fill the table: root, info, binds, consumes, exposes. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -215,8 +216,65 @@ const struct nk_operation *nk_ld_find_op(struct nk_loader *ld, const char *qname
     return NULL;
 }
 
+const char *nk_ld_where(const struct nk_loader *ld, const struct nk_pos *pos, char *buf,
+                        size_t size)
+{
+    if (pos->file == ld->file || (pos->file && ld->file && strcmp(pos->file, ld->file) == 0))
+        snprintf(buf, size, "line %u", pos->line);
+    else
+        snprintf(buf, size, "%s:%u", pos->file, pos->line);
+    return buf;
+}
+
+void nk_ld_broken(struct nk_loader *ld, const char *ns, const char *op)
+{
+    char **nb;
+    char *s;
+    size_t len = strlen(ns) + (op ? strlen(op) + 1 : 0);
+
+    nb = realloc(ld->broken, (ld->n_broken + 1) * sizeof(*nb));
+    if (nb == NULL) {
+        ld->oom = true;
+        return;
+    }
+    ld->broken = nb;
+    s = malloc(len + 1);
+    if (s == NULL) {
+        ld->oom = true;
+        return;
+    }
+    strcpy(s, ns);
+    if (op != NULL) {
+        strcat(s, ".");
+        strcat(s, op);
+    }
+    ld->broken[ld->n_broken++] = s;
+}
+
+bool nk_ld_is_broken(const struct nk_loader *ld, const char *qname)
+{
+    size_t i, l;
+
+    for (i = 0; i < ld->n_broken; i++) {
+        l = strlen(ld->broken[i]);
+        if (strncmp(qname, ld->broken[i], l) == 0 && (qname[l] == '\0' || qname[l] == '.'))
+            return true;
+    }
+    return false;
+}
+
 void nk_loader_cleanup(struct nk_loader *ld)
 {
+    size_t i;
+
+    for (i = 0; i < ld->n_broken; i++)
+        free(ld->broken[i]);
+    free(ld->broken);
+    ld->broken = NULL;
+    ld->n_broken = 0;
+    free(ld->exposes_ns);
+    ld->exposes_ns = NULL;
+    ld->n_exposes_ns = 0;
     free(ld->ops_index);
     ld->ops_index = NULL;
     ld->n_ops_index = 0;
@@ -472,9 +530,9 @@ static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
             if (strncmp(l, "file:///", 8) == 0) {
                 loc = l + 7;
             } else if (strstr(l, "://") != NULL) {
+                /* keep the keys so templates naming them are not reported again */
                 nk_ld_err(ld, f[B_LOCATION],
                           "bind location '%s' is not supported by naftikod yet (only file:///)", l);
-                continue;
             } else {
                 nk_ld_err(ld, f[B_LOCATION], "bind location '%s' must be a URI such as "
                           "file:///path/to/values.json", l);
@@ -897,6 +955,7 @@ oom:
     ld->oom = true;
 fail:
     drop_operation(o);
+    nk_ld_broken(ld, c->ns, f[CO_NAME]->str);
 }
 
 static const struct field auth_apikey[] = {
@@ -992,14 +1051,19 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
         nk_ld_err(ld, f[C_TYPE], "unknown consumes type '%s' (expected http)", f[C_TYPE]->str);
         return;
     }
-    if (f[C_TYPE] == NULL || f[C_NAMESPACE] == NULL || f[C_BASEURI] == NULL)
+    if (f[C_TYPE] == NULL || f[C_NAMESPACE] == NULL || f[C_BASEURI] == NULL) {
+        if (f[C_NAMESPACE] != NULL)
+            nk_ld_broken(ld, f[C_NAMESPACE]->str, NULL);
         return;
+    }
     if (!check_namespace(ld, f[C_NAMESPACE]))
         return;
     for (i = 0; i < t->n_consumers; i++)
         if (strcmp(t->consumers[i].ns, f[C_NAMESPACE]->str) == 0) {
-            nk_ld_err(ld, f[C_NAMESPACE], "duplicate consumes namespace '%s' (first at %s:%u)",
-                      f[C_NAMESPACE]->str, t->consumers[i].pos.file, t->consumers[i].pos.line);
+            char where[1200];
+            nk_ld_err(ld, f[C_NAMESPACE], "duplicate consumes namespace '%s' (first at %s)",
+                      f[C_NAMESPACE]->str,
+                      nk_ld_where(ld, &t->consumers[i].pos, where, sizeof(where)));
             return;
         }
     nc = realloc(t->consumers, (t->n_consumers + 1) * sizeof(*nc));
@@ -1125,8 +1189,9 @@ static struct nk_adapter *new_adapter(struct nk_loader *ld, const struct nk_node
         return NULL;
     for (i = 0; i < t->n_adapters; i++)
         if (strcmp(t->adapters[i].ns, ns->str) == 0) {
-            nk_ld_err(ld, ns, "duplicate exposes namespace '%s' (first at %s:%u)", ns->str,
-                      t->adapters[i].pos.file, t->adapters[i].pos.line);
+            char where[1200];
+            nk_ld_err(ld, ns, "duplicate exposes namespace '%s' (first at %s)", ns->str,
+                      nk_ld_where(ld, &t->adapters[i].pos, where, sizeof(where)));
             return NULL;
         }
     if (port != NULL) {
@@ -1399,6 +1464,20 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
             cap = root; /* a shared consumer file: root-level consumes */
         if (cap == NULL || cap->kind != NK_NODE_MAPPING)
             return;
+        sec = nk_node_get(cap, "exposes");
+        for (i = 0; pass == 1 && sec != NULL && sec->kind == NK_NODE_SEQUENCE && i < sec->n; i++) {
+            const struct nk_node *ns = nk_node_get(sec->items[i], "namespace");
+            const char **nv;
+            if (ns == NULL || ns->kind != NK_NODE_SCALAR)
+                continue;
+            nv = realloc(ld->exposes_ns, (ld->n_exposes_ns + 1) * sizeof(*nv));
+            if (nv == NULL) {
+                ld->oom = true;
+                return;
+            }
+            ld->exposes_ns = nv;
+            ld->exposes_ns[ld->n_exposes_ns++] = ns->str;
+        }
         sec = nk_node_get(cap, pass == 1 ? "consumes" : "exposes");
         if (sec == NULL || sec->kind != NK_NODE_SEQUENCE)
             return;

@@ -322,6 +322,11 @@ static enum nk_rc parser_error(const yaml_parser_t *p, const char *buf, size_t l
     }
     line = (unsigned)p->problem_mark.line + 1;
     col = (unsigned)p->problem_mark.column + 1;
+    if (p->problem_mark.index < len && buf[p->problem_mark.index] == '\t') {
+        nk_error_setpos(err, line, col, "%s (a tab: YAML indents with spaces only)",
+                        p->problem ? p->problem : "syntax error");
+        return NK_ERR_INVALID;
+    }
     if (p->context != NULL)
         nk_error_setpos(err, line, col, "%s %s", p->problem ? p->problem : "syntax error",
                         p->context);
