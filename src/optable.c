@@ -323,7 +323,9 @@ enum nk_rc nk_optable_load(const char *const *files, size_t n, const struct nk_l
             goto out;
         }
         if (frc != NK_OK) {
-            nk_diags_add(diags, NK_SEV_ERROR, files[i], 0, 0, "%s", err.msg);
+            /* a file too large has a position (its start); an unreadable one has none */
+            nk_diags_add(diags, NK_SEV_ERROR, files[i], frc == NK_ERR_TOO_LARGE ? 1 : 0,
+                         frc == NK_ERR_TOO_LARGE ? 1 : 0, "%s", err.msg);
             io = io || frc == NK_ERR_IO;
         }
     }

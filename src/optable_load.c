@@ -890,12 +890,6 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
         nk_ld_err(ld, f[CO_NAME], "operation name '%s' must not contain '.'", f[CO_NAME]->str);
         return;
     }
-    for (i = 0; i < c->n_ops; i++)
-        if (strcmp(c->ops[i].name, f[CO_NAME]->str) == 0) {
-            nk_ld_err(ld, f[CO_NAME], "duplicate operation '%s' in consumes '%s' (first at line "
-                      "%u)", f[CO_NAME]->str, c->ns, c->ops[i].pos.line);
-            return;
-        }
     o = &c->ops[c->n_ops];
     memset(o, 0, sizeof(*o));
     if (!parse_method(ld, f[CO_METHOD], &o->method))
@@ -1038,6 +1032,45 @@ static void load_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_a
     }
 }
 
+static int opname_cmp(const void *a, const void *b)
+{
+    const struct nk_operation *const *x = a;
+    const struct nk_operation *const *y = b;
+    int c = strcmp((*x)->name, (*y)->name);
+
+    if (c != 0)
+        return c;
+    return (*x)->pos.line < (*y)->pos.line ? -1 : (*x)->pos.line > (*y)->pos.line;
+}
+
+/* Operation names are unique within a consumer (sorted, so 10,000 operations stay cheap). */
+static void check_op_names(struct nk_loader *ld, const struct nk_consumer *c)
+{
+    const struct nk_operation **v;
+    size_t i, first = 0;
+
+    if (c->n_ops < 2)
+        return;
+    v = malloc(c->n_ops * sizeof(*v));
+    if (v == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (i = 0; i < c->n_ops; i++)
+        v[i] = &c->ops[i];
+    qsort(v, c->n_ops, sizeof(*v), opname_cmp);
+    for (i = 1; i < c->n_ops; i++) {
+        if (strcmp(v[i]->name, v[i - 1]->name) != 0) {
+            first = i;
+            continue;
+        }
+        nk_ld_err_at(ld, v[i]->pos.line, v[i]->pos.column,
+                     "duplicate operation '%s' in consumes '%s' (first at line %u)", v[i]->name,
+                     c->ns, v[first]->pos.line);
+    }
+    free(v);
+}
+
 static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
 {
     const struct nk_node *f[NFIELDS(consumes_fields)];
@@ -1116,6 +1149,8 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
             load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH],
                            rf[CR_INPUTS], f[C_INPUTS], c);
     }
+    if (!ld->oom)
+        check_op_names(ld, c);
 }
 
 /* ---- exposes ----------------------------------------------------------------------------- */

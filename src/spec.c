@@ -260,11 +260,14 @@ static enum nk_rc attach(struct builder *b, struct nk_node *n, struct nk_error *
         return NK_OK;
     }
     p = b->stack[b->depth - 1];
+    /* capacities are the powers of two: grow when n reaches one */
     if (p->kind == NK_NODE_SEQUENCE) {
-        struct nk_node **nv = realloc(p->items, (p->n + 1) * sizeof(*nv));
-        if (nv == NULL)
-            goto oom;
-        p->items = nv;
+        if ((p->n & (p->n - 1)) == 0) {
+            struct nk_node **nv = realloc(p->items, (p->n ? p->n * 2 : 1) * sizeof(*nv));
+            if (nv == NULL)
+                goto oom;
+            p->items = nv;
+        }
         p->items[p->n++] = n;
         return NK_OK;
     }
@@ -278,11 +281,13 @@ static enum nk_rc attach(struct builder *b, struct nk_node *n, struct nk_error *
         nk_node_free(n);
         return NK_ERR_INVALID;
     }
-    {
-        struct nk_node_pair *nv = realloc(p->pairs, (p->n + 1) * sizeof(*nv));
+    if ((p->n & (p->n - 1)) == 0) {
+        struct nk_node_pair *nv = realloc(p->pairs, (p->n ? p->n * 2 : 1) * sizeof(*nv));
         if (nv == NULL)
             goto oom;
         p->pairs = nv;
+    }
+    {
         p->pairs[p->n].key = n;
         p->pairs[p->n].value = NULL;
         p->n++;

@@ -14,7 +14,7 @@
 
 #include "naftikod/common.h"
 
-#define NK_SPEC_MAX_BYTES (8u * 1024u * 1024u) /* largest document accepted */
+#define NK_SPEC_MAX_BYTES (16u * 1024u * 1024u) /* largest document accepted */
 #define NK_SPEC_MAX_DEPTH 64u                 /* deepest nesting of collections */
 #define NK_SPEC_MAX_NODES 2000000u            /* total nodes in one document */
 
