@@ -1078,6 +1078,12 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
     struct nk_consumer *c, *nc;
     size_t i, j, nops = 0;
 
+    if (n->kind == NK_NODE_MAPPING && nk_node_get(n, "import") != NULL &&
+        nk_node_get(n, "location") != NULL) {
+        nk_ld_err(ld, n, "imported consumers ('location' + 'import') are not supported by "
+                  "naftikod yet");
+        return;
+    }
     if (!fields(ld, n, "consumes entry", consumes_fields, NFIELDS(consumes_fields), f))
         return;
     if (f[C_TYPE] != NULL && strcmp(f[C_TYPE]->str, "http") != 0) {
