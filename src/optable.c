@@ -220,9 +220,9 @@ const struct nk_exposed *nk_adapter_find_tool(const struct nk_adapter *a, const 
 
 /* ---- loading ----------------------------------------------------------------------------- */
 
-static enum nk_rc load_docs(const char *const *names, const char *const *bufs,
-                            const size_t *lens, size_t n, const struct nk_load_options *opts,
-                            struct nk_diags *diags, size_t errors_before, struct nk_optable **out)
+static enum nk_rc load_docs(const char *const *names, const char *const *bufs, const size_t *lens,
+                            size_t n, const struct nk_load_options *opts, struct nk_diags *diags,
+                            size_t errors_before, struct nk_optable **out)
 {
     struct nk_optable *t = NULL;
     struct nk_node **roots = NULL;
@@ -259,8 +259,7 @@ static enum nk_rc load_docs(const char *const *names, const char *const *bufs,
         if (prc == NK_ERR_NOMEM)
             goto oom;
         if (prc != NK_OK)
-            nk_diags_add(diags, NK_SEV_ERROR, t->files[i], err.line, err.column, "%s",
-                         err.msg);
+            nk_diags_add(diags, NK_SEV_ERROR, t->files[i], err.line, err.column, "%s", err.msg);
     }
     /* Pass 0: document shape, info and binds; pass 1: consumers of every file (templates
      * may name binds of any file); pass 2: exposes, compiled against every consumer so

@@ -58,7 +58,7 @@ static struct nk_arg *add_arg(struct nk_loader *ld, struct nk_exposed *e, size_t
 static const struct {
     const char *name;
     unsigned flags; /* 1 required, 2 extension (strict warning), 4 REST only, 8 MCP only */
-} rest_in_fields[] = {{"name", 1}, {"in", 1 | 4}, {"type", 1}, {"description", 1},
+} rest_in_fields[] = {{"name", 1},    {"in", 1 | 4},   {"type", 1}, {"description", 1},
                       {"pattern", 4}, {"required", 0}, {"value", 4}};
 
 static void declared_arg(struct nk_loader *ld, struct nk_exposed *e, size_t *cap, bool rest,
@@ -174,8 +174,8 @@ static const char *source_name(struct nk_loader *ld, const struct nk_adapter *a,
     if (dot == NULL || strchr(s, ' ') != NULL || strchr(s, '{') != NULL)
         return NULL;
     for (i = 0; i < ld->n_exposes_ns + ld->t->n_consumers; i++) {
-        const char *ns = i < ld->n_exposes_ns ? ld->exposes_ns[i]
-                                              : ld->t->consumers[i - ld->n_exposes_ns].ns;
+        const char *ns =
+            i < ld->n_exposes_ns ? ld->exposes_ns[i] : ld->t->consumers[i - ld->n_exposes_ns].ns;
         if (ns != NULL && strlen(ns) == (size_t)(dot - s) && strncmp(s, ns, strlen(ns)) == 0) {
             if (at != NULL)
                 nk_ld_err(ld, at, "'%s' refers to namespace '%s', not to this adapter: use %s.%s",
@@ -244,8 +244,7 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
         const char *src;
         bool bad = false;
         if (p == NULL) {
-            nk_ld_err(ld, k, "'with' key '%s' is not an inputParameter of '%s'", k->str,
-                      o->qname);
+            nk_ld_err(ld, k, "'with' key '%s' is not an inputParameter of '%s'", k->str, o->qname);
             continue;
         }
         if (v->kind != NK_NODE_SCALAR || nk_node_is_null(v)) {
@@ -340,8 +339,8 @@ static bool compile_jsonpath(struct nk_loader *ld, const struct nk_node *n,
 static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct nk_outmap *m,
                            bool top)
 {
-    const struct nk_node *type = NULL, *mapping = NULL, *konst = NULL, *props = NULL,
-                         *items = NULL, *value = NULL;
+    const struct nk_node *type = NULL, *mapping = NULL, *konst = NULL, *props = NULL, *items = NULL,
+                         *value = NULL;
     size_t i;
     bool ok = true;
 
@@ -365,7 +364,8 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
                  (v->kind == NK_NODE_MAPPING || v->kind == NK_NODE_SEQUENCE))
             items = v;
         else if (strcmp(k->str, "name") == 0 && top)
-            nk_ld_err(ld, k, "'name' in a mapped outputParameter is for orchestrated 'steps', "
+            nk_ld_err(ld, k,
+                      "'name' in a mapped outputParameter is for orchestrated 'steps', "
                       "which are not supported by naftikod yet");
         else if (strcmp(k->str, "type") == 0 || strcmp(k->str, "mapping") == 0)
             nk_ld_err(ld, v, "'%s' in outputParameter must be a string", k->str);
@@ -388,7 +388,8 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
     if (!nk_ld_type(ld, type, &m->type))
         return false;
     if (m->type == NK_TYPE_INTEGER && ld->strict)
-        nk_ld_warn(ld, type, "type integer in an outputParameter is not in the naftiko "
+        nk_ld_warn(ld, type,
+                   "type integer in an outputParameter is not in the naftiko "
                    "1.0.0-alpha2 schema (use number)");
     /* `value` is injected at run time and wins over `mapping`; `const` is kept as the same
      * constant when there is no `value` */
@@ -426,7 +427,8 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
         const struct nk_node *in = items;
         if (items->kind == NK_NODE_SEQUENCE) {
             if (ld->strict)
-                nk_ld_warn(ld, items, "'items' as a sequence is not in the naftiko 1.0.0-alpha2 "
+                nk_ld_warn(ld, items,
+                           "'items' as a sequence is not in the naftiko 1.0.0-alpha2 "
                            "schema (write the item shape as a mapping)");
             if (items->n != 1) {
                 nk_ld_err(ld, items, "'items' must describe exactly one item shape");
@@ -451,7 +453,8 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
         return false;
     }
     if (ld->strict && mapping != NULL && props == NULL && m->type == NK_TYPE_OBJECT)
-        nk_ld_warn(ld, n, "an object outputParameter with 'mapping' and no 'properties' (pass "
+        nk_ld_warn(ld, n,
+                   "an object outputParameter with 'mapping' and no 'properties' (pass "
                    "the subtree through) is a naftikod extension");
     return ok;
 }
@@ -465,7 +468,8 @@ static json_t *arg_schema(const struct nk_arg *a)
 
     if (s == NULL)
         return NULL;
-    if (a->type != NK_TYPE_ANY && json_object_set_new(s, "type", json_string(nk_type_name(a->type))))
+    if (a->type != NK_TYPE_ANY &&
+        json_object_set_new(s, "type", json_string(nk_type_name(a->type))))
         goto fail;
     if (desc == NULL && a->in == NK_IN_BODY && a->type == NK_TYPE_OBJECT)
         desc = "The JSON request body.";
@@ -566,8 +570,10 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
                 found = e->path_tmpl.parts[j].kind == NK_TMPL_VAR &&
                         strcmp(e->path_tmpl.parts[j].text, e->args[i].name) == 0;
             if (!found)
-                nk_ld_err(ld, src->node, "inputParameter '%s' is in: path but the path '%s' has "
-                          "no {%s}", e->args[i].name, e->path, e->args[i].name);
+                nk_ld_err(ld, src->node,
+                          "inputParameter '%s' is in: path but the path '%s' has "
+                          "no {%s}",
+                          e->args[i].name, e->path, e->args[i].name);
         }
     }
     if (src->call != NULL) {
@@ -600,7 +606,8 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
     }
     if (src->outputs != NULL && src->outputs->n > 0 && !ld->oom) {
         if (src->outputs->n > 1) {
-            nk_ld_err(ld, src->outputs->items[1], "only one outputParameters entry is supported "
+            nk_ld_err(ld, src->outputs->items[1],
+                      "only one outputParameters entry is supported "
                       "for a 'call' operation (wrap several in type: object with properties)");
         } else {
             e->output = calloc(1, sizeof(*e->output));
@@ -701,8 +708,7 @@ static void check_adapter(struct nk_loader *ld, const struct nk_adapter *a)
                          first->method, first->path, first->pos.line);
         else
             nk_diags_add(ld->diags, NK_SEV_ERROR, e->pos.file, e->pos.line, e->pos.column,
-                         "duplicate tool name '%s' (first at line %u)", e->name,
-                         first->pos.line);
+                         "duplicate tool name '%s' (first at line %u)", e->name, first->pos.line);
     }
 out:
     for (i = 0; i < n; i++)

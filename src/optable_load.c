@@ -121,8 +121,8 @@ json_t *nk_ld_json(struct nk_loader *ld, const struct nk_node *n)
 
 bool nk_ld_type(struct nk_loader *ld, const struct nk_node *n, enum nk_type *t)
 {
-    static const char *const names[] = {"string", "number", "integer", "boolean", "array",
-                                        "object"};
+    static const char *const names[] = {"string",  "number", "integer",
+                                        "boolean", "array",  "object"};
     static const enum nk_type types[] = {NK_TYPE_STRING,  NK_TYPE_NUMBER, NK_TYPE_INTEGER,
                                          NK_TYPE_BOOLEAN, NK_TYPE_ARRAY,  NK_TYPE_OBJECT};
     size_t i;
@@ -151,8 +151,7 @@ bool nk_ld_tmpl(struct nk_loader *ld, const struct nk_node *n, enum nk_tmpl_synt
         return false;
     }
     if (rc != NK_OK) {
-        nk_ld_err_at(ld, n->line, nk_ld_col(n, err.column ? err.column - 1 : 0), "%s",
-                     err.msg);
+        nk_ld_err_at(ld, n->line, nk_ld_col(n, err.column ? err.column - 1 : 0), "%s", err.msg);
         return false;
     }
     return true;
@@ -380,8 +379,8 @@ static bool fields(struct nk_loader *ld, const struct nk_node *map, const char *
             continue;
         }
         if ((spec[j].flags & F_EXT) && ld->strict)
-            nk_ld_warn(ld, k, "'%s' in %s is not in the naftiko " SCHEMA_VERSION " schema",
-                       k->str, what);
+            nk_ld_warn(ld, k, "'%s' in %s is not in the naftiko " SCHEMA_VERSION " schema", k->str,
+                       what);
         if (!kind_ok(v, spec[j].kind)) {
             nk_ld_err(ld, v, "'%s' in %s must be %s", k->str, what, kind_word(spec[j].kind));
             continue;
@@ -456,8 +455,8 @@ static const struct field root_fields[] = {
 enum { R_NAFTIKO, R_INFO, R_BINDS, R_CAPABILITY, R_CONSUMES };
 
 static const struct field info_fields[] = {
-    {"label", K_STR, F_REQ},   {"description", K_STR, F_REQ}, {"tags", K_SEQ, 0},
-    {"created", K_STR, 0},     {"modified", K_STR, 0},        {"stakeholders", K_SEQ, 0},
+    {"label", K_STR, F_REQ}, {"description", K_STR, F_REQ}, {"tags", K_SEQ, 0},
+    {"created", K_STR, 0},   {"modified", K_STR, 0},        {"stakeholders", K_SEQ, 0},
 };
 enum { I_LABEL, I_DESCRIPTION, I_TAGS, I_CREATED, I_MODIFIED, I_STAKEHOLDERS };
 
@@ -504,7 +503,9 @@ static void load_info(struct nk_loader *ld, const struct nk_node *n)
 }
 
 static const struct field bind_fields[] = {
-    {"namespace", K_STR, F_REQ}, {"keys", K_MAP, F_REQ}, {"location", K_STR, 0},
+    {"namespace", K_STR, F_REQ},
+    {"keys", K_MAP, F_REQ},
+    {"location", K_STR, 0},
     {"description", K_STR, 0},
 };
 enum { B_NAMESPACE, B_KEYS, B_LOCATION, B_DESCRIPTION };
@@ -534,8 +535,10 @@ static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
                 nk_ld_err(ld, f[B_LOCATION],
                           "bind location '%s' is not supported by naftikod yet (only file:///)", l);
             } else {
-                nk_ld_err(ld, f[B_LOCATION], "bind location '%s' must be a URI such as "
-                          "file:///path/to/values.json", l);
+                nk_ld_err(ld, f[B_LOCATION],
+                          "bind location '%s' must be a URI such as "
+                          "file:///path/to/values.json",
+                          l);
                 continue;
             }
         }
@@ -602,31 +605,30 @@ static void check_bind_vars(struct nk_loader *ld, const struct nk_node *n, const
 /* ---- consumes ---------------------------------------------------------------------------- */
 
 static const struct field consumes_fields[] = {
-    {"type", K_STR, F_REQ},       {"namespace", K_STR, F_REQ},  {"baseUri", K_STR, F_REQ},
-    {"description", K_STR, 0},    {"resources", K_SEQ, 0},      {"authentication", K_MAP, 0},
+    {"type", K_STR, F_REQ},        {"namespace", K_STR, F_REQ}, {"baseUri", K_STR, F_REQ},
+    {"description", K_STR, 0},     {"resources", K_SEQ, 0},     {"authentication", K_MAP, 0},
     {"inputParameters", K_SEQ, 0},
 };
 enum { C_TYPE, C_NAMESPACE, C_BASEURI, C_DESCRIPTION, C_RESOURCES, C_AUTH, C_INPUTS };
 
 static const struct field cres_fields[] = {
-    {"name", K_STR, F_REQ},    {"path", K_STR, F_REQ},        {"operations", K_SEQ, F_REQ},
-    {"label", K_STR, 0},       {"description", K_STR, 0},     {"inputParameters", K_SEQ, 0},
+    {"name", K_STR, F_REQ}, {"path", K_STR, F_REQ},    {"operations", K_SEQ, F_REQ},
+    {"label", K_STR, 0},    {"description", K_STR, 0}, {"inputParameters", K_SEQ, 0},
 };
 enum { CR_NAME, CR_PATH, CR_OPERATIONS, CR_LABEL, CR_DESCRIPTION, CR_INPUTS };
 
 static const struct field cop_fields[] = {
-    {"name", K_STR, F_REQ},          {"method", K_STR, F_REQ},
-    {"description", K_STR, 0},       {"label", K_STR, 0},
-    {"inputParameters", K_SEQ, 0},   {"outputParameters", K_SEQ, 0},
-    {"outputRawFormat", K_STR, 0},   {"body", K_ANY, 0},
+    {"name", K_STR, F_REQ},        {"method", K_STR, F_REQ},
+    {"description", K_STR, 0},     {"label", K_STR, 0},
+    {"inputParameters", K_SEQ, 0}, {"outputParameters", K_SEQ, 0},
+    {"outputRawFormat", K_STR, 0}, {"body", K_ANY, 0},
     {"outputSchema", K_STR, 0},
 };
-enum { CO_NAME, CO_METHOD, CO_DESCRIPTION, CO_LABEL, CO_INPUTS, CO_OUTPUTS, CO_RAWFORMAT,
-       CO_BODY };
+enum { CO_NAME, CO_METHOD, CO_DESCRIPTION, CO_LABEL, CO_INPUTS, CO_OUTPUTS, CO_RAWFORMAT, CO_BODY };
 
 static const struct field cin_fields[] = {
-    {"name", K_STR, F_REQ},      {"in", K_STR, F_REQ},           {"value", K_SCALAR, 0},
-    {"type", K_STR, F_EXT},      {"required", K_BOOL, F_EXT},    {"description", K_STR, F_EXT},
+    {"name", K_STR, F_REQ}, {"in", K_STR, F_REQ},        {"value", K_SCALAR, 0},
+    {"type", K_STR, F_EXT}, {"required", K_BOOL, F_EXT}, {"description", K_STR, F_EXT},
 };
 enum { CI_NAME, CI_IN, CI_VALUE, CI_TYPE, CI_REQUIRED, CI_DESCRIPTION };
 
@@ -636,8 +638,7 @@ enum { CU_NAME, CU_TYPE, CU_VALUE };
 
 static bool parse_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in)
 {
-    static const char *const names[] = {"query", "path", "header", "cookie", "body",
-                                        "environment"};
+    static const char *const names[] = {"query", "path", "header", "cookie", "body", "environment"};
     size_t i;
 
     for (i = 0; i < (consumed ? 6u : 5u); i++)
@@ -645,8 +646,8 @@ static bool parse_in(struct nk_loader *ld, const struct nk_node *n, bool consume
             *in = (enum nk_in)i;
             return true;
         }
-    nk_ld_err(ld, n, "unknown 'in' value '%s' (expected query, path, header, cookie%s)",
-              n->str, consumed ? ", body or environment" : " or body");
+    nk_ld_err(ld, n, "unknown 'in' value '%s' (expected query, path, header, cookie%s)", n->str,
+              consumed ? ", body or environment" : " or body");
     return false;
 }
 
@@ -660,8 +661,7 @@ static bool parse_method(struct nk_loader *ld, const struct nk_node *n, char **o
             *out = nk_ld_strdup(ld, methods[i]);
             return *out != NULL;
         }
-    nk_ld_err(ld, n, "unknown HTTP method '%s' (expected GET, POST, PUT, PATCH or DELETE)",
-              n->str);
+    nk_ld_err(ld, n, "unknown HTTP method '%s' (expected GET, POST, PUT, PATCH or DELETE)", n->str);
     return false;
 }
 
@@ -752,8 +752,7 @@ static void load_coutput(struct nk_loader *ld, const struct nk_node *n, struct n
         return;
     }
     if (rc != NK_OK) {
-        nk_ld_err_at(ld, f[CU_VALUE]->line,
-                     nk_ld_col(f[CU_VALUE], err.column ? err.column - 1 : 0),
+        nk_ld_err_at(ld, f[CU_VALUE]->line, nk_ld_col(f[CU_VALUE], err.column ? err.column - 1 : 0),
                      "invalid JSONPath '%s': %s", f[CU_VALUE]->str, err.msg);
         return;
     }
@@ -799,8 +798,8 @@ static void path_params(struct nk_loader *ld, const struct nk_node *pathn, struc
                     strcmp(o->path.parts[i].text, o->params[j].name) == 0;
         if (!found)
             nk_ld_err_at(ld, o->params[j].pos.line, o->params[j].pos.column,
-                         "path parameter '%s' does not appear in the path '%s'",
-                         o->params[j].name, pathn->str);
+                         "path parameter '%s' does not appear in the path '%s'", o->params[j].name,
+                         pathn->str);
     }
 }
 
@@ -813,7 +812,8 @@ static void load_body(struct nk_loader *ld, const struct nk_node *n, struct nk_o
     const struct nk_node *bt = nk_node_get(n, "type");
 
     if (n->kind == NK_NODE_SCALAR) {
-        nk_ld_err(ld, n, "a raw string 'body' is not supported by naftikod yet (use type: json "
+        nk_ld_err(ld, n,
+                  "a raw string 'body' is not supported by naftikod yet (use type: json "
                   "with data)");
         return;
     }
@@ -828,12 +828,13 @@ static void load_body(struct nk_loader *ld, const struct nk_node *n, struct nk_o
         return;
     }
     if (strcmp(bt->str, "json") != 0) {
-        nk_ld_err(ld, bt, "unknown body type '%s' (expected json, text, xml, sparql, "
-                  "formUrlEncoded or multipartForm)", bt->str);
+        nk_ld_err(ld, bt,
+                  "unknown body type '%s' (expected json, text, xml, sparql, "
+                  "formUrlEncoded or multipartForm)",
+                  bt->str);
         return;
     }
-    if (!fields(ld, n, "json body", body_json_fields, NFIELDS(body_json_fields), f) ||
-        f[1] == NULL)
+    if (!fields(ld, n, "json body", body_json_fields, NFIELDS(body_json_fields), f) || f[1] == NULL)
         return;
     if (f[1]->kind == NK_NODE_SCALAR && !nk_node_is_string(f[1])) {
         nk_ld_err(ld, f[1], "'data' in json body must be a string, a mapping or a sequence");
@@ -918,16 +919,19 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
     for (i = 0; f[CO_OUTPUTS] != NULL && i < f[CO_OUTPUTS]->n && !ld->oom; i++)
         load_coutput(ld, f[CO_OUTPUTS]->items[i], o);
     if (f[CO_RAWFORMAT] != NULL && strcmp(f[CO_RAWFORMAT]->str, "json") != 0) {
-        static const char *const formats[] = {"xml", "avro", "protobuf", "csv", "tsv",
-                                              "psv", "yaml", "html", "markdown"};
+        static const char *const formats[] = {"xml", "avro", "protobuf", "csv",     "tsv",
+                                              "psv", "yaml", "html",     "markdown"};
         bool known = false;
         for (i = 0; i < NFIELDS(formats) && !known; i++)
             known = strcmp(f[CO_RAWFORMAT]->str, formats[i]) == 0;
         if (known)
-            nk_ld_err(ld, f[CO_RAWFORMAT], "outputRawFormat '%s' is not supported by naftikod "
-                      "yet", f[CO_RAWFORMAT]->str);
+            nk_ld_err(ld, f[CO_RAWFORMAT],
+                      "outputRawFormat '%s' is not supported by naftikod "
+                      "yet",
+                      f[CO_RAWFORMAT]->str);
         else
-            nk_ld_err(ld, f[CO_RAWFORMAT], "unknown outputRawFormat '%s' (expected json, xml, "
+            nk_ld_err(ld, f[CO_RAWFORMAT],
+                      "unknown outputRawFormat '%s' (expected json, xml, "
                       "avro, protobuf, csv, tsv, psv, yaml, html or markdown)",
                       f[CO_RAWFORMAT]->str);
     }
@@ -952,9 +956,10 @@ fail:
     nk_ld_broken(ld, c->ns, f[CO_NAME]->str);
 }
 
-static const struct field auth_apikey[] = {
-    {"type", K_STR, F_REQ}, {"key", K_STR, F_REQ}, {"value", K_STR, F_REQ},
-    {"placement", K_STR, F_REQ}};
+static const struct field auth_apikey[] = {{"type", K_STR, F_REQ},
+                                           {"key", K_STR, F_REQ},
+                                           {"value", K_STR, F_REQ},
+                                           {"placement", K_STR, F_REQ}};
 static const struct field auth_bearer[] = {{"type", K_STR, F_REQ}, {"token", K_STR, F_REQ}};
 static const struct field auth_basic[] = {
     {"type", K_STR, F_REQ}, {"username", K_STR, F_REQ}, {"password", K_STR, F_REQ}};
@@ -981,7 +986,8 @@ static void load_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_a
     const struct nk_node *type = nk_node_get(n, "type");
 
     if (type == NULL || !nk_node_is_string(type)) {
-        nk_ld_err(ld, type ? type : n, "authentication needs a 'type' (apikey, bearer, basic or "
+        nk_ld_err(ld, type ? type : n,
+                  "authentication needs a 'type' (apikey, bearer, basic or "
                   "digest)");
         return;
     }
@@ -1080,7 +1086,8 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
 
     if (n->kind == NK_NODE_MAPPING && nk_node_get(n, "import") != NULL &&
         nk_node_get(n, "location") != NULL) {
-        nk_ld_err(ld, n, "imported consumers ('location' + 'import') are not supported by "
+        nk_ld_err(ld, n,
+                  "imported consumers ('location' + 'import') are not supported by "
                   "naftikod yet");
         return;
     }
@@ -1152,8 +1159,8 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
             continue;
         }
         for (j = 0; j < rf[CR_OPERATIONS]->n && !ld->oom; j++)
-            load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH],
-                           rf[CR_INPUTS], f[C_INPUTS], c);
+            load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH], rf[CR_INPUTS],
+                           f[C_INPUTS], c);
     }
     if (!ld->oom)
         check_op_names(ld, c);
@@ -1162,48 +1169,91 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
 /* ---- exposes ----------------------------------------------------------------------------- */
 
 static const struct field rest_fields[] = {
-    {"type", K_STR, F_REQ},       {"namespace", K_STR, F_REQ},   {"port", K_INT, F_REQ},
-    {"address", K_STR, 0},        {"description", K_STR, F_EXT}, {"resources", K_SEQ, 0},
+    {"type", K_STR, F_REQ},
+    {"namespace", K_STR, F_REQ},
+    {"port", K_INT, F_REQ},
+    {"address", K_STR, 0},
+    {"description", K_STR, F_EXT},
+    {"resources", K_SEQ, 0},
     {"authentication", K_ANY, F_UNSUP},
 };
 enum { X_TYPE, X_NAMESPACE, X_PORT, X_ADDRESS, X_DESCRIPTION, X_RESOURCES };
 
 static const struct field mcp_fields[] = {
-    {"type", K_STR, F_REQ},       {"namespace", K_STR, F_REQ}, {"port", K_INT, 0},
-    {"address", K_STR, 0},        {"description", K_STR, 0},   {"tools", K_SEQ, F_REQ},
-    {"transport", K_STR, 0},      {"resources", K_ANY, F_UNSUP}, {"prompts", K_ANY, F_UNSUP},
-    {"authentication", K_ANY, F_UNSUP},
+    {"type", K_STR, F_REQ},      {"namespace", K_STR, F_REQ},
+    {"port", K_INT, 0},          {"address", K_STR, 0},
+    {"description", K_STR, 0},   {"tools", K_SEQ, F_REQ},
+    {"transport", K_STR, 0},     {"resources", K_ANY, F_UNSUP},
+    {"prompts", K_ANY, F_UNSUP}, {"authentication", K_ANY, F_UNSUP},
 };
 enum { M_TYPE, M_NAMESPACE, M_PORT, M_ADDRESS, M_DESCRIPTION, M_TOOLS, M_TRANSPORT };
 
 static const struct field rres_fields[] = {
-    {"path", K_STR, F_REQ},         {"name", K_STR, 0},          {"label", K_STR, 0},
-    {"description", K_STR, 0},      {"inputParameters", K_SEQ, 0}, {"operations", K_SEQ, 0},
+    {"path", K_STR, F_REQ},        {"name", K_STR, 0},
+    {"label", K_STR, 0},           {"description", K_STR, 0},
+    {"inputParameters", K_SEQ, 0}, {"operations", K_SEQ, 0},
     {"forward", K_ANY, F_UNSUP},
 };
 enum { RR_PATH, RR_NAME, RR_LABEL, RR_DESCRIPTION, RR_INPUTS, RR_OPERATIONS };
 
 static const struct field rop_fields[] = {
-    {"method", K_STR, F_REQ},       {"name", K_STR, 0},            {"label", K_STR, 0},
-    {"description", K_STR, 0},      {"inputParameters", K_SEQ, 0}, {"call", K_STR, 0},
-    {"with", K_MAP, 0},             {"outputParameters", K_SEQ, 0}, {"steps", K_ANY, F_UNSUP},
-    {"mappings", K_ANY, F_UNSUP},   {"ref", K_ANY, F_UNSUP},
+    {"method", K_STR, F_REQ},
+    {"name", K_STR, 0},
+    {"label", K_STR, 0},
+    {"description", K_STR, 0},
+    {"inputParameters", K_SEQ, 0},
+    {"call", K_STR, 0},
+    {"with", K_MAP, 0},
+    {"outputParameters", K_SEQ, 0},
+    {"steps", K_ANY, F_UNSUP},
+    {"mappings", K_ANY, F_UNSUP},
+    {"ref", K_ANY, F_UNSUP},
 };
-enum { RO_METHOD, RO_NAME, RO_LABEL, RO_DESCRIPTION, RO_INPUTS, RO_CALL, RO_WITH, RO_OUTPUTS,
-       RO_STEPS, RO_MAPPINGS };
+enum {
+    RO_METHOD,
+    RO_NAME,
+    RO_LABEL,
+    RO_DESCRIPTION,
+    RO_INPUTS,
+    RO_CALL,
+    RO_WITH,
+    RO_OUTPUTS,
+    RO_STEPS,
+    RO_MAPPINGS
+};
 
 static const struct field tool_fields[] = {
-    {"name", K_STR, F_REQ},        {"description", K_STR, F_REQ}, {"label", K_STR, 0},
-    {"title", K_STR, F_EXT},       {"hints", K_MAP, 0},           {"inputParameters", K_SEQ, 0},
-    {"call", K_STR, 0},            {"with", K_MAP, 0},            {"outputParameters", K_SEQ, 0},
-    {"steps", K_ANY, F_UNSUP},     {"mappings", K_ANY, F_UNSUP},  {"ref", K_ANY, F_UNSUP},
+    {"name", K_STR, F_REQ},
+    {"description", K_STR, F_REQ},
+    {"label", K_STR, 0},
+    {"title", K_STR, F_EXT},
+    {"hints", K_MAP, 0},
+    {"inputParameters", K_SEQ, 0},
+    {"call", K_STR, 0},
+    {"with", K_MAP, 0},
+    {"outputParameters", K_SEQ, 0},
+    {"steps", K_ANY, F_UNSUP},
+    {"mappings", K_ANY, F_UNSUP},
+    {"ref", K_ANY, F_UNSUP},
 };
-enum { T_NAME, T_DESCRIPTION, T_LABEL, T_TITLE, T_HINTS, T_INPUTS, T_CALL, T_WITH, T_OUTPUTS,
-       T_STEPS, T_MAPPINGS };
+enum {
+    T_NAME,
+    T_DESCRIPTION,
+    T_LABEL,
+    T_TITLE,
+    T_HINTS,
+    T_INPUTS,
+    T_CALL,
+    T_WITH,
+    T_OUTPUTS,
+    T_STEPS,
+    T_MAPPINGS
+};
 
-static const struct field hint_fields[] = {
-    {"readOnly", K_BOOL, 0}, {"destructive", K_BOOL, 0}, {"idempotent", K_BOOL, 0},
-    {"openWorld", K_BOOL, 0}};
+static const struct field hint_fields[] = {{"readOnly", K_BOOL, 0},
+                                           {"destructive", K_BOOL, 0},
+                                           {"idempotent", K_BOOL, 0},
+                                           {"openWorld", K_BOOL, 0}};
 
 static bool is_address(const char *s)
 {
@@ -1361,8 +1411,7 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
             return;
         }
     }
-    if (strcmp(transport, "http") == 0 && f[M_PORT] == NULL &&
-        nk_node_get(n, "port") == NULL) {
+    if (strcmp(transport, "http") == 0 && f[M_PORT] == NULL && nk_node_get(n, "port") == NULL) {
         nk_ld_err(ld, n, "missing required field 'port' in MCP adapter (transport http)");
         return;
     }
@@ -1417,7 +1466,8 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL &&
             nk_node_get(tn, "ref") == NULL) {
             if (tf[T_OUTPUTS] != NULL) {
-                nk_ld_err(ld, tn, "mock tools (outputParameters without 'call') are not supported "
+                nk_ld_err(ld, tn,
+                          "mock tools (outputParameters without 'call') are not supported "
                           "by naftikod yet");
                 continue;
             }
@@ -1456,9 +1506,10 @@ static void load_exposes(struct nk_loader *ld, const struct nk_node *seq)
 
 /* ---- document ---------------------------------------------------------------------------- */
 
-static const struct field cap_fields[] = {
-    {"consumes", K_SEQ, 0}, {"exposes", K_SEQ, 0}, {"binds", K_SEQ, 0},
-    {"aggregates", K_ANY, F_UNSUP}};
+static const struct field cap_fields[] = {{"consumes", K_SEQ, 0},
+                                          {"exposes", K_SEQ, 0},
+                                          {"binds", K_SEQ, 0},
+                                          {"aggregates", K_ANY, F_UNSUP}};
 enum { CF_CONSUMES, CF_EXPOSES, CF_BINDS };
 
 void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass)
@@ -1483,7 +1534,8 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
         if (nk_node_get(root, "capability") == NULL && nk_node_get(root, "consumes") == NULL)
             nk_ld_err(ld, root, "missing required field 'capability' in the document");
         if (f[R_CAPABILITY] != NULL && f[R_CONSUMES] != NULL)
-            nk_ld_err(ld, f[R_CONSUMES], "a document has either 'capability' or a root "
+            nk_ld_err(ld, f[R_CONSUMES],
+                      "a document has either 'capability' or a root "
                       "'consumes' (a shared consumer file), not both");
         if (f[R_CAPABILITY] != NULL &&
             fields(ld, f[R_CAPABILITY], "capability", cap_fields, NFIELDS(cap_fields), cf)) {

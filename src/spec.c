@@ -61,8 +61,7 @@ bool nk_node_bool(const struct nk_node *n, bool *v)
 {
     if (n == NULL || n->kind != NK_NODE_SCALAR || n->style != NK_SCALAR_PLAIN)
         return false;
-    if (strcmp(n->str, "true") == 0 || strcmp(n->str, "True") == 0 ||
-        strcmp(n->str, "TRUE") == 0) {
+    if (strcmp(n->str, "true") == 0 || strcmp(n->str, "True") == 0 || strcmp(n->str, "TRUE") == 0) {
         *v = true;
         return true;
     }
@@ -167,8 +166,8 @@ static void offset_pos(const char *buf, size_t len, size_t off, unsigned *line, 
     *col = c;
 }
 
-static struct nk_node *node_new(struct builder *b, enum nk_node_kind kind,
-                                const yaml_mark_t *mark, struct nk_error *err, enum nk_rc *rc)
+static struct nk_node *node_new(struct builder *b, enum nk_node_kind kind, const yaml_mark_t *mark,
+                                struct nk_error *err, enum nk_rc *rc)
 {
     struct nk_node *n;
 
@@ -180,8 +179,7 @@ static struct nk_node *node_new(struct builder *b, enum nk_node_kind kind,
     }
     n = calloc(1, sizeof(*n));
     if (n == NULL) {
-        nk_error_setpos(err, (unsigned)mark->line + 1, (unsigned)mark->column + 1,
-                        "out of memory");
+        nk_error_setpos(err, (unsigned)mark->line + 1, (unsigned)mark->column + 1, "out of memory");
         *rc = NK_ERR_NOMEM;
         return NULL;
     }
@@ -245,8 +243,8 @@ static enum nk_rc check_dup_keys(const struct nk_node *m, struct nk_error *err)
     for (i = 0; i < m->n; i++)
         if (strcmp(m->pairs[i].key->str, dup->str) == 0)
             break;
-    nk_error_setpos(err, dup->line, dup->column, "duplicate key '%s' (first at line %u)",
-                    dup->str, m->pairs[i].key->line);
+    nk_error_setpos(err, dup->line, dup->column, "duplicate key '%s' (first at line %u)", dup->str,
+                    m->pairs[i].key->line);
     return NK_ERR_INVALID;
 }
 
@@ -384,18 +382,16 @@ enum nk_rc nk_spec_parse(const char *buf, size_t len, struct nk_node **out, stru
             }
             break;
         case YAML_ALIAS_EVENT:
-            nk_error_setpos(err, (unsigned)ev.start_mark.line + 1,
-                            (unsigned)ev.start_mark.column + 1,
-                            "YAML aliases are not supported (alias '*%s')",
-                            (const char *)ev.data.alias.anchor);
+            nk_error_setpos(
+                err, (unsigned)ev.start_mark.line + 1, (unsigned)ev.start_mark.column + 1,
+                "YAML aliases are not supported (alias '*%s')", (const char *)ev.data.alias.anchor);
             rc = NK_ERR_INVALID;
             goto out;
         case YAML_SCALAR_EVENT:
             if (!tag_ok(ev.data.scalar.tag)) {
                 nk_error_setpos(err, (unsigned)ev.start_mark.line + 1,
                                 (unsigned)ev.start_mark.column + 1,
-                                "YAML tag '%s' is not supported",
-                                (const char *)ev.data.scalar.tag);
+                                "YAML tag '%s' is not supported", (const char *)ev.data.scalar.tag);
                 rc = NK_ERR_INVALID;
                 goto out;
             }
@@ -439,8 +435,8 @@ enum nk_rc nk_spec_parse(const char *buf, size_t len, struct nk_node **out, stru
             }
             if (b.depth >= NK_SPEC_MAX_DEPTH) {
                 nk_error_setpos(err, (unsigned)ev.start_mark.line + 1,
-                                (unsigned)ev.start_mark.column + 1,
-                                "nesting deeper than %u levels", NK_SPEC_MAX_DEPTH);
+                                (unsigned)ev.start_mark.column + 1, "nesting deeper than %u levels",
+                                NK_SPEC_MAX_DEPTH);
                 rc = NK_ERR_TOO_LARGE;
                 goto out;
             }
@@ -456,8 +452,7 @@ enum nk_rc nk_spec_parse(const char *buf, size_t len, struct nk_node **out, stru
                 }
             }
             n = node_new(&b,
-                         ev.type == YAML_SEQUENCE_START_EVENT ? NK_NODE_SEQUENCE
-                                                              : NK_NODE_MAPPING,
+                         ev.type == YAML_SEQUENCE_START_EVENT ? NK_NODE_SEQUENCE : NK_NODE_MAPPING,
                          &ev.start_mark, err, &rc);
             if (n == NULL)
                 goto out;

@@ -15,8 +15,8 @@
 #include "naftikod/common.h"
 
 #define NK_SPEC_MAX_BYTES (16u * 1024u * 1024u) /* largest document accepted */
-#define NK_SPEC_MAX_DEPTH 64u                 /* deepest nesting of collections */
-#define NK_SPEC_MAX_NODES 2000000u            /* total nodes in one document */
+#define NK_SPEC_MAX_DEPTH 64u                   /* deepest nesting of collections */
+#define NK_SPEC_MAX_NODES 2000000u              /* total nodes in one document */
 
 enum nk_node_kind { NK_NODE_SCALAR, NK_NODE_MAPPING, NK_NODE_SEQUENCE };
 

@@ -70,9 +70,9 @@ static char *render(const struct nk_diags *d)
     out = calloc(1, cap);
     assert_non_null(out);
     for (i = 0; i < d->n; i++)
-        len += (size_t)snprintf(out + len, cap - len, "%u:%u: %s: %s\n", d->v[i].line,
-                                d->v[i].column,
-                                d->v[i].sev == NK_SEV_ERROR ? "error" : "warning", d->v[i].msg);
+        len +=
+            (size_t)snprintf(out + len, cap - len, "%u:%u: %s: %s\n", d->v[i].line, d->v[i].column,
+                             d->v[i].sev == NK_SEV_ERROR ? "error" : "warning", d->v[i].msg);
     return out;
 }
 
