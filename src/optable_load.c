@@ -549,7 +549,7 @@ static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
             return;
         }
         t->binds = nb;
-        for (j = 0; j < keys->n; j++) {
+        for (j = 0; j < keys->n && !ld->oom; j++) {
             const struct nk_node *key = keys->pairs[j].key;
             const struct nk_node *val = keys->pairs[j].value;
             struct nk_bind *b;
@@ -784,6 +784,8 @@ static void path_params(struct nk_loader *ld, const struct nk_node *pathn, struc
         p = &o->params[o->n_params++];
         memset(p, 0, sizeof(*p));
         p->name = nk_ld_strdup(ld, part->text);
+        if (p->name == NULL)
+            return;
         p->in = NK_IN_PATH;
         p->type = NK_TYPE_STRING;
         p->required = true;
@@ -910,12 +912,18 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
     if (o->params == NULL || o->outputs == NULL)
         goto oom;
     o->name = node_dup(ld, f[CO_NAME]);
+    if (ld->oom)
+        goto fail;
     for (lv = 0; lv < 3; lv++) {
         size_t start = o->n_params;
         for (i = 0; levels[lv] != NULL && i < levels[lv]->n && !ld->oom; i++)
             load_cparam(ld, levels[lv]->items[i], o, start);
     }
+    if (ld->oom)
+        goto fail;
     path_params(ld, pathn, o);
+    if (ld->oom)
+        goto fail;
     for (i = 0; f[CO_OUTPUTS] != NULL && i < f[CO_OUTPUTS]->n && !ld->oom; i++)
         load_coutput(ld, f[CO_OUTPUTS]->items[i], o);
     if (f[CO_RAWFORMAT] != NULL && strcmp(f[CO_RAWFORMAT]->str, "json") != 0) {

@@ -16,3 +16,12 @@ if(NK_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
   target_compile_options(fuzz_spec PRIVATE -fsanitize=fuzzer)
   target_link_options(fuzz_spec PRIVATE -fsanitize=fuzzer)
 endif()
+
+# Fail the N-th allocation of naftikod's own code while loading (malloc & co. wrapped at link).
+add_executable(test_optable_oom ${NK_SOURCE_DIR}/tests/oom/test_optable_oom.c)
+target_link_libraries(test_optable_oom PRIVATE naftikod_core PkgConfig::CMOCKA)
+target_link_options(test_optable_oom PRIVATE -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup)
+target_compile_definitions(test_optable_oom PRIVATE NK_TEST_DATA="${NK_TEST_DATA}"
+  NK_SOURCE_DIR="${NK_SOURCE_DIR}")
+add_test(NAME unit.optable_oom COMMAND test_optable_oom)
+set_tests_properties(unit.optable_oom PROPERTIES TIMEOUT 300 ENVIRONMENT "CMOCKA_MESSAGE_OUTPUT=stdout")
