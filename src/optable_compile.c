@@ -278,8 +278,12 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
             const struct nk_tmpl_part *part = &b->tmpl.parts[j];
             const char *name;
             bad = false;
-            if (part->kind != NK_TMPL_VAR || nk_ld_find_bind(ld, part->text) != NULL)
+            if (part->kind != NK_TMPL_VAR)
                 continue;
+            if (nk_ld_find_bind(ld, part->text) != NULL) {
+                nk_ld_check_ambiguous(ld, v, part);
+                continue;
+            }
             name = source_name(ld, a, NULL, part->text, &bad);
             if (name != NULL && source_arg(ld, a, e, cap, name, NULL) != NULL)
                 continue;
@@ -403,6 +407,8 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
     }
     if (mapping != NULL && !compile_jsonpath(ld, mapping, &m->mapping))
         ok = false;
+    if (mapping != NULL && ld->strict && strcmp(mapping->str, "$.") == 0)
+        nk_ld_warn(ld, mapping, "'$.' is naftikod's spelling of the JSONPath root '$'");
     if (konst != NULL && (m->konst = nk_ld_json(ld, konst)) == NULL)
         return false;
     if (props != NULL && m->type != NK_TYPE_OBJECT)
@@ -720,6 +726,19 @@ void nk_check_table(struct nk_loader *ld)
 {
     const struct nk_optable *t = ld->t;
     size_t i, j;
+
+    /* a bind namespace must not collide with a consumes namespace (spec rule) */
+    for (i = 0; i < t->n_binds; i++) {
+        if (i > 0 && strcmp(t->binds[i].ns, t->binds[i - 1].ns) == 0)
+            continue;
+        for (j = 0; j < t->n_consumers; j++)
+            if (strcmp(t->binds[i].ns, t->consumers[j].ns) == 0) {
+                nk_diags_add(ld->diags, NK_SEV_ERROR, t->binds[i].pos.file, t->binds[i].pos.line,
+                             t->binds[i].pos.column,
+                             "bind namespace '%s' is also a consumes namespace", t->binds[i].ns);
+                break;
+            }
+    }
 
     for (i = 0; i < t->n_adapters && !ld->oom; i++) {
         const struct nk_adapter *a = &t->adapters[i];

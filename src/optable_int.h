@@ -55,6 +55,9 @@ bool nk_ld_tmpl(struct nk_loader *ld, const struct nk_node *n, enum nk_tmpl_synt
                 struct nk_tmpl *out);
 /* Position of byte offset off inside a (single-line) scalar node. */
 unsigned nk_ld_col(const struct nk_node *n, unsigned off);
+/* Report a bare `{{K}}` that more than one bind namespace declares. */
+void nk_ld_check_ambiguous(struct nk_loader *ld, const struct nk_node *n,
+                           const struct nk_tmpl_part *p);
 /* The bind a template variable name refers to (`ns.name` or `name`), or NULL. */
 const struct nk_bind *nk_ld_find_bind(const struct nk_loader *ld, const char *name);
 /* "line N" when pos is in the current file, else "FILE:N", written into buf. */

@@ -173,6 +173,30 @@ const struct nk_bind *nk_ld_find_bind(const struct nk_loader *ld, const char *na
     return NULL;
 }
 
+void nk_ld_check_ambiguous(struct nk_loader *ld, const struct nk_node *n,
+                           const struct nk_tmpl_part *p)
+{
+    const struct nk_optable *t = ld->t;
+    const struct nk_bind *first = NULL;
+    size_t i;
+
+    if (strchr(p->text, '.') != NULL)
+        return;
+    for (i = 0; i < t->n_binds; i++) {
+        if (strcmp(t->binds[i].name, p->text) != 0)
+            continue;
+        if (first == NULL) {
+            first = &t->binds[i];
+            continue;
+        }
+        nk_ld_err_at(ld, n->line, nk_ld_col(n, p->offset),
+                     "'{{%s}}' is ambiguous: bind namespaces '%s' and '%s' both declare it "
+                     "(write {{%s.%s}})",
+                     p->text, first->ns, t->binds[i].ns, first->ns, p->text);
+        return;
+    }
+}
+
 static int op_cmp(const void *a, const void *b)
 {
     const struct nk_operation *const *x = a;
@@ -599,6 +623,8 @@ static void check_bind_vars(struct nk_loader *ld, const struct nk_node *n, const
         if (nk_ld_find_bind(ld, p->text) == NULL)
             nk_ld_err_at(ld, n->line, nk_ld_col(n, p->offset),
                          "'{{%s}}' names no declared bind (add it under 'binds')", p->text);
+        else
+            nk_ld_check_ambiguous(ld, n, p);
     }
 }
 
@@ -745,6 +771,8 @@ static void load_coutput(struct nk_loader *ld, const struct nk_node *n, struct n
     memset(p, 0, sizeof(*p));
     if (!nk_ld_type(ld, f[CU_TYPE], &p->type))
         return;
+    if (ld->strict && strcmp(f[CU_VALUE]->str, "$.") == 0)
+        nk_ld_warn(ld, f[CU_VALUE], "'$.' is naftikod's spelling of the JSONPath root '$'");
     memset(&err, 0, sizeof(err));
     rc = nk_jsonpath_compile(f[CU_VALUE]->str, &p->value, &err);
     if (rc == NK_ERR_NOMEM) {
