@@ -17,7 +17,7 @@ enum nk_rc nk_jsonpath_compile(const char *expr, struct nk_jsonpath **out, struc
 
     *out = NULL;
     if (expr[0] != '$') {
-        nk_error_setpos(err, 0, 1, "a JSONPath query must start with '$'");
+        nk_error_setpos(err, 0, 1, "a query must start with '$', found '%c'", expr[0]);
         return NK_ERR_INVALID;
     }
     for (s = expr + 1; *s != '\0'; s++) {

@@ -79,8 +79,8 @@ enum nk_rc nk_tmpl_compile(const char *src, enum nk_tmpl_syntax syntax, struct n
             }
         }
         if (j >= len || (dbl && src[j + 1] != '}')) {
-            nk_error_setpos(err, 0, (unsigned)open + 1, "unterminated '%s' in template",
-                            dbl ? "{{" : "{");
+            nk_error_setpos(err, 0, (unsigned)open + 1,
+                            "unterminated template variable: missing '%s'", dbl ? "}}" : "}");
             rc = NK_ERR_INVALID;
             goto out;
         }
