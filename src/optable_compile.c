@@ -25,6 +25,34 @@ static struct nk_arg *find_arg(struct nk_exposed *e, const char *name)
     return NULL;
 }
 
+/* Names equal up to case and the separators '.', '_' and '-': the generator writes
+ * `{config-id}` / `{policyid}` in exposed paths for `rest.config.id` / `rest.policyId`. */
+static bool loose_eq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = (char)((*a >= 'A' && *a <= 'Z') ? *a + 32 : *a);
+        char y = (char)((*b >= 'A' && *b <= 'Z') ? *b + 32 : *b);
+        if (x == '.' || x == '_')
+            x = '-';
+        if (y == '.' || y == '_')
+            y = '-';
+        if (x != y)
+            return false;
+    }
+    return *a == *b;
+}
+
+/* The exposed path argument matching name loosely, or NULL. */
+static struct nk_arg *find_path_arg_loose(struct nk_exposed *e, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < e->n_args; i++)
+        if (e->args[i].in == NK_IN_PATH && loose_eq(e->args[i].name, name))
+            return &e->args[i];
+    return NULL;
+}
+
 static size_t arg_index(const struct nk_exposed *e, const struct nk_arg *a)
 {
     return (size_t)(a - e->args);
@@ -194,6 +222,8 @@ static struct nk_arg *source_arg(struct nk_loader *ld, const struct nk_adapter *
 {
     struct nk_arg *arg = find_arg(e, name);
 
+    if (arg == NULL && a->type == NK_ADAPTER_REST)
+        arg = find_path_arg_loose(e, name);
     if (arg != NULL)
         return arg;
     arg = add_arg(ld, e, cap, name);
@@ -305,6 +335,8 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
         if (bound || p->value != NULL)
             continue;
         arg = find_arg(e, p->name);
+        if (arg == NULL && a->type == NK_ADAPTER_REST)
+            arg = find_path_arg_loose(e, p->name);
         if (arg != NULL) {
             struct nk_binding *b = &e->bindings[e->n_bindings++];
             memset(b, 0, sizeof(*b));
@@ -529,6 +561,33 @@ oom:
     json_decref(schema);
 }
 
+/* An exposed input that reaches no upstream parameter is almost always a spelling mismatch. */
+static void warn_unused_args(struct nk_loader *ld, const struct nk_exposed_src *src,
+                             const struct nk_exposed *e)
+{
+    size_t i, j, k;
+
+    for (i = 0; i < e->n_args; i++) {
+        bool used = false;
+        for (j = 0; j < e->n_bindings && !used; j++) {
+            const struct nk_binding *b = &e->bindings[j];
+            if (b->kind == NK_BIND_ARG) {
+                used = b->arg == i;
+                continue;
+            }
+            for (k = 0; k < b->tmpl.n && !used; k++) {
+                const char *v = b->tmpl.parts[k].text, *dot = strrchr(v, '.');
+                used = b->tmpl.parts[k].kind == NK_TMPL_VAR &&
+                       (strcmp(v, e->args[i].name) == 0 ||
+                        (dot != NULL && strcmp(dot + 1, e->args[i].name) == 0));
+            }
+        }
+        if (!used)
+            nk_ld_warn(ld, src->node, "input '%s' is not passed to '%s' (no 'with' uses it)",
+                       e->args[i].name, e->target->qname);
+    }
+}
+
 /* ---- one exposed operation --------------------------------------------------------------- */
 
 void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
@@ -598,6 +657,8 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
     }
     if (e->target != NULL) {
         compile_with(ld, a, src->with, e, &cap);
+        if (!ld->oom)
+            warn_unused_args(ld, src, e);
         for (i = 0; i < e->target->n_params && !ld->oom; i++) {
             const struct nk_param *p = &e->target->params[i];
             size_t j;

@@ -873,6 +873,37 @@ static void load_body(struct nk_loader *ld, const struct nk_node *n, struct nk_o
     o->body_template = nk_ld_json(ld, f[1]);
 }
 
+/* A consumed path is relative to baseUri; the schema does not require the leading '/' (ikanos
+ * documents write `databases/{{id}}/query`), so it is compiled as if it had one. Part offsets
+ * stay relative to the text as written. */
+static bool consumed_path(struct nk_loader *ld, const struct nk_node *pathn, struct nk_tmpl *t)
+{
+    struct nk_node tmp;
+    char *src;
+    size_t i;
+    bool ok;
+
+    if (pathn->str[0] == '/')
+        return nk_ld_tmpl(ld, pathn, NK_TMPL_PATH, t);
+    src = malloc(pathn->len + 2);
+    if (src == NULL) {
+        ld->oom = true;
+        return false;
+    }
+    src[0] = '/';
+    memcpy(src + 1, pathn->str, pathn->len + 1);
+    tmp = *pathn;
+    tmp.str = src;
+    tmp.len = pathn->len + 1;
+    tmp.column = pathn->column > 1 ? pathn->column - 1 : 1;
+    ok = nk_ld_tmpl(ld, &tmp, NK_TMPL_PATH, t);
+    free(src);
+    for (i = 0; ok && i < t->n; i++)
+        if (t->parts[i].offset > 0)
+            t->parts[i].offset--;
+    return ok;
+}
+
 /* Release a half-built operation that is not counted in its consumer. */
 static void drop_operation(struct nk_operation *o)
 {
@@ -925,7 +956,7 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
     memset(o, 0, sizeof(*o));
     if (!parse_method(ld, f[CO_METHOD], &o->method))
         goto fail;
-    if (!nk_ld_tmpl(ld, pathn, NK_TMPL_PATH, &o->path))
+    if (!consumed_path(ld, pathn, &o->path))
         goto fail;
     levels[0] = f[CO_INPUTS];
     levels[1] = rinputs;
@@ -1190,10 +1221,6 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
             continue;
         if (rf[CR_NAME] == NULL || rf[CR_PATH] == NULL || rf[CR_OPERATIONS] == NULL)
             continue;
-        if (rf[CR_PATH]->str[0] != '/') {
-            nk_ld_err(ld, rf[CR_PATH], "resource path '%s' must start with '/'", rf[CR_PATH]->str);
-            continue;
-        }
         for (j = 0; j < rf[CR_OPERATIONS]->n && !ld->oom; j++)
             load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH], rf[CR_INPUTS],
                            f[C_INPUTS], c);
@@ -1423,7 +1450,8 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL &&
                 nk_node_get(src.node, "ref") == NULL)
                 nk_ld_err(ld, src.node, "missing required field 'call' in REST operation");
-            nk_compile_exposed(ld, a, &src, e);
+            if (of[RO_CALL] != NULL)
+                nk_compile_exposed(ld, a, &src, e);
         }
     }
 }
@@ -1467,6 +1495,16 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         const struct nk_node *tn = f[M_TOOLS]->items[i];
         struct nk_exposed *e = &a->ops[a->n_ops];
         struct nk_exposed_src src;
+        if (tn->kind == NK_NODE_MAPPING && nk_node_get(tn, "ref") != NULL) {
+            /* ref mode inherits name, description, ... from an aggregate function */
+            const struct nk_node *k = tn->pairs[0].key;
+            size_t pi;
+            for (pi = 0; pi < tn->n; pi++)
+                if (strcmp(tn->pairs[pi].key->str, "ref") == 0)
+                    k = tn->pairs[pi].key;
+            nk_ld_err(ld, k, "'ref' in MCP tool is not supported by naftikod yet");
+            continue;
+        }
         if (!fields(ld, tn, "MCP tool", tool_fields, NFIELDS(tool_fields), tf))
             continue;
         if (tf[T_NAME] == NULL)
@@ -1509,7 +1547,7 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
             }
             nk_ld_err(ld, tn, "missing required field 'call' in MCP tool");
         }
-        if (!ld->oom)
+        if (!ld->oom && tf[T_CALL] != NULL)
             nk_compile_exposed(ld, a, &src, e);
     }
 }

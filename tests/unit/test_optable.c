@@ -283,13 +283,71 @@ static void test_strict(void **state)
     nk_diags_cleanup(&d);
 }
 
+/* The generator spells exposed path variables loosely: `{config-id}` for `rest.config.id`,
+ * `{job-id}` for the consumed `{job_id}`; both reach the path argument. Consumed paths may
+ * omit the leading '/'. */
+static void test_loose_path_names(void **state)
+{
+    static const char doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: c\n"
+                              "    baseUri: https://x.example.com\n"
+                              "    resources:\n"
+                              "    - name: cfg\n"
+                              "      path: config/{config.id}/jobs/{job_id}\n"
+                              "      operations:\n"
+                              "      - name: put-cfg\n"
+                              "        method: PUT\n"
+                              "  exposes:\n"
+                              "  - type: rest\n"
+                              "    namespace: r\n"
+                              "    port: 8080\n"
+                              "    resources:\n"
+                              "    - path: /v1/config/{config-id}/jobs/{job-id}\n"
+                              "      operations:\n"
+                              "      - method: PUT\n"
+                              "        call: c.put-cfg\n"
+                              "        with:\n"
+                              "          config.id: rest.config.id\n";
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_exposed *e;
+    const struct nk_operation *o;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("loose.yaml", doc, sizeof(doc) - 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n, 0);
+    o = nk_optable_find_op(t, "c.put-cfg");
+    assert_string_equal(o->path.src, "/config/{config.id}/jobs/{job_id}");
+    assert_int_equal(o->n_params, 2);
+    e = &t->adapters[0].ops[0];
+    assert_int_equal(e->n_args, 2);
+    assert_int_equal(e->n_bindings, 2);
+    assert_string_equal(e->args[e->bindings[0].arg].name, "config-id");
+    assert_string_equal(e->bindings[0].param->name, "config.id");
+    assert_string_equal(e->args[e->bindings[1].arg].name, "job-id");
+    assert_string_equal(e->bindings[1].param->name, "job_id");
+    assert_int_equal(e->args[0].in, NK_IN_PATH);
+    assert_int_equal(e->args[1].in, NK_IN_PATH);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seed_consumer), cmocka_unit_test(test_seed_rest),
-        cmocka_unit_test(test_seed_mcp),      cmocka_unit_test(test_refcount),
-        cmocka_unit_test(test_names),         cmocka_unit_test(test_cross_file),
-        cmocka_unit_test(test_missing_file),  cmocka_unit_test(test_strict),
+        cmocka_unit_test(test_seed_consumer),
+        cmocka_unit_test(test_seed_rest),
+        cmocka_unit_test(test_seed_mcp),
+        cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_cross_file),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_strict),
+        cmocka_unit_test(test_loose_path_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
