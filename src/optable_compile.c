@@ -272,7 +272,7 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
         const struct nk_param *p = find_param(o, k->str);
         struct nk_binding *b;
         const char *src;
-        bool bad = false;
+        bool bad = false, bv;
         if (p == NULL) {
             nk_ld_err(ld, k, "'with' key '%s' is not an inputParameter of '%s'", k->str, o->qname);
             continue;
@@ -281,6 +281,10 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
             nk_ld_err(ld, v, "'with' value for '%s' must be a string", k->str);
             continue;
         }
+        if (ld->strict && nk_node_bool(v, &bv))
+            nk_ld_warn(ld, v,
+                       "a boolean 'with' value is not in the naftiko 1.0.0-alpha2 schema "
+                       "(strings and numbers only)");
         b = &e->bindings[e->n_bindings];
         memset(b, 0, sizeof(*b));
         b->param = p;

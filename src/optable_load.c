@@ -447,6 +447,13 @@ static bool is_ident_ext(const char *s)
     return true;
 }
 
+/* --strict: names the schema types IdentifierKebab */
+static void strict_kebab(struct nk_loader *ld, const struct nk_node *n, const char *what)
+{
+    if (ld->strict && n != NULL && !is_kebab(n->str))
+        nk_ld_warn(ld, n, "%s '%s' is not kebab-case ([a-zA-Z0-9-]+)", what, n->str);
+}
+
 static bool is_screaming(const char *s)
 {
     if (!(*s >= 'A' && *s <= 'Z'))
@@ -948,6 +955,7 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
         return;
     if (f[CO_NAME] == NULL || f[CO_METHOD] == NULL)
         return;
+    strict_kebab(ld, f[CO_NAME], "operation name");
     if (strchr(f[CO_NAME]->str, '.') != NULL || f[CO_NAME]->len == 0) {
         nk_ld_err(ld, f[CO_NAME], "operation name '%s' must not contain '.'", f[CO_NAME]->str);
         return;
@@ -1221,6 +1229,7 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
             continue;
         if (rf[CR_NAME] == NULL || rf[CR_PATH] == NULL || rf[CR_OPERATIONS] == NULL)
             continue;
+        strict_kebab(ld, rf[CR_NAME], "resource name");
         for (j = 0; j < rf[CR_OPERATIONS]->n && !ld->oom; j++)
             load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH], rf[CR_INPUTS],
                            f[C_INPUTS], c);
@@ -1406,6 +1415,7 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             continue;
         if (rf[RR_PATH] == NULL)
             continue;
+        strict_kebab(ld, rf[RR_NAME], "resource name");
         if (rf[RR_PATH]->str[0] != '/') {
             nk_ld_err(ld, rf[RR_PATH], "resource path '%s' must start with '/'", rf[RR_PATH]->str);
             continue;
@@ -1433,6 +1443,7 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
                 continue;
             a->n_ops++;
             e->name = nk_ld_strdup(ld, of[RO_NAME] ? of[RO_NAME]->str : "");
+            strict_kebab(ld, of[RO_NAME], "operation name");
             e->title = node_dup(ld, of[RO_LABEL]);
             e->description = node_dup(ld, of[RO_DESCRIPTION]);
             e->path = node_dup(ld, rf[RR_PATH]);
@@ -1514,6 +1525,7 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         memset(e, 0, sizeof(*e));
         a->n_ops++;
         e->name = node_dup(ld, tf[T_NAME]);
+        strict_kebab(ld, tf[T_NAME], "tool name");
         e->title = node_dup(ld, tf[T_LABEL] ? tf[T_LABEL] : tf[T_TITLE]);
         e->description = node_dup(ld, tf[T_DESCRIPTION]);
         e->pos = pos_of(ld, tn);

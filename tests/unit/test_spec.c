@@ -76,14 +76,15 @@ static char *render(const struct nk_diags *d)
     return out;
 }
 
-static void test_invalid_documents(void **state)
+/* Every X.yaml of dir loads with exactly the diagnostics of X.expected; strict selects
+ * --strict; must_fail requires at least one error. */
+static size_t run_expected(const char *dir, bool strict, bool must_fail)
 {
     char *names[MAX_FILES];
     size_t n, i, failures = 0;
+    struct nk_load_options opts = {.strict = strict};
 
-    (void)state;
-    n = list_yaml(NK_TEST_DATA "/spec/invalid", names);
-    assert_true(n >= 35);
+    n = list_yaml(dir, names);
     for (i = 0; i < n; i++) {
         char path[1024], epath[1024];
         const char *files[1];
@@ -92,17 +93,18 @@ static void test_invalid_documents(void **state)
         char *want, *got;
         enum nk_rc rc;
 
-        snprintf(path, sizeof(path), NK_TEST_DATA "/spec/invalid/%s", names[i]);
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         snprintf(epath, sizeof(epath), "%.*s.expected", (int)(strlen(path) - 5), path);
         files[0] = path;
         nk_diags_init(&d);
-        rc = nk_optable_load(files, 1, NULL, &d, &t);
+        rc = nk_optable_load(files, 1, &opts, &d, &t);
         got = render(&d);
         want = slurp(epath);
         if (want == NULL) {
             print_error("%s: missing %s; got:\n%s", names[i], epath, got);
             failures++;
-        } else if (rc == NK_OK || t != NULL || d.n_errors == 0 || strcmp(want, got) != 0) {
+        } else if ((must_fail && (rc == NK_OK || t != NULL || d.n_errors == 0)) ||
+                   strcmp(want, got) != 0) {
             print_error("%s: rc %d\n--- expected\n%s--- got\n%s", names[i], (int)rc, want, got);
             failures++;
         }
@@ -113,6 +115,19 @@ static void test_invalid_documents(void **state)
         free(names[i]);
     }
     assert_int_equal(failures, 0);
+    return n;
+}
+
+static void test_invalid_documents(void **state)
+{
+    (void)state;
+    assert_true(run_expected(NK_TEST_DATA "/spec/invalid", false, true) >= 35);
+}
+
+static void test_strict_documents(void **state)
+{
+    (void)state;
+    assert_true(run_expected(NK_TEST_DATA "/spec/strict", true, false) >= 2);
 }
 
 static void test_valid_documents(void **state)
@@ -266,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_dup_keys_many),
         cmocka_unit_test(test_valid_documents),
         cmocka_unit_test(test_invalid_documents),
+        cmocka_unit_test(test_strict_documents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
