@@ -6,8 +6,6 @@
 
 #include "optable_int.h"
 
-bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in);
-
 /* ---- arguments --------------------------------------------------------------------------- */
 
 struct argvec {
@@ -608,8 +606,6 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
         for (i = 0; i < src->inputs->n && !ld->oom; i++)
             declared_arg(ld, e, &cap, rest, src->inputs->items[i]);
     if (rest) {
-        const struct nk_node *pathn = nk_node_get(src->node, "path");
-        (void)pathn;
         for (i = 0; i < e->path_tmpl.n && !ld->oom; i++) {
             const struct nk_tmpl_part *part = &e->path_tmpl.parts[i];
             struct nk_arg *arg;

@@ -70,6 +70,42 @@ bool nk_ld_is_broken(const struct nk_loader *ld, const char *qname);
 /* The operation `ns.name` (every consumer of every file), or NULL. */
 const struct nk_operation *nk_ld_find_op(struct nk_loader *ld, const char *qname);
 
+/* ---- field tables (optable_load.c) ---- */
+
+enum nk_fkind { NK_FK_STR, NK_FK_BOOL, NK_FK_INT, NK_FK_MAP, NK_FK_SEQ, NK_FK_SCALAR, NK_FK_ANY };
+
+#define NK_FF_REQ 1u   /* required */
+#define NK_FF_EXT 2u   /* accepted by naftikod, not in the alpha2 schema: warning under --strict */
+#define NK_FF_UNSUP 4u /* in the schema, not run by naftikod yet: error */
+
+struct nk_field {
+    const char *name;
+    enum nk_fkind kind;
+    unsigned flags;
+};
+
+#define NK_NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Check map against spec[0..n): unknown, unsupported and extension fields, types, required.
+ * out[i] is the value of spec[i] when present with the right type, else NULL. Returns false
+ * when map is not a mapping (reported). */
+bool nk_ld_fields(struct nk_loader *ld, const struct nk_node *map, const char *what,
+                  const struct nk_field *spec, size_t n, const struct nk_node **out);
+/* Copy of a scalar's text (NULL for NULL; OOM recorded in ld). */
+char *nk_ld_node_dup(struct nk_loader *ld, const struct nk_node *n);
+/* The position of n in the current file. */
+struct nk_pos nk_ld_pos(const struct nk_loader *ld, const struct nk_node *n);
+/* A namespace: no '.', no spaces (errors); kebab-case (--strict). */
+bool nk_ld_check_namespace(struct nk_loader *ld, const struct nk_node *n);
+/* --strict: warn when n is not kebab-case. */
+void nk_ld_strict_kebab(struct nk_loader *ld, const struct nk_node *n, const char *what);
+/* Parse an upper-case HTTP method (GET, POST, PUT, PATCH, DELETE) into a new string. */
+bool nk_ld_method(struct nk_loader *ld, const struct nk_node *n, char **out);
+/* Parse `in:`; environment only when consumed. */
+bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in);
+/* Load capability.exposes (optable_exposes.c). */
+void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq);
+
 /* Sources of one exposed operation, after the field checks (NULL when absent or invalid). */
 struct nk_exposed_src {
     const struct nk_node *node;    /* the operation / tool mapping */

@@ -63,7 +63,7 @@ char *nk_ld_strdup(struct nk_loader *ld, const char *s)
     return d;
 }
 
-static char *node_dup(struct nk_loader *ld, const struct nk_node *n)
+char *nk_ld_node_dup(struct nk_loader *ld, const struct nk_node *n)
 {
     return n != NULL ? nk_ld_strdup(ld, n->str) : NULL;
 }
@@ -304,7 +304,7 @@ void nk_loader_cleanup(struct nk_loader *ld)
     ld->indexed = false;
 }
 
-static struct nk_pos pos_of(const struct nk_loader *ld, const struct nk_node *n)
+struct nk_pos nk_ld_pos(const struct nk_loader *ld, const struct nk_node *n)
 {
     struct nk_pos p;
 
@@ -316,58 +316,46 @@ static struct nk_pos pos_of(const struct nk_loader *ld, const struct nk_node *n)
 
 /* ---- field tables ------------------------------------------------------------------------ */
 
-enum fkind { K_STR, K_BOOL, K_INT, K_MAP, K_SEQ, K_SCALAR, K_ANY };
-
-#define F_REQ 1u   /* required */
-#define F_EXT 2u   /* accepted by naftikod, not in the alpha2 schema: warning under --strict */
-#define F_UNSUP 4u /* in the schema, not run by naftikod yet: error */
-
-struct field {
-    const char *name;
-    enum fkind kind;
-    unsigned flags;
-};
-
-static const char *kind_word(enum fkind k)
+static const char *kind_word(enum nk_fkind k)
 {
     switch (k) {
-    case K_STR:
+    case NK_FK_STR:
         return "a string";
-    case K_BOOL:
+    case NK_FK_BOOL:
         return "a boolean";
-    case K_INT:
+    case NK_FK_INT:
         return "an integer";
-    case K_MAP:
+    case NK_FK_MAP:
         return "a mapping";
-    case K_SEQ:
+    case NK_FK_SEQ:
         return "a sequence";
-    case K_SCALAR:
+    case NK_FK_SCALAR:
         return "a scalar";
-    case K_ANY:
+    case NK_FK_ANY:
         break;
     }
     return "a value";
 }
 
-static bool kind_ok(const struct nk_node *v, enum fkind k)
+static bool kind_ok(const struct nk_node *v, enum nk_fkind k)
 {
     bool b;
     long long i;
 
     switch (k) {
-    case K_STR:
+    case NK_FK_STR:
         return nk_node_is_string(v);
-    case K_BOOL:
+    case NK_FK_BOOL:
         return nk_node_bool(v, &b);
-    case K_INT:
+    case NK_FK_INT:
         return nk_node_int(v, &i);
-    case K_MAP:
+    case NK_FK_MAP:
         return v->kind == NK_NODE_MAPPING;
-    case K_SEQ:
+    case NK_FK_SEQ:
         return v->kind == NK_NODE_SEQUENCE;
-    case K_SCALAR:
+    case NK_FK_SCALAR:
         return v->kind == NK_NODE_SCALAR && !nk_node_is_null(v);
-    case K_ANY:
+    case NK_FK_ANY:
         return true;
     }
     return false;
@@ -376,8 +364,8 @@ static bool kind_ok(const struct nk_node *v, enum fkind k)
 /* Check map against spec[0..n): unknown, unsupported and extension fields, types, required.
  * out[i] is the value of spec[i] when present with the right type, else NULL.
  * Returns false when map is not a mapping (reported). */
-static bool fields(struct nk_loader *ld, const struct nk_node *map, const char *what,
-                   const struct field *spec, size_t n, const struct nk_node **out)
+bool nk_ld_fields(struct nk_loader *ld, const struct nk_node *map, const char *what,
+                  const struct nk_field *spec, size_t n, const struct nk_node **out)
 {
     size_t i, j;
     bool seen;
@@ -398,11 +386,11 @@ static bool fields(struct nk_loader *ld, const struct nk_node *map, const char *
             nk_ld_err(ld, k, "unknown field '%s' in %s", k->str, what);
             continue;
         }
-        if (spec[j].flags & F_UNSUP) {
+        if (spec[j].flags & NK_FF_UNSUP) {
             nk_ld_err(ld, k, "'%s' in %s is not supported by naftikod yet", k->str, what);
             continue;
         }
-        if ((spec[j].flags & F_EXT) && ld->strict)
+        if ((spec[j].flags & NK_FF_EXT) && ld->strict)
             nk_ld_warn(ld, k, "'%s' in %s is not in the naftiko " SCHEMA_VERSION " schema", k->str,
                        what);
         if (!kind_ok(v, spec[j].kind)) {
@@ -412,7 +400,7 @@ static bool fields(struct nk_loader *ld, const struct nk_node *map, const char *
         out[j] = v;
     }
     for (j = 0; j < n; j++) {
-        if (!(spec[j].flags & F_REQ))
+        if (!(spec[j].flags & NK_FF_REQ))
             continue;
         seen = false;
         for (i = 0; i < map->n && !seen; i++)
@@ -422,8 +410,6 @@ static bool fields(struct nk_loader *ld, const struct nk_node *map, const char *
     }
     return true;
 }
-
-#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 static bool is_kebab(const char *s)
 {
@@ -448,7 +434,7 @@ static bool is_ident_ext(const char *s)
 }
 
 /* --strict: names the schema types IdentifierKebab */
-static void strict_kebab(struct nk_loader *ld, const struct nk_node *n, const char *what)
+void nk_ld_strict_kebab(struct nk_loader *ld, const struct nk_node *n, const char *what)
 {
     if (ld->strict && n != NULL && !is_kebab(n->str))
         nk_ld_warn(ld, n, "%s '%s' is not kebab-case ([a-zA-Z0-9-]+)", what, n->str);
@@ -466,7 +452,7 @@ static bool is_screaming(const char *s)
 
 /* A namespace is used in `call: ns.op`, so it must not contain '.'; the schema's kebab rule is
  * checked under --strict. */
-static bool check_namespace(struct nk_loader *ld, const struct nk_node *n)
+bool nk_ld_check_namespace(struct nk_loader *ld, const struct nk_node *n)
 {
     if (n->len == 0 || strchr(n->str, '.') != NULL || strchr(n->str, ' ') != NULL) {
         nk_ld_err(ld, n, "namespace '%s' must be letters, digits and '-'", n->str);
@@ -479,20 +465,21 @@ static bool check_namespace(struct nk_loader *ld, const struct nk_node *n)
 
 /* ---- root, info, binds ------------------------------------------------------------------- */
 
-static const struct field root_fields[] = {
-    {"naftiko", K_STR, F_REQ}, {"info", K_MAP, 0},     {"binds", K_SEQ, 0},
-    {"capability", K_MAP, 0},  {"consumes", K_SEQ, 0},
+static const struct nk_field root_fields[] = {
+    {"naftiko", NK_FK_STR, NK_FF_REQ}, {"info", NK_FK_MAP, 0},     {"binds", NK_FK_SEQ, 0},
+    {"capability", NK_FK_MAP, 0},      {"consumes", NK_FK_SEQ, 0},
 };
 enum { R_NAFTIKO, R_INFO, R_BINDS, R_CAPABILITY, R_CONSUMES };
 
-static const struct field info_fields[] = {
-    {"label", K_STR, F_REQ}, {"description", K_STR, F_REQ}, {"tags", K_SEQ, 0},
-    {"created", K_STR, 0},   {"modified", K_STR, 0},        {"stakeholders", K_SEQ, 0},
+static const struct nk_field info_fields[] = {
+    {"label", NK_FK_STR, NK_FF_REQ}, {"description", NK_FK_STR, NK_FF_REQ},
+    {"tags", NK_FK_SEQ, 0},          {"created", NK_FK_STR, 0},
+    {"modified", NK_FK_STR, 0},      {"stakeholders", NK_FK_SEQ, 0},
 };
 enum { I_LABEL, I_DESCRIPTION, I_TAGS, I_CREATED, I_MODIFIED, I_STAKEHOLDERS };
 
-static const struct field person_fields[] = {
-    {"role", K_STR, F_REQ}, {"fullName", K_STR, F_REQ}, {"email", K_STR, 0}};
+static const struct nk_field person_fields[] = {
+    {"role", NK_FK_STR, NK_FF_REQ}, {"fullName", NK_FK_STR, NK_FF_REQ}, {"email", NK_FK_STR, 0}};
 
 static bool is_date(const char *s)
 {
@@ -509,11 +496,11 @@ static bool is_date(const char *s)
 
 static void load_info(struct nk_loader *ld, const struct nk_node *n)
 {
-    const struct nk_node *f[NFIELDS(info_fields)];
-    const struct nk_node *pf[NFIELDS(person_fields)];
+    const struct nk_node *f[NK_NFIELDS(info_fields)];
+    const struct nk_node *pf[NK_NFIELDS(person_fields)];
     size_t i;
 
-    if (!fields(ld, n, "info", info_fields, NFIELDS(info_fields), f))
+    if (!nk_ld_fields(ld, n, "info", info_fields, NK_NFIELDS(info_fields), f))
         return;
     if (f[I_TAGS] != NULL)
         for (i = 0; i < f[I_TAGS]->n; i++)
@@ -525,37 +512,38 @@ static void load_info(struct nk_loader *ld, const struct nk_node *n)
         nk_ld_err(ld, f[I_MODIFIED], "'modified' must be a date YYYY-MM-DD");
     if (f[I_STAKEHOLDERS] != NULL)
         for (i = 0; i < f[I_STAKEHOLDERS]->n; i++)
-            fields(ld, f[I_STAKEHOLDERS]->items[i], "stakeholder", person_fields,
-                   NFIELDS(person_fields), pf);
+            nk_ld_fields(ld, f[I_STAKEHOLDERS]->items[i], "stakeholder", person_fields,
+                         NK_NFIELDS(person_fields), pf);
     if (ld->t->label == NULL && f[I_LABEL] != NULL) {
-        ld->t->label = node_dup(ld, f[I_LABEL]);
-        ld->t->description = node_dup(ld, f[I_DESCRIPTION]);
+        ld->t->label = nk_ld_node_dup(ld, f[I_LABEL]);
+        ld->t->description = nk_ld_node_dup(ld, f[I_DESCRIPTION]);
     }
 }
 
-static const struct field bind_fields[] = {
-    {"namespace", K_STR, F_REQ},
-    {"keys", K_MAP, F_REQ},
-    {"location", K_STR, 0},
-    {"description", K_STR, 0},
+static const struct nk_field bind_fields[] = {
+    {"namespace", NK_FK_STR, NK_FF_REQ},
+    {"keys", NK_FK_MAP, NK_FF_REQ},
+    {"location", NK_FK_STR, 0},
+    {"description", NK_FK_STR, 0},
 };
 enum { B_NAMESPACE, B_KEYS, B_LOCATION, B_DESCRIPTION };
 
 static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
 {
     struct nk_optable *t = ld->t;
-    const struct nk_node *f[NFIELDS(bind_fields)];
+    const struct nk_node *f[NK_NFIELDS(bind_fields)];
     size_t i, j, k;
 
     for (i = 0; i < seq->n && !ld->oom; i++) {
         const struct nk_node *keys;
         const char *loc = NULL;
         struct nk_bind *nb;
-        if (!fields(ld, seq->items[i], "binds entry", bind_fields, NFIELDS(bind_fields), f))
+        if (!nk_ld_fields(ld, seq->items[i], "binds entry", bind_fields, NK_NFIELDS(bind_fields),
+                          f))
             continue;
         if (f[B_NAMESPACE] == NULL || f[B_KEYS] == NULL)
             continue;
-        if (!check_namespace(ld, f[B_NAMESPACE]))
+        if (!nk_ld_check_namespace(ld, f[B_NAMESPACE]))
             continue;
         if (f[B_LOCATION] != NULL) {
             const char *l = f[B_LOCATION]->str;
@@ -607,11 +595,11 @@ static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
             }
             b = &t->binds[t->n_binds];
             memset(b, 0, sizeof(*b));
-            b->ns = node_dup(ld, f[B_NAMESPACE]);
-            b->name = node_dup(ld, key);
-            b->source = node_dup(ld, val);
+            b->ns = nk_ld_node_dup(ld, f[B_NAMESPACE]);
+            b->name = nk_ld_node_dup(ld, key);
+            b->source = nk_ld_node_dup(ld, val);
             b->location = nk_ld_strdup(ld, loc);
-            b->pos = pos_of(ld, key);
+            b->pos = nk_ld_pos(ld, key);
             t->n_binds++;
         }
     }
@@ -637,36 +625,40 @@ static void check_bind_vars(struct nk_loader *ld, const struct nk_node *n, const
 
 /* ---- consumes ---------------------------------------------------------------------------- */
 
-static const struct field consumes_fields[] = {
-    {"type", K_STR, F_REQ},        {"namespace", K_STR, F_REQ}, {"baseUri", K_STR, F_REQ},
-    {"description", K_STR, 0},     {"resources", K_SEQ, 0},     {"authentication", K_MAP, 0},
-    {"inputParameters", K_SEQ, 0},
+static const struct nk_field consumes_fields[] = {
+    {"type", NK_FK_STR, NK_FF_REQ},    {"namespace", NK_FK_STR, NK_FF_REQ},
+    {"baseUri", NK_FK_STR, NK_FF_REQ}, {"description", NK_FK_STR, 0},
+    {"resources", NK_FK_SEQ, 0},       {"authentication", NK_FK_MAP, 0},
+    {"inputParameters", NK_FK_SEQ, 0},
 };
 enum { C_TYPE, C_NAMESPACE, C_BASEURI, C_DESCRIPTION, C_RESOURCES, C_AUTH, C_INPUTS };
 
-static const struct field cres_fields[] = {
-    {"name", K_STR, F_REQ}, {"path", K_STR, F_REQ},    {"operations", K_SEQ, F_REQ},
-    {"label", K_STR, 0},    {"description", K_STR, 0}, {"inputParameters", K_SEQ, 0},
+static const struct nk_field cres_fields[] = {
+    {"name", NK_FK_STR, NK_FF_REQ},       {"path", NK_FK_STR, NK_FF_REQ},
+    {"operations", NK_FK_SEQ, NK_FF_REQ}, {"label", NK_FK_STR, 0},
+    {"description", NK_FK_STR, 0},        {"inputParameters", NK_FK_SEQ, 0},
 };
 enum { CR_NAME, CR_PATH, CR_OPERATIONS, CR_LABEL, CR_DESCRIPTION, CR_INPUTS };
 
-static const struct field cop_fields[] = {
-    {"name", K_STR, F_REQ},        {"method", K_STR, F_REQ},
-    {"description", K_STR, 0},     {"label", K_STR, 0},
-    {"inputParameters", K_SEQ, 0}, {"outputParameters", K_SEQ, 0},
-    {"outputRawFormat", K_STR, 0}, {"body", K_ANY, 0},
-    {"outputSchema", K_STR, 0},
+static const struct nk_field cop_fields[] = {
+    {"name", NK_FK_STR, NK_FF_REQ},    {"method", NK_FK_STR, NK_FF_REQ},
+    {"description", NK_FK_STR, 0},     {"label", NK_FK_STR, 0},
+    {"inputParameters", NK_FK_SEQ, 0}, {"outputParameters", NK_FK_SEQ, 0},
+    {"outputRawFormat", NK_FK_STR, 0}, {"body", NK_FK_ANY, 0},
+    {"outputSchema", NK_FK_STR, 0},
 };
 enum { CO_NAME, CO_METHOD, CO_DESCRIPTION, CO_LABEL, CO_INPUTS, CO_OUTPUTS, CO_RAWFORMAT, CO_BODY };
 
-static const struct field cin_fields[] = {
-    {"name", K_STR, F_REQ}, {"in", K_STR, F_REQ},        {"value", K_SCALAR, 0},
-    {"type", K_STR, F_EXT}, {"required", K_BOOL, F_EXT}, {"description", K_STR, F_EXT},
+static const struct nk_field cin_fields[] = {
+    {"name", NK_FK_STR, NK_FF_REQ},      {"in", NK_FK_STR, NK_FF_REQ},
+    {"value", NK_FK_SCALAR, 0},          {"type", NK_FK_STR, NK_FF_EXT},
+    {"required", NK_FK_BOOL, NK_FF_EXT}, {"description", NK_FK_STR, NK_FF_EXT},
 };
 enum { CI_NAME, CI_IN, CI_VALUE, CI_TYPE, CI_REQUIRED, CI_DESCRIPTION };
 
-static const struct field cout_fields[] = {
-    {"name", K_STR, F_REQ}, {"type", K_STR, F_REQ}, {"value", K_STR, F_REQ}};
+static const struct nk_field cout_fields[] = {{"name", NK_FK_STR, NK_FF_REQ},
+                                              {"type", NK_FK_STR, NK_FF_REQ},
+                                              {"value", NK_FK_STR, NK_FF_REQ}};
 enum { CU_NAME, CU_TYPE, CU_VALUE };
 
 static bool parse_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in)
@@ -689,7 +681,7 @@ static bool parse_method(struct nk_loader *ld, const struct nk_node *n, char **o
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
     size_t i;
 
-    for (i = 0; i < NFIELDS(methods); i++)
+    for (i = 0; i < NK_NFIELDS(methods); i++)
         if (strcmp(n->str, methods[i]) == 0) {
             *out = nk_ld_strdup(ld, methods[i]);
             return *out != NULL;
@@ -698,13 +690,11 @@ static bool parse_method(struct nk_loader *ld, const struct nk_node *n, char **o
     return false;
 }
 
-bool nk_ld_method(struct nk_loader *ld, const struct nk_node *n, char **out);
 bool nk_ld_method(struct nk_loader *ld, const struct nk_node *n, char **out)
 {
     return parse_method(ld, n, out);
 }
 
-bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in);
 bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in)
 {
     return parse_in(ld, n, consumed, in);
@@ -715,12 +705,12 @@ bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum
 static void load_cparam(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o,
                         size_t level_start)
 {
-    const struct nk_node *f[NFIELDS(cin_fields)];
+    const struct nk_node *f[NK_NFIELDS(cin_fields)];
     struct nk_param *p;
     enum nk_in in;
     size_t i;
 
-    if (!fields(ld, n, "consumed inputParameter", cin_fields, NFIELDS(cin_fields), f))
+    if (!nk_ld_fields(ld, n, "consumed inputParameter", cin_fields, NK_NFIELDS(cin_fields), f))
         return;
     if (f[CI_NAME] == NULL || f[CI_IN] == NULL || !parse_in(ld, f[CI_IN], true, &in))
         return;
@@ -757,20 +747,20 @@ static void load_cparam(struct nk_loader *ld, const struct nk_node *n, struct nk
         }
         check_bind_vars(ld, f[CI_VALUE], p->value, false);
     }
-    p->name = node_dup(ld, f[CI_NAME]);
-    p->description = node_dup(ld, f[CI_DESCRIPTION]);
-    p->pos = pos_of(ld, n);
+    p->name = nk_ld_node_dup(ld, f[CI_NAME]);
+    p->description = nk_ld_node_dup(ld, f[CI_DESCRIPTION]);
+    p->pos = nk_ld_pos(ld, n);
     o->n_params++;
 }
 
 static void load_coutput(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o)
 {
-    const struct nk_node *f[NFIELDS(cout_fields)];
+    const struct nk_node *f[NK_NFIELDS(cout_fields)];
     struct nk_outparam *p;
     struct nk_error err;
     enum nk_rc rc;
 
-    if (!fields(ld, n, "consumed outputParameter", cout_fields, NFIELDS(cout_fields), f))
+    if (!nk_ld_fields(ld, n, "consumed outputParameter", cout_fields, NK_NFIELDS(cout_fields), f))
         return;
     if (f[CU_NAME] == NULL || f[CU_TYPE] == NULL || f[CU_VALUE] == NULL)
         return;
@@ -791,7 +781,7 @@ static void load_coutput(struct nk_loader *ld, const struct nk_node *n, struct n
                      "invalid JSONPath '%s': %s", f[CU_VALUE]->str, err.msg);
         return;
     }
-    p->name = node_dup(ld, f[CU_NAME]);
+    p->name = nk_ld_node_dup(ld, f[CU_NAME]);
     o->n_outputs++;
 }
 
@@ -824,7 +814,7 @@ static void path_params(struct nk_loader *ld, const struct nk_node *pathn, struc
         p->in = NK_IN_PATH;
         p->type = NK_TYPE_STRING;
         p->required = true;
-        p->pos = pos_of(ld, pathn);
+        p->pos = nk_ld_pos(ld, pathn);
     }
     for (j = 0; j < o->n_params; j++) {
         bool found = false;
@@ -840,7 +830,8 @@ static void path_params(struct nk_loader *ld, const struct nk_node *pathn, struc
     }
 }
 
-static const struct field body_json_fields[] = {{"type", K_STR, F_REQ}, {"data", K_ANY, F_REQ}};
+static const struct nk_field body_json_fields[] = {{"type", NK_FK_STR, NK_FF_REQ},
+                                                   {"data", NK_FK_ANY, NK_FF_REQ}};
 
 /* RequestBody: only the structured JSON form runs; the other schema forms are named. */
 static void load_body(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o)
@@ -871,7 +862,8 @@ static void load_body(struct nk_loader *ld, const struct nk_node *n, struct nk_o
                   bt->str);
         return;
     }
-    if (!fields(ld, n, "json body", body_json_fields, NFIELDS(body_json_fields), f) || f[1] == NULL)
+    if (!nk_ld_fields(ld, n, "json body", body_json_fields, NK_NFIELDS(body_json_fields), f) ||
+        f[1] == NULL)
         return;
     if (f[1]->kind == NK_NODE_SCALAR && !nk_node_is_string(f[1])) {
         nk_ld_err(ld, f[1], "'data' in json body must be a string, a mapping or a sequence");
@@ -947,15 +939,15 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
 {
     const struct nk_node *levels[3];
     size_t lv;
-    const struct nk_node *f[NFIELDS(cop_fields)];
+    const struct nk_node *f[NK_NFIELDS(cop_fields)];
     struct nk_operation *o;
     size_t i, np;
 
-    if (!fields(ld, n, "consumed operation", cop_fields, NFIELDS(cop_fields), f))
+    if (!nk_ld_fields(ld, n, "consumed operation", cop_fields, NK_NFIELDS(cop_fields), f))
         return;
     if (f[CO_NAME] == NULL || f[CO_METHOD] == NULL)
         return;
-    strict_kebab(ld, f[CO_NAME], "operation name");
+    nk_ld_strict_kebab(ld, f[CO_NAME], "operation name");
     if (strchr(f[CO_NAME]->str, '.') != NULL || f[CO_NAME]->len == 0) {
         nk_ld_err(ld, f[CO_NAME], "operation name '%s' must not contain '.'", f[CO_NAME]->str);
         return;
@@ -978,7 +970,7 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
     o->outputs = calloc(f[CO_OUTPUTS] ? f[CO_OUTPUTS]->n + 1 : 1, sizeof(*o->outputs));
     if (o->params == NULL || o->outputs == NULL)
         goto oom;
-    o->name = node_dup(ld, f[CO_NAME]);
+    o->name = nk_ld_node_dup(ld, f[CO_NAME]);
     if (ld->oom)
         goto fail;
     for (lv = 0; lv < 3; lv++) {
@@ -997,7 +989,7 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
         static const char *const formats[] = {"xml", "avro", "protobuf", "csv",     "tsv",
                                               "psv", "yaml", "html",     "markdown"};
         bool known = false;
-        for (i = 0; i < NFIELDS(formats) && !known; i++)
+        for (i = 0; i < NK_NFIELDS(formats) && !known; i++)
             known = strcmp(f[CO_RAWFORMAT]->str, formats[i]) == 0;
         if (known)
             nk_ld_err(ld, f[CO_RAWFORMAT],
@@ -1013,9 +1005,9 @@ static void load_operation(struct nk_loader *ld, const struct nk_node *n,
     o->output_raw_format = nk_ld_strdup(ld, f[CO_RAWFORMAT] ? f[CO_RAWFORMAT]->str : "json");
     if (f[CO_BODY] != NULL)
         load_body(ld, f[CO_BODY], o);
-    o->description = node_dup(ld, f[CO_DESCRIPTION]);
-    o->resource = node_dup(ld, res_name);
-    o->pos = pos_of(ld, n);
+    o->description = nk_ld_node_dup(ld, f[CO_DESCRIPTION]);
+    o->resource = nk_ld_node_dup(ld, res_name);
+    o->pos = nk_ld_pos(ld, n);
     o->qname = malloc(strlen(c->ns) + strlen(f[CO_NAME]->str) + 2);
     if (o->qname == NULL)
         goto oom;
@@ -1031,13 +1023,15 @@ fail:
     nk_ld_broken(ld, c->ns, f[CO_NAME]->str);
 }
 
-static const struct field auth_apikey[] = {{"type", K_STR, F_REQ},
-                                           {"key", K_STR, F_REQ},
-                                           {"value", K_STR, F_REQ},
-                                           {"placement", K_STR, F_REQ}};
-static const struct field auth_bearer[] = {{"type", K_STR, F_REQ}, {"token", K_STR, F_REQ}};
-static const struct field auth_basic[] = {
-    {"type", K_STR, F_REQ}, {"username", K_STR, F_REQ}, {"password", K_STR, F_REQ}};
+static const struct nk_field auth_apikey[] = {{"type", NK_FK_STR, NK_FF_REQ},
+                                              {"key", NK_FK_STR, NK_FF_REQ},
+                                              {"value", NK_FK_STR, NK_FF_REQ},
+                                              {"placement", NK_FK_STR, NK_FF_REQ}};
+static const struct nk_field auth_bearer[] = {{"type", NK_FK_STR, NK_FF_REQ},
+                                              {"token", NK_FK_STR, NK_FF_REQ}};
+static const struct nk_field auth_basic[] = {{"type", NK_FK_STR, NK_FF_REQ},
+                                             {"username", NK_FK_STR, NK_FF_REQ},
+                                             {"password", NK_FK_STR, NK_FF_REQ}};
 
 static bool auth_tmpl(struct nk_loader *ld, const struct nk_node *n, struct nk_tmpl *t)
 {
@@ -1067,7 +1061,7 @@ static void load_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_a
         return;
     }
     if (strcmp(type->str, "apikey") == 0) {
-        if (!fields(ld, n, "apikey authentication", auth_apikey, NFIELDS(auth_apikey), f))
+        if (!nk_ld_fields(ld, n, "apikey authentication", auth_apikey, NK_NFIELDS(auth_apikey), f))
             return;
         if (f[1] == NULL || f[2] == NULL || f[3] == NULL)
             return;
@@ -1088,18 +1082,18 @@ static void load_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_a
                        "configured; servers such as StackRox Central only accept 'Bearer "
                        "<token>', so set the variable to \"Bearer <token>\" or use type: bearer",
                        f[2]->str);
-        a->key = node_dup(ld, f[1]);
+        a->key = nk_ld_node_dup(ld, f[1]);
         a->type = NK_AUTH_APIKEY;
     } else if (strcmp(type->str, "bearer") == 0) {
-        if (!fields(ld, n, "bearer authentication", auth_bearer, NFIELDS(auth_bearer), f))
+        if (!nk_ld_fields(ld, n, "bearer authentication", auth_bearer, NK_NFIELDS(auth_bearer), f))
             return;
         if (!auth_tmpl(ld, f[1], &a->token))
             return;
         a->type = NK_AUTH_BEARER;
     } else if (strcmp(type->str, "basic") == 0 || strcmp(type->str, "digest") == 0) {
         bool basic = type->str[0] == 'b';
-        if (!fields(ld, n, basic ? "basic authentication" : "digest authentication", auth_basic,
-                    NFIELDS(auth_basic), f))
+        if (!nk_ld_fields(ld, n, basic ? "basic authentication" : "digest authentication",
+                          auth_basic, NK_NFIELDS(auth_basic), f))
             return;
         if (!auth_tmpl(ld, f[1], &a->username) || !auth_tmpl(ld, f[2], &a->password))
             return;
@@ -1154,7 +1148,7 @@ static void check_op_names(struct nk_loader *ld, const struct nk_consumer *c)
 
 static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
 {
-    const struct nk_node *f[NFIELDS(consumes_fields)];
+    const struct nk_node *f[NK_NFIELDS(consumes_fields)];
     struct nk_optable *t = ld->t;
     struct nk_consumer *c, *nc;
     size_t i, j, nops = 0;
@@ -1166,7 +1160,7 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
                   "naftikod yet");
         return;
     }
-    if (!fields(ld, n, "consumes entry", consumes_fields, NFIELDS(consumes_fields), f))
+    if (!nk_ld_fields(ld, n, "consumes entry", consumes_fields, NK_NFIELDS(consumes_fields), f))
         return;
     if (f[C_TYPE] != NULL && strcmp(f[C_TYPE]->str, "http") != 0) {
         nk_ld_err(ld, f[C_TYPE], "unknown consumes type '%s' (expected http)", f[C_TYPE]->str);
@@ -1177,7 +1171,7 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
             nk_ld_broken(ld, f[C_NAMESPACE]->str, NULL);
         return;
     }
-    if (!check_namespace(ld, f[C_NAMESPACE]))
+    if (!nk_ld_check_namespace(ld, f[C_NAMESPACE]))
         return;
     for (i = 0; i < t->n_consumers; i++)
         if (strcmp(t->consumers[i].ns, f[C_NAMESPACE]->str) == 0) {
@@ -1195,9 +1189,9 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
     t->consumers = nc;
     c = &t->consumers[t->n_consumers++];
     memset(c, 0, sizeof(*c));
-    c->ns = node_dup(ld, f[C_NAMESPACE]);
-    c->description = node_dup(ld, f[C_DESCRIPTION]);
-    c->pos = pos_of(ld, n);
+    c->ns = nk_ld_node_dup(ld, f[C_NAMESPACE]);
+    c->description = nk_ld_node_dup(ld, f[C_DESCRIPTION]);
+    c->pos = nk_ld_pos(ld, n);
     if (ld->oom)
         return;
     if (nk_ld_tmpl(ld, f[C_BASEURI], NK_TMPL_PATH, &c->base_uri)) {
@@ -1223,13 +1217,13 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
         return;
     }
     for (i = 0; i < f[C_RESOURCES]->n && !ld->oom; i++) {
-        const struct nk_node *rf[NFIELDS(cres_fields)];
-        if (!fields(ld, f[C_RESOURCES]->items[i], "consumed resource", cres_fields,
-                    NFIELDS(cres_fields), rf))
+        const struct nk_node *rf[NK_NFIELDS(cres_fields)];
+        if (!nk_ld_fields(ld, f[C_RESOURCES]->items[i], "consumed resource", cres_fields,
+                          NK_NFIELDS(cres_fields), rf))
             continue;
         if (rf[CR_NAME] == NULL || rf[CR_PATH] == NULL || rf[CR_OPERATIONS] == NULL)
             continue;
-        strict_kebab(ld, rf[CR_NAME], "resource name");
+        nk_ld_strict_kebab(ld, rf[CR_NAME], "resource name");
         for (j = 0; j < rf[CR_OPERATIONS]->n && !ld->oom; j++)
             load_operation(ld, rf[CR_OPERATIONS]->items[j], rf[CR_NAME], rf[CR_PATH], rf[CR_INPUTS],
                            f[C_INPUTS], c);
@@ -1238,374 +1232,22 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
         check_op_names(ld, c);
 }
 
-/* ---- exposes ----------------------------------------------------------------------------- */
-
-static const struct field rest_fields[] = {
-    {"type", K_STR, F_REQ},
-    {"namespace", K_STR, F_REQ},
-    {"port", K_INT, F_REQ},
-    {"address", K_STR, 0},
-    {"description", K_STR, F_EXT},
-    {"resources", K_SEQ, 0},
-    {"authentication", K_ANY, F_UNSUP},
-};
-enum { X_TYPE, X_NAMESPACE, X_PORT, X_ADDRESS, X_DESCRIPTION, X_RESOURCES };
-
-static const struct field mcp_fields[] = {
-    {"type", K_STR, F_REQ},      {"namespace", K_STR, F_REQ},
-    {"port", K_INT, 0},          {"address", K_STR, 0},
-    {"description", K_STR, 0},   {"tools", K_SEQ, F_REQ},
-    {"transport", K_STR, 0},     {"resources", K_ANY, F_UNSUP},
-    {"prompts", K_ANY, F_UNSUP}, {"authentication", K_ANY, F_UNSUP},
-};
-enum { M_TYPE, M_NAMESPACE, M_PORT, M_ADDRESS, M_DESCRIPTION, M_TOOLS, M_TRANSPORT };
-
-static const struct field rres_fields[] = {
-    {"path", K_STR, F_REQ},        {"name", K_STR, 0},
-    {"label", K_STR, 0},           {"description", K_STR, 0},
-    {"inputParameters", K_SEQ, 0}, {"operations", K_SEQ, 0},
-    {"forward", K_ANY, F_UNSUP},
-};
-enum { RR_PATH, RR_NAME, RR_LABEL, RR_DESCRIPTION, RR_INPUTS, RR_OPERATIONS };
-
-static const struct field rop_fields[] = {
-    {"method", K_STR, F_REQ},
-    {"name", K_STR, 0},
-    {"label", K_STR, 0},
-    {"description", K_STR, 0},
-    {"inputParameters", K_SEQ, 0},
-    {"call", K_STR, 0},
-    {"with", K_MAP, 0},
-    {"outputParameters", K_SEQ, 0},
-    {"steps", K_ANY, F_UNSUP},
-    {"mappings", K_ANY, F_UNSUP},
-    {"ref", K_ANY, F_UNSUP},
-};
-enum {
-    RO_METHOD,
-    RO_NAME,
-    RO_LABEL,
-    RO_DESCRIPTION,
-    RO_INPUTS,
-    RO_CALL,
-    RO_WITH,
-    RO_OUTPUTS,
-    RO_STEPS,
-    RO_MAPPINGS
-};
-
-static const struct field tool_fields[] = {
-    {"name", K_STR, F_REQ},
-    {"description", K_STR, F_REQ},
-    {"label", K_STR, 0},
-    {"title", K_STR, F_EXT},
-    {"hints", K_MAP, 0},
-    {"inputParameters", K_SEQ, 0},
-    {"call", K_STR, 0},
-    {"with", K_MAP, 0},
-    {"outputParameters", K_SEQ, 0},
-    {"steps", K_ANY, F_UNSUP},
-    {"mappings", K_ANY, F_UNSUP},
-    {"ref", K_ANY, F_UNSUP},
-};
-enum {
-    T_NAME,
-    T_DESCRIPTION,
-    T_LABEL,
-    T_TITLE,
-    T_HINTS,
-    T_INPUTS,
-    T_CALL,
-    T_WITH,
-    T_OUTPUTS,
-    T_STEPS,
-    T_MAPPINGS
-};
-
-static const struct field hint_fields[] = {{"readOnly", K_BOOL, 0},
-                                           {"destructive", K_BOOL, 0},
-                                           {"idempotent", K_BOOL, 0},
-                                           {"openWorld", K_BOOL, 0}};
-
-static bool is_address(const char *s)
-{
-    if (*s == '\0')
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '.' || *s == ':'))
-            return false;
-    return true;
-}
-
-static struct nk_adapter *new_adapter(struct nk_loader *ld, const struct nk_node *n,
-                                      enum nk_adapter_type type, const struct nk_node *ns,
-                                      const struct nk_node *port, const struct nk_node *address,
-                                      const struct nk_node *desc, size_t nops)
-{
-    struct nk_optable *t = ld->t;
-    struct nk_adapter *a, *na;
-    long long pv = 0;
-    size_t i;
-
-    if (!check_namespace(ld, ns))
-        return NULL;
-    for (i = 0; i < t->n_adapters; i++)
-        if (strcmp(t->adapters[i].ns, ns->str) == 0) {
-            char where[1200];
-            nk_ld_err(ld, ns, "duplicate exposes namespace '%s' (first at %s)", ns->str,
-                      nk_ld_where(ld, &t->adapters[i].pos, where, sizeof(where)));
-            return NULL;
-        }
-    if (port != NULL) {
-        nk_node_int(port, &pv);
-        if (pv < 1 || pv > 65535) {
-            nk_ld_err(ld, port, "port %s is out of range (1..65535)", port->str);
-            return NULL;
-        }
-    }
-    if (address != NULL && !is_address(address->str)) {
-        nk_ld_err(ld, address, "address '%s' is not a hostname or IP address", address->str);
-        return NULL;
-    }
-    na = realloc(t->adapters, (t->n_adapters + 1) * sizeof(*na));
-    if (na == NULL) {
-        ld->oom = true;
-        return NULL;
-    }
-    t->adapters = na;
-    a = &t->adapters[t->n_adapters++];
-    memset(a, 0, sizeof(*a));
-    a->type = type;
-    a->ns = node_dup(ld, ns);
-    a->port = (unsigned)pv;
-    a->address = node_dup(ld, address);
-    a->description = node_dup(ld, desc);
-    a->pos = pos_of(ld, n);
-    a->ops = calloc(nops ? nops : 1, sizeof(*a->ops));
-    if (a->ops == NULL)
-        ld->oom = true;
-    return a;
-}
-
-static void load_rest(struct nk_loader *ld, const struct nk_node *n)
-{
-    const struct nk_node *f[NFIELDS(rest_fields)];
-    struct nk_adapter *a;
-    size_t i, j, nops = 0;
-
-    if (!fields(ld, n, "REST adapter", rest_fields, NFIELDS(rest_fields), f))
-        return;
-    if (f[X_NAMESPACE] == NULL || f[X_PORT] == NULL)
-        return;
-    for (i = 0; f[X_RESOURCES] != NULL && i < f[X_RESOURCES]->n; i++) {
-        const struct nk_node *ops = nk_node_get(f[X_RESOURCES]->items[i], "operations");
-        if (ops != NULL && ops->kind == NK_NODE_SEQUENCE)
-            nops += ops->n;
-    }
-    a = new_adapter(ld, n, NK_ADAPTER_REST, f[X_NAMESPACE], f[X_PORT], f[X_ADDRESS],
-                    f[X_DESCRIPTION], nops);
-    if (a == NULL || ld->oom || f[X_RESOURCES] == NULL)
-        return;
-    for (i = 0; i < f[X_RESOURCES]->n && !ld->oom; i++) {
-        const struct nk_node *rf[NFIELDS(rres_fields)];
-        struct nk_tmpl ptmpl;
-        if (!fields(ld, f[X_RESOURCES]->items[i], "REST resource", rres_fields,
-                    NFIELDS(rres_fields), rf))
-            continue;
-        if (rf[RR_PATH] == NULL)
-            continue;
-        strict_kebab(ld, rf[RR_NAME], "resource name");
-        if (rf[RR_PATH]->str[0] != '/') {
-            nk_ld_err(ld, rf[RR_PATH], "resource path '%s' must start with '/'", rf[RR_PATH]->str);
-            continue;
-        }
-        if (!nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &ptmpl))
-            continue;
-        nk_tmpl_cleanup(&ptmpl);
-        if (rf[RR_OPERATIONS] == NULL) {
-            if (nk_node_get(f[X_RESOURCES]->items[i], "forward") == NULL)
-                nk_ld_err(ld, f[X_RESOURCES]->items[i], "REST resource '%s' has no operations",
-                          rf[RR_PATH]->str);
-            continue;
-        }
-        for (j = 0; j < rf[RR_OPERATIONS]->n && !ld->oom; j++) {
-            const struct nk_node *of[NFIELDS(rop_fields)];
-            struct nk_exposed *e = &a->ops[a->n_ops];
-            struct nk_exposed_src src;
-            if (!fields(ld, rf[RR_OPERATIONS]->items[j], "REST operation", rop_fields,
-                        NFIELDS(rop_fields), of))
-                continue;
-            if (of[RO_METHOD] == NULL)
-                continue;
-            memset(e, 0, sizeof(*e));
-            if (!parse_method(ld, of[RO_METHOD], &e->method))
-                continue;
-            a->n_ops++;
-            e->name = nk_ld_strdup(ld, of[RO_NAME] ? of[RO_NAME]->str : "");
-            strict_kebab(ld, of[RO_NAME], "operation name");
-            e->title = node_dup(ld, of[RO_LABEL]);
-            e->description = node_dup(ld, of[RO_DESCRIPTION]);
-            e->path = node_dup(ld, rf[RR_PATH]);
-            e->pos = pos_of(ld, rf[RR_OPERATIONS]->items[j]);
-            e->hints.open_world = true;
-            if (ld->oom || !nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &e->path_tmpl))
-                continue;
-            memset(&src, 0, sizeof(src));
-            src.node = rf[RR_OPERATIONS]->items[j];
-            src.call = of[RO_CALL];
-            src.with = of[RO_WITH];
-            src.inputs = of[RO_INPUTS];
-            src.rinputs = rf[RR_INPUTS];
-            src.outputs = of[RO_OUTPUTS];
-            if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL &&
-                nk_node_get(src.node, "ref") == NULL)
-                nk_ld_err(ld, src.node, "missing required field 'call' in REST operation");
-            if (of[RO_CALL] != NULL)
-                nk_compile_exposed(ld, a, &src, e);
-        }
-    }
-}
-
-static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
-{
-    const struct nk_node *f[NFIELDS(mcp_fields)];
-    struct nk_adapter *a;
-    const char *transport = "http";
-    size_t i;
-
-    if (!fields(ld, n, "MCP adapter", mcp_fields, NFIELDS(mcp_fields), f))
-        return;
-    if (f[M_NAMESPACE] == NULL || f[M_TOOLS] == NULL)
-        return;
-    if (f[M_TRANSPORT] != NULL) {
-        transport = f[M_TRANSPORT]->str;
-        if (strcmp(transport, "http") != 0 && strcmp(transport, "stdio") != 0) {
-            nk_ld_err(ld, f[M_TRANSPORT], "unknown MCP transport '%s' (expected http or stdio)",
-                      transport);
-            return;
-        }
-    }
-    if (strcmp(transport, "http") == 0 && f[M_PORT] == NULL && nk_node_get(n, "port") == NULL) {
-        nk_ld_err(ld, n, "missing required field 'port' in MCP adapter (transport http)");
-        return;
-    }
-    if (strcmp(transport, "stdio") == 0 && f[M_PORT] != NULL) {
-        nk_ld_err(ld, f[M_PORT], "'port' is not allowed with transport stdio");
-        return;
-    }
-    a = new_adapter(ld, n, NK_ADAPTER_MCP, f[M_NAMESPACE],
-                    strcmp(transport, "stdio") == 0 ? NULL : f[M_PORT], f[M_ADDRESS],
-                    f[M_DESCRIPTION], f[M_TOOLS]->n);
-    if (a == NULL || ld->oom)
-        return;
-    a->transport = nk_ld_strdup(ld, transport);
-    for (i = 0; i < f[M_TOOLS]->n && !ld->oom; i++) {
-        const struct nk_node *tf[NFIELDS(tool_fields)];
-        const struct nk_node *hf[NFIELDS(hint_fields)];
-        const struct nk_node *tn = f[M_TOOLS]->items[i];
-        struct nk_exposed *e = &a->ops[a->n_ops];
-        struct nk_exposed_src src;
-        if (tn->kind == NK_NODE_MAPPING && nk_node_get(tn, "ref") != NULL) {
-            /* ref mode inherits name, description, ... from an aggregate function */
-            const struct nk_node *k = tn->pairs[0].key;
-            size_t pi;
-            for (pi = 0; pi < tn->n; pi++)
-                if (strcmp(tn->pairs[pi].key->str, "ref") == 0)
-                    k = tn->pairs[pi].key;
-            nk_ld_err(ld, k, "'ref' in MCP tool is not supported by naftikod yet");
-            continue;
-        }
-        if (!fields(ld, tn, "MCP tool", tool_fields, NFIELDS(tool_fields), tf))
-            continue;
-        if (tf[T_NAME] == NULL)
-            continue;
-        if (tf[T_LABEL] != NULL && tf[T_TITLE] != NULL)
-            nk_ld_err(ld, tf[T_TITLE], "MCP tool has both 'label' and 'title'");
-        memset(e, 0, sizeof(*e));
-        a->n_ops++;
-        e->name = node_dup(ld, tf[T_NAME]);
-        strict_kebab(ld, tf[T_NAME], "tool name");
-        e->title = node_dup(ld, tf[T_LABEL] ? tf[T_LABEL] : tf[T_TITLE]);
-        e->description = node_dup(ld, tf[T_DESCRIPTION]);
-        e->pos = pos_of(ld, tn);
-        /* the schema's defaults (also MCP's ToolAnnotations defaults) */
-        e->hints.destructive = true;
-        e->hints.open_world = true;
-        if (tf[T_HINTS] != NULL &&
-            fields(ld, tf[T_HINTS], "hints", hint_fields, NFIELDS(hint_fields), hf)) {
-            if (hf[0] != NULL)
-                nk_node_bool(hf[0], &e->hints.read_only);
-            if (hf[1] != NULL)
-                nk_node_bool(hf[1], &e->hints.destructive);
-            if (hf[2] != NULL)
-                nk_node_bool(hf[2], &e->hints.idempotent);
-            if (hf[3] != NULL)
-                nk_node_bool(hf[3], &e->hints.open_world);
-        }
-        memset(&src, 0, sizeof(src));
-        src.node = tn;
-        src.call = tf[T_CALL];
-        src.with = tf[T_WITH];
-        src.inputs = tf[T_INPUTS];
-        src.outputs = tf[T_OUTPUTS];
-        if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL &&
-            nk_node_get(tn, "ref") == NULL) {
-            if (tf[T_OUTPUTS] != NULL) {
-                nk_ld_err(ld, tn,
-                          "mock tools (outputParameters without 'call') are not supported "
-                          "by naftikod yet");
-                continue;
-            }
-            nk_ld_err(ld, tn, "missing required field 'call' in MCP tool");
-        }
-        if (!ld->oom && tf[T_CALL] != NULL)
-            nk_compile_exposed(ld, a, &src, e);
-    }
-}
-
-static void load_exposes(struct nk_loader *ld, const struct nk_node *seq)
-{
-    size_t i;
-
-    for (i = 0; i < seq->n && !ld->oom; i++) {
-        const struct nk_node *n = seq->items[i];
-        const struct nk_node *type = nk_node_get(n, "type");
-        if (n->kind != NK_NODE_MAPPING) {
-            nk_ld_err(ld, n, "exposes entry must be a mapping");
-            continue;
-        }
-        if (type == NULL || !nk_node_is_string(type)) {
-            nk_ld_err(ld, type ? type : n, "exposes entry needs a 'type' (rest or mcp)");
-            continue;
-        }
-        if (strcmp(type->str, "rest") == 0)
-            load_rest(ld, n);
-        else if (strcmp(type->str, "mcp") == 0)
-            load_mcp(ld, n);
-        else if (strcmp(type->str, "skill") == 0 || strcmp(type->str, "control") == 0)
-            nk_ld_err(ld, type, "exposes type '%s' is not supported by naftikod yet", type->str);
-        else
-            nk_ld_err(ld, type, "unknown exposes type '%s' (expected rest or mcp)", type->str);
-    }
-}
-
 /* ---- document ---------------------------------------------------------------------------- */
 
-static const struct field cap_fields[] = {{"consumes", K_SEQ, 0},
-                                          {"exposes", K_SEQ, 0},
-                                          {"binds", K_SEQ, 0},
-                                          {"aggregates", K_ANY, F_UNSUP}};
+static const struct nk_field cap_fields[] = {{"consumes", NK_FK_SEQ, 0},
+                                             {"exposes", NK_FK_SEQ, 0},
+                                             {"binds", NK_FK_SEQ, 0},
+                                             {"aggregates", NK_FK_ANY, NK_FF_UNSUP}};
 enum { CF_CONSUMES, CF_EXPOSES, CF_BINDS };
 
 void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass)
 {
-    const struct nk_node *f[NFIELDS(root_fields)];
-    const struct nk_node *cf[NFIELDS(cap_fields)];
+    const struct nk_node *f[NK_NFIELDS(root_fields)];
+    const struct nk_node *cf[NK_NFIELDS(cap_fields)];
     size_t i;
 
     if (pass == 0) {
-        if (!fields(ld, root, "the document", root_fields, NFIELDS(root_fields), f))
+        if (!nk_ld_fields(ld, root, "the document", root_fields, NK_NFIELDS(root_fields), f))
             return;
         if (f[R_NAFTIKO] != NULL && strcmp(f[R_NAFTIKO]->str, SCHEMA_VERSION) != 0)
             nk_ld_err(ld, f[R_NAFTIKO],
@@ -1623,8 +1265,8 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
             nk_ld_err(ld, f[R_CONSUMES],
                       "a document has either 'capability' or a root "
                       "'consumes' (a shared consumer file), not both");
-        if (f[R_CAPABILITY] != NULL &&
-            fields(ld, f[R_CAPABILITY], "capability", cap_fields, NFIELDS(cap_fields), cf)) {
+        if (f[R_CAPABILITY] != NULL && nk_ld_fields(ld, f[R_CAPABILITY], "capability", cap_fields,
+                                                    NK_NFIELDS(cap_fields), cf)) {
             if (cf[CF_CONSUMES] == NULL && cf[CF_EXPOSES] == NULL &&
                 nk_node_get(f[R_CAPABILITY], "aggregates") == NULL)
                 nk_ld_err(ld, f[R_CAPABILITY], "capability needs 'consumes' or 'exposes'");
@@ -1670,7 +1312,7 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
                     ld->t->consumers[i].ops[j].consumer = &ld->t->consumers[i];
             }
         } else {
-            load_exposes(ld, sec);
+            nk_load_exposes(ld, sec);
         }
     }
 }
