@@ -1,12 +1,77 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cmd_check.c: placeholder until the subcommand lands (replaced by its module's owner). */
+/* cmd_check.c: `naftikod check [--strict] FILE...`: load every file, print every diagnostic. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "naftikod/cmd.h"
+#include "naftikod/common.h"
+#include "naftikod/optable.h"
+
+static const char check_usage[] =
+    "Usage: naftikod check [--strict] FILE...\n"
+    "\n"
+    "Load, validate and compile capability documents (naftiko: 1.0.0-alpha2) together, as\n"
+    "'serve' would, and print every problem as FILE:LINE:COLUMN: error|warning: message.\n"
+    "\n"
+    "Options:\n"
+    "  --strict    also warn at every departure from the pure 1.0.0-alpha2 schema\n"
+    "  -h, --help  show this help and exit\n"
+    "\n"
+    "Exit status: 0 no errors (warnings allowed), 1 errors found, 2 usage error.\n";
 
 int nk_cmd_check(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "naftikod: '%s' is not implemented yet\n", argv[0]);
-    return 2;
+    struct nk_load_options opts;
+    struct nk_diags diags;
+    struct nk_optable *t = NULL;
+    const char **files = NULL;
+    size_t n = 0;
+    int i, status = 0;
+    bool no_more_opts = false;
+    enum nk_rc rc;
+
+    memset(&opts, 0, sizeof(opts));
+    nk_diags_init(&diags);
+    files = calloc((size_t)argc + 1, sizeof(*files));
+    if (files == NULL) {
+        fputs("naftikod check: out of memory\n", stderr);
+        return 1;
+    }
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!no_more_opts && strcmp(a, "--") == 0) {
+            no_more_opts = true;
+        } else if (!no_more_opts && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
+            fputs(check_usage, stdout);
+            goto out;
+        } else if (!no_more_opts && strcmp(a, "--strict") == 0) {
+            opts.strict = true;
+        } else if (!no_more_opts && a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "naftikod check: unknown option '%s'\nTry 'naftikod check --help'.\n",
+                    a);
+            status = 2;
+            goto out;
+        } else {
+            files[n++] = a;
+        }
+    }
+    if (n == 0) {
+        fprintf(stderr, "naftikod check: no capability file given\n%s", check_usage);
+        status = 2;
+        goto out;
+    }
+    rc = nk_optable_load(files, n, &opts, &diags, &t);
+    nk_diags_print(&diags, stdout);
+    if (rc == NK_ERR_NOMEM) {
+        fputs("naftikod check: out of memory\n", stderr);
+        status = 1;
+    } else if (rc != NK_OK || diags.n_errors > 0) {
+        status = 1;
+    }
+out:
+    nk_optable_unref(t);
+    nk_diags_cleanup(&diags);
+    free(files);
+    return status;
 }

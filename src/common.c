@@ -77,6 +77,8 @@ void nk_diags_cleanup(struct nk_diags *d)
     memset(d, 0, sizeof(*d));
 }
 
+static char *vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static char *vformat(const char *fmt, va_list ap)
 {
     va_list ap2;

@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* optable.c: table lifetime, loading of documents, and the cross-document compile checks. */
+#include "naftikod/optable.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "naftikod/spec.h"
+#include "optable_int.h"
+
+const char *nk_type_name(enum nk_type t)
+{
+    switch (t) {
+    case NK_TYPE_ANY:
+        return "any";
+    case NK_TYPE_STRING:
+        return "string";
+    case NK_TYPE_NUMBER:
+        return "number";
+    case NK_TYPE_INTEGER:
+        return "integer";
+    case NK_TYPE_BOOLEAN:
+        return "boolean";
+    case NK_TYPE_ARRAY:
+        return "array";
+    case NK_TYPE_OBJECT:
+        return "object";
+    }
+    return "any";
+}
+
+const char *nk_in_name(enum nk_in in)
+{
+    switch (in) {
+    case NK_IN_QUERY:
+        return "query";
+    case NK_IN_PATH:
+        return "path";
+    case NK_IN_HEADER:
+        return "header";
+    case NK_IN_COOKIE:
+        return "cookie";
+    case NK_IN_BODY:
+        return "body";
+    case NK_IN_ENVIRONMENT:
+        return "environment";
+    }
+    return "query";
+}
+
+/* ---- freeing ----------------------------------------------------------------------------- */
+
+static void free_outmap(struct nk_outmap *m)
+{
+    size_t i;
+
+    free(m->name);
+    nk_jsonpath_free(m->mapping);
+    json_decref(m->konst);
+    for (i = 0; i < m->n_props; i++)
+        free_outmap(&m->props[i]);
+    free(m->props);
+    if (m->items != NULL) {
+        free_outmap(m->items);
+        free(m->items);
+    }
+}
+
+static void free_auth(struct nk_auth *a)
+{
+    free(a->key);
+    nk_tmpl_cleanup(&a->value);
+    nk_tmpl_cleanup(&a->token);
+    nk_tmpl_cleanup(&a->username);
+    nk_tmpl_cleanup(&a->password);
+}
+
+static void free_operation(struct nk_operation *o)
+{
+    size_t i;
+
+    free(o->name);
+    free(o->qname);
+    free(o->method);
+    free(o->description);
+    free(o->resource);
+    nk_tmpl_cleanup(&o->path);
+    for (i = 0; i < o->n_params; i++) {
+        free(o->params[i].name);
+        free(o->params[i].description);
+        if (o->params[i].value != NULL) {
+            nk_tmpl_cleanup(o->params[i].value);
+            free(o->params[i].value);
+        }
+    }
+    free(o->params);
+    for (i = 0; i < o->n_outputs; i++) {
+        free(o->outputs[i].name);
+        nk_jsonpath_free(o->outputs[i].value);
+    }
+    free(o->outputs);
+    free(o->output_raw_format);
+    json_decref(o->body_template);
+}
+
+static void free_exposed(struct nk_exposed *e)
+{
+    size_t i;
+
+    free(e->name);
+    free(e->title);
+    free(e->description);
+    for (i = 0; i < e->n_args; i++) {
+        free(e->args[i].name);
+        free(e->args[i].description);
+        free(e->args[i].pattern);
+        json_decref(e->args[i].schema);
+    }
+    free(e->args);
+    for (i = 0; i < e->n_bindings; i++)
+        nk_tmpl_cleanup(&e->bindings[i].tmpl);
+    free(e->bindings);
+    if (e->output != NULL) {
+        free_outmap(e->output);
+        free(e->output);
+    }
+    free(e->method);
+    free(e->path);
+    nk_tmpl_cleanup(&e->path_tmpl);
+    json_decref(e->input_schema);
+}
+
+void nk_optable_destroy(struct nk_optable *t)
+{
+    size_t i, j;
+
+    if (t == NULL)
+        return;
+    for (i = 0; i < t->n_consumers; i++) {
+        struct nk_consumer *c = &t->consumers[i];
+        free(c->ns);
+        free(c->description);
+        nk_tmpl_cleanup(&c->base_uri);
+        free_auth(&c->auth);
+        for (j = 0; j < c->n_headers; j++) {
+            free(c->headers[j].name);
+            nk_tmpl_cleanup(&c->headers[j].value);
+        }
+        free(c->headers);
+        for (j = 0; j < c->n_ops; j++)
+            free_operation(&c->ops[j]);
+        free(c->ops);
+    }
+    free(t->consumers);
+    for (i = 0; i < t->n_adapters; i++) {
+        struct nk_adapter *a = &t->adapters[i];
+        free(a->ns);
+        free(a->description);
+        free(a->address);
+        free(a->transport);
+        for (j = 0; j < a->n_ops; j++)
+            free_exposed(&a->ops[j]);
+        free(a->ops);
+    }
+    free(t->adapters);
+    for (i = 0; i < t->n_binds; i++) {
+        free(t->binds[i].ns);
+        free(t->binds[i].name);
+        free(t->binds[i].source);
+        free(t->binds[i].location);
+    }
+    free(t->binds);
+    for (i = 0; i < t->n_files; i++)
+        free(t->files[i]);
+    free(t->files);
+    free(t->label);
+    free(t->description);
+    free(t);
+}
+
+struct nk_optable *nk_optable_ref(struct nk_optable *t)
+{
+    if (t != NULL)
+        __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    return t;
+}
+
+void nk_optable_unref(struct nk_optable *t)
+{
+    if (t == NULL)
+        return;
+    if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        nk_optable_destroy(t);
+}
+
+const struct nk_operation *nk_optable_find_op(const struct nk_optable *t, const char *qname)
+{
+    size_t i, j;
+
+    if (t == NULL || qname == NULL)
+        return NULL;
+    for (i = 0; i < t->n_consumers; i++)
+        for (j = 0; j < t->consumers[i].n_ops; j++)
+            if (strcmp(t->consumers[i].ops[j].qname, qname) == 0)
+                return &t->consumers[i].ops[j];
+    return NULL;
+}
+
+const struct nk_exposed *nk_adapter_find_tool(const struct nk_adapter *a, const char *name)
+{
+    size_t i;
+
+    if (a == NULL || name == NULL)
+        return NULL;
+    for (i = 0; i < a->n_ops; i++)
+        if (strcmp(a->ops[i].name, name) == 0)
+            return &a->ops[i];
+    return NULL;
+}
+
+/* ---- loading ----------------------------------------------------------------------------- */
+
+static enum nk_rc load_docs(const char *const *names, const char *const *bufs, const size_t *lens,
+                            size_t n, const struct nk_load_options *opts, struct nk_diags *diags,
+                            size_t errors_before, struct nk_optable **out)
+{
+    struct nk_optable *t = NULL;
+    struct nk_node **roots = NULL;
+    struct nk_loader ld;
+    enum nk_rc rc = NK_OK;
+    size_t i;
+    int pass;
+
+    memset(&ld, 0, sizeof(ld));
+    t = calloc(1, sizeof(*t));
+    roots = calloc(n ? n : 1, sizeof(*roots));
+    if (t == NULL || roots == NULL)
+        goto oom;
+    t->refs = 1;
+    t->files = calloc(n ? n : 1, sizeof(*t->files));
+    if (t->files == NULL)
+        goto oom;
+    for (i = 0; i < n; i++) {
+        t->files[i] = strdup(names[i] ? names[i] : "<input>");
+        if (t->files[i] == NULL)
+            goto oom;
+        t->n_files++;
+    }
+    ld.t = t;
+    ld.diags = diags;
+    ld.strict = opts != NULL && opts->strict;
+    for (i = 0; i < n; i++) {
+        struct nk_error err;
+        enum nk_rc prc;
+        if (bufs[i] == NULL)
+            continue; /* read error already reported */
+        memset(&err, 0, sizeof(err));
+        prc = nk_spec_parse(bufs[i], lens[i], &roots[i], &err);
+        if (prc == NK_ERR_NOMEM)
+            goto oom;
+        if (prc != NK_OK)
+            nk_diags_add(diags, NK_SEV_ERROR, t->files[i], err.line, err.column, "%s", err.msg);
+    }
+    /* Pass 0: document shape, info and binds; pass 1: consumers of every file (templates
+     * may name binds of any file); pass 2: exposes, compiled against every consumer so
+     * `call` can cross files. */
+    for (pass = 0; pass < 3; pass++) {
+        for (i = 0; i < n; i++) {
+            if (roots[i] == NULL)
+                continue;
+            ld.file = t->files[i];
+            nk_load_document(&ld, roots[i], pass);
+            if (ld.oom)
+                goto oom;
+        }
+    }
+    nk_check_table(&ld);
+    if (ld.oom || diags->oom)
+        goto oom;
+    nk_diags_sort(diags);
+    if (diags->n_errors > errors_before) {
+        rc = NK_ERR_INVALID;
+        goto out;
+    }
+    *out = t;
+    t = NULL;
+    goto out;
+oom:
+    rc = NK_ERR_NOMEM;
+    nk_diags_sort(diags);
+out:
+    nk_loader_cleanup(&ld);
+    for (i = 0; i < n && roots != NULL; i++)
+        nk_node_free(roots[i]);
+    free(roots);
+    nk_optable_destroy(t);
+    return rc;
+}
+
+enum nk_rc nk_optable_load(const char *const *files, size_t n, const struct nk_load_options *opts,
+                           struct nk_diags *diags, struct nk_optable **out)
+{
+    char **bufs = NULL;
+    size_t *lens = NULL;
+    enum nk_rc rc = NK_OK;
+    bool io = false;
+    size_t i, errors_before = diags->n_errors;
+
+    bufs = calloc(n ? n : 1, sizeof(*bufs));
+    lens = calloc(n ? n : 1, sizeof(*lens));
+    if (bufs == NULL || lens == NULL) {
+        rc = NK_ERR_NOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        struct nk_error err;
+        enum nk_rc frc;
+        memset(&err, 0, sizeof(err));
+        frc = nk_spec_read_file(files[i], &bufs[i], &lens[i], &err);
+        if (frc == NK_ERR_NOMEM) {
+            rc = frc;
+            goto out;
+        }
+        if (frc != NK_OK) {
+            /* a file too large has a position (its start); an unreadable one has none */
+            nk_diags_add(diags, NK_SEV_ERROR, files[i], frc == NK_ERR_TOO_LARGE ? 1 : 0,
+                         frc == NK_ERR_TOO_LARGE ? 1 : 0, "%s", err.msg);
+            io = io || frc == NK_ERR_IO;
+        }
+    }
+    rc = load_docs(files, (const char *const *)bufs, lens, n, opts, diags, errors_before, out);
+    if (rc == NK_ERR_INVALID && io)
+        rc = NK_ERR_IO;
+out:
+    for (i = 0; i < n && bufs != NULL; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(lens);
+    return rc;
+}
+
+enum nk_rc nk_optable_load_mem(const char *name, const char *buf, size_t len,
+                               const struct nk_load_options *opts, struct nk_diags *diags,
+                               struct nk_optable **out)
+{
+    const char *names[1];
+    const char *bufs[1];
+    size_t lens[1];
+
+    names[0] = name;
+    bufs[0] = buf;
+    lens[0] = len;
+    return load_docs(names, bufs, lens, 1, opts, diags, diags->n_errors, out);
+}

@@ -1,0 +1,822 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* optable_compile.c: compile exposed operations against the consumed ones (call, with, args,
+ * output mappings, input schemas) and check the table as a whole (routes, tools, ports). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "optable_int.h"
+
+/* ---- arguments --------------------------------------------------------------------------- */
+
+struct argvec {
+    struct nk_arg *v;
+    size_t n, cap;
+};
+
+static struct nk_arg *find_arg(struct nk_exposed *e, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < e->n_args; i++)
+        if (strcmp(e->args[i].name, name) == 0)
+            return &e->args[i];
+    return NULL;
+}
+
+/* Names equal up to case and the separators '.', '_' and '-': the generator writes
+ * `{config-id}` / `{policyid}` in exposed paths for `rest.config.id` / `rest.policyId`. */
+static bool loose_eq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = (char)((*a >= 'A' && *a <= 'Z') ? *a + 32 : *a);
+        char y = (char)((*b >= 'A' && *b <= 'Z') ? *b + 32 : *b);
+        if (x == '.' || x == '_')
+            x = '-';
+        if (y == '.' || y == '_')
+            y = '-';
+        if (x != y)
+            return false;
+    }
+    return *a == *b;
+}
+
+/* The exposed path argument matching name loosely, or NULL. */
+static struct nk_arg *find_path_arg_loose(struct nk_exposed *e, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < e->n_args; i++)
+        if (e->args[i].in == NK_IN_PATH && loose_eq(e->args[i].name, name))
+            return &e->args[i];
+    return NULL;
+}
+
+static size_t arg_index(const struct nk_exposed *e, const struct nk_arg *a)
+{
+    return (size_t)(a - e->args);
+}
+
+/* Append an argument; cap is the reserved size of e->args. Returns NULL on OOM (flagged). */
+static struct nk_arg *add_arg(struct nk_loader *ld, struct nk_exposed *e, size_t *cap,
+                              const char *name)
+{
+    struct nk_arg *a;
+
+    if (e->n_args == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        struct nk_arg *nv = realloc(e->args, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            ld->oom = true;
+            return NULL;
+        }
+        e->args = nv;
+        *cap = ncap;
+    }
+    a = &e->args[e->n_args];
+    memset(a, 0, sizeof(*a));
+    a->name = nk_ld_strdup(ld, name);
+    if (a->name == NULL)
+        return NULL;
+    e->n_args++;
+    return a;
+}
+
+static const struct {
+    const char *name;
+    unsigned flags; /* 1 required, 2 extension (strict warning), 4 REST only, 8 MCP only */
+} rest_in_fields[] = {{"name", 1},    {"in", 1 | 4},   {"type", 1}, {"description", 1},
+                      {"pattern", 4}, {"required", 0}, {"value", 4}};
+
+static void declared_arg(struct nk_loader *ld, struct nk_exposed *e, size_t *cap, bool rest,
+                         const struct nk_node *n)
+{
+    const char *what = rest ? "REST inputParameter" : "MCP tool inputParameter";
+    const struct nk_node *name = NULL, *in = NULL, *type = NULL, *desc = NULL, *pattern = NULL,
+                         *req = NULL;
+    struct nk_arg *a;
+    size_t i, j;
+    enum nk_in where = rest ? NK_IN_QUERY : NK_IN_BODY;
+
+    if (n->kind != NK_NODE_MAPPING) {
+        nk_ld_err(ld, n, "%s must be a mapping", what);
+        return;
+    }
+    for (i = 0; i < n->n; i++) {
+        const struct nk_node *k = n->pairs[i].key, *v = n->pairs[i].value;
+        bool ok = true, b;
+        for (j = 0; j < sizeof(rest_in_fields) / sizeof(rest_in_fields[0]); j++)
+            if (strcmp(k->str, rest_in_fields[j].name) == 0)
+                break;
+        if (j == sizeof(rest_in_fields) / sizeof(rest_in_fields[0]) ||
+            (!rest && (rest_in_fields[j].flags & 4))) {
+            nk_ld_err(ld, k, "unknown field '%s' in %s", k->str, what);
+            continue;
+        }
+        if (strcmp(k->str, "value") == 0) {
+            nk_ld_err(ld, k, "'value' in %s is not supported by naftikod yet", what);
+            continue;
+        }
+        if (strcmp(k->str, "required") == 0) {
+            if (rest && ld->strict)
+                nk_ld_warn(ld, k, "'required' in %s is not in the naftiko 1.0.0-alpha2 schema",
+                           what);
+            ok = nk_node_bool(v, &b);
+            if (!ok)
+                nk_ld_err(ld, v, "'required' in %s must be a boolean", what);
+            else
+                req = v;
+            continue;
+        }
+        if (!nk_node_is_string(v)) {
+            nk_ld_err(ld, v, "'%s' in %s must be a string", k->str, what);
+            continue;
+        }
+        if (strcmp(k->str, "name") == 0)
+            name = v;
+        else if (strcmp(k->str, "in") == 0)
+            in = v;
+        else if (strcmp(k->str, "type") == 0)
+            type = v;
+        else if (strcmp(k->str, "description") == 0)
+            desc = v;
+        else
+            pattern = v;
+    }
+    if (name == NULL || (rest && in == NULL)) {
+        nk_ld_err(ld, n, "missing required field '%s' in %s", name == NULL ? "name" : "in", what);
+        return;
+    }
+    if (ld->strict && (type == NULL || desc == NULL))
+        nk_ld_warn(ld, n, "%s '%s' has no '%s' (required by the schema)", what, name->str,
+                   type == NULL ? "type" : "description");
+    if (in != NULL && !nk_ld_in(ld, in, false, &where))
+        return;
+    if (find_arg(e, name->str) != NULL) {
+        nk_ld_err(ld, name, "duplicate inputParameter '%s'", name->str);
+        return;
+    }
+    a = add_arg(ld, e, cap, name->str);
+    if (a == NULL)
+        return;
+    a->in = where;
+    a->required = rest ? where == NK_IN_PATH : true;
+    if (req != NULL)
+        nk_node_bool(req, &a->required);
+    if (type != NULL)
+        nk_ld_type(ld, type, &a->type);
+    a->description = nk_ld_strdup(ld, desc ? desc->str : NULL);
+    a->pattern = nk_ld_strdup(ld, pattern ? pattern->str : NULL);
+    if (pattern != NULL && a->type != NK_TYPE_STRING && a->type != NK_TYPE_ANY)
+        nk_ld_err(ld, pattern, "'pattern' applies only to string parameters");
+}
+
+/* ---- with -------------------------------------------------------------------------------- */
+
+/* If s is `rest.x`, `tools.x`, `<adapter-ns>.x` or `$this.<adapter-ns>.x`, return x.
+ * A prefix naming another known namespace is reported (and NULL returned, *bad set). */
+static const char *source_name(struct nk_loader *ld, const struct nk_adapter *a,
+                               const struct nk_node *at, const char *s, bool *bad)
+{
+    size_t nl = strlen(a->ns), i;
+    const char *dot;
+
+    *bad = false;
+    if (strncmp(s, "$this.", 6) == 0) {
+        s += 6;
+        if (strncmp(s, a->ns, nl) == 0 && s[nl] == '.' && s[nl + 1] != '\0')
+            return s + nl + 1;
+        if (at != NULL)
+            nk_ld_err(ld, at, "'$this.%s' does not name this adapter's namespace '%s'", s, a->ns);
+        *bad = true;
+        return NULL;
+    }
+    if ((strncmp(s, "rest.", 5) == 0 && s[5] != '\0'))
+        return s + 5;
+    if ((strncmp(s, "tools.", 6) == 0 && s[6] != '\0'))
+        return s + 6;
+    if (strncmp(s, a->ns, nl) == 0 && s[nl] == '.' && s[nl + 1] != '\0')
+        return s + nl + 1;
+    dot = strchr(s, '.');
+    if (dot == NULL || strchr(s, ' ') != NULL || strchr(s, '{') != NULL)
+        return NULL;
+    for (i = 0; i < ld->n_exposes_ns + ld->t->n_consumers; i++) {
+        const char *ns =
+            i < ld->n_exposes_ns ? ld->exposes_ns[i] : ld->t->consumers[i - ld->n_exposes_ns].ns;
+        if (ns != NULL && strlen(ns) == (size_t)(dot - s) && strncmp(s, ns, strlen(ns)) == 0) {
+            if (at != NULL)
+                nk_ld_err(ld, at, "'%s' refers to namespace '%s', not to this adapter: use %s.%s",
+                          s, ns, a->type == NK_ADAPTER_REST ? "rest" : "tools", dot + 1);
+            *bad = true;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* The argument a `with` source names, created implicitly when not declared. */
+static struct nk_arg *source_arg(struct nk_loader *ld, const struct nk_adapter *a,
+                                 struct nk_exposed *e, size_t *cap, const char *name,
+                                 const struct nk_param *target)
+{
+    struct nk_arg *arg = find_arg(e, name);
+
+    if (arg == NULL && a->type == NK_ADAPTER_REST)
+        arg = find_path_arg_loose(e, name);
+    if (arg != NULL)
+        return arg;
+    arg = add_arg(ld, e, cap, name);
+    if (arg == NULL)
+        return NULL;
+    if (a->type == NK_ADAPTER_MCP) {
+        arg->in = NK_IN_BODY;
+    } else if (target != NULL && target->in == NK_IN_BODY) {
+        arg->in = NK_IN_BODY;
+    } else {
+        arg->in = NK_IN_QUERY;
+    }
+    if (target != NULL) {
+        arg->type = target->type;
+        if (arg->in == NK_IN_BODY && a->type == NK_ADAPTER_REST && arg->type == NK_TYPE_ANY)
+            arg->type = NK_TYPE_OBJECT;
+        arg->required = target->required && target->value == NULL;
+        arg->description = nk_ld_strdup(ld, target->description);
+    }
+    return arg;
+}
+
+static const struct nk_param *find_param(const struct nk_operation *o, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < o->n_params; i++)
+        if (strcmp(o->params[i].name, name) == 0)
+            return &o->params[i];
+    return NULL;
+}
+
+static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
+                         const struct nk_node *with, struct nk_exposed *e, size_t *cap)
+{
+    const struct nk_operation *o = e->target;
+    size_t i, j;
+
+    e->bindings = calloc(o->n_params ? o->n_params : 1, sizeof(*e->bindings));
+    if (e->bindings == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (i = 0; with != NULL && i < with->n && !ld->oom; i++) {
+        const struct nk_node *k = with->pairs[i].key, *v = with->pairs[i].value;
+        const struct nk_param *p = find_param(o, k->str);
+        struct nk_binding *b;
+        const char *src;
+        bool bad = false, bv;
+        if (p == NULL) {
+            nk_ld_err(ld, k, "'with' key '%s' is not an inputParameter of '%s'", k->str, o->qname);
+            continue;
+        }
+        if (v->kind != NK_NODE_SCALAR || nk_node_is_null(v)) {
+            nk_ld_err(ld, v, "'with' value for '%s' must be a string", k->str);
+            continue;
+        }
+        if (ld->strict && nk_node_bool(v, &bv))
+            nk_ld_warn(ld, v,
+                       "a boolean 'with' value is not in the naftiko 1.0.0-alpha2 schema "
+                       "(strings and numbers only)");
+        b = &e->bindings[e->n_bindings];
+        memset(b, 0, sizeof(*b));
+        b->param = p;
+        src = nk_node_is_string(v) ? source_name(ld, a, v, v->str, &bad) : NULL;
+        if (nk_node_is_string(v) && bad)
+            continue;
+        if (src != NULL && ld->strict &&
+            (strncmp(v->str, a->ns, strlen(a->ns)) != 0 || v->str[strlen(a->ns)] != '.'))
+            nk_ld_warn(ld, v, "'%s' is a naftikod shorthand; the alpha2 form is '%s.%s'", v->str,
+                       a->ns, src);
+        if (src != NULL) {
+            struct nk_arg *arg = source_arg(ld, a, e, cap, src, p);
+            if (arg == NULL)
+                continue;
+            b->kind = NK_BIND_ARG;
+            b->arg = arg_index(e, arg);
+            e->n_bindings++;
+            continue;
+        }
+        b->kind = NK_BIND_TEMPLATE;
+        if (!nk_ld_tmpl(ld, v, NK_TMPL_MUSTACHE, &b->tmpl))
+            continue;
+        e->n_bindings++;
+        for (j = 0; j < b->tmpl.n; j++) {
+            const struct nk_tmpl_part *part = &b->tmpl.parts[j];
+            const char *name;
+            bad = false;
+            if (part->kind != NK_TMPL_VAR)
+                continue;
+            if (nk_ld_find_bind(ld, part->text) != NULL) {
+                nk_ld_check_ambiguous(ld, v, part);
+                continue;
+            }
+            name = source_name(ld, a, NULL, part->text, &bad);
+            if (name != NULL && source_arg(ld, a, e, cap, name, NULL) != NULL)
+                continue;
+            if (name == NULL && find_arg(e, part->text) != NULL)
+                continue;
+            nk_ld_err_at(ld, v->line, nk_ld_col(v, part->offset),
+                         "'{{%s}}' names neither a declared bind nor an input of this operation",
+                         part->text);
+        }
+    }
+    /* Parameters `with` does not mention: an input of the same name passes through; else a
+     * required parameter without a value cannot be reached. */
+    for (i = 0; i < o->n_params && !ld->oom; i++) {
+        const struct nk_param *p = &o->params[i];
+        struct nk_arg *arg;
+        bool bound = false;
+        for (j = 0; j < e->n_bindings && !bound; j++)
+            bound = e->bindings[j].param == p;
+        if (bound || p->value != NULL)
+            continue;
+        arg = find_arg(e, p->name);
+        if (arg == NULL && a->type == NK_ADAPTER_REST)
+            arg = find_path_arg_loose(e, p->name);
+        if (arg != NULL) {
+            struct nk_binding *b = &e->bindings[e->n_bindings++];
+            memset(b, 0, sizeof(*b));
+            b->param = p;
+            b->kind = NK_BIND_ARG;
+            b->arg = arg_index(e, arg);
+        }
+    }
+}
+
+/* ---- outputs ----------------------------------------------------------------------------- */
+
+static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct nk_outmap *m,
+                           bool top);
+
+static bool compile_jsonpath(struct nk_loader *ld, const struct nk_node *n,
+                             struct nk_jsonpath **out)
+{
+    struct nk_error err;
+    enum nk_rc rc;
+
+    memset(&err, 0, sizeof(err));
+    rc = nk_jsonpath_compile(n->str, out, &err);
+    if (rc == NK_ERR_NOMEM) {
+        ld->oom = true;
+        return false;
+    }
+    if (rc != NK_OK) {
+        nk_ld_err_at(ld, n->line, nk_ld_col(n, err.column ? err.column - 1 : 0),
+                     "invalid JSONPath '%s': %s", n->str, err.msg);
+        return false;
+    }
+    return true;
+}
+
+static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct nk_outmap *m,
+                           bool top)
+{
+    const struct nk_node *type = NULL, *mapping = NULL, *konst = NULL, *props = NULL, *items = NULL,
+                         *value = NULL;
+    size_t i;
+    bool ok = true;
+
+    if (n->kind != NK_NODE_MAPPING) {
+        nk_ld_err(ld, n, "outputParameter must be a mapping");
+        return false;
+    }
+    for (i = 0; i < n->n; i++) {
+        const struct nk_node *k = n->pairs[i].key, *v = n->pairs[i].value;
+        if (strcmp(k->str, "type") == 0 && nk_node_is_string(v))
+            type = v;
+        else if (strcmp(k->str, "mapping") == 0 && nk_node_is_string(v))
+            mapping = v;
+        else if (strcmp(k->str, "const") == 0 && !nk_node_is_null(v))
+            konst = v;
+        else if (strcmp(k->str, "value") == 0 && nk_node_is_string(v))
+            value = v;
+        else if (strcmp(k->str, "properties") == 0 && v->kind == NK_NODE_MAPPING)
+            props = v;
+        else if (strcmp(k->str, "items") == 0 &&
+                 (v->kind == NK_NODE_MAPPING || v->kind == NK_NODE_SEQUENCE))
+            items = v;
+        else if (strcmp(k->str, "name") == 0 && top)
+            nk_ld_err(ld, k,
+                      "'name' in a mapped outputParameter is for orchestrated 'steps', "
+                      "which are not supported by naftikod yet");
+        else if (strcmp(k->str, "type") == 0 || strcmp(k->str, "mapping") == 0)
+            nk_ld_err(ld, v, "'%s' in outputParameter must be a string", k->str);
+        else if (strcmp(k->str, "properties") == 0)
+            nk_ld_err(ld, v, "'properties' in outputParameter must be a mapping");
+        else if (strcmp(k->str, "items") == 0)
+            nk_ld_err(ld, v, "'items' in outputParameter must be a mapping or a sequence");
+        else if (strcmp(k->str, "const") == 0)
+            nk_ld_err(ld, v, "'const' in outputParameter must not be null");
+        else if (strcmp(k->str, "value") == 0)
+            nk_ld_err(ld, v, "'value' in outputParameter must be a string");
+        else
+            nk_ld_err(ld, k, "unknown field '%s' in outputParameter", k->str);
+    }
+    if (type == NULL) {
+        if (nk_node_get(n, "type") == NULL)
+            nk_ld_err(ld, n, "missing required field 'type' in outputParameter");
+        return false;
+    }
+    if (!nk_ld_type(ld, type, &m->type))
+        return false;
+    if (m->type == NK_TYPE_INTEGER && ld->strict)
+        nk_ld_warn(ld, type,
+                   "type integer in an outputParameter is not in the naftiko "
+                   "1.0.0-alpha2 schema (use number)");
+    /* `value` is injected at run time and wins over `mapping`; `const` is kept as the same
+     * constant when there is no `value` */
+    if (value != NULL) {
+        m->konst = json_stringn(value->str, value->len);
+        if (m->konst == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        konst = NULL;
+    }
+    if (mapping != NULL && !compile_jsonpath(ld, mapping, &m->mapping))
+        ok = false;
+    if (mapping != NULL && ld->strict && strcmp(mapping->str, "$.") == 0)
+        nk_ld_warn(ld, mapping, "'$.' is naftikod's spelling of the JSONPath root '$'");
+    if (konst != NULL && (m->konst = nk_ld_json(ld, konst)) == NULL)
+        return false;
+    if (props != NULL && m->type != NK_TYPE_OBJECT)
+        nk_ld_err(ld, props, "'properties' needs type object, not %s", nk_type_name(m->type));
+    if (items != NULL && m->type != NK_TYPE_ARRAY)
+        nk_ld_err(ld, items, "'items' needs type array, not %s", nk_type_name(m->type));
+    if (props != NULL && m->type == NK_TYPE_OBJECT) {
+        m->props = calloc(props->n ? props->n : 1, sizeof(*m->props));
+        if (m->props == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        for (i = 0; i < props->n && !ld->oom; i++) {
+            struct nk_outmap *c = &m->props[m->n_props];
+            c->name = nk_ld_strdup(ld, props->pairs[i].key->str);
+            m->n_props++;
+            if (!compile_outmap(ld, props->pairs[i].value, c, false))
+                ok = false;
+        }
+    }
+    if (items != NULL && m->type == NK_TYPE_ARRAY) {
+        const struct nk_node *in = items;
+        if (items->kind == NK_NODE_SEQUENCE) {
+            if (ld->strict)
+                nk_ld_warn(ld, items,
+                           "'items' as a sequence is not in the naftiko 1.0.0-alpha2 "
+                           "schema (write the item shape as a mapping)");
+            if (items->n != 1) {
+                nk_ld_err(ld, items, "'items' must describe exactly one item shape");
+                return false;
+            }
+            in = items->items[0];
+        }
+        m->items = calloc(1, sizeof(*m->items));
+        if (m->items == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        if (!compile_outmap(ld, in, m->items, false))
+            ok = false;
+    }
+    if (mapping == NULL && konst == NULL && value == NULL && props == NULL && items == NULL) {
+        nk_ld_err(ld, n, "outputParameter of type %s needs %s'mapping', 'value' or 'const'",
+                  nk_type_name(m->type),
+                  m->type == NK_TYPE_OBJECT  ? "'properties', "
+                  : m->type == NK_TYPE_ARRAY ? "'items', "
+                                             : "");
+        return false;
+    }
+    if (ld->strict && mapping != NULL && props == NULL && m->type == NK_TYPE_OBJECT)
+        nk_ld_warn(ld, n,
+                   "an object outputParameter with 'mapping' and no 'properties' (pass "
+                   "the subtree through) is a naftikod extension");
+    return ok;
+}
+
+/* ---- input schema ------------------------------------------------------------------------ */
+
+static json_t *arg_schema(const struct nk_arg *a)
+{
+    json_t *s = json_object();
+    const char *desc = a->description;
+
+    if (s == NULL)
+        return NULL;
+    if (a->type != NK_TYPE_ANY &&
+        json_object_set_new(s, "type", json_string(nk_type_name(a->type))))
+        goto fail;
+    if (desc == NULL && a->in == NK_IN_BODY && a->type == NK_TYPE_OBJECT)
+        desc = "The JSON request body.";
+    if (desc != NULL && json_object_set_new(s, "description", json_string(desc)))
+        goto fail;
+    if (a->pattern != NULL && json_object_set_new(s, "pattern", json_string(a->pattern)))
+        goto fail;
+    return s;
+fail:
+    json_decref(s);
+    return NULL;
+}
+
+static void build_schema(struct nk_loader *ld, struct nk_exposed *e)
+{
+    json_t *props = json_object(), *req = json_array(), *schema = json_object();
+    size_t i;
+
+    if (props == NULL || req == NULL || schema == NULL)
+        goto oom;
+    for (i = 0; i < e->n_args; i++) {
+        struct nk_arg *a = &e->args[i];
+        a->schema = arg_schema(a);
+        if (a->schema == NULL || json_object_set(props, a->name, a->schema) != 0)
+            goto oom;
+        if (a->required && json_array_append_new(req, json_string(a->name)) != 0)
+            goto oom;
+    }
+    if (json_object_set_new(schema, "type", json_string("object")) != 0)
+        goto oom;
+    if (json_object_set_new(schema, "properties", props) != 0) {
+        props = NULL;
+        goto oom;
+    }
+    props = NULL;
+    if (json_array_size(req) > 0) {
+        if (json_object_set_new(schema, "required", req) != 0) {
+            req = NULL;
+            goto oom;
+        }
+    } else {
+        json_decref(req);
+    }
+    req = NULL;
+    e->input_schema = schema;
+    return;
+oom:
+    ld->oom = true;
+    json_decref(props);
+    json_decref(req);
+    json_decref(schema);
+}
+
+/* An exposed input that reaches no upstream parameter is almost always a spelling mismatch. */
+static void warn_unused_args(struct nk_loader *ld, const struct nk_exposed_src *src,
+                             const struct nk_exposed *e)
+{
+    size_t i, j, k;
+
+    for (i = 0; i < e->n_args; i++) {
+        bool used = false;
+        for (j = 0; j < e->n_bindings && !used; j++) {
+            const struct nk_binding *b = &e->bindings[j];
+            if (b->kind == NK_BIND_ARG) {
+                used = b->arg == i;
+                continue;
+            }
+            for (k = 0; k < b->tmpl.n && !used; k++) {
+                const char *v = b->tmpl.parts[k].text, *dot = strrchr(v, '.');
+                used = b->tmpl.parts[k].kind == NK_TMPL_VAR &&
+                       (strcmp(v, e->args[i].name) == 0 ||
+                        (dot != NULL && strcmp(dot + 1, e->args[i].name) == 0));
+            }
+        }
+        if (!used)
+            nk_ld_warn(ld, src->node, "input '%s' is not passed to '%s' (no 'with' uses it)",
+                       e->args[i].name, e->target->qname);
+    }
+}
+
+/* ---- one exposed operation --------------------------------------------------------------- */
+
+void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
+                        const struct nk_exposed_src *src, struct nk_exposed *e)
+{
+    bool rest = a->type == NK_ADAPTER_REST;
+    size_t cap = 0, i;
+
+    /* declared inputs: the resource's first, then the operation's */
+    if (src->rinputs != NULL)
+        for (i = 0; i < src->rinputs->n && !ld->oom; i++)
+            declared_arg(ld, e, &cap, rest, src->rinputs->items[i]);
+    if (src->inputs != NULL)
+        for (i = 0; i < src->inputs->n && !ld->oom; i++)
+            declared_arg(ld, e, &cap, rest, src->inputs->items[i]);
+    if (rest) {
+        for (i = 0; i < e->path_tmpl.n && !ld->oom; i++) {
+            const struct nk_tmpl_part *part = &e->path_tmpl.parts[i];
+            struct nk_arg *arg;
+            if (part->kind != NK_TMPL_VAR)
+                continue;
+            arg = find_arg(e, part->text);
+            if (arg != NULL) {
+                if (arg->in != NK_IN_PATH)
+                    nk_ld_err(ld, src->node, "path variable '%s' of '%s' is declared with in: %s",
+                              part->text, e->path, nk_in_name(arg->in));
+                arg->required = true;
+                continue;
+            }
+            arg = add_arg(ld, e, &cap, part->text);
+            if (arg == NULL)
+                return;
+            arg->in = NK_IN_PATH;
+            arg->type = NK_TYPE_STRING;
+            arg->required = true;
+        }
+        for (i = 0; i < e->n_args; i++) {
+            size_t j;
+            bool found = false;
+            if (e->args[i].in != NK_IN_PATH)
+                continue;
+            for (j = 0; j < e->path_tmpl.n && !found; j++)
+                found = e->path_tmpl.parts[j].kind == NK_TMPL_VAR &&
+                        strcmp(e->path_tmpl.parts[j].text, e->args[i].name) == 0;
+            if (!found)
+                nk_ld_err(ld, src->node,
+                          "inputParameter '%s' is in: path but the path '%s' has "
+                          "no {%s}",
+                          e->args[i].name, e->path, e->args[i].name);
+        }
+    }
+    if (src->call != NULL) {
+        const char *dot = strchr(src->call->str, '.');
+        if (dot == NULL || dot == src->call->str || dot[1] == '\0' || strchr(dot + 1, '.')) {
+            nk_ld_err(ld, src->call, "'call' must be 'namespace.operation', not '%s'",
+                      src->call->str);
+        } else {
+            e->target = nk_ld_find_op(ld, src->call->str);
+            if (e->target == NULL && !ld->oom && !nk_ld_is_broken(ld, src->call->str))
+                nk_ld_err(ld, src->call, "'call' target '%s' is not a consumed operation",
+                          src->call->str);
+        }
+    } else if (src->with != NULL) {
+        nk_ld_err(ld, src->with, "'with' needs a 'call'");
+    }
+    if (e->target != NULL) {
+        compile_with(ld, a, src->with, e, &cap);
+        if (!ld->oom)
+            warn_unused_args(ld, src, e);
+        for (i = 0; i < e->target->n_params && !ld->oom; i++) {
+            const struct nk_param *p = &e->target->params[i];
+            size_t j;
+            bool bound = p->value != NULL || nk_node_get(src->with, p->name) != NULL;
+            for (j = 0; j < e->n_bindings && !bound; j++)
+                bound = e->bindings[j].param == p;
+            if (!bound && p->required)
+                nk_ld_err(ld, src->call,
+                          "required parameter '%s' of '%s' is not bound (add it to 'with')",
+                          p->name, e->target->qname);
+        }
+    }
+    if (src->outputs != NULL && src->outputs->n > 0 && !ld->oom) {
+        if (src->outputs->n > 1) {
+            nk_ld_err(ld, src->outputs->items[1],
+                      "only one outputParameters entry is supported "
+                      "for a 'call' operation (wrap several in type: object with properties)");
+        } else {
+            e->output = calloc(1, sizeof(*e->output));
+            if (e->output == NULL) {
+                ld->oom = true;
+                return;
+            }
+            compile_outmap(ld, src->outputs->items[0], e->output, true);
+        }
+    }
+    if (!ld->oom)
+        build_schema(ld, e);
+}
+
+/* ---- whole-table checks ------------------------------------------------------------------ */
+
+struct keyed {
+    char *key;
+    const struct nk_exposed *e;
+};
+
+static int keyed_cmp(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+
+    if (c != 0)
+        return c;
+    if (x->e->pos.line != y->e->pos.line)
+        return x->e->pos.line < y->e->pos.line ? -1 : 1;
+    return x->e->pos.column < y->e->pos.column ? -1 : x->e->pos.column > y->e->pos.column;
+}
+
+/* "GET /a/{}/b": the route with variable names erased, so /a/{x} and /a/{y} collide. */
+static char *route_key(const struct nk_exposed *e)
+{
+    size_t len = strlen(e->method) + 2, i;
+    char *k;
+
+    for (i = 0; i < e->path_tmpl.n; i++)
+        len += e->path_tmpl.parts[i].kind == NK_TMPL_VAR ? 2 : strlen(e->path_tmpl.parts[i].text);
+    k = malloc(len + 1);
+    if (k == NULL)
+        return NULL;
+    strcpy(k, e->method);
+    strcat(k, " ");
+    for (i = 0; i < e->path_tmpl.n; i++)
+        strcat(k, e->path_tmpl.parts[i].kind == NK_TMPL_VAR ? "{}" : e->path_tmpl.parts[i].text);
+    return k;
+}
+
+static void check_adapter(struct nk_loader *ld, const struct nk_adapter *a)
+{
+    struct keyed *v = NULL;
+    size_t i, n = 0;
+
+    v = calloc(a->n_ops ? a->n_ops : 1, sizeof(*v));
+    if (v == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (i = 0; i < a->n_ops; i++) {
+        const struct nk_exposed *e = &a->ops[i];
+        if (e->name == NULL || (a->type == NK_ADAPTER_REST && e->method == NULL))
+            continue;
+        v[n].e = e;
+        v[n].key = a->type == NK_ADAPTER_REST ? route_key(e) : strdup(e->name);
+        if (v[n].key == NULL) {
+            ld->oom = true;
+            goto out;
+        }
+        n++;
+        if (a->type == NK_ADAPTER_MCP) {
+            const char *s;
+            bool ok = strlen(e->name) <= 64 && e->name[0] != '\0';
+            for (s = e->name; *s && ok; s++)
+                ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+                     (*s >= '0' && *s <= '9') || *s == '_' || *s == '-';
+            if (!ok)
+                nk_diags_add(ld->diags, NK_SEV_WARNING, e->pos.file, e->pos.line, e->pos.column,
+                             "tool name '%s' should be 1-64 characters of [a-zA-Z0-9_-] (some "
+                             "MCP clients reject other names)",
+                             e->name);
+        }
+    }
+    qsort(v, n, sizeof(*v), keyed_cmp);
+    for (i = 1; i < n; i++) {
+        const struct nk_exposed *e = v[i].e, *first;
+        size_t j = i;
+        if (strcmp(v[i].key, v[i - 1].key) != 0)
+            continue;
+        while (j > 0 && strcmp(v[j - 1].key, v[i].key) == 0)
+            j--;
+        first = v[j].e;
+        if (a->type == NK_ADAPTER_REST)
+            nk_diags_add(ld->diags, NK_SEV_ERROR, e->pos.file, e->pos.line, e->pos.column,
+                         "duplicate route %s %s (same as %s %s at line %u)", e->method, e->path,
+                         first->method, first->path, first->pos.line);
+        else
+            nk_diags_add(ld->diags, NK_SEV_ERROR, e->pos.file, e->pos.line, e->pos.column,
+                         "duplicate tool name '%s' (first at line %u)", e->name, first->pos.line);
+    }
+out:
+    for (i = 0; i < n; i++)
+        free(v[i].key);
+    free(v);
+}
+
+void nk_check_table(struct nk_loader *ld)
+{
+    const struct nk_optable *t = ld->t;
+    size_t i, j;
+
+    /* a bind namespace must not collide with a consumes namespace (spec rule) */
+    for (i = 0; i < t->n_binds; i++) {
+        if (i > 0 && strcmp(t->binds[i].ns, t->binds[i - 1].ns) == 0)
+            continue;
+        for (j = 0; j < t->n_consumers; j++)
+            if (strcmp(t->binds[i].ns, t->consumers[j].ns) == 0) {
+                nk_diags_add(ld->diags, NK_SEV_ERROR, t->binds[i].pos.file, t->binds[i].pos.line,
+                             t->binds[i].pos.column,
+                             "bind namespace '%s' is also a consumes namespace", t->binds[i].ns);
+                break;
+            }
+    }
+
+    for (i = 0; i < t->n_adapters && !ld->oom; i++) {
+        const struct nk_adapter *a = &t->adapters[i];
+        check_adapter(ld, a);
+        if (a->port == 0)
+            continue;
+        for (j = 0; j < i; j++)
+            if (t->adapters[j].port == a->port) {
+                char where[1200];
+                ld->file = a->pos.file;
+                nk_diags_add(ld->diags, NK_SEV_ERROR, a->pos.file, a->pos.line, a->pos.column,
+                             "port %u is already used by adapter '%s' (%s)", a->port,
+                             t->adapters[j].ns,
+                             nk_ld_where(ld, &t->adapters[j].pos, where, sizeof(where)));
+                break;
+            }
+    }
+    if (ld->diags->oom)
+        ld->oom = true;
+}

@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* optable_exposes.c: validate and load `capability.exposes` (REST and MCP adapters); each
+ * operation or tool is then compiled by optable_compile.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "optable_int.h"
+
+/* ---- exposes ----------------------------------------------------------------------------- */
+
+static const struct nk_field rest_fields[] = {
+    {"type", NK_FK_STR, NK_FF_REQ},
+    {"namespace", NK_FK_STR, NK_FF_REQ},
+    {"port", NK_FK_INT, NK_FF_REQ},
+    {"address", NK_FK_STR, 0},
+    {"description", NK_FK_STR, NK_FF_EXT},
+    {"resources", NK_FK_SEQ, 0},
+    {"authentication", NK_FK_ANY, NK_FF_UNSUP},
+};
+enum { X_TYPE, X_NAMESPACE, X_PORT, X_ADDRESS, X_DESCRIPTION, X_RESOURCES };
+
+static const struct nk_field mcp_fields[] = {
+    {"type", NK_FK_STR, NK_FF_REQ},
+    {"namespace", NK_FK_STR, NK_FF_REQ},
+    {"port", NK_FK_INT, 0},
+    {"address", NK_FK_STR, 0},
+    {"description", NK_FK_STR, 0},
+    {"tools", NK_FK_SEQ, NK_FF_REQ},
+    {"transport", NK_FK_STR, 0},
+    {"resources", NK_FK_ANY, NK_FF_UNSUP},
+    {"prompts", NK_FK_ANY, NK_FF_UNSUP},
+    {"authentication", NK_FK_ANY, NK_FF_UNSUP},
+};
+enum { M_TYPE, M_NAMESPACE, M_PORT, M_ADDRESS, M_DESCRIPTION, M_TOOLS, M_TRANSPORT };
+
+static const struct nk_field rres_fields[] = {
+    {"path", NK_FK_STR, NK_FF_REQ},
+    {"name", NK_FK_STR, 0},
+    {"label", NK_FK_STR, 0},
+    {"description", NK_FK_STR, 0},
+    {"inputParameters", NK_FK_SEQ, 0},
+    {"operations", NK_FK_SEQ, 0},
+    {"forward", NK_FK_ANY, NK_FF_UNSUP},
+};
+enum { RR_PATH, RR_NAME, RR_LABEL, RR_DESCRIPTION, RR_INPUTS, RR_OPERATIONS };
+
+static const struct nk_field rop_fields[] = {
+    {"method", NK_FK_STR, NK_FF_REQ},
+    {"name", NK_FK_STR, 0},
+    {"label", NK_FK_STR, 0},
+    {"description", NK_FK_STR, 0},
+    {"inputParameters", NK_FK_SEQ, 0},
+    {"call", NK_FK_STR, 0},
+    {"with", NK_FK_MAP, 0},
+    {"outputParameters", NK_FK_SEQ, 0},
+    {"steps", NK_FK_ANY, NK_FF_UNSUP},
+    {"mappings", NK_FK_ANY, NK_FF_UNSUP},
+    {"ref", NK_FK_ANY, NK_FF_UNSUP},
+};
+enum {
+    RO_METHOD,
+    RO_NAME,
+    RO_LABEL,
+    RO_DESCRIPTION,
+    RO_INPUTS,
+    RO_CALL,
+    RO_WITH,
+    RO_OUTPUTS,
+    RO_STEPS,
+    RO_MAPPINGS
+};
+
+static const struct nk_field tool_fields[] = {
+    {"name", NK_FK_STR, NK_FF_REQ},
+    {"description", NK_FK_STR, NK_FF_REQ},
+    {"label", NK_FK_STR, 0},
+    {"title", NK_FK_STR, NK_FF_EXT},
+    {"hints", NK_FK_MAP, 0},
+    {"inputParameters", NK_FK_SEQ, 0},
+    {"call", NK_FK_STR, 0},
+    {"with", NK_FK_MAP, 0},
+    {"outputParameters", NK_FK_SEQ, 0},
+    {"steps", NK_FK_ANY, NK_FF_UNSUP},
+    {"mappings", NK_FK_ANY, NK_FF_UNSUP},
+    {"ref", NK_FK_ANY, NK_FF_UNSUP},
+};
+enum {
+    T_NAME,
+    T_DESCRIPTION,
+    T_LABEL,
+    T_TITLE,
+    T_HINTS,
+    T_INPUTS,
+    T_CALL,
+    T_WITH,
+    T_OUTPUTS,
+    T_STEPS,
+    T_MAPPINGS
+};
+
+static const struct nk_field hint_fields[] = {{"readOnly", NK_FK_BOOL, 0},
+                                              {"destructive", NK_FK_BOOL, 0},
+                                              {"idempotent", NK_FK_BOOL, 0},
+                                              {"openWorld", NK_FK_BOOL, 0}};
+
+static bool is_address(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '.' || *s == ':'))
+            return false;
+    return true;
+}
+
+static struct nk_adapter *new_adapter(struct nk_loader *ld, const struct nk_node *n,
+                                      enum nk_adapter_type type, const struct nk_node *ns,
+                                      const struct nk_node *port, const struct nk_node *address,
+                                      const struct nk_node *desc, size_t nops)
+{
+    struct nk_optable *t = ld->t;
+    struct nk_adapter *a, *na;
+    long long pv = 0;
+    size_t i;
+
+    if (!nk_ld_check_namespace(ld, ns))
+        return NULL;
+    for (i = 0; i < t->n_adapters; i++)
+        if (strcmp(t->adapters[i].ns, ns->str) == 0) {
+            char where[1200];
+            nk_ld_err(ld, ns, "duplicate exposes namespace '%s' (first at %s)", ns->str,
+                      nk_ld_where(ld, &t->adapters[i].pos, where, sizeof(where)));
+            return NULL;
+        }
+    if (port != NULL) {
+        nk_node_int(port, &pv);
+        if (pv < 1 || pv > 65535) {
+            nk_ld_err(ld, port, "port %s is out of range (1..65535)", port->str);
+            return NULL;
+        }
+    }
+    if (address != NULL && !is_address(address->str)) {
+        nk_ld_err(ld, address, "address '%s' is not a hostname or IP address", address->str);
+        return NULL;
+    }
+    na = realloc(t->adapters, (t->n_adapters + 1) * sizeof(*na));
+    if (na == NULL) {
+        ld->oom = true;
+        return NULL;
+    }
+    t->adapters = na;
+    a = &t->adapters[t->n_adapters++];
+    memset(a, 0, sizeof(*a));
+    a->type = type;
+    a->ns = nk_ld_node_dup(ld, ns);
+    a->port = (unsigned)pv;
+    a->address = nk_ld_node_dup(ld, address);
+    a->description = nk_ld_node_dup(ld, desc);
+    a->pos = nk_ld_pos(ld, n);
+    a->ops = calloc(nops ? nops : 1, sizeof(*a->ops));
+    if (a->ops == NULL)
+        ld->oom = true;
+    return a;
+}
+
+static void load_rest(struct nk_loader *ld, const struct nk_node *n)
+{
+    const struct nk_node *f[NK_NFIELDS(rest_fields)];
+    struct nk_adapter *a;
+    size_t i, j, nops = 0;
+
+    if (!nk_ld_fields(ld, n, "REST adapter", rest_fields, NK_NFIELDS(rest_fields), f))
+        return;
+    if (f[X_NAMESPACE] == NULL || f[X_PORT] == NULL)
+        return;
+    for (i = 0; f[X_RESOURCES] != NULL && i < f[X_RESOURCES]->n; i++) {
+        const struct nk_node *ops = nk_node_get(f[X_RESOURCES]->items[i], "operations");
+        if (ops != NULL && ops->kind == NK_NODE_SEQUENCE)
+            nops += ops->n;
+    }
+    a = new_adapter(ld, n, NK_ADAPTER_REST, f[X_NAMESPACE], f[X_PORT], f[X_ADDRESS],
+                    f[X_DESCRIPTION], nops);
+    if (a == NULL || ld->oom || f[X_RESOURCES] == NULL)
+        return;
+    for (i = 0; i < f[X_RESOURCES]->n && !ld->oom; i++) {
+        const struct nk_node *rf[NK_NFIELDS(rres_fields)];
+        struct nk_tmpl ptmpl;
+        if (!nk_ld_fields(ld, f[X_RESOURCES]->items[i], "REST resource", rres_fields,
+                          NK_NFIELDS(rres_fields), rf))
+            continue;
+        if (rf[RR_PATH] == NULL)
+            continue;
+        nk_ld_strict_kebab(ld, rf[RR_NAME], "resource name");
+        if (rf[RR_PATH]->str[0] != '/') {
+            nk_ld_err(ld, rf[RR_PATH], "resource path '%s' must start with '/'", rf[RR_PATH]->str);
+            continue;
+        }
+        if (!nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &ptmpl))
+            continue;
+        nk_tmpl_cleanup(&ptmpl);
+        if (rf[RR_OPERATIONS] == NULL) {
+            if (nk_node_get(f[X_RESOURCES]->items[i], "forward") == NULL)
+                nk_ld_err(ld, f[X_RESOURCES]->items[i], "REST resource '%s' has no operations",
+                          rf[RR_PATH]->str);
+            continue;
+        }
+        for (j = 0; j < rf[RR_OPERATIONS]->n && !ld->oom; j++) {
+            const struct nk_node *of[NK_NFIELDS(rop_fields)];
+            struct nk_exposed *e = &a->ops[a->n_ops];
+            struct nk_exposed_src src;
+            if (!nk_ld_fields(ld, rf[RR_OPERATIONS]->items[j], "REST operation", rop_fields,
+                              NK_NFIELDS(rop_fields), of))
+                continue;
+            if (of[RO_METHOD] == NULL)
+                continue;
+            memset(e, 0, sizeof(*e));
+            if (!nk_ld_method(ld, of[RO_METHOD], &e->method))
+                continue;
+            a->n_ops++;
+            e->name = nk_ld_strdup(ld, of[RO_NAME] ? of[RO_NAME]->str : "");
+            nk_ld_strict_kebab(ld, of[RO_NAME], "operation name");
+            e->title = nk_ld_node_dup(ld, of[RO_LABEL]);
+            e->description = nk_ld_node_dup(ld, of[RO_DESCRIPTION]);
+            e->path = nk_ld_node_dup(ld, rf[RR_PATH]);
+            e->pos = nk_ld_pos(ld, rf[RR_OPERATIONS]->items[j]);
+            e->hints.open_world = true;
+            if (ld->oom || !nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &e->path_tmpl))
+                continue;
+            memset(&src, 0, sizeof(src));
+            src.node = rf[RR_OPERATIONS]->items[j];
+            src.call = of[RO_CALL];
+            src.with = of[RO_WITH];
+            src.inputs = of[RO_INPUTS];
+            src.rinputs = rf[RR_INPUTS];
+            src.outputs = of[RO_OUTPUTS];
+            if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL &&
+                nk_node_get(src.node, "ref") == NULL)
+                nk_ld_err(ld, src.node, "missing required field 'call' in REST operation");
+            if (of[RO_CALL] != NULL)
+                nk_compile_exposed(ld, a, &src, e);
+        }
+    }
+}
+
+static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
+{
+    const struct nk_node *f[NK_NFIELDS(mcp_fields)];
+    struct nk_adapter *a;
+    const char *transport = "http";
+    size_t i;
+
+    if (!nk_ld_fields(ld, n, "MCP adapter", mcp_fields, NK_NFIELDS(mcp_fields), f))
+        return;
+    if (f[M_NAMESPACE] == NULL || f[M_TOOLS] == NULL)
+        return;
+    if (f[M_TRANSPORT] != NULL) {
+        transport = f[M_TRANSPORT]->str;
+        if (strcmp(transport, "http") != 0 && strcmp(transport, "stdio") != 0) {
+            nk_ld_err(ld, f[M_TRANSPORT], "unknown MCP transport '%s' (expected http or stdio)",
+                      transport);
+            return;
+        }
+    }
+    if (strcmp(transport, "http") == 0 && f[M_PORT] == NULL && nk_node_get(n, "port") == NULL) {
+        nk_ld_err(ld, n, "missing required field 'port' in MCP adapter (transport http)");
+        return;
+    }
+    if (strcmp(transport, "stdio") == 0 && f[M_PORT] != NULL) {
+        nk_ld_err(ld, f[M_PORT], "'port' is not allowed with transport stdio");
+        return;
+    }
+    a = new_adapter(ld, n, NK_ADAPTER_MCP, f[M_NAMESPACE],
+                    strcmp(transport, "stdio") == 0 ? NULL : f[M_PORT], f[M_ADDRESS],
+                    f[M_DESCRIPTION], f[M_TOOLS]->n);
+    if (a == NULL || ld->oom)
+        return;
+    a->transport = nk_ld_strdup(ld, transport);
+    for (i = 0; i < f[M_TOOLS]->n && !ld->oom; i++) {
+        const struct nk_node *tf[NK_NFIELDS(tool_fields)];
+        const struct nk_node *hf[NK_NFIELDS(hint_fields)];
+        const struct nk_node *tn = f[M_TOOLS]->items[i];
+        struct nk_exposed *e = &a->ops[a->n_ops];
+        struct nk_exposed_src src;
+        if (tn->kind == NK_NODE_MAPPING && nk_node_get(tn, "ref") != NULL) {
+            /* ref mode inherits name, description, ... from an aggregate function */
+            const struct nk_node *k = tn->pairs[0].key;
+            size_t pi;
+            for (pi = 0; pi < tn->n; pi++)
+                if (strcmp(tn->pairs[pi].key->str, "ref") == 0)
+                    k = tn->pairs[pi].key;
+            nk_ld_err(ld, k, "'ref' in MCP tool is not supported by naftikod yet");
+            continue;
+        }
+        if (!nk_ld_fields(ld, tn, "MCP tool", tool_fields, NK_NFIELDS(tool_fields), tf))
+            continue;
+        if (tf[T_NAME] == NULL)
+            continue;
+        if (tf[T_LABEL] != NULL && tf[T_TITLE] != NULL)
+            nk_ld_err(ld, tf[T_TITLE], "MCP tool has both 'label' and 'title'");
+        memset(e, 0, sizeof(*e));
+        a->n_ops++;
+        e->name = nk_ld_node_dup(ld, tf[T_NAME]);
+        nk_ld_strict_kebab(ld, tf[T_NAME], "tool name");
+        e->title = nk_ld_node_dup(ld, tf[T_LABEL] ? tf[T_LABEL] : tf[T_TITLE]);
+        e->description = nk_ld_node_dup(ld, tf[T_DESCRIPTION]);
+        e->pos = nk_ld_pos(ld, tn);
+        /* the schema's defaults (also MCP's ToolAnnotations defaults) */
+        e->hints.destructive = true;
+        e->hints.open_world = true;
+        if (tf[T_HINTS] != NULL &&
+            nk_ld_fields(ld, tf[T_HINTS], "hints", hint_fields, NK_NFIELDS(hint_fields), hf)) {
+            if (hf[0] != NULL)
+                nk_node_bool(hf[0], &e->hints.read_only);
+            if (hf[1] != NULL)
+                nk_node_bool(hf[1], &e->hints.destructive);
+            if (hf[2] != NULL)
+                nk_node_bool(hf[2], &e->hints.idempotent);
+            if (hf[3] != NULL)
+                nk_node_bool(hf[3], &e->hints.open_world);
+        }
+        memset(&src, 0, sizeof(src));
+        src.node = tn;
+        src.call = tf[T_CALL];
+        src.with = tf[T_WITH];
+        src.inputs = tf[T_INPUTS];
+        src.outputs = tf[T_OUTPUTS];
+        if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL &&
+            nk_node_get(tn, "ref") == NULL) {
+            if (tf[T_OUTPUTS] != NULL) {
+                nk_ld_err(ld, tn,
+                          "mock tools (outputParameters without 'call') are not supported "
+                          "by naftikod yet");
+                continue;
+            }
+            nk_ld_err(ld, tn, "missing required field 'call' in MCP tool");
+        }
+        if (!ld->oom && tf[T_CALL] != NULL)
+            nk_compile_exposed(ld, a, &src, e);
+    }
+}
+
+void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq)
+{
+    size_t i;
+
+    for (i = 0; i < seq->n && !ld->oom; i++) {
+        const struct nk_node *n = seq->items[i];
+        const struct nk_node *type = nk_node_get(n, "type");
+        if (n->kind != NK_NODE_MAPPING) {
+            nk_ld_err(ld, n, "exposes entry must be a mapping");
+            continue;
+        }
+        if (type == NULL || !nk_node_is_string(type)) {
+            nk_ld_err(ld, type ? type : n, "exposes entry needs a 'type' (rest or mcp)");
+            continue;
+        }
+        if (strcmp(type->str, "rest") == 0)
+            load_rest(ld, n);
+        else if (strcmp(type->str, "mcp") == 0)
+            load_mcp(ld, n);
+        else if (strcmp(type->str, "skill") == 0 || strcmp(type->str, "control") == 0)
+            nk_ld_err(ld, type, "exposes type '%s' is not supported by naftikod yet", type->str);
+        else
+            nk_ld_err(ld, type, "unknown exposes type '%s' (expected rest or mcp)", type->str);
+    }
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_optable_oom.c: "fail the N-th allocation": load the shipped capability with the N-th
+ * malloc/calloc/realloc/strdup of naftikod's own code failing, for every N until a load needs
+ * fewer allocations. Each run must return NK_ERR_NOMEM (or succeed), never crash or leak
+ * (run under ASan). Linked with -Wl,--wrap so only naftikod_core's calls are counted. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "naftikod/optable.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+char *__wrap_strdup(const char *s);
+
+static long countdown = -1; /* -1: never fail */
+static long calls;
+
+static int fail_now(void)
+{
+    calls++;
+    if (countdown < 0)
+        return 0;
+    return --countdown == 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return fail_now() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+    return fail_now() ? NULL : __real_calloc(n, m);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return fail_now() ? NULL : __real_realloc(p, n);
+}
+
+char *__wrap_strdup(const char *s)
+{
+    return fail_now() ? NULL : __real_strdup(s);
+}
+
+static void run(const char *path, long n, enum nk_rc *rc)
+{
+    const char *files[1];
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+
+    files[0] = path;
+    countdown = -1;
+    nk_diags_init(&d);
+    countdown = n;
+    *rc = nk_optable_load(files, 1, NULL, &d, &t);
+    countdown = -1;
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
+static void fail_each(const char *path, enum nk_rc ok_rc)
+{
+    long n, total;
+    enum nk_rc rc;
+
+    calls = 0;
+    run(path, -1, &rc);
+    assert_int_equal(rc, ok_rc);
+    total = calls;
+    assert_true(total > 10);
+    for (n = 1; n <= total; n++) {
+        run(path, n, &rc);
+        if (rc != NK_ERR_NOMEM && rc != ok_rc)
+            fail_msg("allocation %ld of %ld: rc %d", n, total, (int)rc);
+    }
+}
+
+static void test_seed_every_allocation(void **state)
+{
+    (void)state;
+    fail_each(NK_SOURCE_DIR "/capabilities/stackrox-apitokenservice.yaml", NK_OK);
+}
+
+static void test_full_every_allocation(void **state)
+{
+    (void)state;
+    fail_each(NK_TEST_DATA "/spec/valid/full.yaml", NK_OK);
+}
+
+static void test_invalid_every_allocation(void **state)
+{
+    (void)state;
+    fail_each(NK_TEST_DATA "/spec/invalid/param-path-not-in-path.yaml", NK_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seed_every_allocation),
+        cmocka_unit_test(test_full_every_allocation),
+        cmocka_unit_test(test_invalid_every_allocation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,353 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_optable.c: the compiled table of the shipped StackRox capability, and load edge cases. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "naftikod/optable.h"
+
+#define SEED NK_SOURCE_DIR "/capabilities/stackrox-apitokenservice.yaml"
+
+static struct nk_optable *load_seed(void)
+{
+    const char *files[] = {SEED};
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors, 0);
+    assert_int_equal(d.n_warnings, 1); /* Authorization value without a scheme */
+    assert_non_null(strstr(d.v[0].msg, "has no scheme"));
+    assert_int_equal(d.v[0].line, 89);
+    assert_int_equal(d.v[0].column, 14);
+    nk_diags_cleanup(&d);
+    assert_non_null(t);
+    return t;
+}
+
+static const struct nk_arg *arg(const struct nk_exposed *e, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < e->n_args; i++)
+        if (strcmp(e->args[i].name, name) == 0)
+            return &e->args[i];
+    return NULL;
+}
+
+static const struct nk_exposed *rest_op(const struct nk_adapter *a, const char *method,
+                                        const char *path)
+{
+    size_t i;
+
+    for (i = 0; i < a->n_ops; i++)
+        if (strcmp(a->ops[i].method, method) == 0 && strcmp(a->ops[i].path, path) == 0)
+            return &a->ops[i];
+    return NULL;
+}
+
+static void test_seed_consumer(void **state)
+{
+    struct nk_optable *t = load_seed();
+    const struct nk_consumer *c;
+    const struct nk_operation *o;
+
+    (void)state;
+    assert_int_equal(t->n_consumers, 1);
+    c = &t->consumers[0];
+    assert_string_equal(c->ns, "stackrox-apitokenservice");
+    assert_int_equal(c->n_ops, 4);
+    assert_string_equal(c->base_uri.src, "https://{central-host}");
+    assert_int_equal(c->auth.type, NK_AUTH_APIKEY);
+    assert_string_equal(c->auth.key, "Authorization");
+    assert_int_equal(c->auth.placement, NK_PLACE_HEADER);
+    assert_string_equal(c->auth.value.src, "{{env.STACKROX_API_KEY}}");
+    assert_int_equal(t->n_binds, 1);
+    assert_string_equal(t->binds[0].ns, "env");
+    assert_string_equal(t->binds[0].name, "STACKROX_API_KEY");
+    assert_string_equal(t->binds[0].source, "STACKROX_API_KEY");
+    assert_null(t->binds[0].location);
+    assert_string_equal(t->label, "API Reference — APITokenService");
+
+    o = nk_optable_find_op(t, "stackrox-apitokenservice.revoketoken");
+    assert_non_null(o);
+    assert_ptr_equal(o->consumer, c);
+    assert_string_equal(o->method, "PATCH");
+    assert_string_equal(o->path.src, "/v1/apitokens/revoke/{id}");
+    assert_int_equal(o->n_params, 1);
+    assert_string_equal(o->params[0].name, "id");
+    assert_int_equal(o->params[0].in, NK_IN_PATH);
+    assert_true(o->params[0].required);
+    assert_int_equal(o->n_outputs, 1);
+    assert_string_equal(nk_jsonpath_text(o->outputs[0].value), "$.");
+    assert_string_equal(o->output_raw_format, "json");
+    assert_string_equal(o->pos.file, SEED);
+    assert_int_equal(o->pos.line, 57); /* "- name: revoketoken" */
+    assert_int_equal(o->pos.column, 9);
+
+    o = nk_optable_find_op(t, "stackrox-apitokenservice.generatetoken");
+    assert_non_null(o);
+    assert_int_equal(o->params[0].in, NK_IN_BODY);
+    assert_int_equal(o->params[0].type, NK_TYPE_OBJECT);
+    assert_null(nk_optable_find_op(t, "stackrox-apitokenservice.nope"));
+    assert_null(nk_optable_find_op(t, "getapitokens"));
+    nk_optable_unref(t);
+}
+
+static void test_seed_rest(void **state)
+{
+    struct nk_optable *t = load_seed();
+    const struct nk_adapter *a;
+    const struct nk_exposed *e;
+    const struct nk_arg *g;
+
+    (void)state;
+    assert_int_equal(t->n_adapters, 2);
+    a = &t->adapters[0];
+    assert_int_equal(a->type, NK_ADAPTER_REST);
+    assert_int_equal(a->port, 8080);
+    assert_null(a->address);
+    assert_int_equal(a->n_ops, 4);
+
+    e = rest_op(a, "GET", "/v1/v1/apitokens");
+    assert_non_null(e);
+    assert_ptr_equal(e->target, nk_optable_find_op(t, "stackrox-apitokenservice.getapitokens"));
+    g = arg(e, "revoked");
+    assert_non_null(g);
+    assert_int_equal(g->in, NK_IN_QUERY);
+    assert_int_equal(g->type, NK_TYPE_BOOLEAN);
+    assert_false(g->required);
+    assert_int_equal(e->n_bindings, 1);
+    assert_int_equal(e->bindings[0].kind, NK_BIND_ARG);
+    assert_ptr_equal(&e->args[e->bindings[0].arg], g);
+    assert_ptr_equal(e->bindings[0].param, &e->target->params[0]);
+    assert_non_null(e->output);
+    assert_int_equal(e->output->type, NK_TYPE_OBJECT);
+    assert_string_equal(nk_jsonpath_text(e->output->mapping), "$.");
+    assert_int_equal(e->output->n_props, 0);
+
+    e = rest_op(a, "PATCH", "/v1/v1/apitokens/revoke/{id}");
+    assert_non_null(e);
+    assert_int_equal(e->n_args, 1);
+    g = arg(e, "id");
+    assert_int_equal(g->in, NK_IN_PATH);
+    assert_int_equal(g->type, NK_TYPE_STRING);
+    assert_true(g->required);
+    assert_int_equal(e->path_tmpl.n, 2);
+    assert_int_equal(e->path_tmpl.parts[1].kind, NK_TMPL_VAR);
+    assert_string_equal(e->path_tmpl.parts[1].text, "id");
+
+    e = rest_op(a, "POST", "/v1/v1/apitokens/generate");
+    assert_non_null(e);
+    g = arg(e, "body");
+    assert_non_null(g);
+    assert_int_equal(g->in, NK_IN_BODY);
+    assert_int_equal(g->type, NK_TYPE_OBJECT);
+    assert_true(g->required);
+    assert_string_equal(g->description, "Request body (JSON).");
+    assert_non_null(rest_op(a, "GET", "/v1/v1/apitokens/{id}"));
+    nk_optable_unref(t);
+}
+
+static void test_seed_mcp(void **state)
+{
+    struct nk_optable *t = load_seed();
+    const struct nk_adapter *a;
+    const struct nk_exposed *e;
+    const struct nk_arg *g;
+    json_t *want;
+
+    (void)state;
+    a = &t->adapters[1];
+    assert_int_equal(a->type, NK_ADAPTER_MCP);
+    assert_int_equal(a->port, 9090);
+    assert_string_equal(a->transport, "http");
+    assert_string_equal(a->ns, "stackrox-apitokenservice-mcp");
+    assert_int_equal(a->n_ops, 4);
+
+    e = nk_adapter_find_tool(a, "getapitokens-returns-all-api-tokens");
+    assert_non_null(e);
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_true(e->hints.idempotent);
+    assert_true(e->hints.open_world);
+    g = arg(e, "revoked");
+    assert_int_equal(g->in, NK_IN_BODY);
+    assert_int_equal(g->type, NK_TYPE_BOOLEAN);
+    assert_false(g->required);
+    want = json_pack("{s:s, s:{s:{s:s}}}", "type", "object", "properties", "revoked", "type",
+                     "boolean");
+    assert_true(json_equal(want, e->input_schema));
+    json_decref(want);
+
+    e = nk_adapter_find_tool(a, "revoketoken-removes-api-token-given");
+    assert_non_null(e);
+    assert_false(e->hints.read_only);
+    assert_true(e->hints.idempotent);
+    want = json_pack("{s:s, s:{s:{s:s}}, s:[s]}", "type", "object", "properties", "id", "type",
+                     "string", "required", "id");
+    assert_true(json_equal(want, e->input_schema));
+    json_decref(want);
+
+    e = nk_adapter_find_tool(a, "generatetoken-generates-api-token-given");
+    want = json_pack("{s:s, s:{s:{s:s, s:s}}, s:[s]}", "type", "object", "properties", "body",
+                     "type", "object", "description", "Request body (JSON).", "required", "body");
+    assert_true(json_equal(want, e->input_schema));
+    json_decref(want);
+    assert_null(nk_adapter_find_tool(a, "nope"));
+    nk_optable_unref(t);
+}
+
+static void test_refcount(void **state)
+{
+    struct nk_optable *t = load_seed();
+
+    (void)state;
+    assert_ptr_equal(nk_optable_ref(t), t);
+    nk_optable_unref(t);
+    nk_optable_unref(t);
+    nk_optable_unref(NULL);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_string_equal(nk_type_name(NK_TYPE_ANY), "any");
+    assert_string_equal(nk_type_name(NK_TYPE_BOOLEAN), "boolean");
+    assert_string_equal(nk_type_name(NK_TYPE_OBJECT), "object");
+    assert_string_equal(nk_in_name(NK_IN_PATH), "path");
+    assert_string_equal(nk_in_name(NK_IN_ENVIRONMENT), "environment");
+}
+
+/* Two files: the consumer in one, the adapter that calls it in the other. */
+static void test_cross_file(void **state)
+{
+    const char *files[] = {NK_TEST_DATA "/spec/multi/consumer.yaml",
+                           NK_TEST_DATA "/spec/multi/exposer.yaml"};
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 2, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors, 0);
+    assert_int_equal(t->n_files, 2);
+    assert_ptr_equal(t->adapters[0].ops[0].target, nk_optable_find_op(t, "shared.get-thing"));
+    assert_string_equal(t->adapters[0].pos.file, files[1]);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+
+    /* the same consumer twice is a duplicate namespace */
+    files[1] = files[0];
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 2, NULL, &d, &t), NK_ERR_INVALID);
+    assert_int_equal(d.n_errors, 1);
+    assert_non_null(strstr(d.v[0].msg, "duplicate consumes namespace 'shared'"));
+    nk_diags_cleanup(&d);
+}
+
+static void test_missing_file(void **state)
+{
+    const char *files[] = {NK_TEST_DATA "/spec/does-not-exist.yaml"};
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 1, NULL, &d, &t), NK_ERR_IO);
+    assert_null(t);
+    assert_int_equal(d.n_errors, 1);
+    assert_non_null(strstr(d.v[0].msg, "cannot open"));
+    nk_diags_cleanup(&d);
+}
+
+static void test_strict(void **state)
+{
+    const char *files[] = {SEED};
+    struct nk_load_options o = {.strict = true};
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 1, &o, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors, 0);
+    assert_true(d.n_warnings > 10);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
+/* The generator spells exposed path variables loosely: `{config-id}` for `rest.config.id`,
+ * `{job-id}` for the consumed `{job_id}`; both reach the path argument. Consumed paths may
+ * omit the leading '/'. */
+static void test_loose_path_names(void **state)
+{
+    static const char doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: c\n"
+                              "    baseUri: https://x.example.com\n"
+                              "    resources:\n"
+                              "    - name: cfg\n"
+                              "      path: config/{config.id}/jobs/{job_id}\n"
+                              "      operations:\n"
+                              "      - name: put-cfg\n"
+                              "        method: PUT\n"
+                              "  exposes:\n"
+                              "  - type: rest\n"
+                              "    namespace: r\n"
+                              "    port: 8080\n"
+                              "    resources:\n"
+                              "    - path: /v1/config/{config-id}/jobs/{job-id}\n"
+                              "      operations:\n"
+                              "      - method: PUT\n"
+                              "        call: c.put-cfg\n"
+                              "        with:\n"
+                              "          config.id: rest.config.id\n";
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_exposed *e;
+    const struct nk_operation *o;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("loose.yaml", doc, sizeof(doc) - 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n, 0);
+    o = nk_optable_find_op(t, "c.put-cfg");
+    assert_string_equal(o->path.src, "/config/{config.id}/jobs/{job_id}");
+    assert_int_equal(o->n_params, 2);
+    e = &t->adapters[0].ops[0];
+    assert_int_equal(e->n_args, 2);
+    assert_int_equal(e->n_bindings, 2);
+    assert_string_equal(e->args[e->bindings[0].arg].name, "config-id");
+    assert_string_equal(e->bindings[0].param->name, "config.id");
+    assert_string_equal(e->args[e->bindings[1].arg].name, "job-id");
+    assert_string_equal(e->bindings[1].param->name, "job_id");
+    assert_int_equal(e->args[0].in, NK_IN_PATH);
+    assert_int_equal(e->args[1].in, NK_IN_PATH);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seed_consumer),
+        cmocka_unit_test(test_seed_rest),
+        cmocka_unit_test(test_seed_mcp),
+        cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_cross_file),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_strict),
+        cmocka_unit_test(test_loose_path_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
