@@ -24,6 +24,27 @@ static char *openapi_path(const char *path)
     return out;
 }
 
+static const char *type_name(enum nk_type t)
+{
+    switch (t) {
+    case NK_TYPE_STRING:
+        return "string";
+    case NK_TYPE_NUMBER:
+        return "number";
+    case NK_TYPE_INTEGER:
+        return "integer";
+    case NK_TYPE_BOOLEAN:
+        return "boolean";
+    case NK_TYPE_ARRAY:
+        return "array";
+    case NK_TYPE_OBJECT:
+        return "object";
+    case NK_TYPE_ANY:
+    default:
+        return NULL;
+    }
+}
+
 /* The schema of one argument: the table's own, else one from its type. */
 static json_t *arg_schema(const struct nk_arg *arg)
 {
@@ -31,10 +52,14 @@ static json_t *arg_schema(const struct nk_arg *arg)
 
     if (s == NULL)
         return NULL;
-    if (arg->schema == NULL && arg->type != NK_TYPE_ANY)
-        json_object_set_new(s, "type", json_string(nk_type_name(arg->type)));
+    if (arg->schema == NULL && type_name(arg->type) != NULL)
+        json_object_set_new(s, "type", json_string(type_name(arg->type)));
     if (arg->pattern != NULL && json_object_get(s, "pattern") == NULL)
         json_object_set_new(s, "pattern", json_string(arg->pattern));
+    if (json_is_string(json_object_get(s, "type")) &&
+        strcmp(json_string_value(json_object_get(s, "type")), "array") == 0 &&
+        json_object_get(s, "items") == NULL)
+        json_object_set_new(s, "items", json_object());
     /* The description travels on the parameter itself. */
     json_object_del(s, "description");
     return s;
