@@ -657,7 +657,8 @@ out:
     }
     free(ls);
     nk_server_free(server);
-    nk_context_unref(ctx);
+    if (ctx != NULL)
+        nk_context_unref(ctx);
     nk_optable_unref(table);
     if (global)
         nk_upstream_global_cleanup();
