@@ -21,7 +21,7 @@
 #include "naftikod/httpd.h"
 
 /* What the handler saw and how it should answer. */
-enum mode { ANSWER_NOW, ANSWER_LATER, NEVER_ANSWER };
+enum mode { ANSWER_NOW, ANSWER_LATER, NEVER_ANSWER, ANSWER_IN_THREAD };
 
 struct fixture {
     struct nk_httpd *h;
@@ -60,22 +60,56 @@ static void answer(struct nk_http_req *req, json_t *seen)
     nk_http_respond(req, 200, "application/json", text, text ? strlen(text) : 0, hdrs);
 }
 
+struct thread_answer {
+    struct nk_http_req *req;
+    json_t *seen;
+};
+
+static void *answer_thread(void *arg)
+{
+    struct thread_answer *t = arg;
+
+    answer(t->req, t->seen);
+    json_decref(t->seen);
+    free(t);
+    return NULL;
+}
+
 static void handler(void *ud, struct nk_http_req *req)
 {
     struct fixture *f = ud;
     json_t *seen = describe(req);
 
+    if (f->mode == ANSWER_IN_THREAD) {
+        struct thread_answer *t = malloc(sizeof(*t));
+        pthread_t th;
+        t->req = req;
+        t->seen = seen;
+        pthread_mutex_lock(&f->mu);
+        f->calls++;
+        pthread_mutex_unlock(&f->mu);
+        if (pthread_create(&th, NULL, answer_thread, t) == 0) {
+            pthread_detach(th);
+            return;
+        }
+        answer(req, seen);
+        json_decref(seen);
+        free(t);
+        return;
+    }
+
     pthread_mutex_lock(&f->mu);
     f->calls++;
     json_decref(f->seen);
-    f->seen = json_incref(seen);
     if (f->mode != ANSWER_NOW) {
+        /* The responder thread takes it from here; this thread no longer touches seen. */
+        f->seen = seen;
         f->held = req;
         pthread_cond_broadcast(&f->cond);
         pthread_mutex_unlock(&f->mu);
-        json_decref(seen);
         return;
     }
+    f->seen = json_deep_copy(seen);
     pthread_mutex_unlock(&f->mu);
     answer(req, seen);
     json_decref(seen);
@@ -437,6 +471,49 @@ static void test_quiesce_and_stop_with_pending(void **state)
     finish(f);
 }
 
+struct burst {
+    unsigned port;
+    int ok;
+};
+
+static void *burst_client(void *arg)
+{
+    struct burst *b = arg;
+    int i;
+
+    for (i = 0; i < 25; i++) {
+        static const char raw[] = "GET /burst?i=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        char *resp = exchange(AF_INET, b->port, raw, sizeof(raw) - 1);
+        if (status_of(resp) == 200 && strstr(resp, "\"/burst\"") != NULL)
+            b->ok++;
+        free(resp);
+    }
+    return NULL;
+}
+
+static void test_concurrent_answers_from_threads(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    struct burst b[4];
+    pthread_t t[4];
+    int i, ok = 0;
+
+    (void)state;
+    f->mode = ANSWER_IN_THREAD;
+    for (i = 0; i < 4; i++) {
+        b[i].port = nk_httpd_port(f->h);
+        b[i].ok = 0;
+        assert_int_equal(pthread_create(&t[i], NULL, burst_client, &b[i]), 0);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        ok += b[i].ok;
+    }
+    assert_int_equal(ok, 100);
+    assert_int_equal(nk_httpd_pending(f->h), 0);
+    finish(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_ipv6_and_bad_address),
         cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_quiesce_and_stop_with_pending),
+        cmocka_unit_test(test_concurrent_answers_from_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
