@@ -216,11 +216,10 @@ static void usage(FILE *out)
     for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         snprintf(left, sizeof(left), "%s%s%s", opts[i].flag, opts[i].arg ? " " : "",
                  opts[i].arg ? opts[i].arg : "");
-        fprintf(out, "  %-28s %s\n", left, opts[i].help);
-        fprintf(out, "  %-28s env %s, default %s\n", "", opts[i].env ? opts[i].env : "-",
-                opts[i].dflt);
+        fprintf(out, "  %-24s (env %s; default %s)\n      %s\n", left,
+                opts[i].env ? opts[i].env : "-", opts[i].dflt, opts[i].help);
     }
-    fputs("  -h, --help                   show this help and exit\n"
+    fputs("  -h, --help\n      show this help and exit\n"
           "\n"
           "Exit status: 0 after a clean shutdown, 1 when start-up fails (invalid capability,\n"
           "missing variable or credential, address in use), 2 on a usage error.\n",
