@@ -3,7 +3,7 @@
 # They need the double (tests/cmake/central.cmake, included before this file) and curl, jq and
 # openssl on the machine.
 set(NK_REST_CASES crud encoding validation routing passthrough unreachable timeout openapi
-  signals)
+  signals async)
 if(TARGET central-double)
   foreach(case ${NK_REST_CASES})
     add_test(NAME integration.rest.${case}

@@ -5,7 +5,7 @@
 #
 # usage: rest_e2e.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR CASE
 # CASE: crud | encoding | validation | routing | passthrough | unreachable | timeout | openapi |
-#       signals | spectral
+#       signals | async | spectral
 set -euo pipefail
 
 NAFTIKOD=$1
@@ -436,6 +436,41 @@ case_spectral() {
     pass "spectral lint (spectral:oas): clean"
 }
 
+case_async() {
+    local i bg=() n
+    start_double
+    start_naftikod "127.0.0.1:$CPORT"
+    # Stall the next 6 upstream calls (more than the 2 listener threads) ...
+    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
+        "https://127.0.0.1:$CPORT/__double/faults" \
+        -d '{"mode":"stall","seconds":20,"count":6}' >/dev/null || fail "cannot set the fault"
+    for i in 1 2 3 4 5 6; do
+        curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -H "X-Request-Id: it-stall-$i" \
+            "http://127.0.0.1:$REST/v1/v1/apitokens" >"$work/stall.$i" 2>/dev/null &
+        bg+=($!)
+    done
+    for _ in $(seq 200); do
+        n=$(curl -sS --max-time 10 --cacert "$work/central.crt" \
+            "https://127.0.0.1:$CPORT/__double/requests" | jq '[.[] | select(.uri == "/v1/apitokens")] | length')
+        [ "$n" = 6 ] && break
+        sleep 0.05
+    done
+    [ "$n" = 6 ] || fail "only $n of 6 stalled calls reached Central"
+    # ... and while all six wait upstream, naftikod still answers, upstream calls included.
+    req GET /v1/v1/apitokens -H 'X-Request-Id: it-after-stall'
+    expect_status 200 "call while 6 calls are stalled upstream"
+    req GET /openapi.json
+    expect_status 200 "openapi while 6 calls are stalled upstream"
+    for i in 1 2 3 4 5 6; do
+        [ ! -s "$work/stall.$i" ] || fail "stalled call $i finished early: $(cat "$work/stall.$i")"
+    done
+    pass "6 calls stalled upstream hold no server thread: other requests answered meanwhile"
+    # Central's SIGTERM wakes the stalled calls; they then complete.
+    kill -TERM "$DOUBLE_PID"
+    for i in "${bg[@]}"; do wait "$i" || true; done
+    pass "stalled calls completed after Central released them"
+}
+
 case_signals() {
     local out code
     start_double
@@ -471,8 +506,15 @@ case_signals() {
 
 case "$CASE" in
 crud | encoding | validation | routing | passthrough | unreachable | timeout | openapi | \
-    signals | spectral)
+    signals | async | spectral)
     "case_$CASE"
+    # Every case ends with a clean shutdown: exit 0 (under ASan this also means no leak).
+    if [ -n "$NK_PID" ] && kill -0 "$NK_PID" 2>/dev/null; then
+        kill -TERM "$NK_PID"
+        code=0
+        wait "$NK_PID" || code=$?
+        [ "$code" = 0 ] || fail "naftikod exited $code after SIGTERM"
+    fi
     ;;
 *)
     echo "unknown case $CASE" >&2
