@@ -325,6 +325,23 @@ case_routing() {
     header Allow | grep -q GET || fail "405 generate: Allow '$(header Allow)' lacks GET"
     pass "wrong method -> 405 with Allow ($(header Allow))"
 
+    # GET on the literal /generate path is the {id} route with id "generate" (POST is generate).
+    req GET /v1/v1/apitokens/generate -H 'X-Request-Id: it-prec'
+    jq -e '.[0].method == "GET" and .[0].uri == "/v1/apitokens/generate"' \
+        <<<"$(recorded it-prec)" >/dev/null || fail "GET /generate: $(recorded it-prec)"
+    pass "GET /generate falls back to the {id} route"
+
+    req GET /v1/v1/apitokens/a%00b -H 'X-Request-Id: it-nul'
+    expect_problem 400 "encoded NUL in an id"
+    nothing_sent it-nul "encoded NUL"
+    req GET /v1/v1/apitokens/a%zzb -H 'X-Request-Id: it-badpct'
+    expect_problem 400 "malformed escape in an id"
+    nothing_sent it-badpct "malformed escape"
+    req GET /v1/v1/apitokens/%FF%FE -H 'X-Request-Id: it-utf8'
+    expect_problem 400 "id not UTF-8"
+    nothing_sent it-utf8 "id not UTF-8"
+    pass "%00, %zz and non-UTF-8 ids -> 400, nothing sent upstream"
+
     big=$(head -c 2000 /dev/zero | tr '\0' 'x')
     req POST /v1/v1/apitokens/generate -H 'Content-Type: application/json' \
         -H 'X-Request-Id: it-413' -d "{\"name\":\"$big\"}"
