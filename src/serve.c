@@ -1,12 +1,670 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* serve.c: placeholder until the subcommand lands (replaced by its module's owner). */
+/* serve.c: `naftikod serve`: options, start-up order, one listener per adapter, signals, drain;
+ * and the shared server state (struct nk_server) the adapters read. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "naftikod/cmd.h"
+#include "naftikod/common.h"
+#include "naftikod/httpd.h"
+#include "naftikod/invoke.h"
+#include "naftikod/mcp.h"
+#include "naftikod/optable.h"
+#include "naftikod/rest.h"
+#include "naftikod/server.h"
+#include "naftikod/upstream.h"
+
+/* ---- shared server state ------------------------------------------------------------------ */
+
+struct nk_server {
+    pthread_mutex_t mu; /* guards ctx */
+    struct nk_context *ctx;
+    struct nk_upstream *up; /* borrowed */
+};
+
+enum nk_rc nk_server_new(struct nk_context *ctx, struct nk_upstream *up, struct nk_server **out)
+{
+    struct nk_server *s = calloc(1, sizeof(*s));
+
+    *out = NULL;
+    if (s == NULL)
+        return NK_ERR_NOMEM;
+    pthread_mutex_init(&s->mu, NULL);
+    s->ctx = nk_context_ref(ctx);
+    s->up = up;
+    *out = s;
+    return NK_OK;
+}
+
+void nk_server_free(struct nk_server *s)
+{
+    if (s == NULL)
+        return;
+    nk_context_unref(s->ctx);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+void nk_server_swap(struct nk_server *s, struct nk_context *ctx)
+{
+    struct nk_context *old;
+
+    nk_context_ref(ctx);
+    pthread_mutex_lock(&s->mu);
+    old = s->ctx;
+    s->ctx = ctx;
+    pthread_mutex_unlock(&s->mu);
+    nk_context_unref(old);
+}
+
+struct nk_context *nk_server_context(struct nk_server *s)
+{
+    struct nk_context *c;
+
+    pthread_mutex_lock(&s->mu);
+    c = nk_context_ref(s->ctx);
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+struct nk_upstream *nk_server_upstream(struct nk_server *s)
+{
+    return s->up;
+}
+
+/* ---- logging ------------------------------------------------------------------------------ */
+
+static void logline(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One line an event on stderr: UTC time, level, message. Written with one call so lines from
+ * different threads do not interleave. */
+static void logline(const char *level, const char *fmt, ...)
+{
+    char line[1024];
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+    va_list ap;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000L, level);
+    va_start(ap, fmt);
+    if (n < sizeof(line))
+        vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    va_end(ap);
+    n = strlen(line);
+    if (n + 1 >= sizeof(line))
+        n = sizeof(line) - 2;
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    fputs(line, stderr);
+}
+
+/* Copy s into out with anything not printable ASCII shown as '?' (paths are logged raw). */
+static void printable(const char *s, char *out, size_t cap)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0' && i + 1 < cap; i++)
+        out[i] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    out[i] = '\0';
+}
+
+static void access_line(void *ud, const struct nk_http_access *a)
+{
+    char path[512], method[32];
+
+    (void)ud;
+    printable(a->path, path, sizeof(path));
+    printable(a->method, method, sizeof(method));
+    logline("access", "%s %s %u %.1fms id=%s client=%s", method, path, a->status,
+            a->seconds * 1000.0, a->request_id, a->client);
+}
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_VAR };
+
+struct serve_config {
+    const char *listen;
+    bool listen_given;
+    long rest_port; /* -1: from the spec */
+    long mcp_port;
+    const char *ca_file;
+    bool insecure;
+    bool allow_remote;
+    long connect_timeout_ms;
+    long timeout_ms;
+    long max_response;
+    long max_body;
+    long drain_ms;
+    const char *port_file;
+    struct nk_var *vars;
+    size_t n_vars;
+};
+
+/* The options table: every serve option once, with its environment variable and default. */
+struct opt {
+    const char *flag;
+    const char *env; /* or NULL */
+    enum opt_kind kind;
+    const char *arg;  /* metavariable in --help */
+    const char *dflt; /* default as shown in --help */
+    const char *help;
+    size_t off; /* offset in struct serve_config */
+};
+
+#define CFG(field) offsetof(struct serve_config, field)
+
+static const struct opt opts[] = {
+    {"--listen", "NAFTIKOD_LISTEN", OPT_STRING, "ADDR", "127.0.0.1",
+     "numeric IPv4/IPv6 address every listener binds (overrides an adapter's address:)",
+     CFG(listen)},
+    {"--rest-port", "NAFTIKOD_REST_PORT", OPT_UINT, "N", "the spec's port",
+     "port of the REST adapter(s); 0 picks a free one", CFG(rest_port)},
+    {"--mcp-port", "NAFTIKOD_MCP_PORT", OPT_UINT, "N", "the spec's port",
+     "port of the MCP adapter(s); 0 picks a free one", CFG(mcp_port)},
+    {"--var", NULL, OPT_VAR, "NAME=VALUE", "-",
+     "baseUri variable, repeatable (else env NAME upper-cased, '-' -> '_')", CFG(vars)},
+    {"--ca-file", "NAFTIKOD_CA_FILE", OPT_STRING, "FILE", "system store",
+     "PEM bundle to trust for upstream TLS", CFG(ca_file)},
+    {"--insecure-skip-verify", "NAFTIKOD_INSECURE_SKIP_VERIFY", OPT_BOOL, NULL, "off",
+     "do not verify upstream TLS certificates (labs only; logged as a warning)", CFG(insecure)},
+    {"--allow-remote", "NAFTIKOD_ALLOW_REMOTE", OPT_BOOL, NULL, "off",
+     "allow a non-loopback --listen without inbound authentication (logged as a warning)",
+     CFG(allow_remote)},
+    {"--connect-timeout", "NAFTIKOD_CONNECT_TIMEOUT_MS", OPT_UINT, "MS", "5000",
+     "upstream connect timeout in milliseconds", CFG(connect_timeout_ms)},
+    {"--timeout", "NAFTIKOD_TIMEOUT_MS", OPT_UINT, "MS", "30000",
+     "upstream total timeout per call in milliseconds (REST 504 beyond)", CFG(timeout_ms)},
+    {"--max-response", "NAFTIKOD_MAX_RESPONSE", OPT_UINT, "BYTES", "16777216",
+     "largest upstream response accepted (REST 502 beyond)", CFG(max_response)},
+    {"--max-body", "NAFTIKOD_MAX_BODY", OPT_UINT, "BYTES", "1048576",
+     "largest request body accepted (413 beyond)", CFG(max_body)},
+    {"--drain-timeout", "NAFTIKOD_DRAIN_TIMEOUT_MS", OPT_UINT, "MS", "10000",
+     "on SIGTERM/SIGINT, how long to wait for requests in flight", CFG(drain_ms)},
+    {"--port-file", "NAFTIKOD_PORT_FILE", OPT_STRING, "FILE", "none",
+     "once listening, write \"rest=PORT\\nmcp=PORT\\n\" there (atomically)", CFG(port_file)},
+};
+
+static void usage(FILE *out)
+{
+    size_t i;
+    char left[64];
+
+    fputs("Usage: naftikod serve [OPTIONS] CAPABILITY...\n"
+          "\n"
+          "Load the capability documents and serve every REST and MCP (transport: http) adapter\n"
+          "they expose, in the foreground, until SIGTERM or SIGINT (which drain requests in\n"
+          "flight, then exit 0). Logs go to stderr, one line an event.\n"
+          "\n"
+          "Options (flag, environment variable, default; a flag beats its variable):\n",
+          out);
+    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        snprintf(left, sizeof(left), "%s%s%s", opts[i].flag, opts[i].arg ? " " : "",
+                 opts[i].arg ? opts[i].arg : "");
+        fprintf(out, "  %-24s (env %s; default %s)\n      %s\n", left,
+                opts[i].env ? opts[i].env : "-", opts[i].dflt, opts[i].help);
+    }
+    fputs("  -h, --help\n      show this help and exit\n"
+          "\n"
+          "Exit status: 0 after a clean shutdown, 1 when start-up fails (invalid capability,\n"
+          "missing variable or credential, address in use), 2 on a usage error.\n",
+          out);
+}
+
+static bool parse_ulong(const char *s, long *out)
+{
+    char *end = NULL;
+    unsigned long v;
+
+    if (s == NULL || *s == '\0' || *s == '-')
+        return false;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > (unsigned long)LONG_MAX)
+        return false;
+    *out = (long)v;
+    return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    if (strcmp(s, "1") == 0 || strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0) {
+        *out = true;
+        return true;
+    }
+    if (strcmp(s, "0") == 0 || strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0 ||
+        *s == '\0') {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+/* Apply one option value (from a flag or the environment). Returns false on a bad value. */
+static bool apply(struct serve_config *c, const struct opt *o, const char *value, const char *from)
+{
+    char *base = (char *)c;
+    struct nk_var *tmp;
+    const char *eq;
+
+    switch (o->kind) {
+    case OPT_STRING:
+        *(const char **)(void *)(base + o->off) = value;
+        if (o->off == CFG(listen))
+            c->listen_given = true;
+        return true;
+    case OPT_UINT:
+        if (!parse_ulong(value, (long *)(void *)(base + o->off))) {
+            fprintf(stderr, "naftikod serve: %s: '%s' is not a non-negative integer\n", from,
+                    value);
+            return false;
+        }
+        if ((o->off == CFG(rest_port) || o->off == CFG(mcp_port)) &&
+            *(long *)(void *)(base + o->off) > 65535) {
+            fprintf(stderr, "naftikod serve: %s: port %s is out of range\n", from, value);
+            return false;
+        }
+        return true;
+    case OPT_BOOL:
+        if (!parse_bool(value, (bool *)(void *)(base + o->off))) {
+            fprintf(stderr, "naftikod serve: %s: '%s' is not a boolean\n", from, value);
+            return false;
+        }
+        return true;
+    case OPT_VAR:
+        eq = strchr(value, '=');
+        if (eq == NULL || eq == value) {
+            fprintf(stderr, "naftikod serve: %s: expected NAME=VALUE, got '%s'\n", from, value);
+            return false;
+        }
+        tmp = realloc(c->vars, (c->n_vars + 1) * sizeof(*tmp));
+        if (tmp == NULL)
+            return false;
+        c->vars = tmp;
+        /* The name is cut out of argv in place: argv strings are writable. */
+        ((char *)value)[eq - value] = '\0';
+        c->vars[c->n_vars].name = value;
+        c->vars[c->n_vars].value = eq + 1;
+        c->n_vars++;
+        return true;
+    }
+    return false;
+}
+
+/* Parse argv into c; files get the capability paths (argv slots). Returns 0 to go on, or the exit
+ * status to return now (0 after --help, 2 on a usage error). */
+static int parse_args(int argc, char **argv, struct serve_config *c, const char ***files,
+                      size_t *n_files)
+{
+    size_t i;
+    int a;
+    const char *v;
+    char from[64];
+
+    c->listen = "127.0.0.1";
+    c->rest_port = -1;
+    c->mcp_port = -1;
+    c->drain_ms = 10000;
+    /* Environment first, so flags override it. */
+    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        if (opts[i].env == NULL || (v = getenv(opts[i].env)) == NULL || *v == '\0')
+            continue;
+        snprintf(from, sizeof(from), "%s", opts[i].env);
+        if (!apply(c, &opts[i], v, from))
+            return 2;
+    }
+    *files = calloc((size_t)argc + 1, sizeof(**files));
+    if (*files == NULL)
+        return 2;
+    *n_files = 0;
+    for (a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        const struct opt *o = NULL;
+        size_t flen;
+
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            usage(stdout);
+            return -1;
+        }
+        if (strcmp(arg, "--") == 0) {
+            for (a++; a < argc; a++)
+                (*files)[(*n_files)++] = argv[a];
+            break;
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            (*files)[(*n_files)++] = arg;
+            continue;
+        }
+        for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+            flen = strlen(opts[i].flag);
+            if (strncmp(arg, opts[i].flag, flen) == 0 && (arg[flen] == '\0' || arg[flen] == '=')) {
+                o = &opts[i];
+                break;
+            }
+        }
+        if (o == NULL) {
+            fprintf(stderr, "naftikod serve: unknown option '%s'\nTry 'naftikod serve --help'.\n",
+                    arg);
+            return 2;
+        }
+        flen = strlen(o->flag);
+        if (arg[flen] == '=') {
+            v = arg + flen + 1;
+        } else if (o->kind == OPT_BOOL) {
+            v = "true";
+        } else if (a + 1 < argc) {
+            v = argv[++a];
+        } else {
+            fprintf(stderr, "naftikod serve: %s needs a value\n", o->flag);
+            return 2;
+        }
+        if (!apply(c, o, v, o->flag))
+            return 2;
+    }
+    if (*n_files == 0) {
+        fprintf(stderr, "naftikod serve: no capability file given\n"
+                        "Try 'naftikod serve --help'.\n");
+        return 2;
+    }
+    return 0;
+}
+
+static bool is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+           strcasecmp(addr, "localhost") == 0;
+}
+
+/* ---- listeners ---------------------------------------------------------------------------- */
+
+struct listener {
+    struct nk_server *server;
+    enum nk_adapter_type type;
+    char *ns;
+    struct nk_httpd *httpd;
+    unsigned port;
+    char *address;
+};
+
+static void on_request(void *ud, struct nk_http_req *req)
+{
+    struct listener *l = ud;
+
+    if (l->type == NK_ADAPTER_REST)
+        nk_rest_handle(l->server, l->ns, req);
+    else
+        nk_mcp_handle(l->server, l->ns, req);
+}
+
+static enum nk_rc write_port_file(const char *path, const struct listener *ls, size_t n)
+{
+    char *tmp = NULL;
+    FILE *f = NULL;
+    enum nk_rc rc = NK_ERR_IO;
+    size_t i;
+
+    tmp = malloc(strlen(path) + 32);
+    if (tmp == NULL)
+        return NK_ERR_NOMEM;
+    sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        goto out;
+    for (i = 0; i < n; i++)
+        fprintf(f, "%s=%u\n", ls[i].type == NK_ADAPTER_REST ? "rest" : "mcp", ls[i].port);
+    if (fclose(f) != 0) {
+        f = NULL;
+        goto out;
+    }
+    f = NULL;
+    if (rename(tmp, path) != 0)
+        goto out;
+    rc = NK_OK;
+out:
+    if (f != NULL)
+        fclose(f);
+    if (rc != NK_OK && tmp != NULL)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wait (bounded by drain_ms) until no listener has a request in flight. */
+static void drain(struct listener *ls, size_t n, long drain_ms)
+{
+    double deadline = now_s() + (double)drain_ms / 1000.0;
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    size_t i, pending;
+
+    for (;;) {
+        pending = 0;
+        for (i = 0; i < n; i++)
+            pending += nk_httpd_pending(ls[i].httpd);
+        if (pending == 0) {
+            logline("info", "drained: no request in flight");
+            return;
+        }
+        if (now_s() >= deadline) {
+            logline("warning", "drain timeout: %zu request(s) still in flight are cut short",
+                    pending);
+            return;
+        }
+        /* httpd offers no completion signal across listeners; poll at 10 ms. */
+        nanosleep(&pause, NULL);
+    }
+}
 
 int nk_cmd_serve(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "naftikod: '%s' is not implemented yet\n", argv[0]);
-    return 2;
+    struct serve_config cfg;
+    const char **files = NULL;
+    size_t n_files = 0, i, n_ls = 0;
+    struct nk_diags diags;
+    struct nk_optable *table = NULL;
+    struct nk_context *ctx = NULL;
+    struct nk_upstream *up = NULL;
+    struct nk_server *server = NULL;
+    struct nk_upstream_options uo;
+    struct listener *ls = NULL;
+    struct nk_error err;
+    const struct nk_optable *t;
+    sigset_t sigs;
+    bool global = false;
+    int status = 1, sig = 0, r;
+
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&uo, 0, sizeof(uo));
+    memset(&err, 0, sizeof(err));
+    nk_diags_init(&diags);
+    r = parse_args(argc, argv, &cfg, &files, &n_files);
+    if (r != 0) {
+        status = r < 0 ? 0 : r;
+        goto out;
+    }
+
+    /* Signals are handled on this thread only: block them before any thread starts. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    if (!is_loopback(cfg.listen)) {
+        if (!cfg.allow_remote) {
+            fprintf(stderr,
+                    "naftikod serve: refusing to listen on non-loopback address %s: inbound "
+                    "authentication is not available yet, and these adapters act with the "
+                    "upstream credentials; pass --allow-remote to accept the risk\n",
+                    cfg.listen);
+            goto out;
+        }
+        logline("warning",
+                "listening on non-loopback address %s WITHOUT inbound "
+                "authentication (--allow-remote)",
+                cfg.listen);
+    }
+
+    if (nk_upstream_global_init() != NK_OK) {
+        fprintf(stderr, "naftikod serve: cannot initialise the HTTP client library\n");
+        goto out;
+    }
+    global = true;
+
+    if (nk_optable_load(files, n_files, NULL, &diags, &table) != NK_OK) {
+        nk_diags_sort(&diags);
+        nk_diags_print(&diags, stderr);
+        fprintf(stderr, "naftikod serve: cannot load the capabilities (%zu error(s))\n",
+                diags.n_errors);
+        goto out;
+    }
+    nk_diags_sort(&diags);
+    nk_diags_print(&diags, stderr); /* warnings */
+    nk_diags_cleanup(&diags);
+    nk_diags_init(&diags);
+    if (nk_context_new(table, cfg.vars, cfg.n_vars, &diags, &ctx) != NK_OK) {
+        nk_diags_sort(&diags);
+        nk_diags_print(&diags, stderr);
+        fprintf(stderr, "naftikod serve: cannot resolve variables and credentials; set them "
+                        "and start again\n");
+        goto out;
+    }
+    nk_diags_print(&diags, stderr);
+
+    uo.connect_timeout_ms = cfg.connect_timeout_ms;
+    uo.timeout_ms = cfg.timeout_ms;
+    uo.max_response = (size_t)cfg.max_response;
+    uo.ca_file = cfg.ca_file;
+    uo.insecure = cfg.insecure;
+    if (cfg.insecure)
+        logline("warning", "upstream TLS certificates are NOT verified (--insecure-skip-verify)");
+    if (nk_upstream_new(&uo, &up, &err) != NK_OK) {
+        fprintf(stderr, "naftikod serve: cannot start the upstream client: %s\n", err.msg);
+        goto out;
+    }
+    if (nk_server_new(ctx, up, &server) != NK_OK) {
+        fprintf(stderr, "naftikod serve: out of memory\n");
+        goto out;
+    }
+
+    t = nk_context_table(ctx);
+    ls = calloc(t->n_adapters + 1, sizeof(*ls));
+    if (ls == NULL)
+        goto out;
+    for (i = 0; i < t->n_adapters; i++) {
+        const struct nk_adapter *a = &t->adapters[i];
+        struct nk_httpd_options ho;
+        struct listener *l = &ls[n_ls];
+        long port_override = a->type == NK_ADAPTER_REST ? cfg.rest_port : cfg.mcp_port;
+
+        if (a->type == NK_ADAPTER_MCP && a->transport != NULL &&
+            strcmp(a->transport, "http") != 0) {
+            logline("info",
+                    "mcp adapter '%s' uses transport %s: not served here (use "
+                    "'naftikod mcp-stdio')",
+                    a->ns, a->transport);
+            continue;
+        }
+        memset(&ho, 0, sizeof(ho));
+        ho.address = cfg.listen_given || a->address == NULL ? cfg.listen : a->address;
+        ho.port = port_override >= 0 ? (unsigned)port_override : a->port;
+        ho.max_body = (size_t)cfg.max_body;
+        ho.access_log = access_line;
+        l->server = server;
+        l->type = a->type;
+        l->ns = strdup(a->ns);
+        l->address = strdup(ho.address);
+        if (l->ns == NULL || l->address == NULL)
+            goto out;
+        n_ls++;
+        if (!is_loopback(ho.address) && !cfg.allow_remote) {
+            fprintf(stderr,
+                    "naftikod serve: adapter '%s' asks for non-loopback address %s; "
+                    "pass --allow-remote to accept that\n",
+                    a->ns, ho.address);
+            goto out;
+        }
+        if (nk_httpd_start(&ho, on_request, l, &l->httpd, &err) != NK_OK) {
+            fprintf(stderr, "naftikod serve: %s adapter '%s': %s\n",
+                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns, err.msg);
+            goto out;
+        }
+        l->port = nk_httpd_port(l->httpd);
+        logline("info", "%s adapter '%s' listening on http://%s%s%s:%u%s",
+                a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns,
+                strchr(ho.address, ':') ? "[" : "", ho.address, strchr(ho.address, ':') ? "]" : "",
+                l->port, a->type == NK_ADAPTER_REST ? "/" : "/mcp");
+    }
+    if (n_ls == 0) {
+        fprintf(stderr, "naftikod serve: the capabilities expose no REST or MCP (http) adapter\n");
+        goto out;
+    }
+    if (cfg.port_file != NULL && write_port_file(cfg.port_file, ls, n_ls) != NK_OK) {
+        fprintf(stderr, "naftikod serve: cannot write the port file %s: %s\n", cfg.port_file,
+                strerror(errno));
+        goto out;
+    }
+    logline("info", "naftikod %s ready (%zu listener(s), pid %ld)", NK_VERSION, n_ls,
+            (long)getpid());
+
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            logline("info", "SIGHUP: reload not supported yet; keeping the current table");
+            continue;
+        }
+        break;
+    }
+    logline("info", "%s: shutting down, draining for at most %ld ms",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_ms);
+    for (i = 0; i < n_ls; i++)
+        nk_httpd_quiesce(ls[i].httpd);
+    drain(ls, n_ls, cfg.drain_ms);
+    status = 0;
+out:
+    /* Upstream first: its shutdown completes the calls still running, whose answers need the
+     * listeners; then the listeners (which answer 503 to anything still unanswered). */
+    nk_upstream_free(up);
+    for (i = 0; ls != NULL && i < n_ls; i++) {
+        nk_httpd_stop(ls[i].httpd);
+        free(ls[i].ns);
+        free(ls[i].address);
+    }
+    free(ls);
+    nk_server_free(server);
+    if (ctx != NULL)
+        nk_context_unref(ctx);
+    nk_optable_unref(table);
+    if (global)
+        nk_upstream_global_cleanup();
+    nk_diags_cleanup(&diags);
+    free(cfg.vars);
+    free(files);
+    if (status == 0 && sig != 0)
+        logline("info", "stopped");
+    return status;
 }

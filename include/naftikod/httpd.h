@@ -10,6 +10,20 @@
 
 #include "naftikod/common.h"
 
+/* One answered request, for the access log. Every field borrowed for the duration of the call.
+ * Never carries a header value other than the request id. */
+struct nk_http_access {
+    const char *method;
+    const char *path;       /* raw path as received, without the query */
+    unsigned status;
+    double seconds;         /* from the request line to the response being queued */
+    const char *request_id; /* nk_http_req_id() */
+    const char *client;     /* numeric peer address */
+};
+/* Called once per answered request (including the listener's own 413s) on the answering
+ * thread. Must not block. */
+typedef void (*nk_httpd_access_fn)(void *ud, const struct nk_http_access *a);
+
 struct nk_httpd_options {
     const char *address;      /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
     unsigned port;            /* 0: ephemeral (read back with nk_httpd_port) */
@@ -17,6 +31,8 @@ struct nk_httpd_options {
     unsigned max_connections; /* 0: 1024 */
     unsigned conn_timeout_s;  /* idle timeout; 0: 30 */
     unsigned threads;         /* polling threads; 0: 2 */
+    nk_httpd_access_fn access_log; /* optional (NULL: none) */
+    void *access_ud;               /* passed to access_log */
 };
 
 struct nk_http_req;
@@ -51,6 +67,9 @@ void nk_http_req_query_at(const struct nk_http_req *r, size_t i, const char **na
                           const char **value);
 const char *nk_http_req_body(const struct nk_http_req *r, size_t *len); /* NUL-terminated */
 const char *nk_http_req_client(const struct nk_http_req *r); /* numeric peer address */
+/* The request id: the incoming X-Request-Id when it is safe ([A-Za-z0-9._-]{1,64}), else one
+ * generated here. nk_http_respond() adds it as X-Request-Id unless headers already name one. */
+const char *nk_http_req_id(const struct nk_http_req *r);
 
 /* Answer req and release it. status: HTTP status; content_type may be NULL; body is stolen (may
  * be NULL when len is 0) even on failure; headers: NULL, or name/value pairs ended by NULL.

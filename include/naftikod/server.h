@@ -9,6 +9,15 @@
 
 struct nk_server;
 
+/* Make a server around ctx (takes a new reference) and up (borrowed; must outlive s).
+ * *out: caller frees with nk_server_free(). */
+enum nk_rc nk_server_new(struct nk_context *ctx, struct nk_upstream *up, struct nk_server **out);
+/* Drop the server's context reference and free s. NULL is a no-op. */
+void nk_server_free(struct nk_server *s);
+/* Make ctx (takes a new reference) the context in force; requests already running keep the one
+ * they took. Thread-safe. */
+void nk_server_swap(struct nk_server *s, struct nk_context *ctx);
+
 /* A new reference to the context in force now; callers nk_context_unref() it when their request
  * is done, so a reload never frees a table under an in-flight call. Thread-safe. */
 struct nk_context *nk_server_context(struct nk_server *s);

@@ -1,0 +1,848 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* httpd.c: the HTTP listener: libmicrohttpd behind nk_httpd_*, bounded bodies, suspend/resume. */
+#include "naftikod/httpd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#define DEFAULT_MAX_BODY ((size_t)1 << 20)
+
+/* Where one request is in its life. */
+enum req_state {
+    RS_NEW,        /* request line seen (URI log callback), headers not yet handed to us */
+    RS_BODY,       /* reading the body */
+    RS_DISPATCHED, /* handed to the handler; connection suspended */
+    RS_ANSWERED,   /* response built; waiting for MHD to call us back and queue it */
+    RS_QUEUED      /* response queued */
+};
+
+struct kv {
+    char *name;
+    char *value; /* may be NULL (query "?flag") */
+};
+
+struct nk_httpd {
+    struct MHD_Daemon *daemon;
+    nk_httpd_handler_fn handler;
+    void *ud;
+    nk_httpd_access_fn access_log;
+    void *access_ud;
+    size_t max_body;
+    unsigned port;
+    int listen_fd;
+    bool quiesced;
+    pthread_mutex_t mu; /* guards pending_head, n_pending, n_abandoned */
+    pthread_cond_t abandoned_done;
+    struct nk_http_req *pending_head;
+    size_t n_pending;
+    size_t n_abandoned; /* answered 503 by nk_httpd_stop, not yet completed by MHD */
+};
+
+struct nk_http_req {
+    struct nk_httpd *h;
+    struct MHD_Connection *conn;
+    atomic_int refs; /* one for MHD (until completion), one for the handler (until respond) */
+    pthread_mutex_t mu;
+    enum req_state state;
+    bool abandoned;  /* the listener stopped before the handler answered */
+    bool too_large;  /* the body went over max_body; answer 413 */
+    bool in_pending; /* linked in h->pending_* */
+    struct nk_http_req *prev, *next;
+    struct timespec start;
+    char *uri; /* raw request target */
+    char *path;
+    char *method;
+    struct kv *headers;
+    size_t n_headers;
+    struct kv *query;
+    size_t n_query;
+    char *body;
+    size_t body_len;
+    size_t body_cap;
+    char id[65];
+    char client[INET6_ADDRSTRLEN];
+    struct MHD_Response *resp;
+    unsigned status;
+};
+
+static double elapsed_since(const struct timespec *t0)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void kv_free(struct kv *v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].value);
+    }
+    free(v);
+}
+
+static void req_unref(struct nk_http_req *r)
+{
+    if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    if (r->resp != NULL)
+        MHD_destroy_response(r->resp);
+    pthread_mutex_destroy(&r->mu);
+    free(r->uri);
+    free(r->path);
+    free(r->method);
+    kv_free(r->headers, r->n_headers);
+    kv_free(r->query, r->n_query);
+    free(r->body);
+    free(r);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decode n bytes of a query component: %XX and '+' (form encoding). Invalid escapes stay as
+ * written. Returns a new string or NULL on OOM. */
+static char *query_decode(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    size_t i, o = 0;
+
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else if (s[i] == '+') {
+            out[o++] = ' ';
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Split the raw target into path and query arguments. */
+static enum nk_rc parse_target(struct nk_http_req *r)
+{
+    const char *q = strchr(r->uri, '?');
+    const char *p, *end, *amp, *eq;
+    size_t plen = q != NULL ? (size_t)(q - r->uri) : strlen(r->uri);
+    size_t cap = 0;
+    struct kv *tmp;
+
+    /* A fragment never belongs to the request; drop one if a client sent it. */
+    if (q == NULL) {
+        const char *h = strchr(r->uri, '#');
+        if (h != NULL)
+            plen = (size_t)(h - r->uri);
+    }
+    r->path = strndup(r->uri, plen);
+    if (r->path == NULL)
+        return NK_ERR_NOMEM;
+    if (q == NULL)
+        return NK_OK;
+    p = q + 1;
+    end = p + strcspn(p, "#");
+    while (p < end) {
+        amp = memchr(p, '&', (size_t)(end - p));
+        if (amp == NULL)
+            amp = end;
+        if (amp > p) {
+            if (r->n_query == cap) {
+                cap = cap ? cap * 2 : 8;
+                tmp = realloc(r->query, cap * sizeof(*tmp));
+                if (tmp == NULL)
+                    return NK_ERR_NOMEM;
+                r->query = tmp;
+            }
+            eq = memchr(p, '=', (size_t)(amp - p));
+            r->query[r->n_query].name = query_decode(p, (size_t)((eq ? eq : amp) - p));
+            r->query[r->n_query].value = NULL;
+            r->n_query++;
+            if (r->query[r->n_query - 1].name == NULL)
+                return NK_ERR_NOMEM;
+            if (eq != NULL) {
+                r->query[r->n_query - 1].value = query_decode(eq + 1, (size_t)(amp - eq - 1));
+                if (r->query[r->n_query - 1].value == NULL)
+                    return NK_ERR_NOMEM;
+            }
+        }
+        p = amp + 1;
+    }
+    return NK_OK;
+}
+
+struct hdr_copy {
+    struct nk_http_req *r;
+    size_t cap;
+    bool oom;
+};
+
+static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct hdr_copy *c = cls;
+    struct kv *tmp;
+
+    (void)kind;
+    if (c->r->n_headers == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        tmp = realloc(c->r->headers, c->cap * sizeof(*tmp));
+        if (tmp == NULL) {
+            c->oom = true;
+            return MHD_NO;
+        }
+        c->r->headers = tmp;
+    }
+    c->r->headers[c->r->n_headers].name = strdup(key);
+    c->r->headers[c->r->n_headers].value = strdup(value != NULL ? value : "");
+    c->r->n_headers++;
+    if (c->r->headers[c->r->n_headers - 1].name == NULL ||
+        c->r->headers[c->r->n_headers - 1].value == NULL) {
+        c->oom = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static bool id_is_safe(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return false;
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n >= 64 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+static void set_request_id(struct nk_http_req *r, const char *incoming)
+{
+    static atomic_uint_fast64_t counter;
+    unsigned char rnd[8];
+    uint64_t v = 0;
+    size_t i;
+
+    if (id_is_safe(incoming)) {
+        snprintf(r->id, sizeof(r->id), "%s", incoming);
+        return;
+    }
+    if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) == (ssize_t)sizeof(rnd)) {
+        for (i = 0; i < sizeof(rnd); i++)
+            v = (v << 8) | rnd[i];
+    } else {
+        /* No entropy yet: still unique within this process. */
+        v = ((uint64_t)getpid() << 40) ^ (uint64_t)time(NULL) ^ atomic_fetch_add(&counter, 1);
+    }
+    snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)v);
+}
+
+static void log_access(struct nk_httpd *h, struct nk_http_req *r)
+{
+    struct nk_http_access a;
+
+    if (h->access_log == NULL)
+        return;
+    a.method = r->method != NULL ? r->method : "-";
+    a.path = r->path != NULL ? r->path : "-";
+    a.status = r->status;
+    a.seconds = elapsed_since(&r->start);
+    a.request_id = r->id;
+    a.client = r->client;
+    h->access_log(h->access_ud, &a);
+}
+
+/* Build a response (steals body even on failure). NULL on OOM. */
+static struct MHD_Response *make_response(const char *request_id, const char *content_type,
+                                          char *body, size_t len, const char *const *headers)
+{
+    struct MHD_Response *resp;
+    bool have_id = false;
+    size_t i;
+
+    if (body == NULL)
+        len = 0;
+    resp = MHD_create_response_from_buffer(len, body != NULL ? body : (char *)"",
+                                           body != NULL ? MHD_RESPMEM_MUST_FREE
+                                                        : MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL) {
+        free(body);
+        return NULL;
+    }
+    if (content_type != NULL &&
+        MHD_add_response_header(resp, "Content-Type", content_type) != MHD_YES)
+        goto fail;
+    for (i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
+        if (strcasecmp(headers[i], "X-Request-Id") == 0)
+            have_id = true;
+        if (MHD_add_response_header(resp, headers[i], headers[i + 1]) != MHD_YES)
+            goto fail;
+    }
+    if (!have_id && request_id != NULL && request_id[0] != '\0' &&
+        MHD_add_response_header(resp, "X-Request-Id", request_id) != MHD_YES)
+        goto fail;
+    return resp;
+fail:
+    MHD_destroy_response(resp);
+    return NULL;
+}
+
+/* A small problem+json answer built without allocation failures mattering much. */
+static struct MHD_Response *problem_response(const char *request_id, unsigned status,
+                                             const char *title, const char *detail)
+{
+    static const char fmt[] =
+        "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%u,\"detail\":\"%s\"}";
+    size_t cap = sizeof(fmt) + strlen(title) + strlen(detail) + 16;
+    char *body = malloc(cap);
+    int n;
+
+    if (body == NULL)
+        return NULL;
+    /* title and detail are fixed texts of this file: nothing to escape. */
+    n = snprintf(body, cap, fmt, title, status, detail);
+    return make_response(request_id, "application/problem+json", body, n < 0 ? 0 : (size_t)n, NULL);
+}
+
+static enum MHD_Result queue_problem(struct nk_http_req *r, unsigned status, const char *title,
+                                     const char *detail)
+{
+    struct MHD_Response *resp = problem_response(r->id, status, title, detail);
+    enum MHD_Result ret;
+
+    if (resp == NULL)
+        return MHD_NO;
+    r->status = status;
+    r->state = RS_QUEUED;
+    ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    log_access(r->h, r);
+    return ret;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct nk_httpd *h = cls;
+    struct nk_http_req *r = calloc(1, sizeof(*r));
+    const union MHD_ConnectionInfo *ci;
+
+    if (r == NULL)
+        return NULL;
+    r->h = h;
+    r->conn = conn;
+    atomic_init(&r->refs, 1);
+    pthread_mutex_init(&r->mu, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    r->uri = strdup(uri != NULL ? uri : "/");
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(r->client, sizeof(r->client), "-");
+    if (ci != NULL && ci->client_addr != NULL) {
+        socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                               : sizeof(struct sockaddr_in);
+        if (getnameinfo(ci->client_addr, len, r->client, sizeof(r->client), NULL, 0,
+                        NI_NUMERICHOST) != 0)
+            snprintf(r->client, sizeof(r->client), "-");
+    }
+    return r;
+}
+
+/* Keep the path exactly as received: route matching and path variables decode per segment. */
+static size_t unescape_none(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(s);
+}
+
+static void pending_add(struct nk_httpd *h, struct nk_http_req *r)
+{
+    pthread_mutex_lock(&h->mu);
+    r->prev = NULL;
+    r->next = h->pending_head;
+    if (h->pending_head != NULL)
+        h->pending_head->prev = r;
+    h->pending_head = r;
+    r->in_pending = true;
+    h->n_pending++;
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Caller holds h->mu. */
+static void pending_remove_locked(struct nk_httpd *h, struct nk_http_req *r)
+{
+    if (!r->in_pending)
+        return;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        h->pending_head = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    r->in_pending = false;
+    h->n_pending--;
+}
+
+static enum MHD_Result dispatch(struct nk_httpd *h, struct nk_http_req *r)
+{
+    struct hdr_copy hc = {r, 0, false};
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, copy_header, &hc);
+    if (hc.oom || parse_target(r) != NK_OK)
+        return queue_problem(r, 500, "Internal Server Error", "out of memory");
+    if (r->body == NULL) {
+        r->body = strdup("");
+        if (r->body == NULL)
+            return queue_problem(r, 500, "Internal Server Error", "out of memory");
+    }
+    r->state = RS_DISPATCHED;
+    atomic_fetch_add(&r->refs, 1); /* the handler's reference, dropped by nk_http_respond */
+    pending_add(h, r);
+    /* Suspend before the handler runs: it may answer from another thread at once. */
+    MHD_suspend_connection(r->conn);
+    h->handler(h->ud, r);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls)
+{
+    struct nk_httpd *h = cls;
+    struct nk_http_req *r = *req_cls;
+    const char *cl;
+    enum MHD_Result ret;
+    char detail[128];
+
+    (void)url;
+    (void)version;
+    if (r == NULL)
+        return MHD_NO; /* out of memory in on_uri: drop the connection */
+    switch (r->state) {
+    case RS_NEW:
+        r->method = strdup(method);
+        if (r->uri == NULL || r->method == NULL)
+            return MHD_NO;
+        set_request_id(r, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
+        r->state = RS_BODY;
+        cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL) {
+            char *end = NULL;
+            unsigned long long n;
+            errno = 0;
+            n = strtoull(cl, &end, 10);
+            if (errno != 0 || n > h->max_body) {
+                /* Answer before reading the body; MHD then closes the connection. */
+                if (r->path == NULL)
+                    r->path = strndup(r->uri, strcspn(r->uri, "?#"));
+                snprintf(detail, sizeof(detail), "request body exceeds the limit of %zu bytes",
+                         h->max_body);
+                return queue_problem(r, 413, "Content Too Large", detail);
+            }
+        }
+        return MHD_YES;
+    case RS_BODY:
+        if (*upload_size > 0) {
+            size_t n = *upload_size;
+            *upload_size = 0;
+            if (r->too_large)
+                return MHD_YES;
+            if (n > h->max_body - r->body_len) {
+                r->too_large = true;
+                free(r->body);
+                r->body = NULL;
+                r->body_len = r->body_cap = 0;
+                return MHD_YES;
+            }
+            if (r->body_len + n + 1 > r->body_cap) {
+                size_t cap = r->body_cap ? r->body_cap : 1024;
+                char *tmp;
+                while (cap < r->body_len + n + 1)
+                    cap *= 2;
+                tmp = realloc(r->body, cap);
+                if (tmp == NULL)
+                    return queue_problem(r, 500, "Internal Server Error", "out of memory");
+                r->body = tmp;
+                r->body_cap = cap;
+            }
+            memcpy(r->body + r->body_len, upload, n);
+            r->body_len += n;
+            r->body[r->body_len] = '\0';
+            return MHD_YES;
+        }
+        if (r->too_large) {
+            if (r->path == NULL)
+                r->path = strndup(r->uri, strcspn(r->uri, "?#"));
+            snprintf(detail, sizeof(detail), "request body exceeds the limit of %zu bytes",
+                     h->max_body);
+            return queue_problem(r, 413, "Content Too Large", detail);
+        }
+        return dispatch(h, r);
+    case RS_ANSWERED:
+        pthread_mutex_lock(&r->mu);
+        r->state = RS_QUEUED;
+        ret = MHD_queue_response(conn, r->status, r->resp);
+        MHD_destroy_response(r->resp);
+        r->resp = NULL;
+        pthread_mutex_unlock(&r->mu);
+        return ret;
+    case RS_DISPATCHED:
+    case RS_QUEUED:
+    default:
+        return MHD_YES;
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct nk_httpd *h = cls;
+    struct nk_http_req *r = *req_cls;
+    bool abandoned;
+
+    (void)conn;
+    (void)toe;
+    if (r != NULL) {
+        pthread_mutex_lock(&r->mu);
+        abandoned = r->abandoned;
+        pthread_mutex_unlock(&r->mu);
+        if (abandoned) {
+            pthread_mutex_lock(&h->mu);
+            h->n_abandoned--;
+            pthread_cond_broadcast(&h->abandoned_done);
+            pthread_mutex_unlock(&h->mu);
+        }
+    }
+    req_unref(r);
+    *req_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    fprintf(stderr, "naftikod: warning: httpd: %s\n", line);
+}
+
+static enum nk_rc bind_socket(const char *address, unsigned port, int *fd_out, bool *v6,
+                              struct nk_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd = -1, one = 1;
+    enum nk_rc rc = NK_ERR_IO;
+
+    memset(&ss, 0, sizeof(ss));
+    *v6 = false;
+    if (port > 65535) {
+        nk_error_set(err, "port %u is out of range", port);
+        return NK_ERR_INVALID;
+    }
+    if (inet_pton(AF_INET, address, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        ((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+        len = sizeof(struct sockaddr_in);
+    } else if (inet_pton(AF_INET6, address, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        ((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+        len = sizeof(struct sockaddr_in6);
+        *v6 = true;
+    } else {
+        nk_error_set(err, "'%s' is not a numeric IPv4 or IPv6 address", address);
+        return NK_ERR_INVALID;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        nk_error_set(err, "socket: %s", strerror(errno));
+        goto out;
+    }
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (*v6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
+        nk_error_set(err, "cannot bind %s%s%s:%u: %s", *v6 ? "[" : "", address, *v6 ? "]" : "",
+                     port, strerror(errno));
+        goto out;
+    }
+    if (listen(fd, 128) != 0) {
+        nk_error_set(err, "cannot listen on %s:%u: %s", address, port, strerror(errno));
+        goto out;
+    }
+    *fd_out = fd;
+    fd = -1;
+    rc = NK_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_fn handler,
+                          void *ud, struct nk_httpd **out, struct nk_error *err)
+{
+    struct nk_httpd *h = NULL;
+    const union MHD_DaemonInfo *di;
+    const char *address = opts != NULL && opts->address != NULL ? opts->address : "127.0.0.1";
+    unsigned threads = opts != NULL && opts->threads ? opts->threads : 2;
+    unsigned max_conn = opts != NULL && opts->max_connections ? opts->max_connections : 1024;
+    unsigned timeout = opts != NULL && opts->conn_timeout_s ? opts->conn_timeout_s : 30;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    bool v6 = false;
+    enum nk_rc rc;
+    int fd = -1;
+
+    *out = NULL;
+    h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return NK_ERR_NOMEM;
+    h->handler = handler;
+    h->ud = ud;
+    h->listen_fd = -1;
+    h->max_body = opts != NULL && opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+    if (opts != NULL) {
+        h->access_log = opts->access_log;
+        h->access_ud = opts->access_ud;
+    }
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->abandoned_done, NULL);
+    rc = bind_socket(address, opts != NULL ? opts->port : 0, &fd, &v6, err);
+    if (rc != NK_OK)
+        goto out;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    h->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        h, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0, MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        nk_error_set(err, "cannot start the HTTP listener on %s", address);
+        rc = NK_ERR_IO;
+        goto out;
+    }
+    h->listen_fd = fd;
+    fd = -1; /* MHD owns it until quiesce */
+    di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = di != NULL ? di->port : 0;
+    *out = h;
+    h = NULL;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (h != NULL) {
+        pthread_cond_destroy(&h->abandoned_done);
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+    }
+    return rc;
+}
+
+unsigned nk_httpd_port(const struct nk_httpd *h)
+{
+    return h->port;
+}
+
+void nk_httpd_quiesce(struct nk_httpd *h)
+{
+    MHD_socket fd;
+
+    if (h == NULL || h->quiesced)
+        return;
+    h->quiesced = true;
+    fd = MHD_quiesce_daemon(h->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+size_t nk_httpd_pending(struct nk_httpd *h)
+{
+    size_t n;
+
+    pthread_mutex_lock(&h->mu);
+    n = h->n_pending;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+/* Answer r with resp (may be NULL on OOM: the connection is then closed). Caller holds r->mu
+ * and has checked r is dispatched and not abandoned. */
+static void answer_locked(struct nk_http_req *r, unsigned status, struct MHD_Response *resp)
+{
+    struct nk_httpd *h = r->h;
+
+    pthread_mutex_lock(&h->mu);
+    pending_remove_locked(h, r);
+    pthread_mutex_unlock(&h->mu);
+    if (resp == NULL) {
+        resp = problem_response(r->id, 500, "Internal Server Error", "out of memory");
+        status = 500;
+    }
+    r->resp = resp;
+    r->status = status;
+    r->state = RS_ANSWERED;
+    log_access(h, r);
+}
+
+void nk_httpd_stop(struct nk_httpd *h)
+{
+    struct nk_http_req *r;
+    struct timespec deadline;
+    bool resume;
+
+    if (h == NULL)
+        return;
+    /* MHD refuses to stop with suspended connections: answer what the handlers never did.
+     * A late nk_http_respond() then finds the request abandoned and only drops it. */
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        r = h->pending_head;
+        if (r != NULL) {
+            pending_remove_locked(h, r);
+            atomic_fetch_add(&r->refs, 1);
+        }
+        pthread_mutex_unlock(&h->mu);
+        if (r == NULL)
+            break;
+        resume = false;
+        pthread_mutex_lock(&r->mu);
+        if (r->state == RS_DISPATCHED && !r->abandoned) {
+            r->abandoned = true;
+            pthread_mutex_lock(&h->mu);
+            h->n_abandoned++;
+            pthread_mutex_unlock(&h->mu);
+            r->resp = problem_response(r->id, 503, "Service Unavailable", "server shutting down");
+            r->status = 503;
+            r->state = RS_ANSWERED;
+            log_access(h, r);
+            resume = true;
+        }
+        pthread_mutex_unlock(&r->mu);
+        /* Never call into MHD holding r->mu: its threads take r->mu in on_request. */
+        if (resume)
+            MHD_resume_connection(r->conn);
+        req_unref(r);
+    }
+    /* Give those 503s a moment to reach their clients (bounded; MHD closes the rest). */
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 2;
+    pthread_mutex_lock(&h->mu);
+    while (h->n_abandoned > 0)
+        if (pthread_cond_timedwait(&h->abandoned_done, &h->mu, &deadline) != 0)
+            break;
+    pthread_mutex_unlock(&h->mu);
+    if (!h->quiesced)
+        h->listen_fd = -1; /* MHD closes it */
+    MHD_stop_daemon(h->daemon);
+    pthread_cond_destroy(&h->abandoned_done);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+const char *nk_http_req_method(const struct nk_http_req *r)
+{
+    return r->method;
+}
+
+const char *nk_http_req_path(const struct nk_http_req *r)
+{
+    return r->path;
+}
+
+const char *nk_http_req_header(const struct nk_http_req *r, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return r->headers[i].value;
+    return NULL;
+}
+
+size_t nk_http_req_query_count(const struct nk_http_req *r)
+{
+    return r->n_query;
+}
+
+void nk_http_req_query_at(const struct nk_http_req *r, size_t i, const char **name,
+                          const char **value)
+{
+    *name = i < r->n_query ? r->query[i].name : NULL;
+    *value = i < r->n_query ? r->query[i].value : NULL;
+}
+
+const char *nk_http_req_body(const struct nk_http_req *r, size_t *len)
+{
+    if (len != NULL)
+        *len = r->body_len;
+    return r->body;
+}
+
+const char *nk_http_req_client(const struct nk_http_req *r)
+{
+    return r->client;
+}
+
+const char *nk_http_req_id(const struct nk_http_req *r)
+{
+    return r->id;
+}
+
+void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content_type, char *body,
+                     size_t len, const char *const *headers)
+{
+    struct MHD_Response *resp;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->abandoned || r->state != RS_DISPATCHED) {
+        /* Too late (listener stopped) or answered twice (a bug): drop it. */
+        pthread_mutex_unlock(&r->mu);
+        free(body);
+        req_unref(r);
+        return;
+    }
+    resp = make_response(r->id, content_type, body, len, headers);
+    answer_locked(r, status, resp);
+    pthread_mutex_unlock(&r->mu);
+    /* The handler's reference keeps r alive until after the resume. */
+    MHD_resume_connection(r->conn);
+    req_unref(r);
+}

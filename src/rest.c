@@ -1,0 +1,678 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* rest.c: the REST adapter: route matching on the raw path, argument collection, nk_invoke(),
+ * status mapping and RFC 9457 problem bodies; GET /openapi.json. */
+#include "naftikod/rest.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "naftikod/invoke.h"
+#include "naftikod/openapi.h"
+#include "naftikod/optable.h"
+#include "naftikod/server.h"
+
+#define MAX_SEGMENTS 64
+#define MAX_VARS 16
+
+/* One in-flight call: what the completion needs. */
+struct call {
+    struct nk_http_req *req;
+    struct nk_context *ctx; /* reference held until the answer */
+};
+
+struct seg {
+    const char *p;
+    size_t n;
+};
+
+/* A path variable found while matching: name points into the route's path (not terminated). */
+struct var {
+    const char *name;
+    size_t name_len;
+    const char *raw; /* the matched raw text inside the request path */
+    size_t raw_len;
+};
+
+static const char *status_title(unsigned status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Error";
+    }
+}
+
+/* Copy s keeping printable ASCII only: problem details quote request text, which may be any
+ * bytes, and must stay valid JSON strings. */
+static void sanitize(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < n && s[i] != '\0' && o + 1 < cap; i++)
+        out[o++] = ((unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f) ? s[i] : '?';
+    out[o] = '\0';
+}
+
+/* Answer with an application/problem+json body. On OOM, an empty 500. */
+static void respond_problem(struct nk_http_req *req, unsigned status, const char *detail,
+                            const char *const *headers)
+{
+    json_t *p = json_pack("{s:s,s:s,s:i,s:s}", "type", "about:blank", "title", status_title(status),
+                          "status", (int)status, "detail", detail != NULL ? detail : "");
+    char *text = NULL;
+
+    if (p == NULL) {
+        /* detail was not valid UTF-8 or memory ran out: still answer. */
+        p = json_pack("{s:s,s:s,s:i}", "type", "about:blank", "title", status_title(status),
+                      "status", (int)status);
+    }
+    if (p != NULL)
+        text = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    if (text == NULL) {
+        nk_http_respond(req, 500, NULL, NULL, 0, NULL);
+        return;
+    }
+    nk_http_respond(req, status, "application/problem+json", text, strlen(text), headers);
+}
+
+static void respond_json(struct nk_http_req *req, unsigned status, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+
+    if (text == NULL) {
+        respond_problem(req, 500, "out of memory while encoding the answer", NULL);
+        return;
+    }
+    nk_http_respond(req, status, "application/json", text, strlen(text), NULL);
+}
+
+static size_t split_path(const char *path, struct seg *segs, size_t max)
+{
+    size_t n = 0;
+    const char *p = path, *slash;
+
+    if (*p == '/')
+        p++;
+    for (;;) {
+        if (n == max)
+            return max + 1;
+        slash = strchr(p, '/');
+        segs[n].p = p;
+        segs[n].n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+        n++;
+        if (slash == NULL)
+            break;
+        p = slash + 1;
+    }
+    return n;
+}
+
+/* Match one template segment (literal, or prefix{name}suffix with `{{name}}` allowed) against a
+ * raw request segment. */
+static bool match_segment(const struct seg *t, const struct seg *r, struct var *vars,
+                          size_t *n_vars, bool *literal)
+{
+    const char *open = memchr(t->p, '{', t->n), *close, *name;
+    size_t pre, suf, name_len;
+
+    if (open == NULL) {
+        *literal = true;
+        return t->n == r->n && memcmp(t->p, r->p, r->n) == 0;
+    }
+    *literal = false;
+    pre = (size_t)(open - t->p);
+    name = open + 1;
+    if (*name == '{')
+        name++;
+    close = memchr(name, '}', t->n - (size_t)(name - t->p));
+    if (close == NULL)
+        return false;
+    name_len = (size_t)(close - name);
+    if (close + 1 < t->p + t->n && close[1] == '}' && name != open + 1)
+        close++;
+    suf = t->n - (size_t)(close + 1 - t->p);
+    if (r->n <= pre + suf || memcmp(r->p, t->p, pre) != 0 ||
+        memcmp(r->p + r->n - suf, close + 1, suf) != 0)
+        return false;
+    if (*n_vars == MAX_VARS)
+        return false;
+    vars[*n_vars].name = name;
+    vars[*n_vars].name_len = name_len;
+    vars[*n_vars].raw = r->p + pre;
+    vars[*n_vars].raw_len = r->n - pre - suf;
+    (*n_vars)++;
+    return true;
+}
+
+/* Match a route's path against the request segments. score: literal segments weigh more the
+ * earlier they come, so /a/generate beats /a/{id}. */
+static bool match_route(const struct nk_exposed *op, const struct seg *rs, size_t n_rs,
+                        struct var *vars, size_t *n_vars, uint64_t *score)
+{
+    struct seg ts[MAX_SEGMENTS];
+    size_t n_ts, i;
+    bool literal;
+
+    if (op->path == NULL || op->method == NULL)
+        return false;
+    n_ts = split_path(op->path, ts, MAX_SEGMENTS);
+    if (n_ts != n_rs)
+        return false;
+    *n_vars = 0;
+    *score = 0;
+    for (i = 0; i < n_ts; i++) {
+        if (!match_segment(&ts[i], &rs[i], vars, n_vars, &literal))
+            return false;
+        if (literal && i < 63)
+            *score |= (uint64_t)1 << (63 - i);
+    }
+    return true;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode one path segment ('+' stays '+'). NULL with *bad set on a malformed escape or
+ * an encoded NUL; NULL without on OOM. */
+static char *decode_segment(const char *s, size_t n, size_t *out_len, bool *bad)
+{
+    char *out = malloc(n + 1);
+    size_t i, o = 0;
+
+    *bad = false;
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        if (i + 2 >= n) {
+            *bad = true;
+            break;
+        }
+        if (hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0 ||
+            (hexval(s[i + 1]) == 0 && hexval(s[i + 2]) == 0)) {
+            *bad = true;
+            break;
+        }
+        out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        i += 2;
+    }
+    if (*bad) {
+        free(out);
+        return NULL;
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+/* Append method m to the comma-separated list allow unless it is there already. */
+static void allow_add(char *allow, size_t cap, const char *m)
+{
+    const char *p = allow;
+    size_t n = strlen(m), len;
+
+    while (*p != '\0') {
+        len = strcspn(p, ", ");
+        if (len == n && strncmp(p, m, n) == 0)
+            return;
+        p += len;
+        p += strspn(p, ", ");
+    }
+    if (allow[0] != '\0')
+        strncat(allow, ", ", cap - strlen(allow) - 1);
+    strncat(allow, m, cap - strlen(allow) - 1);
+}
+
+static bool is_json_type(const char *ct)
+{
+    size_t n;
+
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    n = strcspn(ct, "; \t");
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return true;
+    /* application/<anything>+json */
+    return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+           strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+static const char *json_kind(const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+    default:
+        return "null";
+    }
+}
+
+/* The value of cookie `name` from the Cookie header, as a new string, or NULL. */
+static char *cookie_value(const char *header, const char *name)
+{
+    size_t nlen = strlen(name);
+    const char *p = header;
+
+    while (p != NULL && *p != '\0') {
+        while (*p == ' ' || *p == ';')
+            p++;
+        if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            p += nlen + 1;
+            return strndup(p, strcspn(p, ";"));
+        }
+        p = strchr(p, ';');
+    }
+    return NULL;
+}
+
+/* Fill args from the request for op. On a client error, answers req itself and returns false. */
+static bool collect_args(struct nk_http_req *req, const struct nk_exposed *op,
+                         const struct var *vars, size_t n_vars, json_t *args)
+{
+    char detail[640], name[128];
+    size_t i, k, q, n_body = 0;
+    const char *qname, *qvalue, *body;
+    size_t body_len = 0;
+    json_t *parsed = NULL;
+    bool ok = false;
+
+    for (i = 0; i < op->n_args; i++)
+        if (op->args[i].in == NK_IN_BODY)
+            n_body++;
+
+    for (i = 0; i < op->n_args; i++) {
+        const struct nk_arg *arg = &op->args[i];
+        json_t *v = NULL;
+
+        switch (arg->in) {
+        case NK_IN_PATH:
+            for (k = 0; k < n_vars; k++) {
+                char *dec;
+                size_t dlen = 0;
+                bool bad;
+                if (vars[k].name_len != strlen(arg->name) ||
+                    strncmp(vars[k].name, arg->name, vars[k].name_len) != 0)
+                    continue;
+                dec = decode_segment(vars[k].raw, vars[k].raw_len, &dlen, &bad);
+                if (dec == NULL) {
+                    snprintf(detail, sizeof(detail),
+                             bad ? "path parameter '%s' has a malformed or NUL percent-escape"
+                                 : "out of memory (path parameter '%s')",
+                             arg->name);
+                    respond_problem(req, bad ? 400 : 500, detail, NULL);
+                    goto out;
+                }
+                v = json_stringn(dec, dlen);
+                free(dec);
+                if (v == NULL) {
+                    snprintf(detail, sizeof(detail),
+                             "path parameter '%s' is not valid UTF-8 once decoded", arg->name);
+                    respond_problem(req, 400, detail, NULL);
+                    goto out;
+                }
+                break;
+            }
+            break;
+        case NK_IN_QUERY: {
+            size_t seen = 0;
+            for (q = 0; q < nk_http_req_query_count(req); q++) {
+                json_t *s;
+                nk_http_req_query_at(req, q, &qname, &qvalue);
+                if (strcmp(qname, arg->name) != 0)
+                    continue;
+                seen++;
+                s = json_string(qvalue != NULL ? qvalue : "");
+                if (s == NULL) {
+                    snprintf(detail, sizeof(detail),
+                             "query parameter '%s' is not valid UTF-8 once decoded", arg->name);
+                    json_decref(v);
+                    respond_problem(req, 400, detail, NULL);
+                    goto out;
+                }
+                if (arg->type == NK_TYPE_ARRAY) {
+                    if (v == NULL)
+                        v = json_array();
+                    json_array_append_new(v, s);
+                } else if (seen > 1) {
+                    json_decref(s);
+                    json_decref(v);
+                    snprintf(detail, sizeof(detail),
+                             "query parameter '%s' is given more than once; it takes one value",
+                             arg->name);
+                    respond_problem(req, 400, detail, NULL);
+                    goto out;
+                } else {
+                    v = s;
+                }
+            }
+            break;
+        }
+        case NK_IN_HEADER: {
+            const char *h = nk_http_req_header(req, arg->name);
+            if (h != NULL && (v = json_string(h)) == NULL) {
+                snprintf(detail, sizeof(detail), "header '%s' is not valid UTF-8", arg->name);
+                respond_problem(req, 400, detail, NULL);
+                goto out;
+            }
+            break;
+        }
+        case NK_IN_COOKIE: {
+            const char *h = nk_http_req_header(req, "Cookie");
+            char *c = h != NULL ? cookie_value(h, arg->name) : NULL;
+            if (c != NULL) {
+                v = json_string(c);
+                free(c);
+            }
+            break;
+        }
+        case NK_IN_BODY:
+            body = nk_http_req_body(req, &body_len);
+            if (body_len == 0) {
+                if (arg->required) {
+                    snprintf(detail, sizeof(detail),
+                             "a JSON request body is required (parameter '%s')", arg->name);
+                    respond_problem(req, 400, detail, NULL);
+                    goto out;
+                }
+                break;
+            }
+            if (parsed == NULL) {
+                json_error_t e;
+                if (!is_json_type(nk_http_req_header(req, "Content-Type"))) {
+                    sanitize(nk_http_req_header(req, "Content-Type") != NULL
+                                 ? nk_http_req_header(req, "Content-Type")
+                                 : "(none)",
+                             SIZE_MAX, name, sizeof(name));
+                    snprintf(detail, sizeof(detail),
+                             "the request body must be application/json, got %s", name);
+                    respond_problem(req, 415, detail, NULL);
+                    goto out;
+                }
+                parsed = json_loadb(body, body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+                if (parsed == NULL) {
+                    snprintf(detail, sizeof(detail),
+                             "the request body is not valid JSON: %s (line %d, column %d)", e.text,
+                             e.line, e.column);
+                    respond_problem(req, 400, detail, NULL);
+                    goto out;
+                }
+            }
+            /* One body argument is the whole body; several are its properties. */
+            if (n_body == 1) {
+                v = json_incref(parsed);
+            } else if (json_is_object(parsed)) {
+                v = json_incref(json_object_get(parsed, arg->name));
+            } else {
+                respond_problem(req, 400, "the request body must be a JSON object", NULL);
+                goto out;
+            }
+            if (v != NULL && arg->type == NK_TYPE_OBJECT && !json_is_object(v)) {
+                snprintf(detail, sizeof(detail), "%s '%s' must be a JSON object, got %s",
+                         n_body == 1 ? "the request body (parameter" : "body property", arg->name,
+                         json_kind(v));
+                if (n_body == 1)
+                    strncat(detail, ")", sizeof(detail) - strlen(detail) - 1);
+                json_decref(v);
+                respond_problem(req, 400, detail, NULL);
+                goto out;
+            }
+            if (v != NULL && arg->type == NK_TYPE_ARRAY && !json_is_array(v)) {
+                snprintf(detail, sizeof(detail), "'%s' must be a JSON array, got %s", arg->name,
+                         json_kind(v));
+                json_decref(v);
+                respond_problem(req, 400, detail, NULL);
+                goto out;
+            }
+            break;
+        case NK_IN_ENVIRONMENT:
+        default:
+            break;
+        }
+        if (v != NULL && json_object_set_new(args, arg->name, v) != 0) {
+            respond_problem(req, 500, "out of memory collecting arguments", NULL);
+            goto out;
+        }
+    }
+    ok = true;
+out:
+    json_decref(parsed);
+    return ok;
+}
+
+static void on_done(void *ud, struct nk_result *r)
+{
+    struct call *c = ud;
+    struct nk_http_req *req = c->req;
+    char *raw;
+    size_t raw_len;
+    unsigned status;
+
+    switch (r->kind) {
+    case NK_RES_OK:
+        if (r->json == NULL)
+            nk_http_respond(req, 204, NULL, NULL, 0, NULL);
+        else
+            respond_json(req, 200, r->json);
+        break;
+    case NK_RES_UPSTREAM_ERROR:
+        status = r->status >= 100 && r->status <= 599 ? (unsigned)r->status : 502;
+        if (r->raw != NULL) {
+            raw = r->raw;
+            raw_len = r->raw_len;
+            r->raw = NULL;
+            nk_http_respond(req, status,
+                            r->content_type != NULL ? r->content_type : "application/octet-stream",
+                            raw, raw_len, NULL);
+        } else if (r->json != NULL) {
+            respond_json(req, status, r->json);
+        } else {
+            nk_http_respond(req, status, NULL, NULL, 0, NULL);
+        }
+        break;
+    case NK_RES_UNREACHABLE:
+        respond_problem(req, 502, r->message[0] ? r->message : "upstream unreachable", NULL);
+        break;
+    case NK_RES_TIMEOUT:
+        respond_problem(req, 504, r->message[0] ? r->message : "upstream timed out", NULL);
+        break;
+    case NK_RES_BAD_UPSTREAM:
+        respond_problem(req, 502, r->message[0] ? r->message : "bad upstream answer", NULL);
+        break;
+    case NK_RES_INTERNAL:
+    default:
+        respond_problem(req, 500, r->message[0] ? r->message : "internal error", NULL);
+        break;
+    }
+    nk_result_free(r);
+    nk_context_unref(c->ctx);
+    free(c);
+}
+
+static void serve_openapi(struct nk_http_req *req, const struct nk_optable *t,
+                          const struct nk_adapter *a)
+{
+    const char *host = nk_http_req_header(req, "Host");
+    char url[300];
+    json_t *doc;
+    size_t i;
+
+    snprintf(url, sizeof(url), "/");
+    if (host != NULL && strlen(host) < 256 && host[0] != '\0') {
+        bool safe = true;
+        for (i = 0; host[i] != '\0'; i++)
+            if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]",
+                       host[i]) == NULL)
+                safe = false;
+        if (safe)
+            snprintf(url, sizeof(url), "http://%s", host);
+    }
+    doc = nk_openapi_build(t, a, url);
+    if (doc == NULL) {
+        respond_problem(req, 500, "out of memory building the OpenAPI document", NULL);
+        return;
+    }
+    respond_json(req, 200, doc);
+    json_decref(doc);
+}
+
+void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
+{
+    struct nk_context *ctx = nk_server_context(s);
+    const struct nk_optable *t = ctx != NULL ? nk_context_table(ctx) : NULL;
+    const struct nk_adapter *a = NULL;
+    const struct nk_exposed *best = NULL;
+    const char *method = nk_http_req_method(req), *path = nk_http_req_path(req);
+    struct seg rs[MAX_SEGMENTS];
+    struct var vars[MAX_VARS], best_vars[MAX_VARS];
+    size_t n_rs, i, n_vars = 0, best_n = 0;
+    uint64_t score, best_score = 0;
+    char allow[256] = "", detail[640], shown[300];
+    bool path_known = false;
+    json_t *args = NULL;
+    struct call *c = NULL;
+    struct nk_error err;
+    enum nk_rc rc;
+
+    memset(&err, 0, sizeof(err));
+    for (i = 0; t != NULL && i < t->n_adapters; i++)
+        if (t->adapters[i].type == NK_ADAPTER_REST && strcmp(t->adapters[i].ns, ns) == 0)
+            a = &t->adapters[i];
+    if (a == NULL) {
+        respond_problem(req, 404, "this REST adapter is no longer served", NULL);
+        goto out;
+    }
+    n_rs = path[0] == '/' ? split_path(path, rs, MAX_SEGMENTS) : MAX_SEGMENTS + 1;
+    for (i = 0; n_rs <= MAX_SEGMENTS && i < a->n_ops; i++) {
+        const struct nk_exposed *op = &a->ops[i];
+        if (!match_route(op, rs, n_rs, vars, &n_vars, &score))
+            continue;
+        path_known = true;
+        if (strcmp(op->method, method) != 0) {
+            allow_add(allow, sizeof(allow), op->method);
+            continue;
+        }
+        if (best == NULL || score > best_score) {
+            best = op;
+            best_score = score;
+            best_n = n_vars;
+            memcpy(best_vars, vars, n_vars * sizeof(vars[0]));
+        }
+    }
+    sanitize(path, strlen(path), shown, sizeof(shown));
+    if (best == NULL) {
+        if (!path_known && strcmp(path, "/openapi.json") == 0) {
+            if (strcmp(method, "GET") == 0) {
+                serve_openapi(req, t, a);
+            } else {
+                static const char *const hdrs[] = {"Allow", "GET", NULL};
+                respond_problem(req, 405, "/openapi.json only answers GET", hdrs);
+            }
+        } else if (path_known) {
+            const char *hdrs[] = {"Allow", allow, NULL};
+            sanitize(method, strlen(method), detail, 32);
+            snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
+                     " is not allowed on %s; allowed: %s", shown, allow);
+            respond_problem(req, 405, detail, hdrs);
+        } else {
+            snprintf(detail, sizeof(detail), "no route matches %s", shown);
+            respond_problem(req, 404, detail, NULL);
+        }
+        goto out;
+    }
+
+    args = json_object();
+    if (args == NULL) {
+        respond_problem(req, 500, "out of memory", NULL);
+        goto out;
+    }
+    if (!collect_args(req, best, best_vars, best_n, args))
+        goto out; /* already answered */
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        respond_problem(req, 500, "out of memory", NULL);
+        goto out;
+    }
+    c->req = req;
+    c->ctx = ctx;
+    rc = nk_invoke(ctx, nk_server_upstream(s), best, args, NK_ARGS_STRINGS, nk_http_req_id(req),
+                   on_done, c, &err);
+    if (rc == NK_OK) {
+        ctx = NULL; /* the call owns the reference now */
+        c = NULL;
+        goto out;
+    }
+    c->ctx = NULL;
+    switch (rc) {
+    case NK_ERR_INVALID:
+    case NK_ERR_NOTFOUND:
+        respond_problem(req, 400, err.msg[0] ? err.msg : "invalid arguments", NULL);
+        break;
+    case NK_ERR_UNSUPPORTED:
+        respond_problem(req, 501, err.msg[0] ? err.msg : "not supported", NULL);
+        break;
+    case NK_ERR_TOO_LARGE:
+        respond_problem(req, 413, err.msg[0] ? err.msg : "too large", NULL);
+        break;
+    case NK_ERR_NOMEM:
+        respond_problem(req, 500, "out of memory", NULL);
+        break;
+    default:
+        respond_problem(req, 500, err.msg[0] ? err.msg : nk_rc_str(rc), NULL);
+        break;
+    }
+out:
+    free(c);
+    json_decref(args);
+    if (ctx != NULL)
+        nk_context_unref(ctx);
+}

@@ -1,0 +1,530 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_httpd.c: the HTTP listener over real loopback sockets (a raw-socket client, so the
+ * request line reaches the server exactly as written). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "naftikod/httpd.h"
+
+/* What the handler saw and how it should answer. */
+enum mode { ANSWER_NOW, ANSWER_LATER, NEVER_ANSWER, ANSWER_IN_THREAD };
+
+struct fixture {
+    struct nk_httpd *h;
+    enum mode mode;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct nk_http_req *held; /* ANSWER_LATER / NEVER_ANSWER */
+    int calls;
+    int access_lines;
+    unsigned last_access_status;
+    json_t *seen; /* what the handler saw, as JSON */
+};
+
+static json_t *describe(struct nk_http_req *req)
+{
+    json_t *q = json_array();
+    size_t i, len = 0;
+    const char *name, *value, *body;
+
+    for (i = 0; i < nk_http_req_query_count(req); i++) {
+        nk_http_req_query_at(req, i, &name, &value);
+        json_array_append_new(q, json_pack("[s,s?]", name, value));
+    }
+    body = nk_http_req_body(req, &len);
+    return json_pack("{s:s,s:s,s:o,s:s%,s:s?,s:s,s:s}", "method", nk_http_req_method(req), "path",
+                     nk_http_req_path(req), "query", q, "body", body, len, "x_test",
+                     nk_http_req_header(req, "x-TEST"), "client", nk_http_req_client(req), "id",
+                     nk_http_req_id(req));
+}
+
+static void answer(struct nk_http_req *req, json_t *seen)
+{
+    char *text = json_dumps(seen, JSON_COMPACT);
+    static const char *const hdrs[] = {"X-Extra", "yes", NULL};
+
+    nk_http_respond(req, 200, "application/json", text, text ? strlen(text) : 0, hdrs);
+}
+
+struct thread_answer {
+    struct nk_http_req *req;
+    json_t *seen;
+};
+
+static void *answer_thread(void *arg)
+{
+    struct thread_answer *t = arg;
+
+    answer(t->req, t->seen);
+    json_decref(t->seen);
+    free(t);
+    return NULL;
+}
+
+static void handler(void *ud, struct nk_http_req *req)
+{
+    struct fixture *f = ud;
+    json_t *seen = describe(req);
+
+    if (f->mode == ANSWER_IN_THREAD) {
+        struct thread_answer *t = malloc(sizeof(*t));
+        pthread_t th;
+        t->req = req;
+        t->seen = seen;
+        pthread_mutex_lock(&f->mu);
+        f->calls++;
+        pthread_mutex_unlock(&f->mu);
+        if (pthread_create(&th, NULL, answer_thread, t) == 0) {
+            pthread_detach(th);
+            return;
+        }
+        answer(req, seen);
+        json_decref(seen);
+        free(t);
+        return;
+    }
+
+    pthread_mutex_lock(&f->mu);
+    f->calls++;
+    json_decref(f->seen);
+    if (f->mode != ANSWER_NOW) {
+        /* The responder thread takes it from here; this thread no longer touches seen. */
+        f->seen = seen;
+        f->held = req;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
+    f->seen = json_deep_copy(seen);
+    pthread_mutex_unlock(&f->mu);
+    answer(req, seen);
+    json_decref(seen);
+}
+
+static void access_log(void *ud, const struct nk_http_access *a)
+{
+    struct fixture *f = ud;
+
+    pthread_mutex_lock(&f->mu);
+    f->access_lines++;
+    f->last_access_status = a->status;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static struct fixture *start(const char *address, size_t max_body)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct nk_httpd_options o = {0};
+    struct nk_error err = {0};
+
+    assert_non_null(f);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cond, NULL);
+    o.address = address;
+    o.port = 0;
+    o.max_body = max_body;
+    o.access_log = access_log;
+    o.access_ud = f;
+    if (nk_httpd_start(&o, handler, f, &f->h, &err) != NK_OK)
+        fail_msg("start: %s", err.msg);
+    assert_int_not_equal(nk_httpd_port(f->h), 0);
+    return f;
+}
+
+static void finish(struct fixture *f)
+{
+    nk_httpd_stop(f->h);
+    json_decref(f->seen);
+    pthread_cond_destroy(&f->cond);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+/* Send raw bytes and read the whole answer (the request asks for Connection: close). Bounded by
+ * a receive timeout. Returns a malloc'd string. */
+static char *exchange(int family, unsigned port, const char *raw, size_t rawlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t slen;
+    struct timeval tv = {10, 0};
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    ssize_t n;
+    int fd;
+
+    memset(&ss, 0, sizeof(ss));
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, "::1", &a->sin6_addr);
+        slen = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, "127.0.0.1", &a->sin_addr);
+        slen = sizeof(*a);
+    }
+    fd = socket(family, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&ss, slen), 0);
+    assert_int_equal(send(fd, raw, rawlen, MSG_NOSIGNAL), (ssize_t)rawlen);
+    while (len + 1 < cap && (n = recv(fd, buf + len, cap - len - 1, 0)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
+static char *get(struct fixture *f, const char *target, const char *extra_headers)
+{
+    char raw[4096];
+    int n = snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n",
+                     target, extra_headers ? extra_headers : "");
+    return exchange(AF_INET, nk_httpd_port(f->h), raw, (size_t)n);
+}
+
+static unsigned status_of(const char *resp)
+{
+    unsigned s = 0;
+
+    if (sscanf(resp, "HTTP/1.%*d %u", &s) != 1)
+        return 0;
+    return s;
+}
+
+static json_t *body_of(const char *resp)
+{
+    const char *b = strstr(resp, "\r\n\r\n");
+    json_error_t e;
+    json_t *j;
+
+    assert_non_null(b);
+    j = json_loads(b + 4, 0, &e);
+    if (j == NULL)
+        fail_msg("body is not JSON (%s): %s", e.text, b + 4);
+    return j;
+}
+
+static void test_raw_path_and_query(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    char *resp;
+    json_t *seen, *want;
+
+    (void)state;
+    resp = get(f, "/v1/a%2Fb/..%2F/caf%C3%A9?a=1%202&b=x+y&flag&a=3&e=&%26k=v%3D", NULL);
+    assert_int_equal(status_of(resp), 200);
+    assert_non_null(strstr(resp, "X-Extra: yes"));
+    seen = body_of(resp);
+    assert_string_equal(json_string_value(json_object_get(seen, "method")), "GET");
+    assert_string_equal(json_string_value(json_object_get(seen, "path")),
+                        "/v1/a%2Fb/..%2F/caf%C3%A9");
+    want = json_loads("[[\"a\",\"1 2\"],[\"b\",\"x y\"],[\"flag\",null],[\"a\",\"3\"],"
+                      "[\"e\",\"\"],[\"&k\",\"v=\"]]",
+                      0, NULL);
+    assert_true(json_equal(json_object_get(seen, "query"), want));
+    assert_string_equal(json_string_value(json_object_get(seen, "client")), "127.0.0.1");
+    json_decref(want);
+    json_decref(seen);
+    free(resp);
+    finish(f);
+}
+
+static void test_headers_body_and_request_id(void **state)
+{
+    struct fixture *f = start("127.0.0.1", 0);
+    static const char raw[] = "POST /x HTTP/1.1\r\nHost: t\r\nX-Test: hello\r\n"
+                              "X-Request-Id: abc.DEF_1-2\r\nContent-Length: 11\r\n"
+                              "Connection: close\r\n\r\n{\"a\":true}\n";
+    char *resp;
+    json_t *seen;
+
+    (void)state;
+    resp = exchange(AF_INET, nk_httpd_port(f->h), raw, sizeof(raw) - 1);
+    assert_int_equal(status_of(resp), 200);
+    assert_non_null(strstr(resp, "X-Request-Id: abc.DEF_1-2\r\n"));
+    seen = body_of(resp);
+    assert_string_equal(json_string_value(json_object_get(seen, "body")), "{\"a\":true}\n");
+    assert_string_equal(json_string_value(json_object_get(seen, "x_test")), "hello");
+    json_decref(seen);
+    free(resp);
+
+    /* An unsafe incoming id is replaced by a generated one. */
+    resp = get(f, "/y", "X-Request-Id: bad id with spaces\r\n");
+    assert_int_equal(status_of(resp), 200);
+    assert_null(strstr(resp, "bad id"));
+    assert_non_null(strstr(resp, "X-Request-Id: "));
+    free(resp);
+    assert_int_equal(f->access_lines, 2);
+    finish(f);
+}
+
+struct later {
+    struct fixture *f;
+    size_t pending_seen;
+};
+
+static void *respond_later(void *arg)
+{
+    struct later *l = arg;
+    struct fixture *f = l->f;
+    struct nk_http_req *req;
+    json_t *seen;
+    int i;
+
+    pthread_mutex_lock(&f->mu);
+    for (i = 0; i < 100 && f->held == NULL; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
+    }
+    req = f->held;
+    f->held = NULL;
+    seen = json_incref(f->seen);
+    pthread_mutex_unlock(&f->mu);
+    if (req == NULL)
+        return NULL;
+    /* The handler has returned and nothing has answered yet. */
+    l->pending_seen = nk_httpd_pending(f->h);
+    answer(req, seen);
+    json_decref(seen);
+    return NULL;
+}
+
+static void test_answer_later_from_another_thread(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    struct later l = {f, 0};
+    pthread_t t;
+    char *resp;
+    int k;
+
+    (void)state;
+    f->mode = ANSWER_LATER;
+    for (k = 0; k < 3; k++) {
+        l.pending_seen = 0;
+        assert_int_equal(pthread_create(&t, NULL, respond_later, &l), 0);
+        resp = get(f, "/slow?k=1", NULL);
+        pthread_join(t, NULL);
+        assert_int_equal(status_of(resp), 200);
+        assert_int_equal(l.pending_seen, 1);
+        assert_int_equal(nk_httpd_pending(f->h), 0);
+        free(resp);
+    }
+    finish(f);
+}
+
+static void test_body_too_large(void **state)
+{
+    struct fixture *f = start(NULL, 16);
+    static const char big_cl[] = "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n"
+                                 "Connection: close\r\n\r\n";
+    static const char chunked[] = "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                                  "Connection: close\r\n\r\n"
+                                  "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n";
+    static const char fits[] = "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 16\r\n"
+                               "Connection: close\r\n\r\n0123456789abcdef";
+    char *resp;
+    json_t *p;
+
+    (void)state;
+    /* Rejected on Content-Length alone, before any body byte is read. */
+    resp = exchange(AF_INET, nk_httpd_port(f->h), big_cl, sizeof(big_cl) - 1);
+    assert_int_equal(status_of(resp), 413);
+    assert_non_null(strstr(resp, "Content-Type: application/problem+json"));
+    assert_non_null(strstr(resp, "X-Request-Id: "));
+    p = body_of(resp);
+    assert_int_equal(json_integer_value(json_object_get(p, "status")), 413);
+    assert_non_null(json_object_get(p, "title"));
+    assert_non_null(json_object_get(p, "detail"));
+    assert_non_null(json_object_get(p, "type"));
+    json_decref(p);
+    free(resp);
+    /* No length announced: counted while reading. */
+    resp = exchange(AF_INET, nk_httpd_port(f->h), chunked, sizeof(chunked) - 1);
+    assert_int_equal(status_of(resp), 413);
+    free(resp);
+    assert_int_equal(f->calls, 0);
+    assert_int_equal(f->last_access_status, 413);
+    /* Exactly the limit is fine. */
+    resp = exchange(AF_INET, nk_httpd_port(f->h), fits, sizeof(fits) - 1);
+    assert_int_equal(status_of(resp), 200);
+    free(resp);
+    assert_int_equal(f->calls, 1);
+    finish(f);
+}
+
+static void test_ipv6_and_bad_address(void **state)
+{
+    struct nk_httpd_options o = {0};
+    struct nk_httpd *h = NULL;
+    struct nk_error err = {0};
+    struct fixture *f;
+    char *resp;
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a;
+
+    (void)state;
+    o.address = "not-an-address";
+    assert_int_not_equal(nk_httpd_start(&o, handler, NULL, &h, &err), NK_OK);
+    assert_null(h);
+    assert_non_null(strstr(err.msg, "not-an-address"));
+
+    /* Skip the IPv6 half where the machine has no ::1. */
+    memset(&a, 0, sizeof(a));
+    a.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, "::1", &a.sin6_addr);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    f = start("::1", 0);
+    {
+        char raw[] = "GET /six HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        resp = exchange(AF_INET6, nk_httpd_port(f->h), raw, sizeof(raw) - 1);
+    }
+    assert_int_equal(status_of(resp), 200);
+    free(resp);
+    finish(f);
+}
+
+static void test_port_in_use(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    struct nk_httpd_options o = {0};
+    struct nk_httpd *h = NULL;
+    struct nk_error err = {0};
+
+    (void)state;
+    o.port = nk_httpd_port(f->h);
+    assert_int_equal(nk_httpd_start(&o, handler, NULL, &h, &err), NK_ERR_IO);
+    assert_non_null(strstr(err.msg, "cannot bind"));
+    finish(f);
+}
+
+struct client_arg {
+    unsigned port;
+    char *resp;
+};
+
+static void *client_thread(void *arg)
+{
+    struct client_arg *c = arg;
+    static const char raw[] = "GET /never HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+    c->resp = exchange(AF_INET, c->port, raw, sizeof(raw) - 1);
+    return NULL;
+}
+
+static void test_quiesce_and_stop_with_pending(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    struct client_arg c = {nk_httpd_port(f->h), NULL};
+    struct nk_http_req *req;
+    pthread_t t;
+    int i;
+
+    (void)state;
+    f->mode = NEVER_ANSWER;
+    assert_int_equal(pthread_create(&t, NULL, client_thread, &c), 0);
+    pthread_mutex_lock(&f->mu);
+    for (i = 0; i < 100 && f->held == NULL; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
+    }
+    req = f->held;
+    pthread_mutex_unlock(&f->mu);
+    assert_non_null(req);
+    assert_int_equal(nk_httpd_pending(f->h), 1);
+    nk_httpd_quiesce(f->h);
+    assert_int_equal(nk_httpd_pending(f->h), 1);
+    /* Stopping with a request still unanswered answers it 503 itself. */
+    nk_httpd_stop(f->h);
+    f->h = NULL;
+    pthread_join(t, NULL);
+    assert_int_equal(status_of(c.resp), 503);
+    free(c.resp);
+    /* The handler's late answer is dropped harmlessly. */
+    nk_http_respond(req, 200, "text/plain", strdup("late"), 4, NULL);
+    finish(f);
+}
+
+struct burst {
+    unsigned port;
+    int ok;
+};
+
+static void *burst_client(void *arg)
+{
+    struct burst *b = arg;
+    int i;
+
+    for (i = 0; i < 25; i++) {
+        static const char raw[] = "GET /burst?i=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        char *resp = exchange(AF_INET, b->port, raw, sizeof(raw) - 1);
+        if (status_of(resp) == 200 && strstr(resp, "\"/burst\"") != NULL)
+            b->ok++;
+        free(resp);
+    }
+    return NULL;
+}
+
+static void test_concurrent_answers_from_threads(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    struct burst b[4];
+    pthread_t t[4];
+    int i, ok = 0;
+
+    (void)state;
+    f->mode = ANSWER_IN_THREAD;
+    for (i = 0; i < 4; i++) {
+        b[i].port = nk_httpd_port(f->h);
+        b[i].ok = 0;
+        assert_int_equal(pthread_create(&t[i], NULL, burst_client, &b[i]), 0);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        ok += b[i].ok;
+    }
+    assert_int_equal(ok, 100);
+    assert_int_equal(nk_httpd_pending(f->h), 0);
+    finish(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_raw_path_and_query),
+        cmocka_unit_test(test_headers_body_and_request_id),
+        cmocka_unit_test(test_answer_later_from_another_thread),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_ipv6_and_bad_address),
+        cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_quiesce_and_stop_with_pending),
+        cmocka_unit_test(test_concurrent_answers_from_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
