@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# test.sh: install what is missing, build with warnings as errors, run every test; then build
+# again under AddressSanitizer + UndefinedBehaviorSanitizer and run every test again.
+# This is the README's test command and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+
+scripts/deps.sh --test
+
+echo "== build (gcc, -Werror)"
+cmake -S . -B build -DNK_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests (gcc, -Werror)"
+(cd build && ctest --output-on-failure -j"$jobs" --timeout 600)
+
+echo "== build (clang, AddressSanitizer + UndefinedBehaviorSanitizer)"
+cmake -S . -B build-asan -DNK_WERROR=ON -DNK_SANITIZE=address,undefined \
+      -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-asan -j"$jobs"
+echo "== tests (ASan + UBSan)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure -j"$jobs" --timeout 900)
