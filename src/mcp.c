@@ -139,7 +139,6 @@ static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *arg
                             nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
 {
     struct hreq *h = ud;
-
     struct tramp *t = malloc(sizeof(*t));
     enum nk_rc rc;
 

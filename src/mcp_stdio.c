@@ -59,7 +59,6 @@ static enum nk_rc stdio_call(void *ud, const struct nk_exposed *tool, json_t *ar
                              nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
 {
     struct stdio_state *st = ud;
-
     struct tramp *t = malloc(sizeof(*t));
     enum nk_rc rc;
 
