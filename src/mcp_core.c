@@ -122,8 +122,7 @@ static const char *trim_ows(const char *s, char *buf, size_t cap)
 
 /* ---- engine lifecycle --------------------------------------------------------------------- */
 
-enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out,
-                      struct nk_error *err)
+enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, struct nk_error *err)
 {
     struct nk_mcp *m = NULL;
     enum nk_rc rc = NK_ERR_NOMEM;
@@ -224,8 +223,7 @@ static bool session_verify(struct nk_mcp *m, const char *id, unsigned char mac[S
     if (id == NULL)
         return false;
     len = strlen(id);
-    if (len != nk_b64url_len(SID_RAW) ||
-        nk_b64url_decode(id, len, raw, sizeof(raw)) != SID_RAW)
+    if (len != nk_b64url_len(SID_RAW) || nk_b64url_decode(id, len, raw, sizeof(raw)) != SID_RAW)
         return false;
     session_mac(m, raw, want);
     if (!nk_mem_equal_ct(want, raw + SID_TIME + SID_NONCE, SID_MAC))
@@ -381,7 +379,7 @@ struct exchange {
     void *ud;
     struct nk_mcp_backend b;
     struct nk_mcp *m;
-    struct nk_mcp_conn *conn; /* stdio only */
+    struct nk_mcp_conn *conn;          /* stdio only */
     const struct nk_mcp_http_in *http; /* HTTP only; valid only during dispatch */
 };
 
@@ -771,8 +769,7 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
         if (empty == NULL)
             goto oom;
     } else if (!json_is_object(args)) {
-        add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: 'arguments' must be an object",
-                  NULL);
+        add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: 'arguments' must be an object", NULL);
         return;
     }
     if (x->b.call == NULL) {
@@ -822,8 +819,7 @@ static void do_initialize(struct exchange *x, json_t *id, json_t *params)
     json_t *res;
 
     if (!json_is_object(params) || !json_is_string(pv)) {
-        add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: 'protocolVersion' is required",
-                  NULL);
+        add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: 'protocolVersion' is required", NULL);
         return;
     }
     v = json_string_value(pv);
@@ -843,9 +839,9 @@ static void do_initialize(struct exchange *x, json_t *id, json_t *params)
 
 static void do_discover(struct exchange *x, json_t *id)
 {
-    json_t *res = json_pack("{s:o, s:o, s:I, s:s}", "supportedVersions", supported_versions(),
-                            "capabilities", capabilities(), "ttlMs",
-                            (json_int_t)x->m->tools_ttl_ms, "cacheScope", "public");
+    json_t *res =
+        json_pack("{s:o, s:o, s:I, s:s}", "supportedVersions", supported_versions(), "capabilities",
+                  capabilities(), "ttlMs", (json_int_t)x->m->tools_ttl_ms, "cacheScope", "public");
 
     if (res != NULL && x->b.adapter != NULL && x->b.adapter->description != NULL)
         json_object_set_new(res, "instructions", json_string(x->b.adapter->description));
@@ -939,8 +935,7 @@ static void dispatch_modern(struct exchange *x, json_t *id, const char *method, 
         add_error(x, id, RPC_METHOD_NOT_FOUND, "Method not found", NULL);
 }
 
-static void dispatch_handshake(struct exchange *x, json_t *id, const char *method,
-                               json_t *params)
+static void dispatch_handshake(struct exchange *x, json_t *id, const char *method, json_t *params)
 {
     if (params != NULL && !json_is_object(params)) {
         add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: params must be an object", NULL);
@@ -979,8 +974,8 @@ static void dispatch_one(struct exchange *x, json_t *msg)
     }
     if (method == NULL) {
         /* A response from the client (we never send requests) or garbage. */
-        if (id != NULL && (json_object_get(msg, "result") != NULL ||
-                           json_object_get(msg, "error") != NULL))
+        if (id != NULL &&
+            (json_object_get(msg, "result") != NULL || json_object_get(msg, "error") != NULL))
             return;
         add_error(x, id, RPC_INVALID_REQUEST, "Invalid Request: no method", NULL);
         return;
@@ -1021,8 +1016,8 @@ static struct exchange *exchange_new(struct nk_mcp *m, const struct nk_mcp_backe
 }
 
 /* Reply at once without an exchange (framing errors, sessions, methods). */
-static void reply_now(nk_mcp_reply_fn reply, void *ud, unsigned status, int code,
-                      const char *msg, const char *allow)
+static void reply_now(nk_mcp_reply_fn reply, void *ud, unsigned status, int code, const char *msg,
+                      const char *allow)
 {
     struct nk_mcp_reply r;
     json_t *body = NULL;
@@ -1079,8 +1074,8 @@ static void run_exchange(struct exchange *x, json_t *body)
     exchange_release(x);
 }
 
-void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b,
-                 const struct nk_mcp_http_in *in, nk_mcp_reply_fn reply, void *ud)
+void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct nk_mcp_http_in *in,
+                 nk_mcp_reply_fn reply, void *ud)
 {
     json_t *body = NULL;
     json_error_t jerr;
@@ -1127,8 +1122,7 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b,
         x->era = ERA_MODERN;
         if (!json_is_object(body)) {
             add_error(x, NULL, RPC_INVALID_REQUEST,
-                      "Invalid Request: batches are not supported in " NK_MCP_MODERN_VERSION,
-                      NULL);
+                      "Invalid Request: batches are not supported in " NK_MCP_MODERN_VERSION, NULL);
             x->batch = false;
             exchange_release(x);
             goto out;
@@ -1146,8 +1140,7 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b,
         exchange_release(x);
         goto out;
     }
-    if (json_is_array(body) &&
-        (strcmp(version, "2025-03-26") != 0 || json_array_size(body) == 0)) {
+    if (json_is_array(body) && (strcmp(version, "2025-03-26") != 0 || json_array_size(body) == 0)) {
         add_error(x, NULL, RPC_INVALID_REQUEST,
                   json_array_size(body) == 0
                       ? "Invalid Request: empty batch"
@@ -1158,8 +1151,8 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b,
     }
     if (is_initialize(body)) {
         if (nk_mcp_session_new(m, x->rep.session_id) != NK_OK) {
-            add_error(x, json_object_get(body, "id"), RPC_INTERNAL,
-                      "Internal error: no session id", NULL);
+            add_error(x, json_object_get(body, "id"), RPC_INTERNAL, "Internal error: no session id",
+                      NULL);
             exchange_release(x);
             goto out;
         }

@@ -159,8 +159,7 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
             vars[n_vars].value = eq + 1;
             n_vars++;
         } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "naftikod: mcp-stdio: unknown or incomplete option '%s'\n%s", a,
-                    usage);
+            fprintf(stderr, "naftikod: mcp-stdio: unknown or incomplete option '%s'\n%s", a, usage);
             status = 2;
             goto out;
         } else {

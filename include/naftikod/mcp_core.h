@@ -28,18 +28,17 @@ struct nk_mcp_options {
     const char *const *allowed_hosts; /* extra Host/Origin host names (no port) besides
                                          localhost, 127.0.0.1 and [::1]; copied */
     size_t n_allowed_hosts;
-    size_t page_size;        /* tools/list page size; 0: 100 */
-    unsigned session_ttl_s;  /* session lifetime; 0: 86400 */
-    size_t max_ended;        /* ended session ids remembered; 0: 4096 */
-    long tools_ttl_ms;       /* ttlMs hint on stateless tools/list; <= 0: 60000 */
+    size_t page_size;       /* tools/list page size; 0: 100 */
+    unsigned session_ttl_s; /* session lifetime; 0: 86400 */
+    size_t max_ended;       /* ended session ids remembered; 0: 4096 */
+    long tools_ttl_ms;      /* ttlMs hint on stateless tools/list; <= 0: 60000 */
 };
 
 /* Engine state: session key, the ended-session set, options. Thread-safe. */
 struct nk_mcp;
 
 /* NK_OK, NK_ERR_NOMEM, NK_ERR_IO (no random source). */
-enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out,
-                      struct nk_error *err);
+enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, struct nk_error *err);
 void nk_mcp_free(struct nk_mcp *m); /* NULL is a no-op; no exchange may be pending */
 
 /* A finished tool call; r is borrowed for the call (the backend frees it afterwards). */
@@ -73,10 +72,10 @@ struct nk_mcp_http_in {
 };
 
 struct nk_mcp_reply {
-    unsigned status;  /* HTTP status (stdio ignores it) */
-    char *body;       /* owned by the reply; NULL: no body (stdio: write nothing) */
+    unsigned status; /* HTTP status (stdio ignores it) */
+    char *body;      /* owned by the reply; NULL: no body (stdio: write nothing) */
     size_t len;
-    bool json;        /* body is application/json */
+    bool json;                              /* body is application/json */
     char session_id[NK_MCP_SESSION_ID_MAX]; /* non-empty: send Mcp-Session-Id */
     const char *allow;                      /* non-NULL: send Allow (static string) */
 };
@@ -86,8 +85,8 @@ struct nk_mcp_reply {
 typedef void (*nk_mcp_reply_fn)(void *ud, struct nk_mcp_reply *r);
 
 /* Answer one HTTP exchange. */
-void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b,
-                 const struct nk_mcp_http_in *in, nk_mcp_reply_fn reply, void *ud);
+void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct nk_mcp_http_in *in,
+                 nk_mcp_reply_fn reply, void *ud);
 
 /* One stdio connection's state (caller storage, zero-initialised): the version negotiated by
  * initialize. Used only from the thread that reads the connection. */

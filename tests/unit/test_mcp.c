@@ -109,10 +109,13 @@ static enum nk_rc fake_call(void *ud, const struct nk_exposed *tool, json_t *arg
 }
 
 static char id_name[] = "id", id_desc[] = "token id", revoked_name[] = "revoked";
-static struct nk_arg id_arg = {.name = id_name, .in = NK_IN_BODY, .type = NK_TYPE_STRING,
-                               .required = true, .description = id_desc};
-static struct nk_arg revoked_arg = {.name = revoked_name, .in = NK_IN_BODY,
-                                    .type = NK_TYPE_BOOLEAN};
+static struct nk_arg id_arg = {.name = id_name,
+                               .in = NK_IN_BODY,
+                               .type = NK_TYPE_STRING,
+                               .required = true,
+                               .description = id_desc};
+static struct nk_arg revoked_arg = {
+    .name = revoked_name, .in = NK_IN_BODY, .type = NK_TYPE_BOOLEAN};
 
 static struct nk_exposed tools[6];
 static struct nk_adapter adapter;
@@ -343,11 +346,9 @@ static void test_initialize(void **state)
     r = result_of(&c);
     assert_string_equal(json_string_value(json_object_get(r, "protocolVersion")), "2025-06-18");
     assert_string_equal(
-        json_string_value(json_object_get(json_object_get(r, "serverInfo"), "name")),
-        "naftikod");
-    assert_true(json_is_false(
-        json_object_get(json_object_get(json_object_get(r, "capabilities"), "tools"),
-                        "listChanged")));
+        json_string_value(json_object_get(json_object_get(r, "serverInfo"), "name")), "naftikod");
+    assert_true(json_is_false(json_object_get(
+        json_object_get(json_object_get(r, "capabilities"), "tools"), "listChanged")));
     assert_string_equal(json_string_value(json_object_get(r, "instructions")),
                         "Test tools for the engine.");
     assert_true(strlen(c.sid) > 16);
@@ -526,8 +527,7 @@ static void test_host_origin(void **state)
          NULL);
     assert_int_equal(c.status, 403);
     cap_cleanup(&c);
-    http(&c, "POST", init_body, "Host", "localhost:9090", "Origin", "http://localhost:9090",
-         NULL);
+    http(&c, "POST", init_body, "Host", "localhost:9090", "Origin", "http://localhost:9090", NULL);
     assert_int_equal(c.status, 200);
     cap_cleanup(&c);
     assert_true(nk_mcp_host_allowed(engine, "[::1]:8080", "http://[::1]:8080"));
@@ -574,8 +574,7 @@ static void test_tools_list(void **state)
     ann = json_object_get(json_array_get(tl, 2), "annotations");
     assert_true(json_is_true(json_object_get(ann, "destructiveHint")));
     assert_true(json_is_true(json_object_get(ann, "openWorldHint")));
-    assert_null(json_object_get(json_object_get(json_array_get(tl, 1), "inputSchema"),
-                                "required"));
+    assert_null(json_object_get(json_object_get(json_array_get(tl, 1), "inputSchema"), "required"));
     cap_cleanup(&c);
 }
 
@@ -594,7 +593,8 @@ static void test_tools_pagination(void **state)
         size_t i;
 
         if (cursor[0] == '\0')
-            snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+            snprintf(body, sizeof(body),
+                     "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
         else
             snprintf(body, sizeof(body),
                      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{"
@@ -656,8 +656,7 @@ static void test_tools_call(void **state)
     r = result_of(&c);
     assert_null(json_object_get(r, "isError"));
     assert_string_equal(
-        json_string_value(json_object_get(json_object_get(r, "structuredContent"), "tool")),
-        "get");
+        json_string_value(json_object_get(json_object_get(r, "structuredContent"), "tool")), "get");
     text = json_object_get(json_array_get(json_object_get(r, "content"), 0), "text");
     assert_string_equal(json_string_value(text), "{\"tool\":\"get\",\"n\":1}");
     assert_string_equal(json_string_value(json_object_get(last_args, "id")), "abc");
@@ -675,9 +674,9 @@ static void test_tools_call(void **state)
     call_tool(&c, sid, "upstream-400", "{}");
     r = result_of(&c);
     assert_true(json_is_true(json_object_get(r, "isError")));
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(json_object_get(r, "content"), 0), "text")),
-        "upstream answered 400: token name cannot be empty");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(r, "content"), 0), "text")),
+                        "upstream answered 400: token name cannot be empty");
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(r, "structuredContent"), "error")),
         "token name cannot be empty");
@@ -737,8 +736,8 @@ static void test_tools_call_async(void **state)
     pthread_mutex_unlock(&c.mu);
     pthread_join(th, NULL);
     assert_int_equal(c.calls, 1);
-    assert_true(json_is_true(
-        json_object_get(json_object_get(result_of(&c), "structuredContent"), "late")));
+    assert_true(
+        json_is_true(json_object_get(json_object_get(result_of(&c), "structuredContent"), "late")));
     cap_cleanup(&c);
 }
 
@@ -778,8 +777,8 @@ static void test_batches(void **state)
 
 /* ---- stateless era ------------------------------------------------------------------------ */
 
-#define META                                                                                     \
-    "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","                     \
+#define META                                                                                       \
+    "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","                       \
     "\"io.modelcontextprotocol/clientCapabilities\":{}}"
 
 static void modern(struct captured *c, const char *method, const char *name, const char *params,
@@ -805,17 +804,17 @@ static void test_modern_discover(void **state)
     assert_string_equal(c.sid, "");
     r = result_of(&c);
     assert_string_equal(json_string_value(json_object_get(r, "resultType")), "complete");
-    assert_string_equal(json_string_value(json_array_get(json_object_get(r, "supportedVersions"),
-                                                         0)),
-                        "2026-07-28");
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(r, "supportedVersions"), 0)),
+        "2026-07-28");
     assert_non_null(json_object_get(json_object_get(r, "capabilities"), "tools"));
     assert_true(json_is_integer(json_object_get(r, "ttlMs")));
     assert_non_null(json_object_get(r, "cacheScope"));
-    assert_string_equal(json_string_value(json_object_get(
-                            json_object_get(json_object_get(r, "_meta"),
-                                            "io.modelcontextprotocol/serverInfo"),
-                            "name")),
-                        "naftikod");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(r, "_meta"), "io.modelcontextprotocol/serverInfo"),
+            "name")),
+        "naftikod");
     assert_int_equal(json_integer_value(json_object_get(c.json, "id")), 42);
     cap_cleanup(&c);
 }
@@ -833,8 +832,8 @@ static void test_modern_errors(void **state)
     assert_int_equal(json_integer_value(json_object_get(c.json, "id")), 42);
     cap_cleanup(&c);
     modern(&c, "server/discover", NULL,
-           "{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}",
-           "2026-07-28", "server/discover", NULL);
+           "{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}", "2026-07-28",
+           "server/discover", NULL);
     assert_int_equal(error_code(&c), -32602);
     cap_cleanup(&c);
     /* Header and body disagree. */
@@ -928,8 +927,8 @@ static void test_modern_tools(void **state)
     assert_int_equal(json_integer_value(json_object_get(r, "structuredContent")), 5);
     cap_cleanup(&c);
     /* Notifications: 202. */
-    http(&c, "POST", "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{"
-         META "}}",
+    http(&c, "POST",
+         "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{" META "}}",
          "MCP-Protocol-Version", "2026-07-28", "Mcp-Method", "notifications/cancelled", NULL);
     assert_int_equal(c.status, 202);
     cap_cleanup(&c);
