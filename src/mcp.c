@@ -197,6 +197,15 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
         "error\"}}";
     char *body;
 
+    if (strcmp(nk_http_req_path(req), "/mcp") != 0) {
+        static const char nf[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
+                                 "\"message\":\"Not Found: the MCP endpoint is /mcp\"}}";
+
+        body = strdup(nf);
+        nk_http_respond(req, 404, body != NULL ? "application/json" : NULL, body,
+                        body != NULL ? strlen(body) : 0, NULL);
+        return;
+    }
     h = m != NULL ? calloc(1, sizeof(*h)) : NULL;
     if (h == NULL) {
         body = strdup(oom);

@@ -27,7 +27,9 @@ static const char usage[] =
     "  --var NAME=VALUE      a baseUri server variable, e.g. --var central-host=central:8443\n"
     "                        (else the environment variable NAME upper-cased, '-' -> '_')\n"
     "  --ca-file FILE        trust this PEM bundle for upstream TLS instead of the system store\n"
-    "  --timeout-ms N        total time per upstream call (default 30000)\n"
+    "  --insecure-skip-verify  do not verify upstream TLS certificates (labs only; warned)\n"
+    "  --connect-timeout MS  upstream connect timeout (default 5000)\n"
+    "  --timeout MS          upstream total timeout per call (default 30000)\n"
     "  -h, --help            show this help and exit\n"
     "\n"
     "Exit status: 0 at end of input, 1 when the capabilities do not load, 2 on a usage error.\n";
@@ -144,8 +146,23 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
             adapter_ns = argv[++i];
         } else if (strcmp(a, "--ca-file") == 0 && i + 1 < argc) {
             uo.ca_file = argv[++i];
-        } else if (strcmp(a, "--timeout-ms") == 0 && i + 1 < argc) {
-            uo.timeout_ms = strtol(argv[++i], NULL, 10);
+        } else if (strcmp(a, "--insecure-skip-verify") == 0) {
+            uo.insecure = true;
+        } else if ((strcmp(a, "--timeout") == 0 || strcmp(a, "--connect-timeout") == 0) &&
+                   i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[i + 1], &end, 10);
+
+            if (*end != '\0' || v <= 0) {
+                fprintf(stderr, "naftikod: mcp-stdio: %s wants milliseconds\n", a);
+                status = 2;
+                goto out;
+            }
+            if (strcmp(a, "--timeout") == 0)
+                uo.timeout_ms = v;
+            else
+                uo.connect_timeout_ms = v;
+            i++;
         } else if (strcmp(a, "--var") == 0 && i + 1 < argc) {
             char *eq = strchr(argv[++i], '=');
 
@@ -202,6 +219,9 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
         fprintf(stderr, "naftikod: mcp-stdio: %s\n", err.msg);
         goto out;
     }
+    if (uo.insecure)
+        fprintf(stderr, "naftikod: mcp-stdio: warning: upstream TLS certificates are NOT "
+                        "verified (--insecure-skip-verify)\n");
     b.call = stdio_call;
     b.call_ud = &st;
     fprintf(stderr, "naftikod: mcp-stdio: serving %zu tools of %s\n", b.adapter->n_ops,

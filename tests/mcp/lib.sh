@@ -56,11 +56,18 @@ start_engine() {
     url="http://127.0.0.1:$(cat "$tmp/engine.port")/mcp"
 }
 
-# The Central double: sets central_port and central_ca (may be empty when it speaks plain HTTP).
+# The Central double over HTTPS (the capability's baseUri is https://{central-host}) with a
+# throw-away self-signed certificate for 127.0.0.1: sets central_port and central_ca.
 start_central() {
     [ -x "${NK_CENTRAL_DOUBLE:-}" ] || skip "no Central double (target central-double)"
+    command -v openssl >/dev/null || skip "no openssl to make the double's certificate"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=central-double-test" \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -keyout "$tmp/central.key" -out "$tmp/central.crt" >/dev/null 2>&1 ||
+        { echo "openssl could not make a certificate"; exit 1; }
+    central_ca=$tmp/central.crt
     "$NK_CENTRAL_DOUBLE" --port 0 --port-file "$tmp/central.port" --token "$token" \
-        >"$tmp/central.log" 2>&1 &
+        --tls-cert "$tmp/central.crt" --tls-key "$tmp/central.key" >"$tmp/central.log" 2>&1 &
     pids+=($!)
     wait_file "$tmp/central.port" $! || { cat "$tmp/central.log"; echo "central double did not start"; exit 1; }
     central_port=$(head -n1 "$tmp/central.port" | tr -dc '0-9')
@@ -71,10 +78,7 @@ daemon_env() {
     export STACKROX_API_KEY="Bearer $token"
     export CENTRAL_HOST="127.0.0.1:$central_port"
     capability=$src/capabilities/stackrox-apitokenservice.yaml
-    daemon_opts=(--var "central-host=127.0.0.1:$central_port")
-    if [ -n "${NK_CENTRAL_CA:-}" ]; then
-        daemon_opts+=(--ca-file "$NK_CENTRAL_CA")
-    fi
+    daemon_opts=(--var "central-host=127.0.0.1:$central_port" --ca-file "$central_ca")
 }
 
 # naftikod serve with ephemeral ports: sets url (the MCP endpoint).
@@ -92,6 +96,8 @@ start_daemon() {
         echo "naftikod serve did not start"
         exit 1
     fi
-    mcp_port=$(awk '/mcp/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+$/) print $i}' "$tmp/daemon.port" | head -n1)
+    # "rest=PORT\nmcp=PORT\n"
+    mcp_port=$(sed -n 's/^mcp=\([0-9]*\)$/\1/p' "$tmp/daemon.port" | head -n1)
+    [ -n "$mcp_port" ] || { cat "$tmp/daemon.port"; echo "no mcp port in the port file"; exit 1; }
     url="http://127.0.0.1:$mcp_port/mcp"
 }
