@@ -31,3 +31,10 @@ foreach(t http stdio)
   set_tests_properties(mcp.sdk.${t} PROPERTIES
     ENVIRONMENT "${NK_MCP_ENV}" SKIP_RETURN_CODE 77 TIMEOUT 300)
 endforeach()
+
+# libFuzzer harness for the engine (clang, -DNK_FUZZ=ON): build/tests/fuzz_mcp -max_total_time=60
+if(NK_FUZZ)
+  add_executable(fuzz_mcp ${NK_SOURCE_DIR}/tests/fuzz/fuzz_mcp.c)
+  target_link_libraries(fuzz_mcp PRIVATE naftikod_core)
+  target_link_options(fuzz_mcp PRIVATE -fsanitize=fuzzer)
+endif()
