@@ -24,15 +24,26 @@ need_npm() {
     [ -d "$prefix/node_modules/@modelcontextprotocol/sdk" ] || skip "no MCP SDK under $prefix"
 }
 
+# Stop everything started; a server that does not exit 0 on SIGTERM (a crash, a sanitizer
+# report at exit) fails the test and shows its log.
 cleanup() {
-    local p
+    local rc=$? p st bad=0
     for p in "${pids[@]}"; do
         kill -TERM "$p" 2>/dev/null || true
     done
     for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
+        st=0
+        wait "$p" 2>/dev/null || st=$?
+        if [ "$st" != 0 ]; then
+            echo "a server (pid $p) exited with status $st:"
+            cat "$tmp"/*.log 2>/dev/null | tail -n 40
+            bad=1
+        fi
     done
     rm -rf "$tmp"
+    if [ $bad = 1 ] && [ $rc = 0 ]; then
+        exit 1
+    fi
 }
 trap cleanup EXIT
 
@@ -50,7 +61,7 @@ wait_file() {
 # The engine-only server (fake tools, no upstream): sets url.
 start_engine() {
     [ -x "${NK_MCP_ENGINE_SERVER:-}" ] || skip "no engine test server"
-    "$NK_MCP_ENGINE_SERVER" "$tmp/engine.port" &
+    "$NK_MCP_ENGINE_SERVER" "$tmp/engine.port" 2>"$tmp/engine.log" &
     pids+=($!)
     wait_file "$tmp/engine.port" $! || { echo "engine server did not start"; exit 1; }
     url="http://127.0.0.1:$(cat "$tmp/engine.port")/mcp"
