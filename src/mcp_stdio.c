@@ -107,6 +107,7 @@ static const struct nk_adapter *pick_adapter(const struct nk_optable *t, const c
 int nk_cmd_mcp_stdio(int argc, char **argv)
 {
     struct nk_var vars[MAX_VARS];
+    char var_names[MAX_VARS][128];
     size_t n_vars = 0;
     const char **files = NULL;
     size_t n_files = 0;
@@ -166,13 +167,16 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
         } else if (strcmp(a, "--var") == 0 && i + 1 < argc) {
             char *eq = strchr(argv[++i], '=');
 
-            if (eq == NULL || eq == argv[i] || n_vars == MAX_VARS) {
+            if (eq == NULL || eq == argv[i] || n_vars == MAX_VARS ||
+                (size_t)(eq - argv[i]) >= sizeof(var_names[0])) {
                 fprintf(stderr, "naftikod: mcp-stdio: --var wants NAME=VALUE\n");
                 status = 2;
                 goto out;
             }
-            *eq = '\0';
-            vars[n_vars].name = argv[i];
+            /* argv stays as given (it shows in ps). */
+            memcpy(var_names[n_vars], argv[i], (size_t)(eq - argv[i]));
+            var_names[n_vars][eq - argv[i]] = '\0';
+            vars[n_vars].name = var_names[n_vars];
             vars[n_vars].value = eq + 1;
             n_vars++;
         } else if (a[0] == '-' && a[1] != '\0') {
