@@ -373,6 +373,7 @@ struct exchange {
     bool batch;
     enum era era;
     unsigned status; /* for a single message */
+    bool oom;        /* an answer could not be built */
     json_t *responses;
     struct nk_mcp_reply rep;
     nk_mcp_reply_fn reply;
@@ -388,7 +389,9 @@ static void exchange_finish(struct exchange *x)
     size_t n = json_array_size(x->responses);
     json_t *out = NULL;
 
-    if (n == 0) {
+    if (x->oom) {
+        x->rep.status = 500;
+    } else if (n == 0) {
         x->rep.status = 202;
     } else {
         out = x->batch ? json_incref(x->responses) : json_incref(json_array_get(x->responses, 0));
@@ -449,12 +452,13 @@ static unsigned status_for(int code, enum era era)
 /* Append a response (steals resp). Status applies to a single message only. */
 static void add_response(struct exchange *x, json_t *resp, unsigned status)
 {
+    pthread_mutex_lock(&x->mu);
     if (resp == NULL) {
-        /* Out of memory while building: the best we can say. */
-        x->status = 500;
+        /* Out of memory while building an answer: the best we can say is a bare 500. */
+        x->oom = true;
+        pthread_mutex_unlock(&x->mu);
         return;
     }
-    pthread_mutex_lock(&x->mu);
     json_array_append_new(x->responses, resp);
     if (!x->batch)
         x->status = status;
