@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -941,6 +942,72 @@ static void test_modern_tools(void **state)
     cap_cleanup(&c);
 }
 
+/* ---- allocation failures ------------------------------------------------------------------ */
+
+static long alloc_budget = -1; /* < 0: unlimited */
+static bool alloc_failed;
+
+static void *budget_malloc(size_t n)
+{
+    if (alloc_budget == 0) {
+        alloc_failed = true;
+        return NULL;
+    }
+    if (alloc_budget > 0)
+        alloc_budget--;
+    return malloc(n);
+}
+
+/* Fail the N-th jansson allocation for every kind of exchange: each must still answer exactly
+ * once and free what it made (ASan checks the leaks). */
+static void test_alloc_failures(void **state)
+{
+    static const char *const bodies[] = {
+        init_body,
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"get\","
+        "\"arguments\":{\"id\":\"x\"}}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+        "\"upstream-400\"}}",
+        "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},{\"jsonrpc\":\"2.0\",\"id\":2,"
+        "\"method\":\"nope\"}]",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{" META "}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{\"_meta\":{"
+        "\"io.modelcontextprotocol/protocolVersion\":\"v9\",\"io.modelcontextprotocol/"
+        "clientCapabilities\":{}}}}",
+        "{\"jsonrpc\":",
+    };
+    char sid[NK_MCP_SESSION_ID_MAX];
+    struct captured c;
+    size_t i;
+    long n;
+
+    (void)state;
+    open_session(sid);
+    for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        for (n = 0; n < 10000; n++) {
+            json_set_alloc_funcs(budget_malloc, free);
+            alloc_budget = n;
+            alloc_failed = false;
+            if (strstr(bodies[i], "_meta") != NULL)
+                http(&c, "POST", bodies[i], "MCP-Protocol-Version",
+                     strstr(bodies[i], "v9") ? "v9" : "2026-07-28", "Mcp-Method",
+                     strstr(bodies[i], "discover") ? "server/discover" : "tools/list", NULL);
+            else
+                http(&c, "POST", bodies[i], "Mcp-Session-Id", sid, "MCP-Protocol-Version",
+                     "2025-03-26", NULL);
+            alloc_budget = -1;
+            json_set_alloc_funcs(malloc, free);
+            assert_int_equal(c.calls, 1);
+            assert_true(c.status >= 200 && c.status < 600);
+            cap_cleanup(&c);
+            if (!alloc_failed)
+                break;
+        }
+        assert_true(n < 10000);
+    }
+}
+
 /* ---- stdio -------------------------------------------------------------------------------- */
 
 static void line(struct captured *c, struct nk_mcp_conn *conn, const char *text)
@@ -1015,6 +1082,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modern_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modern_tools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdio, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("mcp", tests, NULL, NULL);
