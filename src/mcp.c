@@ -172,7 +172,8 @@ static void http_reply(void *ud, struct nk_mcp_reply *r)
     nk_http_respond(h->req, r->status, r->json ? "application/json" : NULL, r->body, r->len,
                     headers);
     r->body = NULL;
-    nk_context_unref(h->ctx);
+    if (h->ctx != NULL)
+        nk_context_unref(h->ctx);
     free(h);
 }
 
