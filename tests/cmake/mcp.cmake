@@ -38,3 +38,14 @@ if(NK_FUZZ)
   target_link_libraries(fuzz_mcp PRIVATE naftikod_core)
   target_link_options(fuzz_mcp PRIVATE -fsanitize=fuzzer)
 endif()
+
+# The engine over the shipped capability's real table: needs the loader (optable, template,
+# jsonpath), so it is built once those sources are in the tree.
+if(EXISTS ${NK_SOURCE_DIR}/src/optable_load.c AND EXISTS ${NK_SOURCE_DIR}/src/jsonpath.c
+   AND EXISTS ${NK_SOURCE_DIR}/src/template.c)
+  add_executable(test_mcp_seed ${NK_SOURCE_DIR}/tests/mcp/test_mcp_seed.c)
+  target_link_libraries(test_mcp_seed PRIVATE naftikod_core PkgConfig::CMOCKA)
+  target_compile_definitions(test_mcp_seed PRIVATE NK_SOURCE_DIR="${NK_SOURCE_DIR}")
+  add_test(NAME unit.mcp_seed COMMAND test_mcp_seed)
+  set_tests_properties(unit.mcp_seed PROPERTIES ENVIRONMENT "CMOCKA_MESSAGE_OUTPUT=stdout")
+endif()
