@@ -10,4 +10,12 @@
  * in the server's current table on every request). Always answers req exactly once. */
 void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req);
 
+struct nk_mcp_options;
+/* Optional, before the first nk_mcp_handle: session key, extra allowed Host/Origin names, page
+ * size (see mcp_core.h). Without it the first request configures the engine from the
+ * environment: NAFTIKOD_MCP_SESSION_KEY_FILE (a file whose bytes are the HMAC key shared by
+ * replicas; else a random per-process key) and NAFTIKOD_MCP_ALLOWED_HOSTS (comma-separated
+ * host names). NK_OK; NK_ERR_INVALID when already configured; NK_ERR_NOMEM / NK_ERR_IO. */
+enum nk_rc nk_mcp_configure(const struct nk_mcp_options *opts, struct nk_error *err);
+
 #endif

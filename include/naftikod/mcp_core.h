@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mcp_core.h: the MCP protocol engine, transport-free. It takes one HTTP exchange (method,
+ * selected headers, body) or one stdio line, speaks JSON-RPC 2.0 for both protocol eras
+ * (handshake: 2024-11-05 .. 2025-11-25; stateless: 2026-07-28), and answers through a callback,
+ * now or later (tools/call completes on the upstream thread). mcp.c and mcp_stdio.c wrap it. */
+#ifndef NAFTIKOD_MCP_CORE_H
+#define NAFTIKOD_MCP_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "naftikod/common.h"
+#include "naftikod/invoke.h"
+#include "naftikod/optable.h"
+
+#define NK_MCP_MODERN_VERSION "2026-07-28"
+#define NK_MCP_LATEST_HANDSHAKE_VERSION "2025-11-25"
+/* Absent MCP-Protocol-Version header on a handshake-era HTTP request. */
+#define NK_MCP_DEFAULT_HTTP_VERSION "2025-03-26"
+#define NK_MCP_SESSION_ID_MAX 96
+
+struct nk_mcp_options {
+    const unsigned char *session_key; /* HMAC key for session ids; NULL: 32 random bytes chosen
+                                         now (then ids only verify in this process). Copied. */
+    size_t session_key_len;
+    const char *const *allowed_hosts; /* extra Host/Origin host names (no port) besides
+                                         localhost, 127.0.0.1 and [::1]; copied */
+    size_t n_allowed_hosts;
+    size_t page_size;       /* tools/list page size; 0: 100 */
+    unsigned session_ttl_s; /* session lifetime; 0: 86400 */
+    size_t max_ended;       /* ended session ids remembered; 0: 4096 */
+    long tools_ttl_ms;      /* ttlMs hint on stateless tools/list; <= 0: 60000 */
+};
+
+/* Engine state: session key, the ended-session set, options. Thread-safe. */
+struct nk_mcp;
+
+/* NK_OK, NK_ERR_NOMEM, NK_ERR_IO (no random source). */
+enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, struct nk_error *err);
+void nk_mcp_free(struct nk_mcp *m); /* NULL is a no-op; no exchange may be pending */
+
+/* A finished tool call; r is borrowed for the call (the backend frees it afterwards). */
+typedef void (*nk_mcp_done_fn)(void *done_ud, const struct nk_result *r);
+
+/* Start one tool call: like nk_invoke with NK_ARGS_JSON. On NK_OK done(done_ud, result) is
+ * called exactly once, from any thread, possibly before this returns. NK_ERR_INVALID with
+ * err set: the arguments were refused (becomes a tool result with isError). args borrowed. */
+typedef enum nk_rc (*nk_mcp_call_fn)(void *ud, const struct nk_exposed *tool, json_t *args,
+                                     nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
+
+/* What one exchange serves. Copied; adapter and call_ud must stay valid until the reply. */
+struct nk_mcp_backend {
+    const struct nk_adapter *adapter; /* borrowed; NULL: no tools */
+    nk_mcp_call_fn call;
+    void *call_ud;
+};
+
+/* One HTTP request on the MCP endpoint; every pointer borrowed for the call. Header values
+ * NULL when absent. */
+struct nk_mcp_http_in {
+    const char *method; /* "POST", "GET", "DELETE", ... */
+    const char *host;
+    const char *origin;
+    const char *session_id;       /* Mcp-Session-Id */
+    const char *protocol_version; /* MCP-Protocol-Version */
+    const char *mcp_method;       /* Mcp-Method */
+    const char *mcp_name;         /* Mcp-Name */
+    const char *body;
+    size_t body_len;
+};
+
+struct nk_mcp_reply {
+    unsigned status; /* HTTP status (stdio ignores it) */
+    char *body;      /* owned by the reply; NULL: no body (stdio: write nothing) */
+    size_t len;
+    bool json;                              /* body is application/json */
+    char session_id[NK_MCP_SESSION_ID_MAX]; /* non-empty: send Mcp-Session-Id */
+    const char *allow;                      /* non-NULL: send Allow (static string) */
+};
+
+/* Called exactly once per exchange, from any thread. r is borrowed for the call; the callee
+ * may take r->body by setting it to NULL. */
+typedef void (*nk_mcp_reply_fn)(void *ud, struct nk_mcp_reply *r);
+
+/* Answer one HTTP exchange. */
+void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct nk_mcp_http_in *in,
+                 nk_mcp_reply_fn reply, void *ud);
+
+/* One stdio connection's state (caller storage, zero-initialised): the version negotiated by
+ * initialize. Used only from the thread that reads the connection. */
+struct nk_mcp_conn {
+    char version[16];
+};
+
+/* Answer one newline-delimited message read from stdio (line without its newline). The reply
+ * body is NULL when nothing is to be written (notifications, client responses). */
+void nk_mcp_line(struct nk_mcp *m, const struct nk_mcp_backend *b, struct nk_mcp_conn *conn,
+                 const char *line, size_t len, nk_mcp_reply_fn reply, void *ud);
+
+/* Session ids (exposed for tests): mint a new one into out; check one. */
+enum nk_rc nk_mcp_session_new(struct nk_mcp *m, char out[NK_MCP_SESSION_ID_MAX]);
+enum nk_mcp_session_state { NK_MCP_SESSION_VALID, NK_MCP_SESSION_INVALID, NK_MCP_SESSION_ENDED };
+enum nk_mcp_session_state nk_mcp_session_check(struct nk_mcp *m, const char *id);
+/* Mark id ended (only a valid id is remembered). Returns the state id had before. */
+enum nk_mcp_session_state nk_mcp_session_end(struct nk_mcp *m, const char *id);
+
+/* Host/Origin allow-list check (DNS-rebinding protection). host may carry a port; origin is
+ * "scheme://host[:port]". Either may be NULL (absent). */
+bool nk_mcp_host_allowed(const struct nk_mcp *m, const char *host, const char *origin);
+
+#endif

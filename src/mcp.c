@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mcp.c: the MCP Streamable HTTP endpoint: wraps the transport-free engine (mcp_core.c) around
+ * one nk_http_req, with the server's current context and shared upstream client. */
+#include "naftikod/mcp.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "naftikod/invoke.h"
+#include "naftikod/mcp_core.h"
+
+static pthread_mutex_t engine_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct nk_mcp *engine;
+
+static enum nk_rc read_key_file(const char *path, unsigned char **key, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    enum nk_rc rc = NK_ERR_IO;
+
+    if (f == NULL)
+        return NK_ERR_IO;
+    buf = malloc(4096);
+    if (buf == NULL) {
+        rc = NK_ERR_NOMEM;
+        goto out;
+    }
+    n = fread(buf, 1, 4096, f);
+    if (ferror(f) || n == 0)
+        goto out;
+    *key = buf;
+    *len = n;
+    buf = NULL;
+    rc = NK_OK;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+/* Called with engine_mu held. */
+static enum nk_rc configure_from_env(void)
+{
+    struct nk_mcp_options o;
+    const char *kf = getenv("NAFTIKOD_MCP_SESSION_KEY_FILE");
+    const char *hosts = getenv("NAFTIKOD_MCP_ALLOWED_HOSTS");
+    unsigned char *key = NULL;
+    char *copy = NULL, *tok, *save = NULL;
+    const char *list[64];
+    struct nk_error err;
+    enum nk_rc rc;
+
+    memset(&o, 0, sizeof(o));
+    if (kf != NULL && kf[0] != '\0') {
+        rc = read_key_file(kf, &key, &o.session_key_len);
+        if (rc != NK_OK) {
+            fprintf(stderr, "naftikod: mcp: cannot read NAFTIKOD_MCP_SESSION_KEY_FILE %s\n", kf);
+            goto out;
+        }
+        o.session_key = key;
+    }
+    if (hosts != NULL && hosts[0] != '\0') {
+        copy = strdup(hosts);
+        if (copy == NULL) {
+            rc = NK_ERR_NOMEM;
+            goto out;
+        }
+        for (tok = strtok_r(copy, ", ", &save); tok != NULL && o.n_allowed_hosts < 64;
+             tok = strtok_r(NULL, ", ", &save))
+            list[o.n_allowed_hosts++] = tok;
+        o.allowed_hosts = list;
+    }
+    rc = nk_mcp_new(&o, &engine, &err);
+    if (rc != NK_OK)
+        fprintf(stderr, "naftikod: mcp: %s\n", err.msg);
+out:
+    if (key != NULL) {
+        memset(key, 0, o.session_key_len);
+        free(key);
+    }
+    free(copy);
+    return rc;
+}
+
+enum nk_rc nk_mcp_configure(const struct nk_mcp_options *opts, struct nk_error *err)
+{
+    enum nk_rc rc;
+
+    pthread_mutex_lock(&engine_mu);
+    if (engine != NULL) {
+        nk_error_set(err, "the MCP engine is already configured");
+        rc = NK_ERR_INVALID;
+    } else {
+        rc = nk_mcp_new(opts, &engine, err);
+    }
+    pthread_mutex_unlock(&engine_mu);
+    return rc;
+}
+
+static struct nk_mcp *get_engine(void)
+{
+    struct nk_mcp *m;
+
+    pthread_mutex_lock(&engine_mu);
+    if (engine == NULL)
+        configure_from_env();
+    m = engine;
+    pthread_mutex_unlock(&engine_mu);
+    return m;
+}
+
+/* One request in flight: what the engine's callbacks need. */
+struct hreq {
+    struct nk_http_req *req;
+    struct nk_context *ctx;
+    struct nk_upstream *up;
+    const char *request_id; /* borrowed from req; used only while dispatching */
+};
+
+/* nk_invoke's callback takes the result; the engine only borrows it. */
+struct tramp {
+    nk_mcp_done_fn done;
+    void *done_ud;
+};
+
+static void tramp_done(void *ud, struct nk_result *r)
+{
+    struct tramp *t = ud;
+
+    t->done(t->done_ud, r);
+    nk_result_free(r);
+    free(t);
+}
+
+static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *args,
+                            nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
+{
+    struct hreq *h = ud;
+    struct tramp *t = malloc(sizeof(*t));
+    enum nk_rc rc;
+
+    if (t == NULL) {
+        nk_error_set(err, "out of memory");
+        return NK_ERR_NOMEM;
+    }
+    t->done = done;
+    t->done_ud = done_ud;
+    rc = nk_invoke(h->ctx, h->up, tool, args, NK_ARGS_JSON, h->request_id, tramp_done, t, err);
+    if (rc != NK_OK)
+        free(t);
+    return rc;
+}
+
+static void http_reply(void *ud, struct nk_mcp_reply *r)
+{
+    struct hreq *h = ud;
+    const char *headers[5];
+    size_t n = 0;
+
+    if (r->session_id[0] != '\0') {
+        headers[n++] = "Mcp-Session-Id";
+        headers[n++] = r->session_id;
+    }
+    if (r->allow != NULL) {
+        headers[n++] = "Allow";
+        headers[n++] = r->allow;
+    }
+    headers[n] = NULL;
+    nk_http_respond(h->req, r->status, r->json ? "application/json" : NULL, r->body, r->len,
+                    headers);
+    r->body = NULL;
+    if (h->ctx != NULL)
+        nk_context_unref(h->ctx);
+    free(h);
+}
+
+static const struct nk_adapter *find_adapter(const struct nk_optable *t, const char *ns)
+{
+    size_t i;
+
+    for (i = 0; t != NULL && i < t->n_adapters; i++)
+        if (t->adapters[i].type == NK_ADAPTER_MCP && strcmp(t->adapters[i].ns, ns) == 0)
+            return &t->adapters[i];
+    return NULL;
+}
+
+void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
+{
+    struct nk_mcp *m = get_engine();
+    struct nk_mcp_backend b;
+    struct nk_mcp_http_in in;
+    struct hreq *h;
+    static const char oom[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,\"message\":\"Internal "
+        "error\"}}";
+    char *body;
+
+    if (strcmp(nk_http_req_path(req), "/mcp") != 0) {
+        static const char nf[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
+                                 "\"message\":\"Not Found: the MCP endpoint is /mcp\"}}";
+
+        body = strdup(nf);
+        nk_http_respond(req, 404, body != NULL ? "application/json" : NULL, body,
+                        body != NULL ? strlen(body) : 0, NULL);
+        return;
+    }
+    h = m != NULL ? calloc(1, sizeof(*h)) : NULL;
+    if (h == NULL) {
+        body = strdup(oom);
+        nk_http_respond(req, 500, body != NULL ? "application/json" : NULL, body,
+                        body != NULL ? strlen(body) : 0, NULL);
+        return;
+    }
+    h->req = req;
+    h->ctx = nk_server_context(s);
+    h->up = nk_server_upstream(s);
+    h->request_id = nk_http_req_header(req, "X-Request-Id");
+    memset(&b, 0, sizeof(b));
+    b.adapter = h->ctx != NULL ? find_adapter(nk_context_table(h->ctx), ns) : NULL;
+    b.call = http_call;
+    b.call_ud = h;
+    memset(&in, 0, sizeof(in));
+    in.method = nk_http_req_method(req);
+    in.host = nk_http_req_header(req, "Host");
+    in.origin = nk_http_req_header(req, "Origin");
+    in.session_id = nk_http_req_header(req, "Mcp-Session-Id");
+    in.protocol_version = nk_http_req_header(req, "MCP-Protocol-Version");
+    in.mcp_method = nk_http_req_header(req, "Mcp-Method");
+    in.mcp_name = nk_http_req_header(req, "Mcp-Name");
+    in.body = nk_http_req_body(req, &in.body_len);
+    nk_mcp_http(m, &b, &in, http_reply, h);
+}

@@ -1,0 +1,1218 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mcp_core.c: the MCP protocol engine: JSON-RPC framing, both protocol eras, tools, sessions. */
+#include "naftikod/mcp_core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "naftikod/sha256.h"
+
+/* JSON-RPC and MCP error codes. */
+#define RPC_PARSE_ERROR (-32700)
+#define RPC_INVALID_REQUEST (-32600)
+#define RPC_METHOD_NOT_FOUND (-32601)
+#define RPC_INVALID_PARAMS (-32602)
+#define RPC_INTERNAL (-32603)
+#define MCP_HEADER_MISMATCH (-32020)
+#define MCP_UNSUPPORTED_VERSION (-32022)
+
+#define META_VERSION "io.modelcontextprotocol/protocolVersion"
+#define META_CAPS "io.modelcontextprotocol/clientCapabilities"
+#define META_SERVER_INFO "io.modelcontextprotocol/serverInfo"
+
+/* Newest first: initialize answers handshake_versions[0] when the client's is unknown. */
+static const char *const handshake_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
+                                                 "2024-11-05"};
+#define N_HANDSHAKE (sizeof(handshake_versions) / sizeof(handshake_versions[0]))
+
+/* session id = base64url(issued (8, big endian seconds) | nonce (16) | mac (16)) */
+#define SID_TIME 8
+#define SID_NONCE 16
+#define SID_MAC 16
+#define SID_RAW (SID_TIME + SID_NONCE + SID_MAC)
+#define SID_DOMAIN "naftikod mcp session v1"
+
+struct nk_mcp {
+    unsigned char key[NK_SHA256_LEN];
+    char **hosts;
+    size_t n_hosts;
+    size_t page_size;
+    unsigned session_ttl_s;
+    long tools_ttl_ms;
+    pthread_mutex_t mu; /* guards the ended ring */
+    unsigned char (*ended)[SID_MAC];
+    size_t max_ended, n_ended, next_ended;
+};
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static enum nk_rc random_bytes(void *buf, size_t len)
+{
+    unsigned char *p = buf;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    enum nk_rc rc = NK_ERR_IO;
+
+    if (fd < 0)
+        return NK_ERR_IO;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            goto out;
+        p += n;
+        len -= (size_t)n;
+    }
+    rc = NK_OK;
+out:
+    close(fd);
+    return rc;
+}
+
+static bool is_handshake_version(const char *v)
+{
+    size_t i;
+
+    for (i = 0; v != NULL && i < N_HANDSHAKE; i++)
+        if (strcmp(v, handshake_versions[i]) == 0)
+            return true;
+    return false;
+}
+
+static json_t *supported_versions(void)
+{
+    json_t *a = json_array();
+    size_t i;
+
+    if (a == NULL)
+        return NULL;
+    json_array_append_new(a, json_string(NK_MCP_MODERN_VERSION));
+    for (i = 0; i < N_HANDSHAKE; i++)
+        json_array_append_new(a, json_string(handshake_versions[i]));
+    return a;
+}
+
+/* Copy s without leading/trailing optional whitespace (RFC 9110 OWS) into buf. */
+static const char *trim_ows(const char *s, char *buf, size_t cap)
+{
+    size_t n;
+
+    if (s == NULL)
+        return NULL;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* ---- engine lifecycle --------------------------------------------------------------------- */
+
+enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, struct nk_error *err)
+{
+    struct nk_mcp *m = NULL;
+    enum nk_rc rc = NK_ERR_NOMEM;
+    size_t i;
+
+    m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        goto out;
+    pthread_mutex_init(&m->mu, NULL);
+    m->page_size = opts != NULL && opts->page_size > 0 ? opts->page_size : 100;
+    m->session_ttl_s = opts != NULL && opts->session_ttl_s > 0 ? opts->session_ttl_s : 86400;
+    m->max_ended = opts != NULL && opts->max_ended > 0 ? opts->max_ended : 4096;
+    m->tools_ttl_ms = opts != NULL && opts->tools_ttl_ms > 0 ? opts->tools_ttl_ms : 60000;
+    m->ended = calloc(m->max_ended, sizeof(*m->ended));
+    if (m->ended == NULL)
+        goto out;
+    if (opts != NULL && opts->session_key != NULL && opts->session_key_len > 0) {
+        /* Any key length: hash it down so the HMAC key is always 32 bytes. */
+        nk_sha256(opts->session_key, opts->session_key_len, m->key);
+    } else if (random_bytes(m->key, sizeof(m->key)) != NK_OK) {
+        nk_error_set(err, "cannot read /dev/urandom for the MCP session key");
+        rc = NK_ERR_IO;
+        goto out;
+    }
+    if (opts != NULL && opts->n_allowed_hosts > 0) {
+        m->hosts = calloc(opts->n_allowed_hosts, sizeof(*m->hosts));
+        if (m->hosts == NULL)
+            goto out;
+        for (i = 0; i < opts->n_allowed_hosts; i++) {
+            m->hosts[i] = strdup(opts->allowed_hosts[i]);
+            if (m->hosts[i] == NULL)
+                goto out;
+            m->n_hosts++;
+        }
+    }
+    *out = m;
+    m = NULL;
+    rc = NK_OK;
+out:
+    if (rc == NK_ERR_NOMEM)
+        nk_error_set(err, "out of memory");
+    nk_mcp_free(m);
+    return rc;
+}
+
+void nk_mcp_free(struct nk_mcp *m)
+{
+    size_t i;
+
+    if (m == NULL)
+        return;
+    for (i = 0; i < m->n_hosts; i++)
+        free(m->hosts[i]);
+    free(m->hosts);
+    free(m->ended);
+    pthread_mutex_destroy(&m->mu);
+    memset(m->key, 0, sizeof(m->key));
+    free(m);
+}
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+
+static void session_mac(const struct nk_mcp *m, const unsigned char *payload,
+                        unsigned char mac[SID_MAC])
+{
+    unsigned char msg[sizeof(SID_DOMAIN) + SID_TIME + SID_NONCE];
+    unsigned char full[NK_SHA256_LEN];
+
+    memcpy(msg, SID_DOMAIN, sizeof(SID_DOMAIN)); /* includes the NUL as a separator */
+    memcpy(msg + sizeof(SID_DOMAIN), payload, SID_TIME + SID_NONCE);
+    nk_hmac_sha256(m->key, sizeof(m->key), msg, sizeof(msg), full);
+    memcpy(mac, full, SID_MAC);
+}
+
+enum nk_rc nk_mcp_session_new(struct nk_mcp *m, char out[NK_MCP_SESSION_ID_MAX])
+{
+    unsigned char raw[SID_RAW];
+    uint64_t now = (uint64_t)time(NULL);
+    unsigned i;
+
+    for (i = 0; i < SID_TIME; i++)
+        raw[i] = (unsigned char)(now >> (56 - 8 * i));
+    if (random_bytes(raw + SID_TIME, SID_NONCE) != NK_OK)
+        return NK_ERR_IO;
+    session_mac(m, raw, raw + SID_TIME + SID_NONCE);
+    nk_b64url_encode(raw, sizeof(raw), out);
+    return NK_OK;
+}
+
+/* Decode and verify; on success mac (for the ended set) is filled. */
+static bool session_verify(struct nk_mcp *m, const char *id, unsigned char mac[SID_MAC])
+{
+    unsigned char raw[SID_RAW], want[SID_MAC];
+    uint64_t issued = 0, now = (uint64_t)time(NULL);
+    size_t len;
+    unsigned i;
+
+    if (id == NULL)
+        return false;
+    len = strlen(id);
+    if (len != nk_b64url_len(SID_RAW) || nk_b64url_decode(id, len, raw, sizeof(raw)) != SID_RAW)
+        return false;
+    session_mac(m, raw, want);
+    if (!nk_mem_equal_ct(want, raw + SID_TIME + SID_NONCE, SID_MAC))
+        return false;
+    for (i = 0; i < SID_TIME; i++)
+        issued = issued << 8 | raw[i];
+    /* Expired ids are unknown ids; a little clock skew between replicas is tolerated. */
+    if (issued > now + 300 || now - issued > m->session_ttl_s)
+        return false;
+    memcpy(mac, raw + SID_TIME + SID_NONCE, SID_MAC);
+    return true;
+}
+
+static bool ended_has(struct nk_mcp *m, const unsigned char mac[SID_MAC])
+{
+    size_t i;
+
+    for (i = 0; i < m->n_ended; i++)
+        if (memcmp(m->ended[i], mac, SID_MAC) == 0)
+            return true;
+    return false;
+}
+
+enum nk_mcp_session_state nk_mcp_session_check(struct nk_mcp *m, const char *id)
+{
+    unsigned char mac[SID_MAC];
+    bool ended;
+
+    if (!session_verify(m, id, mac))
+        return NK_MCP_SESSION_INVALID;
+    pthread_mutex_lock(&m->mu);
+    ended = ended_has(m, mac);
+    pthread_mutex_unlock(&m->mu);
+    return ended ? NK_MCP_SESSION_ENDED : NK_MCP_SESSION_VALID;
+}
+
+enum nk_mcp_session_state nk_mcp_session_end(struct nk_mcp *m, const char *id)
+{
+    unsigned char mac[SID_MAC];
+    enum nk_mcp_session_state st = NK_MCP_SESSION_VALID;
+
+    if (!session_verify(m, id, mac))
+        return NK_MCP_SESSION_INVALID;
+    pthread_mutex_lock(&m->mu);
+    if (ended_has(m, mac)) {
+        st = NK_MCP_SESSION_ENDED;
+    } else {
+        /* A bounded ring: the oldest ended id is forgotten first (documented limitation). */
+        memcpy(m->ended[m->next_ended], mac, SID_MAC);
+        m->next_ended = (m->next_ended + 1) % m->max_ended;
+        if (m->n_ended < m->max_ended)
+            m->n_ended++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return st;
+}
+
+/* ---- Host / Origin ------------------------------------------------------------------------ */
+
+/* Extract the host name (brackets kept for IPv6) from "host[:port]" into buf. */
+static bool split_host(const char *hp, char *buf, size_t cap)
+{
+    const char *end;
+    size_t n;
+
+    if (hp[0] == '[') {
+        end = strchr(hp, ']');
+        if (end == NULL)
+            return false;
+        end++;
+        if (*end != '\0' && *end != ':')
+            return false;
+    } else {
+        end = strchr(hp, ':');
+        if (end == NULL)
+            end = hp + strlen(hp);
+    }
+    n = (size_t)(end - hp);
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(buf, hp, n);
+    buf[n] = '\0';
+    if (*end == ':') {
+        const char *p = end + 1;
+
+        if (*p == '\0')
+            return false;
+        for (; *p != '\0'; p++)
+            if (*p < '0' || *p > '9')
+                return false;
+    }
+    return true;
+}
+
+static bool name_allowed(const struct nk_mcp *m, const char *name)
+{
+    size_t i;
+
+    if (strcasecmp(name, "localhost") == 0 || strcmp(name, "127.0.0.1") == 0 ||
+        strcmp(name, "[::1]") == 0)
+        return true;
+    for (i = 0; i < m->n_hosts; i++)
+        if (strcasecmp(name, m->hosts[i]) == 0)
+            return true;
+    return false;
+}
+
+bool nk_mcp_host_allowed(const struct nk_mcp *m, const char *host, const char *origin)
+{
+    char buf[256];
+    const char *p;
+
+    if (host != NULL) {
+        if (!split_host(host, buf, sizeof(buf)) || !name_allowed(m, buf))
+            return false;
+    }
+    if (origin != NULL) {
+        p = strstr(origin, "://");
+        if (p == NULL)
+            return false; /* includes the opaque "null" origin */
+        p += 3;
+        if (strchr(p, '/') != NULL) {
+            size_t n = (size_t)(strchr(p, '/') - p);
+            char tmp[256];
+
+            if (n >= sizeof(tmp) || strcmp(p + n, "/") != 0)
+                return false;
+            memcpy(tmp, p, n);
+            tmp[n] = '\0';
+            return split_host(tmp, buf, sizeof(buf)) && name_allowed(m, buf);
+        }
+        if (!split_host(p, buf, sizeof(buf)) || !name_allowed(m, buf))
+            return false;
+    }
+    return true;
+}
+
+/* ---- exchanges ---------------------------------------------------------------------------- */
+
+enum era { ERA_HANDSHAKE, ERA_MODERN };
+
+/* One exchange: a single message or a batch. pending counts the dispatcher's own hold plus
+ * every tool call in flight; whoever drops it to zero sends the reply. */
+struct exchange {
+    pthread_mutex_t mu;
+    int pending;
+    bool batch;
+    enum era era;
+    unsigned status; /* for a single message */
+    bool oom;        /* an answer could not be built */
+    json_t *responses;
+    struct nk_mcp_reply rep;
+    nk_mcp_reply_fn reply;
+    void *ud;
+    struct nk_mcp_backend b;
+    struct nk_mcp *m;
+    struct nk_mcp_conn *conn;          /* stdio only */
+    const struct nk_mcp_http_in *http; /* HTTP only; valid only during dispatch */
+};
+
+static void exchange_finish(struct exchange *x)
+{
+    size_t n = json_array_size(x->responses);
+    json_t *out = NULL;
+
+    if (x->oom) {
+        x->rep.status = 500;
+    } else if (n == 0) {
+        x->rep.status = 202;
+    } else {
+        out = x->batch ? json_incref(x->responses) : json_incref(json_array_get(x->responses, 0));
+        x->rep.body = json_dumps(out, JSON_COMPACT);
+        if (x->rep.body == NULL) {
+            x->rep.status = 500;
+        } else {
+            x->rep.len = strlen(x->rep.body);
+            x->rep.json = true;
+            x->rep.status = x->batch ? 200 : x->status;
+        }
+    }
+    json_decref(out);
+    x->reply(x->ud, &x->rep);
+    free(x->rep.body);
+    json_decref(x->responses);
+    pthread_mutex_destroy(&x->mu);
+    free(x);
+}
+
+static void exchange_release(struct exchange *x)
+{
+    int left;
+
+    pthread_mutex_lock(&x->mu);
+    left = --x->pending;
+    pthread_mutex_unlock(&x->mu);
+    if (left == 0)
+        exchange_finish(x);
+}
+
+static void exchange_hold(struct exchange *x)
+{
+    pthread_mutex_lock(&x->mu);
+    x->pending++;
+    pthread_mutex_unlock(&x->mu);
+}
+
+static unsigned status_for(int code, enum era era)
+{
+    switch (code) {
+    case RPC_PARSE_ERROR:
+    case RPC_INVALID_REQUEST:
+        return 400;
+    case RPC_METHOD_NOT_FOUND:
+        return era == ERA_MODERN ? 404 : 200;
+    case RPC_INVALID_PARAMS:
+    case MCP_HEADER_MISMATCH:
+    case MCP_UNSUPPORTED_VERSION:
+        return era == ERA_MODERN ? 400 : 200;
+    case RPC_INTERNAL:
+        return 500;
+    default:
+        return 200;
+    }
+}
+
+/* Append a response (steals resp). Status applies to a single message only. */
+static void add_response(struct exchange *x, json_t *resp, unsigned status)
+{
+    pthread_mutex_lock(&x->mu);
+    if (resp == NULL) {
+        /* Out of memory while building an answer: the best we can say is a bare 500. */
+        x->oom = true;
+        pthread_mutex_unlock(&x->mu);
+        return;
+    }
+    json_array_append_new(x->responses, resp);
+    if (!x->batch)
+        x->status = status;
+    pthread_mutex_unlock(&x->mu);
+}
+
+static json_t *server_info(void)
+{
+    return json_pack("{s:s, s:s}", "name", "naftikod", "version", NK_VERSION);
+}
+
+static void add_error(struct exchange *x, json_t *id, int code, const char *msg, json_t *data)
+{
+    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", msg);
+    json_t *resp = NULL;
+
+    if (err != NULL && data != NULL)
+        json_object_set(err, "data", data);
+    if (err != NULL)
+        resp = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error",
+                         err);
+    add_response(x, resp, status_for(code, x->era));
+}
+
+/* Steals result. Stateless results carry resultType and the server's identity. */
+static void add_result(struct exchange *x, json_t *id, json_t *result)
+{
+    json_t *resp = NULL;
+
+    if (result != NULL && x->era == ERA_MODERN) {
+        json_t *meta = json_object();
+
+        json_object_set_new(result, "resultType", json_string("complete"));
+        if (meta != NULL) {
+            json_object_set_new(meta, META_SERVER_INFO, server_info());
+            json_object_set_new(result, "_meta", meta);
+        }
+    }
+    if (result != NULL)
+        resp = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id, "result", result);
+    add_response(x, resp, 200);
+}
+
+/* ---- tools -------------------------------------------------------------------------------- */
+
+static const char *type_name(enum nk_type t)
+{
+    switch (t) {
+    case NK_TYPE_STRING:
+        return "string";
+    case NK_TYPE_NUMBER:
+        return "number";
+    case NK_TYPE_INTEGER:
+        return "integer";
+    case NK_TYPE_BOOLEAN:
+        return "boolean";
+    case NK_TYPE_ARRAY:
+        return "array";
+    case NK_TYPE_OBJECT:
+        return "object";
+    case NK_TYPE_ANY:
+        break;
+    }
+    return NULL;
+}
+
+static const char *tool_description(const struct nk_exposed *t)
+{
+    if (t->description != NULL && t->description[0] != '\0')
+        return t->description;
+    if (t->target != NULL && t->target->description != NULL && t->target->description[0] != '\0')
+        return t->target->description;
+    return t->name;
+}
+
+static json_t *input_schema(const struct nk_exposed *t)
+{
+    json_t *s, *props, *req;
+    size_t i;
+
+    if (t->input_schema != NULL && json_is_object(t->input_schema))
+        return json_deep_copy(t->input_schema);
+    s = json_pack("{s:s, s:{}}", "type", "object", "properties");
+    req = json_array();
+    if (s == NULL || req == NULL)
+        goto fail;
+    props = json_object_get(s, "properties");
+    for (i = 0; i < t->n_args; i++) {
+        const struct nk_arg *a = &t->args[i];
+        json_t *p;
+
+        if (a->schema != NULL && json_is_object(a->schema)) {
+            p = json_deep_copy(a->schema);
+        } else {
+            p = json_object();
+            if (p != NULL && type_name(a->type) != NULL)
+                json_object_set_new(p, "type", json_string(type_name(a->type)));
+            if (p != NULL && a->description != NULL)
+                json_object_set_new(p, "description", json_string(a->description));
+            if (p != NULL && a->pattern != NULL && a->type == NK_TYPE_STRING)
+                json_object_set_new(p, "pattern", json_string(a->pattern));
+        }
+        if (p == NULL || json_object_set_new(props, a->name, p) != 0)
+            goto fail;
+        if (a->required)
+            json_array_append_new(req, json_string(a->name));
+    }
+    if (json_array_size(req) > 0)
+        json_object_set(s, "required", req);
+    json_decref(req);
+    return s;
+fail:
+    json_decref(req);
+    json_decref(s);
+    return NULL;
+}
+
+static json_t *tool_json(const struct nk_exposed *t)
+{
+    json_t *o = json_object(), *ann = json_object(), *schema = input_schema(t);
+
+    if (o == NULL || ann == NULL || schema == NULL)
+        goto fail;
+    json_object_set_new(o, "name", json_string(t->name));
+    if (t->title != NULL) {
+        json_object_set_new(o, "title", json_string(t->title));
+        json_object_set_new(ann, "title", json_string(t->title));
+    }
+    json_object_set_new(o, "description", json_string(tool_description(t)));
+    json_object_set_new(o, "inputSchema", schema);
+    schema = NULL;
+    json_object_set_new(ann, "readOnlyHint", json_boolean(t->hints.read_only));
+    json_object_set_new(ann, "destructiveHint", json_boolean(t->hints.destructive));
+    json_object_set_new(ann, "idempotentHint", json_boolean(t->hints.idempotent));
+    json_object_set_new(ann, "openWorldHint", json_boolean(t->hints.open_world));
+    json_object_set_new(o, "annotations", ann);
+    return o;
+fail:
+    json_decref(o);
+    json_decref(ann);
+    json_decref(schema);
+    return NULL;
+}
+
+/* Cursors are opaque to clients: base64url("nk1:<offset>"). */
+static void make_cursor(size_t off, char out[64])
+{
+    char raw[32];
+    int n = snprintf(raw, sizeof(raw), "nk1:%zu", off);
+
+    nk_b64url_encode(raw, (size_t)n, out);
+}
+
+static bool parse_cursor(const char *c, size_t total, size_t *off)
+{
+    unsigned char raw[32];
+    size_t n = nk_b64url_decode(c, strlen(c), raw, sizeof(raw) - 1);
+    char *end;
+    unsigned long long v;
+
+    if (n == (size_t)-1 || n < 5 || memcmp(raw, "nk1:", 4) != 0)
+        return false;
+    raw[n] = '\0';
+    if (raw[4] < '0' || raw[4] > '9')
+        return false;
+    errno = 0;
+    v = strtoull((const char *)raw + 4, &end, 10);
+    if (errno != 0 || *end != '\0' || v == 0 || v >= total)
+        return false;
+    *off = (size_t)v;
+    return true;
+}
+
+static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
+{
+    const struct nk_adapter *a = x->b.adapter;
+    size_t total = a != NULL ? a->n_ops : 0, off = 0, i, end;
+    json_t *cursor = json_object_get(params, "cursor");
+    json_t *res = NULL, *tools = NULL;
+
+    if (cursor != NULL && !json_is_null(cursor)) {
+        if (!json_is_string(cursor) || !parse_cursor(json_string_value(cursor), total, &off)) {
+            add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: unknown cursor", NULL);
+            return;
+        }
+    }
+    tools = json_array();
+    if (tools == NULL)
+        goto oom;
+    end = off + x->m->page_size < total ? off + x->m->page_size : total;
+    for (i = off; i < end; i++) {
+        json_t *t = tool_json(&a->ops[i]);
+
+        if (t == NULL || json_array_append_new(tools, t) != 0)
+            goto oom;
+    }
+    res = json_object();
+    if (res == NULL)
+        goto oom;
+    json_object_set_new(res, "tools", tools);
+    tools = NULL;
+    if (end < total) {
+        char c[64];
+
+        make_cursor(end, c);
+        json_object_set_new(res, "nextCursor", json_string(c));
+    }
+    if (x->era == ERA_MODERN) {
+        json_object_set_new(res, "ttlMs", json_integer(x->m->tools_ttl_ms));
+        /* The list is the same for every caller: shared caches may keep it. */
+        json_object_set_new(res, "cacheScope", json_string("public"));
+    }
+    add_result(x, id, res);
+    return;
+oom:
+    json_decref(tools);
+    json_decref(res);
+    add_error(x, id, RPC_INTERNAL, "Internal error: out of memory", NULL);
+}
+
+static const struct nk_exposed *find_tool(const struct nk_adapter *a, const char *name)
+{
+    size_t i;
+
+    for (i = 0; a != NULL && i < a->n_ops; i++)
+        if (strcmp(a->ops[i].name, name) == 0)
+            return &a->ops[i];
+    return NULL;
+}
+
+static json_t *text_result(const char *text, bool is_error)
+{
+    json_t *r = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", text);
+
+    if (r != NULL && is_error)
+        json_object_set_new(r, "isError", json_true());
+    return r;
+}
+
+/* Build a CallToolResult from an invocation result. */
+static json_t *call_result(const struct nk_result *r, enum era era)
+{
+    json_t *res = NULL, *sc = NULL;
+    char *text = NULL;
+
+    if (r->kind == NK_RES_OK) {
+        json_t *v = r->json != NULL ? r->json : json_null();
+
+        if (era == ERA_MODERN || json_is_object(v))
+            sc = json_incref(v);
+        else
+            sc = json_pack("{s:O}", "result", v);
+        text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (sc == NULL || text == NULL)
+            goto out;
+        res = text_result(text, false);
+        if (res != NULL)
+            json_object_set(res, "structuredContent", sc);
+        goto out;
+    }
+    res = text_result(r->message[0] != '\0' ? r->message : "the tool call failed", true);
+    if (res != NULL && r->kind == NK_RES_UPSTREAM_ERROR && json_is_object(r->json))
+        json_object_set(res, "structuredContent", r->json);
+out:
+    free(text);
+    json_decref(sc);
+    return res;
+}
+
+struct call {
+    struct exchange *x;
+    json_t *id;
+};
+
+static void call_done(void *ud, const struct nk_result *r)
+{
+    struct call *c = ud;
+    json_t *res = call_result(r, c->x->era);
+
+    if (res == NULL)
+        add_error(c->x, c->id, RPC_INTERNAL, "Internal error: out of memory", NULL);
+    else
+        add_result(c->x, c->id, res);
+    exchange_release(c->x);
+    json_decref(c->id);
+    free(c);
+}
+
+static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
+{
+    json_t *name = json_object_get(params, "name");
+    json_t *args = json_object_get(params, "arguments");
+    json_t *empty = NULL;
+    const struct nk_exposed *tool;
+    struct nk_error err;
+    struct call *c = NULL;
+    char msg[600];
+    enum nk_rc rc;
+
+    if (!json_is_string(name)) {
+        add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: 'name' must be a string", NULL);
+        return;
+    }
+    tool = find_tool(x->b.adapter, json_string_value(name));
+    if (tool == NULL) {
+        snprintf(msg, sizeof(msg), "Unknown tool: %s", json_string_value(name));
+        add_error(x, id, RPC_INVALID_PARAMS, msg, NULL);
+        return;
+    }
+    if (args == NULL || json_is_null(args)) {
+        args = empty = json_object();
+        if (empty == NULL)
+            goto oom;
+    } else if (!json_is_object(args)) {
+        add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: 'arguments' must be an object", NULL);
+        return;
+    }
+    if (x->b.call == NULL) {
+        add_result(x, id, text_result("no upstream is configured for this tool", true));
+        goto out;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto oom;
+    c->x = x;
+    c->id = json_incref(id);
+    memset(&err, 0, sizeof(err));
+    exchange_hold(x);
+    rc = x->b.call(x->b.call_ud, tool, args, call_done, c, &err);
+    if (rc == NK_OK) {
+        c = NULL; /* call_done owns it now */
+        goto out;
+    }
+    exchange_release(x); /* cannot reach zero: the dispatcher still holds x */
+    json_decref(c->id);
+    free(c);
+    c = NULL;
+    if (rc == NK_ERR_INVALID) {
+        /* Bad arguments are the model's to fix: a tool result, not a protocol error. */
+        add_result(x, id, text_result(err.msg[0] != '\0' ? err.msg : "invalid arguments", true));
+    } else {
+        snprintf(msg, sizeof(msg), "the tool call could not start: %s",
+                 err.msg[0] != '\0' ? err.msg : nk_rc_str(rc));
+        add_result(x, id, text_result(msg, true));
+    }
+    goto out;
+oom:
+    add_error(x, id, RPC_INTERNAL, "Internal error: out of memory", NULL);
+out:
+    json_decref(empty);
+}
+
+static json_t *capabilities(void)
+{
+    return json_pack("{s:{s:b}}", "tools", "listChanged", 0);
+}
+
+static void do_initialize(struct exchange *x, json_t *id, json_t *params)
+{
+    json_t *pv = json_object_get(params, "protocolVersion");
+    const char *v;
+    json_t *res;
+
+    if (!json_is_object(params) || !json_is_string(pv)) {
+        add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: 'protocolVersion' is required", NULL);
+        return;
+    }
+    v = json_string_value(pv);
+    if (!is_handshake_version(v))
+        v = NK_MCP_LATEST_HANDSHAKE_VERSION;
+    res = json_pack("{s:s, s:o, s:o}", "protocolVersion", v, "capabilities", capabilities(),
+                    "serverInfo", server_info());
+    if (res != NULL && x->b.adapter != NULL && x->b.adapter->description != NULL)
+        json_object_set_new(res, "instructions", json_string(x->b.adapter->description));
+    if (res != NULL && x->conn != NULL)
+        snprintf(x->conn->version, sizeof(x->conn->version), "%s", v);
+    if (res == NULL)
+        add_error(x, id, RPC_INTERNAL, "Internal error: out of memory", NULL);
+    else
+        add_result(x, id, res);
+}
+
+static void do_discover(struct exchange *x, json_t *id)
+{
+    json_t *res =
+        json_pack("{s:o, s:o, s:I, s:s}", "supportedVersions", supported_versions(), "capabilities",
+                  capabilities(), "ttlMs", (json_int_t)x->m->tools_ttl_ms, "cacheScope", "public");
+
+    if (res != NULL && x->b.adapter != NULL && x->b.adapter->description != NULL)
+        json_object_set_new(res, "instructions", json_string(x->b.adapter->description));
+    if (res == NULL)
+        add_error(x, id, RPC_INTERNAL, "Internal error: out of memory", NULL);
+    else
+        add_result(x, id, res);
+}
+
+/* Valid JSON-RPC id: string or integer. */
+static bool valid_id(json_t *id)
+{
+    return json_is_string(id) || json_is_integer(id);
+}
+
+/* Checks only a stateless request over HTTP needs: headers against the body. */
+static bool modern_headers_ok(struct exchange *x, json_t *id, const char *method, json_t *params,
+                              const char *meta_version)
+{
+    const struct nk_mcp_http_in *in = x->http;
+    char buf[512];
+    const char *hv, *want = NULL;
+    json_t *name = NULL;
+
+    if (in == NULL)
+        return true;
+    hv = trim_ows(in->protocol_version, buf, sizeof(buf));
+    if (hv == NULL || strcmp(hv, meta_version) != 0) {
+        add_error(x, id, MCP_HEADER_MISMATCH,
+                  hv == NULL ? "Header mismatch: MCP-Protocol-Version header is missing"
+                             : "Header mismatch: MCP-Protocol-Version does not match "
+                               "_meta protocolVersion",
+                  NULL);
+        return false;
+    }
+    hv = trim_ows(in->mcp_method, buf, sizeof(buf));
+    if (hv == NULL || strcmp(hv, method) != 0) {
+        add_error(x, id, MCP_HEADER_MISMATCH,
+                  hv == NULL ? "Header mismatch: Mcp-Method header is missing"
+                             : "Header mismatch: Mcp-Method does not match the body's method",
+                  NULL);
+        return false;
+    }
+    if (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0)
+        name = json_object_get(params, "name");
+    else if (strcmp(method, "resources/read") == 0)
+        name = json_object_get(params, "uri");
+    if (json_is_string(name))
+        want = json_string_value(name);
+    hv = trim_ows(in->mcp_name, buf, sizeof(buf));
+    if ((want != NULL || hv != NULL) && (want == NULL || hv == NULL || strcmp(hv, want) != 0)) {
+        add_error(x, id, MCP_HEADER_MISMATCH,
+                  hv == NULL ? "Header mismatch: Mcp-Name header is missing"
+                             : "Header mismatch: Mcp-Name does not match the body",
+                  NULL);
+        return false;
+    }
+    return true;
+}
+
+static void dispatch_modern(struct exchange *x, json_t *id, const char *method, json_t *params)
+{
+    json_t *meta = json_object_get(params, "_meta");
+    json_t *pv = json_object_get(meta, META_VERSION);
+    json_t *caps = json_object_get(meta, META_CAPS);
+    const char *v;
+
+    if (!json_is_object(params) || !json_is_object(meta) || !json_is_string(pv) ||
+        !json_is_object(caps)) {
+        add_error(x, id, RPC_INVALID_PARAMS,
+                  "Invalid params: _meta must carry " META_VERSION " and " META_CAPS, NULL);
+        return;
+    }
+    v = json_string_value(pv);
+    if (!modern_headers_ok(x, id, method, params, v))
+        return;
+    if (strcmp(v, NK_MCP_MODERN_VERSION) != 0) {
+        json_t *data = json_pack("{s:o, s:s}", "supported", supported_versions(), "requested", v);
+
+        add_error(x, id, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version", data);
+        json_decref(data);
+        return;
+    }
+    if (strcmp(method, "server/discover") == 0)
+        do_discover(x, id);
+    else if (strcmp(method, "tools/list") == 0)
+        do_tools_list(x, id, params);
+    else if (strcmp(method, "tools/call") == 0)
+        do_tools_call(x, id, params);
+    else
+        add_error(x, id, RPC_METHOD_NOT_FOUND, "Method not found", NULL);
+}
+
+static void dispatch_handshake(struct exchange *x, json_t *id, const char *method, json_t *params)
+{
+    if (params != NULL && !json_is_object(params)) {
+        add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: params must be an object", NULL);
+        return;
+    }
+    if (strcmp(method, "initialize") == 0)
+        do_initialize(x, id, params);
+    else if (strcmp(method, "ping") == 0)
+        add_result(x, id, json_object());
+    else if (strcmp(method, "tools/list") == 0)
+        do_tools_list(x, id, params);
+    else if (strcmp(method, "tools/call") == 0)
+        do_tools_call(x, id, params);
+    else
+        add_error(x, id, RPC_METHOD_NOT_FOUND, "Method not found", NULL);
+}
+
+/* One message of an exchange. */
+static void dispatch_one(struct exchange *x, json_t *msg)
+{
+    json_t *id, *method, *params;
+    json_t *jv = json_object_get(msg, "jsonrpc");
+
+    if (!json_is_object(msg)) {
+        add_error(x, NULL, RPC_INVALID_REQUEST, "Invalid Request: not an object", NULL);
+        return;
+    }
+    id = json_object_get(msg, "id");
+    method = json_object_get(msg, "method");
+    params = json_object_get(msg, "params");
+    if (!json_is_string(jv) || strcmp(json_string_value(jv), "2.0") != 0 ||
+        (id != NULL && !valid_id(id))) {
+        add_error(x, valid_id(id) ? id : NULL, RPC_INVALID_REQUEST,
+                  "Invalid Request: not JSON-RPC 2.0", NULL);
+        return;
+    }
+    if (method == NULL) {
+        /* A response from the client (we never send requests) or garbage. */
+        if (id != NULL &&
+            (json_object_get(msg, "result") != NULL || json_object_get(msg, "error") != NULL))
+            return;
+        add_error(x, id, RPC_INVALID_REQUEST, "Invalid Request: no method", NULL);
+        return;
+    }
+    if (!json_is_string(method)) {
+        add_error(x, id, RPC_INVALID_REQUEST, "Invalid Request: method must be a string", NULL);
+        return;
+    }
+    if (id == NULL)
+        return; /* notifications need no answer */
+    if (x->era == ERA_MODERN)
+        dispatch_modern(x, id, json_string_value(method), params);
+    else
+        dispatch_handshake(x, id, json_string_value(method), params);
+}
+
+static struct exchange *exchange_new(struct nk_mcp *m, const struct nk_mcp_backend *b,
+                                     nk_mcp_reply_fn reply, void *ud)
+{
+    struct exchange *x = calloc(1, sizeof(*x));
+
+    if (x == NULL)
+        return NULL;
+    x->responses = json_array();
+    if (x->responses == NULL) {
+        free(x);
+        return NULL;
+    }
+    pthread_mutex_init(&x->mu, NULL);
+    x->pending = 1;
+    x->status = 200;
+    x->m = m;
+    if (b != NULL)
+        x->b = *b;
+    x->reply = reply;
+    x->ud = ud;
+    return x;
+}
+
+/* Reply at once without an exchange (framing errors, sessions, methods). */
+static void reply_now(nk_mcp_reply_fn reply, void *ud, unsigned status, int code, const char *msg,
+                      const char *allow)
+{
+    struct nk_mcp_reply r;
+    json_t *body = NULL;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.allow = allow;
+    if (code != 0) {
+        body = json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code", code,
+                         "message", msg);
+        r.body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+        if (r.body != NULL) {
+            r.len = strlen(r.body);
+            r.json = true;
+        }
+    }
+    json_decref(body);
+    reply(ud, &r);
+    free(r.body);
+}
+
+/* Modern when the header names the stateless version or the body carries its _meta. */
+static bool looks_modern(const char *header_version, json_t *body)
+{
+    char buf[64];
+    const char *hv = trim_ows(header_version, buf, sizeof(buf));
+    json_t *meta = json_object_get(json_object_get(body, "params"), "_meta");
+
+    if (hv != NULL && strcmp(hv, NK_MCP_MODERN_VERSION) == 0)
+        return true;
+    return json_is_object(body) && json_object_get(meta, META_VERSION) != NULL;
+}
+
+static bool is_initialize(json_t *body)
+{
+    json_t *method = json_object_get(body, "method");
+
+    return json_is_object(body) && json_is_string(method) &&
+           strcmp(json_string_value(method), "initialize") == 0;
+}
+
+static void run_exchange(struct exchange *x, json_t *body)
+{
+    size_t i;
+
+    if (json_is_array(body)) {
+        x->batch = true;
+        for (i = 0; i < json_array_size(body); i++)
+            dispatch_one(x, json_array_get(body, i));
+    } else {
+        dispatch_one(x, body);
+    }
+    x->http = NULL;
+    exchange_release(x);
+}
+
+void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct nk_mcp_http_in *in,
+                 nk_mcp_reply_fn reply, void *ud)
+{
+    json_t *body = NULL;
+    json_error_t jerr;
+    struct exchange *x = NULL;
+    char vbuf[64];
+    const char *version;
+    enum nk_mcp_session_state st;
+
+    if (!nk_mcp_host_allowed(m, in->host, in->origin)) {
+        reply_now(reply, ud, 403, RPC_INVALID_REQUEST, "Forbidden: Host or Origin not allowed",
+                  NULL);
+        goto out;
+    }
+    if (strcmp(in->method, "DELETE") == 0) {
+        if (in->session_id == NULL) {
+            reply_now(reply, ud, 400, RPC_INVALID_REQUEST, "Bad Request: Mcp-Session-Id required",
+                      NULL);
+            goto out;
+        }
+        st = nk_mcp_session_end(m, in->session_id);
+        if (st == NK_MCP_SESSION_VALID)
+            reply_now(reply, ud, 204, 0, NULL, NULL);
+        else
+            reply_now(reply, ud, 404, RPC_INVALID_REQUEST, "Session not found", NULL);
+        goto out;
+    }
+    if (strcmp(in->method, "POST") != 0) {
+        /* No server-initiated SSE stream: GET is 405, never 400 (clients loop on 400). */
+        reply_now(reply, ud, 405, RPC_INVALID_REQUEST, "Method Not Allowed", "POST, DELETE");
+        goto out;
+    }
+    body = json_loadb(in->body != NULL ? in->body : "", in->body_len, JSON_DECODE_ANY, &jerr);
+    if (body == NULL) {
+        reply_now(reply, ud, 400, RPC_PARSE_ERROR, "Parse error", NULL);
+        goto out;
+    }
+    x = exchange_new(m, b, reply, ud);
+    if (x == NULL) {
+        reply_now(reply, ud, 500, RPC_INTERNAL, "Internal error: out of memory", NULL);
+        goto out;
+    }
+    x->http = in;
+    if (looks_modern(in->protocol_version, body)) {
+        x->era = ERA_MODERN;
+        if (!json_is_object(body)) {
+            add_error(x, NULL, RPC_INVALID_REQUEST,
+                      "Invalid Request: batches are not supported in " NK_MCP_MODERN_VERSION, NULL);
+            x->batch = false;
+            exchange_release(x);
+            goto out;
+        }
+        run_exchange(x, body);
+        goto out;
+    }
+    x->era = ERA_HANDSHAKE;
+    version = trim_ows(in->protocol_version, vbuf, sizeof(vbuf));
+    if (version == NULL)
+        version = NK_MCP_DEFAULT_HTTP_VERSION;
+    if (!is_initialize(body) && !is_handshake_version(version)) {
+        add_error(x, NULL, RPC_INVALID_REQUEST,
+                  "Bad Request: unsupported MCP-Protocol-Version header", NULL);
+        exchange_release(x);
+        goto out;
+    }
+    if (json_is_array(body) && (strcmp(version, "2025-03-26") != 0 || json_array_size(body) == 0)) {
+        add_error(x, NULL, RPC_INVALID_REQUEST,
+                  json_array_size(body) == 0
+                      ? "Invalid Request: empty batch"
+                      : "Invalid Request: JSON-RPC batches are only accepted in 2025-03-26",
+                  NULL);
+        exchange_release(x);
+        goto out;
+    }
+    if (is_initialize(body)) {
+        if (nk_mcp_session_new(m, x->rep.session_id) != NK_OK) {
+            add_error(x, json_object_get(body, "id"), RPC_INTERNAL, "Internal error: no session id",
+                      NULL);
+            exchange_release(x);
+            goto out;
+        }
+    } else {
+        st = nk_mcp_session_check(m, in->session_id);
+        if (in->session_id == NULL || st != NK_MCP_SESSION_VALID) {
+            /* Undo the exchange and answer at the HTTP level. */
+            x->pending = 0;
+            json_decref(x->responses);
+            pthread_mutex_destroy(&x->mu);
+            free(x);
+            x = NULL;
+            if (in->session_id == NULL)
+                reply_now(reply, ud, 400, RPC_INVALID_REQUEST,
+                          "Bad Request: Mcp-Session-Id header is required", NULL);
+            else
+                reply_now(reply, ud, 404, RPC_INVALID_REQUEST, "Session not found", NULL);
+            goto out;
+        }
+    }
+    run_exchange(x, body);
+out:
+    json_decref(body);
+}
+
+void nk_mcp_line(struct nk_mcp *m, const struct nk_mcp_backend *b, struct nk_mcp_conn *conn,
+                 const char *line, size_t len, nk_mcp_reply_fn reply, void *ud)
+{
+    json_t *body;
+    json_error_t jerr;
+    struct exchange *x;
+
+    body = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
+    x = exchange_new(m, b, reply, ud);
+    if (x == NULL) {
+        json_decref(body);
+        reply_now(reply, ud, 500, RPC_INTERNAL, "Internal error: out of memory", NULL);
+        return;
+    }
+    x->conn = conn;
+    x->era = looks_modern(NULL, body) ? ERA_MODERN : ERA_HANDSHAKE;
+    if (body == NULL) {
+        add_error(x, NULL, RPC_PARSE_ERROR, "Parse error", NULL);
+    } else if (json_is_array(body) &&
+               (x->era == ERA_MODERN || strcmp(conn->version, "2025-03-26") != 0 ||
+                json_array_size(body) == 0)) {
+        add_error(x, NULL, RPC_INVALID_REQUEST,
+                  json_array_size(body) == 0
+                      ? "Invalid Request: empty batch"
+                      : "Invalid Request: JSON-RPC batches are only accepted in 2025-03-26",
+                  NULL);
+    } else {
+        run_exchange(x, body);
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    exchange_release(x);
+}
