@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 
 runtime=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
          libjansson-dev curl ca-certificates openssl python3)
-testing=(libcmocka-dev clang libclang-rt-14-dev clang-format valgrind jq nodejs npm)
+testing=(libcmocka-dev clang libclang-rt-14-dev clang-format valgrind jq)
+# Node.js and npm drive the protocol tests; take Debian's only when the machine has none.
+if ! command -v npm >/dev/null 2>&1; then
+    testing+=(nodejs npm)
+fi
 
 want=("${runtime[@]}")
 if [ "${1:-}" = "--test" ]; then
@@ -40,4 +44,6 @@ if [ "${1:-}" = "--test" ]; then
         fi
         (cd build/npm && npm install --no-audit --no-fund --loglevel=error >/dev/null)
     fi
+    # Node 22, the MCP conformance suite and the official SDK, under build/mcp-npm.
+    tests/mcp/install.sh >/dev/null
 fi

@@ -14,6 +14,10 @@ tmp=$(mktemp -d)
 pids=()
 
 skip() {
+    if [ -n "${NK_REQUIRE_MCP_TOOLS:-}" ]; then
+        echo "FAILED (NK_REQUIRE_MCP_TOOLS is set): $*"
+        exit 1
+    fi
     echo "SKIPPED: $*"
     exit 77
 }
