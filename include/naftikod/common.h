@@ -34,8 +34,7 @@ struct nk_error {
 };
 
 /* Set e (if not NULL) to the formatted message with no position. */
-void nk_error_set(struct nk_error *e, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void nk_error_set(struct nk_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Same, with a position. */
 void nk_error_setpos(struct nk_error *e, unsigned line, unsigned column, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -14,7 +14,7 @@
  * Never carries a header value other than the request id. */
 struct nk_http_access {
     const char *method;
-    const char *path;       /* raw path as received, without the query */
+    const char *path; /* raw path as received, without the query */
     unsigned status;
     double seconds;         /* from the request line to the response being queued */
     const char *request_id; /* nk_http_req_id() */
@@ -25,12 +25,12 @@ struct nk_http_access {
 typedef void (*nk_httpd_access_fn)(void *ud, const struct nk_http_access *a);
 
 struct nk_httpd_options {
-    const char *address;      /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
-    unsigned port;            /* 0: ephemeral (read back with nk_httpd_port) */
-    size_t max_body;          /* request body limit in bytes (413 beyond); 0: 1 MiB */
-    unsigned max_connections; /* 0: 1024 */
-    unsigned conn_timeout_s;  /* idle timeout; 0: 30 */
-    unsigned threads;         /* polling threads; 0: 2 */
+    const char *address;           /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
+    unsigned port;                 /* 0: ephemeral (read back with nk_httpd_port) */
+    size_t max_body;               /* request body limit in bytes (413 beyond); 0: 1 MiB */
+    unsigned max_connections;      /* 0: 1024 */
+    unsigned conn_timeout_s;       /* idle timeout; 0: 30 */
+    unsigned threads;              /* polling threads; 0: 2 */
     nk_httpd_access_fn access_log; /* optional (NULL: none) */
     void *access_ud;               /* passed to access_log */
 };
@@ -66,7 +66,7 @@ size_t nk_http_req_query_count(const struct nk_http_req *r);
 void nk_http_req_query_at(const struct nk_http_req *r, size_t i, const char **name,
                           const char **value);
 const char *nk_http_req_body(const struct nk_http_req *r, size_t *len); /* NUL-terminated */
-const char *nk_http_req_client(const struct nk_http_req *r); /* numeric peer address */
+const char *nk_http_req_client(const struct nk_http_req *r);            /* numeric peer address */
 /* The request id: the incoming X-Request-Id when it is safe ([A-Za-z0-9._-]{1,64}), else one
  * generated here. nk_http_respond() adds it as X-Request-Id unless headers already name one. */
 const char *nk_http_req_id(const struct nk_http_req *r);

@@ -48,9 +48,9 @@ enum nk_result_kind {
 
 struct nk_result {
     enum nk_result_kind kind;
-    long status;        /* upstream status when one arrived, else 0 */
-    json_t *json;       /* new reference or NULL: mapped output (OK) / upstream error body */
-    char *raw;          /* upstream raw body (NUL-terminated) or NULL */
+    long status;  /* upstream status when one arrived, else 0 */
+    json_t *json; /* new reference or NULL: mapped output (OK) / upstream error body */
+    char *raw;    /* upstream raw body (NUL-terminated) or NULL */
     size_t raw_len;
     char *content_type; /* upstream content type or NULL */
     char message[512];  /* for humans and models, e.g. "upstream answered 400: token name

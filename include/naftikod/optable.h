@@ -48,7 +48,7 @@ struct nk_param {
     enum nk_in in;
     enum nk_type type;
     bool required;
-    char *description; /* NULL when absent */
+    char *description;     /* NULL when absent */
     struct nk_tmpl *value; /* NULL, or a static value / Mustache template from `value:` */
     struct nk_pos pos;
 };
@@ -65,7 +65,7 @@ enum nk_placement { NK_PLACE_HEADER, NK_PLACE_QUERY };
 
 struct nk_auth {
     enum nk_auth_type type;
-    char *key;               /* apikey: header or query parameter name */
+    char *key; /* apikey: header or query parameter name */
     enum nk_placement placement;
     struct nk_tmpl value;    /* apikey value */
     struct nk_tmpl token;    /* bearer token */
@@ -77,11 +77,11 @@ struct nk_consumer;
 
 /* One consumed operation: method + resource path + parameters. */
 struct nk_operation {
-    char *name;       /* operation name, unique within its consumer */
-    char *qname;      /* "namespace.name", the `call` target */
-    char *method;     /* upper-case HTTP method */
+    char *name;   /* operation name, unique within its consumer */
+    char *qname;  /* "namespace.name", the `call` target */
+    char *method; /* upper-case HTTP method */
     char *description;
-    char *resource;   /* resource name */
+    char *resource;      /* resource name */
     struct nk_tmpl path; /* NK_TMPL_PATH: resource path; VAR parts are path parameters */
     struct nk_param *params;
     size_t n_params;
@@ -127,8 +127,8 @@ struct nk_bind {
 /* An input the caller supplies to an exposed operation or tool. */
 struct nk_arg {
     char *name;
-    enum nk_in in;     /* REST: where it is read from (path, query, header, body);
-                          MCP: NK_IN_BODY (a property of `arguments`) */
+    enum nk_in in; /* REST: where it is read from (path, query, header, body);
+                      MCP: NK_IN_BODY (a property of `arguments`) */
     enum nk_type type;
     bool required;
     char *description; /* may be NULL */
@@ -151,13 +151,13 @@ struct nk_binding {
 
 /* Output mapping tree (`outputParameters` with `mapping`, `const`, `properties`, `items`). */
 struct nk_outmap {
-    char *name;                  /* property name inside a parent object, else NULL */
+    char *name; /* property name inside a parent object, else NULL */
     enum nk_type type;
     struct nk_jsonpath *mapping; /* NULL when const or when only shaping children */
     json_t *konst;               /* `const` value, or NULL */
     struct nk_outmap *props;     /* object: children */
     size_t n_props;
-    struct nk_outmap *items;     /* array: item shape (one), or NULL */
+    struct nk_outmap *items; /* array: item shape (one), or NULL */
 };
 
 struct nk_hints {
@@ -169,7 +169,7 @@ enum nk_adapter_type { NK_ADAPTER_REST, NK_ADAPTER_MCP };
 /* A REST operation or an MCP tool. */
 struct nk_exposed {
     char *name;
-    char *title;       /* MCP title (label) or NULL */
+    char *title; /* MCP title (label) or NULL */
     char *description;
     const struct nk_operation *target; /* borrowed: the `call` target */
     struct nk_arg *args;
@@ -178,8 +178,8 @@ struct nk_exposed {
     size_t n_bindings;
     struct nk_outmap *output; /* NULL: pass the upstream JSON through unchanged */
     /* REST only */
-    char *method;        /* upper-case */
-    char *path;          /* exposed path as written */
+    char *method;             /* upper-case */
+    char *path;               /* exposed path as written */
     struct nk_tmpl path_tmpl; /* NK_TMPL_PATH, VAR parts are path args */
     /* MCP only */
     struct nk_hints hints;
@@ -191,9 +191,9 @@ struct nk_adapter {
     enum nk_adapter_type type;
     char *ns;
     char *description;
-    unsigned port;      /* from the spec; 0 allowed only when overridden at serve time */
-    char *address;      /* `address:` if given, else NULL (serve decides) */
-    char *transport;    /* MCP: "http" or "stdio" */
+    unsigned port;   /* from the spec; 0 allowed only when overridden at serve time */
+    char *address;   /* `address:` if given, else NULL (serve decides) */
+    char *transport; /* MCP: "http" or "stdio" */
     struct nk_exposed *ops;
     size_t n_ops;
     struct nk_pos pos;

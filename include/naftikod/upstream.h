@@ -19,20 +19,20 @@ struct nk_upstream_options {
 
 /* A request to send. Everything is owned by the request; nk_upstream_request_cleanup frees. */
 struct nk_upstream_request {
-    char *method;    /* "GET", ... */
-    char *url;       /* absolute, already encoded */
-    char **headers;  /* "Name: value" lines */
+    char *method;   /* "GET", ... */
+    char *url;      /* absolute, already encoded */
+    char **headers; /* "Name: value" lines */
     size_t n_headers;
-    char *body;      /* or NULL */
+    char *body; /* or NULL */
     size_t body_len;
 };
 void nk_upstream_request_cleanup(struct nk_upstream_request *r);
 
 struct nk_upstream_response {
-    enum nk_rc rc;      /* NK_OK when an HTTP response arrived (any status); NK_ERR_UPSTREAM
-                           (connect/DNS/TLS/reset), NK_ERR_TIMEOUT, NK_ERR_TOO_LARGE otherwise */
-    long status;        /* HTTP status, 0 when none */
-    char *body;         /* NUL-terminated (not counted in body_len); owned by the response */
+    enum nk_rc rc; /* NK_OK when an HTTP response arrived (any status); NK_ERR_UPSTREAM
+                      (connect/DNS/TLS/reset), NK_ERR_TIMEOUT, NK_ERR_TOO_LARGE otherwise */
+    long status;   /* HTTP status, 0 when none */
+    char *body;    /* NUL-terminated (not counted in body_len); owned by the response */
     size_t body_len;
     char *content_type; /* or NULL; owned */
     char error[256];    /* transport failure detail, never containing credentials */
