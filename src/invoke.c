@@ -116,27 +116,6 @@ static char *dump_json(json_t *v)
     return sb_take(&b);
 }
 
-static const char *type_name(enum nk_type t)
-{
-    switch (t) {
-    case NK_TYPE_STRING:
-        return "string";
-    case NK_TYPE_NUMBER:
-        return "number";
-    case NK_TYPE_INTEGER:
-        return "integer";
-    case NK_TYPE_BOOLEAN:
-        return "boolean";
-    case NK_TYPE_ARRAY:
-        return "array";
-    case NK_TYPE_OBJECT:
-        return "object";
-    case NK_TYPE_ANY:
-        break;
-    }
-    return "any";
-}
-
 /* ---- context ------------------------------------------------------------------------------ */
 
 static bool tmpl_uses(const struct nk_tmpl *t, const struct nk_bind *b)
@@ -566,7 +545,7 @@ static json_t *type_error(const char *name, enum nk_type t, json_t *v, struct nk
     describe(v, got, sizeof(got));
     nk_error_set(err, "parameter '%s' must be %s %s, got %s", name,
                  t == NK_TYPE_INTEGER || t == NK_TYPE_ARRAY || t == NK_TYPE_OBJECT ? "an" : "a",
-                 type_name(t), got);
+                 nk_type_name(t), got);
     return NULL;
 }
 

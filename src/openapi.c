@@ -26,23 +26,8 @@ static char *openapi_path(const char *path)
 
 static const char *type_name(enum nk_type t)
 {
-    switch (t) {
-    case NK_TYPE_STRING:
-        return "string";
-    case NK_TYPE_NUMBER:
-        return "number";
-    case NK_TYPE_INTEGER:
-        return "integer";
-    case NK_TYPE_BOOLEAN:
-        return "boolean";
-    case NK_TYPE_ARRAY:
-        return "array";
-    case NK_TYPE_OBJECT:
-        return "object";
-    case NK_TYPE_ANY:
-    default:
-        return NULL;
-    }
+    /* JSON Schema has no name for "any": the caller leaves "type" out. */
+    return t == NK_TYPE_ANY ? NULL : nk_type_name(t);
 }
 
 /* The schema of one argument: the table's own, else one from its type. */

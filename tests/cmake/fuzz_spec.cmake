@@ -4,7 +4,7 @@
 set(NK_FUZZ_SPEC_CORPUS ${NK_SOURCE_DIR}/tests/fuzz/corpus/spec)
 
 add_executable(fuzz_spec_replay ${NK_SOURCE_DIR}/tests/fuzz/fuzz_spec.c
-  ${NK_SOURCE_DIR}/tests/fuzz/replay.c)
+  ${NK_SOURCE_DIR}/tests/fuzz/replay_main.c)
 target_link_libraries(fuzz_spec_replay PRIVATE naftikod_core)
 add_test(NAME fuzz.spec.replay COMMAND fuzz_spec_replay ${NK_FUZZ_SPEC_CORPUS}
   ${NK_TEST_DATA}/spec/valid ${NK_TEST_DATA}/spec/invalid)
