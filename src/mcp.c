@@ -120,38 +120,12 @@ struct hreq {
     const char *request_id; /* borrowed from req; used only while dispatching */
 };
 
-/* nk_invoke's callback takes the result; the engine only borrows it. */
-struct tramp {
-    nk_mcp_done_fn done;
-    void *done_ud;
-};
-
-static void tramp_done(void *ud, struct nk_result *r)
-{
-    struct tramp *t = ud;
-
-    t->done(t->done_ud, r);
-    nk_result_free(r);
-    free(t);
-}
-
 static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *args,
                             nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
 {
     struct hreq *h = ud;
-    struct tramp *t = malloc(sizeof(*t));
-    enum nk_rc rc;
 
-    if (t == NULL) {
-        nk_error_set(err, "out of memory");
-        return NK_ERR_NOMEM;
-    }
-    t->done = done;
-    t->done_ud = done_ud;
-    rc = nk_invoke(h->ctx, h->up, tool, args, NK_ARGS_JSON, h->request_id, tramp_done, t, err);
-    if (rc != NK_OK)
-        free(t);
-    return rc;
+    return nk_mcp_invoke(h->ctx, h->up, tool, args, h->request_id, done, done_ud, err);
 }
 
 static void http_reply(void *ud, struct nk_mcp_reply *r)
@@ -217,7 +191,7 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     h->req = req;
     h->ctx = nk_server_context(s);
     h->up = nk_server_upstream(s);
-    h->request_id = nk_http_req_header(req, "X-Request-Id");
+    h->request_id = nk_http_req_id(req);
     memset(&b, 0, sizeof(b));
     b.adapter = h->ctx != NULL ? find_adapter(nk_context_table(h->ctx), ns) : NULL;
     b.call = http_call;

@@ -1201,3 +1201,39 @@ void nk_mcp_line(struct nk_mcp *m, const struct nk_mcp_backend *b, struct nk_mcp
     json_decref(body);
     exchange_release(x);
 }
+
+/* ---- the transports' call backend ---------------------------------------------------------- */
+
+/* nk_invoke's callback takes the result; the engine only borrows it. */
+struct tramp {
+    nk_mcp_done_fn done;
+    void *done_ud;
+};
+
+static void tramp_done(void *ud, struct nk_result *r)
+{
+    struct tramp *t = ud;
+
+    t->done(t->done_ud, r);
+    nk_result_free(r);
+    free(t);
+}
+
+enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
+                         const struct nk_exposed *tool, json_t *args, const char *request_id,
+                         nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
+{
+    struct tramp *t = malloc(sizeof(*t));
+    enum nk_rc rc;
+
+    if (t == NULL) {
+        nk_error_set(err, "out of memory");
+        return NK_ERR_NOMEM;
+    }
+    t->done = done;
+    t->done_ud = done_ud;
+    rc = nk_invoke(ctx, up, tool, args, NK_ARGS_JSON, request_id, tramp_done, t, err);
+    if (rc != NK_OK)
+        free(t);
+    return rc;
+}

@@ -42,38 +42,12 @@ struct stdio_state {
     struct nk_upstream *up;
 };
 
-/* nk_invoke's callback takes the result; the engine only borrows it. */
-struct tramp {
-    nk_mcp_done_fn done;
-    void *done_ud;
-};
-
-static void tramp_done(void *ud, struct nk_result *r)
-{
-    struct tramp *t = ud;
-
-    t->done(t->done_ud, r);
-    nk_result_free(r);
-    free(t);
-}
-
 static enum nk_rc stdio_call(void *ud, const struct nk_exposed *tool, json_t *args,
                              nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
 {
     struct stdio_state *st = ud;
-    struct tramp *t = malloc(sizeof(*t));
-    enum nk_rc rc;
 
-    if (t == NULL) {
-        nk_error_set(err, "out of memory");
-        return NK_ERR_NOMEM;
-    }
-    t->done = done;
-    t->done_ud = done_ud;
-    rc = nk_invoke(st->ctx, st->up, tool, args, NK_ARGS_JSON, NULL, tramp_done, t, err);
-    if (rc != NK_OK)
-        free(t);
-    return rc;
+    return nk_mcp_invoke(st->ctx, st->up, tool, args, NULL, done, done_ud, err);
 }
 
 /* Replies may come from the upstream thread: one whole line at a time under the lock. */

@@ -50,6 +50,13 @@ typedef void (*nk_mcp_done_fn)(void *done_ud, const struct nk_result *r);
 typedef enum nk_rc (*nk_mcp_call_fn)(void *ud, const struct nk_exposed *tool, json_t *args,
                                      nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
 
+/* The nk_mcp_call_fn of both transports: nk_invoke(ctx, up, tool, args, NK_ARGS_JSON,
+ * request_id) with the result handed to done and freed after it returns. ctx and up borrowed;
+ * request_id may be NULL. */
+enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
+                         const struct nk_exposed *tool, json_t *args, const char *request_id,
+                         nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
+
 /* What one exchange serves. Copied; adapter and call_ud must stay valid until the reply. */
 struct nk_mcp_backend {
     const struct nk_adapter *adapter; /* borrowed; NULL: no tools */
