@@ -18,8 +18,9 @@ static const char usage[] =
     "                             1 when any file has an error, 2 on a usage error\n"
     "  serve [OPTIONS] FILE...    load the capabilities and serve every REST and MCP adapter\n"
     "                             they expose, in the foreground (see 'naftikod serve --help')\n"
-    "  mcp-stdio [OPTIONS] FILE...
-                             speak MCP on stdin/stdout for desktop clients (logs to stderr)\n"
+    "  mcp-stdio [OPTIONS] FILE...\n"
+    "                             speak MCP on stdin/stdout for desktop clients (logs to\n"
+    "                             stderr; see 'naftikod mcp-stdio --help')\n"
     "\n"
     "Options:\n"
     "  -h, --help                 show this help and exit\n"
