@@ -26,7 +26,7 @@ static const char usage[] =
     "  -h, --help                 show this help and exit\n"
     "  -V, --version              show the version and exit\n"
     "\n"
-    "Documentation: docs/ in the source tree; naftikod(8).\n";
+    "Documentation: docs/ in the source tree.\n";
 
 int main(int argc, char **argv)
 {
