@@ -93,6 +93,7 @@ struct token {
 struct fault {
     enum fault_mode mode;
     unsigned seconds;  /* stall length */
+    unsigned ms;       /* stall length in milliseconds (from seconds, or "ms") */
     long remaining;    /* requests the mode still applies to; -1 = until changed */
     double fail_ratio; /* 0..1 of API calls answered 500 */
     unsigned long long calls;
@@ -1204,11 +1205,16 @@ static ssize_t huge_reader(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 /* Sleep up to seconds, returning early when the server stops. */
-static void stall(struct server *srv, unsigned seconds)
+static void stall(struct server *srv, unsigned ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += seconds;
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&srv->stop_lock);
     while (!srv->stopping)
         if (pthread_cond_timedwait(&srv->stop_cond, &srv->stop_lock, &until) == ETIMEDOUT)
@@ -1224,12 +1230,12 @@ static bool apply_fault(struct server *srv, struct MHD_Connection *c, struct req
                         enum MHD_Result *ret)
 {
     enum fault_mode mode;
-    unsigned seconds;
+    unsigned stall_ms;
     bool fail = false;
 
     pthread_mutex_lock(&srv->lock);
     mode = srv->fault.mode;
-    seconds = srv->fault.seconds;
+    stall_ms = srv->fault.ms;
     if (mode != FAULT_NONE && srv->fault.remaining > 0 && --srv->fault.remaining == 0)
         srv->fault.mode = FAULT_NONE;
     if (srv->fault.fail_ratio > 0) {
@@ -1245,7 +1251,7 @@ static bool apply_fault(struct server *srv, struct MHD_Connection *c, struct req
 
     switch (mode) {
     case FAULT_STALL:
-        stall(srv, seconds);
+        stall(srv, stall_ms);
         break; /* then answer normally */
     case FAULT_RESET: {
         const union MHD_ConnectionInfo *ci =
@@ -1318,7 +1324,7 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
 {
     json_error_t jerr;
     json_t *b = rq->body_len ? json_loadb(rq->body, rq->body_len, 0, &jerr) : json_object();
-    json_t *mode = NULL, *seconds = NULL, *count = NULL, *ratio = NULL;
+    json_t *mode = NULL, *seconds = NULL, *ms = NULL, *count = NULL, *ratio = NULL;
     enum fault_mode m = FAULT_NONE;
     size_t i;
 
@@ -1328,6 +1334,7 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
     }
     mode = json_object_get(b, "mode");
     seconds = json_object_get(b, "seconds");
+    ms = json_object_get(b, "ms");
     count = json_object_get(b, "count");
     ratio = json_object_get(b, "fail_ratio");
     if (mode) {
@@ -1346,18 +1353,24 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
     }
     if ((seconds && (!json_is_integer(seconds) || json_integer_value(seconds) < 0 ||
                      json_integer_value(seconds) > 3600)) ||
+        (ms && (!json_is_integer(ms) || json_integer_value(ms) < 0 ||
+                json_integer_value(ms) > 3600000)) ||
         (count && (!json_is_integer(count) || json_integer_value(count) < -1)) ||
         (ratio && (!json_is_number(ratio) || json_number_value(ratio) < 0 ||
                    json_number_value(ratio) > 1))) {
         json_decref(b);
         return send_control_error(c, rq, 400,
-                                  "seconds: integer 0..3600; count: integer >= -1; "
+                                  "seconds: integer 0..3600; ms: integer 0..3600000; count: integer >= -1; "
                                   "fail_ratio: number 0..1");
     }
     pthread_mutex_lock(&srv->lock);
     if (mode) {
         srv->fault.mode = m;
         srv->fault.seconds = seconds ? (unsigned)json_integer_value(seconds) : 10;
+        /* "ms" (sub-second stalls) wins over "seconds" when both are given. */
+        srv->fault.ms = ms ? (unsigned)json_integer_value(ms) : srv->fault.seconds * 1000u;
+        if (ms)
+            srv->fault.seconds = srv->fault.ms / 1000u;
         srv->fault.remaining = count ? (long)json_integer_value(count) : -1;
         if (srv->fault.remaining == 0)
             srv->fault.mode = FAULT_NONE;
