@@ -13,7 +13,7 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000L
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_MAX_RESPONSE ((size_t)16 * 1024 * 1024)
-#define DEFAULT_MAX_HOST_CONNS 64U
+#define DEFAULT_MAX_HOST_CONNS 256U
 
 /* One transfer, from submit to callback. */
 struct xfer {

@@ -14,7 +14,7 @@ struct nk_upstream_options {
     size_t max_response;     /* bytes; 0: default 16 MiB. Larger: NK_ERR_TOO_LARGE */
     const char *ca_file;     /* PEM bundle to trust instead of the system store, or NULL */
     bool insecure;           /* skip TLS verification (labs only; logged loudly by the caller) */
-    unsigned max_host_conns; /* 0: default 64 */
+    unsigned max_host_conns; /* 0: default 256 */
 };
 
 /* A request to send. Everything is owned by the request; nk_upstream_request_cleanup frees. */
