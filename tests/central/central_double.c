@@ -1359,9 +1359,10 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
         (ratio && (!json_is_number(ratio) || json_number_value(ratio) < 0 ||
                    json_number_value(ratio) > 1))) {
         json_decref(b);
-        return send_control_error(c, rq, 400,
-                                  "seconds: integer 0..3600; ms: integer 0..3600000; count: integer >= -1; "
-                                  "fail_ratio: number 0..1");
+        return send_control_error(
+            c, rq, 400,
+            "seconds: integer 0..3600; ms: integer 0..3600000; count: integer >= -1; "
+            "fail_ratio: number 0..1");
     }
     pthread_mutex_lock(&srv->lock);
     if (mode) {
