@@ -136,13 +136,22 @@ static void access_line(void *ud, const struct nk_http_access *a)
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_VAR };
+enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_VAR, OPT_LISTEN };
+
+/* An ADDR:PORT override for one adapter type. */
+struct listen_override {
+    bool given;
+    char addr[64]; /* empty: the --listen address */
+    long port;
+};
 
 struct serve_config {
     const char *listen;
     bool listen_given;
     long rest_port; /* -1: from the spec */
     long mcp_port;
+    struct listen_override rest_listen;
+    struct listen_override mcp_listen;
     const char *ca_file;
     bool insecure;
     bool allow_remote;
@@ -177,6 +186,11 @@ static const struct opt opts[] = {
      "port of the REST adapter(s); 0 picks a free one", CFG(rest_port)},
     {"--mcp-port", "NAFTIKOD_MCP_PORT", OPT_UINT, "N", "the spec's port",
      "port of the MCP adapter(s); 0 picks a free one", CFG(mcp_port)},
+    {"--rest-listen", "NAFTIKOD_REST_LISTEN", OPT_LISTEN, "ADDR:PORT", "127.0.0.1:spec port",
+     "REST adapter(s) address and port ([::1]:N, :N); beats --listen, --rest-port",
+     CFG(rest_listen)},
+    {"--mcp-listen", "NAFTIKOD_MCP_LISTEN", OPT_LISTEN, "ADDR:PORT", "127.0.0.1:spec port",
+     "MCP adapter(s) address and port ([::1]:N, :N); beats --listen, --mcp-port", CFG(mcp_listen)},
     {"--var", NULL, OPT_VAR, "NAME=VALUE", "-",
      "baseUri variable, repeatable (else env NAME upper-cased, '-' -> '_')", CFG(vars)},
     {"--ca-file", "NAFTIKOD_CA_FILE", OPT_STRING, "FILE", "system store",
@@ -255,6 +269,33 @@ static bool parse_bool(const char *s, bool *out)
     return false;
 }
 
+/* Parse ADDR:PORT, [V6ADDR]:PORT or :PORT into o. */
+static bool parse_listen(const char *v, struct listen_override *o)
+{
+    const char *colon;
+    size_t alen;
+
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (close == NULL || close[1] != ':')
+            return false;
+        alen = (size_t)(close - v - 1);
+        colon = close + 1;
+        v++;
+    } else {
+        colon = strrchr(v, ':');
+        if (colon == NULL || memchr(v, ':', (size_t)(colon - v)) != NULL)
+            return false; /* no port, or an unbracketed IPv6 address */
+        alen = (size_t)(colon - v);
+    }
+    if (alen >= sizeof(o->addr) || !parse_ulong(colon + 1, &o->port) || o->port > 65535)
+        return false;
+    memcpy(o->addr, v, alen);
+    o->addr[alen] = '\0';
+    o->given = true;
+    return true;
+}
+
 /* Apply one option value (from a flag or the environment). Returns false on a bad value. */
 static bool apply(struct serve_config *c, const struct opt *o, const char *value, const char *from)
 {
@@ -283,6 +324,14 @@ static bool apply(struct serve_config *c, const struct opt *o, const char *value
     case OPT_BOOL:
         if (!parse_bool(value, (bool *)(void *)(base + o->off))) {
             fprintf(stderr, "naftikod serve: %s: '%s' is not a boolean\n", from, value);
+            return false;
+        }
+        return true;
+    case OPT_LISTEN:
+        if (!parse_listen(value, (struct listen_override *)(void *)(base + o->off))) {
+            fprintf(stderr,
+                    "naftikod serve: %s: expected ADDR:PORT, [IPV6]:PORT or :PORT, got '%s'\n",
+                    from, value);
             return false;
         }
         return true;
@@ -579,6 +628,8 @@ int nk_cmd_serve(int argc, char **argv)
         struct nk_httpd_options ho;
         struct listener *l = &ls[n_ls];
         long port_override = a->type == NK_ADAPTER_REST ? cfg.rest_port : cfg.mcp_port;
+        const struct listen_override *lo =
+            a->type == NK_ADAPTER_REST ? &cfg.rest_listen : &cfg.mcp_listen;
 
         if (a->type == NK_ADAPTER_MCP && a->transport != NULL &&
             strcmp(a->transport, "http") != 0) {
@@ -591,6 +642,11 @@ int nk_cmd_serve(int argc, char **argv)
         memset(&ho, 0, sizeof(ho));
         ho.address = cfg.listen_given || a->address == NULL ? cfg.listen : a->address;
         ho.port = port_override >= 0 ? (unsigned)port_override : a->port;
+        if (lo->given) {
+            if (lo->addr[0] != '\0')
+                ho.address = lo->addr;
+            ho.port = (unsigned)lo->port;
+        }
         ho.max_body = (size_t)cfg.max_body;
         ho.access_log = access_line;
         l->server = server;

@@ -18,3 +18,8 @@ if(TARGET central-double)
             $<TARGET_FILE:central-double> ${NK_SOURCE_DIR} spectral)
   set_tests_properties(rest.openapi.spectral PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)
 endif()
+
+# --rest-listen / --mcp-listen and their environment variables.
+add_test(NAME integration.rest.listen
+  COMMAND ${NK_SOURCE_DIR}/tests/integration/listen.sh $<TARGET_FILE:naftikod> ${NK_SOURCE_DIR})
+set_tests_properties(integration.rest.listen PROPERTIES TIMEOUT 60)
