@@ -78,6 +78,7 @@ struct nk_http_req {
     char client[INET6_ADDRSTRLEN];
     struct MHD_Response *resp;
     unsigned status;
+    unsigned tag; /* nk_http_req_set_tag(); passed to the access hook */
 };
 
 static double elapsed_since(const struct timespec *t0)
@@ -281,6 +282,7 @@ static void log_access(struct nk_httpd *h, struct nk_http_req *r)
     a.seconds = elapsed_since(&r->start);
     a.request_id = r->id;
     a.client = r->client;
+    a.tag = r->tag;
     h->access_log(h->access_ud, &a);
 }
 
@@ -824,6 +826,11 @@ const char *nk_http_req_client(const struct nk_http_req *r)
 const char *nk_http_req_id(const struct nk_http_req *r)
 {
     return r->id;
+}
+
+void nk_http_req_set_tag(struct nk_http_req *r, unsigned tag)
+{
+    r->tag = tag;
 }
 
 void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content_type, char *body,

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "naftikod/metrics.h"
+
 #define MAX_BIND_FILE (64 * 1024)
 
 struct nk_context {
@@ -332,6 +334,11 @@ static enum nk_rc expand_base(struct nk_context *ctx, const struct nk_consumer *
     while (strlen(*out) > 0 && (*out)[strlen(*out) - 1] == '/')
         (*out)[strlen(*out) - 1] = '\0';
     return NK_OK;
+}
+
+const char *nk_context_base_uri(const struct nk_context *c, size_t consumer)
+{
+    return consumer < c->t->n_consumers ? c->bases[consumer] : NULL;
 }
 
 static void context_free(struct nk_context *c)
@@ -1489,6 +1496,7 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
     json_t *j = NULL;
     char summary[300];
 
+    nk_metrics_upstream(c->op->name, resp);
     r->status = resp->status;
     r->seconds = resp->seconds;
     switch (resp->rc) {

@@ -10,6 +10,7 @@
 
 #include "naftikod/invoke.h"
 #include "naftikod/mcp_core.h"
+#include "naftikod/metrics.h"
 
 static pthread_mutex_t engine_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct nk_mcp *engine;
@@ -125,6 +126,7 @@ static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *arg
 {
     struct hreq *h = ud;
 
+    nk_http_req_set_tag(h->req, nk_metrics_op(nk_metrics_global(), tool->name)); /* metrics */
     return nk_mcp_invoke(h->ctx, h->up, tool, args, h->request_id, done, done_ud, err);
 }
 

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "naftikod/invoke.h"
+#include "naftikod/metrics.h"
 #include "naftikod/openapi.h"
 #include "naftikod/optable.h"
 #include "naftikod/server.h"
@@ -630,6 +631,7 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
         goto out;
     }
 
+    nk_http_req_set_tag(req, nk_metrics_op(nk_metrics_global(), best->name)); /* metrics */
     args = json_object();
     if (args == NULL) {
         respond_problem(req, 500, "out of memory", NULL);

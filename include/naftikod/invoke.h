@@ -36,6 +36,10 @@ void nk_context_unref(struct nk_context *c);
 /* Borrowed; valid while c lives. */
 const struct nk_optable *nk_context_table(const struct nk_context *c);
 
+/* The expanded baseUri of t->consumers[consumer] (no trailing '/'), borrowed; NULL when out of
+ * range. May embed bind values: never log or return it. */
+const char *nk_context_base_uri(const struct nk_context *c, size_t consumer);
+
 enum nk_result_kind {
     NK_RES_OK,             /* upstream 2xx; json is the mapped output */
     NK_RES_UPSTREAM_ERROR, /* upstream answered non-2xx; status, raw body, json if it parsed */
