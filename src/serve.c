@@ -20,6 +20,8 @@
 #include "naftikod/httpd.h"
 #include "naftikod/invoke.h"
 #include "naftikod/mcp.h"
+#include "naftikod/metrics.h"
+#include "naftikod/ops.h"
 #include "naftikod/optable.h"
 #include "naftikod/rest.h"
 #include "naftikod/server.h"
@@ -163,6 +165,8 @@ struct serve_config {
     const char *port_file;
     struct nk_var *vars;
     size_t n_vars;
+    const char *ops_listen; /* ops listener (health and metrics); NULL: the default */
+    long ready_cache_ms;
 };
 
 /* The options table: every serve option once, with its environment variable and default. */
@@ -212,6 +216,11 @@ static const struct opt opts[] = {
      "on SIGTERM/SIGINT, how long to wait for requests in flight", CFG(drain_ms)},
     {"--port-file", "NAFTIKOD_PORT_FILE", OPT_STRING, "FILE", "none",
      "once listening, write \"rest=PORT\\nmcp=PORT\\n\" there (atomically)", CFG(port_file)},
+    {"--ops-listen", "NAFTIKOD_OPS_LISTEN", OPT_STRING, "ADDR:PORT|off", NK_OPS_DEFAULT_LISTEN,
+     "/healthz, /readyz, /metrics listener (no credential used: any address allowed)",
+     CFG(ops_listen)},
+    {"--ready-cache", "NAFTIKOD_READY_CACHE_MS", OPT_UINT, "MS", "5000",
+     "how long a /readyz upstream reachability verdict is reused", CFG(ready_cache_ms)},
 };
 
 static void usage(FILE *out)
@@ -369,6 +378,7 @@ static int parse_args(int argc, char **argv, struct serve_config *c, const char 
     c->rest_port = -1;
     c->mcp_port = -1;
     c->drain_ms = 10000;
+    c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
     /* Environment first, so flags override it. */
     for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         if (opts[i].env == NULL || (v = getenv(opts[i].env)) == NULL || *v == '\0')
@@ -460,7 +470,8 @@ static void on_request(void *ud, struct nk_http_req *req)
         nk_mcp_handle(l->server, l->ns, req);
 }
 
-static enum nk_rc write_port_file(const char *path, const struct listener *ls, size_t n)
+static enum nk_rc write_port_file(const char *path, const struct listener *ls, size_t n,
+                                  unsigned ops_port)
 {
     char *tmp = NULL;
     FILE *f = NULL;
@@ -476,6 +487,8 @@ static enum nk_rc write_port_file(const char *path, const struct listener *ls, s
         goto out;
     for (i = 0; i < n; i++)
         fprintf(f, "%s=%u\n", ls[i].type == NK_ADAPTER_REST ? "rest" : "mcp", ls[i].port);
+    if (ops_port != 0)
+        fprintf(f, "ops=%u\n", ops_port);
     if (fclose(f) != 0) {
         f = NULL;
         goto out;
@@ -492,6 +505,69 @@ out:
     free(tmp);
     return rc;
 }
+
+/* ---- ops listener and metrics hooks (health, readiness, metrics) ---------------------------- */
+
+/* The adapters' access hook: count the answer (operation id in the request tag), then log. */
+static void access_counted(void *ud, const struct nk_http_access *a)
+{
+    const struct listener *l = ud;
+
+    nk_metrics_count(nk_metrics_global(),
+                     l->type == NK_ADAPTER_REST ? NK_METRICS_REST : NK_METRICS_MCP, a->tag,
+                     a->status);
+    access_line(NULL, a);
+}
+
+struct ls_view {
+    const struct listener *ls;
+    const size_t *n;
+};
+
+static size_t inflight_of(void *ud, enum nk_metrics_adapter kind)
+{
+    const struct ls_view *v = ud;
+    size_t i, n = 0;
+
+    for (i = 0; i < *v->n; i++)
+        if ((v->ls[i].type == NK_ADAPTER_REST) == (kind == NK_METRICS_REST))
+            n += nk_httpd_pending(v->ls[i].httpd);
+    return n;
+}
+
+/* Start the ops listener unless it is off. A bind failure is fatal when --ops-listen was given,
+ * and only a warning for the default address (another instance may hold it). */
+static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
+                      struct ls_view *view, struct nk_ops **ops)
+{
+    struct nk_ops_options oo;
+    struct nk_error err;
+
+    memset(&oo, 0, sizeof(oo));
+    memset(&err, 0, sizeof(err));
+    oo.listen = cfg->ops_listen != NULL ? cfg->ops_listen : NK_OPS_DEFAULT_LISTEN;
+    oo.ready_cache_ms = cfg->ready_cache_ms;
+    oo.server = server;
+    oo.inflight = inflight_of;
+    oo.inflight_ud = view;
+    if (nk_ops_start(&oo, ops, &err) != NK_OK) {
+        if (cfg->ops_listen == NULL) {
+            logline("warning", "ops listener (health, metrics) not started on %s: %s",
+                    NK_OPS_DEFAULT_LISTEN, err.msg);
+            return true;
+        }
+        fprintf(stderr, "naftikod serve: --ops-listen: %s\n", err.msg);
+        return false;
+    }
+    if (*ops != NULL)
+        logline("info", "ops listener on http://%s%s%s:%u (/healthz /readyz /metrics)",
+                strchr(nk_ops_address(*ops), ':') ? "[" : "", nk_ops_address(*ops),
+                strchr(nk_ops_address(*ops), ':') ? "]" : "", nk_ops_port(*ops));
+    return true;
+}
+/* TODO(lead): call nk_metrics_reload(ok) (metrics.h) where a SIGHUP reload succeeds or fails. */
+
+/* ---- end of ops listener and metrics hooks ------------------------------------------------- */
 
 static double now_s(void)
 {
@@ -538,6 +614,8 @@ int nk_cmd_serve(int argc, char **argv)
     struct nk_server *server = NULL;
     struct nk_upstream_options uo;
     struct listener *ls = NULL;
+    struct nk_ops *ops = NULL;               /* ops listener */
+    struct ls_view ops_view = {NULL, &n_ls}; /* ops listener */
     struct nk_error err;
     const struct nk_optable *t;
     sigset_t sigs;
@@ -648,7 +726,8 @@ int nk_cmd_serve(int argc, char **argv)
             ho.port = (unsigned)lo->port;
         }
         ho.max_body = (size_t)cfg.max_body;
-        ho.access_log = access_line;
+        ho.access_log = access_counted; /* metrics, then access_line */
+        ho.access_ud = l;
         l->server = server;
         l->type = a->type;
         l->ns = strdup(a->ns);
@@ -678,7 +757,11 @@ int nk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "naftikod serve: the capabilities expose no REST or MCP (http) adapter\n");
         goto out;
     }
-    if (cfg.port_file != NULL && write_port_file(cfg.port_file, ls, n_ls) != NK_OK) {
+    ops_view.ls = ls; /* ops listener */
+    if (!start_ops(&cfg, server, &ops_view, &ops))
+        goto out;
+    if (cfg.port_file != NULL &&
+        write_port_file(cfg.port_file, ls, n_ls, ops != NULL ? nk_ops_port(ops) : 0) != NK_OK) {
         fprintf(stderr, "naftikod serve: cannot write the port file %s: %s\n", cfg.port_file,
                 strerror(errno));
         goto out;
@@ -697,6 +780,7 @@ int nk_cmd_serve(int argc, char **argv)
     }
     logline("info", "%s: shutting down, draining for at most %ld ms",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_ms);
+    nk_ops_shutting_down(ops); /* /readyz: 503 from now on */
     for (i = 0; i < n_ls; i++)
         nk_httpd_quiesce(ls[i].httpd);
     drain(ls, n_ls, cfg.drain_ms);
@@ -705,6 +789,7 @@ out:
     /* Upstream first: its shutdown completes the calls still running, whose answers need the
      * listeners; then the listeners (which answer 503 to anything still unanswered). */
     nk_upstream_free(up);
+    nk_ops_stop(ops); /* after the upstream (its probes completed), before the adapters */
     for (i = 0; ls != NULL && i < n_ls; i++) {
         nk_httpd_stop(ls[i].httpd);
         free(ls[i].ns);
