@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# ops_e2e.sh: the ops listener of the real `naftikod serve` against the Central test double:
+# /healthz, /readyz (200 with the double up, 503 once it is gone and the cache expired), and
+# /metrics parsed by a strict text-format parser (prom_check.py) before and after REST and MCP
+# calls, asserting the counters moved and the credential never appears.
+#
+# usage: ops_e2e.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR
+set -euo pipefail
+
+NAFTIKOD=$1
+DOUBLE=$2
+SRC=$3
+CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
+KEY="test-key-not-a-secret"
+CHECK="$SRC/tests/integration/prom_check.py"
+TOOL="getapitokens-returns-all-api-tokens"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/nk-ops.XXXXXX")
+pids=()
+
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL [ops]: $*" >&2
+    if [ -f "$work/naftikod.log" ]; then
+        echo "--- naftikod log" >&2
+        tail -n 30 "$work/naftikod.log" >&2
+    fi
+    exit 1
+}
+
+pass() {
+    echo "ok [ops]: $*"
+}
+
+# Wait (bounded: 10 s) until file $1 is non-empty or process $2 died.
+wait_file() {
+    local i
+    for i in $(seq 200); do
+        [ -s "$1" ] && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# --- the parser must refuse what the format forbids (so its "ok" means something) ---
+bad() {
+    printf '%b' "$2" >"$work/bad.txt"
+    if python3 "$CHECK" "$work/bad.txt" >/dev/null 2>&1; then
+        fail "prom_check accepted $1"
+    fi
+}
+bad "a sample without TYPE" 'x_total 1\n'
+bad "a bad escape" '# TYPE x counter\nx{a="\\q"} 1\n'
+bad "a negative counter" '# TYPE x counter\nx -1\n'
+bad "non-cumulative buckets" '# TYPE h histogram\nh_bucket{le="1"} 3\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 2\n'
+bad "+Inf != _count" '# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 3\n'
+bad "no +Inf bucket" '# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 1\nh_count 1\n'
+bad "interleaved families" '# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na{x="y"} 2\n'
+bad "an invalid label name" '# TYPE a gauge\na{0x="y"} 1\n'
+bad "a duplicate series" '# TYPE a gauge\na{x="y"} 1\na{x="y"} 2\n'
+bad "TYPE after a sample" '# TYPE a gauge\na 1\n# TYPE a gauge\n'
+printf '# HELP a x\n# TYPE a gauge\na{x="q\\"\\\\\\n"} +Inf\n' >"$work/good.txt"
+python3 "$CHECK" "$work/good.txt" >/dev/null || fail "prom_check refused a valid exposition"
+pass "prom_check refuses 10 kinds of invalid exposition and accepts a valid one"
+
+# --- start the double (TLS) and naftikod with an ephemeral ops port and a short cache ---
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$work/central.key" -out "$work/central.crt" 2>/dev/null ||
+    fail "openssl could not make a test certificate"
+"$DOUBLE" --port 0 --port-file "$work/central.port" --token "$KEY" \
+    --tls-cert "$work/central.crt" --tls-key "$work/central.key" >"$work/central.log" 2>&1 &
+DOUBLE_PID=$!
+pids+=("$DOUBLE_PID")
+wait_file "$work/central.port" "$DOUBLE_PID" || fail "central double did not start"
+CPORT=$(cat "$work/central.port")
+
+CACHE_MS=300
+STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
+    --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
+    --port-file "$work/nk.ports" --ops-listen 127.0.0.1:0 --ready-cache "$CACHE_MS" \
+    2>"$work/naftikod.log" &
+NK_PID=$!
+pids+=("$NK_PID")
+wait_file "$work/nk.ports" "$NK_PID" || fail "naftikod did not start"
+REST=$(sed -n 's/^rest=//p' "$work/nk.ports")
+MCP=$(sed -n 's/^mcp=//p' "$work/nk.ports")
+OPS=$(sed -n 's/^ops=//p' "$work/nk.ports")
+[ -n "$OPS" ] || fail "no ops= line in the port file: $(cat "$work/nk.ports")"
+[ "$(tail -n1 "$work/nk.ports")" = "ops=$OPS" ] || fail "ops= is not after the adapters' lines"
+pass "port file: $(tr '\n' ' ' <"$work/nk.ports")"
+
+# ops METHOD PATH: sets STATUS, body in $work/body, headers in $work/headers.
+ops() {
+    STATUS=$(curl -sS --max-time 20 -o "$work/body" -D "$work/headers" -w '%{http_code}' \
+        -X "$1" "http://127.0.0.1:$OPS$2" "${@:3}") || fail "curl $1 $2 failed"
+}
+
+# scrape FILE: /metrics into FILE.txt, parsed into FILE.json.
+scrape() {
+    ops GET /metrics
+    [ "$STATUS" = 200 ] || fail "/metrics answered $STATUS"
+    tr -d '\r' <"$work/headers" | grep -qi '^content-type: text/plain; version=0.0.4' ||
+        fail "/metrics content type: $(tr -d '\r' <"$work/headers" | grep -i content-type)"
+    cp "$work/body" "$work/$1.txt"
+    python3 "$CHECK" "$work/$1.txt" >"$work/$1.json" ||
+        fail "/metrics is not valid text format 0.0.4 (see above)"
+    if grep -q -e "$KEY" -e Bearer "$work/$1.txt"; then
+        fail "the credential appears in /metrics"
+    fi
+}
+
+# val FILE SERIES: the value of a series (0 when absent).
+val() {
+    jq -r --arg k "$2" '.series[$k] // 0' "$work/$1.json"
+}
+
+# moved BEFORE AFTER SERIES DELTA: the series went up by exactly DELTA.
+moved() {
+    local a b
+    a=$(val "$1" "$3")
+    b=$(val "$2" "$3")
+    python3 -c "import sys; sys.exit(0 if float('$b') - float('$a') == float('$4') else 1)" ||
+        fail "$3: expected +$4, went from $a to $b"
+}
+
+# --- health and method handling ---
+ops GET /healthz
+[ "$STATUS" = 200 ] || fail "/healthz answered $STATUS"
+jq -e '. == {"status":"ok"}' "$work/body" >/dev/null || fail "/healthz body: $(cat "$work/body")"
+ops HEAD /healthz -I
+[ "$STATUS" = 200 ] || fail "HEAD /healthz answered $STATUS"
+ops POST /metrics
+[ "$STATUS" = 405 ] || fail "POST /metrics answered $STATUS"
+tr -d '\r' <"$work/headers" | grep -qi '^allow: GET, HEAD' || fail "405 without Allow"
+ops GET /nope
+[ "$STATUS" = 404 ] || fail "/nope answered $STATUS"
+pass "/healthz 200 {\"status\":\"ok\"}; POST 405 with Allow; unknown path 404"
+
+ops GET /readyz
+[ "$STATUS" = 200 ] || fail "/readyz with Central up answered $STATUS: $(cat "$work/body")"
+jq -e '.status == "ready"' "$work/body" >/dev/null || fail "/readyz body: $(cat "$work/body")"
+pass "/readyz 200 with Central up"
+
+# The probe never carries the credential: the double recorded no Authorization on it.
+curl -sS --max-time 10 --cacert "$work/central.crt" \
+    "https://127.0.0.1:$CPORT/__double/requests" >"$work/recorded.json"
+n=$(jq '[.[] | select(.method == "GET" and .uri == "/")] | length' "$work/recorded.json")
+[ "$n" -ge 1 ] || fail "the readiness probe did not reach Central: $(cat "$work/recorded.json")"
+jq -e '[.[] | select(.method == "GET" and .uri == "/") | .authorization | length] | max == 0' \
+    "$work/recorded.json" >/dev/null || fail "the readiness probe sent an Authorization header"
+pass "readiness probe: GET / reached Central without Authorization"
+
+# --- REST and MCP calls move the counters ---
+scrape m0
+curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REST/v1/v1/apitokens" \
+    | grep -qx 200 || fail "REST list did not answer 200"
+curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REST/no/such/route" \
+    | grep -qx 404 || fail "REST unknown route did not answer 404"
+meta='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
+code=$(curl -sS --max-time 20 -o "$work/mcp.json" -w '%{http_code}' -X POST \
+    "http://127.0.0.1:$MCP/mcp" -H 'Content-Type: application/json' \
+    -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
+    -H 'Mcp-Method: tools/call' -H "Mcp-Name: $TOOL" \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"$TOOL\",\"arguments\":{},$meta}}")
+[ "$code" = 200 ] || fail "MCP tools/call answered $code: $(cat "$work/mcp.json")"
+jq -e '.result.isError != true' "$work/mcp.json" >/dev/null ||
+    fail "MCP tools/call failed: $(cat "$work/mcp.json")"
+scrape m1
+
+moved m0 m1 'naftikod_requests_total{adapter="rest",code="2xx",operation="getapitokens"}' 1
+moved m0 m1 'naftikod_requests_total{adapter="rest",code="4xx",operation="unmatched"}' 1
+moved m0 m1 "naftikod_requests_total{adapter=\"mcp\",code=\"2xx\",operation=\"$TOOL\"}" 1
+moved m0 m1 'naftikod_upstream_request_duration_seconds_count{operation="getapitokens"}' 1
+moved m0 m1 "naftikod_upstream_request_duration_seconds_count{operation=\"$TOOL\"}" 1
+moved m0 m1 'naftikod_upstream_errors_total{kind="connect"}' 0
+[ "$(val m1 'naftikod_inflight_requests{adapter="rest"}')" = 0 ] || fail "rest inflight != 0"
+[ "$(val m1 'naftikod_inflight_requests{adapter="mcp"}')" = 0 ] || fail "mcp inflight != 0"
+jq -e '[.series | to_entries[] | select(.key | test("^naftikod_build_info[{]version=\"[0-9]"))
+    | .value] == [1]' "$work/m1.json" >/dev/null || fail "naftikod_build_info is not one series = 1"
+python3 - "$work/m1.json" <<'EOF' || fail "process metrics implausible"
+import json, sys, time
+s = json.load(open(sys.argv[1]))["series"]
+start, rss = s["process_start_time_seconds"], s["process_resident_memory_bytes"]
+assert time.time() - 3600 < start <= time.time() + 1, start
+assert rss > 1024 * 1024, rss
+EOF
+for fam in naftikod_requests_total:counter naftikod_upstream_request_duration_seconds:histogram \
+    naftikod_upstream_errors_total:counter naftikod_inflight_requests:gauge \
+    naftikod_reloads_total:counter naftikod_build_info:gauge process_start_time_seconds:gauge \
+    process_resident_memory_bytes:gauge; do
+    [ "$(jq -r --arg f "${fam%%:*}" '.types[$f]' "$work/m1.json")" = "${fam##*:}" ] ||
+        fail "family ${fam%%:*} is not a ${fam##*:}"
+done
+pass "REST 200/404 and an MCP tools/call moved requests_total and the latency histogram"
+
+# --- Central gone: /readyz 503 after the cache time, a REST call counts a connect error ---
+kill "$DOUBLE_PID"
+wait "$DOUBLE_PID" 2>/dev/null || true
+sleep 0.5 # > CACHE_MS
+ops GET /readyz
+[ "$STATUS" = 503 ] || fail "/readyz with Central gone answered $STATUS: $(cat "$work/body")"
+jq -e '.status == "not ready" and (.reason | test("unreachable"))' "$work/body" >/dev/null ||
+    fail "/readyz 503 body: $(cat "$work/body")"
+grep -q "$KEY" "$work/body" && fail "the credential appears in /readyz"
+pass "/readyz 503 once Central is gone: $(cat "$work/body")"
+curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REST/v1/v1/apitokens" \
+    | grep -qx 502 || fail "REST list with Central gone did not answer 502"
+scrape m2
+moved m1 m2 'naftikod_requests_total{adapter="rest",code="5xx",operation="getapitokens"}' 1
+moved m1 m2 'naftikod_upstream_errors_total{kind="connect"}' 1
+pass "Central gone: REST 502 counted as 5xx and as a connect error"
+
+# --- shutdown: clean exit ---
+kill -TERM "$NK_PID"
+for _ in $(seq 200); do
+    kill -0 "$NK_PID" 2>/dev/null || break
+    sleep 0.05
+done
+if kill -0 "$NK_PID" 2>/dev/null; then
+    fail "naftikod did not stop on SIGTERM"
+fi
+st=0
+wait "$NK_PID" || st=$?
+[ "$st" = 0 ] || fail "naftikod exited $st after SIGTERM"
+pass "SIGTERM: exit 0"
+
+# --- --ops-listen off, and a malformed value ---
+STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
+    --var "central-host=127.0.0.1:1" --port-file "$work/off.ports" --ops-listen off \
+    2>"$work/off.log" &
+OFF_PID=$!
+pids+=("$OFF_PID")
+wait_file "$work/off.ports" "$OFF_PID" || fail "naftikod --ops-listen off did not start"
+grep -q '^ops=' "$work/off.ports" && fail "--ops-listen off still wrote ops="
+kill -TERM "$OFF_PID"
+st=0
+NAFTIKOD_OPS_LISTEN=bogus STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" \
+    --rest-port 0 --mcp-port 0 --var "central-host=127.0.0.1:1" 2>"$work/bogus.log" || st=$?
+[ "$st" != 0 ] || fail "a malformed NAFTIKOD_OPS_LISTEN was accepted"
+grep -q "bogus" "$work/bogus.log" || fail "the error does not name the bad value: $(cat "$work/bogus.log")"
+pass "--ops-listen off writes no ops= line; a malformed value fails start-up (exit $st)"
