@@ -216,8 +216,8 @@ static const struct opt opts[] = {
      "on SIGTERM/SIGINT, how long to wait for requests in flight", CFG(drain_ms)},
     {"--port-file", "NAFTIKOD_PORT_FILE", OPT_STRING, "FILE", "none",
      "once listening, write \"rest=PORT\\nmcp=PORT\\n\" there (atomically)", CFG(port_file)},
-    {"--ops-listen", "NAFTIKOD_OPS_LISTEN", OPT_STRING, "ADDR:PORT|off", NK_OPS_DEFAULT_LISTEN,
-     "/healthz, /readyz, /metrics listener (no credential used: any address allowed)",
+    {"--ops-listen", "NAFTIKOD_OPS_LISTEN", OPT_STRING, "ADDR:PORT", NK_OPS_DEFAULT_LISTEN,
+     "/healthz /readyz /metrics listener, or off (no credential used: any address allowed)",
      CFG(ops_listen)},
     {"--ready-cache", "NAFTIKOD_READY_CACHE_MS", OPT_UINT, "MS", "5000",
      "how long a /readyz upstream reachability verdict is reused", CFG(ready_cache_ms)},
@@ -535,6 +535,23 @@ static size_t inflight_of(void *ud, enum nk_metrics_adapter kind)
     return n;
 }
 
+/* A malformed --ops-listen is a usage error, found before anything is loaded. */
+static bool ops_listen_valid(const struct serve_config *cfg)
+{
+    char addr[64];
+    unsigned port;
+    bool off;
+
+    if (cfg->ops_listen == NULL ||
+        nk_ops_parse_listen(cfg->ops_listen, addr, sizeof(addr), &port, &off))
+        return true;
+    fprintf(stderr,
+            "naftikod serve: --ops-listen (or NAFTIKOD_OPS_LISTEN): expected ADDR:PORT, "
+            "[IPV6]:PORT, :PORT or off, got '%s'\n",
+            cfg->ops_listen);
+    return false;
+}
+
 /* Start the ops listener unless it is off. A bind failure is fatal when --ops-listen was given,
  * and only a warning for the default address (another instance may hold it). */
 static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
@@ -629,6 +646,10 @@ int nk_cmd_serve(int argc, char **argv)
     r = parse_args(argc, argv, &cfg, &files, &n_files);
     if (r != 0) {
         status = r < 0 ? 0 : r;
+        goto out;
+    }
+    if (!ops_listen_valid(&cfg)) { /* ops listener */
+        status = 2;
         goto out;
     }
 
