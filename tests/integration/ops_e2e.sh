@@ -207,6 +207,40 @@ for fam in naftikod_requests_total:counter naftikod_upstream_request_duration_se
 done
 pass "REST 200/404 and an MCP tools/call moved requests_total and the latency histogram"
 
+# --- the verdict is cached: a second instance with a long cache probes Central only once ---
+probes() {
+    curl -sS --max-time 10 --cacert "$work/central.crt" \
+        "https://127.0.0.1:$CPORT/__double/requests" |
+        jq '[.[] | select(.method == "GET" and .uri == "/")] | length'
+}
+STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
+    --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
+    --port-file "$work/nk2.ports" --ops-listen 127.0.0.1:0 --ready-cache 600000 \
+    2>"$work/naftikod2.log" &
+NK2_PID=$!
+pids+=("$NK2_PID")
+wait_file "$work/nk2.ports" "$NK2_PID" || fail "second naftikod did not start"
+OPS2=$(sed -n 's/^ops=//p' "$work/nk2.ports")
+before=$(probes)
+cpids=()
+: >"$work/par.codes"
+for _ in 1 2 3 4 5; do
+    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$OPS2/readyz" \
+        >>"$work/par.codes" &
+    cpids+=($!)
+done
+for _ in 1 2 3 4 5; do
+    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$OPS2/readyz"
+done >"$work/seq.codes"
+for p in "${cpids[@]}"; do
+    wait "$p" || fail "a concurrent /readyz curl failed"
+done
+[ "$(sort -u "$work/par.codes" "$work/seq.codes")" = 200 ] ||
+    fail "cached /readyz codes: $(cat "$work/par.codes" "$work/seq.codes" | tr '\n' ' ')"
+after=$(probes)
+[ $((after - before)) = 1 ] || fail "10 /readyz (5 concurrent) made $((after - before)) probes, not 1"
+pass "10 /readyz (5 concurrent) with a long cache: all 200, one probe reached Central"
+
 # --- Central gone: /readyz 503 after the cache time, a REST call counts a connect error ---
 kill "$DOUBLE_PID"
 wait "$DOUBLE_PID" 2>/dev/null || true
@@ -217,6 +251,10 @@ jq -e '.status == "not ready" and (.reason | test("unreachable"))' "$work/body" 
     fail "/readyz 503 body: $(cat "$work/body")"
 grep -q "$KEY" "$work/body" && fail "the credential appears in /readyz"
 pass "/readyz 503 once Central is gone: $(cat "$work/body")"
+code=$(curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OPS2/readyz")
+[ "$code" = 200 ] || fail "the long-cache instance re-probed: /readyz answered $code"
+kill -TERM "$NK2_PID"
+pass "the long-cache instance still answers its cached 200"
 curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REST/v1/v1/apitokens" \
     | grep -qx 502 || fail "REST list with Central gone did not answer 502"
 scrape m2
