@@ -16,6 +16,7 @@
 static const double bucket_le[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 #define N_BUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]) + 1)
 #define N_INDEX (NK_METRICS_MAX_OPS * 2u) /* open-addressing index, load <= 1/2 */
+_Static_assert((N_INDEX & (N_INDEX - 1u)) == 0, "the index size must be a power of two");
 
 enum err_kind { ERR_CONNECT, ERR_TIMEOUT, ERR_TLS, ERR_TOO_LARGE, ERR_OTHER, N_ERR };
 static const char *const err_names[N_ERR] = {"connect", "timeout", "tls", "too_large", "other"};

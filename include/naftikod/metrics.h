@@ -39,8 +39,8 @@ struct nk_metrics *nk_metrics_global(void);
 
 /* The id of operation name (NULL: NK_METRICS_UNMATCHED). Lock-free when already known. */
 unsigned nk_metrics_op(struct nk_metrics *m, const char *name);
-/* Count one answered request of adapter with HTTP status (bucketed into 2xx..5xx; 1xx and other
- * values count as 5xx... never happen in practice). */
+/* Count one answered request of adapter with HTTP status, bucketed into the classes 2xx, 3xx, 4xx
+ * and 5xx (anything outside 200..499 counts as 5xx). */
 void nk_metrics_count(struct nk_metrics *m, enum nk_metrics_adapter adapter, unsigned op,
                       unsigned status);
 /* Record one finished upstream call of op: its duration and, when it failed in transport, the
