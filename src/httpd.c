@@ -249,25 +249,35 @@ static bool id_is_safe(const char *s)
     return n > 0;
 }
 
+/* Request ids need to be unique, not secret: a per-thread splitmix64 sequence seeded once from
+ * getrandom() saves a system call per request. */
+static uint64_t next_id(void)
+{
+    static _Thread_local uint64_t state;
+    static _Thread_local bool seeded;
+    static atomic_uint_fast64_t counter;
+    uint64_t z;
+
+    if (!seeded) {
+        if (getrandom(&state, sizeof(state), GRND_NONBLOCK) != (ssize_t)sizeof(state))
+            state = ((uint64_t)getpid() << 40) ^ (uint64_t)time(NULL);
+        /* Distinct threads never share a sequence, even seeded at the same instant. */
+        state ^= atomic_fetch_add(&counter, 1) << 56;
+        seeded = true;
+    }
+    z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 static void set_request_id(struct nk_http_req *r, const char *incoming)
 {
-    static atomic_uint_fast64_t counter;
-    unsigned char rnd[8];
-    uint64_t v = 0;
-    size_t i;
-
     if (id_is_safe(incoming)) {
         snprintf(r->id, sizeof(r->id), "%s", incoming);
         return;
     }
-    if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) == (ssize_t)sizeof(rnd)) {
-        for (i = 0; i < sizeof(rnd); i++)
-            v = (v << 8) | rnd[i];
-    } else {
-        /* No entropy yet: still unique within this process. */
-        v = ((uint64_t)getpid() << 40) ^ (uint64_t)time(NULL) ^ atomic_fetch_add(&counter, 1);
-    }
-    snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)v);
+    snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)next_id());
 }
 
 static void log_access(struct nk_httpd *h, struct nk_http_req *r)

@@ -4,9 +4,14 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -14,6 +19,9 @@
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_MAX_RESPONSE ((size_t)16 * 1024 * 1024)
 #define DEFAULT_MAX_HOST_CONNS 256U
+/* Finished easy handles kept for reuse (their buffers survive curl_easy_reset). */
+#define EASY_POOL_MAX 256U
+#define MAX_EVENTS 64
 
 /* One transfer, from submit to callback. */
 struct xfer {
@@ -30,18 +38,28 @@ struct xfer {
     void *ud;
 };
 
+/* The loop is event-driven: curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and
+ * when its next timeout is due (CURLMOPT_TIMERFUNCTION); an epoll set waits on those sockets and
+ * an eventfd that submit and free write to. Each wakeup costs work proportional to the sockets
+ * that are ready, not to the number of transfers in flight (curl_multi_perform + poll walked
+ * every transfer and rebuilt the poll set on every wakeup). */
 struct nk_upstream {
     CURLM *multi;
     pthread_t thread;
     bool thread_started;
+    int epfd;
+    int wakefd;
     pthread_mutex_t mu;
     /* under mu: */
     struct xfer *queue; /* submitted, not yet added to multi (FIFO via tail) */
     struct xfer *queue_tail;
     size_t in_flight;
     bool stop;
+    CURL *pool[EASY_POOL_MAX]; /* reset easy handles ready for reuse */
+    size_t n_pool;
     /* loop thread only: */
-    struct xfer *running; /* added to multi (doubly linked) */
+    struct xfer *running;   /* added to multi (doubly linked) */
+    int64_t timer_deadline; /* CLOCK_MONOTONIC ms when curl wants its timeout call; -1 none */
     /* immutable after new: */
     long connect_timeout_ms;
     long timeout_ms;
@@ -98,14 +116,42 @@ void nk_upstream_response_cleanup(struct nk_upstream_response *r)
     r->body_len = 0;
 }
 
+/* Take a ready easy handle from the pool, or make one. */
+static CURL *easy_get(struct nk_upstream *u)
+{
+    CURL *e = NULL;
+
+    pthread_mutex_lock(&u->mu);
+    if (u->n_pool > 0)
+        e = u->pool[--u->n_pool];
+    pthread_mutex_unlock(&u->mu);
+    return e != NULL ? e : curl_easy_init();
+}
+
+/* Reset e (no request data survives: options, headers and URL are forgotten) and keep it, or
+ * clean it up when the pool is full. */
+static void easy_put(struct nk_upstream *u, CURL *e)
+{
+    if (e == NULL)
+        return;
+    curl_easy_reset(e);
+    pthread_mutex_lock(&u->mu);
+    if (u->n_pool < EASY_POOL_MAX) {
+        u->pool[u->n_pool++] = e;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&u->mu);
+    if (e != NULL)
+        curl_easy_cleanup(e);
+}
+
 static void xfer_free(struct xfer *x)
 {
     struct curl_slist *l;
 
     if (x == NULL)
         return;
-    if (x->easy != NULL)
-        curl_easy_cleanup(x->easy);
+    easy_put(x->u, x->easy);
     /* The slist holds copies of the header lines, credentials included. */
     for (l = x->hdrs; l != NULL; l = l->next)
         explicit_bzero(l->data, strlen(l->data));
@@ -170,7 +216,7 @@ static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_er
     CURL *e;
     size_t i;
 
-    x->easy = e = curl_easy_init();
+    x->easy = e = easy_get(u);
     if (e == NULL) {
         nk_error_set(err, "out of memory");
         return NK_ERR_NOMEM;
@@ -380,54 +426,139 @@ static void running_remove(struct nk_upstream *u, struct xfer *x)
     x->next = x->prev = NULL;
 }
 
-static void *loop_main(void *arg)
+static int64_t now_ms(void)
 {
-    struct nk_upstream *u = arg;
-    struct xfer *q, *x;
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: mirror curl's interest in s into the epoll set. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct nk_upstream *u = userp;
+    struct epoll_event ev;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (socketp != NULL)
+            (void)epoll_ctl(u->epfd, EPOLL_CTL_DEL, s, NULL);
+        curl_multi_assign(u->multi, s, NULL);
+        return 0;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0U) | (what & CURL_POLL_OUT ? EPOLLOUT : 0U);
+    ev.data.fd = s;
+    if (socketp != NULL) {
+        if (epoll_ctl(u->epfd, EPOLL_CTL_MOD, s, &ev) == 0)
+            return 0;
+    }
+    if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, s, &ev) != 0 &&
+        (errno != EEXIST || epoll_ctl(u->epfd, EPOLL_CTL_MOD, s, &ev) != 0))
+        return -1; /* curl fails the transfers on this socket */
+    /* Any non-NULL marker: "this socket is in the epoll set". */
+    curl_multi_assign(u->multi, s, u);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: remember when curl wants curl_multi_socket_action(TIMEOUT). */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct nk_upstream *u = userp;
+
+    (void)multi;
+    u->timer_deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return 0;
+}
+
+/* Hand every finished transfer to its callback. */
+static void reap(struct nk_upstream *u)
+{
+    struct xfer *x;
     CURLMsg *msg;
     CURLcode cc;
     char *priv;
-    int still, left;
-    bool stop;
+    int left;
+
+    while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        priv = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        x = (struct xfer *)(void *)priv;
+        /* msg is invalid once the handle is removed: read the result first. */
+        cc = msg->data.result;
+        curl_multi_remove_handle(u->multi, x->easy);
+        running_remove(u, x);
+        finish(u, x, cc, NULL);
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    struct nk_upstream *u = arg;
+    struct epoll_event evs[MAX_EVENTS];
+    struct xfer *q, *x;
+    uint64_t junk;
+    int64_t now;
+    int running, n, i, timeout;
+    bool stop = false;
 
     for (;;) {
-        pthread_mutex_lock(&u->mu);
-        q = u->queue;
-        u->queue = u->queue_tail = NULL;
-        stop = u->stop;
-        pthread_mutex_unlock(&u->mu);
+        timeout = 1000;
+        if (u->timer_deadline >= 0) {
+            now = now_ms();
+            timeout = u->timer_deadline <= now         ? 0
+                      : u->timer_deadline - now < 1000 ? (int)(u->timer_deadline - now)
+                                                       : 1000;
+        }
+        n = epoll_wait(u->epfd, evs, MAX_EVENTS, timeout);
+        if (n < 0 && errno != EINTR)
+            break; /* cannot happen with a valid epoll fd; stop rather than spin */
+        for (i = 0; i < n; i++) {
+            int flags = 0;
 
-        while (q != NULL) {
-            x = q;
-            q = q->next;
-            if (stop) {
-                finish(u, x, CURLE_OK, "shutting down");
+            if (evs[i].data.fd == u->wakefd) {
+                if (read(u->wakefd, &junk, sizeof(junk)) < 0 && errno != EAGAIN)
+                    continue;
+                pthread_mutex_lock(&u->mu);
+                q = u->queue;
+                u->queue = u->queue_tail = NULL;
+                stop = u->stop;
+                pthread_mutex_unlock(&u->mu);
+                while (q != NULL) {
+                    x = q;
+                    q = q->next;
+                    if (stop) {
+                        finish(u, x, CURLE_OK, "shutting down");
+                        continue;
+                    }
+                    /* Adding arms curl's timer at 0 ms: the transfer starts on the timeout
+                     * action below, in this same turn of the loop. */
+                    if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+                        finish(u, x, CURLE_OK, "cannot start the transfer");
+                        continue;
+                    }
+                    running_add(u, x);
+                }
                 continue;
             }
-            if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
-                finish(u, x, CURLE_OK, "cannot start the transfer");
-                continue;
-            }
-            running_add(u, x);
+            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                flags |= CURL_CSELECT_IN;
+            if (evs[i].events & EPOLLOUT)
+                flags |= CURL_CSELECT_OUT;
+            if (evs[i].events & EPOLLERR)
+                flags |= CURL_CSELECT_ERR;
+            curl_multi_socket_action(u->multi, evs[i].data.fd, flags, &running);
         }
         if (stop)
             break;
-
-        curl_multi_perform(u->multi, &still);
-        while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            priv = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-            x = (struct xfer *)(void *)priv;
-            /* msg is invalid once the handle is removed: read the result first. */
-            cc = msg->data.result;
-            curl_multi_remove_handle(u->multi, x->easy);
-            running_remove(u, x);
-            finish(u, x, cc, NULL);
+        if (u->timer_deadline >= 0 && u->timer_deadline <= now_ms()) {
+            u->timer_deadline = -1;
+            curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
-        /* Sleeps until a socket is ready, a curl timer is due or submit/free wakes us. */
-        curl_multi_poll(u->multi, NULL, 0, 1000, NULL);
+        reap(u);
     }
 
     while ((x = u->running) != NULL) {
@@ -438,6 +569,15 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+/* Wake the loop thread (submit, free). */
+static void wake(struct nk_upstream *u)
+{
+    uint64_t one = 1;
+
+    /* EAGAIN means the counter is already non-zero: the loop is woken anyway. */
+    (void)!write(u->wakefd, &one, sizeof(one));
+}
+
 enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_upstream **out,
                            struct nk_error *err)
 {
@@ -445,11 +585,14 @@ enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_ups
     struct nk_upstream *u = NULL;
     bool mu_ok = false;
     unsigned max_conns;
+    struct epoll_event ev;
 
     *out = NULL;
     u = calloc(1, sizeof(*u));
     if (u == NULL)
         goto nomem;
+    u->epfd = u->wakefd = -1;
+    u->timer_deadline = -1;
     u->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     u->timeout_ms = DEFAULT_TIMEOUT_MS;
     u->max_response = DEFAULT_MAX_RESPONSE;
@@ -476,13 +619,32 @@ enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_ups
         goto out;
     }
     mu_ok = true;
+    u->epfd = epoll_create1(EPOLL_CLOEXEC);
+    u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (u->epfd < 0 || u->wakefd < 0) {
+        rc = NK_ERR_INTERNAL;
+        nk_error_set(err, "cannot create the HTTP client's event loop: %s", strerror(errno));
+        goto out;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.fd = u->wakefd;
+    if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->wakefd, &ev) != 0) {
+        rc = NK_ERR_INTERNAL;
+        nk_error_set(err, "cannot create the HTTP client's event loop: %s", strerror(errno));
+        goto out;
+    }
     u->multi = curl_multi_init();
     if (u->multi == NULL)
         goto nomem;
     /* Keep-alive and HTTP/2 multiplexing come from the multi handle's shared pool. */
     if (curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_conns) != CURLM_OK ||
-        curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)max_conns) != CURLM_OK) {
+        curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)max_conns) != CURLM_OK ||
+        curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+        curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u) != CURLM_OK ||
+        curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
+        curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u) != CURLM_OK) {
         rc = NK_ERR_INTERNAL;
         nk_error_set(err, "cannot configure the HTTP client");
         goto out;
@@ -503,6 +665,10 @@ out:
     if (u != NULL) {
         if (u->multi != NULL)
             curl_multi_cleanup(u->multi);
+        if (u->epfd >= 0)
+            close(u->epfd);
+        if (u->wakefd >= 0)
+            close(u->wakefd);
         if (mu_ok)
             pthread_mutex_destroy(&u->mu);
         free(u->ca_file);
@@ -518,10 +684,14 @@ void nk_upstream_free(struct nk_upstream *u)
     pthread_mutex_lock(&u->mu);
     u->stop = true;
     pthread_mutex_unlock(&u->mu);
-    curl_multi_wakeup(u->multi);
+    wake(u);
     if (u->thread_started)
         pthread_join(u->thread, NULL);
     curl_multi_cleanup(u->multi);
+    while (u->n_pool > 0)
+        curl_easy_cleanup(u->pool[--u->n_pool]);
+    close(u->epfd);
+    close(u->wakefd);
     pthread_mutex_destroy(&u->mu);
     free(u->ca_file);
     free(u);
@@ -532,6 +702,7 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
 {
     enum nk_rc rc = NK_OK;
     struct xfer *x = NULL;
+    bool was_empty = false;
 
     if (u == NULL || req == NULL || done == NULL || req->method == NULL || req->url == NULL) {
         rc = NK_ERR_INVALID;
@@ -554,6 +725,7 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
     if (u->stop) {
         rc = NK_ERR_INVALID;
     } else {
+        was_empty = u->queue == NULL;
         if (u->queue_tail != NULL)
             u->queue_tail->next = x;
         else
@@ -563,8 +735,9 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
         x = NULL;
     }
     pthread_mutex_unlock(&u->mu);
-    if (rc == NK_OK)
-        curl_multi_wakeup(u->multi);
+    /* A non-empty queue has a wakeup on its way already: the loop takes the whole queue. */
+    if (was_empty)
+        wake(u);
 out:
     /* The request is stolen even on failure. */
     if (req != NULL)
