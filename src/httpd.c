@@ -78,7 +78,9 @@ struct nk_http_req {
     char client[INET6_ADDRSTRLEN];
     struct MHD_Response *resp;
     unsigned status;
-    unsigned tag; /* nk_http_req_set_tag(); passed to the access hook */
+    unsigned tag;                 /* nk_http_req_set_tag(); passed to the access hook */
+    nk_http_detached_fn detached; /* non-NULL: nk_http_req_detached() (no connection) */
+    void *detached_ud;
 };
 
 static double elapsed_since(const struct timespec *t0)
@@ -848,6 +850,14 @@ void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content
 {
     struct MHD_Response *resp;
 
+    if (r->detached != NULL) {
+        r->status = status;
+        r->detached(r->detached_ud, status, content_type, body != NULL ? body : "",
+                    body != NULL ? len : 0);
+        free(body);
+        req_unref(r);
+        return;
+    }
     pthread_mutex_lock(&r->mu);
     if (r->abandoned || r->state != RS_DISPATCHED) {
         /* Too late (listener stopped) or answered twice (a bug): drop it. */
@@ -862,4 +872,47 @@ void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content
     /* The handler's reference keeps r alive until after the resume. */
     MHD_resume_connection(r->conn);
     req_unref(r);
+}
+
+struct nk_http_req *nk_http_req_detached(const char *method, const char *target,
+                                         const char *const *headers, const char *body,
+                                         size_t body_len, nk_http_detached_fn answer, void *ud)
+{
+    struct nk_http_req *r = calloc(1, sizeof(*r));
+    size_t n = 0, i;
+
+    if (r == NULL)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    pthread_mutex_init(&r->mu, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    r->detached = answer;
+    r->detached_ud = ud;
+    r->state = RS_DISPATCHED;
+    snprintf(r->client, sizeof(r->client), "detached");
+    for (; headers != NULL && headers[n] != NULL && headers[n + 1] != NULL; n += 2)
+        ;
+    r->uri = strdup(target);
+    r->method = strdup(method);
+    r->body = malloc(body_len + 1);
+    r->headers = calloc(n / 2 + 1, sizeof(*r->headers));
+    if (r->uri == NULL || r->method == NULL || r->body == NULL || r->headers == NULL ||
+        parse_target(r) != NK_OK)
+        goto fail;
+    if (body_len > 0)
+        memcpy(r->body, body, body_len);
+    r->body[body_len] = '\0';
+    r->body_len = body_len;
+    for (i = 0; i < n; i += 2) {
+        r->headers[r->n_headers].name = strdup(headers[i]);
+        r->headers[r->n_headers].value = strdup(headers[i + 1]);
+        r->n_headers++;
+        if (r->headers[r->n_headers - 1].name == NULL || r->headers[r->n_headers - 1].value == NULL)
+            goto fail;
+    }
+    set_request_id(r, NULL);
+    return r;
+fail:
+    req_unref(r);
+    return NULL;
 }

@@ -82,4 +82,14 @@ void nk_http_req_set_tag(struct nk_http_req *r, unsigned tag);
 void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content_type, char *body,
                      size_t len, const char *const *headers);
 
+/* Tests and fuzzing only: a request that belongs to no listener or connection. target is the
+ * raw request target (path and query), headers NULL or name/value pairs ended by NULL, body may
+ * be NULL. nk_http_respond() on it hands the answer to answer(ud, status, content_type, body,
+ * len) (all borrowed) and frees the request. NULL on OOM. */
+typedef void (*nk_http_detached_fn)(void *ud, unsigned status, const char *content_type,
+                                    const char *body, size_t len);
+struct nk_http_req *nk_http_req_detached(const char *method, const char *target,
+                                         const char *const *headers, const char *body,
+                                         size_t body_len, nk_http_detached_fn answer, void *ud);
+
 #endif
