@@ -30,6 +30,7 @@ static const char *ns;
 struct answer {
     unsigned calls;
     unsigned status;
+    bool echo_ok; /* the input itself holds the key: an echo of it is no leak */
 };
 
 static bool contains(const char *hay, size_t n, const char *needle)
@@ -50,7 +51,7 @@ static void on_answer(void *ud, unsigned status, const char *content_type, const
     (void)content_type;
     a->calls++;
     a->status = status;
-    if (contains(body, len, KEY))
+    if (!a->echo_ok && contains(body, len, KEY))
         abort(); /* the credential leaked into an answer */
 }
 
@@ -98,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data, *end = p + size;
     char *method, *target, *ctype;
     struct nk_http_req *req;
-    struct answer a = {0, 0};
+    struct answer a = {0, 0, contains((const char *)data, size, KEY)};
     const char *hdrs[] = {"Content-Type", NULL, "Accept", "application/json", NULL};
 
     if (server == NULL)
