@@ -1111,7 +1111,10 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
         x->era = ERA_MODERN;
         if (!json_is_object(body)) {
             add_error(x, NULL, RPC_INVALID_REQUEST,
-                      "Invalid Request: batches are not supported in " NK_MCP_MODERN_VERSION, NULL);
+                      json_is_array(body)
+                          ? "Invalid Request: batches are not supported in " NK_MCP_MODERN_VERSION
+                          : "Invalid Request: a JSON-RPC message must be an object",
+                      NULL);
             x->batch = false;
             exchange_release(x);
             goto out;
