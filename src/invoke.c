@@ -1461,10 +1461,31 @@ static bool all_space(const char *s, size_t n)
 }
 
 /* "<message field>", else a trimmed one-line snippet of the body. */
+/* The text of the first <title>...</title> in an HTML body, or NULL. */
+static const char *html_title(const char *raw, size_t len, size_t *tlen)
+{
+    size_t i, start;
+
+    for (i = 0; i + 7 <= len; i++) {
+        if (strncasecmp(raw + i, "<title>", 7) != 0)
+            continue;
+        start = i + 7;
+        for (i = start; i + 8 <= len; i++) {
+            if (strncasecmp(raw + i, "</title>", 8) == 0) {
+                *tlen = i - start;
+                return raw + start;
+            }
+        }
+        return NULL;
+    }
+    return NULL;
+}
+
 static void error_summary(json_t *j, const char *raw, size_t len, char *out, size_t n)
 {
     json_t *m = json_is_object(j) ? json_object_get(j, "message") : NULL;
-    size_t i, o = 0;
+    const char *t;
+    size_t i, o = 0, tlen = 0;
     bool sp = false;
 
     if (!json_is_string(m) && json_is_object(j))
@@ -1472,6 +1493,11 @@ static void error_summary(json_t *j, const char *raw, size_t len, char *out, siz
     if (json_is_string(m) && json_string_length(m) > 0) {
         snprintf(out, n, "%s", json_string_value(m));
         return;
+    }
+    /* An HTML error page: its <title> says it best ("502 Bad Gateway"). */
+    if (j == NULL && raw != NULL && (t = html_title(raw, len, &tlen)) != NULL) {
+        raw = t;
+        len = tlen;
     }
     for (i = 0; raw != NULL && i < len && o + 4 < n && o < 200; i++) {
         unsigned char ch = (unsigned char)raw[i];

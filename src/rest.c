@@ -507,15 +507,20 @@ static void on_done(void *ud, struct nk_result *r)
         break;
     case NK_RES_UPSTREAM_ERROR:
         status = r->status >= 100 && r->status <= 599 ? (unsigned)r->status : 502;
-        if (r->raw != NULL) {
+        if (r->json != NULL && r->raw != NULL) {
+            /* Central's own JSON error body, byte for byte. */
             raw = r->raw;
             raw_len = r->raw_len;
             r->raw = NULL;
             nk_http_respond(req, status,
-                            r->content_type != NULL ? r->content_type : "application/octet-stream",
-                            raw, raw_len, NULL);
+                            r->content_type != NULL ? r->content_type : "application/json", raw,
+                            raw_len, NULL);
         } else if (r->json != NULL) {
             respond_json(req, status, r->json);
+        } else if (r->raw != NULL && r->raw_len > 0) {
+            /* Not JSON (an HTML page from a proxy in front of Central, plain text): the status
+             * stays, the body becomes a problem document that quotes a summary of it. */
+            respond_problem(req, status, r->message, NULL);
         } else {
             nk_http_respond(req, status, NULL, NULL, 0, NULL);
         }

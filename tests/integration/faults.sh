@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# faults.sh: upstream faults against the real `naftikod serve`, optionally under valgrind. Each
+# fault must give its documented REST status (an RFC 9457 problem) and an MCP tool result with
+# isError, leave nothing in flight, and let later calls succeed; every daemon started here must
+# then stop cleanly on SIGTERM (exit 0; under valgrind also no memory error and no definite
+# leak). Faults: a reset connection, a 10 s stall, a 64 MiB body, invalid JSON, an HTML error
+# page, TLS with the wrong CA, DNS failure, connection refused.
+#
+# usage: faults.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR [VALGRIND]
+set -euo pipefail
+
+NAFTIKOD=$1
+DOUBLE=$2
+SRC=$3
+VALGRIND=${4:-}
+CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
+KEY="test-key-not-a-secret"
+work=$(mktemp -d "${TMPDIR:-/tmp}/nk-faults.XXXXXX")
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$work"/nk-*.log; do
+        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }
+    done
+    [ -f "$work/body" ] && { echo "--- last body" >&2; head -c 600 "$work/body" >&2; echo >&2; }
+    exit 1
+}
+wait_file() {
+    local i
+    for i in $(seq 600); do
+        [ -s "$1" ] && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+mkcert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -keyout "$work/$1.key" -out "$work/$1.crt" 2>/dev/null || fail "openssl"
+}
+mkcert central
+mkcert other
+"$DOUBLE" --port 0 --port-file "$work/c.port" --token "$KEY" --tls-cert "$work/central.crt" \
+    --tls-key "$work/central.key" >"$work/c.log" 2>&1 &
+DOUBLE_PID=$!
+pids+=("$DOUBLE_PID")
+wait_file "$work/c.port" "$DOUBLE_PID" || fail "central double did not start"
+CPORT=$(cat "$work/c.port")
+
+# start NAME HOST CAFILE: a daemon; sets NK_PID REST MCP OPS.
+start() {
+    local name=$1 host=$2 ca=$3 cmd=("$NAFTIKOD")
+    if [ -n "$VALGRIND" ]; then
+        cmd=("$VALGRIND" -q --error-exitcode=99 --leak-check=full
+             --errors-for-leak-kinds=definite --show-leak-kinds=definite "$NAFTIKOD")
+    fi
+    STACKROX_API_KEY="Bearer $KEY" "${cmd[@]}" serve "$CAP" --rest-port 0 --mcp-port 0 \
+        --ops-listen 127.0.0.1:0 --timeout 3000 --connect-timeout 3000 \
+        --var "central-host=$host" --ca-file "$ca" --port-file "$work/$name.ports" \
+        2>"$work/nk-$name.log" &
+    NK_PID=$!
+    pids+=("$NK_PID")
+    wait_file "$work/$name.ports" "$NK_PID" || fail "$name: naftikod did not start"
+    REST="http://127.0.0.1:$(sed -n 's/^rest=//p' "$work/$name.ports")"
+    MCP="http://127.0.0.1:$(sed -n 's/^mcp=//p' "$work/$name.ports")/mcp"
+    OPS="http://127.0.0.1:$(sed -n 's/^ops=//p' "$work/$name.ports")"
+}
+# stop NAME: SIGTERM, exit 0 (valgrind: 99 on a memory error or definite leak).
+stop() {
+    local rc=0
+    kill -TERM "$NK_PID"
+    wait "$NK_PID" || rc=$?
+    [ "$rc" = 0 ] || fail "$1: exit status $rc after SIGTERM (99: valgrind found an error)"
+    echo "ok: $1 stopped cleanly${VALGRIND:+ (valgrind: no memory error, no definite leak)}"
+}
+fault() {
+    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
+        "https://127.0.0.1:$CPORT/__double/faults" -d "$1" >/dev/null || fail "set fault $1"
+}
+MH=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'
+    -H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call'
+    -H 'Mcp-Name: getapitokens-returns-all-api-tokens')
+META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
+CALL="{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"getapitokens-returns-all-api-tokens\",\"arguments\":{},$META}}"
+touch "$work/all-bodies"
+
+# check WHAT STATUS REGEX: REST answers STATUS with a problem whose detail matches REGEX, and
+# the MCP tool result is an error whose text matches REGEX.
+check() {
+    local what=$1 want=$2 re=$3 s
+    s=$(curl -sS --max-time 30 -o "$work/body" -D "$work/headers" -w '%{http_code}' \
+        "$REST/v1/v1/apitokens") || fail "$what: REST connection failed"
+    cat "$work/body" >>"$work/all-bodies"
+    [ "$s" = "$want" ] || fail "$what: REST expected $want, got $s"
+    tr -d '\r' <"$work/headers" | grep -qi '^content-type: application/problem+json' ||
+        fail "$what: REST answer is not a problem document"
+    jq -e --argjson s "$want" --arg re "$re" '.status == $s and (.detail|test($re))' \
+        "$work/body" >/dev/null || fail "$what: REST problem detail does not match /$re/"
+    s=$(curl -sS --max-time 30 -o "$work/body" -w '%{http_code}' -X POST "$MCP" "${MH[@]}" \
+        -d "$CALL") || fail "$what: MCP connection failed"
+    cat "$work/body" >>"$work/all-bodies"
+    [ "$s" = 200 ] || fail "$what: MCP expected HTTP 200, got $s"
+    jq -e --arg re "$re" '.result.isError == true and (.result.content[0].text|test($re))' \
+        "$work/body" >/dev/null || fail "$what: MCP result is not an isError matching /$re/"
+    echo "ok: $what -> REST $want, MCP isError: $(jq -r '.result.content[0].text' "$work/body" | head -c 120)"
+}
+healthy() {
+    local s
+    s=$(curl -sS --max-time 30 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens") ||
+        fail "$1: REST unreachable afterwards"
+    [ "$s" = 200 ] || fail "$1: a normal call answered $s afterwards"
+}
+idle() {
+    curl -sS --max-time 10 "$OPS/metrics" | grep '^naftikod_inflight_requests' |
+        awk '$2 != 0 {bad=1} END {exit bad}' || fail "$1: requests still in flight"
+}
+
+start main "127.0.0.1:$CPORT" "$work/central.crt"
+healthy "start"
+fault '{"mode":"reset"}'
+check "connection reset, no response" 502 "unreachable|reset|empty reply"
+fault '{"mode":"stall","seconds":10}'
+
+check "10 s stall (timeout 3 s)" 504 "timed out"
+fault '{"mode":"huge"}'
+check "64 MiB body (limit 16 MiB)" 502 "too large"
+fault '{"mode":"invalid-json"}'
+check "invalid JSON" 502 "not JSON"
+fault '{"mode":"html-error"}'
+check "HTML error page" 502 "502 Bad Gateway"
+fault '{"mode":"none"}'
+healthy "after the faults"
+idle "after the faults"
+MAIN_PID=$NK_PID MAIN_REST=$REST MAIN_MCP=$MCP MAIN_OPS=$OPS
+
+start wrongca "127.0.0.1:$CPORT" "$work/other.crt"
+check "TLS with the wrong CA" 502 "certificate|TLS"
+stop wrongca
+start dns "no-such-host.invalid:443" "$work/central.crt"
+check "DNS failure" 502 "resolve"
+stop dns
+
+NK_PID=$MAIN_PID REST=$MAIN_REST MCP=$MAIN_MCP OPS=$MAIN_OPS
+kill "$DOUBLE_PID"
+wait "$DOUBLE_PID" 2>/dev/null || true
+check "connection refused" 502 "connection refused"
+idle "after refused"
+stop main
+
+if grep -aq "$KEY" "$work/all-bodies" "$work"/nk-*.log; then
+    fail "the test key appears in a response or a log line"
+fi
+echo "ok: the test key appears in no response and no log line"
