@@ -582,9 +582,126 @@ static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
                 strchr(nk_ops_address(*ops), ':') ? "]" : "", nk_ops_port(*ops));
     return true;
 }
-/* TODO(lead): call nk_metrics_reload(ok) (metrics.h) where a SIGHUP reload succeeds or fails. */
 
 /* ---- end of ops listener and metrics hooks ------------------------------------------------- */
+
+/* ---- reload (SIGHUP) ----------------------------------------------------------------------- */
+
+/* Log every diagnostic as one line, FILE:LINE:COLUMN first. */
+static void log_diags(const struct nk_diags *d, const char *what)
+{
+    size_t i;
+
+    for (i = 0; i < d->n; i++) {
+        const struct nk_diag *g = &d->v[i];
+        logline(g->sev == NK_SEV_ERROR ? "error" : "warning", "%s: %s:%u:%u: %s: %s", what,
+                g->file ? g->file : "<input>", g->line, g->column,
+                g->sev == NK_SEV_ERROR ? "error" : "warning", g->msg);
+    }
+}
+
+static const struct nk_adapter *find_adapter(const struct nk_optable *t, enum nk_adapter_type type,
+                                             const char *ns)
+{
+    size_t i;
+
+    for (i = 0; i < t->n_adapters; i++)
+        if (t->adapters[i].type == type && strcmp(t->adapters[i].ns, ns) == 0)
+            return &t->adapters[i];
+    return NULL;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Warn about what a new table asks for that only a restart can give: listeners are bound once. */
+static void warn_listener_changes(const struct nk_optable *old, const struct nk_optable *nt,
+                                  const struct listener *ls, size_t n_ls)
+{
+    size_t i;
+
+    for (i = 0; i < n_ls; i++) {
+        const struct nk_adapter *a = find_adapter(nt, ls[i].type, ls[i].ns);
+        const struct nk_adapter *o = find_adapter(old, ls[i].type, ls[i].ns);
+        if (a == NULL) {
+            logline("warning",
+                    "reload: adapter '%s' is gone from the capabilities: its listener (port %u) "
+                    "stays up and answers 404 until a restart",
+                    ls[i].ns, ls[i].port);
+            continue;
+        }
+        if (o != NULL && (a->port != o->port || !same_str(a->address, o->address)))
+            logline("warning",
+                    "reload: adapter '%s' changed its address or port: that needs a restart "
+                    "(still listening on port %u)",
+                    ls[i].ns, ls[i].port);
+    }
+    for (i = 0; i < nt->n_adapters; i++) {
+        const struct nk_adapter *a = &nt->adapters[i];
+        size_t j;
+        bool served = false;
+
+        if (a->type == NK_ADAPTER_MCP && a->transport != NULL && strcmp(a->transport, "http") != 0)
+            continue;
+        for (j = 0; j < n_ls && !served; j++)
+            served = ls[j].type == a->type && strcmp(ls[j].ns, a->ns) == 0;
+        if (!served)
+            logline("warning", "reload: new %s adapter '%s' is not served until a restart",
+                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns);
+    }
+}
+
+/* Load files and resolve binds/variables into a new context, off to the side; on success make it
+ * the one in force (requests already running finish on the old one). On any error, log it and
+ * keep serving the old context. Counted in naftikod_reloads_total either way. */
+static bool reload_table(struct nk_server *server, const char *const *files, size_t n_files,
+                         const struct nk_var *vars, size_t n_vars, const struct listener *ls,
+                         size_t n_ls)
+{
+    struct nk_diags diags;
+    struct nk_optable *nt = NULL;
+    struct nk_context *nc = NULL, *old = NULL;
+    bool ok = false;
+
+    nk_diags_init(&diags);
+    if (nk_optable_load(files, n_files, NULL, &diags, &nt) != NK_OK) {
+        nk_diags_sort(&diags);
+        log_diags(&diags, "reload");
+        logline("error",
+                "reload failed: %zu error(s) in the capabilities; still serving the "
+                "previous table",
+                diags.n_errors);
+        goto out;
+    }
+    nk_diags_sort(&diags);
+    log_diags(&diags, "reload");
+    nk_diags_cleanup(&diags);
+    nk_diags_init(&diags);
+    if (nk_context_new(nt, vars, n_vars, &diags, &nc) != NK_OK) {
+        nk_diags_sort(&diags);
+        log_diags(&diags, "reload");
+        logline("error", "reload failed: cannot resolve variables and credentials; still "
+                         "serving the previous table");
+        goto out;
+    }
+    old = nk_server_context(server);
+    warn_listener_changes(nk_context_table(old), nt, ls, n_ls);
+    nk_server_swap(server, nc);
+    logline("info", "reload: new table in force (%zu file(s), %zu adapter(s))", n_files,
+            nt->n_adapters);
+    ok = true;
+out:
+    nk_metrics_reload(ok);
+    if (old != NULL)
+        nk_context_unref(old);
+    if (nc != NULL)
+        nk_context_unref(nc);
+    nk_optable_unref(nt);
+    nk_diags_cleanup(&diags);
+    return ok;
+}
 
 static double now_s(void)
 {
@@ -794,7 +911,8 @@ int nk_cmd_serve(int argc, char **argv)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            logline("info", "SIGHUP: reload not supported yet; keeping the current table");
+            logline("info", "SIGHUP: reloading the capabilities");
+            reload_table(server, files, n_files, cfg.vars, cfg.n_vars, ls, n_ls);
             continue;
         }
         break;

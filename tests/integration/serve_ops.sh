@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# serve_ops.sh: operational behaviour of the real `naftikod serve` against the Central test
+# double: SIGHUP reload under load, SIGTERM under load, the sd_notify sequence, the configuration
+# file and secrets from files.
+#
+# usage: serve_ops.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR CASE
+# CASE: reload | sigterm | notify | config
+set -euo pipefail
+
+NAFTIKOD=$1
+DOUBLE=$2
+SRC=$3
+CASE=$4
+CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
+KEY="test-key-not-a-secret"
+HERE="$SRC/tests/integration"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/nk-ops-$CASE.XXXXXX")
+pids=()
+NK_PID=""
+
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL [$CASE]: $*" >&2
+    if [ -f "$work/naftikod.log" ]; then
+        echo "--- naftikod log" >&2
+        grep -v ' access ' "$work/naftikod.log" | tail -n 40 >&2
+    fi
+    exit 1
+}
+
+pass() {
+    echo "ok [$CASE]: $*"
+}
+
+# Wait (bounded: 10 s) until file $1 is non-empty or process $2 died.
+wait_file() {
+    local i
+    for i in $(seq 200); do
+        [ -s "$1" ] && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# Wait (bounded: 10 s) until the log matches the extended regex $1.
+wait_log() {
+    local i
+    for i in $(seq 200); do
+        grep -Eq -- "$1" "$work/naftikod.log" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+start_double() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -keyout "$work/central.key" -out "$work/central.crt" 2>/dev/null ||
+        fail "openssl could not make a test certificate"
+    "$DOUBLE" --port 0 --port-file "$work/central.port" --token "$KEY" \
+        --tls-cert "$work/central.crt" --tls-key "$work/central.key" "$@" \
+        >"$work/central.log" 2>&1 &
+    pids+=("$!")
+    wait_file "$work/central.port" "$!" || fail "central double did not start"
+    CPORT=$(cat "$work/central.port")
+}
+
+# start_naftikod [extra args...]: capability args included by the caller; sets REST, NK_PID.
+start_naftikod() {
+    rm -f "$work/nk.ports"
+    STACKROX_API_KEY="${NK_KEY_ENV-Bearer $KEY}" "$NAFTIKOD" serve --rest-port 0 --mcp-port 0 \
+        --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
+        --port-file "$work/nk.ports" "$@" 2>"$work/naftikod.log" &
+    NK_PID=$!
+    pids+=("$NK_PID")
+    wait_file "$work/nk.ports" "$NK_PID" || fail "naftikod did not start"
+    REST=$(sed -n 's/^rest=//p' "$work/nk.ports" | head -n1)
+    [ -n "$REST" ] || fail "no rest= line in the port file"
+}
+
+status_of() {
+    curl -sS -o "$work/body" --max-time 20 -w '%{http_code}' "http://127.0.0.1:$REST$1" ||
+        echo 000
+}
+
+# A copy of the capability with one more REST route to the list operation.
+write_added_route() {
+    awk '{ print } /^  - type: rest$/ { rest = 1 }
+         rest && /^    resources:$/ {
+           print "    - path: /v1/reload/apitokens"
+           print "      name: reload-apitokens"
+           print "      description: A second route to the list operation (reload test)."
+           print "      operations:"
+           print "      - method: GET"
+           print "        name: reloadgetapitokens"
+           print "        description: Same as getapitokens."
+           print "        call: stackrox-apitokenservice.getapitokens"
+           print "        with:"
+           print "          revoked: rest.revoked"
+           rest = 0 }' "$CAP" >"$1"
+    grep -q '/v1/reload/apitokens' "$1" || fail "could not edit the capability copy"
+}
+
+case_reload() {
+    local cap="$work/cap.yaml" r line
+    cp "$CAP" "$cap"
+    start_double
+    start_naftikod "$cap"
+    [ "$(status_of /v1/reload/apitokens)" = 404 ] || fail "the new route exists before reload"
+
+    python3 "$HERE/loadgen.py" "$REST" 5 4 "$work/load.json" /v1/v1/apitokens &
+    r=$!
+    pids+=("$r")
+    sleep 1
+    write_added_route "$work/cap.new"
+    mv "$work/cap.new" "$cap"
+    kill -HUP "$NK_PID"
+    wait_log 'reload: new table in force' || fail "no successful reload logged"
+    [ "$(status_of /v1/reload/apitokens)" = 200 ] || fail "the new route is not served after reload"
+    jq -e '.tokens | type == "array"' "$work/body" >/dev/null || fail "new route: wrong body"
+    pass "first reload: new route /v1/reload/apitokens served (200)"
+
+    sleep 1
+    # Broken: an operation calls something that does not exist.
+    sed 's/call: stackrox-apitokenservice.getapitokens$/call: stackrox-apitokenservice.nosuchop/' \
+        "$cap" >"$work/cap.new"
+    line=$(grep -n 'nosuchop' "$work/cap.new" | head -n1 | cut -d: -f1)
+    [ -n "$line" ] || fail "could not break the capability copy"
+    mv "$work/cap.new" "$cap"
+    kill -HUP "$NK_PID"
+    wait_log 'reload failed' || fail "no failed reload logged"
+    grep -Eq "$cap:[0-9]+:[0-9]+: error: " "$work/naftikod.log" ||
+        fail "the broken file's FILE:LINE:COLUMN is not logged"
+    grep -Eq "$cap:$line:[0-9]+: error: " "$work/naftikod.log" ||
+        fail "the error does not point at line $line"
+    pass "broken reload: $(grep -Eo "$cap:[0-9]+:[0-9]+: error: [^\"]{0,60}" "$work/naftikod.log" | head -n1 | sed "s|$work/||")"
+    [ "$(status_of /v1/reload/apitokens)" = 200 ] || fail "old table no longer served"
+    pass "previous table still served after the failed reload"
+
+    wait "$r" || fail "load generator failed"
+    jq -e '.failed == 0 and .refused == 0 and .ok > 0' "$work/load.json" >/dev/null ||
+        fail "requests failed under reload: $(cat "$work/load.json")"
+    pass "load during both reloads: $(jq -c '{ok, failed, refused}' "$work/load.json")"
+    kill -0 "$NK_PID" || fail "daemon died"
+    kill -TERM "$NK_PID"
+    wait "$NK_PID" || fail "exit status $? after SIGTERM"
+}
+
+case_sigterm() {
+    local r st n_log n_ok
+    start_double
+    start_naftikod "$CAP"
+    # Every upstream call takes 200 ms, so requests are in flight when SIGTERM arrives.
+    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
+        "https://127.0.0.1:$CPORT/__double/faults" \
+        -d '{"mode":"stall","ms":200,"count":-1}' >/dev/null || fail "cannot set the fault"
+    python3 "$HERE/loadgen.py" "$REST" 10 8 "$work/load.json" /v1/v1/apitokens &
+    r=$!
+    pids+=("$r")
+    sleep 2
+    kill -TERM "$NK_PID"
+    st=0
+    wait "$NK_PID" || st=$?
+    [ "$st" = 0 ] || fail "exit status $st after SIGTERM under load"
+    wait "$r" || fail "load generator failed"
+    jq -e '.failed == 0 and .ok > 0' "$work/load.json" >/dev/null ||
+        fail "a request was cut short: $(cat "$work/load.json")"
+    n_ok=$(jq .ok "$work/load.json")
+    n_log=$(grep -c ' access .* 200 ' "$work/naftikod.log" || true)
+    [ "$n_ok" = "$n_log" ] || fail "$n_log answers logged, $n_ok complete at the client"
+    pass "SIGTERM under load: exit 0, every accepted request answered: $(jq -c '{ok, failed, refused}' "$work/load.json")"
+}
+
+case "$CASE" in
+reload) case_reload ;;
+sigterm) case_sigterm ;;
+*) fail "unknown case $CASE" ;;
+esac
