@@ -2,6 +2,7 @@
 /* serve.c: `naftikod serve`: options, start-up order, one listener per adapter, signals, drain;
  * and the shared server state (struct nk_server) the adapters read. */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
 #include "naftikod/rest.h"
+#include "naftikod/sdnotify.h"
 #include "naftikod/server.h"
 #include "naftikod/upstream.h"
 
@@ -703,6 +705,38 @@ out:
     return ok;
 }
 
+/* Tell systemd (when $NOTIFY_SOCKET is set); a failure is logged, never fatal. */
+static void notify(const char *state)
+{
+    int r = strcmp(state, "RELOADING=1") == 0 ? nk_sd_notify_reloading() : nk_sd_notify(state);
+
+    if (r < 0)
+        logline("warning", "cannot notify systemd (%s) via $NOTIFY_SOCKET: %s", state,
+                strerror(errno));
+}
+
+/* Wait for one of sigs; with a watchdog period, send WATCHDOG=1 every half period meanwhile. */
+static int wait_signal(const sigset_t *sigs, bool watchdog, uint64_t watchdog_usec)
+{
+    struct timespec half;
+    int sig;
+
+    if (!watchdog) {
+        while (sigwait(sigs, &sig) != 0)
+            ;
+        return sig;
+    }
+    half.tv_sec = (time_t)(watchdog_usec / 2 / 1000000u);
+    half.tv_nsec = (long)(watchdog_usec / 2 % 1000000u) * 1000L;
+    for (;;) {
+        sig = sigtimedwait(sigs, NULL, &half);
+        if (sig > 0)
+            return sig;
+        if (errno == EAGAIN)
+            notify("WATCHDOG=1");
+    }
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -753,7 +787,8 @@ int nk_cmd_serve(int argc, char **argv)
     struct nk_error err;
     const struct nk_optable *t;
     sigset_t sigs;
-    bool global = false;
+    bool global = false, watchdog = false;
+    uint64_t watchdog_usec = 0;
     int status = 1, sig = 0, r;
 
     memset(&cfg, 0, sizeof(cfg));
@@ -906,17 +941,23 @@ int nk_cmd_serve(int argc, char **argv)
     }
     logline("info", "naftikod %s ready (%zu listener(s), pid %ld)", NK_VERSION, n_ls,
             (long)getpid());
+    notify("READY=1");
+    watchdog = nk_sd_watchdog(&watchdog_usec);
+    if (watchdog)
+        logline("info", "systemd watchdog: WATCHDOG=1 every %" PRIu64 " ms", watchdog_usec / 2000u);
 
     for (;;) {
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
+        sig = wait_signal(&sigs, watchdog, watchdog_usec);
         if (sig == SIGHUP) {
             logline("info", "SIGHUP: reloading the capabilities");
+            notify("RELOADING=1");
             reload_table(server, files, n_files, cfg.vars, cfg.n_vars, ls, n_ls);
+            notify("READY=1"); /* serving either way: the new table or the previous one */
             continue;
         }
         break;
     }
+    notify("STOPPING=1");
     logline("info", "%s: shutting down, draining for at most %ld ms",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_ms);
     nk_ops_shutting_down(ops); /* /readyz: 503 from now on */

@@ -185,8 +185,63 @@ case_sigterm() {
     pass "SIGTERM under load: exit 0, every accepted request answered: $(jq -c '{ok, failed, refused}' "$work/load.json")"
 }
 
+# Wait (bounded: 10 s) until the notify log has $1 lines.
+wait_notes() {
+    local i
+    for i in $(seq 200); do
+        [ "$(wc -l <"$work/notify.log" 2>/dev/null || echo 0)" -ge "$1" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+case_notify() {
+    local l st seq
+    start_double
+    : >"$work/notify.log"
+    python3 "$HERE/notify_listen.py" "$work/notify.sock" "$work/notify.log" 30 &
+    l=$!
+    pids+=("$l")
+    for _ in $(seq 100); do [ -S "$work/notify.sock" ] && break; sleep 0.05; done
+    [ -S "$work/notify.sock" ] || fail "notify listener did not start"
+    NOTIFY_SOCKET="$work/notify.sock" start_naftikod "$CAP"
+    wait_notes 1 || fail "no READY=1"
+    [ "$(sed -n 1p "$work/notify.log")" = "READY=1" ] || fail "first note: $(sed -n 1p "$work/notify.log")"
+    [ -s "$work/nk.ports" ] || fail "READY=1 before the port file"
+    pass "READY=1 after the listeners and the port file"
+    kill -HUP "$NK_PID"
+    wait_notes 3 || fail "no RELOADING=1/READY=1 after SIGHUP: $(cat "$work/notify.log")"
+    grep -Eq '^RELOADING=1\|MONOTONIC_USEC=[0-9]+$' <(sed -n 2p "$work/notify.log") ||
+        fail "second note: $(sed -n 2p "$work/notify.log")"
+    [ "$(sed -n 3p "$work/notify.log")" = "READY=1" ] || fail "third note: $(sed -n 3p "$work/notify.log")"
+    pass "SIGHUP: RELOADING=1 (with MONOTONIC_USEC) then READY=1"
+    kill -TERM "$NK_PID"
+    st=0
+    wait "$NK_PID" || st=$?
+    [ "$st" = 0 ] || fail "exit status $st"
+    wait_notes 4 || fail "no STOPPING=1"
+    [ "$(sed -n 4p "$work/notify.log")" = "STOPPING=1" ] || fail "fourth note: $(sed -n 4p "$work/notify.log")"
+    seq=$(tr '\n' ' ' <"$work/notify.log" | sed 's/MONOTONIC_USEC=[0-9]*/MONOTONIC_USEC=N/')
+    pass "STOPPING=1 on SIGTERM; sequence: $seq"
+
+    # Watchdog: WATCHDOG_USEC=400000 -> WATCHDOG=1 every 200 ms.
+    wait "$l" 2>/dev/null || true
+    : >"$work/notify.log"
+    python3 "$HERE/notify_listen.py" "$work/notify.sock" "$work/notify.log" 30 &
+    l=$!
+    pids+=("$l")
+    for _ in $(seq 100); do [ -S "$work/notify.sock" ] && break; sleep 0.05; done
+    NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=400000 start_naftikod "$CAP"
+    wait_notes 4 || fail "no watchdog pings: $(cat "$work/notify.log")"
+    [ "$(grep -c '^WATCHDOG=1$' "$work/notify.log")" -ge 3 ] || fail "watchdog: $(cat "$work/notify.log")"
+    kill -TERM "$NK_PID"
+    wait "$NK_PID" || fail "exit status $? (watchdog run)"
+    pass "WATCHDOG_USEC=400000: WATCHDOG=1 pings sent"
+}
+
 case "$CASE" in
 reload) case_reload ;;
 sigterm) case_sigterm ;;
+notify) case_notify ;;
 *) fail "unknown case $CASE" ;;
 esac
