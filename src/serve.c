@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* serve.c: `naftikod serve`: options, start-up order, one listener per adapter, signals, drain;
  * and the shared server state (struct nk_server) the adapters read. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -15,6 +16,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <yaml.h>
 
 #include "naftikod/cmd.h"
 #include "naftikod/common.h"
@@ -140,7 +143,7 @@ static void access_line(void *ud, const struct nk_http_access *a)
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_VAR, OPT_LISTEN };
+enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_VAR, OPT_LISTEN, OPT_CONFIG, OPT_CHOICE };
 
 /* An ADDR:PORT override for one adapter type. */
 struct listen_override {
@@ -150,6 +153,7 @@ struct listen_override {
 };
 
 struct serve_config {
+    const char *config; /* --config FILE, or NULL */
     const char *listen;
     bool listen_given;
     long rest_port; /* -1: from the spec */
@@ -164,19 +168,29 @@ struct serve_config {
     long max_response;
     long max_body;
     long drain_ms;
+    const char *log_format; /* text, logfmt or json */
+    const char *log_level;  /* debug, info, warning or error */
     const char *port_file;
     struct nk_var *vars;
     size_t n_vars;
     const char *ops_listen; /* ops listener (health and metrics); NULL: the default */
     long ready_cache_ms;
+    /* Not options: the capability files (command line, else the config file's list), and the
+     * strings this config owns (values read from the config file). */
+    const char **files;
+    size_t n_files;
+    bool files_from_args;
+    char **owned;
+    size_t n_owned;
 };
 
-/* The options table: every serve option once, with its environment variable and default. */
+/* The options table: every serve option once, with its environment variable and default. Its
+ * config file key is the flag without "--". */
 struct opt {
     const char *flag;
     const char *env; /* or NULL */
     enum opt_kind kind;
-    const char *arg;  /* metavariable in --help */
+    const char *arg;  /* metavariable in --help; OPT_CHOICE: the choices, '|'-separated */
     const char *dflt; /* default as shown in --help */
     const char *help;
     size_t off; /* offset in struct serve_config */
@@ -185,6 +199,8 @@ struct opt {
 #define CFG(field) offsetof(struct serve_config, field)
 
 static const struct opt opts[] = {
+    {"--config", "NAFTIKOD_CONFIG", OPT_CONFIG, "FILE", "none",
+     "YAML file of options (keys: the long option names), var: and capabilities:", CFG(config)},
     {"--listen", "NAFTIKOD_LISTEN", OPT_STRING, "ADDR", "127.0.0.1",
      "numeric IPv4/IPv6 address every listener binds (overrides an adapter's address:)",
      CFG(listen)},
@@ -216,6 +232,10 @@ static const struct opt opts[] = {
      "largest request body accepted (413 beyond)", CFG(max_body)},
     {"--drain-timeout", "NAFTIKOD_DRAIN_TIMEOUT_MS", OPT_UINT, "MS", "10000",
      "on SIGTERM/SIGINT, how long to wait for requests in flight", CFG(drain_ms)},
+    {"--log-format", "NAFTIKOD_LOG_FORMAT", OPT_CHOICE, "text|logfmt|json", "text",
+     "log line format on stderr (one line an event)", CFG(log_format)},
+    {"--log-level", "NAFTIKOD_LOG_LEVEL", OPT_CHOICE, "debug|info|warning|error", "info",
+     "least severe level logged (access lines count as info)", CFG(log_level)},
     {"--port-file", "NAFTIKOD_PORT_FILE", OPT_STRING, "FILE", "none",
      "once listening, write \"rest=PORT\\nmcp=PORT\\n\" there (atomically)", CFG(port_file)},
     {"--ops-listen", "NAFTIKOD_OPS_LISTEN", OPT_STRING, "ADDR:PORT", NK_OPS_DEFAULT_LISTEN,
@@ -225,20 +245,52 @@ static const struct opt opts[] = {
      "how long a /readyz upstream reachability verdict is reused", CFG(ready_cache_ms)},
 };
 
+#define N_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* Options a reload (SIGHUP) applies; every other one needs a restart. */
+static bool opt_is_live(const struct opt *o)
+{
+    return o->off == CFG(vars) || o->off == CFG(log_format) || o->off == CFG(log_level);
+}
+
+/* Errors while reading options: "naftikod serve: ..." on stderr at start-up, an error log line
+ * during a reload (SIGHUP). */
+static bool g_reloading;
+
+static void opt_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void opt_error(const char *fmt, ...)
+{
+    char msg[900];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (g_reloading)
+        logline("error", "reload: %s", msg);
+    else
+        fprintf(stderr, "naftikod serve: %s\n", msg);
+}
+
 static void usage(FILE *out)
 {
     size_t i;
     char left[64];
 
-    fputs("Usage: naftikod serve [OPTIONS] CAPABILITY...\n"
+    fputs("Usage: naftikod serve [OPTIONS] [CAPABILITY...]\n"
           "\n"
           "Load the capability documents and serve every REST and MCP (transport: http) adapter\n"
           "they expose, in the foreground, until SIGTERM or SIGINT (which drain requests in\n"
-          "flight, then exit 0). Logs go to stderr, one line an event.\n"
+          "flight, then exit 0). SIGHUP reloads the capabilities (and the --config file)\n"
+          "without dropping a request; a broken reload is logged and the previous table stays.\n"
+          "Logs go to stderr, one line an event. CAPABILITY arguments replace the config\n"
+          "file's capabilities: list.\n"
           "\n"
-          "Options (flag, environment variable, default; a flag beats its variable):\n",
+          "Options (flag, environment variable, default; flag > variable > config file >\n"
+          "default; the config file key is the flag without '--'):\n",
           out);
-    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+    for (i = 0; i < N_OPTS; i++) {
         snprintf(left, sizeof(left), "%s%s%s", opts[i].flag, opts[i].arg ? " " : "",
                  opts[i].arg ? opts[i].arg : "");
         fprintf(out, "  %-24s (env %s; default %s)\n      %s\n", left,
@@ -246,8 +298,41 @@ static void usage(FILE *out)
     }
     fputs("  -h, --help\n      show this help and exit\n"
           "\n"
-          "Exit status: 0 after a clean shutdown, 1 when start-up fails (invalid capability,\n"
-          "missing variable or credential, address in use), 2 on a usage error.\n",
+          "Exit status: 0 after a clean shutdown, 1 when start-up fails (invalid capability or\n"
+          "config file, missing variable or credential, address in use), 2 on a usage error.\n",
+          out);
+}
+
+/* The option table as the Markdown table of docs/configuration.md (a test compares them). */
+static void options_markdown(FILE *out)
+{
+    size_t i;
+    const char *h;
+
+    fputs("| flag | environment | config key | default | meaning |\n"
+          "|---|---|---|---|---|\n",
+          out);
+    for (i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        fprintf(out, "| `%s%s%s` | %s%s%s | ", o->flag, o->arg ? " " : "", o->arg ? o->arg : "",
+                o->env ? "`" : "", o->env ? o->env : "NAME upper-cased", o->env ? "`" : "");
+        if (o->kind == OPT_CONFIG)
+            fputs("- | ", out);
+        else if (o->kind == OPT_VAR)
+            fputs("`var:` (mapping NAME: VALUE) | ", out);
+        else
+            fprintf(out, "`%s:` | ", o->flag + 2);
+        fprintf(out, "%s | ", o->dflt);
+        for (h = o->help; *h != '\0'; h++) { /* '|' would end the cell */
+            if (*h == '|')
+                fputs("\\|", out);
+            else
+                fputc(*h, out);
+        }
+        fputs(" |\n", out);
+    }
+    fputs("| `CAPABILITY...` (arguments) | - | `capabilities:` (list of paths, relative to the "
+          "file) | none | capability documents to serve; arguments replace the file's list |\n",
           out);
 }
 
@@ -307,117 +392,391 @@ static bool parse_listen(const char *v, struct listen_override *o)
     return true;
 }
 
-/* Apply one option value (from a flag or the environment). Returns false on a bad value. */
+/* One of the '|'-separated choices? */
+static bool is_choice(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    const char *p = choices;
+
+    while (n > 0 && p != NULL) {
+        if (strncmp(p, v, n) == 0 && (p[n] == '|' || p[n] == '\0'))
+            return true;
+        p = strchr(p, '|');
+        if (p != NULL)
+            p++;
+    }
+    return false;
+}
+
+/* A string the config keeps (value from the config file); NULL on OOM. */
+static char *keep(struct serve_config *c, const char *s, size_t n)
+{
+    char **tmp = realloc(c->owned, (c->n_owned + 1) * sizeof(*tmp));
+    char *d;
+
+    if (tmp == NULL)
+        return NULL;
+    c->owned = tmp;
+    d = malloc(n + 1);
+    if (d == NULL)
+        return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    c->owned[c->n_owned++] = d;
+    return d;
+}
+
+static void config_free(struct serve_config *c)
+{
+    size_t i;
+
+    for (i = 0; i < c->n_owned; i++) {
+        explicit_bzero(c->owned[i], strlen(c->owned[i]));
+        free(c->owned[i]);
+    }
+    free(c->owned);
+    free(c->vars);
+    free(c->files);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Set variable name (len n) to value; a later source replaces an earlier one. */
+static bool set_var(struct serve_config *c, const char *name, size_t n, const char *value)
+{
+    struct nk_var *tmp;
+    const char *kept;
+    size_t i;
+
+    for (i = 0; i < c->n_vars; i++)
+        if (strlen(c->vars[i].name) == n && strncmp(c->vars[i].name, name, n) == 0) {
+            c->vars[i].value = value;
+            return true;
+        }
+    kept = keep(c, name, n);
+    tmp = kept != NULL ? realloc(c->vars, (c->n_vars + 1) * sizeof(*tmp)) : NULL;
+    if (tmp == NULL) {
+        opt_error("out of memory");
+        return false;
+    }
+    c->vars = tmp;
+    c->vars[c->n_vars].name = kept;
+    c->vars[c->n_vars].value = value;
+    c->n_vars++;
+    return true;
+}
+
+/* Apply one option value (from a flag, the environment or the config file; `from` names it in
+ * messages). value must outlive c. Returns false on a bad value. */
 static bool apply(struct serve_config *c, const struct opt *o, const char *value, const char *from)
 {
     char *base = (char *)c;
-    struct nk_var *tmp;
     const char *eq;
 
     switch (o->kind) {
     case OPT_STRING:
+    case OPT_CONFIG:
         *(const char **)(void *)(base + o->off) = value;
         if (o->off == CFG(listen))
             c->listen_given = true;
         return true;
+    case OPT_CHOICE:
+        if (!is_choice(o->arg, value)) {
+            opt_error("%s: expected one of %s, got '%s'", from, o->arg, value);
+            return false;
+        }
+        *(const char **)(void *)(base + o->off) = value;
+        return true;
     case OPT_UINT:
         if (!parse_ulong(value, (long *)(void *)(base + o->off))) {
-            fprintf(stderr, "naftikod serve: %s: '%s' is not a non-negative integer\n", from,
-                    value);
+            opt_error("%s: '%s' is not a non-negative integer", from, value);
             return false;
         }
         if ((o->off == CFG(rest_port) || o->off == CFG(mcp_port)) &&
             *(long *)(void *)(base + o->off) > 65535) {
-            fprintf(stderr, "naftikod serve: %s: port %s is out of range\n", from, value);
+            opt_error("%s: port %s is out of range", from, value);
             return false;
         }
         return true;
     case OPT_BOOL:
         if (!parse_bool(value, (bool *)(void *)(base + o->off))) {
-            fprintf(stderr, "naftikod serve: %s: '%s' is not a boolean\n", from, value);
+            opt_error("%s: '%s' is not a boolean", from, value);
             return false;
         }
         return true;
     case OPT_LISTEN:
         if (!parse_listen(value, (struct listen_override *)(void *)(base + o->off))) {
-            fprintf(stderr,
-                    "naftikod serve: %s: expected ADDR:PORT, [IPV6]:PORT or :PORT, got '%s'\n",
-                    from, value);
+            opt_error("%s: expected ADDR:PORT, [IPV6]:PORT or :PORT, got '%s'", from, value);
             return false;
         }
         return true;
     case OPT_VAR:
         eq = strchr(value, '=');
         if (eq == NULL || eq == value) {
-            fprintf(stderr, "naftikod serve: %s: expected NAME=VALUE, got '%s'\n", from, value);
+            opt_error("%s: expected NAME=VALUE, got '%s'", from, value);
             return false;
         }
-        tmp = realloc(c->vars, (c->n_vars + 1) * sizeof(*tmp));
-        if (tmp == NULL)
-            return false;
-        c->vars = tmp;
-        /* The name is cut out of argv in place: argv strings are writable. */
-        ((char *)value)[eq - value] = '\0';
-        c->vars[c->n_vars].name = value;
-        c->vars[c->n_vars].value = eq + 1;
-        c->n_vars++;
-        return true;
+        return set_var(c, value, (size_t)(eq - value), eq + 1);
     }
     return false;
 }
 
-/* Parse argv into c; files get the capability paths (argv slots). Returns 0 to go on, or the exit
- * status to return now (0 after --help, 2 on a usage error). */
-static int parse_args(int argc, char **argv, struct serve_config *c, const char ***files,
-                      size_t *n_files)
-{
-    size_t i;
-    int a;
-    const char *v;
-    char from[64];
+/* ---- configuration file ------------------------------------------------------------------- */
 
-    c->listen = "127.0.0.1";
-    c->rest_port = -1;
-    c->mcp_port = -1;
-    c->drain_ms = 10000;
-    c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
-    /* Environment first, so flags override it. */
-    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-        if (opts[i].env == NULL || (v = getenv(opts[i].env)) == NULL || *v == '\0')
-            continue;
-        snprintf(from, sizeof(from), "%s", opts[i].env);
-        if (!apply(c, &opts[i], v, from))
-            return 2;
+/* "FILE:LINE:COLUMN" of a node (libyaml marks are 0-based). */
+static void node_at(const char *file, const yaml_node_t *n, const char *key, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s:%lu:%lu: %s", file, (unsigned long)n->start_mark.line + 1,
+             (unsigned long)n->start_mark.column + 1, key);
+}
+
+/* The directory part of path ("." when none), kept in c. */
+static const char *dir_of(struct serve_config *c, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        return keep(c, ".", 1);
+    return keep(c, path, slash == path ? 1 : (size_t)(slash - path));
+}
+
+static bool config_capabilities(struct serve_config *c, const char *file, yaml_document_t *doc,
+                                yaml_node_t *v)
+{
+    yaml_node_item_t *it;
+    const char *dir = dir_of(c, file);
+    char at[600];
+
+    node_at(file, v, "capabilities", at, sizeof(at));
+    if (v->type != YAML_SEQUENCE_NODE) {
+        opt_error("%s: expected a list of capability file paths", at);
+        return false;
     }
-    *files = calloc((size_t)argc + 1, sizeof(**files));
-    if (*files == NULL)
-        return 2;
-    *n_files = 0;
+    free(c->files);
+    c->n_files = 0;
+    c->files = calloc((size_t)(v->data.sequence.items.top - v->data.sequence.items.start) + 1,
+                      sizeof(*c->files));
+    if (c->files == NULL || dir == NULL) {
+        opt_error("out of memory");
+        return false;
+    }
+    for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        yaml_node_t *p = yaml_document_get_node(doc, *it);
+        char *path;
+        size_t n;
+
+        if (p == NULL || p->type != YAML_SCALAR_NODE || p->data.scalar.length == 0) {
+            node_at(file, p != NULL ? p : v, "capabilities", at, sizeof(at));
+            opt_error("%s: expected a file path", at);
+            return false;
+        }
+        n = p->data.scalar.length;
+        if (p->data.scalar.value[0] == '/') {
+            path = keep(c, (const char *)p->data.scalar.value, n);
+        } else {
+            path = keep(c, "", strlen(dir) + 1 + n);
+            if (path != NULL)
+                snprintf(path, strlen(dir) + 2 + n, "%s/%s", dir,
+                         (const char *)p->data.scalar.value);
+        }
+        if (path == NULL) {
+            opt_error("out of memory");
+            return false;
+        }
+        c->files[c->n_files++] = path;
+    }
+    return true;
+}
+
+/* var: NAME: VALUE. The environment variable of NAME beats the file (defaults < file < env <
+ * flags), so a file value is skipped when that variable is set. */
+static bool config_vars(struct serve_config *c, const char *file, yaml_document_t *doc,
+                        yaml_node_t *v)
+{
+    yaml_node_pair_t *pr;
+    char at[600], env[256];
+    size_t i;
+
+    node_at(file, v, "var", at, sizeof(at));
+    if (v->type != YAML_MAPPING_NODE) {
+        opt_error("%s: expected a mapping of NAME: VALUE", at);
+        return false;
+    }
+    for (pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(doc, pr->key);
+        yaml_node_t *val = yaml_document_get_node(doc, pr->value);
+        const char *name, *value, *e;
+
+        if (k == NULL || val == NULL || k->type != YAML_SCALAR_NODE ||
+            val->type != YAML_SCALAR_NODE || k->data.scalar.length == 0) {
+            node_at(file, k != NULL ? k : v, "var", at, sizeof(at));
+            opt_error("%s: expected NAME: VALUE with a scalar value", at);
+            return false;
+        }
+        name = (const char *)k->data.scalar.value;
+        for (i = 0; name[i] != '\0' && i + 1 < sizeof(env); i++)
+            env[i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+        env[i] = '\0';
+        if ((e = getenv(env)) != NULL && e[0] != '\0')
+            continue;
+        value = keep(c, (const char *)val->data.scalar.value, val->data.scalar.length);
+        if (value == NULL || !set_var(c, name, strlen(name), value))
+            return false;
+    }
+    return true;
+}
+
+/* Read the YAML config file into c. Unknown keys, wrong shapes and bad values are errors naming
+ * FILE:LINE:COLUMN and the key. */
+static bool config_load(struct serve_config *c, const char *file)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_node_t *root;
+    yaml_node_pair_t *pr;
+    FILE *f;
+    bool ok = false, have_doc = false;
+    char at[600];
+    size_t i;
+
+    f = fopen(file, "rb");
+    if (f == NULL) {
+        opt_error("cannot read the config file %s: %s", file, strerror(errno));
+        return false;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        fclose(f);
+        opt_error("out of memory");
+        return false;
+    }
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &doc)) {
+        opt_error("%s:%lu:%lu: invalid YAML: %s", file, (unsigned long)parser.problem_mark.line + 1,
+                  (unsigned long)parser.problem_mark.column + 1,
+                  parser.problem ? parser.problem : "parse error");
+        goto out;
+    }
+    have_doc = true;
+    root = yaml_document_get_root_node(&doc);
+    if (root == NULL) { /* empty file: nothing set */
+        ok = true;
+        goto out;
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        node_at(file, root, "(top level)", at, sizeof(at));
+        opt_error("%s: expected a mapping of option names to values", at);
+        goto out;
+    }
+    for (pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
+        yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
+        const struct opt *o = NULL;
+        const char *key, *value;
+        yaml_node_pair_t *pr2;
+
+        if (k == NULL || v == NULL || k->type != YAML_SCALAR_NODE) {
+            node_at(file, k != NULL ? k : root, "(key)", at, sizeof(at));
+            opt_error("%s: keys must be option names", at);
+            goto out;
+        }
+        key = (const char *)k->data.scalar.value;
+        for (pr2 = root->data.mapping.pairs.start; pr2 < pr; pr2++) {
+            yaml_node_t *k2 = yaml_document_get_node(&doc, pr2->key);
+            if (k2 != NULL && k2->type == YAML_SCALAR_NODE &&
+                strcmp((const char *)k2->data.scalar.value, key) == 0) {
+                node_at(file, k, key, at, sizeof(at));
+                opt_error("%s: duplicate key", at);
+                goto out;
+            }
+        }
+        if (strcmp(key, "capabilities") == 0) {
+            if (!config_capabilities(c, file, &doc, v))
+                goto out;
+            continue;
+        }
+        if (strcmp(key, "var") == 0) {
+            if (!config_vars(c, file, &doc, v))
+                goto out;
+            continue;
+        }
+        for (i = 0; i < N_OPTS; i++)
+            if (opts[i].kind != OPT_CONFIG && opts[i].kind != OPT_VAR &&
+                strcmp(opts[i].flag + 2, key) == 0)
+                o = &opts[i];
+        node_at(file, k, key, at, sizeof(at));
+        if (o == NULL) {
+            opt_error("%s: unknown key (expected an option name without '--', var or "
+                      "capabilities; see naftikod serve --help)",
+                      at);
+            goto out;
+        }
+        if (v->type != YAML_SCALAR_NODE) {
+            opt_error("%s: expected a single value", at);
+            goto out;
+        }
+        value = keep(c, (const char *)v->data.scalar.value, v->data.scalar.length);
+        if (value == NULL) {
+            opt_error("out of memory");
+            goto out;
+        }
+        node_at(file, v, key, at, sizeof(at));
+        if (!apply(c, o, value, at))
+            goto out;
+    }
+    ok = true;
+out:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    fclose(f);
+    return ok;
+}
+
+/* ---- reading every source ------------------------------------------------------------------ */
+
+static const struct opt *find_flag(const char *arg)
+{
+    size_t i, flen;
+
+    for (i = 0; i < N_OPTS; i++) {
+        flen = strlen(opts[i].flag);
+        if (strncmp(arg, opts[i].flag, flen) == 0 && (arg[flen] == '\0' || arg[flen] == '='))
+            return &opts[i];
+    }
+    return NULL;
+}
+
+/* Walk the command line. With c == NULL only find --config (into *config) and --help /
+ * --options-markdown; otherwise apply every flag and collect the capability arguments. Returns 0
+ * to go on, -1 after printing help, 2 on a usage error. */
+static int scan_args(int argc, char **argv, struct serve_config *c, const char **config)
+{
+    const char *v;
+    int a;
+
     for (a = 1; a < argc; a++) {
         const char *arg = argv[a];
-        const struct opt *o = NULL;
+        const struct opt *o;
         size_t flen;
 
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+        if (c == NULL && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)) {
             usage(stdout);
             return -1;
         }
+        if (c == NULL && strcmp(arg, "--options-markdown") == 0) { /* hidden: docs test */
+            options_markdown(stdout);
+            return -1;
+        }
         if (strcmp(arg, "--") == 0) {
-            for (a++; a < argc; a++)
-                (*files)[(*n_files)++] = argv[a];
+            for (a++; c != NULL && a < argc; a++)
+                c->files[c->n_files++] = argv[a];
             break;
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            (*files)[(*n_files)++] = arg;
+            if (c != NULL)
+                c->files[c->n_files++] = arg;
             continue;
         }
-        for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-            flen = strlen(opts[i].flag);
-            if (strncmp(arg, opts[i].flag, flen) == 0 && (arg[flen] == '\0' || arg[flen] == '=')) {
-                o = &opts[i];
-                break;
-            }
-        }
+        o = find_flag(arg);
         if (o == NULL) {
             fprintf(stderr, "naftikod serve: unknown option '%s'\nTry 'naftikod serve --help'.\n",
                     arg);
@@ -434,15 +793,127 @@ static int parse_args(int argc, char **argv, struct serve_config *c, const char 
             fprintf(stderr, "naftikod serve: %s needs a value\n", o->flag);
             return 2;
         }
-        if (!apply(c, o, v, o->flag))
+        if (c == NULL) {
+            if (o->kind == OPT_CONFIG)
+                *config = v;
+        } else if (!apply(c, o, v, o->flag)) {
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* Fill c from every source: defaults < config file < environment < flags. Returns 0 to go on,
+ * -1 after --help, 2 on a usage error, 1 on a bad config file. */
+static int read_config(int argc, char **argv, struct serve_config *c)
+{
+    const char *config = NULL, *v;
+    const char **cfg_files;
+    size_t i, n_cfg_files;
+    char from[64];
+    int r;
+
+    memset(c, 0, sizeof(*c));
+    c->listen = "127.0.0.1";
+    c->rest_port = -1;
+    c->mcp_port = -1;
+    c->drain_ms = 10000;
+    c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
+    c->log_format = "text";
+    c->log_level = "info";
+    r = scan_args(argc, argv, NULL, &config);
+    if (r != 0)
+        return r;
+    if (config == NULL && (v = getenv("NAFTIKOD_CONFIG")) != NULL && v[0] != '\0')
+        config = v;
+    if (config != NULL) {
+        c->config = config;
+        if (!config_load(c, config))
+            return 1;
+    }
+    for (i = 0; i < N_OPTS; i++) {
+        if (opts[i].env == NULL || opts[i].kind == OPT_CONFIG ||
+            (v = getenv(opts[i].env)) == NULL || *v == '\0')
+            continue;
+        snprintf(from, sizeof(from), "%s", opts[i].env);
+        if (!apply(c, &opts[i], v, from))
             return 2;
     }
-    if (*n_files == 0) {
-        fprintf(stderr, "naftikod serve: no capability file given\n"
-                        "Try 'naftikod serve --help'.\n");
+    /* Capability arguments replace the config file's list. */
+    cfg_files = c->files;
+    n_cfg_files = c->n_files;
+    c->files = calloc((size_t)argc + 1, sizeof(*c->files));
+    c->n_files = 0;
+    if (c->files == NULL) {
+        c->files = cfg_files;
+        opt_error("out of memory");
+        return 2;
+    }
+    r = scan_args(argc, argv, c, NULL);
+    if (r == 0 && c->n_files == 0 && n_cfg_files > 0) {
+        free(c->files);
+        c->files = cfg_files;
+        c->n_files = n_cfg_files;
+    } else {
+        free(cfg_files);
+        c->files_from_args = true;
+    }
+    if (r != 0)
+        return r;
+    if (c->n_files == 0) {
+        opt_error("no capability file given (arguments or the config file's capabilities:)");
+        if (!g_reloading)
+            fputs("Try 'naftikod serve --help'.\n", stderr);
         return 2;
     }
     return 0;
+}
+
+/* Render option o's value in c, to tell whether a reload changed it. */
+static void opt_value(const struct serve_config *c, const struct opt *o, char *out, size_t cap)
+{
+    const char *base = (const char *)c;
+    const struct listen_override *lo;
+    const char *s;
+
+    switch (o->kind) {
+    case OPT_STRING:
+    case OPT_CONFIG:
+    case OPT_CHOICE:
+        s = *(const char *const *)(const void *)(base + o->off);
+        snprintf(out, cap, "%s", s != NULL ? s : "(unset)");
+        return;
+    case OPT_UINT:
+        snprintf(out, cap, "%ld", *(const long *)(const void *)(base + o->off));
+        return;
+    case OPT_BOOL:
+        snprintf(out, cap, "%d", *(const bool *)(const void *)(base + o->off) ? 1 : 0);
+        return;
+    case OPT_LISTEN:
+        lo = (const struct listen_override *)(const void *)(base + o->off);
+        snprintf(out, cap, "%d %s %ld", lo->given ? 1 : 0, lo->addr, lo->port);
+        return;
+    case OPT_VAR:
+        break;
+    }
+    out[0] = '\0';
+}
+
+/* Warn for every option a reload changed that only a restart applies. */
+static void warn_option_changes(const struct serve_config *running, const struct serve_config *next)
+{
+    char a[600], b[600];
+    size_t i;
+
+    for (i = 0; i < N_OPTS; i++) {
+        if (opt_is_live(&opts[i]))
+            continue;
+        opt_value(running, &opts[i], a, sizeof(a));
+        opt_value(next, &opts[i], b, sizeof(b));
+        if (strcmp(a, b) != 0)
+            logline("warning", "reload: %s changed: it needs a restart (the running value stays)",
+                    opts[i].flag);
+    }
 }
 
 static bool is_loopback(const char *addr)
@@ -706,6 +1177,37 @@ out:
 }
 
 /* Tell systemd (when $NOTIFY_SOCKET is set); a failure is logged, never fatal. */
+/* SIGHUP: read every option source again (config file, environment, flags), then reload the
+ * capabilities with the new list and variables. Options other than --var and the log options
+ * keep their running values (a warning names each changed one). */
+static void reload(int argc, char **argv, const struct serve_config *running,
+                   struct serve_config *live, bool *have_live, struct nk_server *server,
+                   const struct listener *ls, size_t n_ls)
+{
+    struct serve_config next;
+    int r;
+
+    g_reloading = true;
+    r = read_config(argc, argv, &next);
+    g_reloading = false;
+    if (r != 0) {
+        logline("error", "reload failed: invalid options or config file; still serving the "
+                         "previous table");
+        nk_metrics_reload(false);
+        config_free(&next);
+        return;
+    }
+    warn_option_changes(running, &next);
+    if (!reload_table(server, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+        config_free(&next);
+        return;
+    }
+    if (*have_live)
+        config_free(live);
+    *live = next;
+    *have_live = true;
+}
+
 static void notify(const char *state)
 {
     int r = strcmp(state, "RELOADING=1") == 0 ? nk_sd_notify_reloading() : nk_sd_notify(state);
@@ -772,9 +1274,9 @@ static void drain(struct listener *ls, size_t n, long drain_ms)
 
 int nk_cmd_serve(int argc, char **argv)
 {
-    struct serve_config cfg;
-    const char **files = NULL;
-    size_t n_files = 0, i, n_ls = 0;
+    struct serve_config cfg, live; /* cfg: what runs; live: the last reloaded config */
+    bool have_live = false;
+    size_t i, n_ls = 0;
     struct nk_diags diags;
     struct nk_optable *table = NULL;
     struct nk_context *ctx = NULL;
@@ -792,10 +1294,11 @@ int nk_cmd_serve(int argc, char **argv)
     int status = 1, sig = 0, r;
 
     memset(&cfg, 0, sizeof(cfg));
+    memset(&live, 0, sizeof(live));
     memset(&uo, 0, sizeof(uo));
     memset(&err, 0, sizeof(err));
     nk_diags_init(&diags);
-    r = parse_args(argc, argv, &cfg, &files, &n_files);
+    r = read_config(argc, argv, &cfg);
     if (r != 0) {
         status = r < 0 ? 0 : r;
         goto out;
@@ -834,7 +1337,7 @@ int nk_cmd_serve(int argc, char **argv)
     }
     global = true;
 
-    if (nk_optable_load(files, n_files, NULL, &diags, &table) != NK_OK) {
+    if (nk_optable_load(cfg.files, cfg.n_files, NULL, &diags, &table) != NK_OK) {
         nk_diags_sort(&diags);
         nk_diags_print(&diags, stderr);
         fprintf(stderr, "naftikod serve: cannot load the capabilities (%zu error(s))\n",
@@ -951,7 +1454,7 @@ int nk_cmd_serve(int argc, char **argv)
         if (sig == SIGHUP) {
             logline("info", "SIGHUP: reloading the capabilities");
             notify("RELOADING=1");
-            reload_table(server, files, n_files, cfg.vars, cfg.n_vars, ls, n_ls);
+            reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls);
             notify("READY=1"); /* serving either way: the new table or the previous one */
             continue;
         }
@@ -983,8 +1486,9 @@ out:
     if (global)
         nk_upstream_global_cleanup();
     nk_diags_cleanup(&diags);
-    free(cfg.vars);
-    free(files);
+    if (have_live)
+        config_free(&live);
+    config_free(&cfg);
     if (status == 0 && sig != 0)
         logline("info", "stopped");
     return status;
