@@ -303,32 +303,39 @@ static void usage(FILE *out)
           out);
 }
 
+/* s with '|' escaped, so it stays inside one Markdown table cell. */
+static void md_cell(FILE *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '|')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+}
+
 /* The option table as the Markdown table of docs/configuration.md (a test compares them). */
 static void options_markdown(FILE *out)
 {
     size_t i;
-    const char *h;
 
     fputs("| flag | environment | config key | default | meaning |\n"
           "|---|---|---|---|---|\n",
           out);
     for (i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
-        fprintf(out, "| `%s%s%s` | %s%s%s | ", o->flag, o->arg ? " " : "", o->arg ? o->arg : "",
-                o->env ? "`" : "", o->env ? o->env : "NAME upper-cased", o->env ? "`" : "");
+        fprintf(out, "| `%s%s", o->flag, o->arg ? " " : "");
+        md_cell(out, o->arg ? o->arg : "");
+        fprintf(out, "` | %s%s%s | ", o->env ? "`" : "", o->env ? o->env : "NAME upper-cased",
+                o->env ? "`" : "");
         if (o->kind == OPT_CONFIG)
             fputs("- | ", out);
         else if (o->kind == OPT_VAR)
             fputs("`var:` (mapping NAME: VALUE) | ", out);
         else
             fprintf(out, "`%s:` | ", o->flag + 2);
-        fprintf(out, "%s | ", o->dflt);
-        for (h = o->help; *h != '\0'; h++) { /* '|' would end the cell */
-            if (*h == '|')
-                fputs("\\|", out);
-            else
-                fputc(*h, out);
-        }
+        md_cell(out, o->dflt);
+        fputs(" | ", out);
+        md_cell(out, o->help);
         fputs(" |\n", out);
     }
     fputs("| `CAPABILITY...` (arguments) | - | `capabilities:` (list of paths, relative to the "
