@@ -363,6 +363,52 @@ static const char *find_bind(const struct nk_context *c, const char *name)
     return NULL;
 }
 
+static const char *bind_lookup(void *ud, const char *name)
+{
+    return find_bind(ud, name);
+}
+
+/* "Bearer x", "Basic x", "ApiKey x": a token, a space, something. */
+static bool has_scheme(const char *v)
+{
+    const char *sp = strchr(v, ' ');
+
+    return sp != NULL && sp != v && sp[1] != '\0';
+}
+
+/* Judge the resolved Authorization value of every apikey consumer: a value without a scheme
+ * ("<token>" instead of "Bearer <token>") is sent as is, which servers such as StackRox Central
+ * refuse. A warning names the consumer and the bind, never the value. */
+static enum nk_rc check_auth_schemes(const struct nk_context *c, struct nk_diags *diags)
+{
+    const struct nk_optable *t = c->t;
+    struct nk_error err;
+    char *v = NULL;
+    size_t i;
+
+    for (i = 0; i < t->n_consumers; i++) {
+        const struct nk_consumer *k = &t->consumers[i];
+        const struct nk_auth *a = &k->auth;
+        if (a->type != NK_AUTH_APIKEY || a->placement != NK_PLACE_HEADER ||
+            strcasecmp(a->key, "Authorization") != 0)
+            continue;
+        memset(&err, 0, sizeof(err));
+        if (nk_tmpl_expand(&a->value, bind_lookup, (void *)c, NK_ENC_NONE, &v, &err) ==
+            NK_ERR_NOMEM)
+            return NK_ERR_NOMEM;
+        if (v != NULL && !has_scheme(v))
+            nk_diags_add(diags, NK_SEV_WARNING, k->pos.file, k->pos.line, k->pos.column,
+                         "the Authorization value of consumer '%s' (%s) has no scheme: it is "
+                         "sent exactly as configured; servers such as StackRox Central only "
+                         "accept 'Bearer <token>', so set the value to \"Bearer <token>\" or "
+                         "use type: bearer",
+                         k->ns, a->value.src);
+        wipe_free(v);
+        v = NULL;
+    }
+    return NK_OK;
+}
+
 /* central-host -> CENTRAL_HOST */
 static void env_name_of(const char *name, char *out, size_t n)
 {
@@ -509,6 +555,8 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
         if (r != NK_OK)
             rc = NK_ERR_INVALID;
     }
+    if (rc == NK_OK && diags != NULL)
+        rc = check_auth_schemes(c, diags);
     if (diags != NULL && diags->oom)
         rc = NK_ERR_NOMEM;
 out:

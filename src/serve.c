@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "naftikod/common.h"
 #include "naftikod/httpd.h"
 #include "naftikod/invoke.h"
+#include "naftikod/log.h"
 #include "naftikod/mcp.h"
 #include "naftikod/metrics.h"
 #include "naftikod/ops.h"
@@ -94,30 +96,20 @@ struct nk_upstream *nk_server_upstream(struct nk_server *s)
 
 static void logline(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* One line an event on stderr: UTC time, level, message. Written with one call so lines from
- * different threads do not interleave. */
+/* One line an event on stderr (log.c: time, level, message in the --log-format). */
 static void logline(const char *level, const char *fmt, ...)
 {
-    char line[1024];
-    struct timespec ts;
-    struct tm tm;
-    size_t n;
+    char msg[NK_LOG_MAX_VALUE + 1];
+    enum nk_log_level l = NK_LOG_INFO;
     va_list ap;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000L, level);
+    nk_log_parse_level(level, &l);
+    if (!nk_log_enabled(l))
+        return;
     va_start(ap, fmt);
-    if (n < sizeof(line))
-        vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    n = strlen(line);
-    if (n + 1 >= sizeof(line))
-        n = sizeof(line) - 2;
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    fputs(line, stderr);
+    nk_log_event(l, NULL, msg, NULL, 0);
 }
 
 /* Copy s into out with anything not printable ASCII shown as '?' (paths are logged raw). */
@@ -130,15 +122,53 @@ static void printable(const char *s, char *out, size_t cap)
     out[i] = '\0';
 }
 
+static atomic_int g_log_format = NK_LOG_TEXT; /* access lines read it on any thread */
+
+/* The access line: "access" level (counted as info) in text, msg "access" with fields in logfmt
+ * and JSON. */
 static void access_line(void *ud, const struct nk_http_access *a)
 {
-    char path[512], method[32];
+    char path[512], method[32], text[800];
+    struct nk_log_field f[6];
 
     (void)ud;
+    if (!nk_log_enabled(NK_LOG_INFO))
+        return;
     printable(a->path, path, sizeof(path));
     printable(a->method, method, sizeof(method));
-    logline("access", "%s %s %u %.1fms id=%s client=%s", method, path, a->status,
-            a->seconds * 1000.0, a->request_id, a->client);
+    if (atomic_load(&g_log_format) == NK_LOG_TEXT) {
+        snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s", method, path, a->status,
+                 a->seconds * 1000.0, a->request_id, a->client);
+        nk_log_event(NK_LOG_INFO, "access", text, NULL, 0);
+        return;
+    }
+    memset(f, 0, sizeof(f));
+    f[0].key = "method";
+    f[0].str = method;
+    f[1].key = "path";
+    f[1].str = path;
+    f[2].key = "status";
+    f[2].num = a->status;
+    f[3].key = "duration_ms";
+    f[3].num = a->seconds * 1000.0;
+    f[3].decimals = 1;
+    f[4].key = "request_id";
+    f[4].str = a->request_id;
+    f[5].key = "client";
+    f[5].str = a->client;
+    nk_log_event(NK_LOG_INFO, NULL, "access", f, 6);
+}
+
+/* Apply --log-format / --log-level (validated when read). */
+static void configure_log(const char *format, const char *level)
+{
+    enum nk_log_format f = NK_LOG_TEXT;
+    enum nk_log_level l = NK_LOG_INFO;
+
+    nk_log_parse_format(format, &f);
+    nk_log_parse_level(level, &l);
+    atomic_store(&g_log_format, (int)f);
+    nk_log_configure(f, l);
 }
 
 /* ---- options ------------------------------------------------------------------------------ */
@@ -1067,16 +1097,45 @@ static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
 
 /* ---- reload (SIGHUP) ----------------------------------------------------------------------- */
 
-/* Log every diagnostic as one line, FILE:LINE:COLUMN first. */
-static void log_diags(const struct nk_diags *d, const char *what)
+/* The loader warns about an Authorization value without a scheme from the template alone
+ * ('{{env.STACKROX_API_KEY}}'), which is right for `naftikod check` but wrong once the value is
+ * known: nk_context_new() judges the resolved value. Drop the loader's guess here. */
+static void drop_static_scheme_warnings(struct nk_diags *d)
+{
+    size_t i, k = 0;
+
+    for (i = 0; i < d->n; i++) {
+        struct nk_diag *g = &d->v[i];
+        if (g->sev == NK_SEV_WARNING && strstr(g->msg, "the Authorization value '") == g->msg &&
+            strstr(g->msg, "' has no scheme") != NULL) {
+            free(g->file);
+            free(g->msg);
+            d->n_warnings--;
+            continue;
+        }
+        d->v[k++] = *g;
+    }
+    d->n = k;
+}
+
+/* Report diagnostics: at start-up in the text format as `naftikod check` prints them
+ * (FILE:LINE:COLUMN: error: ...), otherwise one log line each, FILE:LINE:COLUMN first, prefixed
+ * with what ("reload") when not NULL. */
+static void log_diags(struct nk_diags *d, const char *what)
 {
     size_t i;
 
+    drop_static_scheme_warnings(d);
+    nk_diags_sort(d);
+    if (what == NULL && atomic_load(&g_log_format) == NK_LOG_TEXT) {
+        nk_diags_print(d, stderr);
+        return;
+    }
     for (i = 0; i < d->n; i++) {
         const struct nk_diag *g = &d->v[i];
-        logline(g->sev == NK_SEV_ERROR ? "error" : "warning", "%s: %s:%u:%u: %s: %s", what,
-                g->file ? g->file : "<input>", g->line, g->column,
-                g->sev == NK_SEV_ERROR ? "error" : "warning", g->msg);
+        logline(g->sev == NK_SEV_ERROR ? "error" : "warning", "%s%s%s:%u:%u: %s: %s",
+                what ? what : "", what ? ": " : "", g->file ? g->file : "<input>", g->line,
+                g->column, g->sev == NK_SEV_ERROR ? "error" : "warning", g->msg);
     }
 }
 
@@ -1147,7 +1206,6 @@ static bool reload_table(struct nk_server *server, const char *const *files, siz
 
     nk_diags_init(&diags);
     if (nk_optable_load(files, n_files, NULL, &diags, &nt) != NK_OK) {
-        nk_diags_sort(&diags);
         log_diags(&diags, "reload");
         logline("error",
                 "reload failed: %zu error(s) in the capabilities; still serving the "
@@ -1155,12 +1213,10 @@ static bool reload_table(struct nk_server *server, const char *const *files, siz
                 diags.n_errors);
         goto out;
     }
-    nk_diags_sort(&diags);
     log_diags(&diags, "reload");
     nk_diags_cleanup(&diags);
     nk_diags_init(&diags);
     if (nk_context_new(nt, vars, n_vars, &diags, &nc) != NK_OK) {
-        nk_diags_sort(&diags);
         log_diags(&diags, "reload");
         logline("error", "reload failed: cannot resolve variables and credentials; still "
                          "serving the previous table");
@@ -1209,6 +1265,7 @@ static void reload(int argc, char **argv, const struct serve_config *running,
         config_free(&next);
         return;
     }
+    configure_log(next.log_format, next.log_level);
     if (*have_live)
         config_free(live);
     *live = next;
@@ -1310,6 +1367,7 @@ int nk_cmd_serve(int argc, char **argv)
         status = r < 0 ? 0 : r;
         goto out;
     }
+    configure_log(cfg.log_format, cfg.log_level);
     if (!ops_listen_valid(&cfg)) { /* ops listener */
         status = 2;
         goto out;
@@ -1345,24 +1403,21 @@ int nk_cmd_serve(int argc, char **argv)
     global = true;
 
     if (nk_optable_load(cfg.files, cfg.n_files, NULL, &diags, &table) != NK_OK) {
-        nk_diags_sort(&diags);
-        nk_diags_print(&diags, stderr);
+        log_diags(&diags, NULL);
         fprintf(stderr, "naftikod serve: cannot load the capabilities (%zu error(s))\n",
                 diags.n_errors);
         goto out;
     }
-    nk_diags_sort(&diags);
-    nk_diags_print(&diags, stderr); /* warnings */
+    log_diags(&diags, NULL); /* warnings */
     nk_diags_cleanup(&diags);
     nk_diags_init(&diags);
     if (nk_context_new(table, cfg.vars, cfg.n_vars, &diags, &ctx) != NK_OK) {
-        nk_diags_sort(&diags);
-        nk_diags_print(&diags, stderr);
+        log_diags(&diags, NULL);
         fprintf(stderr, "naftikod serve: cannot resolve variables and credentials; set them "
                         "and start again\n");
         goto out;
     }
-    nk_diags_print(&diags, stderr);
+    log_diags(&diags, NULL); /* warnings */
 
     uo.connect_timeout_ms = cfg.connect_timeout_ms;
     uo.timeout_ms = cfg.timeout_ms;
