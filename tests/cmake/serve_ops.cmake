@@ -2,7 +2,7 @@
 # serve_ops.cmake: operational behaviour of `naftikod serve` against the Central test double
 # (tests/integration/serve_ops.sh): SIGHUP reload under load, SIGTERM under load, the sd_notify
 # sequence, the configuration file and secrets from files. Needs curl, jq, openssl and python3.
-set(NK_SERVE_OPS_CASES reload sigterm notify)
+set(NK_SERVE_OPS_CASES reload sigterm notify config)
 if(TARGET central-double)
   foreach(case ${NK_SERVE_OPS_CASES})
     add_test(NAME integration.serve.${case}

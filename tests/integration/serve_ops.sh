@@ -239,9 +239,140 @@ case_notify() {
     pass "WATCHDOG_USEC=400000: WATCHDOG=1 pings sent"
 }
 
+# launch ENV... -- ARGS...: naftikod serve ARGS with the environment assignments ENV (and no
+# STACKROX_API_KEY unless given); sets NK_PID, REST (empty when it exited).
+launch() {
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    rm -f "$work/nk.ports"
+    env -u STACKROX_API_KEY -u STACKROX_API_KEY_FILE -u CREDENTIALS_DIRECTORY -u CENTRAL_HOST \
+        "${envs[@]}" "$NAFTIKOD" serve --port-file "$work/nk.ports" "$@" 2>"$work/naftikod.log" &
+    NK_PID=$!
+    pids+=("$NK_PID")
+    REST=""
+    if wait_file "$work/nk.ports" "$NK_PID"; then
+        REST=$(sed -n 's/^rest=//p' "$work/nk.ports" | head -n1)
+    fi
+}
+
+stop() {
+    kill -TERM "$NK_PID"
+    wait "$NK_PID" || fail "exit status $? after SIGTERM"
+}
+
+case_config() {
+    local etc="$work/etc" st
+    start_double
+    mkdir -p "$etc/caps" "$work/creds"
+    cp "$CAP" "$etc/caps/apitokens.yaml"
+    cat >"$etc/naftikod.yaml" <<YAML
+# test configuration
+rest-port: 0
+mcp-port: 0
+ops-listen: "off"
+log-format: json
+ca-file: $work/central.crt
+var:
+  central-host: "127.0.0.1:1"
+capabilities:
+  - caps/apitokens.yaml
+YAML
+    printf 'Bearer %s\n' "$KEY" >"$work/key"
+
+    # File values apply (JSON logs, capabilities relative to the file); the environment beats the
+    # file's var (CENTRAL_HOST), the key comes from STACKROX_API_KEY_FILE.
+    launch "CENTRAL_HOST=127.0.0.1:$CPORT" "STACKROX_API_KEY_FILE=$work/key" -- --config "$etc/naftikod.yaml"
+    [ -n "$REST" ] || fail "did not start with the config file"
+    [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "env CENTRAL_HOST / key file: $(cat "$work/body")"
+    python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$work/naftikod.log" ||
+        fail "log-format: json from the file not applied"
+    grep -q '"msg":"access"' "$work/naftikod.log" || fail "no JSON access line"
+    ! grep -q "$KEY" "$work/naftikod.log" || fail "the key was logged"
+    stop
+    pass "config file: capabilities relative to the file, json logs; env beats file var; key from STACKROX_API_KEY_FILE"
+
+    # Environment beats the file (NAFTIKOD_LOG_FORMAT), the flag beats the environment; the key
+    # from \$CREDENTIALS_DIRECTORY; NAFTIKOD_CONFIG names the file.
+    printf 'Bearer %s\n' "$KEY" >"$work/creds/STACKROX_API_KEY"
+    launch "NAFTIKOD_CONFIG=$etc/naftikod.yaml" "NAFTIKOD_LOG_FORMAT=logfmt" \
+        "CREDENTIALS_DIRECTORY=$work/creds" -- --var "central-host=127.0.0.1:$CPORT"
+    [ -n "$REST" ] || fail "did not start with NAFTIKOD_CONFIG"
+    [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "--var / credentials directory"
+    grep -q '^time=.* level=info msg=access method=GET path=/v1/v1/apitokens status=200 ' \
+        "$work/naftikod.log" || fail "NAFTIKOD_LOG_FORMAT=logfmt did not beat the file"
+    stop
+    launch "NAFTIKOD_CONFIG=$etc/naftikod.yaml" "NAFTIKOD_LOG_FORMAT=logfmt" \
+        "CREDENTIALS_DIRECTORY=$work/creds" -- --var "central-host=127.0.0.1:$CPORT" \
+        --log-format text
+    [ -n "$REST" ] || fail "did not start with --log-format text"
+    [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "text run"
+    grep -Eq '^[0-9T:.-]+Z access GET /v1/v1/apitokens 200 ' "$work/naftikod.log" ||
+        fail "--log-format text did not beat the environment"
+    stop
+    pass "precedence: flag > env > file; key from \$CREDENTIALS_DIRECTORY; NAFTIKOD_CONFIG"
+
+    # Capability arguments replace the file's list.
+    launch "STACKROX_API_KEY=Bearer $KEY" -- --config "$etc/naftikod.yaml" \
+        --var "central-host=127.0.0.1:$CPORT" "$work/nonexistent.yaml"
+    st=0
+    wait "$NK_PID" || st=$?
+    [ "$st" = 1 ] && grep -q "nonexistent.yaml" "$work/naftikod.log" ||
+        fail "argument did not replace the file's capabilities (status $st)"
+    pass "CAPABILITY arguments replace capabilities:"
+
+    # NAME and NAME_FILE both set: an error naming both, no value printed.
+    launch "STACKROX_API_KEY=Bearer $KEY" "STACKROX_API_KEY_FILE=$work/key" -- \
+        --config "$etc/naftikod.yaml"
+    st=0
+    wait "$NK_PID" || st=$?
+    [ "$st" = 1 ] || fail "both set: exit status $st"
+    grep -q "STACKROX_API_KEY and STACKROX_API_KEY_FILE" "$work/naftikod.log" ||
+        fail "both set: message does not name both"
+    ! grep -q "$KEY" "$work/naftikod.log" || fail "both set: the key was printed"
+    # Unreadable key file: named, exit 1.
+    launch "STACKROX_API_KEY_FILE=$work/missing-key" -- --config "$etc/naftikod.yaml"
+    st=0
+    wait "$NK_PID" || st=$?
+    [ "$st" = 1 ] && grep -q "$work/missing-key" "$work/naftikod.log" ||
+        fail "unreadable key file not named (status $st)"
+    pass "NAME and NAME_FILE both set -> exit 1 naming both; unreadable file named"
+
+    # A bad key and a bad value: FILE:LINE:COLUMN and the key, exit 1.
+    printf 'rest-port: 0\ntimeout: soon\n' >"$etc/bad.yaml"
+    launch -- --config "$etc/bad.yaml" "$CAP"
+    st=0
+    wait "$NK_PID" || st=$?
+    [ "$st" = 1 ] || fail "bad value: exit status $st"
+    grep -qF "$etc/bad.yaml:2:10: timeout: 'soon' is not a non-negative integer" \
+        "$work/naftikod.log" || fail "bad value: $(cat "$work/naftikod.log")"
+    printf 'rest-port: 0\nlisten-adress: 127.0.0.1\n' >"$etc/bad.yaml"
+    launch -- --config "$etc/bad.yaml" "$CAP"
+    st=0
+    wait "$NK_PID" || st=$?
+    [ "$st" = 1 ] && grep -qF "$etc/bad.yaml:2:1: listen-adress: unknown key" "$work/naftikod.log" ||
+        fail "unknown key: status $st: $(cat "$work/naftikod.log")"
+    pass "bad value and unknown key -> FILE:LINE:COLUMN: key, exit 1"
+
+    # SIGHUP re-reads the file: a new var applies, a changed timeout needs a restart.
+    launch "STACKROX_API_KEY=Bearer $KEY" -- --config "$etc/naftikod.yaml"
+    [ -n "$REST" ] || fail "did not start (reload part)"
+    [ "$(status_of /v1/v1/apitokens)" = 502 ] || fail "file var 127.0.0.1:1 should be unreachable"
+    sed -i "s/127.0.0.1:1\"/127.0.0.1:$CPORT\"/; s/^log-format: json/log-format: json\ntimeout: 7000/" \
+        "$etc/naftikod.yaml"
+    kill -HUP "$NK_PID"
+    wait_log 'reload: new table in force' || fail "reload with the new config not logged"
+    grep -q 'reload: --timeout changed: it needs a restart' "$work/naftikod.log" ||
+        fail "no restart warning for --timeout"
+    [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "reloaded var not applied"
+    stop
+    pass "SIGHUP re-reads the config file: var applied live, --timeout change needs a restart (warned)"
+}
+
 case "$CASE" in
 reload) case_reload ;;
 sigterm) case_sigterm ;;
 notify) case_notify ;;
+config) case_config ;;
 *) fail "unknown case $CASE" ;;
 esac
