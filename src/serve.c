@@ -18,8 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <yaml.h>
-
 #include "naftikod/cmd.h"
 #include "naftikod/common.h"
 #include "naftikod/httpd.h"
@@ -32,6 +30,7 @@
 #include "naftikod/rest.h"
 #include "naftikod/sdnotify.h"
 #include "naftikod/server.h"
+#include "naftikod/spec.h"
 #include "naftikod/upstream.h"
 
 /* ---- shared server state ------------------------------------------------------------------ */
@@ -559,11 +558,11 @@ static bool apply(struct serve_config *c, const struct opt *o, const char *value
 
 /* ---- configuration file ------------------------------------------------------------------- */
 
-/* "FILE:LINE:COLUMN" of a node (libyaml marks are 0-based). */
-static void node_at(const char *file, const yaml_node_t *n, const char *key, char *out, size_t cap)
+/* "FILE:LINE:COLUMN: key" of a node. */
+static void node_at(const char *file, const struct nk_node *n, const char *key, char *out,
+                    size_t cap)
 {
-    snprintf(out, cap, "%s:%lu:%lu: %s", file, (unsigned long)n->start_mark.line + 1,
-             (unsigned long)n->start_mark.column + 1, key);
+    snprintf(out, cap, "%s:%u:%u: %s", file, n->line, n->column, key);
 }
 
 /* The directory part of path ("." when none), kept in c. */
@@ -576,44 +575,41 @@ static const char *dir_of(struct serve_config *c, const char *path)
     return keep(c, path, slash == path ? 1 : (size_t)(slash - path));
 }
 
-static bool config_capabilities(struct serve_config *c, const char *file, yaml_document_t *doc,
-                                yaml_node_t *v)
+static bool config_capabilities(struct serve_config *c, const char *file, const struct nk_node *v)
 {
-    yaml_node_item_t *it;
     const char *dir = dir_of(c, file);
     char at[600];
+    size_t i;
 
     node_at(file, v, "capabilities", at, sizeof(at));
-    if (v->type != YAML_SEQUENCE_NODE) {
+    if (v->kind != NK_NODE_SEQUENCE) {
         opt_error("%s: expected a list of capability file paths", at);
         return false;
     }
     free(c->files);
     c->n_files = 0;
-    c->files = calloc((size_t)(v->data.sequence.items.top - v->data.sequence.items.start) + 1,
-                      sizeof(*c->files));
+    c->files = calloc(v->n + 1, sizeof(*c->files));
     if (c->files == NULL || dir == NULL) {
         opt_error("out of memory");
         return false;
     }
-    for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
-        yaml_node_t *p = yaml_document_get_node(doc, *it);
+    for (i = 0; i < v->n; i++) {
+        const struct nk_node *p = v->items[i];
         char *path;
         size_t n;
 
-        if (p == NULL || p->type != YAML_SCALAR_NODE || p->data.scalar.length == 0) {
-            node_at(file, p != NULL ? p : v, "capabilities", at, sizeof(at));
+        if (p->kind != NK_NODE_SCALAR || p->len == 0 || strlen(p->str) != p->len) {
+            node_at(file, p, "capabilities", at, sizeof(at));
             opt_error("%s: expected a file path", at);
             return false;
         }
-        n = p->data.scalar.length;
-        if (p->data.scalar.value[0] == '/') {
-            path = keep(c, (const char *)p->data.scalar.value, n);
+        n = p->len;
+        if (p->str[0] == '/') {
+            path = keep(c, p->str, n);
         } else {
             path = keep(c, "", strlen(dir) + 1 + n);
             if (path != NULL)
-                snprintf(path, strlen(dir) + 2 + n, "%s/%s", dir,
-                         (const char *)p->data.scalar.value);
+                snprintf(path, strlen(dir) + 2 + n, "%s/%s", dir, p->str);
         }
         if (path == NULL) {
             opt_error("out of memory");
@@ -626,145 +622,106 @@ static bool config_capabilities(struct serve_config *c, const char *file, yaml_d
 
 /* var: NAME: VALUE. The environment variable of NAME beats the file (defaults < file < env <
  * flags), so a file value is skipped when that variable is set. */
-static bool config_vars(struct serve_config *c, const char *file, yaml_document_t *doc,
-                        yaml_node_t *v)
+static bool config_vars(struct serve_config *c, const char *file, const struct nk_node *v)
 {
-    yaml_node_pair_t *pr;
     char at[600], env[256];
-    size_t i;
+    size_t i, j;
 
     node_at(file, v, "var", at, sizeof(at));
-    if (v->type != YAML_MAPPING_NODE) {
+    if (v->kind != NK_NODE_MAPPING) {
         opt_error("%s: expected a mapping of NAME: VALUE", at);
         return false;
     }
-    for (pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top; pr++) {
-        yaml_node_t *k = yaml_document_get_node(doc, pr->key);
-        yaml_node_t *val = yaml_document_get_node(doc, pr->value);
-        const char *name, *value, *e;
+    for (i = 0; i < v->n; i++) {
+        const struct nk_node *k = v->pairs[i].key, *val = v->pairs[i].value;
+        const char *value, *e;
 
-        if (k == NULL || val == NULL || k->type != YAML_SCALAR_NODE ||
-            val->type != YAML_SCALAR_NODE || k->data.scalar.length == 0) {
-            node_at(file, k != NULL ? k : v, "var", at, sizeof(at));
-            opt_error("%s: expected NAME: VALUE with a scalar value", at);
+        if (val->kind != NK_NODE_SCALAR || k->len == 0 || strlen(k->str) != k->len ||
+            strlen(val->str) != val->len) {
+            node_at(file, val, k->str, at, sizeof(at));
+            opt_error("%s: expected NAME: VALUE with a text value", at);
             return false;
         }
-        name = (const char *)k->data.scalar.value;
-        for (i = 0; name[i] != '\0' && i + 1 < sizeof(env); i++)
-            env[i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
-        env[i] = '\0';
+        for (j = 0; k->str[j] != '\0' && j + 1 < sizeof(env); j++)
+            env[j] = k->str[j] == '-' ? '_' : (char)toupper((unsigned char)k->str[j]);
+        env[j] = '\0';
         if ((e = getenv(env)) != NULL && e[0] != '\0')
             continue;
-        value = keep(c, (const char *)val->data.scalar.value, val->data.scalar.length);
-        if (value == NULL || !set_var(c, name, strlen(name), value))
+        value = keep(c, val->str, val->len);
+        if (value == NULL || !set_var(c, k->str, k->len, value))
             return false;
     }
     return true;
 }
 
-/* Read the YAML config file into c. Unknown keys, wrong shapes and bad values are errors naming
- * FILE:LINE:COLUMN and the key. */
+/* Read the YAML config file into c (through the spec module: positions, limits, duplicate keys).
+ * Unknown keys, wrong shapes and bad values are errors naming FILE:LINE:COLUMN and the key. */
 static bool config_load(struct serve_config *c, const char *file)
 {
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    yaml_node_t *root;
-    yaml_node_pair_t *pr;
-    FILE *f;
-    bool ok = false, have_doc = false;
+    struct nk_node *root = NULL;
+    struct nk_error err;
+    char *buf = NULL;
+    size_t len = 0, i, j;
+    bool ok = false;
     char at[600];
-    size_t i;
 
-    f = fopen(file, "rb");
-    if (f == NULL) {
-        opt_error("cannot read the config file %s: %s", file, strerror(errno));
+    memset(&err, 0, sizeof(err));
+    if (nk_spec_read_file(file, &buf, &len, &err) != NK_OK) {
+        opt_error("cannot read the config file %s: %s", file, err.msg);
         return false;
     }
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        opt_error("out of memory");
-        return false;
-    }
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        opt_error("%s:%lu:%lu: invalid YAML: %s", file, (unsigned long)parser.problem_mark.line + 1,
-                  (unsigned long)parser.problem_mark.column + 1,
-                  parser.problem ? parser.problem : "parse error");
+    if (nk_spec_parse(buf, len, &root, &err) != NK_OK) {
+        opt_error("%s:%u:%u: %s", file, err.line, err.column, err.msg);
         goto out;
     }
-    have_doc = true;
-    root = yaml_document_get_root_node(&doc);
-    if (root == NULL) { /* empty file: nothing set */
-        ok = true;
-        goto out;
-    }
-    if (root->type != YAML_MAPPING_NODE) {
+    if (root->kind != NK_NODE_MAPPING) {
         node_at(file, root, "(top level)", at, sizeof(at));
         opt_error("%s: expected a mapping of option names to values", at);
         goto out;
     }
-    for (pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top; pr++) {
-        yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
-        yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
+    for (i = 0; i < root->n; i++) {
+        const struct nk_node *k = root->pairs[i].key, *v = root->pairs[i].value;
         const struct opt *o = NULL;
-        const char *key, *value;
-        yaml_node_pair_t *pr2;
+        const char *value;
 
-        if (k == NULL || v == NULL || k->type != YAML_SCALAR_NODE) {
-            node_at(file, k != NULL ? k : root, "(key)", at, sizeof(at));
-            opt_error("%s: keys must be option names", at);
-            goto out;
-        }
-        key = (const char *)k->data.scalar.value;
-        for (pr2 = root->data.mapping.pairs.start; pr2 < pr; pr2++) {
-            yaml_node_t *k2 = yaml_document_get_node(&doc, pr2->key);
-            if (k2 != NULL && k2->type == YAML_SCALAR_NODE &&
-                strcmp((const char *)k2->data.scalar.value, key) == 0) {
-                node_at(file, k, key, at, sizeof(at));
-                opt_error("%s: duplicate key", at);
-                goto out;
-            }
-        }
-        if (strcmp(key, "capabilities") == 0) {
-            if (!config_capabilities(c, file, &doc, v))
+        if (strcmp(k->str, "capabilities") == 0) {
+            if (!config_capabilities(c, file, v))
                 goto out;
             continue;
         }
-        if (strcmp(key, "var") == 0) {
-            if (!config_vars(c, file, &doc, v))
+        if (strcmp(k->str, "var") == 0) {
+            if (!config_vars(c, file, v))
                 goto out;
             continue;
         }
-        for (i = 0; i < N_OPTS; i++)
-            if (opts[i].kind != OPT_CONFIG && opts[i].kind != OPT_VAR &&
-                strcmp(opts[i].flag + 2, key) == 0)
-                o = &opts[i];
-        node_at(file, k, key, at, sizeof(at));
+        for (j = 0; j < N_OPTS; j++)
+            if (opts[j].kind != OPT_CONFIG && opts[j].kind != OPT_VAR &&
+                strcmp(opts[j].flag + 2, k->str) == 0)
+                o = &opts[j];
+        node_at(file, k, k->str, at, sizeof(at));
         if (o == NULL) {
             opt_error("%s: unknown key (expected an option name without '--', var or "
                       "capabilities; see naftikod serve --help)",
                       at);
             goto out;
         }
-        if (v->type != YAML_SCALAR_NODE) {
+        if (v->kind != NK_NODE_SCALAR || strlen(v->str) != v->len || nk_node_is_null(v)) {
             opt_error("%s: expected a single value", at);
             goto out;
         }
-        value = keep(c, (const char *)v->data.scalar.value, v->data.scalar.length);
+        value = keep(c, v->str, v->len);
         if (value == NULL) {
             opt_error("out of memory");
             goto out;
         }
-        node_at(file, v, key, at, sizeof(at));
+        node_at(file, v, k->str, at, sizeof(at));
         if (!apply(c, o, value, at))
             goto out;
     }
     ok = true;
 out:
-    if (have_doc)
-        yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
-    fclose(f);
+    nk_node_free(root);
+    free(buf);
     return ok;
 }
 
