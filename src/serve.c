@@ -444,7 +444,8 @@ static bool is_choice(const char *choices, const char *v)
     return false;
 }
 
-/* A string the config keeps (value from the config file); NULL on OOM. */
+/* A string the config keeps (value from the config file): a copy of s[0..n), or n zero bytes
+ * when s is NULL; NULL on OOM. */
 static char *keep(struct serve_config *c, const char *s, size_t n)
 {
     char **tmp = realloc(c->owned, (c->n_owned + 1) * sizeof(*tmp));
@@ -456,7 +457,10 @@ static char *keep(struct serve_config *c, const char *s, size_t n)
     d = malloc(n + 1);
     if (d == NULL)
         return NULL;
-    memcpy(d, s, n);
+    if (s != NULL)
+        memcpy(d, s, n);
+    else
+        memset(d, 0, n);
     d[n] = '\0';
     c->owned[c->n_owned++] = d;
     return d;
@@ -607,7 +611,7 @@ static bool config_capabilities(struct serve_config *c, const char *file, const 
         if (p->str[0] == '/') {
             path = keep(c, p->str, n);
         } else {
-            path = keep(c, "", strlen(dir) + 1 + n);
+            path = keep(c, NULL, strlen(dir) + 1 + n);
             if (path != NULL)
                 snprintf(path, strlen(dir) + 2 + n, "%s/%s", dir, p->str);
         }
