@@ -282,13 +282,14 @@ static bool opt_is_live(const struct opt *o)
     return o->off == CFG(vars) || o->off == CFG(log_format) || o->off == CFG(log_level);
 }
 
-/* Errors while reading options: "naftikod serve: ..." on stderr at start-up, an error log line
- * during a reload (SIGHUP). */
+/* Errors that stop start-up or a reload: "naftikod serve: ..." on stderr at start-up (an error
+ * log line once a --log-format other than text is in force), an error log line during a reload
+ * (SIGHUP). */
 static bool g_reloading;
 
-static void opt_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static void opt_error(const char *fmt, ...)
+static void report_error(const char *fmt, ...)
 {
     char msg[900];
     va_list ap;
@@ -298,6 +299,8 @@ static void opt_error(const char *fmt, ...)
     va_end(ap);
     if (g_reloading)
         logline("error", "reload: %s", msg);
+    else if (atomic_load(&g_log_format) != NK_LOG_TEXT)
+        logline("error", "%s", msg);
     else
         fprintf(stderr, "naftikod serve: %s\n", msg);
 }
@@ -495,7 +498,7 @@ static bool set_var(struct serve_config *c, const char *name, size_t n, const ch
     kept = keep(c, name, n);
     tmp = kept != NULL ? realloc(c->vars, (c->n_vars + 1) * sizeof(*tmp)) : NULL;
     if (tmp == NULL) {
-        opt_error("out of memory");
+        report_error("out of memory");
         return false;
     }
     c->vars = tmp;
@@ -521,38 +524,38 @@ static bool apply(struct serve_config *c, const struct opt *o, const char *value
         return true;
     case OPT_CHOICE:
         if (!is_choice(o->arg, value)) {
-            opt_error("%s: expected one of %s, got '%s'", from, o->arg, value);
+            report_error("%s: expected one of %s, got '%s'", from, o->arg, value);
             return false;
         }
         *(const char **)(void *)(base + o->off) = value;
         return true;
     case OPT_UINT:
         if (!parse_ulong(value, (long *)(void *)(base + o->off))) {
-            opt_error("%s: '%s' is not a non-negative integer", from, value);
+            report_error("%s: '%s' is not a non-negative integer", from, value);
             return false;
         }
         if ((o->off == CFG(rest_port) || o->off == CFG(mcp_port)) &&
             *(long *)(void *)(base + o->off) > 65535) {
-            opt_error("%s: port %s is out of range", from, value);
+            report_error("%s: port %s is out of range", from, value);
             return false;
         }
         return true;
     case OPT_BOOL:
         if (!parse_bool(value, (bool *)(void *)(base + o->off))) {
-            opt_error("%s: '%s' is not a boolean", from, value);
+            report_error("%s: '%s' is not a boolean", from, value);
             return false;
         }
         return true;
     case OPT_LISTEN:
         if (!parse_listen(value, (struct listen_override *)(void *)(base + o->off))) {
-            opt_error("%s: expected ADDR:PORT, [IPV6]:PORT or :PORT, got '%s'", from, value);
+            report_error("%s: expected ADDR:PORT, [IPV6]:PORT or :PORT, got '%s'", from, value);
             return false;
         }
         return true;
     case OPT_VAR:
         eq = strchr(value, '=');
         if (eq == NULL || eq == value) {
-            opt_error("%s: expected NAME=VALUE, got '%s'", from, value);
+            report_error("%s: expected NAME=VALUE, got '%s'", from, value);
             return false;
         }
         return set_var(c, value, (size_t)(eq - value), eq + 1);
@@ -587,14 +590,14 @@ static bool config_capabilities(struct serve_config *c, const char *file, const 
 
     node_at(file, v, "capabilities", at, sizeof(at));
     if (v->kind != NK_NODE_SEQUENCE) {
-        opt_error("%s: expected a list of capability file paths", at);
+        report_error("%s: expected a list of capability file paths", at);
         return false;
     }
     free(c->files);
     c->n_files = 0;
     c->files = calloc(v->n + 1, sizeof(*c->files));
     if (c->files == NULL || dir == NULL) {
-        opt_error("out of memory");
+        report_error("out of memory");
         return false;
     }
     for (i = 0; i < v->n; i++) {
@@ -604,7 +607,7 @@ static bool config_capabilities(struct serve_config *c, const char *file, const 
 
         if (p->kind != NK_NODE_SCALAR || p->len == 0 || strlen(p->str) != p->len) {
             node_at(file, p, "capabilities", at, sizeof(at));
-            opt_error("%s: expected a file path", at);
+            report_error("%s: expected a file path", at);
             return false;
         }
         n = p->len;
@@ -616,7 +619,7 @@ static bool config_capabilities(struct serve_config *c, const char *file, const 
                 snprintf(path, strlen(dir) + 2 + n, "%s/%s", dir, p->str);
         }
         if (path == NULL) {
-            opt_error("out of memory");
+            report_error("out of memory");
             return false;
         }
         c->files[c->n_files++] = path;
@@ -633,7 +636,7 @@ static bool config_vars(struct serve_config *c, const char *file, const struct n
 
     node_at(file, v, "var", at, sizeof(at));
     if (v->kind != NK_NODE_MAPPING) {
-        opt_error("%s: expected a mapping of NAME: VALUE", at);
+        report_error("%s: expected a mapping of NAME: VALUE", at);
         return false;
     }
     for (i = 0; i < v->n; i++) {
@@ -643,7 +646,7 @@ static bool config_vars(struct serve_config *c, const char *file, const struct n
         if (val->kind != NK_NODE_SCALAR || k->len == 0 || strlen(k->str) != k->len ||
             strlen(val->str) != val->len) {
             node_at(file, val, k->str, at, sizeof(at));
-            opt_error("%s: expected NAME: VALUE with a text value", at);
+            report_error("%s: expected NAME: VALUE with a text value", at);
             return false;
         }
         for (j = 0; k->str[j] != '\0' && j + 1 < sizeof(env); j++)
@@ -671,16 +674,16 @@ static bool config_load(struct serve_config *c, const char *file)
 
     memset(&err, 0, sizeof(err));
     if (nk_spec_read_file(file, &buf, &len, &err) != NK_OK) {
-        opt_error("cannot read the config file %s: %s", file, err.msg);
+        report_error("cannot read the config file %s: %s", file, err.msg);
         return false;
     }
     if (nk_spec_parse(buf, len, &root, &err) != NK_OK) {
-        opt_error("%s:%u:%u: %s", file, err.line, err.column, err.msg);
+        report_error("%s:%u:%u: %s", file, err.line, err.column, err.msg);
         goto out;
     }
     if (root->kind != NK_NODE_MAPPING) {
         node_at(file, root, "(top level)", at, sizeof(at));
-        opt_error("%s: expected a mapping of option names to values", at);
+        report_error("%s: expected a mapping of option names to values", at);
         goto out;
     }
     for (i = 0; i < root->n; i++) {
@@ -704,18 +707,18 @@ static bool config_load(struct serve_config *c, const char *file)
                 o = &opts[j];
         node_at(file, k, k->str, at, sizeof(at));
         if (o == NULL) {
-            opt_error("%s: unknown key (expected an option name without '--', var or "
-                      "capabilities; see naftikod serve --help)",
-                      at);
+            report_error("%s: unknown key (expected an option name without '--', var or "
+                         "capabilities; see naftikod serve --help)",
+                         at);
             goto out;
         }
         if (v->kind != NK_NODE_SCALAR || strlen(v->str) != v->len || nk_node_is_null(v)) {
-            opt_error("%s: expected a single value", at);
+            report_error("%s: expected a single value", at);
             goto out;
         }
         value = keep(c, v->str, v->len);
         if (value == NULL) {
-            opt_error("out of memory");
+            report_error("out of memory");
             goto out;
         }
         node_at(file, v, k->str, at, sizeof(at));
@@ -844,7 +847,7 @@ static int read_config(int argc, char **argv, struct serve_config *c)
     c->n_files = 0;
     if (c->files == NULL) {
         c->files = cfg_files;
-        opt_error("out of memory");
+        report_error("out of memory");
         return 2;
     }
     r = scan_args(argc, argv, c, NULL);
@@ -859,7 +862,7 @@ static int read_config(int argc, char **argv, struct serve_config *c)
     if (r != 0)
         return r;
     if (c->n_files == 0) {
-        opt_error("no capability file given (arguments or the config file's capabilities:)");
+        report_error("no capability file given (arguments or the config file's capabilities:)");
         if (!g_reloading)
             fputs("Try 'naftikod serve --help'.\n", stderr);
         return 2;
@@ -1016,10 +1019,9 @@ static bool ops_listen_valid(const struct serve_config *cfg)
     if (cfg->ops_listen == NULL ||
         nk_ops_parse_listen(cfg->ops_listen, addr, sizeof(addr), &port, &off))
         return true;
-    fprintf(stderr,
-            "naftikod serve: --ops-listen (or NAFTIKOD_OPS_LISTEN): expected ADDR:PORT, "
-            "[IPV6]:PORT, :PORT or off, got '%s'\n",
-            cfg->ops_listen);
+    report_error("--ops-listen (or NAFTIKOD_OPS_LISTEN): expected ADDR:PORT, "
+                 "[IPV6]:PORT, :PORT or off, got '%s'",
+                 cfg->ops_listen);
     return false;
 }
 
@@ -1044,7 +1046,7 @@ static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
                     NK_OPS_DEFAULT_LISTEN, err.msg);
             return true;
         }
-        fprintf(stderr, "naftikod serve: --ops-listen: %s\n", err.msg);
+        report_error("--ops-listen: %s", err.msg);
         return false;
     }
     if (*ops != NULL)
@@ -1344,11 +1346,10 @@ int nk_cmd_serve(int argc, char **argv)
 
     if (!is_loopback(cfg.listen)) {
         if (!cfg.allow_remote) {
-            fprintf(stderr,
-                    "naftikod serve: refusing to listen on non-loopback address %s: inbound "
-                    "authentication is not available yet, and these adapters act with the "
-                    "upstream credentials; pass --allow-remote to accept the risk\n",
-                    cfg.listen);
+            report_error("refusing to listen on non-loopback address %s: inbound "
+                         "authentication is not available yet, and these adapters act with the "
+                         "upstream credentials; pass --allow-remote to accept the risk",
+                         cfg.listen);
             goto out;
         }
         logline("warning",
@@ -1358,15 +1359,14 @@ int nk_cmd_serve(int argc, char **argv)
     }
 
     if (nk_upstream_global_init() != NK_OK) {
-        fprintf(stderr, "naftikod serve: cannot initialise the HTTP client library\n");
+        report_error("cannot initialise the HTTP client library");
         goto out;
     }
     global = true;
 
     if (nk_optable_load(cfg.files, cfg.n_files, NULL, &diags, &table) != NK_OK) {
         log_diags(&diags, NULL);
-        fprintf(stderr, "naftikod serve: cannot load the capabilities (%zu error(s))\n",
-                diags.n_errors);
+        report_error("cannot load the capabilities (%zu error(s))", diags.n_errors);
         goto out;
     }
     log_diags(&diags, NULL); /* warnings */
@@ -1374,8 +1374,8 @@ int nk_cmd_serve(int argc, char **argv)
     nk_diags_init(&diags);
     if (nk_context_new(table, cfg.vars, cfg.n_vars, &diags, &ctx) != NK_OK) {
         log_diags(&diags, NULL);
-        fprintf(stderr, "naftikod serve: cannot resolve variables and credentials; set them "
-                        "and start again\n");
+        report_error("cannot resolve variables and credentials; set them "
+                     "and start again");
         goto out;
     }
     log_diags(&diags, NULL); /* warnings */
@@ -1388,11 +1388,11 @@ int nk_cmd_serve(int argc, char **argv)
     if (cfg.insecure)
         logline("warning", "upstream TLS certificates are NOT verified (--insecure-skip-verify)");
     if (nk_upstream_new(&uo, &up, &err) != NK_OK) {
-        fprintf(stderr, "naftikod serve: cannot start the upstream client: %s\n", err.msg);
+        report_error("cannot start the upstream client: %s", err.msg);
         goto out;
     }
     if (nk_server_new(ctx, up, &server) != NK_OK) {
-        fprintf(stderr, "naftikod serve: out of memory\n");
+        report_error("out of memory");
         goto out;
     }
 
@@ -1435,15 +1435,14 @@ int nk_cmd_serve(int argc, char **argv)
             goto out;
         n_ls++;
         if (!is_loopback(ho.address) && !cfg.allow_remote) {
-            fprintf(stderr,
-                    "naftikod serve: adapter '%s' asks for non-loopback address %s; "
-                    "pass --allow-remote to accept that\n",
-                    a->ns, ho.address);
+            report_error("adapter '%s' asks for non-loopback address %s; "
+                         "pass --allow-remote to accept that",
+                         a->ns, ho.address);
             goto out;
         }
         if (nk_httpd_start(&ho, on_request, l, &l->httpd, &err) != NK_OK) {
-            fprintf(stderr, "naftikod serve: %s adapter '%s': %s\n",
-                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns, err.msg);
+            report_error("%s adapter '%s': %s", a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns,
+                         err.msg);
             goto out;
         }
         l->port = nk_httpd_port(l->httpd);
@@ -1453,7 +1452,7 @@ int nk_cmd_serve(int argc, char **argv)
                 l->port, a->type == NK_ADAPTER_REST ? "/" : "/mcp");
     }
     if (n_ls == 0) {
-        fprintf(stderr, "naftikod serve: the capabilities expose no REST or MCP (http) adapter\n");
+        report_error("the capabilities expose no REST or MCP (http) adapter");
         goto out;
     }
     ops_view.ls = ls; /* ops listener */
@@ -1461,8 +1460,7 @@ int nk_cmd_serve(int argc, char **argv)
         goto out;
     if (cfg.port_file != NULL &&
         write_port_file(cfg.port_file, ls, n_ls, ops != NULL ? nk_ops_port(ops) : 0) != NK_OK) {
-        fprintf(stderr, "naftikod serve: cannot write the port file %s: %s\n", cfg.port_file,
-                strerror(errno));
+        report_error("cannot write the port file %s: %s", cfg.port_file, strerror(errno));
         goto out;
     }
     logline("info", "naftikod %s ready (%zu listener(s), pid %ld)", NK_VERSION, n_ls,
