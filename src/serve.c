@@ -330,6 +330,12 @@ static void usage(FILE *out)
     }
     fputs("  -h, --help\n      show this help and exit\n"
           "\n"
+          "Credentials the capabilities bind (e.g. STACKROX_API_KEY) come from the environment\n"
+          "variable NAME, else the file named by NAME_FILE, else $CREDENTIALS_DIRECTORY/NAME\n"
+          "(systemd LoadCredential=); NAME and NAME_FILE both set is an error. They are never\n"
+          "logged. With $NOTIFY_SOCKET set, systemd is told READY=1, RELOADING=1, STOPPING=1 and\n"
+          "(with $WATCHDOG_USEC) WATCHDOG=1. Details: docs/configuration.md, docs/operations.md.\n"
+          "\n"
           "Exit status: 0 after a clean shutdown, 1 when start-up fails (invalid capability or\n"
           "config file, missing variable or credential, address in use), 2 on a usage error.\n",
           out);
