@@ -1281,9 +1281,11 @@ static double now_s(void)
 }
 
 /* Wait (bounded by drain_ms) until no listener has a request in flight. */
-static void drain(struct listener *ls, size_t n, long drain_ms)
+static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
+                  uint64_t watchdog_usec)
 {
     double deadline = now_s() + (double)drain_ms / 1000.0;
+    double next_ping = now_s() + (double)watchdog_usec / 2e6;
     struct timespec pause = {0, 10 * 1000 * 1000};
     size_t i, pending;
 
@@ -1299,6 +1301,10 @@ static void drain(struct listener *ls, size_t n, long drain_ms)
             logline("warning", "drain timeout: %zu request(s) still in flight are cut short",
                     pending);
             return;
+        }
+        if (watchdog && now_s() >= next_ping) { /* a long drain is not a hang */
+            notify("WATCHDOG=1");
+            next_ping = now_s() + (double)watchdog_usec / 2e6;
         }
         /* httpd offers no completion signal across listeners; poll at 10 ms. */
         nanosleep(&pause, NULL);
@@ -1493,7 +1499,7 @@ int nk_cmd_serve(int argc, char **argv)
     nk_ops_shutting_down(ops); /* /readyz: 503 from now on */
     for (i = 0; i < n_ls; i++)
         nk_httpd_quiesce(ls[i].httpd);
-    drain(ls, n_ls, cfg.drain_ms);
+    drain(ls, n_ls, cfg.drain_ms, watchdog, watchdog_usec);
     status = 0;
 out:
     /* Upstream first: its shutdown completes the calls still running, whose answers need the

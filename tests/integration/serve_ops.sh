@@ -119,7 +119,7 @@ case_reload() {
     local cap="$work/cap.yaml" r line
     cp "$CAP" "$cap"
     start_double
-    start_naftikod "$cap"
+    start_naftikod "$cap" --ops-listen 127.0.0.1:0
     [ "$(status_of /v1/reload/apitokens)" = 404 ] || fail "the new route exists before reload"
 
     python3 "$HERE/loadgen.py" "$REST" 5 4 "$work/load.json" /v1/v1/apitokens &
@@ -150,6 +150,13 @@ case_reload() {
     pass "broken reload: $(grep -Eo "$cap:[0-9]+:[0-9]+: error: [^\"]{0,60}" "$work/naftikod.log" | head -n1 | sed "s|$work/||")"
     [ "$(status_of /v1/reload/apitokens)" = 200 ] || fail "old table no longer served"
     pass "previous table still served after the failed reload"
+
+    curl -sS --max-time 10 "http://127.0.0.1:$(sed -n 's/^ops=//p' "$work/nk.ports")/metrics" \
+        >"$work/metrics" || fail "no /metrics"
+    grep -qx 'naftikod_reloads_total{result="ok"} 1' "$work/metrics" &&
+        grep -qx 'naftikod_reloads_total{result="error"} 1' "$work/metrics" ||
+        fail "reloads not counted: $(grep reloads "$work/metrics")"
+    pass "naftikod_reloads_total: ok 1, error 1"
 
     wait "$r" || fail "load generator failed"
     jq -e '.failed == 0 and .refused == 0 and .ok > 0' "$work/load.json" >/dev/null ||
@@ -234,9 +241,19 @@ case_notify() {
     NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=400000 start_naftikod "$CAP"
     wait_notes 4 || fail "no watchdog pings: $(cat "$work/notify.log")"
     [ "$(grep -c '^WATCHDOG=1$' "$work/notify.log")" -ge 3 ] || fail "watchdog: $(cat "$work/notify.log")"
+    pass "WATCHDOG_USEC=400000: WATCHDOG=1 pings sent"
+    # A request stalled for 1 s is in flight at SIGTERM: pings go on during the drain.
+    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
+        "https://127.0.0.1:$CPORT/__double/faults" \
+        -d '{"mode":"stall","ms":1000,"count":1}' >/dev/null || fail "cannot set the fault"
+    curl -sS --max-time 10 -o /dev/null "http://127.0.0.1:$REST/v1/v1/apitokens" &
+    pids+=("$!")
+    sleep 0.2
     kill -TERM "$NK_PID"
     wait "$NK_PID" || fail "exit status $? (watchdog run)"
-    pass "WATCHDOG_USEC=400000: WATCHDOG=1 pings sent"
+    sed -n '/^STOPPING=1$/,$p' "$work/notify.log" | grep -qx 'WATCHDOG=1' ||
+        fail "no WATCHDOG=1 during the drain: $(tr '\n' ' ' <"$work/notify.log")"
+    pass "WATCHDOG=1 pings continue during the drain"
 }
 
 # launch ENV... -- ARGS...: naftikod serve ARGS with the environment assignments ENV (and no
