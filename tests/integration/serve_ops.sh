@@ -305,6 +305,8 @@ YAML
     python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$work/naftikod.log" ||
         fail "log-format: json from the file not applied"
     grep -q '"msg":"access"' "$work/naftikod.log" || fail "no JSON access line"
+    ! grep -q "has no scheme" "$work/naftikod.log" ||
+        fail "scheme warning although the resolved value is 'Bearer ...'"
     ! grep -q "$KEY" "$work/naftikod.log" || fail "the key was logged"
     stop
     pass "config file: capabilities relative to the file, json logs; env beats file var; key from STACKROX_API_KEY_FILE"
@@ -354,6 +356,16 @@ YAML
     [ "$st" = 1 ] && grep -q "$work/missing-key" "$work/naftikod.log" ||
         fail "unreadable key file not named (status $st)"
     pass "NAME and NAME_FILE both set -> exit 1 naming both; unreadable file named"
+
+    # A bare token (no "Bearer "): the resolved value is judged, the warning names no value.
+    launch "STACKROX_API_KEY=$KEY" -- --config "$etc/naftikod.yaml" --log-format text
+    [ -n "$REST" ] || fail "did not start with a bare key"
+    stop
+    grep -q "warning: the Authorization value of consumer 'stackrox-apitokenservice' .* has no scheme" \
+        "$work/naftikod.log" || fail "no scheme warning for a bare token"
+    [ "$(grep -c 'has no scheme' "$work/naftikod.log")" = 1 ] || fail "scheme warning repeated"
+    ! grep -q "$KEY" "$work/naftikod.log" || fail "the key was logged"
+    pass "Authorization scheme judged on the resolved value (silent for 'Bearer ...', one warning for a bare token)"
 
     # A bad key and a bad value: FILE:LINE:COLUMN and the key, exit 1.
     printf 'rest-port: 0\ntimeout: soon\n' >"$etc/bad.yaml"
