@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "naftikod/metrics.h"
 
@@ -247,6 +248,99 @@ out:
     return rc;
 }
 
+/* Read a credential file: its whole content with one trailing newline removed. A file that cannot
+ * be read is named in why (never its content). */
+static enum nk_rc read_secret_file(const char *path, const char *via, char **out, char *why,
+                                   size_t why_n)
+{
+    enum nk_rc rc = NK_OK;
+    FILE *f;
+    char *buf = NULL;
+    size_t n = 0, r;
+
+    *out = NULL;
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(why, why_n, "cannot read '%s' (%s): %s", path, via, strerror(errno));
+        return NK_ERR_IO;
+    }
+    buf = malloc(MAX_BIND_FILE + 1);
+    if (buf == NULL) {
+        rc = NK_ERR_NOMEM;
+        goto out;
+    }
+    while (n <= MAX_BIND_FILE && (r = fread(buf + n, 1, MAX_BIND_FILE + 1 - n, f)) > 0)
+        n += r;
+    if (ferror(f)) {
+        snprintf(why, why_n, "cannot read '%s' (%s)", path, via);
+        rc = NK_ERR_IO;
+        goto out;
+    }
+    if (n > MAX_BIND_FILE) {
+        snprintf(why, why_n, "'%s' (%s) is larger than %d bytes", path, via, MAX_BIND_FILE);
+        rc = NK_ERR_TOO_LARGE;
+        goto out;
+    }
+    buf[n] = '\0';
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (strlen(buf) != n) {
+        snprintf(why, why_n, "'%s' (%s) contains a NUL byte", path, via);
+        rc = NK_ERR_INVALID;
+        goto out;
+    }
+    if (n == 0) {
+        snprintf(why, why_n, "'%s' (%s) is empty", path, via);
+        rc = NK_ERR_INVALID;
+        goto out;
+    }
+    *out = strdup(buf);
+    if (*out == NULL)
+        rc = NK_ERR_NOMEM;
+out:
+    fclose(f);
+    if (buf != NULL) {
+        explicit_bzero(buf, MAX_BIND_FILE + 1);
+        free(buf);
+    }
+    return rc;
+}
+
+/* The value of credential variable name, from (in this order) the environment variable NAME, the
+ * file named by NAME_FILE, or $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=). NAME and
+ * NAME_FILE both set is an error. NK_ERR_NOTFOUND when none is there; other errors in why. */
+static enum nk_rc secret_value(const char *name, char **out, char *why, size_t why_n)
+{
+    char var[300], path[4200];
+    const char *env = getenv(name), *file, *dir;
+
+    *out = NULL;
+    snprintf(var, sizeof(var), "%s_FILE", name);
+    file = getenv(var);
+    if (env != NULL && env[0] != '\0' && file != NULL && file[0] != '\0') {
+        snprintf(why, why_n, "both environment variables %s and %s are set: set only one", name,
+                 var);
+        return NK_ERR_INVALID;
+    }
+    if (env != NULL && env[0] != '\0') {
+        *out = strdup(env);
+        return *out != NULL ? NK_OK : NK_ERR_NOMEM;
+    }
+    if (file != NULL && file[0] != '\0')
+        return read_secret_file(file, var, out, why, why_n);
+    dir = getenv("CREDENTIALS_DIRECTORY");
+    if (dir != NULL && dir[0] != '\0') {
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (access(path, F_OK) == 0)
+            return read_secret_file(path, "$CREDENTIALS_DIRECTORY", out, why, why_n);
+    }
+    snprintf(why, why_n,
+             "environment variable %s is %s (nor is %s set, nor is there a file %s in "
+             "$CREDENTIALS_DIRECTORY)",
+             name, env == NULL ? "not set" : "empty", var, name);
+    return NK_ERR_NOTFOUND;
+}
+
 struct base_lookup {
     const struct nk_context *c;
     const struct nk_var *vars;
@@ -267,6 +361,52 @@ static const char *find_bind(const struct nk_context *c, const char *name)
             return c->bind_values[i];
     }
     return NULL;
+}
+
+static const char *bind_lookup(void *ud, const char *name)
+{
+    return find_bind(ud, name);
+}
+
+/* "Bearer x", "Basic x", "ApiKey x": a token, a space, something. */
+static bool has_scheme(const char *v)
+{
+    const char *sp = strchr(v, ' ');
+
+    return sp != NULL && sp != v && sp[1] != '\0';
+}
+
+/* Judge the resolved Authorization value of every apikey consumer: a value without a scheme
+ * ("<token>" instead of "Bearer <token>") is sent as is, which servers such as StackRox Central
+ * refuse. A warning names the consumer and the bind, never the value. */
+static enum nk_rc check_auth_schemes(const struct nk_context *c, struct nk_diags *diags)
+{
+    const struct nk_optable *t = c->t;
+    struct nk_error err;
+    char *v = NULL;
+    size_t i;
+
+    for (i = 0; i < t->n_consumers; i++) {
+        const struct nk_consumer *k = &t->consumers[i];
+        const struct nk_auth *a = &k->auth;
+        if (a->type != NK_AUTH_APIKEY || a->placement != NK_PLACE_HEADER ||
+            strcasecmp(a->key, "Authorization") != 0)
+            continue;
+        memset(&err, 0, sizeof(err));
+        if (nk_tmpl_expand(&a->value, bind_lookup, (void *)c, NK_ENC_NONE, &v, &err) ==
+            NK_ERR_NOMEM)
+            return NK_ERR_NOMEM;
+        if (v != NULL && !has_scheme(v))
+            nk_diags_add(diags, NK_SEV_WARNING, k->pos.file, k->pos.line, k->pos.column,
+                         "the Authorization value of consumer '%s' (%s) has no scheme: it is "
+                         "sent exactly as configured; servers such as StackRox Central only "
+                         "accept 'Bearer <token>', so set the value to \"Bearer <token>\" or "
+                         "use type: bearer",
+                         k->ns, a->value.src);
+        wipe_free(v);
+        v = NULL;
+    }
+    return NK_OK;
 }
 
 /* central-host -> CENTRAL_HOST */
@@ -363,7 +503,6 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
     enum nk_rc rc = NK_OK, r;
     struct nk_context *c = NULL;
     char why[400], use[300];
-    const char *env;
     size_t i;
 
     *out = NULL;
@@ -395,18 +534,16 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
             }
             continue;
         }
-        env = getenv(b->source);
-        if (env == NULL || env[0] == '\0') {
-            nk_diags_add(diags, NK_SEV_ERROR, b->pos.file, b->pos.line, b->pos.column,
-                         "bind '%s.%s' has no value: environment variable %s is %s%s", b->ns,
-                         b->name, b->source, env == NULL ? "not set" : "empty", use);
-            rc = NK_ERR_INVALID;
-            continue;
-        }
-        c->bind_values[i] = strdup(env);
-        if (c->bind_values[i] == NULL) {
-            rc = NK_ERR_NOMEM;
+        why[0] = '\0';
+        r = secret_value(b->source, &c->bind_values[i], why, sizeof(why));
+        if (r == NK_ERR_NOMEM) {
+            rc = r;
             goto out;
+        }
+        if (r != NK_OK) {
+            nk_diags_add(diags, NK_SEV_ERROR, b->pos.file, b->pos.line, b->pos.column,
+                         "bind '%s.%s' has no value: %s%s", b->ns, b->name, why, use);
+            rc = NK_ERR_INVALID;
         }
     }
     for (i = 0; i < t->n_consumers; i++) {
@@ -418,6 +555,8 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
         if (r != NK_OK)
             rc = NK_ERR_INVALID;
     }
+    if (rc == NK_OK && diags != NULL)
+        rc = check_auth_schemes(c, diags);
     if (diags != NULL && diags->oom)
         rc = NK_ERR_NOMEM;
 out:

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* serve.c: `naftikod serve`: options, start-up order, one listener per adapter, signals, drain;
  * and the shared server state (struct nk_server) the adapters read. */
+#include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +22,15 @@
 #include "naftikod/common.h"
 #include "naftikod/httpd.h"
 #include "naftikod/invoke.h"
+#include "naftikod/log.h"
 #include "naftikod/mcp.h"
 #include "naftikod/metrics.h"
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
 #include "naftikod/rest.h"
+#include "naftikod/sdnotify.h"
 #include "naftikod/server.h"
+#include "naftikod/spec.h"
 #include "naftikod/upstream.h"
 
 /* ---- shared server state ------------------------------------------------------------------ */
@@ -89,30 +95,20 @@ struct nk_upstream *nk_server_upstream(struct nk_server *s)
 
 static void logline(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* One line an event on stderr: UTC time, level, message. Written with one call so lines from
- * different threads do not interleave. */
+/* One line an event on stderr (log.c: time, level, message in the --log-format). */
 static void logline(const char *level, const char *fmt, ...)
 {
-    char line[1024];
-    struct timespec ts;
-    struct tm tm;
-    size_t n;
+    char msg[NK_LOG_MAX_VALUE + 1];
+    enum nk_log_level l = NK_LOG_INFO;
     va_list ap;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000L, level);
+    nk_log_parse_level(level, &l);
+    if (!nk_log_enabled(l))
+        return;
     va_start(ap, fmt);
-    if (n < sizeof(line))
-        vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    n = strlen(line);
-    if (n + 1 >= sizeof(line))
-        n = sizeof(line) - 2;
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    fputs(line, stderr);
+    nk_log_event(l, NULL, msg, NULL, 0);
 }
 
 /* Copy s into out with anything not printable ASCII shown as '?' (paths are logged raw). */
@@ -125,20 +121,58 @@ static void printable(const char *s, char *out, size_t cap)
     out[i] = '\0';
 }
 
+static atomic_int g_log_format = NK_LOG_TEXT; /* access lines read it on any thread */
+
+/* The access line: "access" level (counted as info) in text, msg "access" with fields in logfmt
+ * and JSON. */
 static void access_line(void *ud, const struct nk_http_access *a)
 {
-    char path[512], method[32];
+    char path[512], method[32], text[800];
+    struct nk_log_field f[6];
 
     (void)ud;
+    if (!nk_log_enabled(NK_LOG_INFO))
+        return;
     printable(a->path, path, sizeof(path));
     printable(a->method, method, sizeof(method));
-    logline("access", "%s %s %u %.1fms id=%s client=%s", method, path, a->status,
-            a->seconds * 1000.0, a->request_id, a->client);
+    if (atomic_load(&g_log_format) == NK_LOG_TEXT) {
+        snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s", method, path, a->status,
+                 a->seconds * 1000.0, a->request_id, a->client);
+        nk_log_event(NK_LOG_INFO, "access", text, NULL, 0);
+        return;
+    }
+    memset(f, 0, sizeof(f));
+    f[0].key = "method";
+    f[0].str = method;
+    f[1].key = "path";
+    f[1].str = path;
+    f[2].key = "status";
+    f[2].num = a->status;
+    f[3].key = "duration_ms";
+    f[3].num = a->seconds * 1000.0;
+    f[3].decimals = 1;
+    f[4].key = "request_id";
+    f[4].str = a->request_id;
+    f[5].key = "client";
+    f[5].str = a->client;
+    nk_log_event(NK_LOG_INFO, NULL, "access", f, 6);
+}
+
+/* Apply --log-format / --log-level (validated when read). */
+static void configure_log(const char *format, const char *level)
+{
+    enum nk_log_format f = NK_LOG_TEXT;
+    enum nk_log_level l = NK_LOG_INFO;
+
+    nk_log_parse_format(format, &f);
+    nk_log_parse_level(level, &l);
+    atomic_store(&g_log_format, (int)f);
+    nk_log_configure(f, l);
 }
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_VAR, OPT_LISTEN };
+enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_VAR, OPT_LISTEN, OPT_CONFIG, OPT_CHOICE };
 
 /* An ADDR:PORT override for one adapter type. */
 struct listen_override {
@@ -148,6 +182,7 @@ struct listen_override {
 };
 
 struct serve_config {
+    const char *config; /* --config FILE, or NULL */
     const char *listen;
     bool listen_given;
     long rest_port; /* -1: from the spec */
@@ -162,19 +197,29 @@ struct serve_config {
     long max_response;
     long max_body;
     long drain_ms;
+    const char *log_format; /* text, logfmt or json */
+    const char *log_level;  /* debug, info, warning or error */
     const char *port_file;
     struct nk_var *vars;
     size_t n_vars;
     const char *ops_listen; /* ops listener (health and metrics); NULL: the default */
     long ready_cache_ms;
+    /* Not options: the capability files (command line, else the config file's list), and the
+     * strings this config owns (values read from the config file). */
+    const char **files;
+    size_t n_files;
+    bool files_from_args;
+    char **owned;
+    size_t n_owned;
 };
 
-/* The options table: every serve option once, with its environment variable and default. */
+/* The options table: every serve option once, with its environment variable and default. Its
+ * config file key is the flag without "--". */
 struct opt {
     const char *flag;
     const char *env; /* or NULL */
     enum opt_kind kind;
-    const char *arg;  /* metavariable in --help */
+    const char *arg;  /* metavariable in --help; OPT_CHOICE: the choices, '|'-separated */
     const char *dflt; /* default as shown in --help */
     const char *help;
     size_t off; /* offset in struct serve_config */
@@ -183,6 +228,8 @@ struct opt {
 #define CFG(field) offsetof(struct serve_config, field)
 
 static const struct opt opts[] = {
+    {"--config", "NAFTIKOD_CONFIG", OPT_CONFIG, "FILE", "none",
+     "YAML file of options (keys: the long option names), var: and capabilities:", CFG(config)},
     {"--listen", "NAFTIKOD_LISTEN", OPT_STRING, "ADDR", "127.0.0.1",
      "numeric IPv4/IPv6 address every listener binds (overrides an adapter's address:)",
      CFG(listen)},
@@ -214,6 +261,10 @@ static const struct opt opts[] = {
      "largest request body accepted (413 beyond)", CFG(max_body)},
     {"--drain-timeout", "NAFTIKOD_DRAIN_TIMEOUT_MS", OPT_UINT, "MS", "10000",
      "on SIGTERM/SIGINT, how long to wait for requests in flight", CFG(drain_ms)},
+    {"--log-format", "NAFTIKOD_LOG_FORMAT", OPT_CHOICE, "text|logfmt|json", "text",
+     "log line format on stderr (one line an event)", CFG(log_format)},
+    {"--log-level", "NAFTIKOD_LOG_LEVEL", OPT_CHOICE, "debug|info|warning|error", "info",
+     "least severe level logged (access lines count as info)", CFG(log_level)},
     {"--port-file", "NAFTIKOD_PORT_FILE", OPT_STRING, "FILE", "none",
      "once listening, write \"rest=PORT\\nmcp=PORT\\n\" there (atomically)", CFG(port_file)},
     {"--ops-listen", "NAFTIKOD_OPS_LISTEN", OPT_STRING, "ADDR:PORT", NK_OPS_DEFAULT_LISTEN,
@@ -223,20 +274,55 @@ static const struct opt opts[] = {
      "how long a /readyz upstream reachability verdict is reused", CFG(ready_cache_ms)},
 };
 
+#define N_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* Options a reload (SIGHUP) applies; every other one needs a restart. */
+static bool opt_is_live(const struct opt *o)
+{
+    return o->off == CFG(vars) || o->off == CFG(log_format) || o->off == CFG(log_level);
+}
+
+/* Errors that stop start-up or a reload: "naftikod serve: ..." on stderr at start-up (an error
+ * log line once a --log-format other than text is in force), an error log line during a reload
+ * (SIGHUP). */
+static bool g_reloading;
+
+static void report_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void report_error(const char *fmt, ...)
+{
+    char msg[900];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (g_reloading)
+        logline("error", "reload: %s", msg);
+    else if (atomic_load(&g_log_format) != NK_LOG_TEXT)
+        logline("error", "%s", msg);
+    else
+        fprintf(stderr, "naftikod serve: %s\n", msg);
+}
+
 static void usage(FILE *out)
 {
     size_t i;
     char left[64];
 
-    fputs("Usage: naftikod serve [OPTIONS] CAPABILITY...\n"
+    fputs("Usage: naftikod serve [OPTIONS] [CAPABILITY...]\n"
           "\n"
           "Load the capability documents and serve every REST and MCP (transport: http) adapter\n"
           "they expose, in the foreground, until SIGTERM or SIGINT (which drain requests in\n"
-          "flight, then exit 0). Logs go to stderr, one line an event.\n"
+          "flight, then exit 0). SIGHUP reloads the capabilities (and the --config file)\n"
+          "without dropping a request; a broken reload is logged and the previous table stays.\n"
+          "Logs go to stderr, one line an event. CAPABILITY arguments replace the config\n"
+          "file's capabilities: list.\n"
           "\n"
-          "Options (flag, environment variable, default; a flag beats its variable):\n",
+          "Options (flag, environment variable, default; flag > variable > config file >\n"
+          "default; the config file key is the flag without '--'):\n",
           out);
-    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+    for (i = 0; i < N_OPTS; i++) {
         snprintf(left, sizeof(left), "%s%s%s", opts[i].flag, opts[i].arg ? " " : "",
                  opts[i].arg ? opts[i].arg : "");
         fprintf(out, "  %-24s (env %s; default %s)\n      %s\n", left,
@@ -244,8 +330,54 @@ static void usage(FILE *out)
     }
     fputs("  -h, --help\n      show this help and exit\n"
           "\n"
-          "Exit status: 0 after a clean shutdown, 1 when start-up fails (invalid capability,\n"
-          "missing variable or credential, address in use), 2 on a usage error.\n",
+          "Credentials the capabilities bind (e.g. STACKROX_API_KEY) come from the environment\n"
+          "variable NAME, else the file named by NAME_FILE, else $CREDENTIALS_DIRECTORY/NAME\n"
+          "(systemd LoadCredential=); NAME and NAME_FILE both set is an error. They are never\n"
+          "logged. With $NOTIFY_SOCKET set, systemd is told READY=1, RELOADING=1, STOPPING=1 and\n"
+          "(with $WATCHDOG_USEC) WATCHDOG=1. Details: docs/configuration.md, docs/operations.md.\n"
+          "\n"
+          "Exit status: 0 after a clean shutdown, 1 when start-up fails (invalid capability or\n"
+          "config file, missing variable or credential, address in use), 2 on a usage error.\n",
+          out);
+}
+
+/* s with '|' escaped, so it stays inside one Markdown table cell. */
+static void md_cell(FILE *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '|')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+}
+
+/* The option table as the Markdown table of docs/configuration.md (a test compares them). */
+static void options_markdown(FILE *out)
+{
+    size_t i;
+
+    fputs("| flag | environment | config key | default | meaning |\n"
+          "|---|---|---|---|---|\n",
+          out);
+    for (i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        fprintf(out, "| `%s%s", o->flag, o->arg ? " " : "");
+        md_cell(out, o->arg ? o->arg : "");
+        fprintf(out, "` | %s%s%s | ", o->env ? "`" : "", o->env ? o->env : "NAME upper-cased",
+                o->env ? "`" : "");
+        if (o->kind == OPT_CONFIG)
+            fputs("- | ", out);
+        else if (o->kind == OPT_VAR)
+            fputs("`var:` (mapping NAME: VALUE) | ", out);
+        else
+            fprintf(out, "`%s:` | ", o->flag + 2);
+        md_cell(out, o->dflt);
+        fputs(" | ", out);
+        md_cell(out, o->help);
+        fputs(" |\n", out);
+    }
+    fputs("| `CAPABILITY...` (arguments) | - | `capabilities:` (list of paths, relative to the "
+          "file) | none | capability documents to serve; arguments replace the file's list |\n",
           out);
 }
 
@@ -305,117 +437,353 @@ static bool parse_listen(const char *v, struct listen_override *o)
     return true;
 }
 
-/* Apply one option value (from a flag or the environment). Returns false on a bad value. */
+/* One of the '|'-separated choices? */
+static bool is_choice(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    const char *p = choices;
+
+    while (n > 0 && p != NULL) {
+        if (strncmp(p, v, n) == 0 && (p[n] == '|' || p[n] == '\0'))
+            return true;
+        p = strchr(p, '|');
+        if (p != NULL)
+            p++;
+    }
+    return false;
+}
+
+/* A string the config keeps (value from the config file): a copy of s[0..n), or n zero bytes
+ * when s is NULL; NULL on OOM. */
+static char *keep(struct serve_config *c, const char *s, size_t n)
+{
+    char **tmp = realloc(c->owned, (c->n_owned + 1) * sizeof(*tmp));
+    char *d;
+
+    if (tmp == NULL)
+        return NULL;
+    c->owned = tmp;
+    d = malloc(n + 1);
+    if (d == NULL)
+        return NULL;
+    if (s != NULL)
+        memcpy(d, s, n);
+    else
+        memset(d, 0, n);
+    d[n] = '\0';
+    c->owned[c->n_owned++] = d;
+    return d;
+}
+
+static void config_free(struct serve_config *c)
+{
+    size_t i;
+
+    for (i = 0; i < c->n_owned; i++) {
+        explicit_bzero(c->owned[i], strlen(c->owned[i]));
+        free(c->owned[i]);
+    }
+    free(c->owned);
+    free(c->vars);
+    free(c->files);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Set variable name (len n) to value; a later source replaces an earlier one. */
+static bool set_var(struct serve_config *c, const char *name, size_t n, const char *value)
+{
+    struct nk_var *tmp;
+    const char *kept;
+    size_t i;
+
+    for (i = 0; i < c->n_vars; i++)
+        if (strlen(c->vars[i].name) == n && strncmp(c->vars[i].name, name, n) == 0) {
+            c->vars[i].value = value;
+            return true;
+        }
+    kept = keep(c, name, n);
+    tmp = kept != NULL ? realloc(c->vars, (c->n_vars + 1) * sizeof(*tmp)) : NULL;
+    if (tmp == NULL) {
+        report_error("out of memory");
+        return false;
+    }
+    c->vars = tmp;
+    c->vars[c->n_vars].name = kept;
+    c->vars[c->n_vars].value = value;
+    c->n_vars++;
+    return true;
+}
+
+/* Apply one option value (from a flag, the environment or the config file; `from` names it in
+ * messages). value must outlive c. Returns false on a bad value. */
 static bool apply(struct serve_config *c, const struct opt *o, const char *value, const char *from)
 {
     char *base = (char *)c;
-    struct nk_var *tmp;
     const char *eq;
 
     switch (o->kind) {
     case OPT_STRING:
+    case OPT_CONFIG:
         *(const char **)(void *)(base + o->off) = value;
         if (o->off == CFG(listen))
             c->listen_given = true;
         return true;
+    case OPT_CHOICE:
+        if (!is_choice(o->arg, value)) {
+            report_error("%s: expected one of %s, got '%s'", from, o->arg, value);
+            return false;
+        }
+        *(const char **)(void *)(base + o->off) = value;
+        return true;
     case OPT_UINT:
         if (!parse_ulong(value, (long *)(void *)(base + o->off))) {
-            fprintf(stderr, "naftikod serve: %s: '%s' is not a non-negative integer\n", from,
-                    value);
+            report_error("%s: '%s' is not a non-negative integer", from, value);
             return false;
         }
         if ((o->off == CFG(rest_port) || o->off == CFG(mcp_port)) &&
             *(long *)(void *)(base + o->off) > 65535) {
-            fprintf(stderr, "naftikod serve: %s: port %s is out of range\n", from, value);
+            report_error("%s: port %s is out of range", from, value);
             return false;
         }
         return true;
     case OPT_BOOL:
         if (!parse_bool(value, (bool *)(void *)(base + o->off))) {
-            fprintf(stderr, "naftikod serve: %s: '%s' is not a boolean\n", from, value);
+            report_error("%s: '%s' is not a boolean", from, value);
             return false;
         }
         return true;
     case OPT_LISTEN:
         if (!parse_listen(value, (struct listen_override *)(void *)(base + o->off))) {
-            fprintf(stderr,
-                    "naftikod serve: %s: expected ADDR:PORT, [IPV6]:PORT or :PORT, got '%s'\n",
-                    from, value);
+            report_error("%s: expected ADDR:PORT, [IPV6]:PORT or :PORT, got '%s'", from, value);
             return false;
         }
         return true;
     case OPT_VAR:
         eq = strchr(value, '=');
         if (eq == NULL || eq == value) {
-            fprintf(stderr, "naftikod serve: %s: expected NAME=VALUE, got '%s'\n", from, value);
+            report_error("%s: expected NAME=VALUE, got '%s'", from, value);
             return false;
         }
-        tmp = realloc(c->vars, (c->n_vars + 1) * sizeof(*tmp));
-        if (tmp == NULL)
-            return false;
-        c->vars = tmp;
-        /* The name is cut out of argv in place: argv strings are writable. */
-        ((char *)value)[eq - value] = '\0';
-        c->vars[c->n_vars].name = value;
-        c->vars[c->n_vars].value = eq + 1;
-        c->n_vars++;
-        return true;
+        return set_var(c, value, (size_t)(eq - value), eq + 1);
     }
     return false;
 }
 
-/* Parse argv into c; files get the capability paths (argv slots). Returns 0 to go on, or the exit
- * status to return now (0 after --help, 2 on a usage error). */
-static int parse_args(int argc, char **argv, struct serve_config *c, const char ***files,
-                      size_t *n_files)
-{
-    size_t i;
-    int a;
-    const char *v;
-    char from[64];
+/* ---- configuration file ------------------------------------------------------------------- */
 
-    c->listen = "127.0.0.1";
-    c->rest_port = -1;
-    c->mcp_port = -1;
-    c->drain_ms = 10000;
-    c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
-    /* Environment first, so flags override it. */
-    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-        if (opts[i].env == NULL || (v = getenv(opts[i].env)) == NULL || *v == '\0')
-            continue;
-        snprintf(from, sizeof(from), "%s", opts[i].env);
-        if (!apply(c, &opts[i], v, from))
-            return 2;
+/* "FILE:LINE:COLUMN: key" of a node. */
+static void node_at(const char *file, const struct nk_node *n, const char *key, char *out,
+                    size_t cap)
+{
+    snprintf(out, cap, "%s:%u:%u: %s", file, n->line, n->column, key);
+}
+
+/* The directory part of path ("." when none), kept in c. */
+static const char *dir_of(struct serve_config *c, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        return keep(c, ".", 1);
+    return keep(c, path, slash == path ? 1 : (size_t)(slash - path));
+}
+
+static bool config_capabilities(struct serve_config *c, const char *file, const struct nk_node *v)
+{
+    const char *dir = dir_of(c, file);
+    char at[600];
+    size_t i;
+
+    node_at(file, v, "capabilities", at, sizeof(at));
+    if (v->kind != NK_NODE_SEQUENCE) {
+        report_error("%s: expected a list of capability file paths", at);
+        return false;
     }
-    *files = calloc((size_t)argc + 1, sizeof(**files));
-    if (*files == NULL)
-        return 2;
-    *n_files = 0;
+    free(c->files);
+    c->n_files = 0;
+    c->files = calloc(v->n + 1, sizeof(*c->files));
+    if (c->files == NULL || dir == NULL) {
+        report_error("out of memory");
+        return false;
+    }
+    for (i = 0; i < v->n; i++) {
+        const struct nk_node *p = v->items[i];
+        char *path;
+        size_t n;
+
+        if (p->kind != NK_NODE_SCALAR || p->len == 0 || strlen(p->str) != p->len) {
+            node_at(file, p, "capabilities", at, sizeof(at));
+            report_error("%s: expected a file path", at);
+            return false;
+        }
+        n = p->len;
+        if (p->str[0] == '/') {
+            path = keep(c, p->str, n);
+        } else {
+            path = keep(c, NULL, strlen(dir) + 1 + n);
+            if (path != NULL)
+                snprintf(path, strlen(dir) + 2 + n, "%s/%s", dir, p->str);
+        }
+        if (path == NULL) {
+            report_error("out of memory");
+            return false;
+        }
+        c->files[c->n_files++] = path;
+    }
+    return true;
+}
+
+/* var: NAME: VALUE. The environment variable of NAME beats the file (defaults < file < env <
+ * flags), so a file value is skipped when that variable is set. */
+static bool config_vars(struct serve_config *c, const char *file, const struct nk_node *v)
+{
+    char at[600], env[256];
+    size_t i, j;
+
+    node_at(file, v, "var", at, sizeof(at));
+    if (v->kind != NK_NODE_MAPPING) {
+        report_error("%s: expected a mapping of NAME: VALUE", at);
+        return false;
+    }
+    for (i = 0; i < v->n; i++) {
+        const struct nk_node *k = v->pairs[i].key, *val = v->pairs[i].value;
+        const char *value, *e;
+
+        if (val->kind != NK_NODE_SCALAR || k->len == 0 || strlen(k->str) != k->len ||
+            strlen(val->str) != val->len) {
+            node_at(file, val, k->str, at, sizeof(at));
+            report_error("%s: expected NAME: VALUE with a text value", at);
+            return false;
+        }
+        for (j = 0; k->str[j] != '\0' && j + 1 < sizeof(env); j++)
+            env[j] = k->str[j] == '-' ? '_' : (char)toupper((unsigned char)k->str[j]);
+        env[j] = '\0';
+        if ((e = getenv(env)) != NULL && e[0] != '\0')
+            continue;
+        value = keep(c, val->str, val->len);
+        if (value == NULL || !set_var(c, k->str, k->len, value))
+            return false;
+    }
+    return true;
+}
+
+/* Read the YAML config file into c (through the spec module: positions, limits, duplicate keys).
+ * Unknown keys, wrong shapes and bad values are errors naming FILE:LINE:COLUMN and the key. */
+static bool config_load(struct serve_config *c, const char *file)
+{
+    struct nk_node *root = NULL;
+    struct nk_error err;
+    char *buf = NULL;
+    size_t len = 0, i, j;
+    bool ok = false;
+    char at[600];
+
+    memset(&err, 0, sizeof(err));
+    if (nk_spec_read_file(file, &buf, &len, &err) != NK_OK) {
+        report_error("cannot read the config file %s: %s", file, err.msg);
+        return false;
+    }
+    if (nk_spec_parse(buf, len, &root, &err) != NK_OK) {
+        report_error("%s:%u:%u: %s", file, err.line, err.column, err.msg);
+        goto out;
+    }
+    if (root->kind != NK_NODE_MAPPING) {
+        node_at(file, root, "(top level)", at, sizeof(at));
+        report_error("%s: expected a mapping of option names to values", at);
+        goto out;
+    }
+    for (i = 0; i < root->n; i++) {
+        const struct nk_node *k = root->pairs[i].key, *v = root->pairs[i].value;
+        const struct opt *o = NULL;
+        const char *value;
+
+        if (strcmp(k->str, "capabilities") == 0) {
+            if (!config_capabilities(c, file, v))
+                goto out;
+            continue;
+        }
+        if (strcmp(k->str, "var") == 0) {
+            if (!config_vars(c, file, v))
+                goto out;
+            continue;
+        }
+        for (j = 0; j < N_OPTS; j++)
+            if (opts[j].kind != OPT_CONFIG && opts[j].kind != OPT_VAR &&
+                strcmp(opts[j].flag + 2, k->str) == 0)
+                o = &opts[j];
+        node_at(file, k, k->str, at, sizeof(at));
+        if (o == NULL) {
+            report_error("%s: unknown key (expected an option name without '--', var or "
+                         "capabilities; see naftikod serve --help)",
+                         at);
+            goto out;
+        }
+        if (v->kind != NK_NODE_SCALAR || strlen(v->str) != v->len || nk_node_is_null(v)) {
+            report_error("%s: expected a single value", at);
+            goto out;
+        }
+        value = keep(c, v->str, v->len);
+        if (value == NULL) {
+            report_error("out of memory");
+            goto out;
+        }
+        node_at(file, v, k->str, at, sizeof(at));
+        if (!apply(c, o, value, at))
+            goto out;
+    }
+    ok = true;
+out:
+    nk_node_free(root);
+    free(buf);
+    return ok;
+}
+
+/* ---- reading every source ------------------------------------------------------------------ */
+
+static const struct opt *find_flag(const char *arg)
+{
+    size_t i, flen;
+
+    for (i = 0; i < N_OPTS; i++) {
+        flen = strlen(opts[i].flag);
+        if (strncmp(arg, opts[i].flag, flen) == 0 && (arg[flen] == '\0' || arg[flen] == '='))
+            return &opts[i];
+    }
+    return NULL;
+}
+
+/* Walk the command line. With c == NULL only find --config (into *config) and --help /
+ * --options-markdown; otherwise apply every flag and collect the capability arguments. Returns 0
+ * to go on, -1 after printing help, 2 on a usage error. */
+static int scan_args(int argc, char **argv, struct serve_config *c, const char **config)
+{
+    const char *v;
+    int a;
+
     for (a = 1; a < argc; a++) {
         const char *arg = argv[a];
-        const struct opt *o = NULL;
+        const struct opt *o;
         size_t flen;
 
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+        if (c == NULL && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)) {
             usage(stdout);
             return -1;
         }
+        if (c == NULL && strcmp(arg, "--options-markdown") == 0) { /* hidden: docs test */
+            options_markdown(stdout);
+            return -1;
+        }
         if (strcmp(arg, "--") == 0) {
-            for (a++; a < argc; a++)
-                (*files)[(*n_files)++] = argv[a];
+            for (a++; c != NULL && a < argc; a++)
+                c->files[c->n_files++] = argv[a];
             break;
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            (*files)[(*n_files)++] = arg;
+            if (c != NULL)
+                c->files[c->n_files++] = arg;
             continue;
         }
-        for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-            flen = strlen(opts[i].flag);
-            if (strncmp(arg, opts[i].flag, flen) == 0 && (arg[flen] == '\0' || arg[flen] == '=')) {
-                o = &opts[i];
-                break;
-            }
-        }
+        o = find_flag(arg);
         if (o == NULL) {
             fprintf(stderr, "naftikod serve: unknown option '%s'\nTry 'naftikod serve --help'.\n",
                     arg);
@@ -432,15 +800,127 @@ static int parse_args(int argc, char **argv, struct serve_config *c, const char 
             fprintf(stderr, "naftikod serve: %s needs a value\n", o->flag);
             return 2;
         }
-        if (!apply(c, o, v, o->flag))
+        if (c == NULL) {
+            if (o->kind == OPT_CONFIG)
+                *config = v;
+        } else if (!apply(c, o, v, o->flag)) {
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* Fill c from every source: defaults < config file < environment < flags. Returns 0 to go on,
+ * -1 after --help, 2 on a usage error, 1 on a bad config file. */
+static int read_config(int argc, char **argv, struct serve_config *c)
+{
+    const char *config = NULL, *v;
+    const char **cfg_files;
+    size_t i, n_cfg_files;
+    char from[64];
+    int r;
+
+    memset(c, 0, sizeof(*c));
+    c->listen = "127.0.0.1";
+    c->rest_port = -1;
+    c->mcp_port = -1;
+    c->drain_ms = 10000;
+    c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
+    c->log_format = "text";
+    c->log_level = "info";
+    r = scan_args(argc, argv, NULL, &config);
+    if (r != 0)
+        return r;
+    if (config == NULL && (v = getenv("NAFTIKOD_CONFIG")) != NULL && v[0] != '\0')
+        config = v;
+    if (config != NULL) {
+        c->config = config;
+        if (!config_load(c, config))
+            return 1;
+    }
+    for (i = 0; i < N_OPTS; i++) {
+        if (opts[i].env == NULL || opts[i].kind == OPT_CONFIG ||
+            (v = getenv(opts[i].env)) == NULL || *v == '\0')
+            continue;
+        snprintf(from, sizeof(from), "%s", opts[i].env);
+        if (!apply(c, &opts[i], v, from))
             return 2;
     }
-    if (*n_files == 0) {
-        fprintf(stderr, "naftikod serve: no capability file given\n"
-                        "Try 'naftikod serve --help'.\n");
+    /* Capability arguments replace the config file's list. */
+    cfg_files = c->files;
+    n_cfg_files = c->n_files;
+    c->files = calloc((size_t)argc + 1, sizeof(*c->files));
+    c->n_files = 0;
+    if (c->files == NULL) {
+        c->files = cfg_files;
+        report_error("out of memory");
+        return 2;
+    }
+    r = scan_args(argc, argv, c, NULL);
+    if (r == 0 && c->n_files == 0 && n_cfg_files > 0) {
+        free(c->files);
+        c->files = cfg_files;
+        c->n_files = n_cfg_files;
+    } else {
+        free(cfg_files);
+        c->files_from_args = true;
+    }
+    if (r != 0)
+        return r;
+    if (c->n_files == 0) {
+        report_error("no capability file given (arguments or the config file's capabilities:)");
+        if (!g_reloading)
+            fputs("Try 'naftikod serve --help'.\n", stderr);
         return 2;
     }
     return 0;
+}
+
+/* Render option o's value in c, to tell whether a reload changed it. */
+static void opt_value(const struct serve_config *c, const struct opt *o, char *out, size_t cap)
+{
+    const char *base = (const char *)c;
+    const struct listen_override *lo;
+    const char *s;
+
+    switch (o->kind) {
+    case OPT_STRING:
+    case OPT_CONFIG:
+    case OPT_CHOICE:
+        s = *(const char *const *)(const void *)(base + o->off);
+        snprintf(out, cap, "%s", s != NULL ? s : "(unset)");
+        return;
+    case OPT_UINT:
+        snprintf(out, cap, "%ld", *(const long *)(const void *)(base + o->off));
+        return;
+    case OPT_BOOL:
+        snprintf(out, cap, "%d", *(const bool *)(const void *)(base + o->off) ? 1 : 0);
+        return;
+    case OPT_LISTEN:
+        lo = (const struct listen_override *)(const void *)(base + o->off);
+        snprintf(out, cap, "%d %s %ld", lo->given ? 1 : 0, lo->addr, lo->port);
+        return;
+    case OPT_VAR:
+        break;
+    }
+    out[0] = '\0';
+}
+
+/* Warn for every option a reload changed that only a restart applies. */
+static void warn_option_changes(const struct serve_config *running, const struct serve_config *next)
+{
+    char a[600], b[600];
+    size_t i;
+
+    for (i = 0; i < N_OPTS; i++) {
+        if (opt_is_live(&opts[i]))
+            continue;
+        opt_value(running, &opts[i], a, sizeof(a));
+        opt_value(next, &opts[i], b, sizeof(b));
+        if (strcmp(a, b) != 0)
+            logline("warning", "reload: %s changed: it needs a restart (the running value stays)",
+                    opts[i].flag);
+    }
 }
 
 static bool is_loopback(const char *addr)
@@ -545,10 +1025,9 @@ static bool ops_listen_valid(const struct serve_config *cfg)
     if (cfg->ops_listen == NULL ||
         nk_ops_parse_listen(cfg->ops_listen, addr, sizeof(addr), &port, &off))
         return true;
-    fprintf(stderr,
-            "naftikod serve: --ops-listen (or NAFTIKOD_OPS_LISTEN): expected ADDR:PORT, "
-            "[IPV6]:PORT, :PORT or off, got '%s'\n",
-            cfg->ops_listen);
+    report_error("--ops-listen (or NAFTIKOD_OPS_LISTEN): expected ADDR:PORT, "
+                 "[IPV6]:PORT, :PORT or off, got '%s'",
+                 cfg->ops_listen);
     return false;
 }
 
@@ -573,7 +1052,7 @@ static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
                     NK_OPS_DEFAULT_LISTEN, err.msg);
             return true;
         }
-        fprintf(stderr, "naftikod serve: --ops-listen: %s\n", err.msg);
+        report_error("--ops-listen: %s", err.msg);
         return false;
     }
     if (*ops != NULL)
@@ -582,9 +1061,216 @@ static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
                 strchr(nk_ops_address(*ops), ':') ? "]" : "", nk_ops_port(*ops));
     return true;
 }
-/* TODO(lead): call nk_metrics_reload(ok) (metrics.h) where a SIGHUP reload succeeds or fails. */
 
 /* ---- end of ops listener and metrics hooks ------------------------------------------------- */
+
+/* ---- reload (SIGHUP) ----------------------------------------------------------------------- */
+
+/* The loader warns about an Authorization value without a scheme from the template alone
+ * ('{{env.STACKROX_API_KEY}}'), which is right for `naftikod check` but wrong once the value is
+ * known: nk_context_new() judges the resolved value. Drop the loader's guess here. */
+static void drop_static_scheme_warnings(struct nk_diags *d)
+{
+    size_t i, k = 0;
+
+    for (i = 0; i < d->n; i++) {
+        struct nk_diag *g = &d->v[i];
+        if (g->sev == NK_SEV_WARNING && strstr(g->msg, "the Authorization value '") == g->msg &&
+            strstr(g->msg, "' has no scheme") != NULL) {
+            free(g->file);
+            free(g->msg);
+            d->n_warnings--;
+            continue;
+        }
+        d->v[k++] = *g;
+    }
+    d->n = k;
+}
+
+/* Report diagnostics: at start-up in the text format as `naftikod check` prints them
+ * (FILE:LINE:COLUMN: error: ...), otherwise one log line each, FILE:LINE:COLUMN first, prefixed
+ * with what ("reload") when not NULL. */
+static void log_diags(struct nk_diags *d, const char *what)
+{
+    size_t i;
+
+    drop_static_scheme_warnings(d);
+    nk_diags_sort(d);
+    if (what == NULL && atomic_load(&g_log_format) == NK_LOG_TEXT) {
+        nk_diags_print(d, stderr);
+        return;
+    }
+    for (i = 0; i < d->n; i++) {
+        const struct nk_diag *g = &d->v[i];
+        logline(g->sev == NK_SEV_ERROR ? "error" : "warning", "%s%s%s:%u:%u: %s: %s",
+                what ? what : "", what ? ": " : "", g->file ? g->file : "<input>", g->line,
+                g->column, g->sev == NK_SEV_ERROR ? "error" : "warning", g->msg);
+    }
+}
+
+static const struct nk_adapter *find_adapter(const struct nk_optable *t, enum nk_adapter_type type,
+                                             const char *ns)
+{
+    size_t i;
+
+    for (i = 0; i < t->n_adapters; i++)
+        if (t->adapters[i].type == type && strcmp(t->adapters[i].ns, ns) == 0)
+            return &t->adapters[i];
+    return NULL;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Warn about what a new table asks for that only a restart can give: listeners are bound once. */
+static void warn_listener_changes(const struct nk_optable *old, const struct nk_optable *nt,
+                                  const struct listener *ls, size_t n_ls)
+{
+    size_t i;
+
+    for (i = 0; i < n_ls; i++) {
+        const struct nk_adapter *a = find_adapter(nt, ls[i].type, ls[i].ns);
+        const struct nk_adapter *o = find_adapter(old, ls[i].type, ls[i].ns);
+        if (a == NULL) {
+            logline("warning",
+                    "reload: adapter '%s' is gone from the capabilities: its listener (port %u) "
+                    "stays up and answers 404 until a restart",
+                    ls[i].ns, ls[i].port);
+            continue;
+        }
+        if (o != NULL && (a->port != o->port || !same_str(a->address, o->address)))
+            logline("warning",
+                    "reload: adapter '%s' changed its address or port: that needs a restart "
+                    "(still listening on port %u)",
+                    ls[i].ns, ls[i].port);
+    }
+    for (i = 0; i < nt->n_adapters; i++) {
+        const struct nk_adapter *a = &nt->adapters[i];
+        size_t j;
+        bool served = false;
+
+        if (a->type == NK_ADAPTER_MCP && a->transport != NULL && strcmp(a->transport, "http") != 0)
+            continue;
+        for (j = 0; j < n_ls && !served; j++)
+            served = ls[j].type == a->type && strcmp(ls[j].ns, a->ns) == 0;
+        if (!served)
+            logline("warning", "reload: new %s adapter '%s' is not served until a restart",
+                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns);
+    }
+}
+
+/* Load files and resolve binds/variables into a new context, off to the side; on success make it
+ * the one in force (requests already running finish on the old one). On any error, log it and
+ * keep serving the old context. Counted in naftikod_reloads_total either way. */
+static bool reload_table(struct nk_server *server, const char *const *files, size_t n_files,
+                         const struct nk_var *vars, size_t n_vars, const struct listener *ls,
+                         size_t n_ls)
+{
+    struct nk_diags diags;
+    struct nk_optable *nt = NULL;
+    struct nk_context *nc = NULL, *old = NULL;
+    bool ok = false;
+
+    nk_diags_init(&diags);
+    if (nk_optable_load(files, n_files, NULL, &diags, &nt) != NK_OK) {
+        log_diags(&diags, "reload");
+        logline("error",
+                "reload failed: %zu error(s) in the capabilities; still serving the "
+                "previous table",
+                diags.n_errors);
+        goto out;
+    }
+    log_diags(&diags, "reload");
+    nk_diags_cleanup(&diags);
+    nk_diags_init(&diags);
+    if (nk_context_new(nt, vars, n_vars, &diags, &nc) != NK_OK) {
+        log_diags(&diags, "reload");
+        logline("error", "reload failed: cannot resolve variables and credentials; still "
+                         "serving the previous table");
+        goto out;
+    }
+    old = nk_server_context(server);
+    warn_listener_changes(nk_context_table(old), nt, ls, n_ls);
+    nk_server_swap(server, nc);
+    logline("info", "reload: new table in force (%zu file(s), %zu adapter(s))", n_files,
+            nt->n_adapters);
+    ok = true;
+out:
+    nk_metrics_reload(ok);
+    if (old != NULL)
+        nk_context_unref(old);
+    if (nc != NULL)
+        nk_context_unref(nc);
+    nk_optable_unref(nt);
+    nk_diags_cleanup(&diags);
+    return ok;
+}
+
+/* Tell systemd (when $NOTIFY_SOCKET is set); a failure is logged, never fatal. */
+/* SIGHUP: read every option source again (config file, environment, flags), then reload the
+ * capabilities with the new list and variables. Options other than --var and the log options
+ * keep their running values (a warning names each changed one). */
+static void reload(int argc, char **argv, const struct serve_config *running,
+                   struct serve_config *live, bool *have_live, struct nk_server *server,
+                   const struct listener *ls, size_t n_ls)
+{
+    struct serve_config next;
+    int r;
+
+    g_reloading = true;
+    r = read_config(argc, argv, &next);
+    g_reloading = false;
+    if (r != 0) {
+        logline("error", "reload failed: invalid options or config file; still serving the "
+                         "previous table");
+        nk_metrics_reload(false);
+        config_free(&next);
+        return;
+    }
+    warn_option_changes(running, &next);
+    if (!reload_table(server, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+        config_free(&next);
+        return;
+    }
+    configure_log(next.log_format, next.log_level);
+    if (*have_live)
+        config_free(live);
+    *live = next;
+    *have_live = true;
+}
+
+static void notify(const char *state)
+{
+    int r = strcmp(state, "RELOADING=1") == 0 ? nk_sd_notify_reloading() : nk_sd_notify(state);
+
+    if (r < 0)
+        logline("warning", "cannot notify systemd (%s) via $NOTIFY_SOCKET: %s", state,
+                strerror(errno));
+}
+
+/* Wait for one of sigs; with a watchdog period, send WATCHDOG=1 every half period meanwhile. */
+static int wait_signal(const sigset_t *sigs, bool watchdog, uint64_t watchdog_usec)
+{
+    struct timespec half;
+    int sig;
+
+    if (!watchdog) {
+        while (sigwait(sigs, &sig) != 0)
+            ;
+        return sig;
+    }
+    half.tv_sec = (time_t)(watchdog_usec / 2 / 1000000u);
+    half.tv_nsec = (long)(watchdog_usec / 2 % 1000000u) * 1000L;
+    for (;;) {
+        sig = sigtimedwait(sigs, NULL, &half);
+        if (sig > 0)
+            return sig;
+        if (errno == EAGAIN)
+            notify("WATCHDOG=1");
+    }
+}
 
 static double now_s(void)
 {
@@ -595,9 +1281,11 @@ static double now_s(void)
 }
 
 /* Wait (bounded by drain_ms) until no listener has a request in flight. */
-static void drain(struct listener *ls, size_t n, long drain_ms)
+static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
+                  uint64_t watchdog_usec)
 {
     double deadline = now_s() + (double)drain_ms / 1000.0;
+    double next_ping = now_s() + (double)watchdog_usec / 2e6;
     struct timespec pause = {0, 10 * 1000 * 1000};
     size_t i, pending;
 
@@ -614,6 +1302,10 @@ static void drain(struct listener *ls, size_t n, long drain_ms)
                     pending);
             return;
         }
+        if (watchdog && now_s() >= next_ping) { /* a long drain is not a hang */
+            notify("WATCHDOG=1");
+            next_ping = now_s() + (double)watchdog_usec / 2e6;
+        }
         /* httpd offers no completion signal across listeners; poll at 10 ms. */
         nanosleep(&pause, NULL);
     }
@@ -621,9 +1313,9 @@ static void drain(struct listener *ls, size_t n, long drain_ms)
 
 int nk_cmd_serve(int argc, char **argv)
 {
-    struct serve_config cfg;
-    const char **files = NULL;
-    size_t n_files = 0, i, n_ls = 0;
+    struct serve_config cfg, live; /* cfg: what runs; live: the last reloaded config */
+    bool have_live = false;
+    size_t i, n_ls = 0;
     struct nk_diags diags;
     struct nk_optable *table = NULL;
     struct nk_context *ctx = NULL;
@@ -636,18 +1328,21 @@ int nk_cmd_serve(int argc, char **argv)
     struct nk_error err;
     const struct nk_optable *t;
     sigset_t sigs;
-    bool global = false;
+    bool global = false, watchdog = false;
+    uint64_t watchdog_usec = 0;
     int status = 1, sig = 0, r;
 
     memset(&cfg, 0, sizeof(cfg));
+    memset(&live, 0, sizeof(live));
     memset(&uo, 0, sizeof(uo));
     memset(&err, 0, sizeof(err));
     nk_diags_init(&diags);
-    r = parse_args(argc, argv, &cfg, &files, &n_files);
+    r = read_config(argc, argv, &cfg);
     if (r != 0) {
         status = r < 0 ? 0 : r;
         goto out;
     }
+    configure_log(cfg.log_format, cfg.log_level);
     if (!ops_listen_valid(&cfg)) { /* ops listener */
         status = 2;
         goto out;
@@ -663,11 +1358,10 @@ int nk_cmd_serve(int argc, char **argv)
 
     if (!is_loopback(cfg.listen)) {
         if (!cfg.allow_remote) {
-            fprintf(stderr,
-                    "naftikod serve: refusing to listen on non-loopback address %s: inbound "
-                    "authentication is not available yet, and these adapters act with the "
-                    "upstream credentials; pass --allow-remote to accept the risk\n",
-                    cfg.listen);
+            report_error("refusing to listen on non-loopback address %s: inbound "
+                         "authentication is not available yet, and these adapters act with the "
+                         "upstream credentials; pass --allow-remote to accept the risk",
+                         cfg.listen);
             goto out;
         }
         logline("warning",
@@ -677,30 +1371,26 @@ int nk_cmd_serve(int argc, char **argv)
     }
 
     if (nk_upstream_global_init() != NK_OK) {
-        fprintf(stderr, "naftikod serve: cannot initialise the HTTP client library\n");
+        report_error("cannot initialise the HTTP client library");
         goto out;
     }
     global = true;
 
-    if (nk_optable_load(files, n_files, NULL, &diags, &table) != NK_OK) {
-        nk_diags_sort(&diags);
-        nk_diags_print(&diags, stderr);
-        fprintf(stderr, "naftikod serve: cannot load the capabilities (%zu error(s))\n",
-                diags.n_errors);
+    if (nk_optable_load(cfg.files, cfg.n_files, NULL, &diags, &table) != NK_OK) {
+        log_diags(&diags, NULL);
+        report_error("cannot load the capabilities (%zu error(s))", diags.n_errors);
         goto out;
     }
-    nk_diags_sort(&diags);
-    nk_diags_print(&diags, stderr); /* warnings */
+    log_diags(&diags, NULL); /* warnings */
     nk_diags_cleanup(&diags);
     nk_diags_init(&diags);
     if (nk_context_new(table, cfg.vars, cfg.n_vars, &diags, &ctx) != NK_OK) {
-        nk_diags_sort(&diags);
-        nk_diags_print(&diags, stderr);
-        fprintf(stderr, "naftikod serve: cannot resolve variables and credentials; set them "
-                        "and start again\n");
+        log_diags(&diags, NULL);
+        report_error("cannot resolve variables and credentials; set them "
+                     "and start again");
         goto out;
     }
-    nk_diags_print(&diags, stderr);
+    log_diags(&diags, NULL); /* warnings */
 
     uo.connect_timeout_ms = cfg.connect_timeout_ms;
     uo.timeout_ms = cfg.timeout_ms;
@@ -710,11 +1400,11 @@ int nk_cmd_serve(int argc, char **argv)
     if (cfg.insecure)
         logline("warning", "upstream TLS certificates are NOT verified (--insecure-skip-verify)");
     if (nk_upstream_new(&uo, &up, &err) != NK_OK) {
-        fprintf(stderr, "naftikod serve: cannot start the upstream client: %s\n", err.msg);
+        report_error("cannot start the upstream client: %s", err.msg);
         goto out;
     }
     if (nk_server_new(ctx, up, &server) != NK_OK) {
-        fprintf(stderr, "naftikod serve: out of memory\n");
+        report_error("out of memory");
         goto out;
     }
 
@@ -757,15 +1447,14 @@ int nk_cmd_serve(int argc, char **argv)
             goto out;
         n_ls++;
         if (!is_loopback(ho.address) && !cfg.allow_remote) {
-            fprintf(stderr,
-                    "naftikod serve: adapter '%s' asks for non-loopback address %s; "
-                    "pass --allow-remote to accept that\n",
-                    a->ns, ho.address);
+            report_error("adapter '%s' asks for non-loopback address %s; "
+                         "pass --allow-remote to accept that",
+                         a->ns, ho.address);
             goto out;
         }
         if (nk_httpd_start(&ho, on_request, l, &l->httpd, &err) != NK_OK) {
-            fprintf(stderr, "naftikod serve: %s adapter '%s': %s\n",
-                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns, err.msg);
+            report_error("%s adapter '%s': %s", a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns,
+                         err.msg);
             goto out;
         }
         l->port = nk_httpd_port(l->httpd);
@@ -775,7 +1464,7 @@ int nk_cmd_serve(int argc, char **argv)
                 l->port, a->type == NK_ADAPTER_REST ? "/" : "/mcp");
     }
     if (n_ls == 0) {
-        fprintf(stderr, "naftikod serve: the capabilities expose no REST or MCP (http) adapter\n");
+        report_error("the capabilities expose no REST or MCP (http) adapter");
         goto out;
     }
     ops_view.ls = ls; /* ops listener */
@@ -783,28 +1472,34 @@ int nk_cmd_serve(int argc, char **argv)
         goto out;
     if (cfg.port_file != NULL &&
         write_port_file(cfg.port_file, ls, n_ls, ops != NULL ? nk_ops_port(ops) : 0) != NK_OK) {
-        fprintf(stderr, "naftikod serve: cannot write the port file %s: %s\n", cfg.port_file,
-                strerror(errno));
+        report_error("cannot write the port file %s: %s", cfg.port_file, strerror(errno));
         goto out;
     }
     logline("info", "naftikod %s ready (%zu listener(s), pid %ld)", NK_VERSION, n_ls,
             (long)getpid());
+    notify("READY=1");
+    watchdog = nk_sd_watchdog(&watchdog_usec);
+    if (watchdog)
+        logline("info", "systemd watchdog: WATCHDOG=1 every %" PRIu64 " ms", watchdog_usec / 2000u);
 
     for (;;) {
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
+        sig = wait_signal(&sigs, watchdog, watchdog_usec);
         if (sig == SIGHUP) {
-            logline("info", "SIGHUP: reload not supported yet; keeping the current table");
+            logline("info", "SIGHUP: reloading the capabilities");
+            notify("RELOADING=1");
+            reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls);
+            notify("READY=1"); /* serving either way: the new table or the previous one */
             continue;
         }
         break;
     }
+    notify("STOPPING=1");
     logline("info", "%s: shutting down, draining for at most %ld ms",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_ms);
     nk_ops_shutting_down(ops); /* /readyz: 503 from now on */
     for (i = 0; i < n_ls; i++)
         nk_httpd_quiesce(ls[i].httpd);
-    drain(ls, n_ls, cfg.drain_ms);
+    drain(ls, n_ls, cfg.drain_ms, watchdog, watchdog_usec);
     status = 0;
 out:
     /* Upstream first: its shutdown completes the calls still running, whose answers need the
@@ -824,8 +1519,9 @@ out:
     if (global)
         nk_upstream_global_cleanup();
     nk_diags_cleanup(&diags);
-    free(cfg.vars);
-    free(files);
+    if (have_live)
+        config_free(&live);
+    config_free(&cfg);
     if (status == 0 && sig != 0)
         logline("info", "stopped");
     return status;

@@ -60,7 +60,7 @@ size_t nk_metrics_escape_label(const char *value, char *out, size_t cap);
 
 /* invoke.c, when an upstream call completes. */
 void nk_metrics_upstream(const char *op_name, const struct nk_upstream_response *resp);
-/* Count a table reload. TODO(lead): call from the reload code (SIGHUP) once it exists. */
+/* Count a table reload: serve.c calls it once per SIGHUP, whether the reload worked or not. */
 void nk_metrics_reload(bool ok);
 
 /* Process start time (seconds since the epoch, from /proc/self/stat) and resident set size
