@@ -75,6 +75,7 @@ struct nk_http_req {
     size_t body_len;
     size_t body_cap;
     char id[65];
+    char caller[64];
     char client[INET6_ADDRSTRLEN];
     struct MHD_Response *resp;
     unsigned status;
@@ -293,6 +294,7 @@ static void log_access(struct nk_httpd *h, struct nk_http_req *r)
     a.status = r->status;
     a.seconds = elapsed_since(&r->start);
     a.request_id = r->id;
+    a.caller = r->caller;
     a.client = r->client;
     a.tag = r->tag;
     h->access_log(h->access_ud, &a);
@@ -838,6 +840,16 @@ const char *nk_http_req_client(const struct nk_http_req *r)
 const char *nk_http_req_id(const struct nk_http_req *r)
 {
     return r->id;
+}
+
+void nk_http_req_set_caller(struct nk_http_req *r, const char *name)
+{
+    snprintf(r->caller, sizeof(r->caller), "%s", name != NULL ? name : "");
+}
+
+const char *nk_http_req_caller(const struct nk_http_req *r)
+{
+    return r->caller;
 }
 
 void nk_http_req_set_tag(struct nk_http_req *r, unsigned tag)

@@ -812,6 +812,8 @@ struct build {
     bool oom;
     /* path parameter values by param index (strings), for the path template */
     char **path_vals;
+    /* passthrough: the caller's Authorization goes upstream; no bind is ever expanded */
+    const char *caller_auth;
 };
 
 static const char *keep(struct build *b, char *s)
@@ -876,7 +878,7 @@ static json_t *find_arg_value(struct build *b, const char *name)
 static const char *lookup(void *ud, const char *name)
 {
     struct build *b = ud;
-    const char *v = find_bind(b->ctx, name);
+    const char *v = b->caller_auth != NULL ? NULL : find_bind(b->ctx, name);
     json_t *a;
 
     if (v != NULL)
@@ -1223,9 +1225,33 @@ fail:
     return NULL;
 }
 
+static enum nk_rc build_request(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
+                                enum nk_args_mode mode, const char *request_id,
+                                const char *caller_auth, struct nk_upstream_request *out,
+                                struct nk_error *err);
+
 enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
                            enum nk_args_mode mode, const char *request_id,
                            struct nk_upstream_request *out, struct nk_error *err)
+{
+    return build_request(ctx, op, args, mode, request_id, NULL, out, err);
+}
+
+/* Does template t name a bind (a credential)? */
+static bool tmpl_uses_bind(const struct build *b, const struct nk_tmpl *t)
+{
+    size_t i;
+
+    for (i = 0; i < t->n; i++)
+        if (t->parts[i].kind == NK_TMPL_VAR && find_bind(b->ctx, t->parts[i].text) != NULL)
+            return true;
+    return false;
+}
+
+static enum nk_rc build_request(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
+                                enum nk_args_mode mode, const char *request_id,
+                                const char *caller_auth, struct nk_upstream_request *out,
+                                struct nk_error *err)
 {
     enum nk_rc rc = NK_OK;
     const struct nk_operation *o = op->target;
@@ -1242,6 +1268,7 @@ enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, 
     memset(&b, 0, sizeof(b));
     b.ctx = ctx;
     b.op = op;
+    b.caller_auth = caller_auth;
     b.raw_args = json_is_object(args) ? args : NULL;
     b.vals = json_object();
     pvals = calloc(o->n_params + 1, sizeof(*pvals));
@@ -1413,6 +1440,9 @@ enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, 
 
     /* 5. headers */
     for (i = 0; i < cons->n_headers; i++) {
+        if (b.caller_auth != NULL && (strcasecmp(cons->headers[i].name, "Authorization") == 0 ||
+                                      tmpl_uses_bind(&b, &cons->headers[i].value)))
+            continue; /* passthrough: the bound credential never leaves */
         rc = expand_text(&b, &cons->headers[i].value, &s, err);
         if (rc != NK_OK)
             goto out;
@@ -1428,9 +1458,20 @@ enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, 
     }
     if (cookie.len > 0 && hdr_add(&h, "Cookie", cookie.p) != NK_OK)
         goto nomem;
-    rc = add_auth(&b, &cons->auth, &h, &q, err);
-    if (rc != NK_OK)
-        goto out;
+    if (b.caller_auth != NULL) {
+        if (has_crlf(b.caller_auth)) {
+            nk_error_set(err, "the Authorization header contains a line break");
+            rc = NK_ERR_INVALID;
+            goto out;
+        }
+        rc = hdr_add(&h, "Authorization", b.caller_auth);
+        if (rc != NK_OK)
+            goto nomem;
+    } else {
+        rc = add_auth(&b, &cons->auth, &h, &q, err);
+        if (rc != NK_OK)
+            goto out;
+    }
     /* 6. URL: base + path + query (after auth, which may add an apikey to the query) */
     rc = nk_tmpl_expand(&o->path, path_lookup, &b, NK_ENC_SEGMENT, &path, err);
     if (b.oom)
@@ -1733,11 +1774,19 @@ enum nk_rc nk_invoke(struct nk_context *ctx, struct nk_upstream *up, const struc
                      json_t *args, enum nk_args_mode mode, const char *request_id,
                      nk_invoke_done_fn done, void *ud, struct nk_error *err)
 {
+    return nk_invoke_as(ctx, up, op, args, mode, request_id, NULL, done, ud, err);
+}
+
+enum nk_rc nk_invoke_as(struct nk_context *ctx, struct nk_upstream *up, const struct nk_exposed *op,
+                        json_t *args, enum nk_args_mode mode, const char *request_id,
+                        const char *caller_auth, nk_invoke_done_fn done, void *ud,
+                        struct nk_error *err)
+{
     enum nk_rc rc;
     struct nk_upstream_request req;
     struct call *c = NULL;
 
-    rc = nk_invoke_build(ctx, op, args, mode, request_id, &req, err);
+    rc = build_request(ctx, op, args, mode, request_id, caller_auth, &req, err);
     if (rc != NK_OK)
         return rc;
     c = calloc(1, sizeof(*c));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "naftikod/cmd.h"
+#include "naftikod/inbound.h"
 #include "naftikod/common.h"
 
 static const char usage[] =
@@ -21,6 +22,8 @@ static const char usage[] =
     "  mcp-stdio [OPTIONS] FILE...\n"
     "                             speak MCP on stdin/stdout for desktop clients (logs to\n"
     "                             stderr; see 'naftikod mcp-stdio --help')\n"
+    "  hash-token [NAME]          read a caller token on stdin, print its line for the\n"
+    "                             --auth-tokens file (the token is never printed)\n"
     "\n"
     "Options:\n"
     "  -h, --help                 show this help and exit\n"
@@ -51,6 +54,8 @@ int main(int argc, char **argv)
         return nk_cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "mcp-stdio") == 0)
         return nk_cmd_mcp_stdio(argc - 1, argv + 1);
+    if (strcmp(cmd, "hash-token") == 0)
+        return nk_cmd_hash_token(argc - 1, argv + 1);
     fprintf(stderr, "naftikod: unknown command '%s'\nTry 'naftikod --help'.\n", cmd);
     return 2;
 }

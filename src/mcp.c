@@ -198,6 +198,7 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     b.adapter = h->ctx != NULL ? find_adapter(nk_context_table(h->ctx), ns) : NULL;
     b.call = http_call;
     b.call_ud = h;
+    b.read_only = nk_server_policy(s)->read_only;
     memset(&in, 0, sizeof(in));
     in.method = nk_http_req_method(req);
     in.host = nk_http_req_header(req, "Host");

@@ -620,7 +620,7 @@ static bool parse_cursor(const char *c, size_t total, size_t *off)
 static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
 {
     const struct nk_adapter *a = x->b.adapter;
-    size_t total = a != NULL ? a->n_ops : 0, off = 0, i, end;
+    size_t total = a != NULL ? a->n_ops : 0, off = 0, i, end, n;
     json_t *cursor = json_object_get(params, "cursor");
     json_t *res = NULL, *tools = NULL;
 
@@ -633,13 +633,20 @@ static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
     tools = json_array();
     if (tools == NULL)
         goto oom;
-    end = off + x->m->page_size < total ? off + x->m->page_size : total;
-    for (i = off; i < end; i++) {
-        json_t *t = tool_json(&a->ops[i]);
+    /* A page holds up to page_size visible tools; the cursor is an index into all of them. */
+    for (i = off, end = off, n = 0; i < total && n < x->m->page_size; i++) {
+        json_t *t;
 
+        end = i + 1;
+        if (x->b.read_only && !a->ops[i].hints.read_only)
+            continue;
+        t = tool_json(&a->ops[i]);
         if (t == NULL || json_array_append_new(tools, t) != 0)
             goto oom;
+        n++;
     }
+    while (x->b.read_only && end < total && !a->ops[end].hints.read_only)
+        end++; /* no empty last page */
     res = json_object();
     if (res == NULL)
         goto oom;
@@ -748,6 +755,8 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
         return;
     }
     tool = find_tool(x->b.adapter, json_string_value(name));
+    if (tool != NULL && x->b.read_only && !tool->hints.read_only)
+        tool = NULL; /* --read-only: not a tool here */
     if (tool == NULL) {
         snprintf(msg, sizeof(msg), "Unknown tool: %s", json_string_value(name));
         add_error(x, id, RPC_INVALID_PARAMS, msg, NULL);

@@ -45,6 +45,10 @@ static const char *status_title(unsigned status)
     switch (status) {
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -637,6 +641,11 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     }
 
     nk_http_req_set_tag(req, nk_metrics_op(nk_metrics_global(), best->name)); /* metrics */
+    if (nk_server_policy(s)->read_only && strcmp(best->method, "GET") != 0) {
+        respond_problem(req, 403, "naftikod runs with --read-only: only GET routes are served",
+                        NULL);
+        goto out;
+    }
     args = json_object();
     if (args == NULL) {
         respond_problem(req, 500, "out of memory", NULL);
@@ -651,8 +660,11 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     }
     c->req = req;
     c->ctx = ctx;
-    rc = nk_invoke(ctx, nk_server_upstream(s), best, args, NK_ARGS_STRINGS, nk_http_req_id(req),
-                   on_done, c, &err);
+    rc = nk_invoke_as(ctx, nk_server_upstream(s), best, args, NK_ARGS_STRINGS, nk_http_req_id(req),
+                      nk_server_policy(s)->rest == NK_INBOUND_PASSTHROUGH
+                          ? nk_http_req_header(req, "Authorization")
+                          : NULL,
+                      on_done, c, &err);
     if (rc == NK_OK) {
         ctx = NULL; /* the call owns the reference now */
         c = NULL;

@@ -21,6 +21,7 @@
 #include "naftikod/cmd.h"
 #include "naftikod/common.h"
 #include "naftikod/httpd.h"
+#include "naftikod/inbound.h"
 #include "naftikod/invoke.h"
 #include "naftikod/log.h"
 #include "naftikod/mcp.h"
@@ -38,8 +39,19 @@
 struct nk_server {
     pthread_mutex_t mu; /* guards ctx */
     struct nk_context *ctx;
-    struct nk_upstream *up; /* borrowed */
+    struct nk_upstream *up;          /* borrowed */
+    struct nk_inbound_policy policy; /* set before the listeners start; then read-only */
 };
+
+void nk_server_set_policy(struct nk_server *s, const struct nk_inbound_policy *p)
+{
+    s->policy = *p;
+}
+
+const struct nk_inbound_policy *nk_server_policy(const struct nk_server *s)
+{
+    return &s->policy;
+}
 
 enum nk_rc nk_server_new(struct nk_context *ctx, struct nk_upstream *up, struct nk_server **out)
 {
@@ -127,8 +139,9 @@ static atomic_int g_log_format = NK_LOG_TEXT; /* access lines read it on any thr
  * and JSON. */
 static void access_line(void *ud, const struct nk_http_access *a)
 {
-    char path[512], method[32], text[800];
-    struct nk_log_field f[6];
+    char path[512], method[32], text[900];
+    struct nk_log_field f[7];
+    size_t nf = 6;
 
     (void)ud;
     if (!nk_log_enabled(NK_LOG_INFO))
@@ -136,8 +149,10 @@ static void access_line(void *ud, const struct nk_http_access *a)
     printable(a->path, path, sizeof(path));
     printable(a->method, method, sizeof(method));
     if (atomic_load(&g_log_format) == NK_LOG_TEXT) {
-        snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s", method, path, a->status,
-                 a->seconds * 1000.0, a->request_id, a->client);
+        snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s%s%s", method, path, a->status,
+                 a->seconds * 1000.0, a->request_id, a->client,
+                 a->caller != NULL && a->caller[0] != '\0' ? " caller=" : "",
+                 a->caller != NULL ? a->caller : "");
         nk_log_event(NK_LOG_INFO, "access", text, NULL, 0);
         return;
     }
@@ -155,7 +170,12 @@ static void access_line(void *ud, const struct nk_http_access *a)
     f[4].str = a->request_id;
     f[5].key = "client";
     f[5].str = a->client;
-    nk_log_event(NK_LOG_INFO, NULL, "access", f, 6);
+    if (a->caller != NULL && a->caller[0] != '\0') {
+        f[6].key = "caller";
+        f[6].str = a->caller;
+        nf = 7;
+    }
+    nk_log_event(NK_LOG_INFO, NULL, "access", f, nf);
 }
 
 /* Apply --log-format / --log-level (validated when read). */
@@ -204,6 +224,10 @@ struct serve_config {
     size_t n_vars;
     const char *ops_listen; /* ops listener (health and metrics); NULL: the default */
     long ready_cache_ms;
+    const char *rest_auth; /* none, token or passthrough */
+    const char *mcp_auth;  /* none or token */
+    const char *auth_tokens;
+    bool read_only;
     /* Not options: the capability files (command line, else the config file's list), and the
      * strings this config owns (values read from the config file). */
     const char **files;
@@ -272,6 +296,18 @@ static const struct opt opts[] = {
      CFG(ops_listen)},
     {"--ready-cache", "NAFTIKOD_READY_CACHE_MS", OPT_UINT, "MS", "5000",
      "how long a /readyz upstream reachability verdict is reused", CFG(ready_cache_ms)},
+    {"--rest-auth", "NAFTIKOD_REST_AUTH", OPT_CHOICE, "none|token|passthrough", "none",
+     "REST callers: anyone, a bearer token from --auth-tokens, or their own credential "
+     "forwarded to the upstream instead of the bound one",
+     CFG(rest_auth)},
+    {"--mcp-auth", "NAFTIKOD_MCP_AUTH", OPT_CHOICE, "none|token", "none",
+     "MCP callers: anyone, or a bearer token from --auth-tokens (never forwarded upstream)",
+     CFG(mcp_auth)},
+    {"--auth-tokens", "NAFTIKOD_AUTH_TOKENS_FILE", OPT_STRING, "FILE", "none",
+     "caller tokens, one 'sha256:<hex>  NAME' line each (see 'naftikod hash-token')",
+     CFG(auth_tokens)},
+    {"--read-only", "NAFTIKOD_READ_ONLY", OPT_BOOL, NULL, "off",
+     "serve only GET routes and tools whose hints say readOnly", CFG(read_only)},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -827,6 +863,8 @@ static int read_config(int argc, char **argv, struct serve_config *c)
     c->drain_ms = 10000;
     c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
     c->log_format = "text";
+    c->rest_auth = "none";
+    c->mcp_auth = "none";
     c->log_level = "info";
     r = scan_args(argc, argv, NULL, &config);
     if (r != 0)
@@ -940,10 +978,56 @@ struct listener {
     char *address;
 };
 
+/* 401 with a Bearer challenge; REST gets a problem document, MCP a plain JSON body (the MCP
+ * authorization rules answer at the HTTP layer, not with a JSON-RPC error). */
+static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
+{
+    static const char *const hdrs[] = {"WWW-Authenticate", "Bearer realm=\"naftikod\"", NULL};
+    size_t cap = strlen(why) + 128;
+    char *body = malloc(cap);
+    int n = -1;
+
+    /* why is a fixed text of this file: nothing to escape. */
+    if (body != NULL)
+        n = rest ? snprintf(body, cap,
+                            "{\"type\":\"about:blank\",\"title\":\"Unauthorized\","
+                            "\"status\":401,\"detail\":\"%s\"}",
+                            why)
+                 : snprintf(body, cap, "{\"error\":\"unauthorized\",\"error_description\":\"%s\"}",
+                            why);
+    if (n < 0) {
+        free(body);
+        body = NULL;
+    }
+    nk_http_respond(req, 401,
+                    body == NULL ? NULL
+                    : rest       ? "application/problem+json"
+                                 : "application/json",
+                    body, body != NULL ? (size_t)n : 0, hdrs);
+}
+
 static void on_request(void *ud, struct nk_http_req *req)
 {
     struct listener *l = ud;
+    const struct nk_inbound_policy *pol = nk_server_policy(l->server);
+    enum nk_inbound_mode mode = l->type == NK_ADAPTER_REST ? pol->rest : pol->mcp;
+    char caller[NK_CALLER_NAME_MAX];
 
+    if (mode == NK_INBOUND_TOKEN) {
+        const char *authz = nk_http_req_header(req, "Authorization");
+        if (!nk_tokens_check(pol->tokens, authz, caller)) {
+            unauthorized(req, l->type == NK_ADAPTER_REST,
+                         authz == NULL ? "this adapter needs 'Authorization: Bearer <token>'"
+                                       : "the bearer token is not valid here");
+            return;
+        }
+        nk_http_req_set_caller(req, caller);
+    } else if (mode == NK_INBOUND_PASSTHROUGH && nk_http_req_header(req, "Authorization") == NULL) {
+        unauthorized(req, true,
+                     "this adapter forwards the caller's own credential to the upstream: send "
+                     "an Authorization header");
+        return;
+    }
     if (l->type == NK_ADAPTER_REST)
         nk_rest_handle(l->server, l->ns, req);
     else
@@ -1331,7 +1415,10 @@ int nk_cmd_serve(int argc, char **argv)
     bool global = false, watchdog = false;
     uint64_t watchdog_usec = 0;
     int status = 1, sig = 0, r;
+    struct nk_inbound_policy policy;
+    struct nk_tokens *tokens = NULL;
 
+    memset(&policy, 0, sizeof(policy));
     memset(&cfg, 0, sizeof(cfg));
     memset(&live, 0, sizeof(live));
     memset(&uo, 0, sizeof(uo));
@@ -1356,19 +1443,32 @@ int nk_cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    if (!is_loopback(cfg.listen)) {
-        if (!cfg.allow_remote) {
-            report_error("refusing to listen on non-loopback address %s: inbound "
-                         "authentication is not available yet, and these adapters act with the "
-                         "upstream credentials; pass --allow-remote to accept the risk",
-                         cfg.listen);
+    /* Inbound authentication: modes, tokens, and who may listen beyond loopback. */
+    if (!nk_inbound_mode_parse(cfg.rest_auth, true, &policy.rest) ||
+        !nk_inbound_mode_parse(cfg.mcp_auth, false, &policy.mcp)) {
+        report_error("unknown authentication mode");
+        goto out;
+    }
+    policy.read_only = cfg.read_only;
+    if (policy.rest == NK_INBOUND_TOKEN || policy.mcp == NK_INBOUND_TOKEN) {
+        if (cfg.auth_tokens == NULL) {
+            report_error("--rest-auth token / --mcp-auth token need --auth-tokens FILE (make its "
+                         "lines with 'naftikod hash-token NAME')");
             goto out;
         }
-        logline("warning",
-                "listening on non-loopback address %s WITHOUT inbound "
-                "authentication (--allow-remote)",
-                cfg.listen);
+        if (nk_tokens_load(cfg.auth_tokens, &tokens, &err) != NK_OK) {
+            report_error("%s", err.msg);
+            goto out;
+        }
+        policy.tokens = tokens;
+        logline("info", "inbound authentication: rest=%s mcp=%s, %zu caller token(s) from %s",
+                nk_inbound_mode_name(policy.rest), nk_inbound_mode_name(policy.mcp),
+                nk_tokens_count(tokens), cfg.auth_tokens);
+    } else if (cfg.auth_tokens != NULL) {
+        logline("warning", "--auth-tokens is set but no adapter uses token authentication");
     }
+    if (cfg.read_only)
+        logline("info", "read-only: only GET routes and read-only tools are served");
 
     if (nk_upstream_global_init() != NK_OK) {
         report_error("cannot initialise the HTTP client library");
@@ -1407,6 +1507,7 @@ int nk_cmd_serve(int argc, char **argv)
         report_error("out of memory");
         goto out;
     }
+    nk_server_set_policy(server, &policy);
 
     t = nk_context_table(ctx);
     ls = calloc(t->n_adapters + 1, sizeof(*ls));
@@ -1446,11 +1547,23 @@ int nk_cmd_serve(int argc, char **argv)
         if (l->ns == NULL || l->address == NULL)
             goto out;
         n_ls++;
-        if (!is_loopback(ho.address) && !cfg.allow_remote) {
-            report_error("adapter '%s' asks for non-loopback address %s; "
-                         "pass --allow-remote to accept that",
-                         a->ns, ho.address);
-            goto out;
+        if (!is_loopback(ho.address) &&
+            (a->type == NK_ADAPTER_REST ? policy.rest : policy.mcp) == NK_INBOUND_NONE) {
+            if (!cfg.allow_remote) {
+                report_error("refusing to serve %s adapter '%s' on non-loopback address %s "
+                             "without inbound authentication: it acts with the upstream "
+                             "credential. Add --%s-auth token --auth-tokens FILE (lines from "
+                             "'naftikod hash-token NAME')%s, or pass --allow-remote to accept "
+                             "the risk",
+                             a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns, ho.address,
+                             a->type == NK_ADAPTER_REST ? "rest" : "mcp",
+                             a->type == NK_ADAPTER_REST ? " or --rest-auth passthrough" : "");
+                goto out;
+            }
+            logline("warning",
+                    "%s adapter '%s' listens on non-loopback address %s WITHOUT inbound "
+                    "authentication (--allow-remote)",
+                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns, ho.address);
         }
         if (nk_httpd_start(&ho, on_request, l, &l->httpd, &err) != NK_OK) {
             report_error("%s adapter '%s': %s", a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns,
@@ -1513,6 +1626,7 @@ out:
     }
     free(ls);
     nk_server_free(server);
+    nk_tokens_free(tokens);
     if (ctx != NULL)
         nk_context_unref(ctx);
     nk_optable_unref(table);

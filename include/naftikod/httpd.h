@@ -20,6 +20,7 @@ struct nk_http_access {
     const char *request_id; /* nk_http_req_id() */
     const char *client;     /* numeric peer address */
     unsigned tag;           /* nk_http_req_set_tag(), 0 when never set */
+    const char *caller;     /* nk_http_req_set_caller(), "" when unauthenticated */
 };
 /* Called once per answered request (including the listener's own 413s) on the answering
  * thread. Must not block. */
@@ -71,6 +72,10 @@ const char *nk_http_req_client(const struct nk_http_req *r);            /* numer
 /* The request id: the incoming X-Request-Id when it is safe ([A-Za-z0-9._-]{1,64}), else one
  * generated here. nk_http_respond() adds it as X-Request-Id unless headers already name one. */
 const char *nk_http_req_id(const struct nk_http_req *r);
+/* The authenticated caller's name (inbound token authentication), shown in the access log;
+ * "" until set. */
+void nk_http_req_set_caller(struct nk_http_req *r, const char *name);
+const char *nk_http_req_caller(const struct nk_http_req *r);
 
 /* Attach a small number to req that the access hook receives (metrics use it for the operation
  * id). Call before nk_http_respond(), from the thread that owns req at that moment. */

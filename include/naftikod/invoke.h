@@ -81,6 +81,13 @@ typedef void (*nk_invoke_done_fn)(void *ud, struct nk_result *r);
 enum nk_rc nk_invoke(struct nk_context *ctx, struct nk_upstream *up, const struct nk_exposed *op,
                      json_t *args, enum nk_args_mode mode, const char *request_id,
                      nk_invoke_done_fn done, void *ud, struct nk_error *err);
+/* nk_invoke, but the caller's own Authorization value (REST passthrough mode) goes upstream in
+ * place of the consumer's authentication: no bind is expanded, consumer headers that use one
+ * are left out. caller_auth NULL: the same as nk_invoke. */
+enum nk_rc nk_invoke_as(struct nk_context *ctx, struct nk_upstream *up, const struct nk_exposed *op,
+                        json_t *args, enum nk_args_mode mode, const char *request_id,
+                        const char *caller_auth, nk_invoke_done_fn done, void *ud,
+                        struct nk_error *err);
 
 /* Build (without sending) the upstream request for op and args: what nk_invoke would send.
  * For tests and `naftikod` dry runs. */

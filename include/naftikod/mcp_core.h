@@ -62,6 +62,7 @@ struct nk_mcp_backend {
     const struct nk_adapter *adapter; /* borrowed; NULL: no tools */
     nk_mcp_call_fn call;
     void *call_ud;
+    bool read_only; /* list and call only tools whose hints say readOnly */
 };
 
 /* One HTTP request on the MCP endpoint; every pointer borrowed for the call. Header values

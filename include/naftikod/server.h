@@ -4,6 +4,7 @@
 #ifndef NAFTIKOD_SERVER_H
 #define NAFTIKOD_SERVER_H
 
+#include "naftikod/inbound.h"
 #include "naftikod/invoke.h"
 #include "naftikod/upstream.h"
 
@@ -23,5 +24,15 @@ void nk_server_swap(struct nk_server *s, struct nk_context *ctx);
 struct nk_context *nk_server_context(struct nk_server *s);
 /* Borrowed; valid while s lives. Thread-safe. */
 struct nk_upstream *nk_server_upstream(struct nk_server *s);
+
+/* Who may call the adapters, and what they may do. */
+struct nk_inbound_policy {
+    enum nk_inbound_mode rest, mcp;
+    bool read_only;                 /* only GET routes and readOnly tools */
+    const struct nk_tokens *tokens; /* borrowed; must outlive the server */
+};
+/* Set before any listener starts; read-only afterwards. A new server has every mode none. */
+void nk_server_set_policy(struct nk_server *s, const struct nk_inbound_policy *p);
+const struct nk_inbound_policy *nk_server_policy(const struct nk_server *s);
 
 #endif

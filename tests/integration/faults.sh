@@ -64,7 +64,7 @@ start() {
              --errors-for-leak-kinds=definite --show-leak-kinds=definite "$NAFTIKOD")
     fi
     STACKROX_API_KEY="Bearer $KEY" "${cmd[@]}" serve "$CAP" --rest-port 0 --mcp-port 0 \
-        --ops-listen 127.0.0.1:0 --timeout 3000 --connect-timeout 3000 \
+        --ops-listen 127.0.0.1:0 --timeout 6000 --connect-timeout 6000 \
         --var "central-host=$host" --ca-file "$ca" --port-file "$work/$name.ports" \
         2>"$work/nk-$name.log" &
     NK_PID=$!
@@ -130,7 +130,7 @@ fault '{"mode":"reset"}'
 check "connection reset, no response" 502 "unreachable|reset|empty reply"
 fault '{"mode":"stall","seconds":10}'
 
-check "10 s stall (timeout 3 s)" 504 "timed out"
+check "10 s stall (timeout 6 s)" 504 "timed out"
 fault '{"mode":"huge"}'
 check "64 MiB body (limit 16 MiB)" 502 "too large"
 fault '{"mode":"invalid-json"}'

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# auth.sh: inbound authentication, passthrough, --read-only and the non-loopback refusal, with
+# the real `naftikod serve` in front of the Central test double (TLS).
+#
+# usage: auth.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR
+set -euo pipefail
+
+NAFTIKOD=$1
+DOUBLE=$2
+SRC=$3
+CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
+KEY="test-key-not-a-secret"
+AGENT="agent-token-not-a-secret-1234"   # a caller token of naftikod's own
+RO="central-readonly-token-not-a-secret" # a Central token with read access only
+work=$(mktemp -d "${TMPDIR:-/tmp}/nk-auth.XXXXXX")
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$work"/nk-*.log; do
+        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+    done
+    [ -f "$work/body" ] && { echo "--- last body" >&2; head -c 600 "$work/body" >&2; echo >&2; }
+    exit 1
+}
+wait_file() {
+    local i
+    for i in $(seq 200); do
+        [ -s "$1" ] && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$work/c.key" -out "$work/c.crt" 2>/dev/null || fail "openssl"
+"$DOUBLE" --port 0 --port-file "$work/c.port" --token "$KEY" --readonly-token "$RO" \
+    --tls-cert "$work/c.crt" --tls-key "$work/c.key" >"$work/c.log" 2>&1 &
+pids+=($!)
+wait_file "$work/c.port" "$!" || fail "central double did not start"
+CPORT=$(cat "$work/c.port")
+printf '%s\n' "$AGENT" | "$NAFTIKOD" hash-token agent-1 >"$work/tokens" || fail "hash-token"
+grep -q "$AGENT" "$work/tokens" && fail "hash-token printed the token"
+grep -Eq '^sha256:[0-9a-f]{64}  agent-1$' "$work/tokens" || fail "hash-token line: $(cat "$work/tokens")"
+echo "ok: hash-token prints the hash line, never the token"
+
+# start NAME [flags...]: sets NK_PID REST MCP.
+start() {
+    local name=$1
+    shift
+    STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
+        --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/c.crt" \
+        --port-file "$work/$name.ports" "$@" 2>"$work/nk-$name.log" &
+    NK_PID=$!
+    pids+=("$NK_PID")
+    wait_file "$work/$name.ports" "$NK_PID" || fail "$name: naftikod did not start"
+    REST="http://127.0.0.1:$(sed -n 's/^rest=//p' "$work/$name.ports")"
+    MCP="http://127.0.0.1:$(sed -n 's/^mcp=//p' "$work/$name.ports")/mcp"
+}
+touch "$work/all-bodies"
+call() { # call [curl args...]: STATUS, body in $work/body, headers in $work/headers
+    STATUS=$(curl -sS --max-time 20 -o "$work/body" -D "$work/headers" -w '%{http_code}' "$@") ||
+        fail "curl $* failed"
+    cat "$work/body" >>"$work/all-bodies"
+}
+challenge() {
+    tr -d '\r' <"$work/headers" | grep -qi '^www-authenticate: Bearer realm="naftikod"$' ||
+        fail "$1: no WWW-Authenticate: Bearer challenge"
+}
+META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
+MH=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'
+    -H 'MCP-Protocol-Version: 2026-07-28')
+mcp_list() { # mcp_list [curl args]
+    call -X POST "$MCP" "${MH[@]}" -H 'Mcp-Method: tools/list' "$@" \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{$META}}"
+}
+mcp_call() { # mcp_call TOOL ARGS [curl args]
+    local tool=$1 args=$2
+    shift 2
+    call -X POST "$MCP" "${MH[@]}" -H 'Mcp-Method: tools/call' -H "Mcp-Name: $tool" "$@" \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"$tool\",\"arguments\":$args,$META}}"
+}
+recorded_auth() { # the Authorization values Central received with X-Request-Id $1
+    curl -sS --max-time 10 --cacert "$work/c.crt" "https://127.0.0.1:$CPORT/__double/requests" |
+        jq -c --arg id "$1" '[.[] | select(any(.headers[]; (.[0]|ascii_downcase) == "x-request-id" and .[1] == $id)) | .authorization]'
+}
+LIST=getapitokens-returns-all-api-tokens
+GEN=generatetoken-generates-api-token-given
+
+# 1. token mode on both adapters
+start token --rest-auth token --mcp-auth token --auth-tokens "$work/tokens"
+call "$REST/v1/v1/apitokens"
+[ "$STATUS" = 401 ] || fail "REST without a token: $STATUS"
+challenge "REST without a token"
+jq -e '.status == 401 and (.detail|test("Bearer"))' "$work/body" >/dev/null || fail "REST 401 body"
+call -H "Authorization: Bearer wrong-token-wrong-token" "$REST/v1/v1/apitokens"
+[ "$STATUS" = 401 ] || fail "REST with a wrong token: $STATUS"
+challenge "REST with a wrong token"
+call -H "Authorization: Bearer $AGENT" -H 'X-Request-Id: auth-rest-1' "$REST/v1/v1/apitokens"
+[ "$STATUS" = 200 ] || fail "REST with the right token: $STATUS"
+[ "$(recorded_auth auth-rest-1)" = "[[\"Bearer $KEY\"]]" ] ||
+    fail "token mode: Central did not get exactly the bound credential: $(recorded_auth auth-rest-1)"
+echo "ok: REST token mode: 401 + challenge without or with a wrong token, 200 with the right one; Central got the bound credential only"
+mcp_list
+[ "$STATUS" = 401 ] || fail "MCP without a token: $STATUS"
+challenge "MCP without a token"
+mcp_list -H "Authorization: Bearer wrong-token-wrong-token"
+[ "$STATUS" = 401 ] || fail "MCP with a wrong token: $STATUS"
+mcp_call "$LIST" '{}' -H "Authorization: Bearer $AGENT" -H 'X-Request-Id: auth-mcp-1'
+[ "$STATUS" = 200 ] && jq -e '.result.isError != true' "$work/body" >/dev/null ||
+    fail "MCP with the right token: $STATUS"
+[ "$(recorded_auth auth-mcp-1)" = "[[\"Bearer $KEY\"]]" ] ||
+    fail "MCP forwarded something else than the bound credential: $(recorded_auth auth-mcp-1)"
+echo "ok: MCP token mode: 401 + challenge, 200 with the token, and the agent's token never reaches Central"
+grep -q 'caller=agent-1' "$work/nk-token.log" || fail "the access log does not name the caller"
+echo "ok: access lines name the caller (agent-1)"
+kill "$NK_PID"
+
+# 2. REST passthrough: the caller's credential, Central's RBAC
+start pass --rest-auth passthrough
+call "$REST/v1/v1/apitokens"
+[ "$STATUS" = 401 ] || fail "passthrough without Authorization: $STATUS"
+challenge "passthrough without Authorization"
+call -H "Authorization: Bearer $RO" -H 'X-Request-Id: auth-pass-1' "$REST/v1/v1/apitokens"
+[ "$STATUS" = 200 ] || fail "passthrough list with a read-only Central token: $STATUS"
+[ "$(recorded_auth auth-pass-1)" = "[[\"Bearer $RO\"]]" ] ||
+    fail "passthrough: Central got $(recorded_auth auth-pass-1)"
+call -X POST -H "Authorization: Bearer $RO" -H 'Content-Type: application/json' \
+    -d '{"name":"x","roles":["Analyst"]}' "$REST/v1/v1/apitokens/generate"
+[ "$STATUS" = 403 ] || fail "passthrough generate with a read-only Central token: $STATUS (Central decides: 403)"
+call -H "Authorization: Bearer not-a-central-token" "$REST/v1/v1/apitokens"
+[ "$STATUS" = 401 ] || fail "passthrough with a token Central does not know: $STATUS"
+echo "ok: passthrough: the caller's Authorization reaches Central instead of the bound one; Central's 401/403 decide"
+kill "$NK_PID"
+
+# 3. --read-only
+start ro --read-only
+call -X POST -H 'Content-Type: application/json' -d '{"name":"x"}' "$REST/v1/v1/apitokens/generate"
+[ "$STATUS" = 403 ] || fail "read-only POST: $STATUS"
+jq -e '(.detail|test("read-only"))' "$work/body" >/dev/null || fail "read-only POST body"
+call "$REST/v1/v1/apitokens"
+[ "$STATUS" = 200 ] || fail "read-only GET: $STATUS"
+mcp_list
+jq -e '[.result.tools[].annotations.readOnlyHint] | length == 2 and all' "$work/body" >/dev/null ||
+    fail "read-only tools/list: $(jq -c '[.result.tools[].name]' "$work/body")"
+mcp_call "$GEN" '{"name":"x"}'
+jq -e '.error.code == -32602' "$work/body" >/dev/null || fail "read-only: calling generate was not refused"
+echo "ok: --read-only: REST POST 403, GET 200; MCP lists 2 read-only tools and refuses generate"
+kill "$NK_PID"
+
+# 4. start-up refusals (nothing is bound: both stop before listening)
+rc=0
+STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --listen 0.0.0.0 --ops-listen off \
+    --var "central-host=127.0.0.1:$CPORT" 2>"$work/nk-remote.log" || rc=$?
+[ "$rc" = 1 ] || fail "non-loopback without authentication: exit $rc"
+grep -q -- "--rest-auth token --auth-tokens FILE" "$work/nk-remote.log" ||
+    fail "the refusal does not say how to fix it"
+rc=0
+STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
+    --ops-listen off --mcp-auth token --var "central-host=127.0.0.1:$CPORT" \
+    2>"$work/nk-notokens.log" || rc=$?
+[ "$rc" = 1 ] && grep -q -- "--auth-tokens" "$work/nk-notokens.log" ||
+    fail "token mode without --auth-tokens: exit $rc"
+echo "ok: non-loopback without authentication and token mode without a tokens file refuse to start (exit 1) and say how to fix it"
+
+for s in "$KEY" "$AGENT" "$RO"; do
+    if grep -aq -- "$s" "$work/all-bodies" "$work"/nk-*.log; then
+        fail "a credential appears in a response or a log line"
+    fi
+done
+echo "ok: no credential or caller token in any response or log line"
