@@ -101,7 +101,7 @@ let ok = 0, err = 0, firstErr = null;
 const lat = [];
 let stopAt = 0;
 
-async function worker(w) {
+async function worker(w) { // initialize; returns the session id
     const init = await post({ jsonrpc: '2.0', id: 0, method: 'initialize',
                               params: { protocolVersion: VERSION, capabilities: {},
                                         clientInfo: { name: 'mcp_load', version: '1' } } });
@@ -112,7 +112,10 @@ async function worker(w) {
     const n = await post({ jsonrpc: '2.0', method: 'notifications/initialized' }, session);
     if (n.status !== 202 && n.status !== 200)
         throw new Error(`worker ${w}: notifications/initialized: HTTP ${n.status}`);
-    await ready;
+    return session;
+}
+
+async function loop(session) {
     let id = 1;
     while (performance.now() < stopAt) {
         const t0 = performance.now();
@@ -133,22 +136,19 @@ async function worker(w) {
             firstErr ??= e.message;
         }
     }
-    if (session) await post(undefined, session, 'DELETE').catch(() => {});
 }
 
-let go;
-const ready = new Promise((r) => { go = r; });
-const workers = [];
-for (let w = 0; w < a.conc; w++) workers.push(worker(w));
-// Every worker initializes before the clock starts (sessions set up outside the timed loop).
-await new Promise((r) => setTimeout(r, 200));
+// Every worker initializes before the clock starts (sessions are set up outside the timed loop).
+const inits = [];
+for (let w = 0; w < a.conc; w++) inits.push(worker(w));
+const sessions = await Promise.all(inits);
 const c0 = process.cpuUsage();
 const t0 = performance.now();
 stopAt = t0 + a.dur * 1000;
-go();
-await Promise.all(workers);
+await Promise.all(sessions.map(loop));
 const dur = (performance.now() - t0) / 1000;
 const c1 = process.cpuUsage(c0);
+await Promise.all(sessions.map((sid) => sid && post(undefined, sid, 'DELETE').catch(() => {})));
 const cpu = ((c1.user + c1.system) / 1e6 / dur) * 100;
 if (firstErr) console.error(`mcp_load: first error: ${firstErr}`);
 if (a.child) {
