@@ -63,6 +63,8 @@ done
 unset STACKROX_API_KEY
 tck=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# Whole machine: "IDLE TOTAL" jiffies (idle + iowait, all) from /proc/stat's cpu line.
+mach() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print $5+$6, t}' /proc/stat; }
 load() { timeout $((${2:-$DUR} + 60)) "$NODE" "$here/mcp_load.mjs" "$1" --conc "$CONC" \
              --dur "${2:-$DUR}" --procs "$PROCS" 2>>"$work/load.err"; }
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
@@ -76,31 +78,33 @@ done
 declare -A R
 for r in $(seq "$ROUNDS"); do
     for i in "${!names[@]}"; do
-        t0=$(cpu "${spids[$i]}"); d0=$(cpu "$CPID")
+        t0=$(cpu "${spids[$i]}"); d0=$(cpu "$CPID"); read -r i0 a0 <<<"$(mach)"
         out=$(load "${urls[$i]}") || { echo "load against ${names[$i]} failed" >&2; cat "$work/load.err" >&2; exit 1; }
-        t1=$(cpu "${spids[$i]}"); d1=$(cpu "$CPID")
+        t1=$(cpu "${spids[$i]}"); d1=$(cpu "$CPID"); read -r i1 a1 <<<"$(mach)"
+        idle=$(awk "BEGIN{printf \"%.0f\", 100*($i1-$i0)/(($a1-$a0)>0?($a1-$a0):1)}")
         ok=$(field ok <<<"$out"); err=$(field err <<<"$out")
         us=$(awk "BEGIN{printf \"%.0f\", ($t1-$t0)*1e6/$tck/($ok>0?$ok:1)}")
         dus=$(awk "BEGIN{printf \"%.0f\", ($d1-$d0)*1e6/$tck/($ok>0?$ok:1)}")
         R[$i,rps]+="$(field rps <<<"$out") "; R[$i,p50]+="$(field p50_ms <<<"$out") "
         R[$i,p99]+="$(field p99_ms <<<"$out") "; R[$i,us]+="$us "; R[$i,lg]+="$(field lg_cpu_pct <<<"$out") "
+        R[$i,idle]+="$idle "
         R[$i,err]=$(( ${R[$i,err]:-0} + err ))
-        printf 'round %d %-22s %8s req/s  p50 %6s ms  p99 %7s ms  server %4s us/call  double %3s us/call  generator %5s%% CPU  errors %s  (load %s)\n' \
+        printf 'round %d %-22s %8s req/s  p50 %6s ms  p99 %7s ms  server %4s us/call  double %3s us/call  generator %5s%% CPU  machine idle %2s%%  errors %s  (load %s)\n' \
             "$r" "${names[$i]}" "$(field rps <<<"$out")" "$(field p50_ms <<<"$out")" \
-            "$(field p99_ms <<<"$out")" "$us" "$dus" "$(field lg_cpu_pct <<<"$out")" "$err" \
+            "$(field p99_ms <<<"$out")" "$us" "$dus" "$(field lg_cpu_pct <<<"$out")" "$idle" "$err" \
             "$(cut -d' ' -f1 /proc/loadavg)"
     done
 done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 echo
 echo "medians over $ROUNDS rounds (CONC=$CONC, ${DUR}s each):"
-printf '| server | req/s | p50 ms | p99 ms | CPU us/call | peak RSS (VmHWM) | generator CPU | errors |\n|---|---|---|---|---|---|---|---|\n'
+printf '| server | req/s | p50 ms | p99 ms | CPU us/call | peak RSS (VmHWM) | generator CPU | machine idle | errors |\n|---|---|---|---|---|---|---|---|---|\n'
 for i in "${!names[@]}"; do
     hwm=$(awk '/VmHWM/{printf "%.1f MiB", $2/1024}' "/proc/${spids[$i]}/status")
     M[$i]="$(med "${R[$i,rps]}") $(med "${R[$i,us]}") $(awk '/VmHWM/{print $2}' "/proc/${spids[$i]}/status")"
-    printf '| %s | %s | %s | %s | %s | %s | %s%% | %s |\n' "${names[$i]}" "$(med "${R[$i,rps]}")" \
+    printf '| %s | %s | %s | %s | %s | %s | %s%% | %s%% | %s |\n' "${names[$i]}" "$(med "${R[$i,rps]}")" \
         "$(med "${R[$i,p50]}")" "$(med "${R[$i,p99]}")" "$(med "${R[$i,us]}")" "$hwm" \
-        "$(med "${R[$i,lg]}")" "${R[$i,err]}"
+        "$(med "${R[$i,lg]}")" "$(med "${R[$i,idle]}")" "${R[$i,err]}"
 done
 read -r nr nu nh <<<"${M[0]}"
 for i in "${!names[@]}"; do
