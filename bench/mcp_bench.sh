@@ -102,7 +102,8 @@ printf '| server | req/s | p50 ms | p99 ms | CPU us/call | peak RSS (VmHWM) | ge
 for i in "${!names[@]}"; do
     hwm=$(awk '/VmHWM/{printf "%.1f MiB", $2/1024}' "/proc/${spids[$i]}/status")
     M[$i]="$(med "${R[$i,rps]}") $(med "${R[$i,us]}") $(awk '/VmHWM/{print $2}' "/proc/${spids[$i]}/status")"
-    printf '| %s | %s | %s | %s | %s | %s | %s%% | %s%% | %s |\n' "${names[$i]}" "$(med "${R[$i,rps]}")" \
+    printf '| %s (%s threads) | %s | %s | %s | %s | %s | %s%% | %s%% | %s |\n' "${names[$i]}" \
+        "$(awk '/^Threads/{print $2}' "/proc/${spids[$i]}/status")" "$(med "${R[$i,rps]}")" \
         "$(med "${R[$i,p50]}")" "$(med "${R[$i,p99]}")" "$(med "${R[$i,us]}")" "$hwm" \
         "$(med "${R[$i,lg]}")" "$(med "${R[$i,idle]}")" "${R[$i,err]}"
 done
