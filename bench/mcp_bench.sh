@@ -42,7 +42,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$work/c.key" -out "$work/c.crt" 2>/dev/null
 "$B/tests/central-double" --port 0 --port-file "$work/c.port" --token "$KEY" \
     --tls-cert "$work/c.crt" --tls-key "$work/c.key" >"$work/c.log" 2>&1 &
-CPID=$!; pids+=($CPID); wait_file "$work/c.port"; CPORT=$(cat "$work/c.port")
+CPID=$!; pids+=("$CPID"); wait_file "$work/c.port"; CPORT=$(cat "$work/c.port")
 for i in $(seq "$TOKENS"); do   # a non-empty list: TOKENS tokens in every answer
     curl -sfk -H "Authorization: Bearer $KEY" -X POST "https://127.0.0.1:$CPORT/v1/apitokens/generate" \
         -d "{\"name\":\"bench-$i\",\"role\":\"Analyst\"}" >/dev/null
@@ -50,9 +50,9 @@ done
 export STACKROX_API_KEY="Bearer $KEY"
 "$B/naftikod" serve "$root/capabilities/stackrox-apitokenservice.yaml" --rest-port 0 \
     --mcp-port 0 --ops-listen off --port-file "$work/n.port" --ca-file "$work/c.crt" \
-    --var central-host=127.0.0.1:$CPORT >"$work/n.log" 2>&1 &
-NPID=$!; pids+=($NPID); wait_file "$work/n.port"
-names=(naftikod); spids=($NPID); urls=("http://127.0.0.1:$(sed -n 's/^mcp=//p' "$work/n.port")/mcp")
+    --var central-host="127.0.0.1:$CPORT" >"$work/n.log" 2>&1 &
+NPID=$!; pids+=("$NPID"); wait_file "$work/n.port"
+names=(naftikod); spids=("$NPID"); urls=("http://127.0.0.1:$(sed -n 's/^mcp=//p' "$work/n.port")/mcp")
 for m in $PEER_MODES; do
     flags=(--mode "${m%-stateless}"); [ "$m" != "${m%-stateless}" ] && flags+=(--stateless)
     MCP_BENCH_NPM="$NPM_PREFIX" "$NODE" "$here/mcp-sdk-peer/server.mjs" --central "127.0.0.1:$CPORT" \
@@ -75,7 +75,7 @@ for i in "${!names[@]}"; do
     echo "${names[$i]}: pid ${spids[$i]} ${urls[$i]}"
     load "${urls[$i]}" "$WARM" >/dev/null  # warm-up (JIT, connection pools)
 done
-declare -A R
+declare -A R; declare -a M
 for r in $(seq "$ROUNDS"); do
     for i in "${!names[@]}"; do
         t0=$(cpu "${spids[$i]}"); d0=$(cpu "$CPID"); read -r i0 a0 <<<"$(mach)"
@@ -101,7 +101,7 @@ echo "medians over $ROUNDS rounds (CONC=$CONC, ${DUR}s each):"
 printf '| server | req/s | p50 ms | p99 ms | CPU us/call | peak RSS (VmHWM) | generator CPU | machine idle | errors |\n|---|---|---|---|---|---|---|---|---|\n'
 for i in "${!names[@]}"; do
     hwm=$(awk '/VmHWM/{printf "%.1f MiB", $2/1024}' "/proc/${spids[$i]}/status")
-    M[$i]="$(med "${R[$i,rps]}") $(med "${R[$i,us]}") $(awk '/VmHWM/{print $2}' "/proc/${spids[$i]}/status")"
+    M[i]="$(med "${R[$i,rps]}") $(med "${R[$i,us]}") $(awk '/VmHWM/{print $2}' "/proc/${spids[$i]}/status")"
     printf '| %s (%s threads) | %s | %s | %s | %s | %s | %s%% | %s%% | %s |\n' "${names[$i]}" \
         "$(awk '/^Threads/{print $2}' "/proc/${spids[$i]}/status")" "$(med "${R[$i,rps]}")" \
         "$(med "${R[$i,p50]}")" "$(med "${R[$i,p99]}")" "$(med "${R[$i,us]}")" "$hwm" \
