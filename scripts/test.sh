@@ -9,7 +9,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 scripts/deps.sh --test
 # The protocol tools were just installed: a test that cannot find them fails instead of skipping.
-export NK_REQUIRE_SPECTRAL=1 NK_REQUIRE_MCP_TOOLS=1
+export NK_REQUIRE_SPECTRAL=1 NK_REQUIRE_MCP_TOOLS=1 NK_REQUIRE_SYSTEMD=1
 
 echo "== build (gcc, -Werror)"
 cmake -S . -B build -DNK_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
