@@ -15,7 +15,9 @@ echo "== build (gcc, -Werror)"
 cmake -S . -B build -DNK_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 echo "== tests (gcc, -Werror)"
-(cd build && ctest --output-on-failure -j"$jobs" --timeout 600)
+rm -rf build/test-logs
+(cd build && NK_LOG_ARCHIVE="$PWD/test-logs" ctest --output-on-failure -j"$jobs" --timeout 600)
+tests/integration/no_secret_in_logs.sh build/test-logs
 
 echo "== build (clang, AddressSanitizer + UndefinedBehaviorSanitizer)"
 cmake -S . -B build-asan -DNK_WERROR=ON -DNK_SANITIZE=address,undefined \
@@ -24,4 +26,6 @@ cmake --build build-asan -j"$jobs"
 echo "== tests (ASan + UBSan)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd build-asan && ctest --output-on-failure -j"$jobs" --timeout 900)
+rm -rf build-asan/test-logs
+(cd build-asan && NK_LOG_ARCHIVE="$PWD/test-logs" ctest --output-on-failure -j"$jobs" --timeout 900)
+tests/integration/no_secret_in_logs.sh build-asan/test-logs

@@ -5,11 +5,12 @@
 # port 0 by flags, which beat the file).
 # usage: deploy.sh NAFTIKOD SOURCE_DIR
 set -euo pipefail
+. "$(dirname "$0")/keep_logs.sh"
 NAFTIKOD=$1
 SRC=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/nk-deploy.XXXXXX")
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; nk_keep_logs "$work"; rm -rf "$work"' EXIT
 mods="$SRC/build/mcp-npm/node_modules"
 [ -d "$mods/yaml" ] || mods="$(dirname "$NAFTIKOD")/mcp-npm/node_modules"
 if ! command -v node >/dev/null 2>&1 || [ ! -d "$mods/yaml" ]; then

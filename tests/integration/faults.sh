@@ -9,6 +9,8 @@
 #
 # usage: faults.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR [VALGRIND]
 set -euo pipefail
+# shellcheck source=keep_logs.sh
+. "$(dirname "$0")/keep_logs.sh"
 
 NAFTIKOD=$1
 DOUBLE=$2
@@ -22,6 +24,7 @@ cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    nk_keep_logs "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT

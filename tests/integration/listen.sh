@@ -4,11 +4,12 @@
 # each adapter on the address and port given; malformed values are usage errors (exit 2); a
 # non-loopback address without --allow-remote is refused (exit 1) before anything binds.
 set -u
+. "$(dirname "$0")/keep_logs.sh"
 naftikod=$1
 cap=$2/capabilities/stackrox-apitokenservice.yaml
 tmp=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; nk_keep_logs "$tmp"; rm -rf "$tmp"' EXIT
 export STACKROX_API_KEY="Bearer test-key-not-a-secret"
 fail() { echo "listen: FAIL: $*"; exit 1; }
 

@@ -7,6 +7,8 @@
 # CASE: crud | encoding | validation | routing | passthrough | unreachable | timeout | openapi |
 #       signals | async | spectral
 set -euo pipefail
+# shellcheck source=keep_logs.sh
+. "$(dirname "$0")/keep_logs.sh"
 
 NAFTIKOD=$1
 DOUBLE=$2
@@ -28,6 +30,7 @@ cleanup() {
     for p in "${pids[@]}"; do
         wait "$p" 2>/dev/null || true
     done
+    nk_keep_logs "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -7,6 +7,8 @@
 # usage: serve_ops.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR CASE
 # CASE: reload | sigterm | notify | config
 set -euo pipefail
+# shellcheck source=keep_logs.sh
+. "$(dirname "$0")/keep_logs.sh"
 
 NAFTIKOD=$1
 DOUBLE=$2
@@ -28,6 +30,7 @@ cleanup() {
     for p in "${pids[@]}"; do
         wait "$p" 2>/dev/null || true
     done
+    nk_keep_logs "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -6,6 +6,8 @@
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=${NK_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
+# shellcheck source=../integration/keep_logs.sh
+. "$src/tests/integration/keep_logs.sh"
 prefix=${NK_MCP_NPM_PREFIX:-$src/build/mcp-npm}
 node=$prefix/node_modules/.bin/node
 conformance=$prefix/node_modules/@modelcontextprotocol/conformance/dist/index.js
@@ -44,6 +46,7 @@ cleanup() {
             bad=1
         fi
     done
+    nk_keep_logs "$tmp"
     rm -rf "$tmp"
     if [ $bad = 1 ] && [ $rc = 0 ]; then
         exit 1
