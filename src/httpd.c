@@ -36,8 +36,24 @@ struct kv {
     char *value; /* may be NULL (query "?flag") */
 };
 
+/* Per-client token buckets, a fixed open-addressed table keyed by the client address: bounded
+ * memory whatever the number of clients. A slot idle for RATE_IDLE_S is reused by another
+ * address; two busy addresses that hash to the same slot share a bucket (stricter, never looser
+ * than configured for either). */
+#define RATE_SLOTS 4096U
+#define RATE_IDLE_S 60.0
+struct bucket {
+    char addr[INET6_ADDRSTRLEN];
+    double tokens;
+    double last; /* CLOCK_MONOTONIC seconds */
+};
+
 struct nk_httpd {
     struct MHD_Daemon *daemon;
+    double rate_per_s;
+    double rate_burst;
+    pthread_mutex_t rate_mu;
+    struct bucket *buckets; /* RATE_SLOTS, or NULL when unlimited */
     nk_httpd_handler_fn handler;
     void *ud;
     nk_httpd_access_fn access_log;
@@ -352,20 +368,69 @@ static struct MHD_Response *problem_response(const char *request_id, unsigned st
     return make_response(request_id, "application/problem+json", body, n < 0 ? 0 : (size_t)n, NULL);
 }
 
-static enum MHD_Result queue_problem(struct nk_http_req *r, unsigned status, const char *title,
-                                     const char *detail)
+static enum MHD_Result queue_problem_h(struct nk_http_req *r, unsigned status, const char *title,
+                                       const char *detail, const char *hname, const char *hvalue)
 {
     struct MHD_Response *resp = problem_response(r->id, status, title, detail);
     enum MHD_Result ret;
 
     if (resp == NULL)
         return MHD_NO;
+    if (hname != NULL && MHD_add_response_header(resp, hname, hvalue) != MHD_YES) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     r->status = status;
     r->state = RS_QUEUED;
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     log_access(r->h, r);
     return ret;
+}
+
+static enum MHD_Result queue_problem(struct nk_http_req *r, unsigned status, const char *title,
+                                     const char *detail)
+{
+    return queue_problem_h(r, status, title, detail, NULL, NULL);
+}
+
+static double mono_now(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* Take one token for client; false (and *retry_s) when its bucket is empty. */
+static bool rate_take(struct nk_httpd *h, const char *client, unsigned *retry_s)
+{
+    uint32_t x = 2166136261U;
+    struct bucket *b;
+    double now = mono_now();
+    bool ok;
+    size_t i;
+
+    for (i = 0; client[i] != '\0'; i++)
+        x = (x ^ (unsigned char)client[i]) * 16777619U;
+    pthread_mutex_lock(&h->rate_mu);
+    b = &h->buckets[x % RATE_SLOTS];
+    if (strcmp(b->addr, client) != 0 && (b->addr[0] == '\0' || now - b->last > RATE_IDLE_S)) {
+        snprintf(b->addr, sizeof(b->addr), "%s", client);
+        b->tokens = h->rate_burst;
+        b->last = now;
+    }
+    b->tokens += (now - b->last) * h->rate_per_s;
+    if (b->tokens > h->rate_burst)
+        b->tokens = h->rate_burst;
+    b->last = now;
+    ok = b->tokens >= 1.0;
+    if (ok)
+        b->tokens -= 1.0;
+    else
+        *retry_s = (unsigned)((1.0 - b->tokens) / h->rate_per_s) + 1U;
+    pthread_mutex_unlock(&h->rate_mu);
+    return ok;
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -473,6 +538,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         set_request_id(r, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
         r->state = RS_BODY;
+        if (h->buckets != NULL) {
+            unsigned retry = 1;
+            if (!rate_take(h, r->client, &retry)) {
+                char ra[16];
+                if (r->path == NULL)
+                    r->path = strndup(r->uri, strcspn(r->uri, "?#"));
+                snprintf(ra, sizeof(ra), "%u", retry);
+                snprintf(detail, sizeof(detail),
+                         "more than %g requests per second from %s; retry after %u s",
+                         h->rate_per_s, r->client, retry);
+                return queue_problem_h(r, 429, "Too Many Requests", detail, "Retry-After", ra);
+            }
+        }
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL) {
             char *end = NULL;
@@ -639,6 +717,8 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     unsigned threads = opts != NULL && opts->threads ? opts->threads : 2;
     unsigned max_conn = opts != NULL && opts->max_connections ? opts->max_connections : 1024;
     unsigned timeout = opts != NULL && opts->conn_timeout_s ? opts->conn_timeout_s : 30;
+    unsigned per_ip = opts != NULL ? opts->max_per_client : 0;
+    size_t mem = opts != NULL && opts->max_header_bytes ? opts->max_header_bytes : 32 * 1024;
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     bool v6 = false;
@@ -659,6 +739,19 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     }
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->abandoned_done, NULL);
+    pthread_mutex_init(&h->rate_mu, NULL);
+    if (opts != NULL && opts->rate_per_s > 0) {
+        h->rate_per_s = opts->rate_per_s;
+        h->rate_burst = opts->rate_burst > 0   ? (double)opts->rate_burst
+                        : opts->rate_per_s < 1 ? 1.0
+                                               : opts->rate_per_s;
+        h->buckets = calloc(RATE_SLOTS, sizeof(*h->buckets));
+        if (h->buckets == NULL) {
+            rc = NK_ERR_NOMEM;
+            nk_error_set(err, "out of memory");
+            goto out;
+        }
+    }
     rc = bind_socket(address, opts != NULL ? opts->port : 0, &fd, &v6, err);
     if (rc != NK_OK)
         goto out;
@@ -669,7 +762,8 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         h, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_END);
     if (h->daemon == NULL) {
         nk_error_set(err, "cannot start the HTTP listener on %s", address);
         rc = NK_ERR_IO;
@@ -687,6 +781,8 @@ out:
     if (h != NULL) {
         pthread_cond_destroy(&h->abandoned_done);
         pthread_mutex_destroy(&h->mu);
+        pthread_mutex_destroy(&h->rate_mu);
+        free(h->buckets);
         free(h);
     }
     return rc;
@@ -790,6 +886,8 @@ void nk_httpd_stop(struct nk_httpd *h)
     MHD_stop_daemon(h->daemon);
     pthread_cond_destroy(&h->abandoned_done);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->rate_mu);
+    free(h->buckets);
     free(h);
 }
 

@@ -228,6 +228,12 @@ struct serve_config {
     const char *mcp_auth;  /* none or token */
     const char *auth_tokens;
     bool read_only;
+    long max_connections;
+    long max_per_client;
+    long max_header_bytes;
+    long idle_timeout_s;
+    long rate_limit;
+    long rate_burst;
     /* Not options: the capability files (command line, else the config file's list), and the
      * strings this config owns (values read from the config file). */
     const char **files;
@@ -310,6 +316,19 @@ static const struct opt opts[] = {
      CFG(auth_tokens)},
     {"--read-only", "NAFTIKOD_READ_ONLY", OPT_BOOL, NULL, "off",
      "serve only GET routes and tools whose hints say readOnly", CFG(read_only)},
+    {"--max-connections", "NAFTIKOD_MAX_CONNECTIONS", OPT_UINT, "N", "1024",
+     "open connections per adapter listener; beyond, new ones are refused", CFG(max_connections)},
+    {"--max-connections-per-client", "NAFTIKOD_MAX_CONNECTIONS_PER_CLIENT", OPT_UINT, "N",
+     "0 (no limit of its own)", "open connections per client address per listener",
+     CFG(max_per_client)},
+    {"--max-header-bytes", "NAFTIKOD_MAX_HEADER_BYTES", OPT_UINT, "BYTES", "32768",
+     "memory for a request's line and headers (431 beyond)", CFG(max_header_bytes)},
+    {"--idle-timeout", "NAFTIKOD_IDLE_TIMEOUT_S", OPT_UINT, "S", "30",
+     "close a connection silent for this long (slow clients included)", CFG(idle_timeout_s)},
+    {"--rate-limit", "NAFTIKOD_RATE_LIMIT", OPT_UINT, "N", "0 (unlimited)",
+     "requests per second per client address (429 + Retry-After beyond)", CFG(rate_limit)},
+    {"--rate-burst", "NAFTIKOD_RATE_BURST", OPT_UINT, "N", "the rate",
+     "requests a client may send at once before --rate-limit applies", CFG(rate_burst)},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -866,6 +885,9 @@ static int read_config(int argc, char **argv, struct serve_config *c)
     c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
     c->log_format = "text";
     c->rest_auth = "none";
+    c->max_connections = 1024;
+    c->max_header_bytes = 32768;
+    c->idle_timeout_s = 30;
     c->mcp_auth = "none";
     c->log_level = "info";
     r = scan_args(argc, argv, NULL, &config);
@@ -1445,6 +1467,14 @@ int nk_cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+    /* Limits fit the listener's types (checked here rather than truncated later). */
+    if (cfg.max_connections > 1000000 || cfg.max_per_client > 1000000 ||
+        cfg.max_header_bytes > (64L << 20) || cfg.max_header_bytes < 1024 ||
+        cfg.idle_timeout_s > 86400 || cfg.rate_limit > 1000000 || cfg.rate_burst > 1000000) {
+        report_error("a limit is out of range: connections and rates at most 1000000, "
+                     "--max-header-bytes 1024..67108864, --idle-timeout at most 86400");
+        goto out;
+    }
     /* Inbound authentication: modes, tokens, and who may listen beyond loopback. */
     if (!nk_inbound_mode_parse(cfg.rest_auth, true, &policy.rest) ||
         !nk_inbound_mode_parse(cfg.mcp_auth, false, &policy.mcp)) {
@@ -1540,6 +1570,12 @@ int nk_cmd_serve(int argc, char **argv)
             ho.port = (unsigned)lo->port;
         }
         ho.max_body = (size_t)cfg.max_body;
+        ho.max_connections = (unsigned)cfg.max_connections;
+        ho.max_per_client = (unsigned)cfg.max_per_client;
+        ho.max_header_bytes = (size_t)cfg.max_header_bytes;
+        ho.conn_timeout_s = (unsigned)cfg.idle_timeout_s;
+        ho.rate_per_s = (double)cfg.rate_limit;
+        ho.rate_burst = (unsigned)cfg.rate_burst;
         ho.access_log = access_counted; /* metrics, then access_line */
         ho.access_ud = l;
         l->server = server;

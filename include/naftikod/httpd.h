@@ -33,6 +33,10 @@ struct nk_httpd_options {
     unsigned max_connections;      /* 0: 1024 */
     unsigned conn_timeout_s;       /* idle timeout; 0: 30 */
     unsigned threads;              /* polling threads; 0: 2 */
+    unsigned max_per_client;       /* connections per client address; 0: no limit of its own */
+    size_t max_header_bytes;       /* per-connection memory for the request head; 0: 32 KiB */
+    double rate_per_s;             /* requests per second per client address; 0: unlimited */
+    unsigned rate_burst;           /* bucket size; 0: max(1, rate_per_s) */
     nk_httpd_access_fn access_log; /* optional (NULL: none) */
     void *access_ud;               /* passed to access_log */
 };

@@ -174,6 +174,36 @@ STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port
     fail "token mode without --auth-tokens: exit $rc"
 echo "ok: non-loopback without authentication and token mode without a tokens file refuse to start (exit 1) and say how to fix it"
 
+# 5. limits: rate per client (429 + Retry-After), header size (431), connections per client,
+# idle timeout
+start limits --rate-limit 2 --rate-burst 2 --max-connections-per-client 2 \
+    --max-header-bytes 4096 --idle-timeout 2
+codes=""
+for _ in 1 2 3; do
+    call "$REST/v1/v1/apitokens"
+    codes="$codes$STATUS "
+done
+[ "$codes" = "200 200 429 " ] || fail "rate limit 2/s, burst 2: got $codes"
+tr -d '\r' <"$work/headers" | grep -qi '^retry-after: [1-9]' || fail "429 without Retry-After"
+jq -e '.status == 429' "$work/body" >/dev/null || fail "429 body"
+sleep 1.2
+call -H "X-Big: $(head -c 5000 /dev/zero | tr '\0' a)" "$REST/v1/v1/apitokens"
+[ "$STATUS" = 431 ] || fail "a 5 KB header over --max-header-bytes 4096: $STATUS"
+python3 - "${REST##*:}" <<'PY' || fail "connection limits"
+import socket, sys, time
+port = int(sys.argv[1])
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+conns[2].settimeout(3)
+assert conns[2].recv(16) == b"", "a third connection from the same client was not refused"
+conns[0].settimeout(6)
+t = time.monotonic()
+assert conns[0].recv(16) == b"", "an idle connection got data"
+took = time.monotonic() - t
+assert took < 5, "an idle connection was not closed by --idle-timeout 2 (took %.1f s)" % took
+PY
+echo "ok: limits: 429 + Retry-After beyond 2 req/s, 431 beyond 4 KiB of headers, a 3rd connection from one client refused, an idle one closed after 2 s"
+kill "$NK_PID"
+
 for s in "$KEY" "$AGENT" "$RO"; do
     if grep -aq -- "$s" "$work/all-bodies" "$work"/nk-*.log; then
         fail "a credential appears in a response or a log line"
