@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* fuzz_mcp.c: libFuzzer harness for the MCP engine: each input is one stdio line and one HTTP
- * POST body (handshake era with a session, and stateless era with matching headers). */
+/* fuzz_mcp.c: libFuzzer harness for the MCP engine: each input is one stdio line (2025-03-26:
+ * batches allowed) and HTTP POST bodies: handshake era with a session and no version header
+ * (batches allowed), handshake era under 2025-06-18 (batches refused), and stateless era, once
+ * with fixed headers and once with Mcp-Method / Mcp-Name taken from the body so that the header
+ * checks pass and the stateless dispatcher is reached for any method. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct nk_mcp_conn conn;
     struct nk_mcp_http_in in;
+    json_t *body, *params, *meta;
 
     if (engine == NULL) {
         tools[0].name = names[0];
@@ -67,9 +71,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.body = (const char *)data;
     in.body_len = size;
     nk_mcp_http(engine, &backend, &in, drop, NULL);
+    in.protocol_version = "2025-06-18";
+    nk_mcp_http(engine, &backend, &in, drop, NULL);
+    in.session_id = NULL;
     in.protocol_version = "2026-07-28";
     in.mcp_method = "tools/call";
     in.mcp_name = "get";
     nk_mcp_http(engine, &backend, &in, drop, NULL);
+
+    body = json_loadb((const char *)data, size, JSON_DECODE_ANY, NULL);
+    params = json_object_get(body, "params");
+    in.mcp_method = json_string_value(json_object_get(body, "method"));
+    in.mcp_name = json_string_value(json_object_get(params, "name"));
+    if (in.mcp_name == NULL)
+        in.mcp_name = json_string_value(json_object_get(params, "uri"));
+    meta = json_object_get(json_object_get(params, "_meta"),
+                           "io.modelcontextprotocol/protocolVersion");
+    if (json_string_value(meta) != NULL)
+        in.protocol_version = json_string_value(meta);
+    nk_mcp_http(engine, &backend, &in, drop, NULL);
+    json_decref(body);
     return 0;
 }
