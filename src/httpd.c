@@ -48,8 +48,26 @@ struct bucket {
     double last; /* CLOCK_MONOTONIC seconds */
 };
 
+/* One open connection, for the request deadline (slow clients). */
+struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    double since; /* start of the current request window: accepted, or last request done */
+    bool busy;    /* a request is with the handler (its time is the upstream's, not the client's) */
+    bool cut;
+};
+
 struct nk_httpd {
     struct MHD_Daemon *daemon;
+    /* request deadline: the watchdog shuts down connections still sending a request after
+     * request_timeout seconds (a client trickling bytes never trips the idle timeout) */
+    double request_timeout;
+    pthread_mutex_t conn_mu; /* guards conns and the tracks' fields */
+    struct conn_track *conns;
+    pthread_t watchdog;
+    bool watchdog_started;
+    bool watchdog_stop; /* under conn_mu */
+    pthread_cond_t watchdog_cv;
     double rate_per_s;
     double rate_burst;
     pthread_mutex_t rate_mu;
@@ -433,6 +451,92 @@ static bool rate_take(struct nk_httpd *h, const char *client, unsigned *retry_s)
     return ok;
 }
 
+static struct conn_track *track_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+static void track_busy(struct nk_httpd *h, struct MHD_Connection *conn, bool busy)
+{
+    struct conn_track *t = track_of(conn);
+
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&h->conn_mu);
+    t->busy = busy;
+    if (!busy)
+        t->since = mono_now();
+    pthread_mutex_unlock(&h->conn_mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct nk_httpd *h = cls;
+    struct conn_track *t = *socket_context;
+    const union MHD_ConnectionInfo *ci;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t = ci != NULL ? calloc(1, sizeof(*t)) : NULL;
+        if (t == NULL)
+            return; /* untracked: only the idle timeout applies to it */
+        t->fd = ci->connect_fd;
+        t->since = mono_now();
+        pthread_mutex_lock(&h->conn_mu);
+        t->next = h->conns;
+        if (h->conns != NULL)
+            h->conns->prev = t;
+        h->conns = t;
+        pthread_mutex_unlock(&h->conn_mu);
+        *socket_context = t;
+        return;
+    }
+    if (t == NULL)
+        return;
+    /* Closed: unlinked before libmicrohttpd closes the descriptor, so the watchdog never
+     * touches a number the kernel may already have given to someone else. */
+    pthread_mutex_lock(&h->conn_mu);
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        h->conns = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    pthread_mutex_unlock(&h->conn_mu);
+    free(t);
+    *socket_context = NULL;
+}
+
+/* Once a second: shut down connections that have been sending one request for too long.
+ * libmicrohttpd then sees the end of the stream and closes them in its own thread. */
+static void *watchdog_main(void *arg)
+{
+    struct nk_httpd *h = arg;
+    struct conn_track *t;
+    struct timespec until;
+    double now;
+
+    pthread_mutex_lock(&h->conn_mu);
+    while (!h->watchdog_stop) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&h->watchdog_cv, &h->conn_mu, &until);
+        now = mono_now();
+        for (t = h->conns; t != NULL; t = t->next) {
+            if (!t->busy && !t->cut && now - t->since > h->request_timeout) {
+                (void)shutdown(t->fd, SHUT_RDWR);
+                t->cut = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->conn_mu);
+    return NULL;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct nk_httpd *h = cls;
@@ -509,6 +613,7 @@ static enum MHD_Result dispatch(struct nk_httpd *h, struct nk_http_req *r)
             return queue_problem(r, 500, "Internal Server Error", "out of memory");
     }
     r->state = RS_DISPATCHED;
+    track_busy(h, r->conn, true);
     atomic_fetch_add(&r->refs, 1); /* the handler's reference, dropped by nk_http_respond */
     pending_add(h, r);
     /* Suspend before the handler runs: it may answer from another thread at once. */
@@ -626,8 +731,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     struct nk_http_req *r = *req_cls;
     bool abandoned;
 
-    (void)conn;
     (void)toe;
+    if (h->request_timeout > 0)
+        track_busy(h, conn, false); /* the next request's window starts now */
     if (r != NULL) {
         pthread_mutex_lock(&r->mu);
         abandoned = r->abandoned;
@@ -740,6 +846,9 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->abandoned_done, NULL);
     pthread_mutex_init(&h->rate_mu, NULL);
+    pthread_mutex_init(&h->conn_mu, NULL);
+    pthread_cond_init(&h->watchdog_cv, NULL);
+    h->request_timeout = opts != NULL ? (double)opts->request_timeout_s : 0;
     if (opts != NULL && opts->rate_per_s > 0) {
         h->rate_per_s = opts->rate_per_s;
         h->rate_burst = opts->rate_burst > 0   ? (double)opts->rate_burst
@@ -763,7 +872,8 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         h, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_END);
+        per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_CONNECTION,
+        h->request_timeout > 0 ? on_connection : NULL, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
         nk_error_set(err, "cannot start the HTTP listener on %s", address);
         rc = NK_ERR_IO;
@@ -771,6 +881,15 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     }
     h->listen_fd = fd;
     fd = -1; /* MHD owns it until quiesce */
+    if (h->request_timeout > 0) {
+        if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0) {
+            MHD_stop_daemon(h->daemon);
+            nk_error_set(err, "cannot start the request deadline thread");
+            rc = NK_ERR_INTERNAL;
+            goto out;
+        }
+        h->watchdog_started = true;
+    }
     di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di != NULL ? di->port : 0;
     *out = h;
@@ -782,6 +901,8 @@ out:
         pthread_cond_destroy(&h->abandoned_done);
         pthread_mutex_destroy(&h->mu);
         pthread_mutex_destroy(&h->rate_mu);
+        pthread_mutex_destroy(&h->conn_mu);
+        pthread_cond_destroy(&h->watchdog_cv);
         free(h->buckets);
         free(h);
     }
@@ -883,10 +1004,19 @@ void nk_httpd_stop(struct nk_httpd *h)
     pthread_mutex_unlock(&h->mu);
     if (!h->quiesced)
         h->listen_fd = -1; /* MHD closes it */
+    if (h->watchdog_started) {
+        pthread_mutex_lock(&h->conn_mu);
+        h->watchdog_stop = true;
+        pthread_cond_signal(&h->watchdog_cv);
+        pthread_mutex_unlock(&h->conn_mu);
+        pthread_join(h->watchdog, NULL);
+    }
     MHD_stop_daemon(h->daemon);
     pthread_cond_destroy(&h->abandoned_done);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->rate_mu);
+    pthread_mutex_destroy(&h->conn_mu);
+    pthread_cond_destroy(&h->watchdog_cv);
     free(h->buckets);
     free(h);
 }

@@ -234,6 +234,7 @@ struct serve_config {
     long idle_timeout_s;
     long rate_limit;
     long rate_burst;
+    long request_timeout_s;
     /* Not options: the capability files (command line, else the config file's list), and the
      * strings this config owns (values read from the config file). */
     const char **files;
@@ -325,6 +326,10 @@ static const struct opt opts[] = {
      "memory for a request's line and headers (431 beyond)", CFG(max_header_bytes)},
     {"--idle-timeout", "NAFTIKOD_IDLE_TIMEOUT_S", OPT_UINT, "S", "30",
      "close a connection silent for this long (slow clients included)", CFG(idle_timeout_s)},
+    {"--request-timeout", "NAFTIKOD_REQUEST_TIMEOUT_S", OPT_UINT, "S", "60",
+     "a request (line, headers, body) must arrive whole within this; slower clients are "
+     "disconnected (0: no deadline)",
+     CFG(request_timeout_s)},
     {"--rate-limit", "NAFTIKOD_RATE_LIMIT", OPT_UINT, "N", "0 (unlimited)",
      "requests per second per client address (429 + Retry-After beyond)", CFG(rate_limit)},
     {"--rate-burst", "NAFTIKOD_RATE_BURST", OPT_UINT, "N", "the rate",
@@ -888,6 +893,7 @@ static int read_config(int argc, char **argv, struct serve_config *c)
     c->max_connections = 1024;
     c->max_header_bytes = 32768;
     c->idle_timeout_s = 30;
+    c->request_timeout_s = 60;
     c->mcp_auth = "none";
     c->log_level = "info";
     r = scan_args(argc, argv, NULL, &config);
@@ -1470,9 +1476,12 @@ int nk_cmd_serve(int argc, char **argv)
     /* Limits fit the listener's types (checked here rather than truncated later). */
     if (cfg.max_connections > 1000000 || cfg.max_per_client > 1000000 ||
         cfg.max_header_bytes > (64L << 20) || cfg.max_header_bytes < 1024 ||
-        cfg.idle_timeout_s > 86400 || cfg.rate_limit > 1000000 || cfg.rate_burst > 1000000) {
-        report_error("a limit is out of range: connections and rates at most 1000000, "
-                     "--max-header-bytes 1024..67108864, --idle-timeout at most 86400");
+        cfg.idle_timeout_s > 86400 || cfg.request_timeout_s > 86400 || cfg.rate_limit > 1000000 ||
+        cfg.rate_burst > 1000000) {
+        report_error(
+            "a limit is out of range: connections and rates at most 1000000, "
+            "--max-header-bytes 1024..67108864, --idle-timeout and --request-timeout at most "
+            "86400");
         goto out;
     }
     /* Inbound authentication: modes, tokens, and who may listen beyond loopback. */
@@ -1576,6 +1585,7 @@ int nk_cmd_serve(int argc, char **argv)
         ho.conn_timeout_s = (unsigned)cfg.idle_timeout_s;
         ho.rate_per_s = (double)cfg.rate_limit;
         ho.rate_burst = (unsigned)cfg.rate_burst;
+        ho.request_timeout_s = (unsigned)cfg.request_timeout_s;
         ho.access_log = access_counted; /* metrics, then access_line */
         ho.access_ud = l;
         l->server = server;

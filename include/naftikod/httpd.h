@@ -37,6 +37,7 @@ struct nk_httpd_options {
     size_t max_header_bytes;       /* per-connection memory for the request head; 0: 32 KiB */
     double rate_per_s;             /* requests per second per client address; 0: unlimited */
     unsigned rate_burst;           /* bucket size; 0: max(1, rate_per_s) */
+    unsigned request_timeout_s;    /* a request must arrive whole within this; 0: no deadline */
     nk_httpd_access_fn access_log; /* optional (NULL: none) */
     void *access_ud;               /* passed to access_log */
 };

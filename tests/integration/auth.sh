@@ -177,7 +177,7 @@ echo "ok: non-loopback without authentication and token mode without a tokens fi
 # 5. limits: rate per client (429 + Retry-After), header size (431), connections per client,
 # idle timeout
 start limits --rate-limit 2 --rate-burst 2 --max-connections-per-client 2 \
-    --max-header-bytes 4096 --idle-timeout 2
+    --max-header-bytes 4096 --idle-timeout 2 --request-timeout 3
 codes=""
 for _ in 1 2 3; do
     call "$REST/v1/v1/apitokens"
@@ -200,8 +200,30 @@ t = time.monotonic()
 assert conns[0].recv(16) == b"", "an idle connection got data"
 took = time.monotonic() - t
 assert took < 5, "an idle connection was not closed by --idle-timeout 2 (took %.1f s)" % took
+for c in conns:
+    c.close()
+time.sleep(0.5)
+# slowloris: a header line every second never trips the idle timeout; the request deadline cuts it
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /v1/v1/apitokens HTTP/1.1\r\nHost: x\r\n")
+t = time.monotonic()
+cut = None
+for _ in range(12):
+    try:
+        s.sendall(b"X-Slow: a\r\n")
+    except OSError:
+        cut = time.monotonic() - t
+        break
+    s.settimeout(1)
+    try:
+        if s.recv(64) == b"":
+            cut = time.monotonic() - t
+            break
+    except socket.timeout:
+        pass
+assert cut is not None and cut < 7, "a client trickling headers was not cut by --request-timeout 3"
 PY
-echo "ok: limits: 429 + Retry-After beyond 2 req/s, 431 beyond 4 KiB of headers, a 3rd connection from one client refused, an idle one closed after 2 s"
+echo "ok: limits: 429 + Retry-After beyond 2 req/s, 431 beyond 4 KiB of headers, a 3rd connection from one client refused, an idle one closed after 2 s, a trickling one cut by the 3 s request deadline"
 kill "$NK_PID"
 
 for s in "$KEY" "$AGENT" "$RO"; do

@@ -26,6 +26,7 @@ need(c.securityContext.readOnlyRootFilesystem === true, "root file system not re
 need(c.securityContext.capabilities.drop.includes("ALL"), "capabilities not dropped");
 need(dep.template.spec.securityContext.runAsNonRoot === true, "runAsNonRoot not set");
 need(c.env.some((e) => e.name === "STACKROX_API_KEY_FILE"), "the key does not come from a file");
+need(c.env.some((e) => e.name === "NAFTIKOD_MCP_ALLOWED_HOSTS"), "no MCP allowed hosts: agents reaching the Service get 403");
 need(docs.NetworkPolicy.spec.policyTypes.includes("Egress"), "no egress policy");
 writeFileSync(out, docs.ConfigMap.data["naftikod.yaml"]);
 console.log(`ok: ${Object.keys(docs).length} kinds parsed; Deployment 2 replicas, probes /readyz and /healthz, non-root, read-only root, key from a file`);
