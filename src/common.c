@@ -5,6 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+int nk_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 const char *nk_rc_str(enum nk_rc rc)
 {
     switch (rc) {

@@ -153,17 +153,6 @@ static void req_unref(struct nk_http_req *r)
     free(r);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode n bytes of a query component: %XX and '+' (form encoding). Invalid escapes stay as
  * written. Returns a new string or NULL on OOM. */
 static char *query_decode(const char *s, size_t n)
@@ -174,8 +163,8 @@ static char *query_decode(const char *s, size_t n)
     if (out == NULL)
         return NULL;
     for (i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (s[i] == '%' && i + 2 < n && nk_hex_digit(s[i + 1]) >= 0 && nk_hex_digit(s[i + 2]) >= 0) {
+            out[o++] = (char)(nk_hex_digit(s[i + 1]) * 16 + nk_hex_digit(s[i + 2]));
             i += 2;
         } else if (s[i] == '+') {
             out[o++] = ' ';

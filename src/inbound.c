@@ -22,17 +22,6 @@ struct nk_tokens {
     size_t n;
 };
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool name_char(int c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -73,7 +62,7 @@ enum nk_rc nk_tokens_parse(const char *name, const char *text, size_t len, struc
             goto bad;
         }
         for (i = 0; i < NK_SHA256_LEN; i++) {
-            int hi = hexval(l[7 + 2 * i]), lo = hexval(l[8 + 2 * i]);
+            int hi = nk_hex_digit(l[7 + 2 * i]), lo = nk_hex_digit(l[8 + 2 * i]);
             if (hi < 0 || lo < 0) {
                 nk_error_set(err, "%s:%zu: the hash is not 64 hexadecimal digits", name, line);
                 goto bad;

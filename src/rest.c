@@ -200,17 +200,6 @@ static bool match_route(const struct nk_exposed *op, const struct seg *rs, size_
     return true;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode one path segment ('+' stays '+'). NULL with *bad set on a malformed escape or
  * an encoded NUL; NULL without on OOM. */
 static char *decode_segment(const char *s, size_t n, size_t *out_len, bool *bad)
@@ -230,12 +219,12 @@ static char *decode_segment(const char *s, size_t n, size_t *out_len, bool *bad)
             *bad = true;
             break;
         }
-        if (hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0 ||
-            (hexval(s[i + 1]) == 0 && hexval(s[i + 2]) == 0)) {
+        if (nk_hex_digit(s[i + 1]) < 0 || nk_hex_digit(s[i + 2]) < 0 ||
+            (nk_hex_digit(s[i + 1]) == 0 && nk_hex_digit(s[i + 2]) == 0)) {
             *bad = true;
             break;
         }
-        out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        out[o++] = (char)(nk_hex_digit(s[i + 1]) * 16 + nk_hex_digit(s[i + 2]));
         i += 2;
     }
     if (*bad) {

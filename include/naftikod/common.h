@@ -25,6 +25,8 @@ enum nk_rc {
 
 /* Human-readable name of a return code; static storage. */
 const char *nk_rc_str(enum nk_rc rc);
+/* The value of one hexadecimal digit (either case), or -1. */
+int nk_hex_digit(int c);
 
 /* Optional caller-owned detail for a failed call. line/column are 1-based, 0 when unknown. */
 struct nk_error {
