@@ -163,7 +163,8 @@ static char *query_decode(const char *s, size_t n)
     if (out == NULL)
         return NULL;
     for (i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && nk_hex_digit(s[i + 1]) >= 0 && nk_hex_digit(s[i + 2]) >= 0) {
+        if (s[i] == '%' && i + 2 < n && nk_hex_digit(s[i + 1]) >= 0 &&
+            nk_hex_digit(s[i + 2]) >= 0) {
             out[o++] = (char)(nk_hex_digit(s[i + 1]) * 16 + nk_hex_digit(s[i + 2]));
             i += 2;
         } else if (s[i] == '+') {
