@@ -5,51 +5,17 @@
 #
 # usage: auth.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR
 set -euo pipefail
-# shellcheck source=keep_logs.sh
-. "$(dirname "$0")/keep_logs.sh"
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 NAFTIKOD=$1
 DOUBLE=$2
 SRC=$3
 CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
-KEY="test-key-not-a-secret"
 AGENT="agent-token-not-a-secret-1234"   # a caller token of naftikod's own
 RO="central-readonly-token-not-a-secret" # a Central token with read access only
-work=$(mktemp -d "${TMPDIR:-/tmp}/nk-auth.XXXXXX")
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    nk_keep_logs "$work"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$work"/nk-*.log; do
-        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-    done
-    [ -f "$work/body" ] && { echo "--- last body" >&2; head -c 600 "$work/body" >&2; echo >&2; }
-    exit 1
-}
-wait_file() {
-    local i
-    for i in $(seq 200); do
-        [ -s "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$work/c.key" -out "$work/c.crt" 2>/dev/null || fail "openssl"
-"$DOUBLE" --port 0 --port-file "$work/c.port" --token "$KEY" --readonly-token "$RO" \
-    --tls-cert "$work/c.crt" --tls-key "$work/c.key" >"$work/c.log" 2>&1 &
-pids+=($!)
-wait_file "$work/c.port" "$!" || fail "central double did not start"
-CPORT=$(cat "$work/c.port")
+nk_init auth
+nk_start_double --readonly-token "$RO"
 printf '%s\n' "$AGENT" | "$NAFTIKOD" hash-token agent-1 >"$work/tokens" || fail "hash-token"
 grep -q "$AGENT" "$work/tokens" && fail "hash-token printed the token"
 grep -Eq '^sha256:[0-9a-f]{64}  agent-1$' "$work/tokens" || fail "hash-token line: $(cat "$work/tokens")"
@@ -60,7 +26,7 @@ start() {
     local name=$1
     shift
     STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-        --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/c.crt" \
+        --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
         --port-file "$work/$name.ports" "$@" 2>"$work/nk-$name.log" &
     NK_PID=$!
     pids+=("$NK_PID")
@@ -92,7 +58,7 @@ mcp_call() { # mcp_call TOOL ARGS [curl args]
         -d "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"$tool\",\"arguments\":$args,$META}}"
 }
 recorded_auth() { # the Authorization values Central received with X-Request-Id $1
-    curl -sS --max-time 10 --cacert "$work/c.crt" "https://127.0.0.1:$CPORT/__double/requests" |
+    curl -sS --max-time 10 --cacert "$work/central.crt" "https://127.0.0.1:$CPORT/__double/requests" |
         jq -c --arg id "$1" '[.[] | select(any(.headers[]; (.[0]|ascii_downcase) == "x-request-id" and .[1] == $id)) | .authorization]'
 }
 LIST=getapitokens-returns-all-api-tokens

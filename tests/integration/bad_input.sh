@@ -7,51 +7,18 @@
 #
 # usage: bad_input.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR
 set -euo pipefail
-# shellcheck source=keep_logs.sh
-. "$(dirname "$0")/keep_logs.sh"
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 NAFTIKOD=$1
 DOUBLE=$2
 SRC=$3
 CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
-KEY="test-key-not-a-secret"
-work=$(mktemp -d "${TMPDIR:-/tmp}/nk-bad.XXXXXX")
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    nk_keep_logs "$work"
-    rm -rf "$work"
-}
-trap cleanup EXIT
 n_cases=0
-fail() {
-    echo "FAIL: $*" >&2
-    [ -f "$work/nk.log" ] && { echo "--- naftikod log" >&2; tail -n 20 "$work/nk.log" >&2; }
-    [ -f "$work/body" ] && { echo "--- last body" >&2; head -c 600 "$work/body" >&2; echo >&2; }
-    exit 1
-}
-wait_file() {
-    local i
-    for i in $(seq 200); do
-        [ -s "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$work/c.key" -out "$work/c.crt" 2>/dev/null || fail "openssl"
-"$DOUBLE" --port 0 --port-file "$work/c.port" --token "$KEY" --tls-cert "$work/c.crt" \
-    --tls-key "$work/c.key" >"$work/c.log" 2>&1 &
-pids+=($!)
-wait_file "$work/c.port" "$!" || fail "central double did not start"
-CPORT=$(cat "$work/c.port")
+nk_init bad
+nk_start_double
 STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-    --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/c.crt" \
+    --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
     --port-file "$work/nk.ports" 2>"$work/nk.log" &
 NK_PID=$!
 pids+=("$NK_PID")
@@ -97,7 +64,7 @@ MH=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event
 META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
 # The double's record of the upstream requests that carried X-Request-Id $1.
 recorded() {
-    curl -sS --max-time 10 --cacert "$work/c.crt" "https://127.0.0.1:$CPORT/__double/requests" |
+    curl -sS --max-time 10 --cacert "$work/central.crt" "https://127.0.0.1:$CPORT/__double/requests" |
         jq -c --arg id "$1" '[.[] | select(any(.headers[]; (.[0]|ascii_downcase) == "x-request-id" and .[1] == $id))]'
 }
 GEN="$REST/v1/v1/apitokens/generate"

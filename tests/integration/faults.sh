@@ -9,55 +9,18 @@
 #
 # usage: faults.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR [VALGRIND]
 set -euo pipefail
-# shellcheck source=keep_logs.sh
-. "$(dirname "$0")/keep_logs.sh"
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 NAFTIKOD=$1
 DOUBLE=$2
 SRC=$3
 VALGRIND=${4:-}
 CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
-KEY="test-key-not-a-secret"
-work=$(mktemp -d "${TMPDIR:-/tmp}/nk-faults.XXXXXX")
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    nk_keep_logs "$work"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$work"/nk-*.log; do
-        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }
-    done
-    [ -f "$work/body" ] && { echo "--- last body" >&2; head -c 600 "$work/body" >&2; echo >&2; }
-    exit 1
-}
-wait_file() {
-    local i
-    for i in $(seq 600); do
-        [ -s "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-mkcert() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-        -keyout "$work/$1.key" -out "$work/$1.crt" 2>/dev/null || fail "openssl"
-}
-mkcert central
-mkcert other
-"$DOUBLE" --port 0 --port-file "$work/c.port" --token "$KEY" --tls-cert "$work/central.crt" \
-    --tls-key "$work/central.key" >"$work/c.log" 2>&1 &
-DOUBLE_PID=$!
-pids+=("$DOUBLE_PID")
-wait_file "$work/c.port" "$DOUBLE_PID" || fail "central double did not start"
-CPORT=$(cat "$work/c.port")
+nk_init faults
+nk_cert central
+nk_cert other
+nk_start_double
 
 # start NAME HOST CAFILE: a daemon; sets NK_PID REST MCP OPS.
 start() {
