@@ -53,6 +53,7 @@ for _ in $(seq 100); do [ -s "$demo/naftikod.ports" ] && break; sleep 0.05; done
 [ -s "$demo/naftikod.ports" ] || { echo "demo: naftikod did not start" >&2; exit 1; }
 rest=$(sed -n 's/^rest=//p' "$demo/naftikod.ports" | head -n1)
 mcp=$(sed -n 's/^mcp=//p' "$demo/naftikod.ports" | head -n1)
+ops=$(sed -n 's/^ops=//p' "$demo/naftikod.ports" | head -n1)
 cat <<EOT
 
 naftikod is serving REST on 127.0.0.1:$rest and MCP on 127.0.0.1:$mcp/mcp. Try:
@@ -66,6 +67,7 @@ naftikod is serving REST on 127.0.0.1:$rest and MCP on 127.0.0.1:$mcp/mcp. Try:
   curl -s http://127.0.0.1:$rest/openapi.json
   curl -s http://127.0.0.1:$mcp/mcp -H 'Content-Type: application/json' \\
        -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
+  curl -s http://127.0.0.1:${ops:-8091}/readyz; curl -s http://127.0.0.1:${ops:-8091}/metrics
 
 Ctrl-C stops naftikod and the demo Central.
 EOT
