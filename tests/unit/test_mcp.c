@@ -633,6 +633,63 @@ static void test_tools_pagination(void **state)
     backend.adapter = &adapter;
 }
 
+/* --read-only: only readOnly tools are listed, each exactly once, however they fall on pages,
+ * and calling another one is an unknown tool. */
+static void test_tools_read_only(void **state)
+{
+    char sid[NK_MCP_SESSION_ID_MAX], body[512], cursor[128] = "", want[16];
+    struct captured c;
+    size_t i, seen = 0, next_ro = 0;
+    int pages = 0;
+
+    (void)state;
+    for (i = 0; i < N_MANY; i++)
+        many[i].hints.read_only = i % 3 == 0 || (i >= 100 && i < 200); /* sparse, then a run */
+    backend.adapter = &many_adapter;
+    backend.read_only = true;
+    open_session(sid);
+    do {
+        json_t *r, *tl, *next;
+
+        if (cursor[0] == '\0')
+            snprintf(body, sizeof(body),
+                     "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+        else
+            snprintf(body, sizeof(body),
+                     "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{"
+                     "\"cursor\":\"%s\"}}",
+                     cursor);
+        http(&c, "POST", body, "Mcp-Session-Id", sid, NULL);
+        r = result_of(&c);
+        tl = json_object_get(r, "tools");
+        for (i = 0; i < json_array_size(tl); i++) {
+            while (next_ro < N_MANY && !many[next_ro].hints.read_only)
+                next_ro++;
+            snprintf(want, sizeof(want), "tool-%03zu", next_ro++);
+            assert_string_equal(json_string_value(json_object_get(json_array_get(tl, i), "name")),
+                                want);
+            seen++;
+        }
+        next = json_object_get(r, "nextCursor");
+        snprintf(cursor, sizeof(cursor), "%s", next != NULL ? json_string_value(next) : "");
+        cap_cleanup(&c);
+        pages++;
+    } while (cursor[0] != '\0' && pages < 10);
+    for (i = 0, next_ro = 0; i < N_MANY; i++)
+        next_ro += many[i].hints.read_only;
+    assert_int_equal(seen, next_ro);
+    http(&c, "POST",
+         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+         "\"tool-001\",\"arguments\":{}}}",
+         "Mcp-Session-Id", sid, NULL);
+    assert_int_equal(error_code(&c), -32602);
+    cap_cleanup(&c);
+    for (i = 0; i < N_MANY; i++)
+        many[i].hints.read_only = false;
+    backend.read_only = false;
+    backend.adapter = &adapter;
+}
+
 static void call_tool(struct captured *c, const char *sid, const char *name, const char *args)
 {
     char body[512];
@@ -1075,6 +1132,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_host_origin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tools_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tools_pagination, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tools_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tools_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tools_call_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
