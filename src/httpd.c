@@ -84,6 +84,9 @@ struct nk_httpd {
     pthread_cond_t abandoned_done;
     struct nk_http_req *pending_head;
     size_t n_pending;
+    /* dispatched and not yet completed by libmicrohttpd (answer written or connection gone):
+     * what a drain waits for, since an answered request may still be on its way out */
+    atomic_size_t n_unfinished;
     size_t n_abandoned; /* answered 503 by nk_httpd_stop, not yet completed by MHD */
 };
 
@@ -96,6 +99,7 @@ struct nk_http_req {
     bool abandoned;  /* the listener stopped before the handler answered */
     bool too_large;  /* the body went over max_body; answer 413 */
     bool in_pending; /* linked in h->pending_* */
+    bool unfinished; /* counted in h->n_unfinished (set by dispatch, cleared on completion) */
     struct nk_http_req *prev, *next;
     struct timespec start;
     char *uri; /* raw request target */
@@ -606,6 +610,8 @@ static enum MHD_Result dispatch(struct nk_httpd *h, struct nk_http_req *r)
     track_busy(h, r->conn, true);
     atomic_fetch_add(&r->refs, 1); /* the handler's reference, dropped by nk_http_respond */
     pending_add(h, r);
+    r->unfinished = true;
+    atomic_fetch_add(&h->n_unfinished, 1);
     /* Suspend before the handler runs: it may answer from another thread at once. */
     MHD_suspend_connection(r->conn);
     h->handler(h->ud, r);
@@ -724,6 +730,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     if (h->request_timeout > 0)
         track_busy(h, conn, false); /* the next request's window starts now */
+    if (r != NULL && r->unfinished) {
+        r->unfinished = false;
+        atomic_fetch_sub(&h->n_unfinished, 1);
+    }
     if (r != NULL) {
         pthread_mutex_lock(&r->mu);
         abandoned = r->abandoned;
@@ -825,6 +835,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     h = calloc(1, sizeof(*h));
     if (h == NULL)
         return NK_ERR_NOMEM;
+    atomic_init(&h->n_unfinished, 0);
     h->handler = handler;
     h->ud = ud;
     h->listen_fd = -1;
@@ -918,12 +929,7 @@ void nk_httpd_quiesce(struct nk_httpd *h)
 
 size_t nk_httpd_pending(struct nk_httpd *h)
 {
-    size_t n;
-
-    pthread_mutex_lock(&h->mu);
-    n = h->n_pending;
-    pthread_mutex_unlock(&h->mu);
-    return n;
+    return atomic_load(&h->n_unfinished);
 }
 
 /* Answer r with resp (may be NULL on OOM: the connection is then closed). Caller holds r->mu

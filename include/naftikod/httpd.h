@@ -58,7 +58,8 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
 unsigned nk_httpd_port(const struct nk_httpd *h);
 /* Stop accepting new connections (the socket closes); requests already read still complete. */
 void nk_httpd_quiesce(struct nk_httpd *h);
-/* Requests handed to the handler and not yet answered. */
+/* Requests handed to the handler whose answer has not been completely sent yet (or whose
+ * connection has not ended): zero means a drain is done. */
 size_t nk_httpd_pending(struct nk_httpd *h);
 /* Stop and free. Call after pending reached zero (or the drain timeout). NULL is a no-op. */
 void nk_httpd_stop(struct nk_httpd *h);
