@@ -16,9 +16,12 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
+
+#include "naftikod/upstream.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 
@@ -59,6 +62,12 @@ struct conn_track {
 
 struct nk_httpd {
     struct MHD_Daemon *daemon;
+    /* Loop mode (opts->loop): libmicrohttpd polls nothing itself; its epoll fd is a source on
+     * the upstream client's loop thread, which calls MHD_run. NULL: its own threads. */
+    struct nk_upstream *loop;
+    struct nk_upstream_source src;
+    int mhd_epfd;
+    atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
     /* request deadline: the watchdog shuts down connections still sending a request after
      * request_timeout seconds (a client trickling bytes never trips the idle timeout) */
     double request_timeout;
@@ -120,6 +129,7 @@ struct nk_http_req {
     unsigned tag;                 /* nk_http_req_set_tag(); passed to the access hook */
     nk_http_detached_fn detached; /* non-NULL: nk_http_req_detached() (no connection) */
     void *detached_ud;
+    struct nk_upstream_call resume_call; /* loop mode: a resume posted from another thread */
 };
 
 static double elapsed_since(const struct timespec *t0)
@@ -606,6 +616,9 @@ static enum MHD_Result dispatch(struct nk_httpd *h, struct nk_http_req *r)
         if (r->body == NULL)
             return queue_problem(r, 500, "Internal Server Error", "out of memory");
     }
+    if (atomic_load(&h->closing))
+        return queue_problem_h(r, 503, "Service Unavailable", "server shutting down", "Connection",
+                               "close");
     r->state = RS_DISPATCHED;
     track_busy(h, r->conn, true);
     atomic_fetch_add(&r->refs, 1); /* the handler's reference, dropped by nk_http_respond */
@@ -761,6 +774,25 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     fprintf(stderr, "naftikod: warning: httpd: %s\n", line);
 }
 
+/* Loop mode: the loop calls this when libmicrohttpd's epoll fd is readable, when its timeout is
+ * due, or after a resume (kick). */
+static void src_run(void *ud)
+{
+    struct nk_httpd *h = ud;
+
+    (void)MHD_run(h->daemon);
+}
+
+static long src_timeout(void *ud)
+{
+    struct nk_httpd *h = ud;
+    MHD_UNSIGNED_LONG_LONG t = 0;
+
+    if (MHD_get_timeout(h->daemon, &t) != MHD_YES)
+        return -1;
+    return t > 1000000U ? 1000000L : (long)t;
+}
+
 static enum nk_rc bind_socket(const char *address, unsigned port, int *fd_out, bool *v6,
                               struct nk_error *err)
 {
@@ -825,8 +857,12 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     unsigned timeout = opts != NULL && opts->conn_timeout_s ? opts->conn_timeout_s : 30;
     unsigned per_ip = opts != NULL ? opts->max_per_client : 0;
     size_t mem = opts != NULL && opts->max_header_bytes ? opts->max_header_bytes : 32 * 1024;
-    unsigned flags =
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct nk_upstream *loop = opts != NULL ? opts->loop : NULL;
+    /* Loop mode: no thread of libmicrohttpd's own and no inter-thread channel (every resume
+     * happens on the loop thread, which runs MHD_run right after). */
+    unsigned flags = loop != NULL ? MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG
+                                  : MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                                        MHD_USE_ITC | MHD_USE_ERROR_LOG;
     bool v6 = false;
     enum nk_rc rc;
     int fd = -1;
@@ -836,6 +872,9 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     if (h == NULL)
         return NK_ERR_NOMEM;
     atomic_init(&h->n_unfinished, 0);
+    atomic_init(&h->closing, false);
+    h->loop = loop;
+    h->mhd_epfd = -1;
     h->handler = handler;
     h->ud = ud;
     h->listen_fd = -1;
@@ -872,9 +911,11 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         h, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_CONNECTION,
-        h->request_timeout > 0 ? on_connection : NULL, h, MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
+        MHD_OPTION_NOTIFY_CONNECTION, h->request_timeout > 0 ? on_connection : NULL, h,
+        /* last: a pool only for the listener's own threads (END stops the list otherwise) */
+        loop == NULL && threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads,
+        MHD_OPTION_END);
     if (h->daemon == NULL) {
         nk_error_set(err, "cannot start the HTTP listener on %s", address);
         rc = NK_ERR_IO;
@@ -882,8 +923,23 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     }
     h->listen_fd = fd;
     fd = -1; /* MHD owns it until quiesce */
+    if (loop != NULL) {
+        di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+        h->mhd_epfd = di != NULL ? di->epoll_fd : -1;
+        h->src.fd = h->mhd_epfd;
+        h->src.run = src_run;
+        h->src.timeout_ms = src_timeout;
+        h->src.ud = h;
+        if (h->mhd_epfd < 0 || nk_upstream_attach(loop, &h->src) != NK_OK) {
+            MHD_stop_daemon(h->daemon);
+            nk_error_set(err, "cannot serve the HTTP listener on the event loop");
+            rc = NK_ERR_INTERNAL;
+            goto out;
+        }
+    }
     if (h->request_timeout > 0) {
         if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0) {
+            nk_upstream_detach(&h->src);
             MHD_stop_daemon(h->daemon);
             nk_error_set(err, "cannot start the request deadline thread");
             rc = NK_ERR_INTERNAL;
@@ -915,16 +971,23 @@ unsigned nk_httpd_port(const struct nk_httpd *h)
     return h->port;
 }
 
+static void quiesce_now(void *arg)
+{
+    struct nk_httpd *h = arg;
+    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
 void nk_httpd_quiesce(struct nk_httpd *h)
 {
-    MHD_socket fd;
-
     if (h == NULL || h->quiesced)
         return;
     h->quiesced = true;
-    fd = MHD_quiesce_daemon(h->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    /* In loop mode the daemon belongs to the loop thread while attached. */
+    if (h->src.attached == NULL || !nk_upstream_run_sync(h->src.attached, quiesce_now, h))
+        quiesce_now(h);
 }
 
 size_t nk_httpd_pending(struct nk_httpd *h)
@@ -951,16 +1014,45 @@ static void answer_locked(struct nk_http_req *r, unsigned status, struct MHD_Res
     log_access(h, r);
 }
 
-void nk_httpd_stop(struct nk_httpd *h)
+/* Resume r's connection and drop one reference to r. In loop mode the loop thread must do it
+ * (libmicrohttpd has no channel to wake it otherwise) and then run the daemon: directly when on
+ * it, else posted. Without a loop (or once it is gone) libmicrohttpd's own wakeup does it. */
+static void resume_on_loop(void *arg)
 {
+    struct nk_http_req *r = arg;
+
+    MHD_resume_connection(r->conn);
+    nk_upstream_kick(&r->h->src);
+    req_unref(r);
+}
+
+static void resume_unref(struct nk_http_req *r)
+{
+    struct nk_httpd *h = r->h;
+
+    if (h->loop != NULL && nk_upstream_on_loop(h->loop)) {
+        resume_on_loop(r);
+        return;
+    }
+    if (h->src.attached != NULL) {
+        r->resume_call.fn = resume_on_loop;
+        r->resume_call.ud = r;
+        if (nk_upstream_post(h->src.attached, &r->resume_call))
+            return;
+    }
+    MHD_resume_connection(r->conn);
+    req_unref(r);
+}
+
+/* Answer 503 to every request a handler has not answered: libmicrohttpd refuses to stop with
+ * suspended connections. A late nk_http_respond() then finds the request abandoned and only
+ * drops it. */
+static void abandon_pending(void *arg)
+{
+    struct nk_httpd *h = arg;
     struct nk_http_req *r;
-    struct timespec deadline;
     bool resume;
 
-    if (h == NULL)
-        return;
-    /* MHD refuses to stop with suspended connections: answer what the handlers never did.
-     * A late nk_http_respond() then finds the request abandoned and only drops it. */
     for (;;) {
         pthread_mutex_lock(&h->mu);
         r = h->pending_head;
@@ -987,17 +1079,53 @@ void nk_httpd_stop(struct nk_httpd *h)
         pthread_mutex_unlock(&r->mu);
         /* Never call into MHD holding r->mu: its threads take r->mu in on_request. */
         if (resume)
-            MHD_resume_connection(r->conn);
-        req_unref(r);
+            resume_unref(r);
+        else
+            req_unref(r);
+    }
+}
+
+void nk_httpd_stop(struct nk_httpd *h)
+{
+    struct timespec deadline;
+    struct pollfd pfd;
+    double until;
+    size_t left;
+
+    if (h == NULL)
+        return;
+    atomic_store(&h->closing, true);
+    if (h->src.attached != NULL) {
+        /* Loop mode, loop running: it owns the daemon until the detach below. */
+        (void)nk_upstream_run_sync(h->src.attached, abandon_pending, h);
+    } else {
+        abandon_pending(h);
     }
     /* Give those 503s a moment to reach their clients (bounded; MHD closes the rest). */
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += 2;
-    pthread_mutex_lock(&h->mu);
-    while (h->n_abandoned > 0)
-        if (pthread_cond_timedwait(&h->abandoned_done, &h->mu, &deadline) != 0)
-            break;
-    pthread_mutex_unlock(&h->mu);
+    if (h->loop != NULL && h->src.attached == NULL) {
+        /* Loop mode with the loop gone: nobody else runs the daemon now; this thread does. */
+        until = mono_now() + 2.0;
+        for (;;) {
+            (void)MHD_run(h->daemon);
+            pthread_mutex_lock(&h->mu);
+            left = h->n_abandoned;
+            pthread_mutex_unlock(&h->mu);
+            if (left == 0 || mono_now() >= until)
+                break;
+            pfd.fd = h->mhd_epfd;
+            pfd.events = POLLIN;
+            (void)poll(&pfd, 1, 50);
+        }
+    } else {
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 2;
+        pthread_mutex_lock(&h->mu);
+        while (h->n_abandoned > 0)
+            if (pthread_cond_timedwait(&h->abandoned_done, &h->mu, &deadline) != 0)
+                break;
+        pthread_mutex_unlock(&h->mu);
+    }
+    nk_upstream_detach(&h->src); /* from here on this thread owns the daemon */
     if (!h->quiesced)
         h->listen_fd = -1; /* MHD closes it */
     if (h->watchdog_started) {
@@ -1106,8 +1234,7 @@ void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content
     answer_locked(r, status, resp);
     pthread_mutex_unlock(&r->mu);
     /* The handler's reference keeps r alive until after the resume. */
-    MHD_resume_connection(r->conn);
-    req_unref(r);
+    resume_unref(r);
 }
 
 struct nk_http_req *nk_http_req_detached(const char *method, const char *target,

@@ -272,11 +272,32 @@ static void write_all(const char *p, size_t n)
     }
 }
 
+/* Batching (the event loop's thread): info and debug lines wait in a PIPE_BUF-sized buffer until
+ * nk_log_flush(), so a busy loop writes many access lines per write(2); each write still holds
+ * whole lines only, and never more than a pipe keeps whole. */
+#define BATCH_CAP 4096U
+static _Thread_local bool tl_batching;
+static _Thread_local size_t tl_n;
+static _Thread_local char tl_buf[BATCH_CAP];
+
+void nk_log_batch_begin(void)
+{
+    tl_batching = true;
+}
+
+void nk_log_flush(void)
+{
+    if (tl_n > 0)
+        write_all(tl_buf, tl_n);
+    tl_n = 0;
+}
+
 void nk_log_event(enum nk_log_level l, const char *level_name, const char *msg,
                   const struct nk_log_field *fields, size_t n_fields)
 {
     char t[40];
     char *line;
+    size_t len;
 
     if (!nk_log_enabled(l))
         return;
@@ -287,7 +308,16 @@ void nk_log_event(enum nk_log_level l, const char *level_name, const char *msg,
         fputs("naftikod: out of memory while logging\n", stderr);
         return;
     }
-    write_all(line, strlen(line));
+    len = strlen(line);
+    if (tl_batching && l <= NK_LOG_INFO && len <= BATCH_CAP) {
+        if (tl_n + len > BATCH_CAP)
+            nk_log_flush();
+        memcpy(tl_buf + tl_n, line, len);
+        tl_n += len;
+    } else {
+        nk_log_flush(); /* keep this thread's lines in order */
+        write_all(line, len);
+    }
     free(line);
 }
 

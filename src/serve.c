@@ -1588,6 +1588,7 @@ int nk_cmd_serve(int argc, char **argv)
         ho.request_timeout_s = (unsigned)cfg.request_timeout_s;
         ho.access_log = access_counted; /* metrics, then access_line */
         ho.access_ud = l;
+        ho.loop = up;
         l->server = server;
         l->type = a->type;
         l->ns = strdup(a->ns);
@@ -1663,12 +1664,15 @@ int nk_cmd_serve(int argc, char **argv)
     drain(ls, n_ls, cfg.drain_ms, watchdog, watchdog_usec);
     status = 0;
 out:
-    /* Upstream first: its shutdown completes the calls still running, whose answers need the
-     * listeners; then the listeners (which answer 503 to anything still unanswered). */
-    nk_upstream_free(up);
-    nk_ops_stop(ops); /* after the upstream (its probes completed), before the adapters */
-    for (i = 0; ls != NULL && i < n_ls; i++) {
+    /* The adapters first, while the upstream loop that serves them still runs: they answer 503
+     * to anything still unanswered and call no handler again. Then the upstream: its shutdown
+     * completes the calls still running, whose callbacks find their requests abandoned. The
+     * listener structs stay until then (those callbacks still see them). */
+    for (i = 0; ls != NULL && i < n_ls; i++)
         nk_httpd_stop(ls[i].httpd);
+    nk_upstream_free(up);
+    nk_ops_stop(ops); /* after the upstream (its probes completed) */
+    for (i = 0; ls != NULL && i < n_ls; i++) {
         free(ls[i].ns);
         free(ls[i].address);
     }

@@ -15,6 +15,8 @@
 
 #include <curl/curl.h>
 
+#include "naftikod/log.h"
+
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000L
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_MAX_RESPONSE ((size_t)16 * 1024 * 1024)
@@ -22,6 +24,12 @@
 /* Finished easy handles kept for reuse (their buffers survive curl_easy_reset). */
 #define EASY_POOL_MAX 256U
 #define MAX_EVENTS 64
+#define MAX_SOURCES 16U
+
+/* What an epoll event is about: the tag in the high half of data.u64, an id in the low half. */
+#define TAG_CURL 0U   /* id: a socket curl asked us to watch */
+#define TAG_WAKE 1U   /* the eventfd */
+#define TAG_SOURCE 2U /* id: a slot in sources[] */
 
 /* One transfer, from submit to callback. */
 struct xfer {
@@ -55,11 +63,16 @@ struct nk_upstream {
     struct xfer *queue_tail;
     size_t in_flight;
     bool stop;
+    bool loop_done;                 /* the loop has exited: posts are refused */
+    struct nk_upstream_call *calls; /* posted, not yet run (FIFO via tail) */
+    struct nk_upstream_call *calls_tail;
+    pthread_cond_t sync_cv;    /* nk_upstream_run_sync waits here */
     CURL *pool[EASY_POOL_MAX]; /* reset easy handles ready for reuse */
     size_t n_pool;
     /* loop thread only: */
     struct xfer *running;   /* added to multi (doubly linked) */
     int64_t timer_deadline; /* CLOCK_MONOTONIC ms when curl wants its timeout call; -1 none */
+    struct nk_upstream_source *sources[MAX_SOURCES];
     /* immutable after new: */
     long connect_timeout_ms;
     long timeout_ms;
@@ -449,7 +462,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     }
     memset(&ev, 0, sizeof(ev));
     ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0U) | (what & CURL_POLL_OUT ? EPOLLOUT : 0U);
-    ev.data.fd = s;
+    ev.data.u64 = ((uint64_t)TAG_CURL << 32) | (uint32_t)s;
     if (socketp != NULL) {
         if (epoll_ctl(u->epfd, EPOLL_CTL_MOD, s, &ev) == 0)
             return 0;
@@ -495,53 +508,134 @@ static void reap(struct nk_upstream *u)
     }
 }
 
+/* The loop thread's own client, for nk_upstream_on_loop. */
+static _Thread_local struct nk_upstream *tl_loop;
+
+bool nk_upstream_on_loop(const struct nk_upstream *u)
+{
+    return u != NULL && tl_loop == u;
+}
+
+/* How long the loop may wait: until curl's timer, a source's timeout, or at most a second. A
+ * source that is due now is marked kicked, and the wait is zero. */
+static int loop_timeout(struct nk_upstream *u)
+{
+    int64_t wait = 1000, now;
+    unsigned i;
+    long t;
+
+    if (u->timer_deadline >= 0) {
+        now = now_ms();
+        wait = u->timer_deadline <= now ? 0 : u->timer_deadline - now;
+        if (wait > 1000)
+            wait = 1000;
+    }
+    for (i = 0; i < MAX_SOURCES; i++) {
+        struct nk_upstream_source *src = u->sources[i];
+
+        if (src == NULL)
+            continue;
+        t = src->kicked ? 0 : src->timeout_ms != NULL ? src->timeout_ms(src->ud) : -1;
+        if (t == 0)
+            src->kicked = true;
+        if (t >= 0 && t < wait)
+            wait = t;
+    }
+    return (int)wait;
+}
+
+/* Run every kicked source (a run may kick its own or another source: those wait for the next
+ * pass). */
+static void run_sources(struct nk_upstream *u)
+{
+    struct nk_upstream_source *due[MAX_SOURCES];
+    unsigned i, n = 0;
+
+    for (i = 0; i < MAX_SOURCES; i++)
+        if (u->sources[i] != NULL && u->sources[i]->kicked) {
+            u->sources[i]->kicked = false;
+            due[n++] = u->sources[i];
+        }
+    for (i = 0; i < n; i++)
+        if (due[i]->attached == u) /* a run before it may have detached it */
+            due[i]->run(due[i]->ud);
+}
+
+static void start_transfer(struct nk_upstream *u, struct xfer *x)
+{
+    /* Adding arms curl's timer at 0 ms: the transfer starts on the timeout action, in this same
+     * turn of the loop. */
+    if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+        finish(u, x, CURLE_OK, "cannot start the transfer");
+        return;
+    }
+    running_add(u, x);
+}
+
+/* The eventfd fired: take what other threads queued (transfers, calls, stop). */
+static bool take_wakeup(struct nk_upstream *u)
+{
+    struct xfer *q, *x;
+    struct nk_upstream_call *c, *cn;
+    uint64_t junk;
+    bool stop;
+
+    if (read(u->wakefd, &junk, sizeof(junk)) < 0 && errno != EAGAIN)
+        return false;
+    pthread_mutex_lock(&u->mu);
+    q = u->queue;
+    u->queue = u->queue_tail = NULL;
+    c = u->calls;
+    u->calls = u->calls_tail = NULL;
+    stop = u->stop;
+    pthread_mutex_unlock(&u->mu);
+    while (q != NULL) {
+        x = q;
+        q = q->next;
+        if (stop)
+            finish(u, x, CURLE_OK, "shutting down");
+        else
+            start_transfer(u, x);
+    }
+    for (; c != NULL; c = cn) {
+        cn = c->next; /* c may be freed by its own function */
+        c->fn(c->ud);
+    }
+    return stop;
+}
+
 static void *loop_main(void *arg)
 {
     struct nk_upstream *u = arg;
     struct epoll_event evs[MAX_EVENTS];
-    struct xfer *q, *x;
-    uint64_t junk;
-    int64_t now;
-    int running, n, i, timeout;
+    struct nk_upstream_call *c, *cn;
+    struct xfer *x;
+    int running, n, i;
+    unsigned tag, id;
     bool stop = false;
 
+    tl_loop = u;
+    nk_log_batch_begin();
     for (;;) {
-        timeout = 1000;
-        if (u->timer_deadline >= 0) {
-            now = now_ms();
-            timeout = u->timer_deadline <= now         ? 0
-                      : u->timer_deadline - now < 1000 ? (int)(u->timer_deadline - now)
-                                                       : 1000;
-        }
-        n = epoll_wait(u->epfd, evs, MAX_EVENTS, timeout);
+        int wait = loop_timeout(u);
+
+        if (wait != 0)
+            nk_log_flush(); /* lines are late by one busy turn at most, never by a wait */
+        n = epoll_wait(u->epfd, evs, MAX_EVENTS, wait);
         if (n < 0 && errno != EINTR)
             break; /* cannot happen with a valid epoll fd; stop rather than spin */
         for (i = 0; i < n; i++) {
             int flags = 0;
 
-            if (evs[i].data.fd == u->wakefd) {
-                if (read(u->wakefd, &junk, sizeof(junk)) < 0 && errno != EAGAIN)
-                    continue;
-                pthread_mutex_lock(&u->mu);
-                q = u->queue;
-                u->queue = u->queue_tail = NULL;
-                stop = u->stop;
-                pthread_mutex_unlock(&u->mu);
-                while (q != NULL) {
-                    x = q;
-                    q = q->next;
-                    if (stop) {
-                        finish(u, x, CURLE_OK, "shutting down");
-                        continue;
-                    }
-                    /* Adding arms curl's timer at 0 ms: the transfer starts on the timeout
-                     * action below, in this same turn of the loop. */
-                    if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
-                        finish(u, x, CURLE_OK, "cannot start the transfer");
-                        continue;
-                    }
-                    running_add(u, x);
-                }
+            tag = (unsigned)(evs[i].data.u64 >> 32);
+            id = (unsigned)(evs[i].data.u64 & 0xffffffffU);
+            if (tag == TAG_WAKE) {
+                stop |= take_wakeup(u);
+                continue;
+            }
+            if (tag == TAG_SOURCE) {
+                if (id < MAX_SOURCES && u->sources[id] != NULL)
+                    u->sources[id]->kicked = true;
                 continue;
             }
             if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -550,15 +644,20 @@ static void *loop_main(void *arg)
                 flags |= CURL_CSELECT_OUT;
             if (evs[i].events & EPOLLERR)
                 flags |= CURL_CSELECT_ERR;
-            curl_multi_socket_action(u->multi, evs[i].data.fd, flags, &running);
+            curl_multi_socket_action(u->multi, (curl_socket_t)id, flags, &running);
         }
         if (stop)
             break;
+        /* Sources first (a listener reads requests and submits them), then curl (which sends
+         * them at once), then the finished transfers (whose answers resume connections), then
+         * the sources those answers kicked: a response goes out in the turn it arrived. */
+        run_sources(u);
         if (u->timer_deadline >= 0 && u->timer_deadline <= now_ms()) {
             u->timer_deadline = -1;
             curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
         reap(u);
+        run_sources(u);
     }
 
     while ((x = u->running) != NULL) {
@@ -566,10 +665,30 @@ static void *loop_main(void *arg)
         running_remove(u, x);
         finish(u, x, CURLE_OK, "shutting down");
     }
+    run_sources(u); /* let the listeners queue the answers those callbacks gave */
+    /* From here on posts are refused; whatever was posted before still runs. */
+    pthread_mutex_lock(&u->mu);
+    u->loop_done = true;
+    c = u->calls;
+    u->calls = u->calls_tail = NULL;
+    pthread_mutex_unlock(&u->mu);
+    for (; c != NULL; c = cn) {
+        cn = c->next;
+        c->fn(c->ud);
+    }
+    for (i = 0; i < (int)MAX_SOURCES; i++) {
+        if (u->sources[i] != NULL) {
+            (void)epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->sources[i]->fd, NULL);
+            u->sources[i]->attached = NULL;
+            u->sources[i] = NULL;
+        }
+    }
+    nk_log_flush();
+    tl_loop = NULL;
     return NULL;
 }
 
-/* Wake the loop thread (submit, free). */
+/* Wake the loop thread (submit, post, free). */
 static void wake(struct nk_upstream *u)
 {
     uint64_t one = 1;
@@ -578,12 +697,144 @@ static void wake(struct nk_upstream *u)
     (void)!write(u->wakefd, &one, sizeof(one));
 }
 
+bool nk_upstream_post(struct nk_upstream *u, struct nk_upstream_call *c)
+{
+    bool was_empty;
+
+    pthread_mutex_lock(&u->mu);
+    if (u->loop_done) {
+        pthread_mutex_unlock(&u->mu);
+        return false;
+    }
+    c->next = NULL;
+    was_empty = u->calls == NULL && u->queue == NULL;
+    if (u->calls_tail != NULL)
+        u->calls_tail->next = c;
+    else
+        u->calls = c;
+    u->calls_tail = c;
+    pthread_mutex_unlock(&u->mu);
+    if (was_empty)
+        wake(u);
+    return true;
+}
+
+struct sync_call {
+    struct nk_upstream_call call;
+    struct nk_upstream *u;
+    void (*fn)(void *ud);
+    void *ud;
+    bool done; /* under u->mu */
+};
+
+static void sync_trampoline(void *arg)
+{
+    struct sync_call *sc = arg;
+    struct nk_upstream *u = sc->u;
+
+    sc->fn(sc->ud);
+    pthread_mutex_lock(&u->mu);
+    sc->done = true; /* sc may be gone once the lock is released */
+    pthread_cond_broadcast(&u->sync_cv);
+    pthread_mutex_unlock(&u->mu);
+}
+
+bool nk_upstream_run_sync(struct nk_upstream *u, void (*fn)(void *ud), void *ud)
+{
+    struct sync_call sc;
+
+    if (nk_upstream_on_loop(u)) {
+        fn(ud);
+        return true;
+    }
+    memset(&sc, 0, sizeof(sc));
+    sc.call.fn = sync_trampoline;
+    sc.call.ud = &sc;
+    sc.u = u;
+    sc.fn = fn;
+    sc.ud = ud;
+    if (!nk_upstream_post(u, &sc.call))
+        return false;
+    /* Every posted call runs, in the loop or as it exits. */
+    pthread_mutex_lock(&u->mu);
+    while (!sc.done)
+        pthread_cond_wait(&u->sync_cv, &u->mu);
+    pthread_mutex_unlock(&u->mu);
+    return true;
+}
+
+struct attach_args {
+    struct nk_upstream *u;
+    struct nk_upstream_source *src;
+    bool ok;
+};
+
+static void attach_on_loop(void *arg)
+{
+    struct attach_args *a = arg;
+    struct epoll_event ev;
+    unsigned i;
+
+    for (i = 0; i < MAX_SOURCES && a->u->sources[i] != NULL; i++)
+        ;
+    if (i == MAX_SOURCES)
+        return;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u64 = ((uint64_t)TAG_SOURCE << 32) | i;
+    if (epoll_ctl(a->u->epfd, EPOLL_CTL_ADD, a->src->fd, &ev) != 0)
+        return;
+    a->src->slot = i;
+    a->src->attached = a->u;
+    a->src->kicked = true; /* a first run: the source may already have work */
+    a->u->sources[i] = a->src;
+    a->ok = true;
+}
+
+enum nk_rc nk_upstream_attach(struct nk_upstream *u, struct nk_upstream_source *src)
+{
+    struct attach_args a = {u, src, false};
+
+    if (u == NULL || src == NULL || src->run == NULL || src->fd < 0)
+        return NK_ERR_INVALID;
+    src->attached = NULL;
+    src->kicked = false;
+    if (!nk_upstream_run_sync(u, attach_on_loop, &a) || !a.ok)
+        return NK_ERR_INVALID;
+    return NK_OK;
+}
+
+static void detach_on_loop(void *arg)
+{
+    struct nk_upstream_source *src = arg;
+    struct nk_upstream *u = src->attached;
+
+    if (u == NULL)
+        return;
+    (void)epoll_ctl(u->epfd, EPOLL_CTL_DEL, src->fd, NULL);
+    u->sources[src->slot] = NULL;
+    src->attached = NULL;
+    src->kicked = false;
+}
+
+void nk_upstream_detach(struct nk_upstream_source *src)
+{
+    if (src == NULL || src->attached == NULL)
+        return;
+    (void)nk_upstream_run_sync(src->attached, detach_on_loop, src);
+}
+
+void nk_upstream_kick(struct nk_upstream_source *src)
+{
+    src->kicked = true;
+}
+
 enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_upstream **out,
                            struct nk_error *err)
 {
     enum nk_rc rc = NK_OK;
     struct nk_upstream *u = NULL;
-    bool mu_ok = false;
+    bool mu_ok = false, cv_ok = false;
     unsigned max_conns;
     struct epoll_event ev;
 
@@ -619,6 +870,12 @@ enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_ups
         goto out;
     }
     mu_ok = true;
+    if (pthread_cond_init(&u->sync_cv, NULL) != 0) {
+        rc = NK_ERR_INTERNAL;
+        nk_error_set(err, "cannot create a condition variable");
+        goto out;
+    }
+    cv_ok = true;
     u->epfd = epoll_create1(EPOLL_CLOEXEC);
     u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (u->epfd < 0 || u->wakefd < 0) {
@@ -628,7 +885,7 @@ enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_ups
     }
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
-    ev.data.fd = u->wakefd;
+    ev.data.u64 = (uint64_t)TAG_WAKE << 32;
     if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->wakefd, &ev) != 0) {
         rc = NK_ERR_INTERNAL;
         nk_error_set(err, "cannot create the HTTP client's event loop: %s", strerror(errno));
@@ -669,6 +926,8 @@ out:
             close(u->epfd);
         if (u->wakefd >= 0)
             close(u->wakefd);
+        if (cv_ok)
+            pthread_cond_destroy(&u->sync_cv);
         if (mu_ok)
             pthread_mutex_destroy(&u->mu);
         free(u->ca_file);
@@ -692,6 +951,7 @@ void nk_upstream_free(struct nk_upstream *u)
         curl_easy_cleanup(u->pool[--u->n_pool]);
     close(u->epfd);
     close(u->wakefd);
+    pthread_cond_destroy(&u->sync_cv);
     pthread_mutex_destroy(&u->mu);
     free(u->ca_file);
     free(u);
@@ -721,11 +981,32 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
     rc = xfer_setup(u, x, NULL);
     if (rc != NK_OK)
         goto out;
+    if (nk_upstream_on_loop(u)) {
+        /* From a listener on the loop thread: start it here, no wakeup needed. */
+        pthread_mutex_lock(&u->mu);
+        if (!u->stop)
+            u->in_flight++;
+        else
+            rc = NK_ERR_INVALID;
+        pthread_mutex_unlock(&u->mu);
+        if (rc != NK_OK)
+            goto out;
+        if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+            pthread_mutex_lock(&u->mu);
+            u->in_flight--;
+            pthread_mutex_unlock(&u->mu);
+            rc = NK_ERR_INTERNAL;
+            goto out;
+        }
+        running_add(u, x);
+        x = NULL;
+        goto out;
+    }
     pthread_mutex_lock(&u->mu);
     if (u->stop) {
         rc = NK_ERR_INVALID;
     } else {
-        was_empty = u->queue == NULL;
+        was_empty = u->queue == NULL && u->calls == NULL;
         if (u->queue_tail != NULL)
             u->queue_tail->next = x;
         else

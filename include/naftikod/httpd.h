@@ -32,7 +32,7 @@ struct nk_httpd_options {
     size_t max_body;               /* request body limit in bytes (413 beyond); 0: 1 MiB */
     unsigned max_connections;      /* 0: 1024 */
     unsigned conn_timeout_s;       /* idle timeout; 0: 30 */
-    unsigned threads;              /* polling threads; 0: 2 */
+    unsigned threads;              /* polling threads without a loop; 0: 2 */
     unsigned max_per_client;       /* connections per client address; 0: no limit of its own */
     size_t max_header_bytes;       /* per-connection memory for the request head; 0: 32 KiB */
     double rate_per_s;             /* requests per second per client address; 0: unlimited */
@@ -40,9 +40,14 @@ struct nk_httpd_options {
     unsigned request_timeout_s;    /* a request must arrive whole within this; 0: no deadline */
     nk_httpd_access_fn access_log; /* optional (NULL: none) */
     void *access_ud;               /* passed to access_log */
+    /* Serve on this upstream client's loop thread (no thread of the listener's own): a request
+     * is read, sent upstream and answered on one thread. Stop the listener before freeing the
+     * client, or after nk_upstream_free() has returned. NULL: the listener's own threads. */
+    struct nk_upstream *loop;
 };
 
 struct nk_http_req;
+struct nk_upstream;
 
 /* Called once per complete request on a server thread. It must arrange for exactly one
  * nk_http_respond() on req, now or later, from any thread. */

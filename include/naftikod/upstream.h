@@ -65,4 +65,41 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
 /* Number of transfers queued or running (for metrics and drain). */
 size_t nk_upstream_in_flight(struct nk_upstream *u);
 
+/* The client's loop thread also serves other event sources: the HTTP listeners run there (in
+ * libmicrohttpd's external-polling mode), so a request is read, sent upstream, answered and
+ * written back on one thread, with no hand-off between threads on the way. */
+struct nk_upstream_source {
+    int fd;                       /* level-triggered: readable means run() has work */
+    void (*run)(void *ud);        /* on the loop thread; must not block */
+    long (*timeout_ms)(void *ud); /* ms until run() is due anyway, -1 for none; loop thread */
+    void *ud;
+    /* Owned by the loop: */
+    struct nk_upstream *attached; /* non-NULL while attached to a running loop */
+    unsigned slot;
+    bool kicked;
+};
+
+/* Run fn(ud) on the loop thread, once. The caller keeps *c alive until fn has run. */
+struct nk_upstream_call {
+    struct nk_upstream_call *next;
+    void (*fn)(void *ud);
+    void *ud;
+};
+
+/* Serve src on the loop (at most 16 sources). Not from the loop thread. NK_ERR_INVALID when the
+ * loop is full or stopping. */
+enum nk_rc nk_upstream_attach(struct nk_upstream *u, struct nk_upstream_source *src);
+/* After return run() is never called again. Not from the loop thread. A source still attached
+ * when the loop stops (nk_upstream_free) is detached by it: src->attached becomes NULL. */
+void nk_upstream_detach(struct nk_upstream_source *src);
+/* Loop thread only: run src again before the loop next waits. */
+void nk_upstream_kick(struct nk_upstream_source *src);
+/* True on the loop thread of u. */
+bool nk_upstream_on_loop(const struct nk_upstream *u);
+/* Queue c to run on the loop thread. false when the loop has stopped (c is not queued). */
+bool nk_upstream_post(struct nk_upstream *u, struct nk_upstream_call *c);
+/* Run fn(ud) on the loop thread and wait for it (runs it here when called on the loop thread;
+ * false, without running it, when the loop has stopped). */
+bool nk_upstream_run_sync(struct nk_upstream *u, void (*fn)(void *ud), void *ud);
+
 #endif
