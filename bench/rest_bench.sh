@@ -4,11 +4,21 @@
 # When nginx is installed (Debian package nginx-light; not a dependency), each round also
 # measures nginx as a reverse proxy in front of the same double (keep-alive TLS upstream, the same
 # Authorization injected): a reference for what a mature proxy achieves on the same machine.
-# Usage: bench/rest_bench.sh [BUILD_DIR]   env: DUR=10 CONNS=64 THREADS=2 ROUNDS=2 NGINX=auto
+# Two placements are measured in every round, on the same processes (affinity changed live):
+#   shared:   every process may run on every CPU: wrk, the double and the proxy compete;
+#   isolated: the proxy (naftikod or nginx) on the last CPU, wrk and the double on the others,
+#             as in a deployment where clients and Central do not run on the daemon's CPU. The
+#             direct run is placed the same way (wrk and the double on the same CPUs).
+# Usage: bench/rest_bench.sh [BUILD_DIR]
+#   env: DUR=10 CONNS=64 THREADS=2 ROUNDS=2 NGINX=auto PLACEMENTS="shared isolated"
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${1:-$here/../build}
 DUR=${DUR:-10}; CONNS=${CONNS:-64}; THREADS=${THREADS:-2}; ROUNDS=${ROUNDS:-2}
+PLACEMENTS=${PLACEMENTS:-shared isolated}
+NCPU=$(nproc)
+ALL_CPUS="0-$((NCPU - 1))"; PROXY_CPU=$((NCPU - 1)); CLIENT_CPUS="0-$((NCPU > 1 ? NCPU - 2 : 0))"
+if [ "$NCPU" -lt 2 ]; then PLACEMENTS=shared; fi
 KEY="bench-key-not-a-secret"
 work=$(mktemp -d)
 pids=()
@@ -51,29 +61,48 @@ EOC
     curl -sf "http://127.0.0.1:$GPORT/v1/v1/apitokens" >/dev/null || { echo "nginx reference failed"; GPORT=""; }
 fi
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
-rps() { timeout $((DUR + 20)) wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" "$@" | awk '/Requests\/sec/{print $2}'; }
+WRK_CPUS=$ALL_CPUS
+rps() { timeout $((DUR + 20)) taskset -c "$WRK_CPUS" wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" "$@" |
+            awk '/Requests\/sec/{print $2}'; }
 median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
-d=(); n=(); g=()
+# pin CPUS PID...: every thread of each process (and of nginx's workers) on CPUS.
+pin() { local c=$1 p; shift; for p in "$@"; do
+            taskset -a -p -c "$c" "$p" >/dev/null
+            for w in $(pgrep -P "$p" 2>/dev/null); do taskset -a -p -c "$c" "$w" >/dev/null; done
+        done; }
+NGPID=""; [ -n "$GPORT" ] && NGPID=$(cat "$work/nginx.pid" 2>/dev/null || true)
+declare -A d n g
 for r in $(seq "$ROUNDS"); do
-    d+=("$(rps -H "Authorization: Bearer $KEY" "https://127.0.0.1:$CPORT/v1/apitokens")")
-    t0=$(cpu "$NPID")
-    n+=("$(rps "http://127.0.0.1:$NPORT/v1/v1/apitokens")")
-    t1=$(cpu "$NPID")
-    # CPU per request of the daemon (clock ticks of 10 ms over requests served in DUR s).
-    us=$(awk "BEGIN{printf \"%.1f\", ($t1-$t0)*10000/(${n[-1]}*$DUR)}")
-    line="round $r: direct ${d[-1]} req/s, through daemon ${n[-1]} req/s (daemon CPU ${us} us/req)"
+    for pl in $PLACEMENTS; do
+        if [ "$pl" = isolated ]; then
+            WRK_CPUS=$CLIENT_CPUS; pin "$CLIENT_CPUS" "${pids[0]}"; pin "$PROXY_CPU" "$NPID" $NGPID
+        else
+            WRK_CPUS=$ALL_CPUS; pin "$ALL_CPUS" "${pids[0]}" "$NPID" $NGPID
+        fi
+        d[$pl]+="$(rps -H "Authorization: Bearer $KEY" "https://127.0.0.1:$CPORT/v1/apitokens") "
+        t0=$(cpu "$NPID")
+        nr=$(rps "http://127.0.0.1:$NPORT/v1/v1/apitokens"); n[$pl]+="$nr "
+        t1=$(cpu "$NPID")
+        # CPU per request of the daemon (clock ticks of 10 ms over requests served in DUR s).
+        us=$(awk "BEGIN{printf \"%.1f\", ($t1-$t0)*10000/($nr*$DUR)}")
+        line="round $r $pl: direct $(echo ${d[$pl]} | awk '{print $NF}') req/s, through daemon $nr req/s (daemon CPU ${us} us/req)"
+        if [ -n "$GPORT" ]; then
+            gr=$(rps "http://127.0.0.1:$GPORT/v1/v1/apitokens"); g[$pl]+="$gr "
+            line="$line, through nginx $gr req/s"
+        fi
+        echo "$line"
+    done
+done
+pin "$ALL_CPUS" "${pids[0]}" "$NPID" $NGPID
+for pl in $PLACEMENTS; do
+    dm=$(printf '%s\n' ${d[$pl]} | median); nm=$(printf '%s\n' ${n[$pl]} | median)
+    line="median $pl: direct $dm req/s, daemon $nm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$nm/$dm}")"
     if [ -n "$GPORT" ]; then
-        g+=("$(rps "http://127.0.0.1:$GPORT/v1/v1/apitokens")")
-        line="$line, through nginx ${g[-1]} req/s"
+        gm=$(printf '%s\n' ${g[$pl]} | median)
+        line="$line; nginx $gm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$gm/$dm}") (reference)"
     fi
     echo "$line"
 done
-dm=$(printf '%s\n' "${d[@]}" | median); nm=$(printf '%s\n' "${n[@]}" | median)
-echo "median direct $dm req/s, daemon $nm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$nm/$dm}")"
-if [ -n "$GPORT" ]; then
-    gm=$(printf '%s\n' "${g[@]}" | median)
-    echo "median nginx $gm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$gm/$dm}") (reference)"
-fi
 echo "daemon peak RSS after wrk: $(awk '/VmHWM/{print $2,$3}' /proc/$NPID/status)"
 # 2: 1000 concurrent calls, double stalls each 200 ms.
 curl -sfk -X POST "https://127.0.0.1:$CPORT/__double/faults" -d '{"mode":"stall","ms":200}' >/dev/null
