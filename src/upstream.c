@@ -613,14 +613,18 @@ static void *loop_main(void *arg)
     int running, n, i;
     unsigned tag, id;
     bool stop = false;
+    int64_t last_flush = now_ms();
 
     tl_loop = u;
     nk_log_batch_begin();
     for (;;) {
         int wait = loop_timeout(u);
 
-        if (wait != 0)
-            nk_log_flush(); /* lines are late by one busy turn at most, never by a wait */
+        /* Buffered log lines never wait for an event, and wait at most 50 ms in a busy loop. */
+        if (wait != 0 || now_ms() - last_flush >= 50) {
+            nk_log_flush();
+            last_flush = now_ms();
+        }
         n = epoll_wait(u->epfd, evs, MAX_EVENTS, wait);
         if (n < 0 && errno != EINTR)
             break; /* cannot happen with a valid epoll fd; stop rather than spin */
