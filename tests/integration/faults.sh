@@ -5,7 +5,8 @@
 # isError, leave nothing in flight, and let later calls succeed; every daemon started here must
 # then stop cleanly on SIGTERM (exit 0; under valgrind also no memory error and no definite
 # leak). Faults: a reset connection, a 10 s stall, a 64 MiB body, invalid JSON, an HTML error
-# page, TLS with the wrong CA, DNS failure, connection refused.
+# page, TLS with the wrong CA, DNS failure, connection refused; and SIGTERM while calls are
+# stalled, with a drain shorter than the stall.
 #
 # usage: faults.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR [VALGRIND]
 set -euo pipefail
@@ -22,16 +23,17 @@ nk_cert central
 nk_cert other
 nk_start_double
 
-# start NAME HOST CAFILE: a daemon; sets NK_PID REST MCP OPS.
+# start NAME HOST CAFILE [ARG...]: a daemon; sets NK_PID REST MCP OPS.
 start() {
     local name=$1 host=$2 ca=$3 cmd=("$NAFTIKOD")
+    shift 3
     if [ -n "$VALGRIND" ]; then
         cmd=("$VALGRIND" -q --error-exitcode=99 --leak-check=full
              --errors-for-leak-kinds=definite --show-leak-kinds=definite "$NAFTIKOD")
     fi
     STACKROX_API_KEY="Bearer $KEY" "${cmd[@]}" serve "$CAP" --rest-port 0 --mcp-port 0 \
         --ops-listen 127.0.0.1:0 --timeout 6000 --connect-timeout 6000 \
-        --var "central-host=$host" --ca-file "$ca" --port-file "$work/$name.ports" \
+        --var "central-host=$host" --ca-file "$ca" --port-file "$work/$name.ports" "$@" \
         2>"$work/nk-$name.log" &
     NK_PID=$!
     pids+=("$NK_PID")
@@ -114,6 +116,40 @@ stop wrongca
 start dns "no-such-host.invalid:443" "$work/central.crt"
 check "DNS failure" 502 "resolve"
 stop dns
+
+# SIGTERM while calls are stalled upstream, with a drain shorter than the stall: the REST call
+# gets 503 "server shutting down" as a problem document, the MCP call 503, and the process exits
+# 0 soon after the drain timeout (not after the stall).
+start drain "127.0.0.1:$CPORT" "$work/central.crt" --drain-timeout 300
+fault '{"mode":"stall","seconds":10}'
+curl -sS --max-time 20 -o "$work/drain-rest.body" -w '%{http_code}' "$REST/v1/v1/apitokens" \
+    >"$work/drain-rest.code" 2>/dev/null &
+drain_rest=$!
+curl -sS --max-time 20 -o "$work/drain-mcp.body" -w '%{http_code}' "${MH[@]}" -d "$CALL" "$MCP" \
+    >"$work/drain-mcp.code" 2>/dev/null &
+drain_mcp=$!
+for _ in $(seq 200); do
+    n=$(curl -sS --max-time 5 "$OPS/metrics" | awk '$1 ~ /^naftikod_inflight_requests/ {s += $2} END {print s + 0}')
+    [ "${n:-0}" = 2 ] && break
+    sleep 0.05
+done
+[ "${n:-0}" = 2 ] || fail "drain: the two calls never reached the upstream (in flight: ${n:-none})"
+t0=$(date +%s%N)
+stop drain
+t1=$(date +%s%N)
+wait "$drain_rest" "$drain_mcp" || true
+[ "$(cat "$work/drain-rest.code")" = 503 ] ||
+    fail "drain: REST call got $(cat "$work/drain-rest.code"), want 503"
+jq -e '.status == 503 and .detail == "server shutting down"' "$work/drain-rest.body" >/dev/null ||
+    fail "drain: REST body is not the shutting-down problem: $(cat "$work/drain-rest.body")"
+[ "$(cat "$work/drain-mcp.code")" = 503 ] ||
+    fail "drain: MCP call got $(cat "$work/drain-mcp.code"), want 503"
+[ $(((t1 - t0) / 1000000)) -lt 5000 ] ||
+    fail "drain: exit took $(((t1 - t0) / 1000000)) ms, want it bounded by the drain, not the stall"
+cat "$work/drain-rest.body" "$work/drain-mcp.body" >>"$work/all-bodies"
+grep -q "drain timeout: 2 request(s)" "$work/nk-drain.log" || fail "drain: no drain-timeout line"
+echo "ok: SIGTERM during a stall: drain timeout after 300 ms, REST 503 problem, MCP 503, exit 0"
+fault '{"mode":"none"}'
 
 NK_PID=$MAIN_PID REST=$MAIN_REST MCP=$MAIN_MCP OPS=$MAIN_OPS
 kill "$DOUBLE_PID"
