@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -16,7 +17,6 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -1091,18 +1091,17 @@ void nk_httpd_stop(struct nk_httpd *h)
     struct pollfd pfd;
     double until;
     size_t left;
+    bool looped;
 
     if (h == NULL)
         return;
     atomic_store(&h->closing, true);
-    if (h->src.attached != NULL) {
-        /* Loop mode, loop running: it owns the daemon until the detach below. */
-        (void)nk_upstream_run_sync(h->src.attached, abandon_pending, h);
-    } else {
+    /* Loop mode with the loop running: it owns the daemon until the detach below. */
+    looped = h->src.attached != NULL && nk_upstream_run_sync(h->src.attached, abandon_pending, h);
+    if (!looped)
         abandon_pending(h);
-    }
     /* Give those 503s a moment to reach their clients (bounded; MHD closes the rest). */
-    if (h->loop != NULL && h->src.attached == NULL) {
+    if (h->loop != NULL && !looped) {
         /* Loop mode with the loop gone: nobody else runs the daemon now; this thread does. */
         until = mono_now() + 2.0;
         for (;;) {
