@@ -43,8 +43,8 @@ void nk_log_event(enum nk_log_level l, const char *level_name, const char *msg,
                   const struct nk_log_field *fields, size_t n_fields);
 
 /* From now on, this thread's info and debug lines are buffered (at most 4 KiB, written whole)
- * until nk_log_flush() or a warning or error line. For an event loop that calls nk_log_flush()
- * before every wait. */
+ * until nk_log_flush(), a full buffer, or a warning or error line. For an event loop, which
+ * flushes before it waits (and at least every 50 ms). */
 void nk_log_batch_begin(void);
 /* Write this thread's buffered lines now. */
 void nk_log_flush(void);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -111,12 +113,96 @@ static void test_parse_and_levels(void **state)
     assert_false(nk_log_enabled(NK_LOG_DEBUG));
 }
 
+/* Batching runs on a thread of its own (it is a per-thread mode); stderr goes to a file. */
+struct batch_probe {
+    FILE *f;
+    long after_two_infos, after_warning, after_info, after_flush, after_many;
+};
+
+static long file_size(FILE *f)
+{
+    fflush(f);
+    return (long)lseek(fileno(f), 0, SEEK_END);
+}
+
+static void *batch_thread(void *arg)
+{
+    struct batch_probe *p = arg;
+    int i;
+
+    nk_log_batch_begin();
+    nk_log(NK_LOG_INFO, "one");
+    nk_log(NK_LOG_INFO, "two");
+    p->after_two_infos = file_size(p->f);
+    nk_log(NK_LOG_WARNING, "three"); /* written at once, after the lines before it */
+    p->after_warning = file_size(p->f);
+    nk_log(NK_LOG_INFO, "four");
+    p->after_info = file_size(p->f);
+    nk_log_flush();
+    p->after_flush = file_size(p->f);
+    for (i = 0; i < 200; i++) /* ~20 KiB: several buffers' worth, written as they fill */
+        nk_log(NK_LOG_INFO, "line %03d %080d", i, 0);
+    p->after_many = file_size(p->f);
+    nk_log_flush();
+    return NULL;
+}
+
+static void test_batching(void **state)
+{
+    struct batch_probe p;
+    pthread_t t;
+    char *text, *at;
+    long n;
+    int saved, i;
+    char want[16];
+
+    (void)state;
+    memset(&p, 0, sizeof(p));
+    nk_log_configure(NK_LOG_TEXT, NK_LOG_INFO);
+    p.f = tmpfile();
+    assert_non_null(p.f);
+    saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fileno(p.f), STDERR_FILENO), STDERR_FILENO);
+    assert_int_equal(pthread_create(&t, NULL, batch_thread, &p), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+
+    assert_int_equal(p.after_two_infos, 0); /* info lines wait */
+    assert_true(p.after_warning > 0);       /* a warning flushes them and itself */
+    assert_int_equal(p.after_info, p.after_warning);
+    assert_true(p.after_flush > p.after_info); /* the flush writes the rest */
+    assert_true(p.after_many > p.after_flush); /* a full buffer is written without a flush */
+    n = file_size(p.f);
+    assert_true(n - p.after_many <= 4096); /* at most one buffer was still waiting */
+    text = calloc(1, (size_t)n + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fileno(p.f), text, (size_t)n, 0), n);
+    /* every line, whole and in order */
+    at = strstr(text, "one");
+    assert_non_null(at);
+    at = strstr(at, "two");
+    assert_non_null(at);
+    at = strstr(at, "three");
+    assert_non_null(at);
+    at = strstr(at, "four");
+    assert_non_null(at);
+    for (i = 0; i < 200; i++) {
+        snprintf(want, sizeof(want), "line %03d ", i);
+        at = strstr(at, want);
+        assert_non_null(at);
+    }
+    free(text);
+    fclose(p.f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_valid),       cmocka_unit_test(test_json_long_value),
         cmocka_unit_test(test_logfmt),           cmocka_unit_test(test_text),
-        cmocka_unit_test(test_parse_and_levels),
+        cmocka_unit_test(test_parse_and_levels), cmocka_unit_test(test_batching),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
