@@ -1664,15 +1664,15 @@ int nk_cmd_serve(int argc, char **argv)
     drain(ls, n_ls, cfg.drain_ms, watchdog, watchdog_usec);
     status = 0;
 out:
-    /* The adapters first, while the upstream loop that serves them still runs: they answer 503
-     * to anything still unanswered and call no handler again. Then the upstream: its shutdown
-     * completes the calls still running, whose callbacks find their requests abandoned. The
-     * listener structs stay until then (those callbacks still see them). */
-    for (i = 0; ls != NULL && i < n_ls; i++)
-        nk_httpd_stop(ls[i].httpd);
+    /* Upstream first: its shutdown completes the calls still running, whose answers the loop
+     * hands to the adapters and writes out in its last turn; from then on nothing runs the
+     * adapters' listeners until nk_httpd_stop(), which refuses new requests (503) and answers
+     * 503 to anything still unanswered. The ops listener reads the adapters' counters: it stops
+     * after the upstream (its probes completed) and before the adapters. */
     nk_upstream_free(up);
-    nk_ops_stop(ops); /* after the upstream (its probes completed) */
+    nk_ops_stop(ops);
     for (i = 0; ls != NULL && i < n_ls; i++) {
+        nk_httpd_stop(ls[i].httpd);
         free(ls[i].ns);
         free(ls[i].address);
     }

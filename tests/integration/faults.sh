@@ -117,9 +117,10 @@ start dns "no-such-host.invalid:443" "$work/central.crt"
 check "DNS failure" 502 "resolve"
 stop dns
 
-# SIGTERM while calls are stalled upstream, with a drain shorter than the stall: the REST call
-# gets 503 "server shutting down" as a problem document, the MCP call 503, and the process exits
-# 0 soon after the drain timeout (not after the stall).
+# SIGTERM while calls are stalled upstream, with a drain shorter than the stall: the upstream
+# client stops, so the REST call gets 502 "upstream unreachable: shutting down" as a problem
+# document and the MCP call a tool result with isError saying the same, and the process exits 0
+# soon after the drain timeout (not after the stall).
 start drain "127.0.0.1:$CPORT" "$work/central.crt" --drain-timeout 300
 fault '{"mode":"stall","seconds":10}'
 curl -sS --max-time 20 -o "$work/drain-rest.body" -w '%{http_code}' "$REST/v1/v1/apitokens" \
@@ -138,17 +139,21 @@ t0=$(date +%s%N)
 stop drain
 t1=$(date +%s%N)
 wait "$drain_rest" "$drain_mcp" || true
-[ "$(cat "$work/drain-rest.code")" = 503 ] ||
-    fail "drain: REST call got $(cat "$work/drain-rest.code"), want 503"
-jq -e '.status == 503 and .detail == "server shutting down"' "$work/drain-rest.body" >/dev/null ||
+[ "$(cat "$work/drain-rest.code")" = 502 ] ||
+    fail "drain: REST call got $(cat "$work/drain-rest.code"), want 502"
+jq -e '.status == 502 and .detail == "upstream unreachable: shutting down"' \
+    "$work/drain-rest.body" >/dev/null ||
     fail "drain: REST body is not the shutting-down problem: $(cat "$work/drain-rest.body")"
-[ "$(cat "$work/drain-mcp.code")" = 503 ] ||
-    fail "drain: MCP call got $(cat "$work/drain-mcp.code"), want 503"
+[ "$(cat "$work/drain-mcp.code")" = 200 ] ||
+    fail "drain: MCP call got HTTP $(cat "$work/drain-mcp.code"), want 200"
+jq -e '.result.isError == true and (.result.content[0].text | test("shutting down"))' \
+    "$work/drain-mcp.body" >/dev/null ||
+    fail "drain: MCP result is not the shutting-down error: $(cat "$work/drain-mcp.body")"
 [ $(((t1 - t0) / 1000000)) -lt 5000 ] ||
     fail "drain: exit took $(((t1 - t0) / 1000000)) ms, want it bounded by the drain, not the stall"
 cat "$work/drain-rest.body" "$work/drain-mcp.body" >>"$work/all-bodies"
 grep -q "drain timeout: 2 request(s)" "$work/nk-drain.log" || fail "drain: no drain-timeout line"
-echo "ok: SIGTERM during a stall: drain timeout after 300 ms, REST 503 problem, MCP 503, exit 0"
+echo "ok: SIGTERM during a stall: drain timeout after 300 ms, REST 502 and MCP isError (shutting down), exit 0"
 fault '{"mode":"none"}'
 
 NK_PID=$MAIN_PID REST=$MAIN_REST MCP=$MAIN_MCP OPS=$MAIN_OPS
