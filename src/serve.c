@@ -39,8 +39,10 @@
 struct nk_server {
     pthread_mutex_t mu; /* guards ctx */
     struct nk_context *ctx;
-    struct nk_upstream *up;          /* borrowed */
-    struct nk_inbound_policy policy; /* set before the listeners start; then read-only */
+    struct nk_upstream *up; /* borrowed */
+    /* Set before the listeners start; then read-only, except policy.tokens, which a reload
+     * swaps on the event loop thread (swap_tokens). */
+    struct nk_inbound_policy policy;
 };
 
 void nk_server_set_policy(struct nk_server *s, const struct nk_inbound_policy *p)
@@ -1322,15 +1324,32 @@ out:
     return ok;
 }
 
-/* Tell systemd (when $NOTIFY_SOCKET is set); a failure is logged, never fatal. */
+struct tokens_swap {
+    struct nk_server *server;
+    const struct nk_tokens *tokens; /* the new set */
+};
+
+/* On the event loop thread. Every caller-token check runs there (the adapters' handlers are
+ * called by libmicrohttpd on that thread, and check before they return), so once this has run
+ * no check can still be reading the previous set, and it can be freed. */
+static void swap_tokens(void *arg)
+{
+    struct tokens_swap *t = arg;
+
+    t->server->policy.tokens = t->tokens;
+}
+
 /* SIGHUP: read every option source again (config file, environment, flags), then reload the
  * capabilities with the new list and variables. Options other than --var and the log options
  * keep their running values (a warning names each changed one). */
 static void reload(int argc, char **argv, const struct serve_config *running,
                    struct serve_config *live, bool *have_live, struct nk_server *server,
-                   const struct listener *ls, size_t n_ls)
+                   const struct listener *ls, size_t n_ls, struct nk_tokens **tokens)
 {
     struct serve_config next;
+    struct tokens_swap ts = {server, NULL};
+    struct nk_tokens *fresh = NULL;
+    struct nk_error err;
     int r;
 
     g_reloading = true;
@@ -1344,9 +1363,28 @@ static void reload(int argc, char **argv, const struct serve_config *running,
         return;
     }
     warn_option_changes(running, &next);
-    if (!reload_table(server, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+    /* The caller tokens file is read again too; a reload applies all of it or none of it. */
+    if (*tokens != NULL && nk_tokens_load(running->auth_tokens, &fresh, &err) != NK_OK) {
+        logline("error", "reload failed: %s; still serving the previous table and caller tokens",
+                err.msg);
+        nk_metrics_reload(false);
         config_free(&next);
         return;
+    }
+    if (!reload_table(server, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+        nk_tokens_free(fresh);
+        config_free(&next);
+        return;
+    }
+    if (fresh != NULL) {
+        ts.tokens = fresh;
+        /* No loop any more (cannot happen while serving): nothing checks tokens either. */
+        if (!nk_upstream_run_sync(server->up, swap_tokens, &ts))
+            swap_tokens(&ts);
+        nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
+        *tokens = fresh;
+        logline("info", "reload: %zu caller token(s) from %s in force", nk_tokens_count(fresh),
+                running->auth_tokens);
     }
     configure_log(next.log_format, next.log_level);
     if (*have_live)
@@ -1649,7 +1687,7 @@ int nk_cmd_serve(int argc, char **argv)
         if (sig == SIGHUP) {
             logline("info", "SIGHUP: reloading the capabilities");
             notify("RELOADING=1");
-            reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls);
+            reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls, &tokens);
             notify("READY=1"); /* serving either way: the new table or the previous one */
             continue;
         }

@@ -31,7 +31,9 @@ struct nk_inbound_policy {
     bool read_only;                 /* only GET routes and readOnly tools */
     const struct nk_tokens *tokens; /* borrowed; must outlive the server */
 };
-/* Set before any listener starts; read-only afterwards. A new server has every mode none. */
+/* Set before any listener starts; read-only afterwards, except `tokens`, which a SIGHUP reload
+ * replaces on the upstream client's event loop thread, where every token check runs. A new
+ * server has every mode none. */
 void nk_server_set_policy(struct nk_server *s, const struct nk_inbound_policy *p);
 const struct nk_inbound_policy *nk_server_policy(const struct nk_server *s);
 
