@@ -1085,6 +1085,12 @@ static void abandon_pending(void *arg)
     }
 }
 
+void nk_httpd_refuse(struct nk_httpd *h)
+{
+    if (h != NULL)
+        atomic_store(&h->closing, true);
+}
+
 void nk_httpd_stop(struct nk_httpd *h)
 {
     struct timespec deadline;

@@ -1706,7 +1706,10 @@ out:
      * hands to the adapters and writes out in its last turn; from then on nothing runs the
      * adapters' listeners until nk_httpd_stop(), which refuses new requests (503) and answers
      * 503 to anything still unanswered. The ops listener reads the adapters' counters: it stops
-     * after the upstream (its probes completed) and before the adapters. */
+     * after the upstream (its probes completed) and before the adapters. A request that arrives
+     * on an open connection from here on gets 503 at once rather than a failed upstream call. */
+    for (i = 0; ls != NULL && i < n_ls; i++)
+        nk_httpd_refuse(ls[i].httpd);
     nk_upstream_free(up);
     nk_ops_stop(ops);
     for (i = 0; ls != NULL && i < n_ls; i++) {

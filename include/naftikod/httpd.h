@@ -66,6 +66,10 @@ void nk_httpd_quiesce(struct nk_httpd *h);
 /* Requests handed to the handler whose answer has not been completely sent yet (or whose
  * connection has not ended): zero means a drain is done. */
 size_t nk_httpd_pending(struct nk_httpd *h);
+/* From now on answer 503 ("server shutting down", Connection: close) to every new request
+ * without calling the handler; requests already handed over are not affected. Any thread;
+ * NULL is a no-op. nk_httpd_stop() does it too. */
+void nk_httpd_refuse(struct nk_httpd *h);
 /* Stop and free. Call after pending reached zero (or the drain timeout). NULL is a no-op. */
 void nk_httpd_stop(struct nk_httpd *h);
 

@@ -19,6 +19,10 @@
 #include <jansson.h>
 
 #include "naftikod/httpd.h"
+#include "naftikod/upstream.h"
+
+/* Non-NULL: start() serves on this upstream client's event loop (loop mode), as serve does. */
+static struct nk_upstream *g_loop;
 
 /* What the handler saw and how it should answer. */
 enum mode { ANSWER_NOW, ANSWER_LATER, NEVER_ANSWER, ANSWER_IN_THREAD };
@@ -139,6 +143,7 @@ static struct fixture *start(const char *address, size_t max_body)
     o.max_body = max_body;
     o.access_log = access_log;
     o.access_ud = f;
+    o.loop = g_loop;
     if (nk_httpd_start(&o, handler, f, &f->h, &err) != NK_OK)
         fail_msg("start: %s", err.msg);
     assert_int_not_equal(nk_httpd_port(f->h), 0);
@@ -514,6 +519,79 @@ static void test_concurrent_answers_from_threads(void **state)
     finish(f);
 }
 
+static void test_refuse(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    char *resp;
+    json_t *body;
+
+    (void)state;
+    resp = get(f, "/before", NULL);
+    assert_int_equal(status_of(resp), 200);
+    free(resp);
+    nk_httpd_refuse(f->h);
+    resp = get(f, "/after", NULL);
+    assert_int_equal(status_of(resp), 503);
+    body = body_of(resp);
+    assert_string_equal(json_string_value(json_object_get(body, "detail")), "server shutting down");
+    json_decref(body);
+    free(resp);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->calls, 1); /* the handler never saw the refused request */
+    assert_int_equal(f->last_access_status, 503);
+    pthread_mutex_unlock(&f->mu);
+    finish(f);
+}
+
+/* The same tests with the listener on an upstream client's event loop (loop mode): answers
+ * given on the loop thread, from other threads (posted to the loop), later, never (503 at stop),
+ * and refused requests. */
+static void in_loop(void (*test)(void **))
+{
+    struct nk_error err = {0};
+
+    assert_int_equal(nk_upstream_new(NULL, &g_loop, &err), NK_OK);
+    test(NULL);
+    nk_upstream_free(g_loop);
+    g_loop = NULL;
+}
+
+static void test_loop_raw_path_and_query(void **state)
+{
+    (void)state;
+    in_loop(test_raw_path_and_query);
+}
+
+static void test_loop_answer_later_from_another_thread(void **state)
+{
+    (void)state;
+    in_loop(test_answer_later_from_another_thread);
+}
+
+static void test_loop_body_too_large(void **state)
+{
+    (void)state;
+    in_loop(test_body_too_large);
+}
+
+static void test_loop_quiesce_and_stop_with_pending(void **state)
+{
+    (void)state;
+    in_loop(test_quiesce_and_stop_with_pending);
+}
+
+static void test_loop_concurrent_answers_from_threads(void **state)
+{
+    (void)state;
+    in_loop(test_concurrent_answers_from_threads);
+}
+
+static void test_loop_refuse(void **state)
+{
+    (void)state;
+    in_loop(test_refuse);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +603,19 @@ int main(void)
         cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_quiesce_and_stop_with_pending),
         cmocka_unit_test(test_concurrent_answers_from_threads),
+        cmocka_unit_test(test_refuse),
+        cmocka_unit_test(test_loop_raw_path_and_query),
+        cmocka_unit_test(test_loop_answer_later_from_another_thread),
+        cmocka_unit_test(test_loop_body_too_large),
+        cmocka_unit_test(test_loop_quiesce_and_stop_with_pending),
+        cmocka_unit_test(test_loop_concurrent_answers_from_threads),
+        cmocka_unit_test(test_loop_refuse),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc;
+
+    if (nk_upstream_global_init() != NK_OK)
+        return 1;
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    nk_upstream_global_cleanup();
+    return rc;
 }
