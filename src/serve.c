@@ -378,8 +378,9 @@ static void usage(FILE *out)
           "\n"
           "Load the capability documents and serve every REST and MCP (transport: http) adapter\n"
           "they expose, in the foreground, until SIGTERM or SIGINT (which drain requests in\n"
-          "flight, then exit 0). SIGHUP reloads the capabilities (and the --config file)\n"
-          "without dropping a request; a broken reload is logged and the previous table stays.\n"
+          "flight, then exit 0). SIGHUP reloads the capabilities, the --auth-tokens file (and\n"
+          "the --config file) without dropping a request; a broken reload is logged and the\n"
+          "previous table and tokens stay.\n"
           "Logs go to stderr, one line an event. CAPABILITY arguments replace the config\n"
           "file's capabilities: list.\n"
           "\n"
@@ -1339,8 +1340,9 @@ static void swap_tokens(void *arg)
     t->server->policy.tokens = t->tokens;
 }
 
-/* SIGHUP: read every option source again (config file, environment, flags), then reload the
- * capabilities with the new list and variables. Options other than --var and the log options
+/* SIGHUP: read every option source again (config file, environment, flags) and the caller
+ * tokens file, then reload the capabilities with the new list and variables; the tokens are
+ * swapped in only when all of that succeeded. Options other than --var and the log options
  * keep their running values (a warning names each changed one). */
 static void reload(int argc, char **argv, const struct serve_config *running,
                    struct serve_config *live, bool *have_live, struct nk_server *server,
@@ -1383,7 +1385,7 @@ static void reload(int argc, char **argv, const struct serve_config *running,
             swap_tokens(&ts);
         nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
         *tokens = fresh;
-        logline("info", "reload: %zu caller token(s) from %s in force", nk_tokens_count(fresh),
+        logline("info", "reload: %zu caller token(s) in force from %s", nk_tokens_count(fresh),
                 running->auth_tokens);
     }
     configure_log(next.log_format, next.log_level);
@@ -1393,6 +1395,7 @@ static void reload(int argc, char **argv, const struct serve_config *running,
     *have_live = true;
 }
 
+/* Tell systemd (when $NOTIFY_SOCKET is set); a failure is logged, never fatal. */
 static void notify(const char *state)
 {
     int r = strcmp(state, "RELOADING=1") == 0 ? nk_sd_notify_reloading() : nk_sd_notify(state);

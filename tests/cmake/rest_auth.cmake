@@ -1,15 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-# rest_auth.cmake: inbound authentication, passthrough and --read-only (tests/integration/auth.sh),
-# and the tokens file read again on SIGHUP (tests/integration/tokens_reload.sh).
+# rest_auth.cmake: inbound authentication, passthrough and --read-only (tests/integration/auth.sh);
+# SIGHUP re-reading the --auth-tokens file (tests/integration/auth_reload.sh).
 if(TARGET central-double)
   add_test(NAME integration.auth
     COMMAND ${NK_SOURCE_DIR}/tests/integration/auth.sh $<TARGET_FILE:naftikod>
             $<TARGET_FILE:central-double> ${NK_SOURCE_DIR})
   set_tests_properties(integration.auth PROPERTIES TIMEOUT 120)
-endif()
-if(TARGET central-double)
   add_test(NAME integration.auth.reload
-    COMMAND ${NK_SOURCE_DIR}/tests/integration/tokens_reload.sh $<TARGET_FILE:naftikod>
+    COMMAND ${NK_SOURCE_DIR}/tests/integration/auth_reload.sh $<TARGET_FILE:naftikod>
             $<TARGET_FILE:central-double> ${NK_SOURCE_DIR})
   set_tests_properties(integration.auth.reload PROPERTIES TIMEOUT 120)
 endif()

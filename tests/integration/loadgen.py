@@ -3,6 +3,7 @@
 """loadgen.py: a bounded HTTP GET load generator for the serve integration tests.
 
 usage: loadgen.py PORT SECONDS THREADS OUT.json PATH [PATH...]
+(environment: LOADGEN_AUTHORIZATION, when set, is sent as the Authorization header)
 
 Each thread sends GETs (one connection per request, so a closed listener is seen as a refused
 connection, not as a broken keep-alive) round-robin over PATHs until SECONDS have passed, or until
@@ -15,6 +16,7 @@ the listener refuses connections after having answered some (the daemon is gone)
 """
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -24,6 +26,9 @@ seconds = float(sys.argv[2])
 threads = int(sys.argv[3])
 out = sys.argv[4]
 paths = sys.argv[5:]
+headers = {"Connection": "close"}
+if os.environ.get("LOADGEN_AUTHORIZATION"):
+    headers["Authorization"] = os.environ["LOADGEN_AUTHORIZATION"]
 lock = threading.Lock()
 res = {"ok": 0, "status": {}, "failed": 0, "refused": 0, "errors": []}
 deadline = time.monotonic() + seconds
@@ -46,7 +51,7 @@ def worker(k):
         try:
             try:
                 conn.connect()
-                conn.request("GET", path, headers={"Connection": "close"})
+                conn.request("GET", path, headers=headers)
                 resp = conn.getresponse()
             except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError,
                     http.client.RemoteDisconnected):
@@ -85,5 +90,4 @@ for t in ts:
     t.join()
 with open(out + ".tmp", "w") as f:
     json.dump(res, f)
-import os  # noqa: E402
 os.replace(out + ".tmp", out)
