@@ -115,7 +115,7 @@ stop dns
 # document and the MCP call a tool result with isError saying the same, and the process exits 0
 # soon after the drain timeout (not after the stall).
 start drain "127.0.0.1:$CPORT" "$work/central.crt" --drain-timeout 300
-fault '{"mode":"stall","seconds":10}'
+nk_fault '{"mode":"stall","seconds":10}'
 curl -sS --max-time 20 -o "$work/drain-rest.body" -w '%{http_code}' "$REST/v1/v1/apitokens" \
     >"$work/drain-rest.code" 2>/dev/null &
 drain_rest=$!
@@ -147,7 +147,7 @@ jq -e '.result.isError == true and (.result.content[0].text | test("shutting dow
 cat "$work/drain-rest.body" "$work/drain-mcp.body" >>"$work/all-bodies"
 grep -q "drain timeout: 2 request(s)" "$work/nk-drain.log" || fail "drain: no drain-timeout line"
 echo "ok: SIGTERM during a stall: drain timeout after 300 ms, REST 502 and MCP isError (shutting down), exit 0"
-fault '{"mode":"none"}'
+nk_fault '{"mode":"none"}'
 
 NK_PID=$MAIN_PID REST=$MAIN_REST MCP=$MAIN_MCP OPS=$MAIN_OPS
 kill "$DOUBLE_PID"

@@ -9,10 +9,7 @@ set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 
-NAFTIKOD=$1
-DOUBLE=$2
-SRC=$3
-CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
+nk_args "$@"
 TOKA="agent-a-token-not-a-secret-1111"
 TOKB="agent-b-token-not-a-secret-2222"
 nk_init tokens-reload
@@ -26,15 +23,8 @@ put_tokens() {
 hash_of() { printf '%s\n' "$1" | "$NAFTIKOD" hash-token "$2"; }
 put_tokens "$(hash_of "$TOKA" agent-a)"
 
-STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-    --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
-    --rest-auth token --mcp-auth token --auth-tokens "$work/tokens" \
-    --port-file "$work/nk.ports" 2>"$work/nk.log" &
-NK_PID=$!
-pids+=("$NK_PID")
-wait_file "$work/nk.ports" "$NK_PID" || fail "naftikod did not start"
-REST="http://127.0.0.1:$(sed -n 's/^rest=//p' "$work/nk.ports")"
-MCP="http://127.0.0.1:$(sed -n 's/^mcp=//p' "$work/nk.ports")/mcp"
+nk_serve nk "$CAP" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+    --ca-file "$work/central.crt" --rest-auth token --mcp-auth token --auth-tokens "$work/tokens"
 META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
 
 rest_as() { curl -sS --max-time 20 -o "$work/body" -w '%{http_code}' -H "Authorization: Bearer $1" \
@@ -90,10 +80,7 @@ reload_and_wait "reload failed: cannot read the tokens file $work/tokens"
 expect "after the missing file, agent-b" "$TOKB" 200 200
 echo "ok: a missing tokens file is refused; the previous tokens keep serving"
 
-kill -TERM "$NK_PID"
-rc=0
-wait "$NK_PID" || rc=$?
-[ "$rc" = 0 ] || fail "naftikod exited $rc after SIGTERM"
+nk_stop
 if grep -q -e "$TOKA" -e "$TOKB" -e "$KEY" "$work/nk.log"; then
     fail "a token or the key appears in the log"
 fi
