@@ -8,10 +8,7 @@ set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 
-NAFTIKOD=$1
-DOUBLE=$2
-SRC=$3
-CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
+nk_args "$@"
 AGENT="agent-token-not-a-secret-1234"   # a caller token of naftikod's own
 RO="central-readonly-token-not-a-secret" # a Central token with read access only
 nk_init auth
@@ -25,14 +22,8 @@ echo "ok: hash-token prints the hash line, never the token"
 start() {
     local name=$1
     shift
-    STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-        --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
-        --port-file "$work/$name.ports" "$@" 2>"$work/nk-$name.log" &
-    NK_PID=$!
-    pids+=("$NK_PID")
-    wait_file "$work/$name.ports" "$NK_PID" || fail "$name: naftikod did not start"
-    REST="http://127.0.0.1:$(sed -n 's/^rest=//p' "$work/$name.ports")"
-    MCP="http://127.0.0.1:$(sed -n 's/^mcp=//p' "$work/$name.ports")/mcp"
+    nk_serve "nk-$name" "$CAP" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+        --ca-file "$work/central.crt" "$@"
 }
 touch "$work/all-bodies"
 call() { # call [curl args...]: STATUS, body in $work/body, headers in $work/headers
@@ -58,7 +49,7 @@ mcp_call() { # mcp_call TOOL ARGS [curl args]
         -d "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"$tool\",\"arguments\":$args,$META}}"
 }
 recorded_auth() { # the Authorization values Central received with X-Request-Id $1
-    curl -sS --max-time 10 --cacert "$work/central.crt" "https://127.0.0.1:$CPORT/__double/requests" |
+    nk_requests |
         jq -c --arg id "$1" '[.[] | select(any(.headers[]; (.[0]|ascii_downcase) == "x-request-id" and .[1] == $id)) | .authorization]'
 }
 LIST=getapitokens-returns-all-api-tokens

@@ -10,21 +10,12 @@ set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 
-NAFTIKOD=$1
-DOUBLE=$2
-SRC=$3
-CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
+nk_args "$@"
 n_cases=0
 nk_init bad
 nk_start_double
-STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-    --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
-    --port-file "$work/nk.ports" 2>"$work/nk.log" &
-NK_PID=$!
-pids+=("$NK_PID")
-wait_file "$work/nk.ports" "$NK_PID" || fail "naftikod did not start"
-REST="http://127.0.0.1:$(sed -n 's/^rest=//p' "$work/nk.ports")"
-MCP="http://127.0.0.1:$(sed -n 's/^mcp=//p' "$work/nk.ports")/mcp"
+nk_serve nk "$CAP" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+    --ca-file "$work/central.crt"
 touch "$work/all-bodies"
 
 # call WHAT [curl args...]: sets STATUS; body in $work/body (appended to all-bodies).
@@ -64,7 +55,7 @@ MH=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event
 META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
 # The double's record of the upstream requests that carried X-Request-Id $1.
 recorded() {
-    curl -sS --max-time 10 --cacert "$work/central.crt" "https://127.0.0.1:$CPORT/__double/requests" |
+    nk_requests |
         jq -c --arg id "$1" '[.[] | select(any(.headers[]; (.[0]|ascii_downcase) == "x-request-id" and .[1] == $id))]'
 }
 GEN="$REST/v1/v1/apitokens/generate"

@@ -3,12 +3,31 @@
 # (its logs kept for the credential scan, see keep_logs.sh), processes stopped on exit, fail()
 # with the logs, bounded waits, a test certificate, the Central double over TLS.
 #
-#   nk_init NAME          work=$(mktemp ...), trap; KEY is the double's and the daemon's key
+#   nk_args NAFTIKOD DOUBLE SRC  sets NAFTIKOD, DOUBLE, SRC and CAP (the StackRox capability)
+#   nk_init NAME [TAG]    work=$(mktemp ...), trap; KEY is the double's and the daemon's key;
+#                         TAG (optional) prefixes fail and pass messages: "FAIL [TAG]: ..."
 #   pids+=(PID)           stopped on exit
-#   fail MSG              print MSG, every *.log under $work (tail) and $work/body; exit 1
+#   fail MSG              print MSG, every *.log under $work (last 40 lines, without the lines
+#                         matching the extended regex NK_FAIL_SKIP when set) and $work/body; exit 1
+#   pass MSG              print "ok [TAG]: MSG"
 #   wait_file FILE PID    until FILE is non-empty (10 s) or PID died
+#   wait_until CMD...     until CMD succeeds (10 s)
 #   nk_cert NAME          $work/NAME.crt and $work/NAME.key, for 127.0.0.1 and localhost
 #   nk_start_double [ARGS] the double with $work/central.crt; sets CPORT and DOUBLE_PID
+#   nk_requests           the requests the double recorded (JSON array) on stdout
+#   nk_fault JSON         sets a fault of the double (POST /__double/faults)
+#   nk_launch NAME [VAR=VALUE...] -- [ARGS...]
+#                         $NAFTIKOD serve --port-file $work/NAME.ports ARGS in the background,
+#                         stderr in $work/NAME.log, with the credential variables
+#                         (STACKROX_API_KEY, STACKROX_API_KEY_FILE, CREDENTIALS_DIRECTORY,
+#                         CENTRAL_HOST) removed from the environment and VAR=VALUE added; sets
+#                         NK_PID (stopped on exit); once the port file is written, nk_ports NAME.
+#                         Returns 1 when the daemon exited (or 10 s passed) before writing it.
+#   nk_serve NAME [ARGS...] nk_launch NAME STACKROX_API_KEY="Bearer $KEY" -- --rest-port 0
+#                         --mcp-port 0 ARGS; fails when the daemon does not start
+#   nk_ports NAME         REST, MCP and OPS from $work/NAME.ports: http://127.0.0.1:PORT (MCP
+#                         with /mcp), empty for a listener the file does not name
+#   nk_stop [WHAT]        SIGTERM to NK_PID: it must exit within 10 s, with status 0
 # shellcheck source=keep_logs.sh
 . "$(dirname "${BASH_SOURCE[0]}")/keep_logs.sh"
 
@@ -22,20 +41,39 @@ nk_cleanup() {
     rm -rf "$work"
 }
 
+nk_args() {
+    NAFTIKOD=$1
+    DOUBLE=$2
+    SRC=$3
+    CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
+}
+
 nk_init() {
     work=$(mktemp -d "${TMPDIR:-/tmp}/nk-$1.XXXXXX")
+    NK_TAG=${2:-}
     pids=()
+    NK_PID=""
     trap nk_cleanup EXIT
 }
 
 fail() {
     local f
-    echo "FAIL: $*" >&2
+    echo "FAIL${NK_TAG:+ [$NK_TAG]}: $*" >&2
     for f in "$work"/*.log; do
-        [ -f "$f" ] && { echo "--- $(basename "$f")" >&2; tail -n 20 "$f" >&2; }
+        [ -f "$f" ] || continue
+        echo "--- $(basename "$f")" >&2
+        if [ -n "${NK_FAIL_SKIP:-}" ]; then
+            grep -Ev -- "$NK_FAIL_SKIP" "$f" | tail -n 40 >&2
+        else
+            tail -n 40 "$f" >&2
+        fi
     done
-    [ -f "$work/body" ] && { echo "--- last body" >&2; head -c 600 "$work/body" >&2; echo >&2; }
+    [ -f "$work/body" ] && { echo "--- last body" >&2; head -c 2000 "$work/body" >&2; echo >&2; }
     exit 1
+}
+
+pass() {
+    echo "ok${NK_TAG:+ [$NK_TAG]}: $*"
 }
 
 wait_file() {
@@ -43,6 +81,15 @@ wait_file() {
     for i in $(seq 200); do
         [ -s "$1" ] && return 0
         kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+wait_until() {
+    local i
+    for i in $(seq 200); do
+        "$@" && return 0
         sleep 0.05
     done
     return 1
@@ -56,6 +103,7 @@ nk_cert() {
 
 nk_start_double() {
     [ -f "$work/central.crt" ] || nk_cert central
+    rm -f "$work/central.port"
     "$DOUBLE" --port 0 --port-file "$work/central.port" --token "$KEY" \
         --tls-cert "$work/central.crt" --tls-key "$work/central.key" "$@" \
         >"$work/central.log" 2>&1 &
@@ -63,4 +111,63 @@ nk_start_double() {
     pids+=("$DOUBLE_PID")
     wait_file "$work/central.port" "$DOUBLE_PID" || fail "central double did not start"
     CPORT=$(cat "$work/central.port")
+}
+
+nk_requests() {
+    curl -sS --max-time 10 --cacert "$work/central.crt" "https://127.0.0.1:$CPORT/__double/requests"
+}
+
+nk_fault() {
+    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
+        "https://127.0.0.1:$CPORT/__double/faults" -d "$1" >/dev/null || fail "cannot set the fault $1"
+}
+
+nk_ports() {
+    local f="$work/$1.ports" p
+    REST="" MCP="" OPS=""
+    p=$(sed -n 's/^rest=//p' "$f" | head -n1)
+    [ -z "$p" ] || REST="http://127.0.0.1:$p"
+    p=$(sed -n 's/^mcp=//p' "$f" | head -n1)
+    [ -z "$p" ] || MCP="http://127.0.0.1:$p/mcp"
+    p=$(sed -n 's/^ops=//p' "$f" | head -n1)
+    [ -z "$p" ] || OPS="http://127.0.0.1:$p"
+}
+
+nk_launch() {
+    local name=$1 envs=()
+    shift
+    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
+        envs+=("$1")
+        shift
+    done
+    [ "$#" -gt 0 ] || fail "nk_launch $name: no -- before the serve arguments"
+    shift
+    rm -f "$work/$name.ports"
+    REST="" MCP="" OPS=""
+    env -u STACKROX_API_KEY -u STACKROX_API_KEY_FILE -u CREDENTIALS_DIRECTORY -u CENTRAL_HOST \
+        "${envs[@]}" "$NAFTIKOD" serve --port-file "$work/$name.ports" "$@" \
+        2>"$work/$name.log" &
+    NK_PID=$!
+    pids+=("$NK_PID")
+    wait_file "$work/$name.ports" "$NK_PID" || return 1
+    nk_ports "$name"
+}
+
+nk_serve() {
+    local name=$1
+    shift
+    nk_launch "$name" "STACKROX_API_KEY=Bearer $KEY" -- --rest-port 0 --mcp-port 0 "$@" ||
+        fail "$name: naftikod did not start"
+}
+
+nk_stop() {
+    local what=${1:-naftikod} st=0
+    kill -TERM "$NK_PID"
+    wait_until nk_gone "$NK_PID" || fail "$what did not stop on SIGTERM"
+    wait "$NK_PID" || st=$?
+    [ "$st" = 0 ] || fail "$what exited $st after SIGTERM"
+}
+
+nk_gone() {
+    ! kill -0 "$1" 2>/dev/null
 }

@@ -13,11 +13,8 @@ set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 
-NAFTIKOD=$1
-DOUBLE=$2
-SRC=$3
+nk_args "$@"
 VALGRIND=${4:-}
-CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
 nk_init faults
 nk_cert central
 nk_cert other
@@ -49,10 +46,6 @@ stop() {
     wait "$NK_PID" || rc=$?
     [ "$rc" = 0 ] || fail "$1: exit status $rc after SIGTERM (99: valgrind found an error)"
     echo "ok: $1 stopped cleanly${VALGRIND:+ (valgrind: no memory error, no definite leak)}"
-}
-fault() {
-    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
-        "https://127.0.0.1:$CPORT/__double/faults" -d "$1" >/dev/null || fail "set fault $1"
 }
 MH=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'
     -H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call'
@@ -94,18 +87,18 @@ idle() {
 
 start main "127.0.0.1:$CPORT" "$work/central.crt"
 healthy "start"
-fault '{"mode":"reset"}'
+nk_fault '{"mode":"reset"}'
 check "connection reset, no response" 502 "unreachable|reset|empty reply"
-fault '{"mode":"stall","seconds":10}'
+nk_fault '{"mode":"stall","seconds":10}'
 
 check "10 s stall (timeout 6 s)" 504 "timed out"
-fault '{"mode":"huge"}'
+nk_fault '{"mode":"huge"}'
 check "64 MiB body (limit 16 MiB)" 502 "too large"
-fault '{"mode":"invalid-json"}'
+nk_fault '{"mode":"invalid-json"}'
 check "invalid JSON" 502 "not JSON"
-fault '{"mode":"html-error"}'
+nk_fault '{"mode":"html-error"}'
 check "HTML error page" 502 "502 Bad Gateway"
-fault '{"mode":"none"}'
+nk_fault '{"mode":"none"}'
 healthy "after the faults"
 idle "after the faults"
 MAIN_PID=$NK_PID MAIN_REST=$REST MAIN_MCP=$MCP MAIN_OPS=$OPS
@@ -122,7 +115,7 @@ stop dns
 # document and the MCP call a tool result with isError saying the same, and the process exits 0
 # soon after the drain timeout (not after the stall).
 start drain "127.0.0.1:$CPORT" "$work/central.crt" --drain-timeout 300
-fault '{"mode":"stall","seconds":10}'
+nk_fault '{"mode":"stall","seconds":10}'
 curl -sS --max-time 20 -o "$work/drain-rest.body" -w '%{http_code}' "$REST/v1/v1/apitokens" \
     >"$work/drain-rest.code" 2>/dev/null &
 drain_rest=$!
@@ -154,7 +147,7 @@ jq -e '.result.isError == true and (.result.content[0].text | test("shutting dow
 cat "$work/drain-rest.body" "$work/drain-mcp.body" >>"$work/all-bodies"
 grep -q "drain timeout: 2 request(s)" "$work/nk-drain.log" || fail "drain: no drain-timeout line"
 echo "ok: SIGTERM during a stall: drain timeout after 300 ms, REST 502 and MCP isError (shutting down), exit 0"
-fault '{"mode":"none"}'
+nk_fault '{"mode":"none"}'
 
 NK_PID=$MAIN_PID REST=$MAIN_REST MCP=$MAIN_MCP OPS=$MAIN_OPS
 kill "$DOUBLE_PID"

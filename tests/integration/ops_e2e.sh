@@ -7,56 +7,13 @@
 #
 # usage: ops_e2e.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR
 set -euo pipefail
-# shellcheck source=keep_logs.sh
-. "$(dirname "$0")/keep_logs.sh"
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
-NAFTIKOD=$1
-DOUBLE=$2
-SRC=$3
-CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
-KEY="test-key-not-a-secret"
+nk_args "$@"
 CHECK="$SRC/tests/integration/prom_check.py"
 TOOL="getapitokens-returns-all-api-tokens"
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/nk-ops.XXXXXX")
-pids=()
-
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    nk_keep_logs "$work"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL [ops]: $*" >&2
-    if [ -f "$work/naftikod.log" ]; then
-        echo "--- naftikod log" >&2
-        tail -n 30 "$work/naftikod.log" >&2
-    fi
-    exit 1
-}
-
-pass() {
-    echo "ok [ops]: $*"
-}
-
-# Wait (bounded: 10 s) until file $1 is non-empty or process $2 died.
-wait_file() {
-    local i
-    for i in $(seq 200); do
-        [ -s "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
+nk_init ops ops
 
 # --- the parser must refuse what the format forbids (so its "ok" means something) ---
 bad() {
@@ -80,36 +37,20 @@ python3 "$CHECK" "$work/good.txt" >/dev/null || fail "prom_check refused a valid
 pass "prom_check refuses 10 kinds of invalid exposition and accepts a valid one"
 
 # --- start the double (TLS) and naftikod with an ephemeral ops port and a short cache ---
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$work/central.key" -out "$work/central.crt" 2>/dev/null ||
-    fail "openssl could not make a test certificate"
-"$DOUBLE" --port 0 --port-file "$work/central.port" --token "$KEY" \
-    --tls-cert "$work/central.crt" --tls-key "$work/central.key" >"$work/central.log" 2>&1 &
-DOUBLE_PID=$!
-pids+=("$DOUBLE_PID")
-wait_file "$work/central.port" "$DOUBLE_PID" || fail "central double did not start"
-CPORT=$(cat "$work/central.port")
-
+nk_start_double
 CACHE_MS=300
-STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-    --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
-    --port-file "$work/nk.ports" --ops-listen 127.0.0.1:0 --ready-cache "$CACHE_MS" \
-    2>"$work/naftikod.log" &
-NK_PID=$!
-pids+=("$NK_PID")
-wait_file "$work/nk.ports" "$NK_PID" || fail "naftikod did not start"
-REST=$(sed -n 's/^rest=//p' "$work/nk.ports")
-MCP=$(sed -n 's/^mcp=//p' "$work/nk.ports")
-OPS=$(sed -n 's/^ops=//p' "$work/nk.ports")
-[ -n "$OPS" ] || fail "no ops= line in the port file: $(cat "$work/nk.ports")"
-[ "$(tail -n1 "$work/nk.ports")" = "ops=$OPS" ] || fail "ops= is not after the adapters' lines"
-pass "port file: $(tr '\n' ' ' <"$work/nk.ports")"
+nk_serve naftikod "$CAP" --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
+    --ops-listen 127.0.0.1:0 --ready-cache "$CACHE_MS"
+NK1_PID=$NK_PID
+[ -n "$OPS" ] || fail "no ops= line in the port file: $(cat "$work/naftikod.ports")"
+[ "$(tail -n1 "$work/naftikod.ports")" = "ops=${OPS##*:}" ] ||
+    fail "ops= is not after the adapters' lines"
+pass "port file: $(tr '\n' ' ' <"$work/naftikod.ports")"
 
 # ops METHOD PATH: sets STATUS, body in $work/body, headers in $work/headers.
 ops() {
     STATUS=$(curl -sS --max-time 20 -o "$work/body" -D "$work/headers" -w '%{http_code}' \
-        -X "$1" "http://127.0.0.1:$OPS$2" "${@:3}") || fail "curl $1 $2 failed"
+        -X "$1" "$OPS$2" "${@:3}") || fail "curl $1 $2 failed"
 }
 
 # scrape FILE: /metrics into FILE.txt, parsed into FILE.json.
@@ -159,8 +100,7 @@ jq -e '.status == "ready"' "$work/body" >/dev/null || fail "/readyz body: $(cat 
 pass "/readyz 200 with Central up"
 
 # The probe never carries the credential: the double recorded no Authorization on it.
-curl -sS --max-time 10 --cacert "$work/central.crt" \
-    "https://127.0.0.1:$CPORT/__double/requests" >"$work/recorded.json"
+nk_requests >"$work/recorded.json"
 n=$(jq '[.[] | select(.method == "GET" and .uri == "/")] | length' "$work/recorded.json")
 [ "$n" -ge 1 ] || fail "the readiness probe did not reach Central: $(cat "$work/recorded.json")"
 jq -e '[.[] | select(.method == "GET" and .uri == "/") | .authorization | length] | max == 0' \
@@ -169,13 +109,13 @@ pass "readiness probe: GET / reached Central without Authorization"
 
 # --- REST and MCP calls move the counters ---
 scrape m0
-curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REST/v1/v1/apitokens" \
+curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens" \
     | grep -qx 200 || fail "REST list did not answer 200"
-curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REST/no/such/route" \
+curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$REST/no/such/route" \
     | grep -qx 404 || fail "REST unknown route did not answer 404"
 meta='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
 code=$(curl -sS --max-time 20 -o "$work/mcp.json" -w '%{http_code}' -X POST \
-    "http://127.0.0.1:$MCP/mcp" -H 'Content-Type: application/json' \
+    "$MCP" -H 'Content-Type: application/json' \
     -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
     -H 'Mcp-Method: tools/call' -H "Mcp-Name: $TOOL" \
     -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"$TOOL\",\"arguments\":{},$meta}}")
@@ -212,28 +152,25 @@ pass "REST 200/404 and an MCP tools/call moved requests_total and the latency hi
 
 # --- the verdict is cached: a second instance with a long cache probes Central only once ---
 probes() {
-    curl -sS --max-time 10 --cacert "$work/central.crt" \
-        "https://127.0.0.1:$CPORT/__double/requests" |
-        jq '[.[] | select(.method == "GET" and .uri == "/")] | length'
+    nk_requests | jq '[.[] | select(.method == "GET" and .uri == "/")] | length'
 }
-STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-    --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
-    --port-file "$work/nk2.ports" --ops-listen 127.0.0.1:0 --ready-cache 600000 \
-    2>"$work/naftikod2.log" &
-NK2_PID=$!
-pids+=("$NK2_PID")
-wait_file "$work/nk2.ports" "$NK2_PID" || fail "second naftikod did not start"
-OPS2=$(sed -n 's/^ops=//p' "$work/nk2.ports")
+nk_serve naftikod2 "$CAP" --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
+    --ops-listen 127.0.0.1:0 --ready-cache 600000
+NK2_PID=$NK_PID
+OPS2=$OPS
+[ -n "$OPS2" ] || fail "no ops= line in the second port file: $(cat "$work/naftikod2.ports")"
+NK_PID=$NK1_PID
+nk_ports naftikod
 before=$(probes)
 cpids=()
 : >"$work/par.codes"
 for _ in 1 2 3 4 5; do
-    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$OPS2/readyz" \
+    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "$OPS2/readyz" \
         >>"$work/par.codes" &
     cpids+=($!)
 done
 for _ in 1 2 3 4 5; do
-    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$OPS2/readyz"
+    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "$OPS2/readyz"
 done >"$work/seq.codes"
 for p in "${cpids[@]}"; do
     wait "$p" || fail "a concurrent /readyz curl failed"
@@ -254,11 +191,11 @@ jq -e '.status == "not ready" and (.reason | test("unreachable"))' "$work/body" 
     fail "/readyz 503 body: $(cat "$work/body")"
 grep -q "$KEY" "$work/body" && fail "the credential appears in /readyz"
 pass "/readyz 503 once Central is gone: $(cat "$work/body")"
-code=$(curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OPS2/readyz")
+code=$(curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$OPS2/readyz")
 [ "$code" = 200 ] || fail "the long-cache instance re-probed: /readyz answered $code"
 kill -TERM "$NK2_PID"
 pass "the long-cache instance still answers its cached 200"
-curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REST/v1/v1/apitokens" \
+curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens" \
     | grep -qx 502 || fail "REST list with Central gone did not answer 502"
 scrape m2
 moved m1 m2 'naftikod_requests_total{adapter="rest",code="5xx",operation="getapitokens"}' 1
@@ -266,28 +203,13 @@ moved m1 m2 'naftikod_upstream_errors_total{kind="connect"}' 1
 pass "Central gone: REST 502 counted as 5xx and as a connect error"
 
 # --- shutdown: clean exit ---
-kill -TERM "$NK_PID"
-for _ in $(seq 200); do
-    kill -0 "$NK_PID" 2>/dev/null || break
-    sleep 0.05
-done
-if kill -0 "$NK_PID" 2>/dev/null; then
-    fail "naftikod did not stop on SIGTERM"
-fi
-st=0
-wait "$NK_PID" || st=$?
-[ "$st" = 0 ] || fail "naftikod exited $st after SIGTERM"
+nk_stop
 pass "SIGTERM: exit 0"
 
 # --- --ops-listen off, and a malformed value ---
-STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-    --var "central-host=127.0.0.1:1" --port-file "$work/off.ports" --ops-listen off \
-    2>"$work/off.log" &
-OFF_PID=$!
-pids+=("$OFF_PID")
-wait_file "$work/off.ports" "$OFF_PID" || fail "naftikod --ops-listen off did not start"
+nk_serve off "$CAP" --var "central-host=127.0.0.1:1" --ops-listen off
 grep -q '^ops=' "$work/off.ports" && fail "--ops-listen off still wrote ops="
-kill -TERM "$OFF_PID"
+kill -TERM "$NK_PID"
 st=0
 NAFTIKOD_OPS_LISTEN=bogus STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" \
     --rest-port 0 --mcp-port 0 --var "central-host=127.0.0.1:1" 2>"$work/bogus.log" || st=$?

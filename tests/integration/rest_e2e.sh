@@ -7,99 +7,20 @@
 # CASE: crud | encoding | validation | routing | passthrough | unreachable | timeout | openapi |
 #       signals | async | spectral
 set -euo pipefail
-# shellcheck source=keep_logs.sh
-. "$(dirname "$0")/keep_logs.sh"
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
-NAFTIKOD=$1
-DOUBLE=$2
-SRC=$3
+nk_args "$@"
 CASE=$4
-CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
-KEY="test-key-not-a-secret"
+nk_init "rest-$CASE" "$CASE"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/nk-rest-$CASE.XXXXXX")
-pids=()
-NK_PID=""
-DOUBLE_PID=""
-
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    nk_keep_logs "$work"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL [$CASE]: $*" >&2
-    if [ -f "$work/naftikod.log" ]; then
-        echo "--- naftikod log" >&2
-        tail -n 40 "$work/naftikod.log" >&2
-    fi
-    if [ -f "$work/body" ]; then
-        echo "--- last body" >&2
-        head -c 2000 "$work/body" >&2
-        echo >&2
-    fi
-    exit 1
-}
-
-pass() {
-    echo "ok [$CASE]: $*"
-}
-
-# Wait (bounded: 10 s) until file $1 is non-empty or process $2 died.
-wait_file() {
-    local i
-    for i in $(seq 200); do
-        [ -s "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
-make_ca() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-        -keyout "$work/central.key" -out "$work/central.crt" 2>/dev/null ||
-        fail "openssl could not make a test certificate"
-}
-
-# start_double [extra flags]: sets CPORT.
-start_double() {
-    [ -f "$work/central.crt" ] || make_ca
-    rm -f "$work/central.port"
-    "$DOUBLE" --port 0 --port-file "$work/central.port" --token "$KEY" \
-        --tls-cert "$work/central.crt" --tls-key "$work/central.key" "$@" \
-        >"$work/central.log" 2>&1 &
-    DOUBLE_PID=$!
-    pids+=("$DOUBLE_PID")
-    wait_file "$work/central.port" "$DOUBLE_PID" || {
-        cat "$work/central.log" >&2
-        fail "central double did not start"
-    }
-    CPORT=$(cat "$work/central.port")
-}
-
-# start_naftikod HOST:PORT [extra flags]: sets REST, NK_PID.
+# start_naftikod HOST:PORT [extra flags]: sets REST, NK_PID (no ops listener).
 start_naftikod() {
     local host=$1
     shift
-    rm -f "$work/nk.ports"
-    STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 --mcp-port 0 \
-        --var "central-host=$host" --ca-file "$work/central.crt" \
-        --port-file "$work/nk.ports" "$@" 2>"$work/naftikod.log" &
-    NK_PID=$!
-    pids+=("$NK_PID")
-    wait_file "$work/nk.ports" "$NK_PID" || fail "naftikod did not start"
-    REST=$(sed -n 's/^rest=//p' "$work/nk.ports" | head -n1)
-    [ -n "$REST" ] || fail "no rest= line in the port file: $(cat "$work/nk.ports")"
+    nk_serve naftikod "$CAP" --ops-listen off --var "central-host=$host" \
+        --ca-file "$work/central.crt" "$@"
+    [ -n "$REST" ] || fail "no rest= line in the port file: $(cat "$work/naftikod.ports")"
 }
 
 # req METHOD PATH [curl args...]: sets STATUS; body in $work/body, headers in $work/headers.
@@ -107,7 +28,7 @@ req() {
     local method=$1 path=$2
     shift 2
     STATUS=$(curl -sS --path-as-is --max-time 20 -o "$work/body" -D "$work/headers" \
-        -w '%{http_code}' -X "$method" "http://127.0.0.1:$REST$path" "$@") ||
+        -w '%{http_code}' -X "$method" "$REST$path" "$@") ||
         fail "curl $method $path failed"
 }
 
@@ -132,8 +53,7 @@ expect_status() {
 
 # The recorded upstream requests that carried X-Request-Id $1.
 recorded() {
-    curl -sS --max-time 10 --cacert "$work/central.crt" \
-        "https://127.0.0.1:$CPORT/__double/requests" |
+    nk_requests |
         jq -c --arg id "$1" '[.[] | select(any(.headers[]; (.[0]|ascii_downcase) == "x-request-id" and .[1] == $id))]'
 }
 
@@ -156,7 +76,7 @@ nothing_sent() {
 
 case_crud() {
     local id json
-    start_double
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT"
 
     req POST /v1/v1/apitokens/generate -H 'Content-Type: application/json' \
@@ -228,7 +148,7 @@ case_crud() {
 
 case_encoding() {
     local raw enc want json
-    start_double
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT"
     # The id: a/b/../c?d#e%f g-é  (slash, dot-dot, ?, #, %, space, non-ASCII)
     enc='a%2Fb%2F..%2Fc%3Fd%23e%25f%20g-%C3%A9'
@@ -257,7 +177,7 @@ case_encoding() {
 }
 
 case_validation() {
-    start_double
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT"
 
     req GET '/v1/v1/apitokens?revoked=maybe' -H 'X-Request-Id: it-val-1'
@@ -309,7 +229,7 @@ case_validation() {
 
 case_routing() {
     local big
-    start_double
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT" --max-body 1024
 
     req GET /v1/v1/nope
@@ -361,7 +281,7 @@ case_routing() {
 }
 
 case_passthrough() {
-    start_double --split-encoded-slash
+    nk_start_double --split-encoded-slash
     start_naftikod "127.0.0.1:$CPORT"
 
     req GET /v1/v1/apitokens/no-such-id
@@ -392,7 +312,7 @@ case_passthrough() {
 
 case_unreachable() {
     local port
-    start_double
+    nk_start_double
     port=$CPORT
     kill "$DOUBLE_PID"
     wait "$DOUBLE_PID" 2>/dev/null || true
@@ -403,11 +323,9 @@ case_unreachable() {
 }
 
 case_timeout() {
-    start_double
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT" --timeout 1000
-    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
-        "https://127.0.0.1:$CPORT/__double/faults" \
-        -d '{"mode":"stall","seconds":30,"count":1}' >/dev/null || fail "cannot set the fault"
+    nk_fault '{"mode":"stall","seconds":30,"count":1}'
     req GET /v1/v1/apitokens
     expect_problem 504 "stalled Central"
     pass "stalled Central -> 504 problem ($(jq -r .detail "$work/body"))"
@@ -417,7 +335,7 @@ case_timeout() {
 }
 
 case_openapi() {
-    start_double
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT"
     req GET /openapi.json
     expect_status 200 "openapi"
@@ -442,7 +360,7 @@ case_spectral() {
         echo "spectral not installed: skipped"
         exit 77
     fi
-    start_double
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT"
     req GET /openapi.json
     expect_status 200 "openapi"
@@ -458,20 +376,17 @@ case_spectral() {
 
 case_async() {
     local i bg=() n
-    start_double
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT"
     # Stall the next 6 upstream calls (more than the 2 listener threads) ...
-    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
-        "https://127.0.0.1:$CPORT/__double/faults" \
-        -d '{"mode":"stall","seconds":20,"count":6}' >/dev/null || fail "cannot set the fault"
+    nk_fault '{"mode":"stall","seconds":20,"count":6}'
     for i in 1 2 3 4 5 6; do
         curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -H "X-Request-Id: it-stall-$i" \
-            "http://127.0.0.1:$REST/v1/v1/apitokens" >"$work/stall.$i" 2>/dev/null &
+            "$REST/v1/v1/apitokens" >"$work/stall.$i" 2>/dev/null &
         bg+=($!)
     done
     for _ in $(seq 200); do
-        n=$(curl -sS --max-time 10 --cacert "$work/central.crt" \
-            "https://127.0.0.1:$CPORT/__double/requests" | jq '[.[] | select(.uri == "/v1/apitokens")] | length')
+        n=$(nk_requests | jq '[.[] | select(.uri == "/v1/apitokens")] | length')
         [ "$n" = 6 ] && break
         sleep 0.05
     done
@@ -491,36 +406,28 @@ case_async() {
     pass "stalled calls completed after Central released them"
 }
 
+drain_reached() {
+    [ "$(recorded it-drain | jq length)" = 1 ]
+}
+
 case_signals() {
-    local out code
-    start_double
+    local out
+    nk_start_double
     start_naftikod "127.0.0.1:$CPORT"
     kill -HUP "$NK_PID"
-    for _ in $(seq 200); do
-        grep -q "reload: new table in force" "$work/naftikod.log" && break
-        sleep 0.05
-    done
-    grep -q "reload: new table in force" "$work/naftikod.log" || fail "SIGHUP reload not logged"
+    wait_until grep -q "reload: new table in force" "$work/naftikod.log" ||
+        fail "SIGHUP reload not logged"
     req GET /v1/v1/apitokens
     expect_status 200 "after SIGHUP"
     pass "SIGHUP reloaded the (unchanged) capability; still serving"
 
     # A request in flight when SIGTERM arrives is drained, then naftikod exits 0.
-    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
-        "https://127.0.0.1:$CPORT/__double/faults" \
-        -d '{"mode":"stall","seconds":1,"count":1}' >/dev/null || fail "cannot set the fault"
+    nk_fault '{"mode":"stall","seconds":1,"count":1}'
     curl -sS --max-time 20 -o "$work/inflight" -w '%{http_code}' \
-        -H 'X-Request-Id: it-drain' "http://127.0.0.1:$REST/v1/v1/apitokens" >"$work/inflight.code" &
+        -H 'X-Request-Id: it-drain' "$REST/v1/v1/apitokens" >"$work/inflight.code" &
     out=$!
-    for _ in $(seq 200); do
-        [ "$(recorded it-drain | jq length)" = 1 ] && break
-        sleep 0.05
-    done
-    [ "$(recorded it-drain | jq length)" = 1 ] || fail "in-flight request never reached Central"
-    kill -TERM "$NK_PID"
-    code=0
-    wait "$NK_PID" || code=$?
-    [ "$code" = 0 ] || fail "naftikod exited $code after SIGTERM"
+    wait_until drain_reached || fail "in-flight request never reached Central"
+    nk_stop
     wait "$out" || true
     [ "$(cat "$work/inflight.code")" = 200 ] ||
         fail "in-flight request got $(cat "$work/inflight.code") during the drain"
@@ -534,10 +441,7 @@ crud | encoding | validation | routing | passthrough | unreachable | timeout | o
     "case_$CASE"
     # Every case ends with a clean shutdown: exit 0 (under ASan this also means no leak).
     if [ -n "$NK_PID" ] && kill -0 "$NK_PID" 2>/dev/null; then
-        kill -TERM "$NK_PID"
-        code=0
-        wait "$NK_PID" || code=$?
-        [ "$code" = 0 ] || fail "naftikod exited $code after SIGTERM"
+        nk_stop
     fi
     ;;
 *)

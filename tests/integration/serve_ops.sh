@@ -7,96 +7,29 @@
 # usage: serve_ops.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR CASE
 # CASE: reload | sigterm | notify | config
 set -euo pipefail
-# shellcheck source=keep_logs.sh
-. "$(dirname "$0")/keep_logs.sh"
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
-NAFTIKOD=$1
-DOUBLE=$2
-SRC=$3
+nk_args "$@"
 CASE=$4
-CAP="$SRC/capabilities/stackrox-apitokenservice.yaml"
-KEY="test-key-not-a-secret"
 HERE="$SRC/tests/integration"
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/nk-ops-$CASE.XXXXXX")
-pids=()
-NK_PID=""
-
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    nk_keep_logs "$work"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL [$CASE]: $*" >&2
-    if [ -f "$work/naftikod.log" ]; then
-        echo "--- naftikod log" >&2
-        grep -v ' access ' "$work/naftikod.log" | tail -n 40 >&2
-    fi
-    exit 1
-}
-
-pass() {
-    echo "ok [$CASE]: $*"
-}
-
-# Wait (bounded: 10 s) until file $1 is non-empty or process $2 died.
-wait_file() {
-    local i
-    for i in $(seq 200); do
-        [ -s "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
+nk_init "ops-$CASE" "$CASE"
+NK_FAIL_SKIP=' access '
 
 # Wait (bounded: 10 s) until the log matches the extended regex $1.
 wait_log() {
-    local i
-    for i in $(seq 200); do
-        grep -Eq -- "$1" "$work/naftikod.log" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-start_double() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-        -keyout "$work/central.key" -out "$work/central.crt" 2>/dev/null ||
-        fail "openssl could not make a test certificate"
-    "$DOUBLE" --port 0 --port-file "$work/central.port" --token "$KEY" \
-        --tls-cert "$work/central.crt" --tls-key "$work/central.key" "$@" \
-        >"$work/central.log" 2>&1 &
-    pids+=("$!")
-    wait_file "$work/central.port" "$!" || fail "central double did not start"
-    CPORT=$(cat "$work/central.port")
+    wait_until grep -sEq -- "$1" "$work/naftikod.log"
 }
 
 # start_naftikod [extra args...]: capability args included by the caller; sets REST, NK_PID.
 start_naftikod() {
-    rm -f "$work/nk.ports"
-    STACKROX_API_KEY="${NK_KEY_ENV-Bearer $KEY}" "$NAFTIKOD" serve --rest-port 0 --mcp-port 0 \
-        --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
-        --port-file "$work/nk.ports" "$@" 2>"$work/naftikod.log" &
-    NK_PID=$!
-    pids+=("$NK_PID")
-    wait_file "$work/nk.ports" "$NK_PID" || fail "naftikod did not start"
-    REST=$(sed -n 's/^rest=//p' "$work/nk.ports" | head -n1)
+    nk_serve naftikod --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+        --ca-file "$work/central.crt" "$@"
     [ -n "$REST" ] || fail "no rest= line in the port file"
 }
 
 status_of() {
-    curl -sS -o "$work/body" --max-time 20 -w '%{http_code}' "http://127.0.0.1:$REST$1" ||
+    curl -sS -o "$work/body" --max-time 20 -w '%{http_code}' "$REST$1" ||
         echo 000
 }
 
@@ -121,11 +54,11 @@ write_added_route() {
 case_reload() {
     local cap="$work/cap.yaml" r line
     cp "$CAP" "$cap"
-    start_double
+    nk_start_double
     start_naftikod "$cap" --ops-listen 127.0.0.1:0
     [ "$(status_of /v1/reload/apitokens)" = 404 ] || fail "the new route exists before reload"
 
-    python3 "$HERE/loadgen.py" "$REST" 5 4 "$work/load.json" /v1/v1/apitokens &
+    python3 "$HERE/loadgen.py" "${REST##*:}" 5 4 "$work/load.json" /v1/v1/apitokens &
     r=$!
     pids+=("$r")
     sleep 1
@@ -154,8 +87,7 @@ case_reload() {
     [ "$(status_of /v1/reload/apitokens)" = 200 ] || fail "old table no longer served"
     pass "previous table still served after the failed reload"
 
-    curl -sS --max-time 10 "http://127.0.0.1:$(sed -n 's/^ops=//p' "$work/nk.ports")/metrics" \
-        >"$work/metrics" || fail "no /metrics"
+    curl -sS --max-time 10 "$OPS/metrics" >"$work/metrics" || fail "no /metrics"
     grep -qx 'naftikod_reloads_total{result="ok"} 1' "$work/metrics" &&
         grep -qx 'naftikod_reloads_total{result="error"} 1' "$work/metrics" ||
         fail "reloads not counted: $(grep reloads "$work/metrics")"
@@ -166,26 +98,20 @@ case_reload() {
         fail "requests failed under reload: $(cat "$work/load.json")"
     pass "load during both reloads: $(jq -c '{ok, failed, refused}' "$work/load.json")"
     kill -0 "$NK_PID" || fail "daemon died"
-    kill -TERM "$NK_PID"
-    wait "$NK_PID" || fail "exit status $? after SIGTERM"
+    nk_stop
 }
 
 case_sigterm() {
-    local r st n_log n_ok
-    start_double
+    local r n_log n_ok
+    nk_start_double
     start_naftikod "$CAP"
     # Every upstream call takes 200 ms, so requests are in flight when SIGTERM arrives.
-    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
-        "https://127.0.0.1:$CPORT/__double/faults" \
-        -d '{"mode":"stall","ms":200,"count":-1}' >/dev/null || fail "cannot set the fault"
-    python3 "$HERE/loadgen.py" "$REST" 10 8 "$work/load.json" /v1/v1/apitokens &
+    nk_fault '{"mode":"stall","ms":200,"count":-1}'
+    python3 "$HERE/loadgen.py" "${REST##*:}" 10 8 "$work/load.json" /v1/v1/apitokens &
     r=$!
     pids+=("$r")
     sleep 2
-    kill -TERM "$NK_PID"
-    st=0
-    wait "$NK_PID" || st=$?
-    [ "$st" = 0 ] || fail "exit status $st after SIGTERM under load"
+    nk_stop "naftikod under load"
     wait "$r" || fail "load generator failed"
     jq -e '.failed == 0 and .ok > 0' "$work/load.json" >/dev/null ||
         fail "a request was cut short: $(cat "$work/load.json")"
@@ -196,28 +122,25 @@ case_sigterm() {
 }
 
 # Wait (bounded: 10 s) until the notify log has $1 lines.
+notes_at_least() {
+    [ "$(wc -l <"$work/notify.log" 2>/dev/null || echo 0)" -ge "$1" ]
+}
 wait_notes() {
-    local i
-    for i in $(seq 200); do
-        [ "$(wc -l <"$work/notify.log" 2>/dev/null || echo 0)" -ge "$1" ] && return 0
-        sleep 0.05
-    done
-    return 1
+    wait_until notes_at_least "$1"
 }
 
 case_notify() {
-    local l st seq
-    start_double
+    local l seq
+    nk_start_double
     : >"$work/notify.log"
     python3 "$HERE/notify_listen.py" "$work/notify.sock" "$work/notify.log" 30 &
     l=$!
     pids+=("$l")
-    for _ in $(seq 100); do [ -S "$work/notify.sock" ] && break; sleep 0.05; done
-    [ -S "$work/notify.sock" ] || fail "notify listener did not start"
+    wait_until test -S "$work/notify.sock" || fail "notify listener did not start"
     NOTIFY_SOCKET="$work/notify.sock" start_naftikod "$CAP"
     wait_notes 1 || fail "no READY=1"
     [ "$(sed -n 1p "$work/notify.log")" = "READY=1" ] || fail "first note: $(sed -n 1p "$work/notify.log")"
-    [ -s "$work/nk.ports" ] || fail "READY=1 before the port file"
+    [ -s "$work/naftikod.ports" ] || fail "READY=1 before the port file"
     pass "READY=1 after the listeners and the port file"
     kill -HUP "$NK_PID"
     wait_notes 3 || fail "no RELOADING=1/READY=1 after SIGHUP: $(cat "$work/notify.log")"
@@ -225,10 +148,7 @@ case_notify() {
         fail "second note: $(sed -n 2p "$work/notify.log")"
     [ "$(sed -n 3p "$work/notify.log")" = "READY=1" ] || fail "third note: $(sed -n 3p "$work/notify.log")"
     pass "SIGHUP: RELOADING=1 (with MONOTONIC_USEC) then READY=1"
-    kill -TERM "$NK_PID"
-    st=0
-    wait "$NK_PID" || st=$?
-    [ "$st" = 0 ] || fail "exit status $st"
+    nk_stop
     wait_notes 4 || fail "no STOPPING=1"
     [ "$(sed -n 4p "$work/notify.log")" = "STOPPING=1" ] || fail "fourth note: $(sed -n 4p "$work/notify.log")"
     seq=$(tr '\n' ' ' <"$work/notify.log" | sed 's/MONOTONIC_USEC=[0-9]*/MONOTONIC_USEC=N/')
@@ -240,20 +160,17 @@ case_notify() {
     python3 "$HERE/notify_listen.py" "$work/notify.sock" "$work/notify.log" 30 &
     l=$!
     pids+=("$l")
-    for _ in $(seq 100); do [ -S "$work/notify.sock" ] && break; sleep 0.05; done
+    wait_until test -S "$work/notify.sock" || fail "notify listener did not start again"
     NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=400000 start_naftikod "$CAP"
     wait_notes 4 || fail "no watchdog pings: $(cat "$work/notify.log")"
     [ "$(grep -c '^WATCHDOG=1$' "$work/notify.log")" -ge 3 ] || fail "watchdog: $(cat "$work/notify.log")"
     pass "WATCHDOG_USEC=400000: WATCHDOG=1 pings sent"
     # A request stalled for 1 s is in flight at SIGTERM: pings go on during the drain.
-    curl -sS --max-time 10 --cacert "$work/central.crt" -X POST \
-        "https://127.0.0.1:$CPORT/__double/faults" \
-        -d '{"mode":"stall","ms":1000,"count":1}' >/dev/null || fail "cannot set the fault"
-    curl -sS --max-time 10 -o /dev/null "http://127.0.0.1:$REST/v1/v1/apitokens" &
+    nk_fault '{"mode":"stall","ms":1000,"count":1}'
+    curl -sS --max-time 10 -o /dev/null "$REST/v1/v1/apitokens" &
     pids+=("$!")
     sleep 0.2
-    kill -TERM "$NK_PID"
-    wait "$NK_PID" || fail "exit status $? (watchdog run)"
+    nk_stop "naftikod (watchdog run)"
     sed -n '/^STOPPING=1$/,$p' "$work/notify.log" | grep -qx 'WATCHDOG=1' ||
         fail "no WATCHDOG=1 during the drain: $(tr '\n' ' ' <"$work/notify.log")"
     pass "WATCHDOG=1 pings continue during the drain"
@@ -262,28 +179,12 @@ case_notify() {
 # launch ENV... -- ARGS...: naftikod serve ARGS with the environment assignments ENV (and no
 # STACKROX_API_KEY unless given); sets NK_PID, REST (empty when it exited).
 launch() {
-    local envs=()
-    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
-    shift
-    rm -f "$work/nk.ports"
-    env -u STACKROX_API_KEY -u STACKROX_API_KEY_FILE -u CREDENTIALS_DIRECTORY -u CENTRAL_HOST \
-        "${envs[@]}" "$NAFTIKOD" serve --port-file "$work/nk.ports" "$@" 2>"$work/naftikod.log" &
-    NK_PID=$!
-    pids+=("$NK_PID")
-    REST=""
-    if wait_file "$work/nk.ports" "$NK_PID"; then
-        REST=$(sed -n 's/^rest=//p' "$work/nk.ports" | head -n1)
-    fi
-}
-
-stop() {
-    kill -TERM "$NK_PID"
-    wait "$NK_PID" || fail "exit status $? after SIGTERM"
+    nk_launch naftikod "$@" || true
 }
 
 case_config() {
     local etc="$work/etc" st
-    start_double
+    nk_start_double
     mkdir -p "$etc/caps" "$work/creds"
     cp "$CAP" "$etc/caps/apitokens.yaml"
     cat >"$etc/naftikod.yaml" <<YAML
@@ -311,7 +212,7 @@ YAML
     ! grep -q "has no scheme" "$work/naftikod.log" ||
         fail "scheme warning although the resolved value is 'Bearer ...'"
     ! grep -q "$KEY" "$work/naftikod.log" || fail "the key was logged"
-    stop
+    nk_stop
     pass "config file: capabilities relative to the file, json logs; env beats file var; key from STACKROX_API_KEY_FILE"
 
     # Environment beats the file (NAFTIKOD_LOG_FORMAT), the flag beats the environment; the key
@@ -323,7 +224,7 @@ YAML
     [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "--var / credentials directory"
     grep -q '^time=.* level=info msg=access method=GET path=/v1/v1/apitokens status=200 ' \
         "$work/naftikod.log" || fail "NAFTIKOD_LOG_FORMAT=logfmt did not beat the file"
-    stop
+    nk_stop
     launch "NAFTIKOD_CONFIG=$etc/naftikod.yaml" "NAFTIKOD_LOG_FORMAT=logfmt" \
         "CREDENTIALS_DIRECTORY=$work/creds" -- --var "central-host=127.0.0.1:$CPORT" \
         --log-format text
@@ -331,7 +232,7 @@ YAML
     [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "text run"
     grep -Eq '^[0-9T:.-]+Z access GET /v1/v1/apitokens 200 ' "$work/naftikod.log" ||
         fail "--log-format text did not beat the environment"
-    stop
+    nk_stop
     pass "precedence: flag > env > file; key from \$CREDENTIALS_DIRECTORY; NAFTIKOD_CONFIG"
 
     # Capability arguments replace the file's list.
@@ -363,7 +264,7 @@ YAML
     # A bare token (no "Bearer "): the resolved value is judged, the warning names no value.
     launch "STACKROX_API_KEY=$KEY" -- --config "$etc/naftikod.yaml" --log-format text
     [ -n "$REST" ] || fail "did not start with a bare key"
-    stop
+    nk_stop
     grep -q "warning: the Authorization value of consumer 'stackrox-apitokenservice' .* has no scheme" \
         "$work/naftikod.log" || fail "no scheme warning for a bare token"
     [ "$(grep -c 'has no scheme' "$work/naftikod.log")" = 1 ] || fail "scheme warning repeated"
@@ -397,7 +298,7 @@ YAML
     grep -q 'reload: --timeout changed: it needs a restart' "$work/naftikod.log" ||
         fail "no restart warning for --timeout"
     [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "reloaded var not applied"
-    stop
+    nk_stop
     pass "SIGHUP re-reads the config file: var applied live, --timeout change needs a restart (warned)"
 }
 
