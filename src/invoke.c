@@ -162,43 +162,73 @@ static void bind_use(const struct nk_optable *t, const struct nk_bind *b, char *
     }
 }
 
+/* Free a buffer read by read_small_file, wiping it first (it may hold a credential). */
+static void free_wiped(char *buf)
+{
+    if (buf != NULL) {
+        explicit_bzero(buf, MAX_BIND_FILE + 1);
+        free(buf);
+    }
+}
+
+/* Read a whole file of at most MAX_BIND_FILE bytes into *buf (MAX_BIND_FILE + 1 bytes,
+ * NUL-terminated after *n bytes; free it with free_wiped). label names the file in why, e.g.
+ * "'/run/key'" (never its content). */
+static enum nk_rc read_small_file(const char *path, const char *label, char **buf, size_t *n,
+                                  char *why, size_t why_n)
+{
+    enum nk_rc rc = NK_OK;
+    FILE *f;
+    size_t r;
+
+    *buf = NULL;
+    *n = 0;
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(why, why_n, "cannot read %s: %s", label, strerror(errno));
+        return NK_ERR_IO;
+    }
+    *buf = malloc(MAX_BIND_FILE + 1);
+    if (*buf == NULL) {
+        rc = NK_ERR_NOMEM;
+        goto out;
+    }
+    while (*n <= MAX_BIND_FILE && (r = fread(*buf + *n, 1, MAX_BIND_FILE + 1 - *n, f)) > 0)
+        *n += r;
+    if (ferror(f)) {
+        snprintf(why, why_n, "cannot read %s", label);
+        rc = NK_ERR_IO;
+    } else if (*n > MAX_BIND_FILE) {
+        snprintf(why, why_n, "%s is larger than %d bytes", label, MAX_BIND_FILE);
+        rc = NK_ERR_TOO_LARGE;
+    } else {
+        (*buf)[*n] = '\0';
+    }
+out:
+    fclose(f);
+    if (rc != NK_OK) {
+        free_wiped(*buf);
+        *buf = NULL;
+    }
+    return rc;
+}
+
 /* Read a bind from its file. A file holding a JSON object is a set of values keyed by the
  * bind's source name (so one `location` can serve several keys); any other file is the value
  * itself, with one trailing newline removed. */
 static enum nk_rc read_bind_file(const struct nk_bind *b, char **out, char *why, size_t why_n)
 {
-    enum nk_rc rc = NK_OK;
-    FILE *f = NULL;
-    char *buf = NULL;
+    enum nk_rc rc;
+    char *buf = NULL, label[4200];
     size_t n = 0, r;
     json_t *doc = NULL, *v;
     json_error_t jerr;
 
     *out = NULL;
-    f = fopen(b->location, "rb");
-    if (f == NULL) {
-        snprintf(why, why_n, "cannot read '%s': %s", b->location, strerror(errno));
-        rc = NK_ERR_IO;
-        goto out;
-    }
-    buf = malloc(MAX_BIND_FILE + 1);
-    if (buf == NULL) {
-        rc = NK_ERR_NOMEM;
-        goto out;
-    }
-    while (n <= MAX_BIND_FILE && (r = fread(buf + n, 1, MAX_BIND_FILE + 1 - n, f)) > 0)
-        n += r;
-    if (ferror(f)) {
-        snprintf(why, why_n, "cannot read '%s'", b->location);
-        rc = NK_ERR_IO;
-        goto out;
-    }
-    if (n > MAX_BIND_FILE) {
-        snprintf(why, why_n, "'%s' is larger than %d bytes", b->location, MAX_BIND_FILE);
-        rc = NK_ERR_TOO_LARGE;
-        goto out;
-    }
-    buf[n] = '\0';
+    snprintf(label, sizeof(label), "'%s'", b->location);
+    rc = read_small_file(b->location, label, &buf, &n, why, why_n);
+    if (rc != NK_OK)
+        return rc;
     for (r = 0; r < n && isspace((unsigned char)buf[r]); r++)
         ;
     if (r < n && buf[r] == '{') {
@@ -237,12 +267,7 @@ static enum nk_rc read_bind_file(const struct nk_bind *b, char **out, char *why,
     if (*out == NULL)
         rc = NK_ERR_NOMEM;
 out:
-    if (f != NULL)
-        fclose(f);
-    if (buf != NULL) {
-        explicit_bzero(buf, MAX_BIND_FILE + 1);
-        free(buf);
-    }
+    free_wiped(buf);
     /* jansson keeps its own copies of the strings: nothing to wipe reliably, drop it. */
     json_decref(doc);
     return rc;
@@ -253,56 +278,29 @@ out:
 static enum nk_rc read_secret_file(const char *path, const char *via, char **out, char *why,
                                    size_t why_n)
 {
-    enum nk_rc rc = NK_OK;
-    FILE *f;
-    char *buf = NULL;
-    size_t n = 0, r;
+    enum nk_rc rc;
+    char *buf = NULL, label[4400];
+    size_t n = 0;
 
     *out = NULL;
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(why, why_n, "cannot read '%s' (%s): %s", path, via, strerror(errno));
-        return NK_ERR_IO;
-    }
-    buf = malloc(MAX_BIND_FILE + 1);
-    if (buf == NULL) {
-        rc = NK_ERR_NOMEM;
-        goto out;
-    }
-    while (n <= MAX_BIND_FILE && (r = fread(buf + n, 1, MAX_BIND_FILE + 1 - n, f)) > 0)
-        n += r;
-    if (ferror(f)) {
-        snprintf(why, why_n, "cannot read '%s' (%s)", path, via);
-        rc = NK_ERR_IO;
-        goto out;
-    }
-    if (n > MAX_BIND_FILE) {
-        snprintf(why, why_n, "'%s' (%s) is larger than %d bytes", path, via, MAX_BIND_FILE);
-        rc = NK_ERR_TOO_LARGE;
-        goto out;
-    }
-    buf[n] = '\0';
+    snprintf(label, sizeof(label), "'%s' (%s)", path, via);
+    rc = read_small_file(path, label, &buf, &n, why, why_n);
+    if (rc != NK_OK)
+        return rc;
     if (n > 0 && buf[n - 1] == '\n')
         buf[--n] = '\0';
     if (strlen(buf) != n) {
         snprintf(why, why_n, "'%s' (%s) contains a NUL byte", path, via);
         rc = NK_ERR_INVALID;
-        goto out;
-    }
-    if (n == 0) {
+    } else if (n == 0) {
         snprintf(why, why_n, "'%s' (%s) is empty", path, via);
         rc = NK_ERR_INVALID;
-        goto out;
+    } else {
+        *out = strdup(buf);
+        if (*out == NULL)
+            rc = NK_ERR_NOMEM;
     }
-    *out = strdup(buf);
-    if (*out == NULL)
-        rc = NK_ERR_NOMEM;
-out:
-    fclose(f);
-    if (buf != NULL) {
-        explicit_bzero(buf, MAX_BIND_FILE + 1);
-        free(buf);
-    }
+    free_wiped(buf);
     return rc;
 }
 
