@@ -16,6 +16,28 @@ int nk_hex_digit(int c)
     return -1;
 }
 
+bool nk_split_listen(const char *v, const char **host, size_t *host_len, const char **port)
+{
+    const char *colon;
+
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (close == NULL || close[1] != ':')
+            return false;
+        *host = v + 1;
+        *host_len = (size_t)(close - v - 1);
+        colon = close + 1;
+    } else {
+        colon = strrchr(v, ':');
+        if (colon == NULL || memchr(v, ':', (size_t)(colon - v)) != NULL)
+            return false; /* no port, or an unbracketed IPv6 address */
+        *host = v;
+        *host_len = (size_t)(colon - v);
+    }
+    *port = colon + 1;
+    return true;
+}
+
 const char *nk_rc_str(enum nk_rc rc)
 {
     switch (rc) {

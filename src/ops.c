@@ -58,7 +58,7 @@ static double mono_s(void)
 
 bool nk_ops_parse_listen(const char *v, char *addr, size_t cap, unsigned *port, bool *off)
 {
-    const char *colon, *p;
+    const char *host, *digits, *p;
     size_t alen;
     unsigned long n = 0;
 
@@ -67,22 +67,11 @@ bool nk_ops_parse_listen(const char *v, char *addr, size_t cap, unsigned *port, 
         *off = true;
         return true;
     }
-    if (v[0] == '[') {
-        const char *close = strchr(v, ']');
-        if (close == NULL || close[1] != ':')
-            return false;
-        alen = (size_t)(close - v - 1);
-        colon = close + 1;
-        v++;
-    } else {
-        colon = strrchr(v, ':');
-        if (colon == NULL || memchr(v, ':', (size_t)(colon - v)) != NULL)
-            return false;
-        alen = (size_t)(colon - v);
-    }
-    if (colon[1] == '\0' || strlen(colon + 1) > 5)
+    if (!nk_split_listen(v, &host, &alen, &digits))
         return false;
-    for (p = colon + 1; *p != '\0'; p++) {
+    if (digits[0] == '\0' || strlen(digits) > 5)
+        return false;
+    for (p = digits; *p != '\0'; p++) {
         if (*p < '0' || *p > '9')
             return false;
         n = n * 10 + (unsigned long)(*p - '0');
@@ -92,7 +81,7 @@ bool nk_ops_parse_listen(const char *v, char *addr, size_t cap, unsigned *port, 
     if (alen == 0) {
         snprintf(addr, cap, "127.0.0.1");
     } else {
-        memcpy(addr, v, alen);
+        memcpy(addr, host, alen);
         addr[alen] = '\0';
     }
     *port = (unsigned)n;

@@ -478,25 +478,13 @@ static bool parse_bool(const char *s, bool *out)
 /* Parse ADDR:PORT, [V6ADDR]:PORT or :PORT into o. */
 static bool parse_listen(const char *v, struct listen_override *o)
 {
-    const char *colon;
+    const char *host, *port;
     size_t alen;
 
-    if (v[0] == '[') {
-        const char *close = strchr(v, ']');
-        if (close == NULL || close[1] != ':')
-            return false;
-        alen = (size_t)(close - v - 1);
-        colon = close + 1;
-        v++;
-    } else {
-        colon = strrchr(v, ':');
-        if (colon == NULL || memchr(v, ':', (size_t)(colon - v)) != NULL)
-            return false; /* no port, or an unbracketed IPv6 address */
-        alen = (size_t)(colon - v);
-    }
-    if (alen >= sizeof(o->addr) || !parse_ulong(colon + 1, &o->port) || o->port > 65535)
+    if (!nk_split_listen(v, &host, &alen, &port) || alen >= sizeof(o->addr) ||
+        !parse_ulong(port, &o->port) || o->port > 65535)
         return false;
-    memcpy(o->addr, v, alen);
+    memcpy(o->addr, host, alen);
     o->addr[alen] = '\0';
     o->given = true;
     return true;

@@ -4,6 +4,7 @@
 #define NAFTIKOD_COMMON_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -27,6 +28,10 @@ enum nk_rc {
 const char *nk_rc_str(enum nk_rc rc);
 /* The value of one hexadecimal digit (either case), or -1. */
 int nk_hex_digit(int c);
+/* Split a listen value "ADDR:PORT", "[V6ADDR]:PORT" or ":PORT": *host and *host_len the address
+ * (not NUL-terminated, brackets removed, may be empty), *port the text after the colon (not
+ * checked). false without a port separator, or for an IPv6 address without brackets. */
+bool nk_split_listen(const char *v, const char **host, size_t *host_len, const char **port);
 
 /* Optional caller-owned detail for a failed call. line/column are 1-based, 0 when unknown. */
 struct nk_error {
