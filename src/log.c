@@ -321,15 +321,21 @@ void nk_log_event(enum nk_log_level l, const char *level_name, const char *msg,
     free(line);
 }
 
-void nk_log(enum nk_log_level l, const char *fmt, ...)
+void nk_logv(enum nk_log_level l, const char *fmt, va_list ap)
 {
     char msg[NK_LOG_MAX_VALUE + 1];
-    va_list ap;
 
     if (!nk_log_enabled(l))
         return;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     nk_log_event(l, NULL, msg, NULL, 0);
+}
+
+void nk_log(enum nk_log_level l, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    nk_logv(l, fmt, ap);
+    va_end(ap);
 }

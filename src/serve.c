@@ -112,17 +112,13 @@ static void logline(const char *level, const char *fmt, ...) __attribute__((form
 /* One line an event on stderr (log.c: time, level, message in the --log-format). */
 static void logline(const char *level, const char *fmt, ...)
 {
-    char msg[NK_LOG_MAX_VALUE + 1];
     enum nk_log_level l = NK_LOG_INFO;
     va_list ap;
 
     nk_log_parse_level(level, &l);
-    if (!nk_log_enabled(l))
-        return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    nk_logv(l, fmt, ap);
     va_end(ap);
-    nk_log_event(l, NULL, msg, NULL, 0);
 }
 
 /* Copy s into out with anything not printable ASCII shown as '?' (paths are logged raw). */

@@ -5,6 +5,7 @@
 #ifndef NAFTIKOD_LOG_H
 #define NAFTIKOD_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -37,6 +38,8 @@ char *nk_log_render(enum nk_log_format f, const char *time, const char *level, c
 
 /* Log msg (printf format) at level l. */
 void nk_log(enum nk_log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void nk_logv(enum nk_log_level l, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Log an event: msg plus fields, at level l shown as level_name (e.g. "access" for access
  * lines, which count as info). */
 void nk_log_event(enum nk_log_level l, const char *level_name, const char *msg,
