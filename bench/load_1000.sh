@@ -11,26 +11,19 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${1:-$here/../build}
 DUR=${DUR:-60}; CONNS=${CONNS:-1000}; THREADS=${THREADS:-2}
-KEY="bench-key-not-a-secret"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-            for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+# The integration tests' harness: work directory, cleanup of every process, bounded waits,
+# the test certificate and the Central double (KEY is its fake key).
+. "$here/../tests/integration/common.sh"
+DOUBLE="$B/tests/central-double"
+nk_init load-1000
+trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$work/c.key" -out "$work/c.crt" 2>/dev/null
-"$B/tests/central-double" --port 0 --port-file "$work/c.port" --token "$KEY" \
-    --tls-cert "$work/c.crt" --tls-key "$work/c.key" >"$work/c.log" 2>&1 &
-pids+=($!); wait_file "$work/c.port"; CPORT=$(cat "$work/c.port")
+nk_start_double
 STACKROX_API_KEY="Bearer $KEY" "$B/naftikod" serve "$here/../capabilities/stackrox-apitokenservice.yaml" \
     --rest-port 0 --mcp-port 0 --ops-listen off --max-connections 4096 \
-    --var central-host=127.0.0.1:$CPORT --ca-file "$work/c.crt" --port-file "$work/n.port" \
+    --var central-host=127.0.0.1:$CPORT --ca-file "$work/central.crt" --port-file "$work/n.port" \
     --log-level warning >"$work/n.log" 2>&1 &
-NPID=$!; pids+=($NPID); wait_file "$work/n.port"
+NPID=$!; pids+=($NPID); wait_file "$work/n.port" "$NPID" || fail "naftikod did not start"
 REST=$(sed -n 's/^rest=//p' "$work/n.port"); MCP=$(sed -n 's/^mcp=//p' "$work/n.port")
 TOOL=getapitokens-returns-all-api-tokens
 cat >"$work/mcp.lua" <<EOL

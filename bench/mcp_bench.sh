@@ -19,7 +19,6 @@ root=$(cd "$here/.." && pwd)
 B=$(cd "${1:-$root/build}" && pwd)
 DUR=${DUR:-10}; CONC=${CONC:-32}; ROUNDS=${ROUNDS:-5}; WARM=${WARM:-3}; TOKENS=${TOKENS:-3}
 PROCS=${PROCS:-1}; PEER_MODES=${PEER_MODES:-sse json}
-KEY="bench-key-not-a-secret"
 NODE="$B/mcp-npm/node_modules/.bin/node"
 [ -x "$NODE" ] || { echo "no Node 22 at $NODE: run tests/mcp/install.sh first" >&2; exit 1; }
 NPM_PREFIX="$B/mcp-bench-npm"
@@ -29,35 +28,29 @@ if ! cmp -s "$here/mcp-sdk-peer/package.json" "$NPM_PREFIX/package.json" ||
     (cd "$NPM_PREFIX" && PATH="$(dirname "$NODE"):$PATH" timeout 300 \
         npm install --no-audit --no-fund --loglevel=error >/dev/null)
 fi
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-            for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+# The integration tests' harness: work directory, cleanup of every process, bounded waits,
+# the test certificate and the Central double (KEY is its fake key).
+. "$here/../tests/integration/common.sh"
+DOUBLE="$B/tests/central-double"
+nk_init mcp-bench
+trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
-              echo "timed out waiting for $1" >&2; return 1; }
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$work/c.key" -out "$work/c.crt" 2>/dev/null
-"$B/tests/central-double" --port 0 --port-file "$work/c.port" --token "$KEY" \
-    --tls-cert "$work/c.crt" --tls-key "$work/c.key" >"$work/c.log" 2>&1 &
-CPID=$!; pids+=("$CPID"); wait_file "$work/c.port"; CPORT=$(cat "$work/c.port")
+nk_start_double
 for i in $(seq "$TOKENS"); do   # a non-empty list: TOKENS tokens in every answer
     curl -sfk -H "Authorization: Bearer $KEY" -X POST "https://127.0.0.1:$CPORT/v1/apitokens/generate" \
         -d "{\"name\":\"bench-$i\",\"role\":\"Analyst\"}" >/dev/null
 done
 export STACKROX_API_KEY="Bearer $KEY"
 "$B/naftikod" serve "$root/capabilities/stackrox-apitokenservice.yaml" --rest-port 0 \
-    --mcp-port 0 --ops-listen off --port-file "$work/n.port" --ca-file "$work/c.crt" \
+    --mcp-port 0 --ops-listen off --port-file "$work/n.port" --ca-file "$work/central.crt" \
     --var central-host="127.0.0.1:$CPORT" >"$work/n.log" 2>&1 &
-NPID=$!; pids+=("$NPID"); wait_file "$work/n.port"
+NPID=$!; pids+=("$NPID"); wait_file "$work/n.port" "$NPID" || fail "naftikod did not start"
 names=(naftikod); spids=("$NPID"); urls=("http://127.0.0.1:$(sed -n 's/^mcp=//p' "$work/n.port")/mcp")
 for m in $PEER_MODES; do
     flags=(--mode "${m%-stateless}"); [ "$m" != "${m%-stateless}" ] && flags+=(--stateless)
     MCP_BENCH_NPM="$NPM_PREFIX" "$NODE" "$here/mcp-sdk-peer/server.mjs" --central "127.0.0.1:$CPORT" \
-        --ca-file "$work/c.crt" --port-file "$work/p-$m.port" "${flags[@]}" >"$work/p-$m.log" 2>&1 &
-    pids+=($!); spids+=($!); names+=("sdk-$m"); wait_file "$work/p-$m.port"
+        --ca-file "$work/central.crt" --port-file "$work/p-$m.port" "${flags[@]}" >"$work/p-$m.log" 2>&1 &
+    pids+=($!); spids+=($!); names+=("sdk-$m"); wait_file "$work/p-$m.port" $! || fail "peer $m did not start"
     urls+=("http://127.0.0.1:$(cat "$work/p-$m.port")/mcp")
 done
 unset STACKROX_API_KEY
@@ -78,9 +71,9 @@ done
 declare -A R; declare -a M
 for r in $(seq "$ROUNDS"); do
     for i in "${!names[@]}"; do
-        t0=$(cpu "${spids[$i]}"); d0=$(cpu "$CPID"); read -r i0 a0 <<<"$(mach)"
+        t0=$(cpu "${spids[$i]}"); d0=$(cpu "$DOUBLE_PID"); read -r i0 a0 <<<"$(mach)"
         out=$(load "${urls[$i]}") || { echo "load against ${names[$i]} failed" >&2; cat "$work/load.err" >&2; exit 1; }
-        t1=$(cpu "${spids[$i]}"); d1=$(cpu "$CPID"); read -r i1 a1 <<<"$(mach)"
+        t1=$(cpu "${spids[$i]}"); d1=$(cpu "$DOUBLE_PID"); read -r i1 a1 <<<"$(mach)"
         idle=$(awk "BEGIN{printf \"%.0f\", 100*($i1-$i0)/(($a1-$a0)>0?($a1-$a0):1)}")
         ok=$(field ok <<<"$out"); err=$(field err <<<"$out")
         us=$(awk "BEGIN{printf \"%.0f\", ($t1-$t0)*1e6/$tck/($ok>0?$ok:1)}")

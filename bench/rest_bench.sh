@@ -19,25 +19,19 @@ PLACEMENTS=${PLACEMENTS:-shared isolated}
 NCPU=$(nproc)
 ALL_CPUS="0-$((NCPU - 1))"; PROXY_CPU=$((NCPU - 1)); CLIENT_CPUS="0-$((NCPU > 1 ? NCPU - 2 : 0))"
 if [ "$NCPU" -lt 2 ]; then PLACEMENTS=shared; fi
-KEY="bench-key-not-a-secret"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-            for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+# The integration tests' harness: work directory, cleanup of every process, bounded waits,
+# the test certificate and the Central double (KEY is its fake key).
+. "$here/../tests/integration/common.sh"
+DOUBLE="$B/tests/central-double"
+nk_init rest-bench
+trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$work/c.key" -out "$work/c.crt" 2>/dev/null
-"$B/tests/central-double" --port 0 --port-file "$work/c.port" --token "$KEY" \
-    --tls-cert "$work/c.crt" --tls-key "$work/c.key" >"$work/c.log" 2>&1 &
-pids+=($!); wait_file "$work/c.port"; CPORT=$(cat "$work/c.port")
+nk_start_double
 STACKROX_API_KEY="Bearer $KEY" "$B/naftikod" serve \
     "$here/../capabilities/stackrox-apitokenservice.yaml" --rest-port 0 --mcp-port 0 \
-    --var central-host=127.0.0.1:$CPORT --ca-file "$work/c.crt" --port-file "$work/n.port" \
+    --var central-host=127.0.0.1:$CPORT --ca-file "$work/central.crt" --port-file "$work/n.port" \
     >"$work/n.log" 2>&1 &
-NPID=$!; pids+=($NPID); wait_file "$work/n.port"
+NPID=$!; pids+=($NPID); wait_file "$work/n.port" "$NPID" || fail "naftikod did not start"
 NPORT=$(head -1 "$work/n.port" | grep -o '[0-9]\+' | head -1)
 echo "double https://127.0.0.1:$CPORT  naftikod rest http://127.0.0.1:$NPORT (pid $NPID)"
 curl -sf "http://127.0.0.1:$NPORT/v1/v1/apitokens" >/dev/null || { echo "daemon GET failed"; cat "$work/n.port" "$work/n.log"; exit 1; }
@@ -52,7 +46,7 @@ http { access_log off;
   server { listen 127.0.0.1:$GPORT;
     location /v1/v1/ { proxy_pass https://central/v1/; proxy_http_version 1.1;
       proxy_set_header Connection ""; proxy_set_header Authorization "Bearer $KEY";
-      proxy_ssl_trusted_certificate $work/c.crt; proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate $work/central.crt; proxy_ssl_verify on;
       proxy_ssl_name localhost; proxy_ssl_server_name on; proxy_ssl_session_reuse on; } } }
 EOC
     nginx -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx.err" &
@@ -75,9 +69,9 @@ declare -A d n g
 for r in $(seq "$ROUNDS"); do
     for pl in $PLACEMENTS; do
         if [ "$pl" = isolated ]; then
-            WRK_CPUS=$CLIENT_CPUS; pin "$CLIENT_CPUS" "${pids[0]}"; pin "$PROXY_CPU" "$NPID" $NGPID
+            WRK_CPUS=$CLIENT_CPUS; pin "$CLIENT_CPUS" "$DOUBLE_PID"; pin "$PROXY_CPU" "$NPID" $NGPID
         else
-            WRK_CPUS=$ALL_CPUS; pin "$ALL_CPUS" "${pids[0]}" "$NPID" $NGPID
+            WRK_CPUS=$ALL_CPUS; pin "$ALL_CPUS" "$DOUBLE_PID" "$NPID" $NGPID
         fi
         d[$pl]+="$(rps -H "Authorization: Bearer $KEY" "https://127.0.0.1:$CPORT/v1/apitokens") "
         t0=$(cpu "$NPID")
@@ -93,7 +87,7 @@ for r in $(seq "$ROUNDS"); do
         echo "$line"
     done
 done
-pin "$ALL_CPUS" "${pids[0]}" "$NPID" $NGPID
+pin "$ALL_CPUS" "$DOUBLE_PID" "$NPID" $NGPID
 for pl in $PLACEMENTS; do
     dm=$(printf '%s\n' ${d[$pl]} | median); nm=$(printf '%s\n' ${n[$pl]} | median)
     line="median $pl: direct $dm req/s, daemon $nm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$nm/$dm}")"
