@@ -47,6 +47,11 @@ void nk_log_configure(enum nk_log_format f, enum nk_log_level min)
     atomic_store(&g_min, (int)min);
 }
 
+enum nk_log_format nk_log_format(void)
+{
+    return (enum nk_log_format)atomic_load(&g_format);
+}
+
 bool nk_log_enabled(enum nk_log_level l)
 {
     return (int)l >= atomic_load(&g_min);

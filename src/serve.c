@@ -8,7 +8,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,8 +130,6 @@ static void printable(const char *s, char *out, size_t cap)
     out[i] = '\0';
 }
 
-static atomic_int g_log_format = NK_LOG_TEXT; /* access lines read it on any thread */
-
 /* The access line: "access" level (counted as info) in text, msg "access" with fields in logfmt
  * and JSON. */
 static void access_line(void *ud, const struct nk_http_access *a)
@@ -146,7 +143,7 @@ static void access_line(void *ud, const struct nk_http_access *a)
         return;
     printable(a->path, path, sizeof(path));
     printable(a->method, method, sizeof(method));
-    if (atomic_load(&g_log_format) == NK_LOG_TEXT) {
+    if (nk_log_format() == NK_LOG_TEXT) {
         snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s%s%s", method, path, a->status,
                  a->seconds * 1000.0, a->request_id, a->client,
                  a->caller != NULL && a->caller[0] != '\0' ? " caller=" : "",
@@ -184,7 +181,6 @@ static void configure_log(const char *format, const char *level)
 
     nk_log_parse_format(format, &f);
     nk_log_parse_level(level, &l);
-    atomic_store(&g_log_format, (int)f);
     nk_log_configure(f, l);
 }
 
@@ -359,7 +355,7 @@ static void report_error(const char *fmt, ...)
     va_end(ap);
     if (g_reloading)
         logline("error", "reload: %s", msg);
-    else if (atomic_load(&g_log_format) != NK_LOG_TEXT)
+    else if (nk_log_format() != NK_LOG_TEXT)
         logline("error", "%s", msg);
     else
         fprintf(stderr, "naftikod serve: %s\n", msg);
@@ -1197,7 +1193,7 @@ static void log_diags(struct nk_diags *d, const char *what)
 
     drop_static_scheme_warnings(d);
     nk_diags_sort(d);
-    if (what == NULL && atomic_load(&g_log_format) == NK_LOG_TEXT) {
+    if (what == NULL && nk_log_format() == NK_LOG_TEXT) {
         nk_diags_print(d, stderr);
         return;
     }

@@ -19,6 +19,8 @@ bool nk_log_parse_level(const char *s, enum nk_log_level *out);
  * text, info. */
 void nk_log_configure(enum nk_log_format f, enum nk_log_level min);
 bool nk_log_enabled(enum nk_log_level l);
+/* The format in force (thread-safe). */
+enum nk_log_format nk_log_format(void);
 
 /* One field of a structured event. */
 struct nk_log_field {
