@@ -546,51 +546,26 @@ static void test_refuse(void **state)
 /* The same tests with the listener on an upstream client's event loop (loop mode): answers
  * given on the loop thread, from other threads (posted to the loop), later, never (503 at stop),
  * and refused requests. */
-static void in_loop(void (*test)(void **))
+static int loop_setup(void **state)
 {
     struct nk_error err = {0};
 
-    assert_int_equal(nk_upstream_new(NULL, &g_loop, &err), NK_OK);
-    test(NULL);
+    (void)state;
+    return nk_upstream_new(NULL, &g_loop, &err) == NK_OK ? 0 : -1;
+}
+
+static int loop_teardown(void **state)
+{
+    (void)state;
     nk_upstream_free(g_loop);
     g_loop = NULL;
+    return 0;
 }
 
-static void test_loop_raw_path_and_query(void **state)
-{
-    (void)state;
-    in_loop(test_raw_path_and_query);
-}
-
-static void test_loop_answer_later_from_another_thread(void **state)
-{
-    (void)state;
-    in_loop(test_answer_later_from_another_thread);
-}
-
-static void test_loop_body_too_large(void **state)
-{
-    (void)state;
-    in_loop(test_body_too_large);
-}
-
-static void test_loop_quiesce_and_stop_with_pending(void **state)
-{
-    (void)state;
-    in_loop(test_quiesce_and_stop_with_pending);
-}
-
-static void test_loop_concurrent_answers_from_threads(void **state)
-{
-    (void)state;
-    in_loop(test_concurrent_answers_from_threads);
-}
-
-static void test_loop_refuse(void **state)
-{
-    (void)state;
-    in_loop(test_refuse);
-}
+#define IN_LOOP(f)                                                                                 \
+    {                                                                                              \
+        "loop_" #f, f, loop_setup, loop_teardown, NULL                                             \
+    }
 
 int main(void)
 {
@@ -604,12 +579,12 @@ int main(void)
         cmocka_unit_test(test_quiesce_and_stop_with_pending),
         cmocka_unit_test(test_concurrent_answers_from_threads),
         cmocka_unit_test(test_refuse),
-        cmocka_unit_test(test_loop_raw_path_and_query),
-        cmocka_unit_test(test_loop_answer_later_from_another_thread),
-        cmocka_unit_test(test_loop_body_too_large),
-        cmocka_unit_test(test_loop_quiesce_and_stop_with_pending),
-        cmocka_unit_test(test_loop_concurrent_answers_from_threads),
-        cmocka_unit_test(test_loop_refuse),
+        IN_LOOP(test_raw_path_and_query),
+        IN_LOOP(test_answer_later_from_another_thread),
+        IN_LOOP(test_body_too_large),
+        IN_LOOP(test_quiesce_and_stop_with_pending),
+        IN_LOOP(test_concurrent_answers_from_threads),
+        IN_LOOP(test_refuse),
     };
     int rc;
 
