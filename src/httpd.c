@@ -65,8 +65,7 @@ struct nk_httpd {
     /* Loop mode (opts->loop): libmicrohttpd polls nothing itself; its epoll fd is a source on
      * the upstream client's loop thread, which calls MHD_run. NULL: its own threads. */
     struct nk_upstream *loop;
-    struct nk_upstream_source src;
-    int mhd_epfd;
+    struct nk_upstream_source src; /* src.fd: libmicrohttpd's epoll descriptor */
     atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
     /* request deadline: the watchdog shuts down connections still sending a request after
      * request_timeout seconds (a client trickling bytes never trips the idle timeout) */
@@ -874,7 +873,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     atomic_init(&h->n_unfinished, 0);
     atomic_init(&h->closing, false);
     h->loop = loop;
-    h->mhd_epfd = -1;
+    h->src.fd = -1;
     h->handler = handler;
     h->ud = ud;
     h->listen_fd = -1;
@@ -925,12 +924,11 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     fd = -1; /* MHD owns it until quiesce */
     if (loop != NULL) {
         di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-        h->mhd_epfd = di != NULL ? di->epoll_fd : -1;
-        h->src.fd = h->mhd_epfd;
+        h->src.fd = di != NULL ? di->epoll_fd : -1;
         h->src.run = src_run;
         h->src.timeout_ms = src_timeout;
         h->src.ud = h;
-        if (h->mhd_epfd < 0 || nk_upstream_attach(loop, &h->src) != NK_OK) {
+        if (h->src.fd < 0 || nk_upstream_attach(loop, &h->src) != NK_OK) {
             MHD_stop_daemon(h->daemon);
             nk_error_set(err, "cannot serve the HTTP listener on the event loop");
             rc = NK_ERR_INTERNAL;
@@ -1117,7 +1115,7 @@ void nk_httpd_stop(struct nk_httpd *h)
             pthread_mutex_unlock(&h->mu);
             if (left == 0 || mono_now() >= until)
                 break;
-            pfd.fd = h->mhd_epfd;
+            pfd.fd = h->src.fd;
             pfd.events = POLLIN;
             (void)poll(&pfd, 1, 50);
         }
