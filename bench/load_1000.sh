@@ -14,7 +14,7 @@ DUR=${DUR:-60}; CONNS=${CONNS:-1000}; THREADS=${THREADS:-2}
 # The integration tests' harness: work directory, cleanup of every process, bounded waits,
 # the test certificate and the Central double (KEY is its fake key).
 . "$here/../tests/integration/common.sh"
-DOUBLE="$B/tests/central-double"
+DOUBLE="$B/naftikod-demo-central"
 nk_init load-1000
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"

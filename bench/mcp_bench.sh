@@ -31,7 +31,7 @@ fi
 # The integration tests' harness: work directory, cleanup of every process, bounded waits,
 # the test certificate and the Central double (KEY is its fake key).
 . "$here/../tests/integration/common.sh"
-DOUBLE="$B/tests/central-double"
+DOUBLE="$B/naftikod-demo-central"
 nk_init mcp-bench
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# rest_bench.sh: REST throughput through naftikod vs direct to central-double (wrk), and
+# rest_bench.sh: REST throughput through naftikod vs direct to the demo Central (wrk), and
 # 1,000 concurrent slow (200 ms) calls through naftikod. Loopback only; bounded; cleans up.
 # When nginx is installed (Debian package nginx-light; not a dependency), each round also
 # measures nginx as a reverse proxy in front of the same double (keep-alive TLS upstream, the same
@@ -22,7 +22,7 @@ if [ "$NCPU" -lt 2 ]; then PLACEMENTS=shared; fi
 # The integration tests' harness: work directory, cleanup of every process, bounded waits,
 # the test certificate and the Central double (KEY is its fake key).
 . "$here/../tests/integration/common.sh"
-DOUBLE="$B/tests/central-double"
+DOUBLE="$B/naftikod-demo-central"
 nk_init rest-bench
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

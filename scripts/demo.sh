@@ -35,7 +35,7 @@ else
     fi
     export STACKROX_API_KEY="Bearer demo-key-not-a-secret"
     rm -f "$demo/central.port"
-    build/tests/central-double --port 0 --port-file "$demo/central.port" \
+    build/naftikod-demo-central --port 0 --port-file "$demo/central.port" \
         --token demo-key-not-a-secret --tls-cert "$demo/central.crt" --tls-key "$demo/central.key" \
         >"$demo/central.log" 2>&1 &
     pids+=($!)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # selftest.sh: walk every behaviour of the Central test double with curl and assert exact statuses
-# and body fields. Usage: selftest.sh PATH/TO/central-double   (ctest: central.selftest)
+# and body fields. Usage: selftest.sh PATH/TO/naftikod-demo-central   (ctest: central.selftest)
 set -u
 
-BIN=${1:?usage: selftest.sh PATH/TO/central-double}
+BIN=${1:?usage: selftest.sh PATH/TO/naftikod-demo-central}
 TOKEN=test-key-not-a-secret
 RO=readonly-key-not-a-secret
 AUTH="Authorization: Bearer $TOKEN"
@@ -125,7 +125,7 @@ B="http://127.0.0.1:$PORT"
 
 # The port file holds exactly the port; stdout says where it listens.
 expect_match "$PORT" '^[0-9]+$' "port file"
-expect_match "$(head -n1 "$tmp/main.out")" "^central-double listening on http://127\.0\.0\.1:$PORT\$" "stdout line"
+expect_match "$(head -n1 "$tmp/main.out")" "^naftikod-demo-central listening on http://127\.0\.0\.1:$PORT\$" "stdout line"
 
 # --- ping needs no auth
 req GET "$B/v1/ping"
@@ -449,7 +449,7 @@ if command -v openssl >/dev/null 2>&1; then
     CENTRAL_DOUBLE_TOKENS="env-a-not-a-secret, env-b-not-a-secret" \
         start tls --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" --split-encoded-slash
     TLS_PID=$PID
-    expect_match "$(head -n1 "$tmp/tls.out")" "^central-double listening on https://127\.0\.0\.1:$PORT\$" "https stdout line"
+    expect_match "$(head -n1 "$tmp/tls.out")" "^naftikod-demo-central listening on https://127\.0\.0\.1:$PORT\$" "https stdout line"
     T="https://127.0.0.1:$PORT"
     req GET "$T/v1/ping" --cacert "$tmp/cert.pem"
     expect_status 200 "TLS ping with CA file"

@@ -15,8 +15,8 @@ set(NK_MCP_ENV "NK_MCP_NPM_PREFIX=${NK_MCP_NPM_PREFIX}"
     "NK_MCP_ENGINE_SERVER=$<TARGET_FILE:mcp_engine_server>"
     "NK_NAFTIKOD=$<TARGET_FILE:naftikod>"
     "NK_SOURCE_DIR=${NK_SOURCE_DIR}")
-if(TARGET central-double)
-  list(APPEND NK_MCP_ENV "NK_CENTRAL_DOUBLE=$<TARGET_FILE:central-double>")
+if(TARGET naftikod-demo-central)
+  list(APPEND NK_MCP_ENV "NK_CENTRAL_DOUBLE=$<TARGET_FILE:naftikod-demo-central>")
 endif()
 
 foreach(v 2025-06-18 2025-11-25 2026-07-28)

@@ -77,9 +77,9 @@ start_engine() {
 # The Central double over HTTPS (the capability's baseUri is https://{central-host}) with a
 # throw-away self-signed certificate for 127.0.0.1: sets central_port and central_ca.
 start_central() {
-    [ -x "${NK_CENTRAL_DOUBLE:-}" ] || skip "no Central double (target central-double)"
+    [ -x "${NK_CENTRAL_DOUBLE:-}" ] || skip "no Central double (target naftikod-demo-central)"
     command -v openssl >/dev/null || skip "no openssl to make the double's certificate"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=central-double-test" \
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=demo-central-test" \
         -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
         -keyout "$tmp/central.key" -out "$tmp/central.crt" >/dev/null 2>&1 ||
         { echo "openssl could not make a certificate"; exit 1; }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* central_double.c: a stand-alone test double (and demo) of StackRox Central's APITokenService. */
+/* demo_central.c: naftikod-demo-central, a stand-in for StackRox Central (demo and test double). */
 
 /*
  * What it mimics is Central's REST face: grpc-gateway routing in front of the gRPC service, so
@@ -34,7 +34,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#define DOUBLE_NAME "central-double"
+#define DOUBLE_NAME "naftikod-demo-central"
 #define RING_CAP 1000
 #define MAX_BODY (4u * 1024u * 1024u) /* gRPC's default receive limit */
 #define HUGE_SIZE (64u * 1024u * 1024u)
