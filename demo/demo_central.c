@@ -1713,7 +1713,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void usage(FILE *f)
 {
     fprintf(f, "usage: " DOUBLE_NAME " [OPTIONS]\n"
-               "A test double (and demo) of StackRox Central's APITokenService.\n\n"
+               "A stand-in for StackRox Central's APITokenService (REST), for demos and tests:\n"
+               "tokens live in memory only; it is not Central and guards nothing.\n\n"
                "  --listen ADDR          address to bind (default 127.0.0.1; IPv6 allowed)\n"
                "  --port N               port (default 8443; 0 = pick a free one)\n"
                "  --port-file F          write the bound port to F (atomically) once listening\n"

@@ -1,26 +1,55 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# demo.sh: install what is missing, build, and run naftikod with the bundled StackRox
-# capability in the foreground. With CENTRAL_HOST and STACKROX_API_KEY set it talks to that
-# Central; otherwise it starts the bundled demo Central (the test double) on loopback first.
-# Ctrl-C stops everything.
+# demo.sh: install what is missing (runtime packages only), build, and run naftikod with the
+# bundled StackRox capability. With CENTRAL_HOST and STACKROX_API_KEY set it talks to that
+# Central; otherwise it first starts the demo Central (naftikod-demo-central) on loopback.
+#
+# usage: scripts/demo.sh [--check] [--build-dir DIR]
+#   (no option)      serve in the foreground and print curl lines to try; Ctrl-C stops everything
+#   --check          non-interactive: run every printed curl line and an MCP initialize ->
+#                    tools/list -> tools/call round, assert each answer, stop every process this
+#                    script started, exit 0 only when all passed (free ports, so it can run anywhere)
+#   --build-dir DIR  build directory (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+check=0
+B=build
+while [ $# -gt 0 ]; do
+    case $1 in
+    --check) check=1 ;;
+    --build-dir) B=${2:?--build-dir needs a directory}; shift ;;
+    --build-dir=*) B=${1#--build-dir=} ;;
+    -h | --help) sed -n '3,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
 jobs=$(nproc 2>/dev/null || echo 2)
 
 scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$jobs" >/dev/null
+# NK_TESTS is left to CMake: on when cmocka is installed, off (and said so) when it is not.
+cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo | grep -i 'cmocka' || true
+cmake --build "$B" -j"$jobs" --target naftikod naftikod-demo-central >/dev/null
 
 cap=capabilities/stackrox-apitokenservice.yaml
-demo=build/demo
+demo=$B/demo
 mkdir -p "$demo"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_port FILE WHAT LOG: wait (bounded: 10 s) for a port file to be written.
+wait_port() {
+    for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
+    echo "demo: $2 did not start:" >&2
+    cat "$3" >&2
+    exit 1
+}
 
 extra=()
 if [ -n "${CENTRAL_HOST:-}" ] && [ -n "${STACKROX_API_KEY:-}" ]; then
@@ -35,40 +64,127 @@ else
     fi
     export STACKROX_API_KEY="Bearer demo-key-not-a-secret"
     rm -f "$demo/central.port"
-    build/naftikod-demo-central --port 0 --port-file "$demo/central.port" \
+    "$B/naftikod-demo-central" --port 0 --port-file "$demo/central.port" \
         --token demo-key-not-a-secret --tls-cert "$demo/central.crt" --tls-key "$demo/central.key" \
         >"$demo/central.log" 2>&1 &
     pids+=($!)
-    for _ in $(seq 100); do [ -s "$demo/central.port" ] && break; sleep 0.05; done
-    [ -s "$demo/central.port" ] || { echo "demo: the demo Central did not start:" >&2; cat "$demo/central.log" >&2; exit 1; }
+    wait_port "$demo/central.port" "the demo Central" "$demo/central.log"
     export CENTRAL_HOST="127.0.0.1:$(cat "$demo/central.port")"
     extra+=(--ca-file "$demo/central.crt")
-    echo "demo: demo Central (test double) on https://$CENTRAL_HOST" >&2
+    echo "demo: demo Central (naftikod-demo-central) on https://$CENTRAL_HOST" >&2
 fi
 
+if [ "$check" = 1 ]; then
+    # Free ports: the check must not collide with a daemon already running on 8080/9090/8091.
+    extra+=(--rest-port 0 --mcp-port 0 --ops-listen 127.0.0.1:0)
+fi
 rm -f "$demo/naftikod.ports"
-build/naftikod serve "$cap" --port-file "$demo/naftikod.ports" "${extra[@]}" &
+if [ "$check" = 1 ]; then
+    "$B/naftikod" serve "$cap" --port-file "$demo/naftikod.ports" "${extra[@]}" 2>"$demo/naftikod.log" &
+else
+    "$B/naftikod" serve "$cap" --port-file "$demo/naftikod.ports" "${extra[@]}" &
+fi
 pids+=($!)
-for _ in $(seq 100); do [ -s "$demo/naftikod.ports" ] && break; sleep 0.05; done
-[ -s "$demo/naftikod.ports" ] || { echo "demo: naftikod did not start" >&2; exit 1; }
+wait_port "$demo/naftikod.ports" "naftikod" "$demo/naftikod.log"
 rest=$(sed -n 's/^rest=//p' "$demo/naftikod.ports" | head -n1)
 mcp=$(sed -n 's/^mcp=//p' "$demo/naftikod.ports" | head -n1)
 ops=$(sed -n 's/^ops=//p' "$demo/naftikod.ports" | head -n1)
-cat <<EOT
+R="http://127.0.0.1:$rest"
+M="http://127.0.0.1:$mcp/mcp"
+O="http://127.0.0.1:${ops:-8091}"
 
-naftikod is serving REST on 127.0.0.1:$rest and MCP on 127.0.0.1:$mcp/mcp. Try:
+# The curl lines a user is shown; --check runs exactly these (ID is the generated token's id).
+lines=(
+    "curl -s -X POST $R/v1/v1/apitokens/generate -H 'Content-Type: application/json' -d '{\"name\":\"demo\",\"roles\":[\"Analyst\"]}'"
+    "curl -s $R/v1/v1/apitokens"
+    "curl -s $R/v1/v1/apitokens/ID"
+    "curl -s -X PATCH $R/v1/v1/apitokens/revoke/ID"
+    "curl -s '$R/v1/v1/apitokens?revoked=true'"
+    "curl -s $R/openapi.json"
+    "curl -s $M -H 'Content-Type: application/json' -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"curl\",\"version\":\"1\"}}}'"
+    "curl -s $O/readyz"
+    "curl -s $O/metrics"
+)
+# What each line's answer must show (a python3 expression over `body` (text) and `j` (JSON or None)).
+asserts=(
+    "j['token'] and j['metadata']['id'] and j['metadata']['name'] == 'demo'"
+    "any(t['id'] == ID for t in j['tokens'])"
+    "j['id'] == ID and j['name'] == 'demo' and not j.get('revoked')"
+    "j == {}"
+    "any(t['id'] == ID and t['revoked'] for t in j['tokens'])"
+    "j['openapi'].startswith('3.') and '/v1/v1/apitokens/generate' in j['paths']"
+    "j['result']['protocolVersion'] == '2025-06-18' and j['result']['serverInfo']['name']"
+    "j == {'status': 'ready'}"
+    "'naftikod_requests_total{adapter=\"rest\"' in body and 'naftikod_requests_total{adapter=\"mcp\"' in body"
+)
 
-  curl -s -X POST http://127.0.0.1:$rest/v1/v1/apitokens/generate \\
-       -H 'Content-Type: application/json' -d '{"name":"demo","roles":["Analyst"]}'
-  curl -s http://127.0.0.1:$rest/v1/v1/apitokens
-  curl -s http://127.0.0.1:$rest/v1/v1/apitokens/ID
-  curl -s -X PATCH http://127.0.0.1:$rest/v1/v1/apitokens/revoke/ID
-  curl -s 'http://127.0.0.1:$rest/v1/v1/apitokens?revoked=true'
-  curl -s http://127.0.0.1:$rest/openapi.json
-  curl -s http://127.0.0.1:$mcp/mcp -H 'Content-Type: application/json' \\
-       -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
-  curl -s http://127.0.0.1:${ops:-8091}/readyz; curl -s http://127.0.0.1:${ops:-8091}/metrics
+if [ "$check" = 0 ]; then
+    printf '\nnaftikod is serving REST on 127.0.0.1:%s and MCP on 127.0.0.1:%s/mcp. Try:\n\n' "$rest" "$mcp"
+    for l in "${lines[@]}"; do echo "  $l"; done
+    printf '\n(ID: the metadata.id that the generate call answered.)\n'
+    printf '\nCtrl-C stops naftikod%s.\n' "$([ ${#pids[@]} -gt 1 ] && echo ' and the demo Central')"
+    wait -n
+    exit $?
+fi
 
-Ctrl-C stops naftikod and the demo Central.
-EOT
-wait -n
+# --check: every printed line, then an MCP round as a client would make it.
+passed=0
+failed=0
+# judge WHAT EXPR FILE: assert EXPR over the answer in FILE.
+judge() {
+    if python3 - "$2" "$3" "${ID:-}" <<'EOF'; then
+import json, sys
+expr, path, tid = sys.argv[1], sys.argv[2], sys.argv[3]
+body = open(path, encoding="utf-8", errors="replace").read()
+try:
+    j = json.loads(body)
+except ValueError:
+    j = None
+ok = False
+try:
+    ok = bool(eval(expr, {"body": body, "j": j, "ID": tid}))
+except Exception as e:  # a missing field is a failed assertion, said plainly
+    print(f"  ({type(e).__name__}: {e})", file=sys.stderr)
+sys.exit(0 if ok else 1)
+EOF
+        passed=$((passed + 1))
+        echo "ok: $1"
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $1" >&2
+        head -c 600 "$3" >&2
+        echo >&2
+    fi
+}
+ID=""
+for i in "${!lines[@]}"; do
+    line=${lines[$i]//ID/$ID}
+    if ! bash -c "$line" >"$demo/answer" 2>"$demo/curl.err"; then
+        echo "  (curl: $(cat "$demo/curl.err"))" >&2
+        : >"$demo/answer"
+    fi
+    judge "$line" "${asserts[$i]}" "$demo/answer"
+    if [ "$i" = 0 ]; then
+        ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["id"])' \
+            "$demo/answer" 2>/dev/null || true)
+        [ -n "$ID" ] || { echo "demo: no token id in the generate answer; stopping" >&2; exit 1; }
+    fi
+done
+
+# MCP round (2025-06-18): initialize, initialized, tools/list, tools/call of the read-only list tool.
+H=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+curl -s -D "$demo/init.headers" -o "$demo/answer" "$M" "${H[@]}" -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"demo-check","version":"1"}}}' || true
+judge "MCP initialize" "j['result']['protocolVersion'] == '2025-06-18'" "$demo/answer"
+sid=$(tr -d '\r' <"$demo/init.headers" | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+H+=(-H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-06-18')
+status=$(curl -s -o /dev/null -w '%{http_code}' "$M" "${H[@]}" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}' || true)
+echo "$status" >"$demo/answer"
+judge "MCP notifications/initialized" "body.strip() == '202'" "$demo/answer"
+curl -s -o "$demo/answer" "$M" "${H[@]}" -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' || true
+judge "MCP tools/list" "len(j['result']['tools']) == 4 and all(t['description'] for t in j['result']['tools'])" "$demo/answer"
+tool=$(python3 -c 'import json,sys; print(next(t["name"] for t in json.load(open(sys.argv[1]))["result"]["tools"] if t.get("annotations",{}).get("readOnlyHint") and not t["inputSchema"].get("required")))' "$demo/answer" 2>/dev/null || true)
+curl -s -o "$demo/answer" "$M" "${H[@]}" -d "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"$tool\",\"arguments\":{}}}" || true
+judge "MCP tools/call $tool" "not j['result'].get('isError') and any(t['id'] == ID for t in j['result']['structuredContent']['tokens'])" "$demo/answer"
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -8,6 +8,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# The run path first, as a newcomer meets it: the README's run command on a build that cannot
+# see any test-only package (pkg-config is pointed at a copy of its search path without
+# cmocka.pc), so a run-time dependency on a test package fails here even on a machine that has
+# the test packages installed.
+echo "== run path (scripts/demo.sh --check, no test packages visible)"
+hidden=$(mktemp -d "${TMPDIR:-/tmp}/nk-pc.XXXXXX")
+trap 'rm -rf "$hidden"' EXIT
+scripts/deps.sh
+for d in $(pkg-config --variable pc_path pkg-config | tr : ' '); do
+    for pc in "$d"/*.pc; do
+        [ -e "$pc" ] && [ "$(basename "$pc")" != cmocka.pc ] && ln -sf "$pc" "$hidden/"
+    done
+done
+rm -rf build-run
+PKG_CONFIG_LIBDIR=$hidden scripts/demo.sh --check --build-dir build-run
+grep -qx 'NK_TESTS:BOOL=OFF' build-run/CMakeCache.txt || { echo "run path: NK_TESTS did not default to OFF without cmocka" >&2; exit 1; }
+# Asking for the tests without cmocka is an error that names the package.
+if PKG_CONFIG_LIBDIR=$hidden cmake -S . -B build-run/no-cmocka -DNK_TESTS=ON >build-run/no-cmocka.log 2>&1 ||
+    ! grep -q 'libcmocka-dev' build-run/no-cmocka.log; then
+    echo "run path: -DNK_TESTS=ON without cmocka did not fail naming libcmocka-dev" >&2
+    exit 1
+fi
+echo "ok: run path: built without test packages, demo --check passed, NK_TESTS=ON without cmocka refused"
+
 scripts/deps.sh --test
 # The protocol tools were just installed: a test that cannot find them fails instead of skipping.
 export NK_REQUIRE_SPECTRAL=1 NK_REQUIRE_MCP_TOOLS=1 NK_REQUIRE_SYSTEMD=1

@@ -16,26 +16,30 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
 
 case_systemd() {
-    local out score
+    local out score unit
     if ! command -v systemd-analyze >/dev/null 2>&1; then
         [ "${NK_REQUIRE_SYSTEMD:-}" = 1 ] && fail "systemd-analyze is not installed"
         echo "skip: systemd-analyze is not installed"
         exit 77
     fi
-    # A root with the unit, the binary where ExecStart expects it, and the system's units.
-    mkdir -p "$work/root/usr/bin" "$work/root/bin" "$work/root/etc/systemd/system" \
-        "$work/root/usr/lib/systemd"
-    cp "$NAFTIKOD" "$work/root/usr/bin/naftikod"
+    # The unit as a user gets it: `cmake --install` into a fresh root (binary, unit, naftikod(8)),
+    # plus the system's own units; verify reads the installed man page through MANPATH, so the
+    # unit's Documentation=man:naftikod(8) is checked too (no --man=no).
+    DESTDIR="$work/root" cmake --install "$BUILD" --prefix /usr >"$work/install.log" 2>&1 ||
+        fail "cmake --install: $(cat "$work/install.log")"
+    unit=/usr/lib/systemd/system/naftikod.service
+    [ -f "$work/root$unit" ] || fail "cmake --install did not install $unit"
+    [ -f "$work/root/usr/share/man/man8/naftikod.8" ] || fail "cmake --install did not install naftikod(8)"
     # ExecReload's /bin/kill only has to exist and be executable for verify.
+    mkdir -p "$work/root/bin"
     printf '#!/bin/sh\n' >"$work/root/bin/kill"
     chmod 755 "$work/root/bin/kill"
-    cp -r /usr/lib/systemd/system "$work/root/usr/lib/systemd/system"
-    cp "$SRC/packaging/naftikod.service" "$work/root/etc/systemd/system/"
-    out=$(systemd-analyze verify --man=no --root="$work/root" \
-        /etc/systemd/system/naftikod.service 2>&1) || fail "systemd-analyze verify: $out"
+    cp -rn /usr/lib/systemd/system/. "$work/root/usr/lib/systemd/system/"
+    out=$(MANPATH="$work/root/usr/share/man" systemd-analyze verify --root="$work/root" "$unit" 2>&1) ||
+        fail "systemd-analyze verify: $out"
     [ -z "$out" ] || fail "systemd-analyze verify printed: $out"
-    echo "ok: systemd-analyze verify naftikod.service: clean"
-    out=$(systemd-analyze security --offline=yes "$SRC/packaging/naftikod.service" 2>&1) ||
+    echo "ok: systemd-analyze verify of the installed naftikod.service (and its man page): clean"
+    out=$(systemd-analyze security --offline=yes "$work/root$unit" 2>&1) ||
         fail "systemd-analyze security: $out"
     score=$(sed -n 's/.*Overall exposure level for naftikod.service: \([0-9.]*\) .*/\1/p' <<<"$out")
     [ -n "$score" ] || fail "no exposure level in: $out"
@@ -76,7 +80,7 @@ case_deb() {
     dpkg-deb -e "$deb" "$work/control"
     grep -qx /etc/naftikod/naftikod.yaml "$work/control/conffiles" || fail "the config is not a conffile"
     dpkg-deb -x "$deb" "$work/root"
-    for f in usr/bin/naftikod usr/lib/systemd/system/naftikod.service usr/share/man/man8/naftikod.8 \
+    for f in usr/bin/naftikod usr/bin/naftikod-demo-central usr/lib/systemd/system/naftikod.service usr/share/man/man8/naftikod.8 \
         etc/naftikod/naftikod.yaml usr/share/naftikod/capabilities/stackrox-apitokenservice.yaml; do
         [ -f "$work/root/$f" ] || fail "the package lacks /$f"
     done
@@ -84,6 +88,8 @@ case_deb() {
     "$work/root/usr/bin/naftikod" check \
         "$work/root/usr/share/naftikod/capabilities/stackrox-apitokenservice.yaml" \
         >"$work/check.log" 2>&1 || fail "check of the packaged capability: $(cat "$work/check.log")"
+    "$work/root/usr/bin/naftikod-demo-central" --help | grep -q '^usage: naftikod-demo-central' ||
+        fail "naftikod-demo-central --help"
     echo "ok: $(basename "$deb"): Depends $(sed -n 's/^ Depends: //p' <<<"$info"); extracted into a clean prefix, --version and check work"
 }
 
