@@ -31,6 +31,10 @@ if PKG_CONFIG_LIBDIR=$hidden cmake -S . -B build-run/no-cmocka -DNK_TESTS=ON >bu
     exit 1
 fi
 echo "ok: run path: built without test packages, demo --check passed, NK_TESTS=ON without cmocka refused"
+# And on a really fresh Debian 12: a minimal bookworm root (mmdebstrap) with a clean clone of
+# this commit, where the run command must install everything itself.
+echo "== run path on a fresh Debian 12 root (mmdebstrap + chroot)"
+tests/integration/fresh_machine.sh
 
 scripts/deps.sh --test
 # The protocol tools were just installed: a test that cannot find them fails instead of skipping.
