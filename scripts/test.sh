@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# test.sh: install what is missing, build with warnings as errors, run every test; then build
-# again under AddressSanitizer + UndefinedBehaviorSanitizer and run every test again; then the
-# unit and integration tests a third time under ThreadSanitizer.
+# test.sh: first prove the run path (scripts/demo.sh --check on a build that sees no test package,
+# then on a fresh Debian 12 root); then install what is missing, build with warnings as errors,
+# run every test; then build again under AddressSanitizer + UndefinedBehaviorSanitizer and run
+# every test again; then the unit and integration tests a third time under ThreadSanitizer.
 # This is the README's test command and what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
