@@ -236,7 +236,11 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             src.outputs = of[RO_OUTPUTS];
             if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL &&
                 nk_node_get(src.node, "ref") == NULL)
-                nk_ld_err(ld, src.node, "missing required field 'call' in REST operation");
+                nk_ld_err(ld, src.node,
+                          "a REST operation needs one of 'call' (one consumed operation), "
+                          "'steps' (orchestration), 'ref' (an aggregate function) or "
+                          "outputParameters with 'value' (a mock); naftikod runs 'call' "
+                          "(the other three are not supported yet)");
             if (of[RO_CALL] != NULL)
                 nk_compile_exposed(ld, a, &src, e);
         }
@@ -333,7 +337,11 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
                           "by naftikod yet");
                 continue;
             }
-            nk_ld_err(ld, tn, "missing required field 'call' in MCP tool");
+            nk_ld_err(ld, tn,
+                      "an MCP tool needs one of 'call' (one consumed operation), 'steps' "
+                      "(orchestration), 'ref' (an aggregate function) or outputParameters "
+                      "with 'value' (a mock); naftikod runs 'call' (the other three are not "
+                      "supported yet)");
         }
         if (!ld->oom && tf[T_CALL] != NULL)
             nk_compile_exposed(ld, a, &src, e);
