@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "naftikod/inbound.h"
 #include "naftikod/sha256.h"
 
 /* JSON-RPC and MCP error codes. */
@@ -283,82 +284,10 @@ enum nk_mcp_session_state nk_mcp_session_end(struct nk_mcp *m, const char *id)
 
 /* ---- Host / Origin ------------------------------------------------------------------------ */
 
-/* Extract the host name (brackets kept for IPv6) from "host[:port]" into buf. */
-static bool split_host(const char *hp, char *buf, size_t cap)
-{
-    const char *end;
-    size_t n;
-
-    if (hp[0] == '[') {
-        end = strchr(hp, ']');
-        if (end == NULL)
-            return false;
-        end++;
-        if (*end != '\0' && *end != ':')
-            return false;
-    } else {
-        end = strchr(hp, ':');
-        if (end == NULL)
-            end = hp + strlen(hp);
-    }
-    n = (size_t)(end - hp);
-    if (n == 0 || n >= cap)
-        return false;
-    memcpy(buf, hp, n);
-    buf[n] = '\0';
-    if (*end == ':') {
-        const char *p = end + 1;
-
-        if (*p == '\0')
-            return false;
-        for (; *p != '\0'; p++)
-            if (*p < '0' || *p > '9')
-                return false;
-    }
-    return true;
-}
-
-static bool name_allowed(const struct nk_mcp *m, const char *name)
-{
-    size_t i;
-
-    if (strcasecmp(name, "localhost") == 0 || strcmp(name, "127.0.0.1") == 0 ||
-        strcmp(name, "[::1]") == 0)
-        return true;
-    for (i = 0; i < m->n_hosts; i++)
-        if (strcasecmp(name, m->hosts[i]) == 0)
-            return true;
-    return false;
-}
-
+/* The rule is shared with the REST adapter: inbound.c. */
 bool nk_mcp_host_allowed(const struct nk_mcp *m, const char *host, const char *origin)
 {
-    char buf[256];
-    const char *p;
-
-    if (host != NULL) {
-        if (!split_host(host, buf, sizeof(buf)) || !name_allowed(m, buf))
-            return false;
-    }
-    if (origin != NULL) {
-        p = strstr(origin, "://");
-        if (p == NULL)
-            return false; /* includes the opaque "null" origin */
-        p += 3;
-        if (strchr(p, '/') != NULL) {
-            size_t n = (size_t)(strchr(p, '/') - p);
-            char tmp[256];
-
-            if (n >= sizeof(tmp) || strcmp(p + n, "/") != 0)
-                return false;
-            memcpy(tmp, p, n);
-            tmp[n] = '\0';
-            return split_host(tmp, buf, sizeof(buf)) && name_allowed(m, buf);
-        }
-        if (!split_host(p, buf, sizeof(buf)) || !name_allowed(m, buf))
-            return false;
-    }
-    return true;
+    return nk_inbound_host_allowed((const char *const *)m->hosts, m->n_hosts, host, origin);
 }
 
 /* ---- exchanges ---------------------------------------------------------------------------- */
@@ -696,6 +625,23 @@ static json_t *call_result(const struct nk_result *r, enum era era)
     json_t *res = NULL, *sc = NULL;
     char *text = NULL;
 
+    if (r->kind == NK_RES_OK && r->raw_is_output) {
+        /* The answer passed through unparsed and checked (well-formed, valid UTF-8): the text
+         * block is its bytes as they came; structuredContent needs the value itself. */
+        json_t *v = json_loadb(r->raw, r->raw_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+
+        if (v != NULL && (era == ERA_MODERN || json_is_object(v)))
+            sc = json_incref(v);
+        else if (v != NULL)
+            sc = json_pack("{s:O}", "result", v);
+        json_decref(v);
+        res = sc != NULL ? json_pack("{s:[{s:s, s:s%}]}", "content", "type", "text", "text", r->raw,
+                                     r->raw_len)
+                         : NULL;
+        if (res != NULL)
+            json_object_set(res, "structuredContent", sc);
+        goto out;
+    }
     if (r->kind == NK_RES_OK) {
         json_t *v = r->json != NULL ? r->json : json_null();
 
