@@ -8,7 +8,8 @@
  * body that is well-formed JSON whenever it has a type (problem documents quote request text cut
  * anywhere, UTF-8 included), and the bound credential never in the answer. The body is also
  * given to the pass-through JSON checker, which must never refuse what jansson accepts (nor
- * accept what it refuses, unless for a number out of jansson's range). */
+ * accept what it refuses, unless for a number out of jansson's range), and never accept a NUL
+ * byte (which jansson takes for the end of the text). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -123,7 +124,11 @@ static void check_checker(const char *body, size_t len)
         if (depth > max)
             max = depth;
     }
-    if (max < NK_JSON_MAX_DEPTH - 2) {
+    if (memchr(body, '\0', len) != NULL) {
+        /* jansson stops at a NUL byte and may accept what precedes it; no JSON holds one. */
+        if (ours)
+            abort();
+    } else if (max < NK_JSON_MAX_DEPTH - 2) {
         if (j != NULL && !ours)
             abort(); /* refused what jansson accepts */
         if (j == NULL && ours && json_error_code(&e) != json_error_numeric_overflow &&
