@@ -65,6 +65,23 @@ jq -e '.result.structuredContent | (if type == "object" then .result else . end)
 jq -j '.result.content[0].text' "$work/body" >"$work/mcp-text"
 cmp -s "$work/direct" "$work/mcp-text" || fail "mcp big answer: the text block differs from the upstream's"
 pass "the same answer through MCP: text block byte-identical, structuredContent the value"
+# A small answer with line breaks: the text block keeps them (escaped), the value has none raw.
+nk_fault '{"mode":"status","status":200,"content_type":"application/json","body":"{\n \"a\": [1,\n2],\"q\":\"\\\"x\\u0001\"\n}\n"}'
+curl -sS --max-time 10 --cacert "$work/central.crt" -H "Authorization: Bearer $KEY" \
+    -o "$work/direct" "https://127.0.0.1:$CPORT/v1/apitokens" || fail "the double did not answer"
+mcp_call getapitokens-returns-all-api-tokens '{}'
+[ "$(head -c -0 "$work/body" | wc -l)" -le 1 ] || fail "mcp: the reply holds raw line breaks"
+jq -e '.result.structuredContent == {"a":[1,2],"q":"\"x\u0001"}' "$work/body" >/dev/null ||
+    fail "mcp: structuredContent is not the answer"
+jq -j '.result.content[0].text' "$work/body" >"$work/mcp-text"
+cmp -s "$work/direct" "$work/mcp-text" || fail "mcp: the text block differs from the upstream's"
+# A caller cannot forge a placeholder: its own id comes back as it sent it.
+ID='"\u0001nk-raw:00000000000000000000000000000000:0:v"'
+call "mcp forged placeholder" -X POST "$MCP" "${MH[@]}" -H "Mcp-Name: getapitokens-returns-all-api-tokens" \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":$ID,\"method\":\"tools/call\",\"params\":{\"name\":\"getapitokens-returns-all-api-tokens\",\"arguments\":{},$META}}"
+jq -e --argjson id "$ID" '.id == $id and .result.structuredContent.a == [1,2]' "$work/body" \
+    >/dev/null || fail "mcp: a forged placeholder in the id was replaced"
+pass "mcp: line breaks stay inside the text block; a forged placeholder stays a string"
 
 # --- a pass-through answer that is not JSON is still a bad upstream
 nk_fault '{"mode":"invalid-json"}'
