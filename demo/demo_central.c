@@ -62,11 +62,15 @@ enum fault_mode {
     FAULT_RESET,
     FAULT_HUGE,
     FAULT_INVALID_JSON,
-    FAULT_HTML_ERROR
+    FAULT_HTML_ERROR,
+    FAULT_BIG,
+    FAULT_STATUS
 };
 
-static const char *const fault_names[] = {"none", "stall",        "reset",
-                                          "huge", "invalid-json", "html-error"};
+static const char *const fault_names[] = {"none",         "stall",      "reset", "huge",
+                                          "invalid-json", "html-error", "big",   "status"};
+
+#define BIG_MAX (256u * 1024u * 1024u)
 
 static const char *const default_roles[] = {
     "Admin", "Analyst",        "Continuous Integration",
@@ -98,6 +102,11 @@ struct fault {
     double fail_ratio; /* 0..1 of API calls answered 500 */
     unsigned long long calls;
     unsigned long long failed;
+    size_t bytes;       /* big: size of the array to answer */
+    unsigned status;    /* status: the status to answer */
+    char ctype[128];    /* status: its Content-Type */
+    char location[512]; /* status: its Location, or "" */
+    char body[4096];    /* status: its body */
 };
 
 struct server {
@@ -1204,6 +1213,31 @@ static ssize_t huge_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
 }
 
+/* A valid JSON array of at least n bytes: objects with escapes and non-ASCII text, the same bytes
+ * for the same n. Caller frees. */
+static char *big_array(size_t n, size_t *len)
+{
+    char *b = malloc(n + 256), item[160];
+    size_t o = 0, i = 0;
+    int k;
+
+    if (!b)
+        return NULL;
+    b[o++] = '[';
+    while (o < n) {
+        k = snprintf(item, sizeof item,
+                     "%s{\"i\":%zu,\"name\":\"tok-%07zu\",\"note\":\"caf\\u00e9 "
+                     "\xc3\xa9 \\\"q\\\" \\\\\",\"revoked\":%s}",
+                     i ? "," : "", i, i, i % 2 ? "true" : "false");
+        memcpy(b + o, item, (size_t)k);
+        o += (size_t)k;
+        i++;
+    }
+    b[o++] = ']';
+    *len = o;
+    return b;
+}
+
 /* Sleep up to seconds, returning early when the server stops. */
 static void stall(struct server *srv, unsigned ms)
 {
@@ -1232,10 +1266,12 @@ static bool apply_fault(struct server *srv, struct MHD_Connection *c, struct req
     enum fault_mode mode;
     unsigned stall_ms;
     bool fail = false;
+    struct fault f;
 
     pthread_mutex_lock(&srv->lock);
     mode = srv->fault.mode;
     stall_ms = srv->fault.ms;
+    f = srv->fault;
     if (mode != FAULT_NONE && srv->fault.remaining > 0 && --srv->fault.remaining == 0)
         srv->fault.mode = FAULT_NONE;
     if (srv->fault.fail_ratio > 0) {
@@ -1292,6 +1328,33 @@ static bool apply_fault(struct server *srv, struct MHD_Connection *c, struct req
         *ret = b ? send_body(c, rq, 502, "text/html", b, strlen(b), NULL, false) : MHD_NO;
         return true;
     }
+    case FAULT_BIG: {
+        size_t len = 0;
+        char *b = big_array(f.bytes, &len);
+        *ret = b ? send_body(c, rq, 200, "application/json", b, len, NULL, false) : MHD_NO;
+        return true;
+    }
+    case FAULT_STATUS: {
+        struct MHD_Response *resp;
+        char *b = strdup(f.body);
+        if (!b) {
+            *ret = MHD_NO;
+            return true;
+        }
+        resp = MHD_create_response_from_buffer(strlen(b), b, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+            free(b);
+            *ret = MHD_NO;
+            return true;
+        }
+        MHD_add_response_header(resp, "Content-Type", f.ctype);
+        if (f.location[0])
+            MHD_add_response_header(resp, "Location", f.location);
+        rq->status = f.status;
+        *ret = MHD_queue_response(c, f.status, resp);
+        MHD_destroy_response(resp);
+        return true;
+    }
     case FAULT_NONE:
         break;
     }
@@ -1325,6 +1388,7 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
     json_error_t jerr;
     json_t *b = rq->body_len ? json_loadb(rq->body, rq->body_len, 0, &jerr) : json_object();
     json_t *mode = NULL, *seconds = NULL, *ms = NULL, *count = NULL, *ratio = NULL;
+    json_t *bytes = NULL, *status = NULL, *ctype = NULL, *location = NULL, *body = NULL;
     enum fault_mode m = FAULT_NONE;
     size_t i;
 
@@ -1337,6 +1401,24 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
     ms = json_object_get(b, "ms");
     count = json_object_get(b, "count");
     ratio = json_object_get(b, "fail_ratio");
+    bytes = json_object_get(b, "bytes");
+    status = json_object_get(b, "status");
+    ctype = json_object_get(b, "content_type");
+    location = json_object_get(b, "location");
+    body = json_object_get(b, "body");
+    if ((bytes && (!json_is_integer(bytes) || json_integer_value(bytes) < 2 ||
+                   json_integer_value(bytes) > BIG_MAX)) ||
+        (status && (!json_is_integer(status) || json_integer_value(status) < 200 ||
+                    json_integer_value(status) > 599)) ||
+        (ctype && (!json_is_string(ctype) || json_string_length(ctype) >= 128)) ||
+        (location && (!json_is_string(location) || json_string_length(location) >= 512)) ||
+        (body && (!json_is_string(body) || json_string_length(body) >= 4096))) {
+        json_decref(b);
+        return send_control_error(c, rq, 400,
+                                  "bytes: integer 2..268435456; status: integer 200..599; "
+                                  "content_type, location: short strings; body: a string "
+                                  "under 4096 bytes");
+    }
     if (mode) {
         bool found = false;
         for (i = 0; json_is_string(mode) && i < sizeof fault_names / sizeof fault_names[0]; i++)
@@ -1348,7 +1430,7 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
             json_decref(b);
             return send_control_error(c, rq, 400,
                                       "mode must be one of none, stall, reset, huge, "
-                                      "invalid-json, html-error");
+                                      "invalid-json, html-error, big, status");
         }
     }
     if ((seconds && (!json_is_integer(seconds) || json_integer_value(seconds) < 0 ||
@@ -1375,6 +1457,16 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
         srv->fault.remaining = count ? (long)json_integer_value(count) : -1;
         if (srv->fault.remaining == 0)
             srv->fault.mode = FAULT_NONE;
+        srv->fault.bytes = bytes ? (size_t)json_integer_value(bytes) : 1024u * 1024u;
+        srv->fault.status = status ? (unsigned)json_integer_value(status) : 418;
+        snprintf(srv->fault.ctype, sizeof srv->fault.ctype, "%s",
+                 ctype ? json_string_value(ctype) : "text/html");
+        snprintf(srv->fault.location, sizeof srv->fault.location, "%s",
+                 location ? json_string_value(location) : "");
+        snprintf(srv->fault.body, sizeof srv->fault.body, "%s",
+                 body ? json_string_value(body)
+                      : "<html><head><title>418 I'm a teapot</title></head>"
+                        "<body><script>alert(1)</script></body></html>");
     }
     if (ratio) {
         srv->fault.fail_ratio = json_number_value(ratio);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* inbound.c: the tokens file and the constant-time bearer check. */
+/* inbound.c: the tokens file, the constant-time bearer check, and the Host/Origin rule. */
 #include "naftikod/inbound.h"
 
 #include <errno.h>
@@ -257,4 +257,85 @@ int nk_cmd_hash_token(int argc, char **argv)
         printf("%02x", h[i]);
     printf("  %s\n", name);
     return 0;
+}
+
+/* ---- Host / Origin (DNS-rebinding protection) ------------------------------------------- */
+
+/* Extract the host name (brackets kept for IPv6) from "host[:port]" into buf. */
+static bool split_host(const char *hp, char *buf, size_t cap)
+{
+    const char *end;
+    size_t n;
+
+    if (hp[0] == '[') {
+        end = strchr(hp, ']');
+        if (end == NULL)
+            return false;
+        end++;
+        if (*end != '\0' && *end != ':')
+            return false;
+    } else {
+        end = strchr(hp, ':');
+        if (end == NULL)
+            end = hp + strlen(hp);
+    }
+    n = (size_t)(end - hp);
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(buf, hp, n);
+    buf[n] = '\0';
+    if (*end == ':') {
+        const char *p = end + 1;
+
+        if (*p == '\0')
+            return false;
+        for (; *p != '\0'; p++)
+            if (*p < '0' || *p > '9')
+                return false;
+    }
+    return true;
+}
+
+static bool name_allowed(const char *const *hosts, size_t n_hosts, const char *name)
+{
+    size_t i;
+
+    if (strcasecmp(name, "localhost") == 0 || strcmp(name, "127.0.0.1") == 0 ||
+        strcmp(name, "[::1]") == 0)
+        return true;
+    for (i = 0; i < n_hosts; i++)
+        if (strcasecmp(name, hosts[i]) == 0)
+            return true;
+    return false;
+}
+
+bool nk_inbound_host_allowed(const char *const *hosts, size_t n_hosts, const char *host,
+                             const char *origin)
+{
+    char buf[256];
+    const char *p;
+
+    if (host != NULL) {
+        if (!split_host(host, buf, sizeof(buf)) || !name_allowed(hosts, n_hosts, buf))
+            return false;
+    }
+    if (origin != NULL) {
+        p = strstr(origin, "://");
+        if (p == NULL)
+            return false; /* includes the opaque "null" origin */
+        p += 3;
+        if (strchr(p, '/') != NULL) {
+            size_t n = (size_t)(strchr(p, '/') - p);
+            char tmp[256];
+
+            if (n >= sizeof(tmp) || strcmp(p + n, "/") != 0)
+                return false;
+            memcpy(tmp, p, n);
+            tmp[n] = '\0';
+            return split_host(tmp, buf, sizeof(buf)) && name_allowed(hosts, n_hosts, buf);
+        }
+        if (!split_host(p, buf, sizeof(buf)) || !name_allowed(hosts, n_hosts, buf))
+            return false;
+    }
+    return true;
 }

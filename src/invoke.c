@@ -119,6 +119,214 @@ static char *dump_json(json_t *v)
     return sb_take(&b);
 }
 
+/* ---- JSON and UTF-8 checks ---------------------------------------------------------------- */
+
+/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no overlong form, no
+ * surrogate, nothing above U+10FFFF), or 0 when there is none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2 || c > 0xF4)
+        return 0;
+    if (n < 2 || (s[1] & 0xC0) != 0x80)
+        return 0;
+    if (c < 0xE0)
+        return 2;
+    if (n < 3 || (s[2] & 0xC0) != 0x80 || (c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F))
+        return 0;
+    if (c < 0xF0)
+        return 3;
+    if (n < 4 || (s[3] & 0xC0) != 0x80 || (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return 4;
+}
+
+static size_t skip_ws(const unsigned char *s, size_t n, size_t i)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* The value of the 4 hex digits at s[i..], or -1. */
+static long hex4(const unsigned char *s, size_t n, size_t i)
+{
+    long v = 0;
+    size_t k;
+    int d;
+
+    if (n - i < 4)
+        return -1;
+    for (k = 0; k < 4; k++) {
+        d = nk_hex_digit(s[i + k]);
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* s[i] is '"': the index just past the closing quote, or 0 when the string is malformed. */
+static size_t string_end(const unsigned char *s, size_t n, size_t i)
+{
+    size_t len;
+    long u, lo;
+
+    for (i++; i < n;) {
+        if (s[i] == '"')
+            return i + 1;
+        if (s[i] < 0x20)
+            return 0;
+        if (s[i] < 0x80 && s[i] != '\\') {
+            i++;
+            continue;
+        }
+        if (s[i] >= 0x80) {
+            len = utf8_len(s + i, n - i);
+            if (len == 0)
+                return 0;
+            i += len;
+            continue;
+        }
+        if (i + 1 >= n)
+            return 0;
+        if (strchr("\"\\/bfnrt", s[i + 1]) != NULL && s[i + 1] != '\0') {
+            i += 2;
+            continue;
+        }
+        if (s[i + 1] != 'u' || (u = hex4(s, n, i + 2)) < 0)
+            return 0;
+        i += 6;
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return 0; /* a low surrogate alone */
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (i + 1 >= n || s[i] != '\\' || s[i + 1] != 'u')
+                return 0;
+            lo = hex4(s, n, i + 2);
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return 0;
+            i += 6;
+        }
+    }
+    return 0;
+}
+
+static size_t digits_end(const unsigned char *s, size_t n, size_t i)
+{
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    return i;
+}
+
+/* s[i] starts a number: the index just past it, or 0 when it is malformed. */
+static size_t number_end(const unsigned char *s, size_t n, size_t i)
+{
+    size_t j;
+
+    if (i < n && s[i] == '-')
+        i++;
+    if (i >= n || s[i] < '0' || s[i] > '9')
+        return 0;
+    i = s[i] == '0' ? i + 1 : digits_end(s, n, i);
+    if (i < n && s[i] == '.') {
+        j = digits_end(s, n, i + 1);
+        if (j == i + 1)
+            return 0;
+        i = j;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        j = digits_end(s, n, i);
+        if (j == i)
+            return 0;
+        i = j;
+    }
+    return i;
+}
+
+bool nk_invoke_check_json(const char *text, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    char open[NK_JSON_MAX_DEPTH]; /* '{' or '[' of each container entered */
+    enum { WANT_VALUE, WANT_KEY, AFTER_VALUE } st = WANT_VALUE;
+    size_t i = 0, depth = 0, end;
+
+    if (s == NULL)
+        return false;
+    for (;;) {
+        i = skip_ws(s, n, i);
+        if (st == AFTER_VALUE) {
+            if (depth == 0)
+                return i == n;
+            if (i >= n)
+                return false;
+            if (s[i] == ',') {
+                st = open[depth - 1] == '{' ? WANT_KEY : WANT_VALUE;
+                i++;
+            } else if (s[i] == (open[depth - 1] == '{' ? '}' : ']')) {
+                depth--;
+                i++;
+            } else {
+                return false;
+            }
+            continue;
+        }
+        if (i >= n)
+            return false;
+        if (st == WANT_KEY) {
+            if (s[i] != '"' || (end = string_end(s, n, i)) == 0)
+                return false;
+            i = skip_ws(s, n, end);
+            if (i >= n || s[i] != ':')
+                return false;
+            i++;
+            st = WANT_VALUE;
+            continue;
+        }
+        /* WANT_VALUE */
+        switch (s[i]) {
+        case '{':
+        case '[':
+            if (depth == NK_JSON_MAX_DEPTH)
+                return false;
+            open[depth++] = (char)s[i];
+            i = skip_ws(s, n, i + 1);
+            if (i < n && s[i] == (open[depth - 1] == '{' ? '}' : ']')) {
+                depth--;
+                i++;
+                st = AFTER_VALUE;
+            } else {
+                st = open[depth - 1] == '{' ? WANT_KEY : WANT_VALUE;
+            }
+            continue;
+        case '"':
+            end = string_end(s, n, i);
+            break;
+        case 't':
+            end = n - i >= 4 && memcmp(s + i, "true", 4) == 0 ? i + 4 : 0;
+            break;
+        case 'f':
+            end = n - i >= 5 && memcmp(s + i, "false", 5) == 0 ? i + 5 : 0;
+            break;
+        case 'n':
+            end = n - i >= 4 && memcmp(s + i, "null", 4) == 0 ? i + 4 : 0;
+            break;
+        default:
+            end = number_end(s, n, i);
+            break;
+        }
+        if (end == 0)
+            return false;
+        i = end;
+        st = AFTER_VALUE;
+    }
+}
+
 /* ---- context ------------------------------------------------------------------------------ */
 
 static bool tmpl_uses(const struct nk_tmpl *t, const struct nk_bind *b)
@@ -544,6 +752,20 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
             rc = NK_ERR_INVALID;
         }
     }
+    for (i = 0; i < t->n_binds; i++) {
+        const struct nk_bind *b = &t->binds[i];
+        /* No HTTP header can carry a line break: refuse now rather than fail every call. */
+        if (c->bind_values[i] == NULL || strpbrk(c->bind_values[i], "\r\n") == NULL)
+            continue;
+        bind_use(t, b, use, sizeof(use));
+        nk_diags_add(diags, NK_SEV_ERROR, b->pos.file, b->pos.line, b->pos.column,
+                     "bind '%s.%s' holds a line break (CR or LF), which no HTTP header can "
+                     "carry: remove it from %s%s%s%s",
+                     b->ns, b->name, b->location != NULL ? "the file '" : "the value of ",
+                     b->location != NULL ? b->location : b->source,
+                     b->location != NULL ? "'" : " (or its _FILE)", use);
+        rc = NK_ERR_INVALID;
+    }
     for (i = 0; i < t->n_consumers; i++) {
         r = expand_base(c, &t->consumers[i], vars, n_vars, diags, &c->bases[i]);
         if (r == NK_ERR_NOMEM) {
@@ -812,6 +1034,8 @@ struct build {
     char **path_vals;
     /* passthrough: the caller's Authorization goes upstream; no bind is ever expanded */
     const char *caller_auth;
+    /* the first path variable whose value is a dot segment ("." or ".."), or NULL */
+    const char *dot_var;
 };
 
 static const char *keep(struct build *b, char *s)
@@ -889,16 +1113,28 @@ static const char *lookup(void *ud, const char *name)
     return keep(b, text_of(a));
 }
 
+static bool is_dot_segment(const char *v)
+{
+    return v != NULL && (strcmp(v, ".") == 0 || strcmp(v, "..") == 0);
+}
+
+/* Path variables: a value "." or ".." would survive encoding as a dot segment that the upstream
+ * (or a proxy in front of it) resolves to another path, reached with the bound credential; it is
+ * noted here and refused after the expansion. */
 static const char *path_lookup(void *ud, const char *name)
 {
     struct build *b = ud;
     const struct nk_operation *o = b->op->target;
+    const char *v = NULL;
     size_t i;
 
     for (i = 0; i < o->n_params; i++)
         if (o->params[i].in == NK_IN_PATH && strcmp(o->params[i].name, name) == 0)
-            return b->path_vals[i];
-    return lookup(ud, name);
+            break;
+    v = i < o->n_params ? b->path_vals[i] : lookup(ud, name);
+    if (is_dot_segment(v) && b->dot_var == NULL)
+        b->dot_var = name;
+    return v;
 }
 
 static const struct nk_binding *binding_of(const struct nk_exposed *op, const struct nk_param *p)
@@ -1487,6 +1723,14 @@ static enum nk_rc build_request(struct nk_context *ctx, const struct nk_exposed 
     }
     if (rc != NK_OK)
         goto out;
+    if (b.dot_var != NULL) {
+        nk_error_set(err,
+                     "path parameter '%s' must not be '.' or '..' (a dot segment would change "
+                     "the upstream path)",
+                     b.dot_var);
+        rc = NK_ERR_INVALID;
+        goto out;
+    }
     sb_str(&url, ctx->bases[ci]);
     if (path[0] != '/' && path[0] != '\0' && path[0] != '?')
         sb_add(&url, "/", 1);
@@ -1628,6 +1872,22 @@ struct call {
     struct nk_result *res; /* allocated up front so completion never lacks one */
 };
 
+/* Does map hand the whole upstream answer on unchanged? No mapping, or a mapping of the root
+ * (`$`, or naftikod's `$.`) with no const and no shape under it. */
+static bool passes_through(const struct nk_outmap *map)
+{
+    const char *q;
+
+    if (map == NULL)
+        return true;
+    if (map->konst != NULL || map->n_props > 0 || map->items != NULL)
+        return false;
+    if (map->mapping == NULL)
+        return true;
+    q = nk_jsonpath_text(map->mapping);
+    return q != NULL && (strcmp(q, "$") == 0 || strcmp(q, "$.") == 0);
+}
+
 static bool all_space(const char *s, size_t n)
 {
     size_t i;
@@ -1638,7 +1898,6 @@ static bool all_space(const char *s, size_t n)
     return true;
 }
 
-/* "<message field>", else a trimmed one-line snippet of the body. */
 /* The text of the first <title>...</title> in an HTML body, or NULL. */
 static const char *html_title(const char *raw, size_t len, size_t *tlen)
 {
@@ -1659,38 +1918,64 @@ static const char *html_title(const char *raw, size_t len, size_t *tlen)
     return NULL;
 }
 
+/* Copy at most cap - 1 bytes of s[0..n) into out without cutting a character: well-formed UTF-8
+ * is kept, any other byte becomes '?', control characters and runs of whitespace one space.
+ * Returns true when all of s fitted. */
+static bool copy_text(const char *s, size_t n, char *out, size_t cap)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0, len;
+    bool sp = false;
+
+    while (i < n) {
+        if (isspace(p[i]) || p[i] < 0x20 || p[i] == 0x7f) {
+            sp = o > 0;
+            i++;
+            continue;
+        }
+        len = p[i] < 0x80 ? 1 : utf8_len(p + i, n - i);
+        if (o + (sp ? 1 : 0) + (len > 0 ? len : 1) + 1 > cap)
+            break;
+        if (sp)
+            out[o++] = ' ';
+        sp = false;
+        if (len == 0) {
+            out[o++] = '?';
+            i++;
+        } else {
+            memcpy(out + o, p + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    out[o] = '\0';
+    return i == n;
+}
+
+/* "<message field>", else a trimmed one-line snippet of the body; at most 200 bytes of it, cut
+ * on a character boundary, always valid UTF-8 (it goes into JSON answers). */
 static void error_summary(json_t *j, const char *raw, size_t len, char *out, size_t n)
 {
     json_t *m = json_is_object(j) ? json_object_get(j, "message") : NULL;
     const char *t;
-    size_t i, o = 0, tlen = 0;
-    bool sp = false;
+    size_t tlen = 0, cap = n < 201 ? n : 201;
 
     if (!json_is_string(m) && json_is_object(j))
         m = json_object_get(j, "error");
     if (json_is_string(m) && json_string_length(m) > 0) {
-        snprintf(out, n, "%s", json_string_value(m));
-        return;
-    }
-    /* An HTML error page: its <title> says it best ("502 Bad Gateway"). */
-    if (j == NULL && raw != NULL && (t = html_title(raw, len, &tlen)) != NULL) {
+        raw = json_string_value(m);
+        len = json_string_length(m);
+    } else if (j == NULL && raw != NULL && (t = html_title(raw, len, &tlen)) != NULL) {
+        /* An HTML error page: its <title> says it best ("502 Bad Gateway"). */
         raw = t;
         len = tlen;
     }
-    for (i = 0; raw != NULL && i < len && o + 4 < n && o < 200; i++) {
-        unsigned char ch = (unsigned char)raw[i];
-        if (isspace(ch) || ch < 0x20 || ch == 0x7f) {
-            sp = o > 0;
-            continue;
-        }
-        if (sp)
-            out[o++] = ' ';
-        sp = false;
-        out[o++] = (char)ch;
+    if (raw == NULL || n < 4) {
+        out[0] = '\0';
+        return;
     }
-    if (raw != NULL && i < len && o > 0)
-        out[o++] = '.', out[o++] = '.', out[o++] = '.';
-    out[o] = '\0';
+    if (!copy_text(raw, len, out, cap - 3) && out[0] != '\0')
+        strcat(out, "...");
 }
 
 static void on_upstream(void *ud, struct nk_upstream_response *resp)
@@ -1728,9 +2013,38 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
     r->content_type = resp->content_type;
     resp->body = NULL;
     resp->content_type = NULL;
+    if (resp->status < 200 || resp->status > 599) {
+        /* 1xx is never final (101 would switch protocols under the caller): a broken upstream. */
+        r->kind = NK_RES_BAD_UPSTREAM;
+        snprintf(r->message, sizeof(r->message),
+                 "upstream answered %ld, which is not a final HTTP status", resp->status);
+        goto done;
+    }
+    if (resp->status >= 300 && resp->status <= 399) {
+        /* Following would send the credential wherever Location points, and relaying Location
+         * would tell the caller the upstream's address: neither. */
+        r->kind = NK_RES_BAD_UPSTREAM;
+        snprintf(r->message, sizeof(r->message),
+                 "upstream redirected (HTTP %ld); naftikod does not follow upstream redirects",
+                 resp->status);
+        goto done;
+    }
+    if (resp->status <= 299 && passes_through(c->op->output) && r->raw != NULL &&
+        !all_space(r->raw, r->raw_len)) {
+        /* The whole answer is the output: check it in one pass and hand the buffer on. */
+        if (!nk_invoke_check_json(r->raw, r->raw_len)) {
+            r->kind = NK_RES_BAD_UPSTREAM;
+            snprintf(r->message, sizeof(r->message),
+                     "upstream answered %ld with a body that is not JSON", resp->status);
+            goto done;
+        }
+        r->kind = NK_RES_OK;
+        r->raw_is_output = true;
+        goto done;
+    }
     if (r->raw != NULL && !all_space(r->raw, r->raw_len))
         j = json_loadb(r->raw, r->raw_len, JSON_DECODE_ANY, NULL);
-    if (resp->status >= 200 && resp->status <= 299) {
+    if (resp->status <= 299) {
         if (j == NULL && r->raw != NULL && !all_space(r->raw, r->raw_len)) {
             r->kind = NK_RES_BAD_UPSTREAM;
             snprintf(r->message, sizeof(r->message),

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "naftikod/inbound.h"
 #include "naftikod/sha256.h"
 
 /* JSON-RPC and MCP error codes. */
@@ -283,87 +284,23 @@ enum nk_mcp_session_state nk_mcp_session_end(struct nk_mcp *m, const char *id)
 
 /* ---- Host / Origin ------------------------------------------------------------------------ */
 
-/* Extract the host name (brackets kept for IPv6) from "host[:port]" into buf. */
-static bool split_host(const char *hp, char *buf, size_t cap)
-{
-    const char *end;
-    size_t n;
-
-    if (hp[0] == '[') {
-        end = strchr(hp, ']');
-        if (end == NULL)
-            return false;
-        end++;
-        if (*end != '\0' && *end != ':')
-            return false;
-    } else {
-        end = strchr(hp, ':');
-        if (end == NULL)
-            end = hp + strlen(hp);
-    }
-    n = (size_t)(end - hp);
-    if (n == 0 || n >= cap)
-        return false;
-    memcpy(buf, hp, n);
-    buf[n] = '\0';
-    if (*end == ':') {
-        const char *p = end + 1;
-
-        if (*p == '\0')
-            return false;
-        for (; *p != '\0'; p++)
-            if (*p < '0' || *p > '9')
-                return false;
-    }
-    return true;
-}
-
-static bool name_allowed(const struct nk_mcp *m, const char *name)
-{
-    size_t i;
-
-    if (strcasecmp(name, "localhost") == 0 || strcmp(name, "127.0.0.1") == 0 ||
-        strcmp(name, "[::1]") == 0)
-        return true;
-    for (i = 0; i < m->n_hosts; i++)
-        if (strcasecmp(name, m->hosts[i]) == 0)
-            return true;
-    return false;
-}
-
+/* The rule is shared with the REST adapter: inbound.c. */
 bool nk_mcp_host_allowed(const struct nk_mcp *m, const char *host, const char *origin)
 {
-    char buf[256];
-    const char *p;
-
-    if (host != NULL) {
-        if (!split_host(host, buf, sizeof(buf)) || !name_allowed(m, buf))
-            return false;
-    }
-    if (origin != NULL) {
-        p = strstr(origin, "://");
-        if (p == NULL)
-            return false; /* includes the opaque "null" origin */
-        p += 3;
-        if (strchr(p, '/') != NULL) {
-            size_t n = (size_t)(strchr(p, '/') - p);
-            char tmp[256];
-
-            if (n >= sizeof(tmp) || strcmp(p + n, "/") != 0)
-                return false;
-            memcpy(tmp, p, n);
-            tmp[n] = '\0';
-            return split_host(tmp, buf, sizeof(buf)) && name_allowed(m, buf);
-        }
-        if (!split_host(p, buf, sizeof(buf)) || !name_allowed(m, buf))
-            return false;
-    }
-    return true;
+    return nk_inbound_host_allowed((const char *const *)m->hosts, m->n_hosts, host, origin);
 }
 
 /* ---- exchanges ---------------------------------------------------------------------------- */
 
 enum era { ERA_HANDSHAKE, ERA_MODERN };
+
+/* An upstream answer passed through unparsed (nk_result.raw_is_output): the tool result holds
+ * placeholder strings for it, replaced by its bytes once the reply is dumped, so a big answer is
+ * never a tree (nor dumped from one) on the loop thread. */
+struct splice {
+    char *raw; /* owned; one well-formed JSON value */
+    size_t len;
+};
 
 /* One exchange: a single message or a batch. pending counts the dispatcher's own hold plus
  * every tool call in flight; whoever drops it to zero sends the reply. */
@@ -382,11 +319,133 @@ struct exchange {
     struct nk_mcp *m;
     struct nk_mcp_conn *conn;          /* stdio only */
     const struct nk_mcp_http_in *http; /* HTTP only; valid only during dispatch */
+    /* placeholders "\x01nk-raw:<nonce>:<index>:<t|v>" (text block or value) name splices[index];
+     * the nonce is random per exchange, so no caller-chosen string can pass for one. "" when
+     * no random bytes were to be had: results are then built from a parsed tree. */
+    char nonce[33];
+    struct splice *splices; /* guarded by mu */
+    size_t n_splices;
 };
+
+#define SPLICE_MARK "\"\\u0001nk-raw:" /* a placeholder as json_dumps writes it */
+
+/* Bytes of raw once escaped as the content of a JSON string (without the quotes). raw is
+ * well-formed JSON: outside its strings only whitespace needs escaping, and its strings are
+ * valid UTF-8, kept as they are (as jansson writes them). */
+static size_t escaped_len(const char *raw, size_t len)
+{
+    size_t i, n = 0;
+    unsigned char c;
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char)raw[i];
+        n += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ? 2 : c < 0x20 ? 6 : 1;
+    }
+    return n;
+}
+
+static char *escape_into(char *o, const char *raw, size_t len)
+{
+    size_t i;
+    unsigned char c;
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char)raw[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            *o++ = '\\';
+            *o++ = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (c < 0x20) {
+            o += sprintf(o, "\\u%04x", c);
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    return o;
+}
+
+/* At text[i], a placeholder of x? Sets its splice index, kind and length. */
+static bool splice_at(const struct exchange *x, const char *text, size_t len, size_t i, size_t *idx,
+                      char *kind, size_t *tok_len)
+{
+    size_t m = strlen(SPLICE_MARK), j;
+    unsigned long long v = 0;
+
+    if (len - i < m + 32 + 4 || memcmp(text + i, SPLICE_MARK, m) != 0 ||
+        memcmp(text + i + m, x->nonce, 32) != 0 || text[i + m + 32] != ':')
+        return false;
+    for (j = i + m + 33; j < len && text[j] >= '0' && text[j] <= '9' && v < x->n_splices; j++)
+        v = v * 10 + (unsigned long long)(text[j] - '0');
+    if (j == i + m + 33 || v >= x->n_splices || len - j < 3 || text[j] != ':' ||
+        (text[j + 1] != 't' && text[j + 1] != 'v') || text[j + 2] != '"')
+        return false;
+    *idx = (size_t)v;
+    *kind = text[j + 1];
+    *tok_len = j + 3 - i;
+    return true;
+}
+
+/* Replace every placeholder in text (len bytes, from json_dumps; freed here) by its answer: the
+ * escaped text in a string for 't', the JSON value itself for 'v'. New buffer, or NULL on OOM. */
+static char *splice_reply(const struct exchange *x, char *text, size_t *len)
+{
+    size_t i, k, out_len = 0, idx, tok, pass;
+    char kind, *out = NULL, *o = NULL;
+
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < *len;) {
+            const struct splice *s;
+            const char *q = memchr(text + i, '"', *len - i);
+            size_t plain = q != NULL ? (size_t)(q - text) - i : *len - i;
+
+            if (pass == 1)
+                memcpy(o, text + i, plain), o += plain;
+            out_len += pass == 0 ? plain : 0;
+            i += plain;
+            if (i == *len)
+                break;
+            if (!splice_at(x, text, *len, i, &idx, &kind, &tok)) {
+                if (pass == 1)
+                    *o++ = '"';
+                out_len += pass == 0 ? 1 : 0;
+                i++;
+                continue;
+            }
+            s = &x->splices[idx];
+            if (pass == 0) {
+                out_len += kind == 't' ? escaped_len(s->raw, s->len) + 2 : s->len;
+            } else if (kind == 't') {
+                *o++ = '"';
+                o = escape_into(o, s->raw, s->len);
+                *o++ = '"';
+            } else {
+                /* Line breaks can only be whitespace between tokens here (a JSON string holds
+                 * none): spaces keep a stdio message on one line. */
+                for (k = 0; k < s->len; k++)
+                    *o++ = s->raw[k] == '\n' || s->raw[k] == '\r' ? ' ' : s->raw[k];
+            }
+            i += tok;
+        }
+        if (pass == 0) {
+            out = malloc(out_len + 1);
+            if (out == NULL)
+                break;
+            o = out;
+        }
+    }
+    if (out != NULL) {
+        *o = '\0';
+        *len = out_len;
+    }
+    free(text);
+    return out;
+}
 
 static void exchange_finish(struct exchange *x)
 {
-    size_t n = json_array_size(x->responses);
+    size_t n = json_array_size(x->responses), i;
     json_t *out = NULL;
 
     if (x->oom) {
@@ -396,15 +455,22 @@ static void exchange_finish(struct exchange *x)
     } else {
         out = x->batch ? json_incref(x->responses) : json_incref(json_array_get(x->responses, 0));
         x->rep.body = json_dumps(out, JSON_COMPACT);
+        if (x->rep.body != NULL) {
+            x->rep.len = strlen(x->rep.body);
+            if (x->n_splices > 0)
+                x->rep.body = splice_reply(x, x->rep.body, &x->rep.len);
+        }
         if (x->rep.body == NULL) {
             x->rep.status = 500;
         } else {
-            x->rep.len = strlen(x->rep.body);
             x->rep.json = true;
             x->rep.status = x->batch ? 200 : x->status;
         }
     }
     json_decref(out);
+    for (i = 0; i < x->n_splices; i++)
+        free(x->splices[i].raw);
+    free(x->splices);
     x->reply(x->ud, &x->rep);
     free(x->rep.body);
     json_decref(x->responses);
@@ -690,12 +756,80 @@ static json_t *text_result(const char *text, bool is_error)
     return r;
 }
 
+/* The CallToolResult of an answer passed through: a text block and structuredContent that are
+ * placeholders for a copy of it (spliced in by exchange_finish). NULL on OOM. */
+static json_t *raw_result(struct exchange *x, const struct nk_result *r, enum era era)
+{
+    struct splice *ns;
+    json_t *res = NULL, *sc = NULL;
+    char ph_text[80], ph_value[80], *copy = malloc(r->raw_len + 1);
+    size_t i, k;
+
+    if (copy == NULL)
+        return NULL;
+    memcpy(copy, r->raw, r->raw_len);
+    copy[r->raw_len] = '\0';
+    pthread_mutex_lock(&x->mu);
+    ns = realloc(x->splices, (x->n_splices + 1) * sizeof(*ns));
+    if (ns != NULL) {
+        x->splices = ns;
+        i = x->n_splices++;
+        ns[i].raw = copy;
+        ns[i].len = r->raw_len;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (copy != NULL) {
+        free(copy);
+        return NULL;
+    }
+    snprintf(ph_text, sizeof(ph_text), "\x01nk-raw:%s:%zu:t", x->nonce, i);
+    snprintf(ph_value, sizeof(ph_value), "\x01nk-raw:%s:%zu:v", x->nonce, i);
+    for (k = 0; k < r->raw_len && strchr(" \t\r\n", r->raw[k]) != NULL; k++)
+        ;
+    /* The handshake era wants an object: a non-object answer is wrapped as {"result": ...}. */
+    if (era == ERA_MODERN || (k < r->raw_len && r->raw[k] == '{'))
+        sc = json_string(ph_value);
+    else
+        sc = json_pack("{s:s}", "result", ph_value);
+    res = sc != NULL ? text_result(ph_text, false) : NULL;
+    if (res != NULL) {
+        if (json_object_set_new(res, "structuredContent", sc) != 0) {
+            json_decref(res); /* json_object_set_new took sc even so */
+            res = NULL;
+        }
+        sc = NULL;
+    }
+    json_decref(sc);
+    return res;
+}
+
 /* Build a CallToolResult from an invocation result. */
-static json_t *call_result(const struct nk_result *r, enum era era)
+static json_t *call_result(struct exchange *x, const struct nk_result *r, enum era era)
 {
     json_t *res = NULL, *sc = NULL;
     char *text = NULL;
 
+    if (r->kind == NK_RES_OK && r->raw_is_output && x->nonce[0] != '\0') {
+        res = raw_result(x, r, era);
+        goto out;
+    }
+    if (r->kind == NK_RES_OK && r->raw_is_output) {
+        /* No nonce for placeholders: parse the answer (checked well-formed UTF-8 JSON). */
+        json_t *v = json_loadb(r->raw, r->raw_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+
+        if (v != NULL && (era == ERA_MODERN || json_is_object(v)))
+            sc = json_incref(v);
+        else if (v != NULL)
+            sc = json_pack("{s:O}", "result", v);
+        json_decref(v);
+        res = sc != NULL ? json_pack("{s:[{s:s, s:s%}]}", "content", "type", "text", "text", r->raw,
+                                     r->raw_len)
+                         : NULL;
+        if (res != NULL)
+            json_object_set(res, "structuredContent", sc);
+        goto out;
+    }
     if (r->kind == NK_RES_OK) {
         json_t *v = r->json != NULL ? r->json : json_null();
 
@@ -728,7 +862,7 @@ struct call {
 static void call_done(void *ud, const struct nk_result *r)
 {
     struct call *c = ud;
-    json_t *res = call_result(r, c->x->era);
+    json_t *res = call_result(c->x, r, c->x->era);
 
     if (res == NULL)
         add_error(c->x, c->id, RPC_INTERNAL, "Internal error: out of memory", NULL);
@@ -1010,6 +1144,14 @@ static struct exchange *exchange_new(struct nk_mcp *m, const struct nk_mcp_backe
         x->b = *b;
     x->reply = reply;
     x->ud = ud;
+    {
+        unsigned char r[16];
+        size_t i;
+
+        if (random_bytes(r, sizeof(r)) == NK_OK)
+            for (i = 0; i < sizeof(r); i++)
+                snprintf(x->nonce + 2 * i, 3, "%02x", r[i]);
+    }
     return x;
 }
 

@@ -270,6 +270,15 @@ static bool is_json_type(const char *ct)
            strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
+/* A header value made of visible ASCII and spaces only. */
+static bool plain_header(const char *v)
+{
+    for (; *v != '\0'; v++)
+        if ((unsigned char)*v < 0x20 || (unsigned char)*v > 0x7e)
+            return false;
+    return true;
+}
+
 static const char *json_kind(const json_t *j)
 {
     switch (json_typeof(j)) {
@@ -493,21 +502,32 @@ static void on_done(void *ud, struct nk_result *r)
 
     switch (r->kind) {
     case NK_RES_OK:
-        if (r->json == NULL)
+        if (r->raw_is_output) {
+            /* Checked JSON, passed through as it came: no tree, no copy. */
+            raw = r->raw;
+            r->raw = NULL;
+            nk_http_respond(req, 200, "application/json", raw, r->raw_len, NULL);
+        } else if (r->json == NULL) {
             nk_http_respond(req, 204, NULL, NULL, 0, NULL);
-        else
+        } else {
             respond_json(req, 200, r->json);
+        }
         break;
     case NK_RES_UPSTREAM_ERROR:
-        status = r->status >= 100 && r->status <= 599 ? (unsigned)r->status : 502;
+        /* invoke turns anything but 4xx/5xx into another kind; this is a guard. */
+        status = r->status >= 400 && r->status <= 599 ? (unsigned)r->status : 502;
         if (r->json != NULL && r->raw != NULL) {
-            /* Central's own JSON error body, byte for byte. */
+            /* Central's own JSON error body, byte for byte; the type is JSON whatever the
+             * upstream called it (an upstream type is never relayed: text/html from our
+             * origin would be a page). */
             raw = r->raw;
             raw_len = r->raw_len;
             r->raw = NULL;
             nk_http_respond(req, status,
-                            r->content_type != NULL ? r->content_type : "application/json", raw,
-                            raw_len, NULL);
+                            is_json_type(r->content_type) && plain_header(r->content_type)
+                                ? r->content_type
+                                : "application/json",
+                            raw, raw_len, NULL);
         } else if (r->json != NULL) {
             respond_json(req, status, r->json);
         } else if (r->raw != NULL && r->raw_len > 0) {
@@ -515,7 +535,7 @@ static void on_done(void *ud, struct nk_result *r)
              * stays, the body becomes a problem document that quotes a summary of it. */
             respond_problem(req, status, r->message, NULL);
         } else {
-            nk_http_respond(req, status, NULL, NULL, 0, NULL);
+            respond_problem(req, status, r->message, NULL);
         }
         break;
     case NK_RES_UNREACHABLE:
@@ -537,25 +557,13 @@ static void on_done(void *ud, struct nk_result *r)
     free(c);
 }
 
+/* servers[0].url is "/" (relative: the document's own origin), never the Host header, which
+ * a caller chooses. */
 static void serve_openapi(struct nk_http_req *req, const struct nk_optable *t,
                           const struct nk_adapter *a)
 {
-    const char *host = nk_http_req_header(req, "Host");
-    char url[300];
-    json_t *doc;
-    size_t i;
+    json_t *doc = nk_openapi_build(t, a, "/");
 
-    snprintf(url, sizeof(url), "/");
-    if (host != NULL && strlen(host) < 256 && host[0] != '\0') {
-        bool safe = true;
-        for (i = 0; host[i] != '\0'; i++)
-            if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]",
-                       host[i]) == NULL)
-                safe = false;
-        if (safe)
-            snprintf(url, sizeof(url), "http://%s", host);
-    }
-    doc = nk_openapi_build(t, a, url);
     if (doc == NULL) {
         respond_problem(req, 500, "out of memory building the OpenAPI document", NULL);
         return;
@@ -571,6 +579,7 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     const struct nk_adapter *a = NULL;
     const struct nk_exposed *best = NULL;
     const char *method = nk_http_req_method(req), *path = nk_http_req_path(req);
+    const struct nk_inbound_policy *pol = nk_server_policy(s);
     struct seg rs[MAX_SEGMENTS];
     struct var vars[MAX_VARS], best_vars[MAX_VARS];
     size_t n_rs, i, n_vars = 0, best_n = 0;
@@ -583,6 +592,19 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     enum nk_rc rc;
 
     memset(&err, 0, sizeof(err));
+    if (!nk_inbound_host_allowed(pol->rest_hosts, pol->n_rest_hosts,
+                                 nk_http_req_header(req, "Host"),
+                                 nk_http_req_header(req, "Origin"))) {
+        /* DNS rebinding: a page whose name now resolves to us would call with our credential. */
+        respond_problem(req, 403,
+                        "the Host or Origin header names a host this REST adapter does not "
+                        "serve (see --rest-allowed-hosts)",
+                        NULL);
+        goto out;
+    }
+    /* HEAD is GET without the body (the HTTP layer leaves the body out). */
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
     for (i = 0; t != NULL && i < t->n_adapters; i++)
         if (t->adapters[i].type == NK_ADAPTER_REST && strcmp(t->adapters[i].ns, ns) == 0)
             a = &t->adapters[i];
@@ -630,7 +652,7 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     }
 
     nk_http_req_set_tag(req, nk_metrics_op(nk_metrics_global(), best->name)); /* metrics */
-    if (nk_server_policy(s)->read_only && strcmp(best->method, "GET") != 0) {
+    if (pol->read_only && strcmp(best->method, "GET") != 0) {
         respond_problem(req, 403, "naftikod runs with --read-only: only GET routes are served",
                         NULL);
         goto out;

@@ -221,6 +221,7 @@ struct serve_config {
     const char *rest_auth; /* none, token or passthrough */
     const char *mcp_auth;  /* none or token */
     const char *auth_tokens;
+    const char *rest_allowed_hosts; /* comma-separated Host names besides loopback, or NULL */
     bool read_only;
     long max_connections;
     long max_per_client;
@@ -309,6 +310,11 @@ static const struct opt opts[] = {
     {"--auth-tokens", "NAFTIKOD_AUTH_TOKENS_FILE", OPT_STRING, "FILE", "none",
      "caller tokens, one 'sha256:<hex>  NAME' line each (see 'naftikod hash-token')",
      CFG(auth_tokens)},
+    {"--rest-allowed-hosts", "NAFTIKOD_REST_ALLOWED_HOSTS", OPT_STRING, "NAMES",
+     "none (loopback names only)",
+     "comma-separated host names the REST adapter answers besides localhost, 127.0.0.1 and "
+     "[::1] (Host and Origin headers; others get 403)",
+     CFG(rest_allowed_hosts)},
     {"--read-only", "NAFTIKOD_READ_ONLY", OPT_BOOL, NULL, "off",
      "serve only GET routes and tools whose hints say readOnly", CFG(read_only)},
     {"--max-connections", "NAFTIKOD_MAX_CONNECTIONS", OPT_UINT, "N", "1024",
@@ -1468,6 +1474,8 @@ int nk_cmd_serve(int argc, char **argv)
     int status = 1, sig = 0, r;
     struct nk_inbound_policy policy;
     struct nk_tokens *tokens = NULL;
+    const char *rest_hosts[64];
+    char *rest_hosts_copy = NULL, *tok, *save = NULL;
 
     memset(&policy, 0, sizeof(policy));
     memset(&cfg, 0, sizeof(cfg));
@@ -1512,6 +1520,20 @@ int nk_cmd_serve(int argc, char **argv)
         goto out;
     }
     policy.read_only = cfg.read_only;
+    if (cfg.rest_allowed_hosts != NULL && cfg.rest_allowed_hosts[0] != '\0') {
+        rest_hosts_copy = strdup(cfg.rest_allowed_hosts);
+        if (rest_hosts_copy == NULL)
+            goto out;
+        for (tok = strtok_r(rest_hosts_copy, ", ", &save); tok != NULL;
+             tok = strtok_r(NULL, ", ", &save)) {
+            if (policy.n_rest_hosts == sizeof(rest_hosts) / sizeof(rest_hosts[0])) {
+                report_error("--rest-allowed-hosts names more than 64 hosts");
+                goto out;
+            }
+            rest_hosts[policy.n_rest_hosts++] = tok;
+        }
+        policy.rest_hosts = rest_hosts;
+    }
     if (policy.rest == NK_INBOUND_TOKEN || policy.mcp == NK_INBOUND_TOKEN) {
         if (cfg.auth_tokens == NULL) {
             report_error("--rest-auth token / --mcp-auth token need --auth-tokens FILE (make its "
@@ -1703,6 +1725,7 @@ out:
     free(ls);
     nk_server_free(server);
     nk_tokens_free(tokens);
+    free(rest_hosts_copy);
     if (ctx != NULL)
         nk_context_unref(ctx);
     nk_optable_unref(table);

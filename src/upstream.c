@@ -178,11 +178,24 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct xfer *x = userp;
     size_t n = size * nmemb, ncap;
+    curl_off_t announced = -1;
     char *nb;
 
     if (n > x->u->max_response - x->resp.body_len) {
         x->too_large = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (x->cap == 0 &&
+        curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK &&
+        announced > 0 && (curl_off_t)n <= announced &&
+        (uint64_t)announced <= (uint64_t)x->u->max_response) {
+        /* The size is announced: one allocation of it, not a doubling series that peaks at
+         * twice the body plus the copy. A lying Content-Length only costs max_response. */
+        nb = malloc((size_t)announced + 1);
+        if (nb == NULL)
+            return 0;
+        x->resp.body = nb;
+        x->cap = (size_t)announced + 1;
     }
     if (x->resp.body_len + n + 1 > x->cap) {
         ncap = x->cap ? x->cap : 4096;

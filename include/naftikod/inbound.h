@@ -43,4 +43,11 @@ int nk_cmd_hash_token(int argc, char **argv);
 bool nk_inbound_mode_parse(const char *s, bool allow_passthrough, enum nk_inbound_mode *out);
 const char *nk_inbound_mode_name(enum nk_inbound_mode m);
 
+/* DNS-rebinding protection, the same for the MCP and the REST adapter: host ("name[:port]", the
+ * Host header) and, when present, origin ("scheme://name[:port]", the Origin header) must name
+ * localhost, 127.0.0.1 or [::1], or one of hosts[0..n_hosts) (names without port, compared
+ * case-insensitively). NULL host or origin: not checked. An opaque origin ("null") is refused. */
+bool nk_inbound_host_allowed(const char *const *hosts, size_t n_hosts, const char *host,
+                             const char *origin);
+
 #endif

@@ -56,6 +56,10 @@ struct nk_result {
     json_t *json; /* new reference or NULL: mapped output (OK) / upstream error body */
     char *raw;    /* upstream raw body (NUL-terminated) or NULL */
     size_t raw_len;
+    /* OK only: the output mapping passes the whole answer through (none, or `$.` with no shape),
+     * so no tree was built: raw is the output, one well-formed JSON value in valid UTF-8
+     * (checked by nk_invoke_check_json), to hand on byte for byte; json is NULL. */
+    bool raw_is_output;
     char *content_type; /* upstream content type or NULL */
     char message[512];  /* for humans and models, e.g. "upstream answered 400: token name
                            cannot be empty" / "upstream unreachable: connection refused" */
@@ -94,6 +98,12 @@ enum nk_rc nk_invoke_as(struct nk_context *ctx, struct nk_upstream *up, const st
 enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
                            enum nk_args_mode mode, const char *request_id,
                            struct nk_upstream_request *out, struct nk_error *err);
+
+/* Is s[0..n) exactly one well-formed JSON value (RFC 8259, surrounding whitespace allowed),
+ * nested at most NK_JSON_MAX_DEPTH deep, its strings valid UTF-8 with no lone surrogate escape?
+ * One pass, no allocation, constant stack. */
+#define NK_JSON_MAX_DEPTH 2048
+bool nk_invoke_check_json(const char *s, size_t n);
 
 /* Apply an output mapping to an upstream JSON body. NULL map: new reference to body.
  * Returns a new reference, or NULL on OOM. */

@@ -30,6 +30,10 @@ struct nk_inbound_policy {
     enum nk_inbound_mode rest, mcp;
     bool read_only;                 /* only GET routes and readOnly tools */
     const struct nk_tokens *tokens; /* borrowed; must outlive the server */
+    /* REST Host/Origin names allowed besides the loopback ones (nk_inbound_host_allowed);
+     * borrowed, must outlive the server */
+    const char *const *rest_hosts;
+    size_t n_rest_hosts;
 };
 /* Set before any listener starts; read-only afterwards, except `tokens`, which a SIGHUP reload
  * replaces on the upstream client's event loop thread, where every token check runs. A new

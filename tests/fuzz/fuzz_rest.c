@@ -1,15 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_rest.c: libFuzzer harness for the REST adapter's router and parameter mapping: the seed
  * capability is loaded once, then every input becomes one request (line 1 the method, line 2
- * the request target, line 3 the Content-Type, the rest the body) handled by nk_rest_handle()
- * on a detached request. There is no upstream client, so a request that routes and maps cleanly
- * stops at the submit after nk_invoke_build(); nothing leaves the process. Checks: exactly one
- * answer, a valid status, and the bound credential never in the answer. */
+ * the request target, line 3 the Content-Type, optionally followed by '|' and a Host header
+ * value, the rest the body) handled by nk_rest_handle() on a detached request. There is no
+ * upstream client, so a request that routes and maps cleanly stops at the submit after
+ * nk_invoke_build(); nothing leaves the process. Checks: exactly one answer, a valid status, a
+ * body that is well-formed JSON whenever it has a type (problem documents quote request text cut
+ * anywhere, UTF-8 included), and the bound credential never in the answer. The body is also
+ * given to the pass-through JSON checker, which must never refuse what jansson accepts (nor
+ * accept what it refuses, unless for a number out of jansson's range), and never accept a NUL
+ * byte (which jansson takes for the end of the text). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "naftikod/common.h"
 #include "naftikod/invoke.h"
@@ -48,9 +55,10 @@ static void on_answer(void *ud, unsigned status, const char *content_type, const
 {
     struct answer *a = ud;
 
-    (void)content_type;
     a->calls++;
     a->status = status;
+    if (content_type != NULL && len > 0 && !nk_invoke_check_json(body, len))
+        abort(); /* an answer that says it is JSON and is not */
     if (!a->echo_ok && contains(body, len, KEY))
         abort(); /* the credential leaked into an answer */
 }
@@ -100,13 +108,43 @@ static char *next_line(const char **p, const char *end)
     return s;
 }
 
+/* The pass-through checker against jansson on the same bytes. */
+static void check_checker(const char *body, size_t len)
+{
+    json_error_t e;
+    json_t *j = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    bool ours = nk_invoke_check_json(body, len);
+    size_t i, depth = 0, max = 0;
+
+    for (i = 0; i < len; i++) { /* brackets inside strings count too: an upper bound */
+        if (body[i] == '[' || body[i] == '{')
+            depth++;
+        else if ((body[i] == ']' || body[i] == '}') && depth > 0)
+            depth--;
+        if (depth > max)
+            max = depth;
+    }
+    if (memchr(body, '\0', len) != NULL) {
+        /* jansson stops at a NUL byte and may accept what precedes it; no JSON holds one. */
+        if (ours)
+            abort();
+    } else if (max < NK_JSON_MAX_DEPTH - 2) {
+        if (j != NULL && !ours)
+            abort(); /* refused what jansson accepts */
+        if (j == NULL && ours && json_error_code(&e) != json_error_numeric_overflow &&
+            json_error_code(&e) != json_error_out_of_memory)
+            abort(); /* accepted what jansson refuses */
+    }
+    json_decref(j);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data, *end = p + size;
-    char *method, *target, *ctype;
+    char *method, *target, *ctype, *host;
     struct nk_http_req *req;
     struct answer a = {0, 0, contains((const char *)data, size, KEY)};
-    const char *hdrs[] = {"Content-Type", NULL, "Accept", "application/json", NULL};
+    const char *hdrs[] = {"Content-Type", NULL, "Accept", "application/json", NULL, NULL, NULL};
 
     if (server == NULL)
         setup();
@@ -115,7 +153,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ctype = next_line(&p, end);
     if (method == NULL || target == NULL || ctype == NULL)
         goto out;
+    host = strchr(ctype, '|');
+    if (host != NULL) {
+        *host++ = '\0';
+        hdrs[4] = "Host";
+        hdrs[5] = host;
+    }
     hdrs[1] = ctype;
+    check_checker(p, (size_t)(end - p));
     req = nk_http_req_detached(method, target, ctype[0] != '\0' ? hdrs : hdrs + 2, p,
                                (size_t)(end - p), on_answer, &a);
     if (req == NULL)

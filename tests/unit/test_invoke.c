@@ -102,6 +102,17 @@ static json_t *js(const char *text)
     return j;
 }
 
+/* The output of an OK result passed through raw, parsed; borrowed: kept until the next call. */
+static json_t *js_raw(const struct nk_result *r)
+{
+    static json_t *last;
+
+    json_decref(last);
+    assert_true(r->raw_is_output);
+    last = js(r->raw);
+    return last;
+}
+
 /* Build op with args (JSON text) and return the request (caller cleans up). */
 static enum nk_rc build(struct nk_context *c, const struct nk_exposed *op, const char *args,
                         enum nk_args_mode mode, struct nk_upstream_request *r, struct nk_error *e)
@@ -191,6 +202,33 @@ static void central(void *ud, const struct fake_req *req, struct fake_resp *resp
         resp->status = 500;
         resp->body = strdup("  internal\n  failure  ");
         resp->content_type = "text/plain";
+    } else if (strncmp(req->target, "/v1/apitokens/s101", 18) == 0) {
+        resp->status = 101;
+        resp->body = strdup("{\"id\":\"switched\"}");
+        resp->extra_headers = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+        resp->no_length = true; /* then the connection closes: what a hostile upstream did */
+    } else if (strncmp(req->target, "/v1/apitokens/s302", 18) == 0) {
+        resp->status = 302;
+        resp->body = strdup("{}");
+        resp->extra_headers = "Location: http://elsewhere.example/steal\r\n";
+    } else if (strncmp(req->target, "/v1/apitokens/s418", 18) == 0) {
+        resp->status = 418;
+        resp->body = strdup("<html><title>I'm a teapot \xff\xc3</title></html>");
+        resp->content_type = "text/html";
+    } else if (strncmp(req->target, "/v1/apitokens/longmsg", 21) == 0) {
+        /* a message of 400 two-byte characters: any cut must fall between them */
+        char *b = malloc(1000);
+        size_t k;
+        strcpy(b, "{\"message\":\"");
+        for (k = 0; k < 400; k++)
+            strcat(b, "\xc3\xa9");
+        strcat(b, "\"}");
+        resp->status = 400;
+        resp->body = b;
+    } else if (strncmp(req->target, "/v1/apitokens/truncated", 23) == 0) {
+        resp->body = strdup("[{\"id\":\"a\"},{\"id\":");
+    } else if (strncmp(req->target, "/v1/apitokens/badutf8", 21) == 0) {
+        resp->body = strdup("{\"id\":\"\xc3\"}");
     } else if (strncmp(req->target, "/v1/apitokens/generate", 22) == 0) {
         resp->body = strdup("{\"token\":\"t\",\"metadata\":{\"id\":\"1\"}}");
     } else {
@@ -239,8 +277,8 @@ static void test_seed_build_path_encoding(void **state)
 {
     struct env *e = *state;
     const struct nk_exposed *get = find_exposed(e->t, NK_ADAPTER_REST, "getapitoken");
-    const char *ids[] = {"../x?y=1#z", "a/b", "%", "\xc3\xa9", "a b", ".."};
-    const char *want[] = {"..%2Fx%3Fy%3D1%23z", "a%2Fb", "%25", "%C3%A9", "a%20b", "%2E%2E"};
+    const char *ids[] = {"../x?y=1#z", "a/b", "%", "\xc3\xa9", "a b", "..."};
+    const char *want[] = {"..%2Fx%3Fy%3D1%23z", "a%2Fb", "%25", "%C3%A9", "a%20b", "..."};
     struct nk_upstream_request r;
     struct nk_error err;
     char args[128], url[256];
@@ -376,8 +414,12 @@ static void test_seed_call_ok(void **state)
     r = call(e->ctx, e->up, get, "{\"id\":\"../x?y=1#z\"}", NK_ARGS_STRINGS);
     assert_int_equal(r->kind, NK_RES_OK);
     assert_int_equal(r->status, 200);
+    /* `$.`: the answer is passed on as it came, not rebuilt */
+    assert_true(r->raw_is_output);
+    assert_null(r->json);
+    assert_string_equal(r->raw, "{\"id\":\"abc\",\"name\":\"n\",\"revoked\":false}");
     want = js("{\"id\":\"abc\",\"name\":\"n\",\"revoked\":false}");
-    assert_true(json_equal(r->json, want));
+    assert_true(json_equal(js_raw(r), want));
     json_decref(want);
     assert_string_equal(r->content_type, "application/json");
     nk_result_free(r);
@@ -403,7 +445,7 @@ static void test_seed_call_post_body(void **state)
     r = call(e->ctx, e->up, gen, "{\"body\":{\"name\":\"ci\",\"roles\":[\"Admin\"]}}",
              NK_ARGS_STRINGS);
     assert_int_equal(r->kind, NK_RES_OK);
-    assert_string_equal(json_string_value(json_object_get(r->json, "token")), "t");
+    assert_string_equal(json_string_value(json_object_get(js_raw(r), "token")), "t");
     nk_result_free(r);
     q = fake_http_request(e->srv, 0);
     assert_string_equal(q->method, "POST");
@@ -474,6 +516,171 @@ static void test_seed_unreachable(void **state)
     assert_null(strstr(r->message, "test-key"));
     nk_result_free(r);
     nk_context_unref(c);
+}
+
+static void test_seed_dot_segments(void **state)
+{
+    struct env *e = *state;
+    const struct nk_exposed *get = find_exposed(e->t, NK_ADAPTER_REST, "getapitoken");
+    const struct nk_exposed *tool =
+        find_exposed(e->t, NK_ADAPTER_MCP, "revoketoken-removes-api-token-given");
+    const char *dots[] = {"{\"id\":\".\"}", "{\"id\":\"..\"}"};
+    struct nk_upstream_request r;
+    struct nk_error err;
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(build(e->ctx, get, dots[i], NK_ARGS_STRINGS, &r, &err), NK_ERR_INVALID);
+        assert_non_null(strstr(err.msg, "path parameter 'id'"));
+        assert_non_null(strstr(err.msg, "'.' or '..'"));
+        assert_int_equal(build(e->ctx, tool, dots[i], NK_ARGS_JSON, &r, &err), NK_ERR_INVALID);
+        assert_non_null(strstr(err.msg, "'id'"));
+    }
+    /* nothing went upstream */
+    assert_int_equal(fake_http_n_requests(e->srv), 0);
+    /* names that merely contain dots are ordinary segments */
+    assert_int_equal(build(e->ctx, get, "{\"id\":\".a\"}", NK_ARGS_STRINGS, &r, &err), NK_OK);
+    nk_upstream_request_cleanup(&r);
+}
+
+static void test_seed_call_statuses(void **state)
+{
+    struct env *e = *state;
+    const struct nk_exposed *get = find_exposed(e->t, NK_ADAPTER_REST, "getapitoken");
+    struct nk_result *r;
+    size_t k;
+
+    /* 101 is not a final answer: never relayed */
+    r = call(e->ctx, e->up, get, "{\"id\":\"s101\"}", NK_ARGS_STRINGS);
+    assert_int_equal(r->kind, NK_RES_BAD_UPSTREAM);
+    assert_non_null(strstr(r->message, "not a final HTTP status"));
+    nk_result_free(r);
+
+    /* a redirect is neither followed nor relayed, and its Location is not shown */
+    r = call(e->ctx, e->up, get, "{\"id\":\"s302\"}", NK_ARGS_STRINGS);
+    assert_int_equal(r->kind, NK_RES_BAD_UPSTREAM);
+    assert_non_null(strstr(r->message, "redirected"));
+    assert_null(strstr(r->message, "elsewhere"));
+    assert_int_equal(fake_http_n_requests(e->srv), 2);
+    nk_result_free(r);
+
+    /* a non-JSON error: the summary is valid UTF-8 (bad bytes become '?') */
+    r = call(e->ctx, e->up, get, "{\"id\":\"s418\"}", NK_ARGS_STRINGS);
+    assert_int_equal(r->kind, NK_RES_UPSTREAM_ERROR);
+    assert_int_equal(r->status, 418);
+    assert_null(r->json);
+    assert_string_equal(r->message, "upstream answered 418: I'm a teapot ??");
+    nk_result_free(r);
+
+    /* a long message is cut between characters */
+    r = call(e->ctx, e->up, get, "{\"id\":\"longmsg\"}", NK_ARGS_STRINGS);
+    assert_int_equal(r->kind, NK_RES_UPSTREAM_ERROR);
+    assert_true(nk_invoke_check_json("\"", 1) == false);
+    {
+        char quoted[600];
+        snprintf(quoted, sizeof(quoted), "\"%s\"", r->message);
+        assert_true(nk_invoke_check_json(quoted, strlen(quoted)));
+    }
+    k = strlen(r->message);
+    assert_string_equal(r->message + k - 3, "...");
+    nk_result_free(r);
+
+    /* pass-through answers are checked: cut JSON and bad UTF-8 are bad upstream answers */
+    r = call(e->ctx, e->up, get, "{\"id\":\"truncated\"}", NK_ARGS_STRINGS);
+    assert_int_equal(r->kind, NK_RES_BAD_UPSTREAM);
+    assert_non_null(strstr(r->message, "not JSON"));
+    nk_result_free(r);
+    r = call(e->ctx, e->up, get, "{\"id\":\"badutf8\"}", NK_ARGS_STRINGS);
+    assert_int_equal(r->kind, NK_RES_BAD_UPSTREAM);
+    nk_result_free(r);
+}
+
+static void test_check_json(void **state)
+{
+    static const char *const good[] = {"{}",
+                                       " [ ] ",
+                                       "0",
+                                       "-0.5e+3",
+                                       "\"\\u00e9\\ud83d\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+                                       "{\"a\":[1,{\"b\":null}],\"c\":true,\"d\":false}",
+                                       "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+                                       "\"\\u0000\"",
+                                       "[1e5,2E-3,0.0]"};
+    static const char *const bad[] = {"",
+                                      " ",
+                                      "{",
+                                      "[1,]",
+                                      "[1 2]",
+                                      "{\"a\"}",
+                                      "{\"a\":}",
+                                      "{a:1}",
+                                      "01",
+                                      "1.",
+                                      ".5",
+                                      "-",
+                                      "1e",
+                                      "tru",
+                                      "nul",
+                                      "[] []",
+                                      "\"\\x\"",
+                                      "\"\\u12\"",
+                                      "\"\\ud800\"",
+                                      "\"\\udc00\"",
+                                      "\"\\ud800\\u0041\"",
+                                      "\"\t\"",
+                                      "\"\xc3\"",
+                                      "\"\xc0\xaf\"",
+                                      "\"\xed\xa0\x80\"",
+                                      "\"\xf4\x90\x80\x80\"",
+                                      "\"\xff\"",
+                                      "[1]x",
+                                      "{\"a\":1,}",
+                                      "\"abc"};
+    char *deep;
+    size_t i, n = NK_JSON_MAX_DEPTH + 1;
+
+    (void)state;
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!nk_invoke_check_json(good[i], strlen(good[i])))
+            fail_msg("refused good JSON #%zu: %s", i, good[i]);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (nk_invoke_check_json(bad[i], strlen(bad[i])))
+            fail_msg("accepted bad JSON #%zu: %s", i, bad[i]);
+    /* a NUL byte is not JSON; nor is a document cut short by its length */
+    assert_false(nk_invoke_check_json("[1]\0", 4));
+    assert_false(nk_invoke_check_json("[12]", 3));
+    /* nesting: up to the limit, not beyond */
+    deep = malloc(2 * n);
+    assert_non_null(deep);
+    memset(deep, '[', n - 1);
+    memset(deep + n - 1, ']', n - 1);
+    assert_true(nk_invoke_check_json(deep, 2 * (n - 1)));
+    memset(deep, '[', n);
+    memset(deep + n, ']', n);
+    assert_false(nk_invoke_check_json(deep, 2 * n));
+    free(deep);
+}
+
+static void test_context_line_break(void **state)
+{
+    struct nk_optable *t = load_seed_http();
+    struct nk_context *c = NULL;
+    struct nk_diags d;
+    struct nk_var var = {"central-host", "example.invalid"};
+
+    (void)state;
+    setenv("STACKROX_API_KEY", "Bearer test-key-not-a-secret\r\nX-Evil: 1", 1);
+    nk_diags_init(&d);
+    assert_int_equal(nk_context_new(t, &var, 1, &d, &c), NK_ERR_INVALID);
+    assert_null(c);
+    assert_int_equal(d.n_errors, 1);
+    assert_non_null(strstr(d.v[0].msg, "line break"));
+    assert_non_null(strstr(d.v[0].msg, "STACKROX_API_KEY"));
+    assert_null(strstr(d.v[0].msg, "test-key"));
+    assert_null(strstr(d.v[0].msg, "X-Evil"));
+    nk_diags_cleanup(&d);
+    setenv("STACKROX_API_KEY", TEST_KEY, 1);
+    nk_optable_unref(t);
 }
 
 /* ---- context ------------------------------------------------------------------------------ */
@@ -791,6 +998,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seed_call_post_body, setup_seed, teardown_seed),
         cmocka_unit_test_setup_teardown(test_seed_call_errors, setup_seed, teardown_seed),
         cmocka_unit_test_setup_teardown(test_seed_unreachable, setup_seed, teardown_seed),
+        cmocka_unit_test_setup_teardown(test_seed_dot_segments, setup_seed, teardown_seed),
+        cmocka_unit_test_setup_teardown(test_seed_call_statuses, setup_seed, teardown_seed),
+        cmocka_unit_test(test_check_json),
+        cmocka_unit_test(test_context_line_break),
         cmocka_unit_test(test_context_missing),
         cmocka_unit_test_setup_teardown(test_every_placements, setup_every, teardown_every),
         cmocka_unit_test_setup_teardown(test_every_strings_mode, setup_every, teardown_every),
