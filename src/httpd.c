@@ -63,6 +63,7 @@ struct nk_httpd {
     struct nk_upstream *loop;
     struct nk_upstream_source src; /* src.fd: libmicrohttpd's epoll descriptor */
     atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
+    atomic_bool conn_closed; /* loop mode: a connection closed during the current MHD_run */
     /* request deadline: the watchdog shuts down connections still sending a request after
      * request_timeout seconds (a client trickling bytes never trips the idle timeout) */
     double request_timeout;
@@ -458,6 +459,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     struct conn_track *t = *socket_context;
     const union MHD_ConnectionInfo *ci;
 
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_store(&h->conn_closed, true);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED && h->request_timeout <= 0)
+        return; /* no deadline: nothing to track */
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         t = ci != NULL ? calloc(1, sizeof(*t)) : NULL;
@@ -819,7 +824,13 @@ static void src_run(void *ud)
 {
     struct nk_httpd *h = ud;
 
+    atomic_store(&h->conn_closed, false);
     (void)MHD_run(h->daemon);
+    /* At its connection limit libmicrohttpd takes its listening socket out of its epoll set,
+     * and puts it back only at the start of a run: once connections closed, run again, or a
+     * listener that was full would wait for an event that never comes. */
+    if (atomic_exchange(&h->conn_closed, false))
+        (void)MHD_run(h->daemon);
 }
 
 static long src_timeout(void *ud)
@@ -912,6 +923,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         return NK_ERR_NOMEM;
     atomic_init(&h->n_unfinished, 0);
     atomic_init(&h->closing, false);
+    atomic_init(&h->conn_closed, false);
     h->loop = loop;
     h->src.fd = -1;
     h->handler = handler;
@@ -958,7 +970,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         h, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-        MHD_OPTION_NOTIFY_CONNECTION, h->request_timeout > 0 ? on_connection : NULL, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         /* last: a pool only for the listener's own threads (END stops the list otherwise) */
         loop == NULL && threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads,
         MHD_OPTION_END);
