@@ -767,6 +767,7 @@ static void shed_connection(struct nk_httpd *h)
     int fd;
 
     pthread_mutex_lock(&reserve_mu);
+    reserve_open_locked(); /* lost to another thread's accept() last time */
     if (reserve_fd >= 0) {
         close(reserve_fd);
         reserve_fd = -1;
