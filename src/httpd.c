@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -21,6 +22,7 @@
 
 #include <microhttpd.h>
 
+#include "naftikod/ratelimit.h"
 #include "naftikod/upstream.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
@@ -39,17 +41,11 @@ struct kv {
     char *value; /* may be NULL (query "?flag") */
 };
 
-/* Per-client token buckets, a fixed open-addressed table keyed by the client address: bounded
- * memory whatever the number of clients. A slot idle for RATE_IDLE_S is reused by another
- * address; two busy addresses that hash to the same slot share a bucket (stricter, never looser
- * than configured for either). */
-#define RATE_SLOTS 4096U
-#define RATE_IDLE_S 60.0
-struct bucket {
-    char addr[INET6_ADDRSTRLEN];
-    double tokens;
-    double last; /* CLOCK_MONOTONIC seconds */
-};
+/* libmicrohttpd's own warnings: a burst of this many lines, then one per LOG_EVERY_S seconds
+ * (the rest counted and reported with the next line), so a client that makes it complain on
+ * every connection cannot flood the log. */
+#define LOG_BURST 5.0
+#define LOG_EVERY_S 10.0
 
 /* One open connection, for the request deadline (slow clients). */
 struct conn_track {
@@ -67,6 +63,7 @@ struct nk_httpd {
     struct nk_upstream *loop;
     struct nk_upstream_source src; /* src.fd: libmicrohttpd's epoll descriptor */
     atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
+    atomic_bool conn_closed; /* loop mode: a connection closed during the current MHD_run */
     /* request deadline: the watchdog shuts down connections still sending a request after
      * request_timeout seconds (a client trickling bytes never trips the idle timeout) */
     double request_timeout;
@@ -77,9 +74,13 @@ struct nk_httpd {
     bool watchdog_stop; /* under conn_mu */
     pthread_cond_t watchdog_cv;
     double rate_per_s;
-    double rate_burst;
-    pthread_mutex_t rate_mu;
-    struct bucket *buckets; /* RATE_SLOTS, or NULL when unlimited */
+    struct nk_rate *rate;   /* per-client buckets, or NULL when unlimited */
+    pthread_mutex_t log_mu; /* guards the log_* budget of mhd_log */
+    double log_tokens;
+    double log_last;
+    unsigned long log_dropped;
+    /* the listening socket, for shedding a connection when descriptors run out (mhd_log) */
+    atomic_int accept_fd;
     nk_httpd_handler_fn handler;
     void *ud;
     nk_httpd_access_fn access_log;
@@ -423,35 +424,11 @@ static double mono_now(void)
     return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
-/* Take one token for client; false (and *retry_s) when its bucket is empty. */
-static bool rate_take(struct nk_httpd *h, const char *client, unsigned *retry_s)
+bool nk_http_req_charge(struct nk_http_req *r, unsigned n, unsigned *retry_s)
 {
-    uint32_t x = 2166136261U;
-    struct bucket *b;
-    double now = mono_now();
-    bool ok;
-    size_t i;
-
-    for (i = 0; client[i] != '\0'; i++)
-        x = (x ^ (unsigned char)client[i]) * 16777619U;
-    pthread_mutex_lock(&h->rate_mu);
-    b = &h->buckets[x % RATE_SLOTS];
-    if (strcmp(b->addr, client) != 0 && (b->addr[0] == '\0' || now - b->last > RATE_IDLE_S)) {
-        snprintf(b->addr, sizeof(b->addr), "%s", client);
-        b->tokens = h->rate_burst;
-        b->last = now;
-    }
-    b->tokens += (now - b->last) * h->rate_per_s;
-    if (b->tokens > h->rate_burst)
-        b->tokens = h->rate_burst;
-    b->last = now;
-    ok = b->tokens >= 1.0;
-    if (ok)
-        b->tokens -= 1.0;
-    else
-        *retry_s = (unsigned)((1.0 - b->tokens) / h->rate_per_s) + 1U;
-    pthread_mutex_unlock(&h->rate_mu);
-    return ok;
+    if (n == 0 || r->h == NULL || r->h->rate == NULL)
+        return true;
+    return nk_rate_take(r->h->rate, r->client, n, mono_now(), retry_s);
 }
 
 static struct conn_track *track_of(struct MHD_Connection *conn)
@@ -482,6 +459,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     struct conn_track *t = *socket_context;
     const union MHD_ConnectionInfo *ci;
 
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_store(&h->conn_closed, true);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED && h->request_timeout <= 0)
+        return; /* no deadline: nothing to track */
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         t = ci != NULL ? calloc(1, sizeof(*t)) : NULL;
@@ -651,9 +632,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         set_request_id(r, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
         r->state = RS_BODY;
-        if (h->buckets != NULL) {
+        if (h->rate != NULL) {
             unsigned retry = 1;
-            if (!rate_take(h, r->client, &retry)) {
+            if (!nk_rate_take(h->rate, r->client, 1, mono_now(), &retry)) {
                 char ra[16];
                 if (r->path == NULL)
                     r->path = strndup(r->uri, strcspn(r->uri, "?#"));
@@ -763,14 +744,79 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* One descriptor held in reserve for the whole process, so that a listener out of descriptors
+ * can still accept (and close) the connection it cannot serve. */
+static pthread_mutex_t reserve_mu = PTHREAD_MUTEX_INITIALIZER;
+static int reserve_fd = -1;
+
+static void reserve_open_locked(void)
+{
+    if (reserve_fd < 0)
+        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* libmicrohttpd 0.9.75 retries at once when accept() fails for want of descriptors on a
+ * listener with no connection of its own (with one, it pauses accepting until one closes): the
+ * pending connection keeps the socket readable and the loop spins. Take that connection off
+ * the queue with the reserve descriptor and close it, so each failure consumes a connection;
+ * when even that fails, pause briefly so the retry cannot take a whole core. */
+static void shed_connection(struct nk_httpd *h)
+{
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    bool shed = false;
+    int fd;
+
+    pthread_mutex_lock(&reserve_mu);
+    reserve_open_locked(); /* lost to another thread's accept() last time */
+    if (reserve_fd >= 0) {
+        close(reserve_fd);
+        reserve_fd = -1;
+        fd = accept(atomic_load(&h->accept_fd), NULL, NULL); /* non-blocking: MHD made it so */
+        if (fd >= 0) {
+            close(fd);
+            shed = true;
+        }
+        reserve_open_locked();
+    }
+    pthread_mutex_unlock(&reserve_mu);
+    if (!shed)
+        nanosleep(&pause, NULL);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static const char first[] = "Hit process or system resource limit at FIRST";
+    struct nk_httpd *h = cls;
+    unsigned long dropped;
     char line[512];
+    double now = mono_now();
+    bool print;
 
-    (void)cls;
+    if (strncmp(fmt, first, sizeof(first) - 1) == 0 && atomic_load(&h->accept_fd) >= 0)
+        shed_connection(h);
+    pthread_mutex_lock(&h->log_mu);
+    h->log_tokens += (now - h->log_last) / LOG_EVERY_S;
+    if (h->log_tokens > LOG_BURST)
+        h->log_tokens = LOG_BURST;
+    h->log_last = now;
+    print = h->log_tokens >= 1.0;
+    dropped = h->log_dropped;
+    if (print) {
+        h->log_tokens -= 1.0;
+        h->log_dropped = 0;
+    } else {
+        h->log_dropped++;
+    }
+    pthread_mutex_unlock(&h->log_mu);
+    if (!print)
+        return;
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\n")] = '\0';
-    fprintf(stderr, "naftikod: warning: httpd: %s\n", line);
+    if (dropped > 0)
+        fprintf(stderr, "naftikod: warning: httpd: %s (%lu similar line(s) suppressed)\n", line,
+                dropped);
+    else
+        fprintf(stderr, "naftikod: warning: httpd: %s\n", line);
 }
 
 /* Loop mode: the loop calls this when libmicrohttpd's epoll fd is readable, when its timeout is
@@ -779,7 +825,13 @@ static void src_run(void *ud)
 {
     struct nk_httpd *h = ud;
 
+    atomic_store(&h->conn_closed, false);
     (void)MHD_run(h->daemon);
+    /* At its connection limit libmicrohttpd takes its listening socket out of its epoll set,
+     * and puts it back only at the start of a run: once connections closed, run again, or a
+     * listener that was full would wait for an event that never comes. */
+    if (atomic_exchange(&h->conn_closed, false))
+        (void)MHD_run(h->daemon);
 }
 
 static long src_timeout(void *ud)
@@ -872,6 +924,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         return NK_ERR_NOMEM;
     atomic_init(&h->n_unfinished, 0);
     atomic_init(&h->closing, false);
+    atomic_init(&h->conn_closed, false);
     h->loop = loop;
     h->src.fd = -1;
     h->handler = handler;
@@ -884,25 +937,32 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     }
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->abandoned_done, NULL);
-    pthread_mutex_init(&h->rate_mu, NULL);
+    pthread_mutex_init(&h->log_mu, NULL);
+    h->log_tokens = LOG_BURST;
+    h->log_last = mono_now();
+    atomic_init(&h->accept_fd, -1);
     pthread_mutex_init(&h->conn_mu, NULL);
     pthread_cond_init(&h->watchdog_cv, NULL);
     h->request_timeout = opts != NULL ? (double)opts->request_timeout_s : 0;
     if (opts != NULL && opts->rate_per_s > 0) {
         h->rate_per_s = opts->rate_per_s;
-        h->rate_burst = opts->rate_burst > 0   ? (double)opts->rate_burst
-                        : opts->rate_per_s < 1 ? 1.0
-                                               : opts->rate_per_s;
-        h->buckets = calloc(RATE_SLOTS, sizeof(*h->buckets));
-        if (h->buckets == NULL) {
-            rc = NK_ERR_NOMEM;
-            nk_error_set(err, "out of memory");
+        rc = nk_rate_new(opts->rate_per_s,
+                         opts->rate_burst > 0   ? (double)opts->rate_burst
+                         : opts->rate_per_s < 1 ? 1.0
+                                                : opts->rate_per_s,
+                         0, &h->rate);
+        if (rc != NK_OK) {
+            nk_error_set(err, "cannot set up the rate limit");
             goto out;
         }
     }
+    pthread_mutex_lock(&reserve_mu);
+    reserve_open_locked();
+    pthread_mutex_unlock(&reserve_mu);
     rc = bind_socket(address, opts != NULL ? opts->port : 0, &fd, &v6, err);
     if (rc != NK_OK)
         goto out;
+    atomic_store(&h->accept_fd, fd);
     if (v6)
         flags |= MHD_USE_IPv6;
     h->daemon = MHD_start_daemon(
@@ -911,7 +971,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         h, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-        MHD_OPTION_NOTIFY_CONNECTION, h->request_timeout > 0 ? on_connection : NULL, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         /* last: a pool only for the listener's own threads (END stops the list otherwise) */
         loop == NULL && threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads,
         MHD_OPTION_END);
@@ -955,10 +1015,10 @@ out:
     if (h != NULL) {
         pthread_cond_destroy(&h->abandoned_done);
         pthread_mutex_destroy(&h->mu);
-        pthread_mutex_destroy(&h->rate_mu);
+        pthread_mutex_destroy(&h->log_mu);
         pthread_mutex_destroy(&h->conn_mu);
         pthread_cond_destroy(&h->watchdog_cv);
-        free(h->buckets);
+        nk_rate_free(h->rate);
         free(h);
     }
     return rc;
@@ -974,6 +1034,7 @@ static void quiesce_now(void *arg)
     struct nk_httpd *h = arg;
     MHD_socket fd = MHD_quiesce_daemon(h->daemon);
 
+    atomic_store(&h->accept_fd, -1);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
 }
@@ -1141,10 +1202,10 @@ void nk_httpd_stop(struct nk_httpd *h)
     MHD_stop_daemon(h->daemon);
     pthread_cond_destroy(&h->abandoned_done);
     pthread_mutex_destroy(&h->mu);
-    pthread_mutex_destroy(&h->rate_mu);
+    pthread_mutex_destroy(&h->log_mu);
     pthread_mutex_destroy(&h->conn_mu);
     pthread_cond_destroy(&h->watchdog_cv);
-    free(h->buckets);
+    nk_rate_free(h->rate);
     free(h);
 }
 

@@ -130,6 +130,14 @@ static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *arg
     return nk_mcp_invoke(h->ctx, h->up, tool, args, h->request_id, done, done_ud, err);
 }
 
+/* Each further call of a batch takes a token of its own from the caller's rate bucket. */
+static bool http_charge(void *ud, unsigned *retry_s)
+{
+    struct hreq *h = ud;
+
+    return nk_http_req_charge(h->req, 1, retry_s);
+}
+
 static void http_reply(void *ud, struct nk_mcp_reply *r)
 {
     struct hreq *h = ud;
@@ -198,7 +206,9 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     b.adapter = h->ctx != NULL ? find_adapter(nk_context_table(h->ctx), ns) : NULL;
     b.call = http_call;
     b.call_ud = h;
+    b.charge = http_charge;
     b.read_only = nk_server_policy(s)->read_only;
+    b.max_batch = nk_server_policy(s)->mcp_max_batch;
     memset(&in, 0, sizeof(in));
     in.method = nk_http_req_method(req);
     in.host = nk_http_req_header(req, "Host");

@@ -311,6 +311,7 @@ struct exchange {
     enum era era;
     unsigned status; /* for a single message */
     bool oom;        /* an answer could not be built */
+    size_t calls;    /* tools/call messages that reached the upstream stage */
     json_t *responses;
     struct nk_mcp_reply rep;
     nk_mcp_reply_fn reply;
@@ -881,6 +882,8 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
     const struct nk_exposed *tool;
     struct nk_error err;
     struct call *c = NULL;
+    json_t *data = NULL;
+    unsigned retry = 1;
     char msg[600];
     enum nk_rc rc;
 
@@ -906,6 +909,13 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
     }
     if (x->b.call == NULL) {
         add_result(x, id, text_result("no upstream is configured for this tool", true));
+        goto out;
+    }
+    /* The request paid for one call; each further call of a batch is charged on its own. */
+    if (x->calls++ > 0 && x->b.charge != NULL && !x->b.charge(x->b.call_ud, &retry)) {
+        snprintf(msg, sizeof(msg), "rate limited, retry after %u s", retry);
+        data = json_pack("{s:I}", "retryAfter", (json_int_t)retry);
+        add_error(x, id, NK_MCP_RATE_LIMITED, msg, data);
         goto out;
     }
     c = calloc(1, sizeof(*c));
@@ -936,6 +946,7 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
 oom:
     add_error(x, id, RPC_INTERNAL, "Internal error: out of memory", NULL);
 out:
+    json_decref(data);
     json_decref(empty);
 }
 
@@ -1199,10 +1210,29 @@ static bool is_initialize(json_t *body)
            strcmp(json_string_value(method), "initialize") == 0;
 }
 
+/* A batch over the limit is refused whole, before any of its calls runs. */
+static bool batch_too_large(struct exchange *x, json_t *body)
+{
+    size_t max = x->b.max_batch != 0 ? x->b.max_batch : NK_MCP_DEFAULT_MAX_BATCH;
+    char msg[128];
+
+    if (!json_is_array(body) || json_array_size(body) <= max)
+        return false;
+    snprintf(msg, sizeof(msg), "Invalid Request: a batch holds at most %zu messages, got %zu", max,
+             json_array_size(body));
+    add_error(x, NULL, RPC_INVALID_REQUEST, msg, NULL);
+    return true;
+}
+
 static void run_exchange(struct exchange *x, json_t *body)
 {
     size_t i;
 
+    if (batch_too_large(x, body)) {
+        x->http = NULL;
+        exchange_release(x);
+        return;
+    }
     if (json_is_array(body)) {
         x->batch = true;
         for (i = 0; i < json_array_size(body); i++)

@@ -336,8 +336,11 @@ enum nk_rc nk_ops_start(const struct nk_ops_options *opts, struct nk_ops **out,
     ho.address = o->address;
     ho.port = port;
     ho.max_body = 4096;
-    ho.max_connections = 64;
-    ho.conn_timeout_s = 10;
+    ho.max_connections =
+        opts->max_connections != 0 ? opts->max_connections : NK_OPS_DEFAULT_MAX_CONNECTIONS;
+    ho.max_per_client = NK_OPS_MAX_PER_CLIENT;
+    ho.request_timeout_s = NK_OPS_REQUEST_TIMEOUT_S;
+    ho.conn_timeout_s = NK_OPS_IDLE_TIMEOUT_S;
     rc = nk_httpd_start(&ho, on_request, o, &o->httpd, err);
     if (rc != NK_OK) {
         pthread_mutex_destroy(&o->mu);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "naftikod/invoke.h"
 #include "naftikod/log.h"
 #include "naftikod/mcp.h"
+#include "naftikod/mcp_core.h"
 #include "naftikod/metrics.h"
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
@@ -230,6 +232,7 @@ struct serve_config {
     long rate_limit;
     long rate_burst;
     long request_timeout_s;
+    long mcp_max_batch;
     /* Not options: the capability files (command line, else the config file's list), and the
      * strings this config owns (values read from the config file). */
     const char **files;
@@ -318,7 +321,9 @@ static const struct opt opts[] = {
     {"--read-only", "NAFTIKOD_READ_ONLY", OPT_BOOL, NULL, "off",
      "serve only GET routes and tools whose hints say readOnly", CFG(read_only)},
     {"--max-connections", "NAFTIKOD_MAX_CONNECTIONS", OPT_UINT, "N", "1024",
-     "open connections per adapter listener; beyond, new ones are refused", CFG(max_connections)},
+     "open connections per adapter listener, lowered at start to fit the descriptor limit; "
+     "beyond, new ones wait",
+     CFG(max_connections)},
     {"--max-connections-per-client", "NAFTIKOD_MAX_CONNECTIONS_PER_CLIENT", OPT_UINT, "N",
      "0 (no limit of its own)", "open connections per client address per listener",
      CFG(max_per_client)},
@@ -334,6 +339,10 @@ static const struct opt opts[] = {
      "requests per second per client address (429 + Retry-After beyond)", CFG(rate_limit)},
     {"--rate-burst", "NAFTIKOD_RATE_BURST", OPT_UINT, "N", "the rate",
      "requests a client may send at once before --rate-limit applies", CFG(rate_burst)},
+    {"--mcp-max-batch", "NAFTIKOD_MCP_MAX_BATCH", OPT_UINT, "N", "64",
+     "messages in one MCP JSON-RPC batch (2025-03-26); a larger batch is refused whole; each "
+     "tools/call after the first costs one --rate-limit token",
+     CFG(mcp_max_batch)},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -883,6 +892,7 @@ static int read_config(int argc, char **argv, struct serve_config *c)
     c->max_header_bytes = 32768;
     c->idle_timeout_s = 30;
     c->request_timeout_s = 60;
+    c->mcp_max_batch = NK_MCP_DEFAULT_MAX_BATCH;
     c->mcp_auth = "none";
     c->log_level = "info";
     r = scan_args(argc, argv, NULL, &config);
@@ -1134,10 +1144,84 @@ static bool ops_listen_valid(const struct serve_config *cfg)
     return false;
 }
 
+static bool ops_off(const struct serve_config *cfg)
+{
+    char addr[64];
+    unsigned port;
+    bool off = false;
+
+    return cfg->ops_listen != NULL &&
+           nk_ops_parse_listen(cfg->ops_listen, addr, sizeof(addr), &port, &off) && off;
+}
+
+/* Descriptors the listeners' connections may not take: standard streams, the log, epoll and
+ * wakeup descriptors, capability and token files read on reload, the listeners' reserve
+ * descriptor (FD_RESERVE_FIXED), and the upstream client's connections (FD_RESERVE_UPSTREAM:
+ * upstream.c caps them at 256 per host). */
+#define FD_RESERVE_FIXED 64UL
+#define FD_RESERVE_UPSTREAM 256UL
+
+/* Raise the soft descriptor limit to the hard one (systemd's default soft limit is 1024) and
+ * return the limit now in force. */
+static unsigned long raise_nofile(void)
+{
+    struct rlimit rl;
+    rlim_t before;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    before = rl.rlim_cur;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            logline("info", "descriptor limit raised from %lu to its hard limit %lu",
+                    (unsigned long)before, (unsigned long)rl.rlim_cur);
+        else
+            rl.rlim_cur = before;
+    }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > ULONG_MAX / 2 ? ULONG_MAX / 2
+                                                                       : (unsigned long)rl.rlim_cur;
+}
+
+/* Make every listener's connections fit in nofile descriptors together: each of the
+ * n_adapters adapter listeners may hold *adapter_max, the ops listener (unless off) *ops_max,
+ * and the reserve stays free, so no accept() ever fails for want of a descriptor (libmicrohttpd
+ * stops accepting at its limit instead). Logs once what was lowered and why. */
+static void fit_connections(unsigned long nofile, size_t n_adapters, bool ops_on, long *adapter_max,
+                            unsigned *ops_max)
+{
+    unsigned long reserve = FD_RESERVE_FIXED + FD_RESERVE_UPSTREAM;
+    unsigned long budget, ops = 0, per;
+    long asked = *adapter_max;
+
+    if (reserve > nofile / 2)
+        reserve = nofile / 2;
+    budget = nofile - reserve;
+    if (ops_on) {
+        ops = NK_OPS_DEFAULT_MAX_CONNECTIONS;
+        if (ops > budget / 4)
+            ops = budget / 4 > 0 ? budget / 4 : 1;
+    }
+    per = n_adapters > 0 && budget > ops ? (budget - ops) / n_adapters : 1;
+    if (per == 0)
+        per = 1;
+    *ops_max = (unsigned)ops;
+    if ((unsigned long)asked <= per && ops == (ops_on ? NK_OPS_DEFAULT_MAX_CONNECTIONS : 0))
+        return;
+    if ((unsigned long)asked > per)
+        *adapter_max = (long)per;
+    logline("warning",
+            "descriptor limit %lu: open connections lowered to %ld per adapter listener "
+            "(--max-connections %ld) and %lu on the ops listener, so that %zu adapter "
+            "listener(s) and the ops listener fit with %lu descriptors kept for upstream "
+            "connections, logs and files; raise LimitNOFILE (ulimit -n) to allow more",
+            nofile, *adapter_max, asked, ops, n_adapters, reserve);
+}
+
 /* Start the ops listener unless it is off. A bind failure is fatal when --ops-listen was given,
  * and only a warning for the default address (another instance may hold it). */
 static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
-                      struct ls_view *view, struct nk_ops **ops)
+                      struct ls_view *view, unsigned max_connections, struct nk_ops **ops)
 {
     struct nk_ops_options oo;
     struct nk_error err;
@@ -1149,6 +1233,7 @@ static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
     oo.server = server;
     oo.inflight = inflight_of;
     oo.inflight_ud = view;
+    oo.max_connections = max_connections;
     if (nk_ops_start(&oo, ops, &err) != NK_OK) {
         if (cfg->ops_listen == NULL) {
             logline("warning", "ops listener (health, metrics) not started on %s: %s",
@@ -1456,7 +1541,8 @@ int nk_cmd_serve(int argc, char **argv)
 {
     struct serve_config cfg, live; /* cfg: what runs; live: the last reloaded config */
     bool have_live = false;
-    size_t i, n_ls = 0;
+    size_t i, n_ls = 0, n_http;
+    unsigned ops_max = 0;
     struct nk_diags diags;
     struct nk_optable *table = NULL;
     struct nk_context *ctx = NULL;
@@ -1506,11 +1592,11 @@ int nk_cmd_serve(int argc, char **argv)
     if (cfg.max_connections > 1000000 || cfg.max_per_client > 1000000 ||
         cfg.max_header_bytes > (64L << 20) || cfg.max_header_bytes < 1024 ||
         cfg.idle_timeout_s > 86400 || cfg.request_timeout_s > 86400 || cfg.rate_limit > 1000000 ||
-        cfg.rate_burst > 1000000) {
+        cfg.rate_burst > 1000000 || cfg.mcp_max_batch < 1 || cfg.mcp_max_batch > 100000) {
         report_error(
             "a limit is out of range: connections and rates at most 1000000, "
             "--max-header-bytes 1024..67108864, --idle-timeout and --request-timeout at most "
-            "86400");
+            "86400, --mcp-max-batch 1..100000");
         goto out;
     }
     /* Inbound authentication: modes, tokens, and who may listen beyond loopback. */
@@ -1534,6 +1620,7 @@ int nk_cmd_serve(int argc, char **argv)
         }
         policy.rest_hosts = rest_hosts;
     }
+    policy.mcp_max_batch = (size_t)cfg.mcp_max_batch;
     if (policy.rest == NK_INBOUND_TOKEN || policy.mcp == NK_INBOUND_TOKEN) {
         if (cfg.auth_tokens == NULL) {
             report_error("--rest-auth token / --mcp-auth token need --auth-tokens FILE (make its "
@@ -1597,6 +1684,10 @@ int nk_cmd_serve(int argc, char **argv)
     ls = calloc(t->n_adapters + 1, sizeof(*ls));
     if (ls == NULL)
         goto out;
+    for (i = 0, n_http = 0; i < t->n_adapters; i++)
+        n_http += t->adapters[i].type != NK_ADAPTER_MCP || t->adapters[i].transport == NULL ||
+                  strcmp(t->adapters[i].transport, "http") == 0;
+    fit_connections(raise_nofile(), n_http, !ops_off(&cfg), &cfg.max_connections, &ops_max);
     for (i = 0; i < t->n_adapters; i++) {
         const struct nk_adapter *a = &t->adapters[i];
         struct nk_httpd_options ho;
@@ -1673,7 +1764,7 @@ int nk_cmd_serve(int argc, char **argv)
         goto out;
     }
     ops_view.ls = ls; /* ops listener */
-    if (!start_ops(&cfg, server, &ops_view, &ops))
+    if (!start_ops(&cfg, server, &ops_view, ops_max, &ops))
         goto out;
     if (cfg.port_file != NULL &&
         write_port_file(cfg.port_file, ls, n_ls, ops != NULL ? nk_ops_port(ops) : 0) != NK_OK) {

@@ -92,6 +92,12 @@ const char *nk_http_req_id(const struct nk_http_req *r);
 void nk_http_req_set_caller(struct nk_http_req *r, const char *name);
 const char *nk_http_req_caller(const struct nk_http_req *r);
 
+/* Charge n more requests to r's client under the listener's rate limit (a request that carries
+ * several calls, e.g. a JSON-RPC batch): takes all n tokens from the client's bucket and returns
+ * true, or takes none and returns false with *retry_s (seconds until n tokens are there) set.
+ * Always true without a rate limit, for n == 0, and on a detached request. Any thread. */
+bool nk_http_req_charge(struct nk_http_req *r, unsigned n, unsigned *retry_s);
+
 /* Attach a small number to req that the access hook receives (metrics use it for the operation
  * id). Call before nk_http_respond(), from the thread that owns req at that moment. */
 void nk_http_req_set_tag(struct nk_http_req *r, unsigned tag);

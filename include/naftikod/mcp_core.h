@@ -20,6 +20,10 @@
 /* Absent MCP-Protocol-Version header on a handshake-era HTTP request. */
 #define NK_MCP_DEFAULT_HTTP_VERSION "2025-03-26"
 #define NK_MCP_SESSION_ID_MAX 96
+/* Most messages in one JSON-RPC batch (2025-03-26); a larger batch is refused whole. */
+#define NK_MCP_DEFAULT_MAX_BATCH 64
+/* JSON-RPC error code of a batched tools/call refused by the caller's rate limit. */
+#define NK_MCP_RATE_LIMITED (-32000)
 
 struct nk_mcp_options {
     const unsigned char *session_key; /* HMAC key for session ids; NULL: 32 random bytes chosen
@@ -57,12 +61,18 @@ enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
                          const struct nk_exposed *tool, json_t *args, const char *request_id,
                          nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
 
+/* Charge one more upstream call to the caller (every tools/call of a batch after the first,
+ * which its request already paid for): true to go ahead; false with *retry_s set refuses it. */
+typedef bool (*nk_mcp_charge_fn)(void *ud, unsigned *retry_s);
+
 /* What one exchange serves. Copied; adapter and call_ud must stay valid until the reply. */
 struct nk_mcp_backend {
     const struct nk_adapter *adapter; /* borrowed; NULL: no tools */
     nk_mcp_call_fn call;
     void *call_ud;
-    bool read_only; /* list and call only tools whose hints say readOnly */
+    bool read_only;          /* list and call only tools whose hints say readOnly */
+    nk_mcp_charge_fn charge; /* optional (NULL: batched calls cost nothing more); gets call_ud */
+    size_t max_batch;        /* messages in a batch; 0: NK_MCP_DEFAULT_MAX_BATCH */
 };
 
 /* One HTTP request on the MCP endpoint; every pointer borrowed for the call. Header values

@@ -14,6 +14,13 @@
 
 #define NK_OPS_DEFAULT_LISTEN "127.0.0.1:8091"
 #define NK_OPS_DEFAULT_READY_CACHE_MS 5000
+/* The listener's own limits (docs/security.md): probes and scrapes are small and quick, so a
+ * client trickling bytes or holding many connections is cut off long before it could keep
+ * another client's /healthz from being served. */
+#define NK_OPS_DEFAULT_MAX_CONNECTIONS 256 /* open connections in all */
+#define NK_OPS_MAX_PER_CLIENT 16           /* open connections per client address */
+#define NK_OPS_REQUEST_TIMEOUT_S 5         /* a request must arrive whole within this */
+#define NK_OPS_IDLE_TIMEOUT_S 10           /* a silent connection is closed after this */
 
 /* Requests in flight on the adapters of one kind, read at scrape time. */
 typedef size_t (*nk_ops_inflight_fn)(void *ud, enum nk_metrics_adapter a);
@@ -24,6 +31,7 @@ struct nk_ops_options {
     struct nk_server *server;    /* borrowed; must outlive the listener */
     nk_ops_inflight_fn inflight; /* optional */
     void *inflight_ud;
+    unsigned max_connections; /* 0: NK_OPS_DEFAULT_MAX_CONNECTIONS */
 };
 
 struct nk_ops;

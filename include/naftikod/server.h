@@ -29,6 +29,7 @@ struct nk_upstream *nk_server_upstream(struct nk_server *s);
 struct nk_inbound_policy {
     enum nk_inbound_mode rest, mcp;
     bool read_only;                 /* only GET routes and readOnly tools */
+    size_t mcp_max_batch;           /* messages in an MCP batch; 0: NK_MCP_DEFAULT_MAX_BATCH */
     const struct nk_tokens *tokens; /* borrowed; must outlive the server */
     /* REST Host/Origin names allowed besides the loopback ones (nk_inbound_host_allowed);
      * borrowed, must outlive the server */
