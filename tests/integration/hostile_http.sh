@@ -98,7 +98,7 @@ if part framing; then
     # A second request hides behind each head; it carries the token, so it would be served
     # (and reach Central) if the daemon ran it.
     SMUGGLED="GET /v1/v1/apitokens HTTP/1.1\r\nHost: 127.0.0.1\r\n$AUTH\r\nX-Request-Id: smuggled-1\r\n\r\n"
-    n=$(printf "$SMUGGLED" | wc -c)
+    n=$(printf '%b' "$SMUGGLED" | wc -c)
     HEAD="GET /v1/v1/apitokens HTTP/1.1\r\nHost: 127.0.0.1\r\n$AUTH\r\n"
     cases=(
         "400|two Content-Length|${HEAD}Content-Length: 0\r\nContent-Length: $n\r\n\r\n$SMUGGLED"
@@ -108,11 +108,11 @@ if part framing; then
     )
     for c in "${cases[@]}"; do
         IFS='|' read -r want what req <<<"$c"
-        printf "$req" >"$work/req"
+        printf '%b' "$req" >"$work/req"
         raw "REST: $what" "$RPORT"
         expect_problem "REST: $what" "$want"
         [ "$(header Connection)" = close ] || fail "REST: $what: the connection is kept"
-        printf "${req/\/v1\/v1\/apitokens/\/mcp}" >"$work/req"
+        printf '%b' "${req/\/v1\/v1\/apitokens/\/mcp}" >"$work/req"
         raw "MCP: $what" "$MPORT"
         expect_problem "MCP: $what" "$want"
     done
