@@ -22,14 +22,19 @@
 
 #include <microhttpd.h>
 
+#include "naftikod/log.h"
 #include "naftikod/ratelimit.h"
 #include "naftikod/upstream.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
+/* A body of unknown length (chunked) grows by doubling up to this, then by this much at a time:
+ * it never holds more than this beyond its size. */
+#define BODY_STEP ((size_t)64 * 1024)
 
 /* Where one request is in its life. */
 enum req_state {
     RS_NEW,        /* request line seen (URI log callback), headers not yet handed to us */
+    RS_ADMIT,      /* head complete, with the admit hook (which may answer it) */
     RS_BODY,       /* reading the body */
     RS_DISPATCHED, /* handed to the handler; connection suspended */
     RS_ANSWERED,   /* response built; waiting for MHD to call us back and queue it */
@@ -83,6 +88,7 @@ struct nk_httpd {
     atomic_int accept_fd;
     nk_httpd_handler_fn handler;
     void *ud;
+    nk_httpd_admit_fn admit; /* NULL: none */
     nk_httpd_access_fn access_log;
     void *access_ud;
     size_t max_body;
@@ -121,6 +127,7 @@ struct nk_http_req {
     char *body;
     size_t body_len;
     size_t body_cap;
+    size_t body_expect; /* Content-Length when given (0: none, or chunked) */
     char id[65];
     char caller[64];
     char client[INET6_ADDRSTRLEN];
@@ -191,7 +198,8 @@ static char *query_decode(const char *s, size_t n)
     return out;
 }
 
-/* Split the raw target into path and query arguments. */
+/* Split the raw target into path and query arguments. NK_ERR_TOO_LARGE beyond
+ * NK_HTTPD_MAX_QUERY_ARGS arguments. */
 static enum nk_rc parse_target(struct nk_http_req *r)
 {
     const char *q = strchr(r->uri, '?');
@@ -218,6 +226,8 @@ static enum nk_rc parse_target(struct nk_http_req *r)
         if (amp == NULL)
             amp = end;
         if (amp > p) {
+            if (r->n_query == NK_HTTPD_MAX_QUERY_ARGS)
+                return NK_ERR_TOO_LARGE;
             if (r->n_query == cap) {
                 cap = cap ? cap * 2 : 8;
                 tmp = realloc(r->query, cap * sizeof(*tmp));
@@ -343,7 +353,7 @@ static struct MHD_Response *make_response(const char *request_id, const char *co
                                           char *body, size_t len, const char *const *headers)
 {
     struct MHD_Response *resp;
-    bool have_id = false;
+    bool have_id = false, have_nosniff = false;
     size_t i;
 
     if (body == NULL)
@@ -361,11 +371,18 @@ static struct MHD_Response *make_response(const char *request_id, const char *co
     for (i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
         if (strcasecmp(headers[i], "X-Request-Id") == 0)
             have_id = true;
+        if (strcasecmp(headers[i], "X-Content-Type-Options") == 0)
+            have_nosniff = true;
         if (MHD_add_response_header(resp, headers[i], headers[i + 1]) != MHD_YES)
             goto fail;
     }
     if (!have_id && request_id != NULL && request_id[0] != '\0' &&
         MHD_add_response_header(resp, "X-Request-Id", request_id) != MHD_YES)
+        goto fail;
+    /* No browser may take an answer (an upstream's error page, say) for another type than the
+     * one it is labelled with. */
+    if (!have_nosniff &&
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") != MHD_YES)
         goto fail;
     return resp;
 fail:
@@ -535,6 +552,17 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     pthread_mutex_init(&r->mu, NULL);
     clock_gettime(CLOCK_MONOTONIC, &r->start);
     r->uri = strdup(uri != NULL ? uri : "/");
+#if MHD_VERSION >= 0x00097500 && MHD_VERSION < 0x00097700
+    /* libmicrohttpd 0.9.75 and 0.9.76 next copy every query argument into the connection's
+     * memory pool; when the pool runs out there (some 600 arguments in 32 KiB) they queue a 431
+     * and then overwrite the state that would send it, and the connection hangs until the idle
+     * timeout. The listener parses the query itself from its own copy (parse_target, with its
+     * own bound), so it ends the query in libmicrohttpd's request line here, which it splits
+     * right after this callback: libmicrohttpd sees no arguments. uri points into that line,
+     * which is writable memory of the connection. */
+    if (uri != NULL && strchr(uri, '?') != NULL)
+        strchr((char *)uri, '?')[1] = '\0';
+#endif
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(r->client, sizeof(r->client), "-");
     if (ci != NULL && ci->client_addr != NULL) {
@@ -586,11 +614,6 @@ static void pending_remove_locked(struct nk_httpd *h, struct nk_http_req *r)
 
 static enum MHD_Result dispatch(struct nk_httpd *h, struct nk_http_req *r)
 {
-    struct hdr_copy hc = {r, 0, false};
-
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, copy_header, &hc);
-    if (hc.oom || parse_target(r) != NK_OK)
-        return queue_problem(r, 500, "Internal Server Error", "out of memory");
     if (r->body == NULL) {
         r->body = strdup("");
         if (r->body == NULL)
@@ -611,6 +634,118 @@ static enum MHD_Result dispatch(struct nk_httpd *h, struct nk_http_req *r)
     return MHD_YES;
 }
 
+/* RFC 9110 token (a header name). */
+static bool is_token(const char *s)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              strchr(extra, c) != NULL))
+            return false;
+    }
+    return i > 0;
+}
+
+/* Framing that libmicrohttpd 0.9.75 accepts but reads one way where a proxy in front may read
+ * it another (request smuggling), or never finishes reading: two Content-Length headers (it
+ * takes the first), Content-Length with Transfer-Encoding, a header name with whitespace in it
+ * ("Content-Length : 5" is kept as an unknown header, the body then runs as the next request),
+ * a Transfer-Encoding other than chunked (it reads until the client closes). Returns the status
+ * to answer with *detail, or 0. */
+static unsigned framing_refusal(const struct nk_http_req *r, const char **detail)
+{
+    const char *te = NULL;
+    size_t i, n_cl = 0, n_te = 0;
+
+    for (i = 0; i < r->n_headers; i++) {
+        if (!is_token(r->headers[i].name)) {
+            *detail = "a header name is not a token (whitespace or a separator in it)";
+            return 400;
+        }
+        if (strcasecmp(r->headers[i].name, "Content-Length") == 0) {
+            n_cl++;
+        } else if (strcasecmp(r->headers[i].name, "Transfer-Encoding") == 0) {
+            n_te++;
+            te = r->headers[i].value;
+        }
+    }
+    if (n_cl > 1) {
+        *detail = "more than one Content-Length header";
+        return 400;
+    }
+    if (n_cl > 0 && n_te > 0) {
+        *detail = "Content-Length together with Transfer-Encoding";
+        return 400;
+    }
+    if (n_te > 1 || (te != NULL && strcasecmp(te, "chunked") != 0)) {
+        *detail = "the only Transfer-Encoding accepted is chunked";
+        return 501;
+    }
+    return 0;
+}
+
+/* Copy the head out of libmicrohttpd and check it; the answer when it is refused. */
+static enum MHD_Result read_head(struct nk_http_req *r, bool *refused)
+{
+    struct hdr_copy hc = {r, 0, false};
+    const char *detail = NULL;
+    enum nk_rc rc;
+    unsigned status;
+    char msg[96];
+
+    *refused = true;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, copy_header, &hc);
+    rc = hc.oom ? NK_ERR_NOMEM : parse_target(r);
+    if (rc == NK_ERR_TOO_LARGE) {
+        snprintf(msg, sizeof(msg), "the target has more than %u query arguments",
+                 (unsigned)NK_HTTPD_MAX_QUERY_ARGS);
+        return queue_problem(r, 414, "URI Too Long", msg);
+    }
+    if (rc != NK_OK || r->path == NULL)
+        return queue_problem(r, 500, "Internal Server Error", "out of memory");
+    status = framing_refusal(r, &detail);
+    if (status != 0)
+        return queue_problem(r, status, status == 501 ? "Not Implemented" : "Bad Request", detail);
+    *refused = false;
+    return MHD_YES;
+}
+
+/* Queue the answer the admit hook gave (RS_ANSWERED), or a 500 when it refused without one. */
+static enum MHD_Result queue_refusal(struct nk_http_req *r)
+{
+    enum MHD_Result ret;
+
+    if (r->state != RS_ANSWERED)
+        return queue_problem(r, 500, "Internal Server Error", "request refused without an answer");
+    if (r->resp == NULL)
+        return MHD_NO;
+    r->state = RS_QUEUED;
+    ret = MHD_queue_response(r->conn, r->status, r->resp);
+    MHD_destroy_response(r->resp);
+    r->resp = NULL;
+    log_access(r->h, r);
+    return ret;
+}
+
+/* Size of the body buffer for n more bytes. With a Content-Length (already checked against
+ * max_body) exactly that, allocated once; without one (chunked) doubling up to BODY_STEP, then
+ * BODY_STEP at a time, never past max_body + 1. */
+static size_t body_cap_for(const struct nk_httpd *h, const struct nk_http_req *r, size_t n)
+{
+    size_t need = r->body_len + n + 1;
+    size_t cap;
+
+    if (r->body_expect > 0 && need <= r->body_expect + 1)
+        return r->body_expect + 1;
+    cap = r->body_cap ? r->body_cap : 1024;
+    while (cap < need)
+        cap += cap < BODY_STEP ? cap : BODY_STEP;
+    return cap > h->max_body + 1 ? h->max_body + 1 : cap;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
@@ -619,6 +754,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct nk_http_req *r = *req_cls;
     const char *cl;
     enum MHD_Result ret;
+    bool refused, admitted;
     char detail[128];
 
     (void)url;
@@ -631,6 +767,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->uri == NULL || r->method == NULL)
             return MHD_NO;
         set_request_id(r, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
+        ret = read_head(r, &refused);
+        if (refused)
+            return ret;
         r->state = RS_BODY;
         if (h->rate != NULL) {
             unsigned retry = 1;
@@ -653,12 +792,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             n = strtoull(cl, &end, 10);
             if (errno != 0 || n > h->max_body) {
                 /* Answer before reading the body; MHD then closes the connection. */
-                if (r->path == NULL)
-                    r->path = strndup(r->uri, strcspn(r->uri, "?#"));
                 snprintf(detail, sizeof(detail), "request body exceeds the limit of %zu bytes",
                          h->max_body);
                 return queue_problem(r, 413, "Content Too Large", detail);
             }
+            r->body_expect = (size_t)n;
+        }
+        if (h->admit != NULL) {
+            /* Queued now, before the first body byte is accepted, an answer makes libmicrohttpd
+             * skip the body and close the connection after it. */
+            r->state = RS_ADMIT;
+            atomic_fetch_add(&r->refs, 1); /* the hook's: nk_http_respond() or below drops it */
+            admitted = h->admit(h->ud, r);
+            if (r->state != RS_ADMIT || !admitted) {
+                if (r->state == RS_ADMIT)
+                    req_unref(r);
+                return queue_refusal(r);
+            }
+            req_unref(r);
+            r->state = RS_BODY;
         }
         return MHD_YES;
     case RS_BODY:
@@ -675,11 +827,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return MHD_YES;
             }
             if (r->body_len + n + 1 > r->body_cap) {
-                size_t cap = r->body_cap ? r->body_cap : 1024;
-                char *tmp;
-                while (cap < r->body_len + n + 1)
-                    cap *= 2;
-                tmp = realloc(r->body, cap);
+                size_t cap = body_cap_for(h, r, n);
+                char *tmp = realloc(r->body, cap);
                 if (tmp == NULL)
                     return queue_problem(r, 500, "Internal Server Error", "out of memory");
                 r->body = tmp;
@@ -706,6 +855,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->resp = NULL;
         pthread_mutex_unlock(&r->mu);
         return ret;
+    case RS_ADMIT:
     case RS_DISPATCHED:
     case RS_QUEUED:
     default:
@@ -783,6 +933,7 @@ static void shed_connection(struct nk_httpd *h)
         nanosleep(&pause, NULL);
 }
 
+/* libmicrohttpd's messages go through the log module, in the format in force. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     static const char first[] = "Hit process or system resource limit at FIRST";
@@ -808,15 +959,14 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         h->log_dropped++;
     }
     pthread_mutex_unlock(&h->log_mu);
-    if (!print)
+    if (!print || !nk_log_enabled(NK_LOG_WARNING))
         return;
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\n")] = '\0';
     if (dropped > 0)
-        fprintf(stderr, "naftikod: warning: httpd: %s (%lu similar line(s) suppressed)\n", line,
-                dropped);
+        nk_log(NK_LOG_WARNING, "httpd: %s (%lu similar line(s) suppressed)", line, dropped);
     else
-        fprintf(stderr, "naftikod: warning: httpd: %s\n", line);
+        nk_log(NK_LOG_WARNING, "httpd: %s", line);
 }
 
 /* Loop mode: the loop calls this when libmicrohttpd's epoll fd is readable, when its timeout is
@@ -932,6 +1082,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     h->listen_fd = -1;
     h->max_body = opts != NULL && opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
     if (opts != NULL) {
+        h->admit = opts->admit;
         h->access_log = opts->access_log;
         h->access_ud = opts->access_ud;
     }
@@ -1287,6 +1438,19 @@ void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content
         return;
     }
     pthread_mutex_lock(&r->mu);
+    if (r->state == RS_ADMIT) {
+        /* A refusal from the admit hook, on the reading thread: on_request queues it. */
+        r->resp = make_response(r->id, content_type, body, len, headers);
+        r->status = status;
+        if (r->resp == NULL) {
+            r->resp = problem_response(r->id, 500, "Internal Server Error", "out of memory");
+            r->status = 500;
+        }
+        r->state = RS_ANSWERED;
+        pthread_mutex_unlock(&r->mu);
+        req_unref(r);
+        return;
+    }
     if (r->abandoned || r->state != RS_DISPATCHED) {
         /* Too late (listener stopped) or answered twice (a bug): drop it. */
         pthread_mutex_unlock(&r->mu);

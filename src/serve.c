@@ -1035,28 +1035,49 @@ static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
                     body, body != NULL ? (size_t)n : 0, hdrs);
 }
 
-static void on_request(void *ud, struct nk_http_req *req)
+/* True for a missing Authorization header, an empty one, or one of blanks only. */
+static bool blank(const char *s)
+{
+    if (s == NULL)
+        return true;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return *s == '\0';
+}
+
+/* The listeners' admit hook: the inbound check, on the request head alone, so a caller without
+ * a valid token (or, in passthrough mode, without a credential) never makes the daemon read or
+ * hold a body. Runs on the event loop thread, where the token set is swapped on reload. */
+static bool admit(void *ud, struct nk_http_req *req)
 {
     struct listener *l = ud;
     const struct nk_inbound_policy *pol = nk_server_policy(l->server);
     enum nk_inbound_mode mode = l->type == NK_ADAPTER_REST ? pol->rest : pol->mcp;
+    const char *authz = nk_http_req_header(req, "Authorization");
     char caller[NK_CALLER_NAME_MAX];
 
     if (mode == NK_INBOUND_TOKEN) {
-        const char *authz = nk_http_req_header(req, "Authorization");
         if (!nk_tokens_check(pol->tokens, authz, caller)) {
             unauthorized(req, l->type == NK_ADAPTER_REST,
                          authz == NULL ? "this adapter needs 'Authorization: Bearer <token>'"
                                        : "the bearer token is not valid here");
-            return;
+            return false;
         }
         nk_http_req_set_caller(req, caller);
-    } else if (mode == NK_INBOUND_PASSTHROUGH && nk_http_req_header(req, "Authorization") == NULL) {
+    } else if (mode == NK_INBOUND_PASSTHROUGH && blank(authz)) {
         unauthorized(req, true,
                      "this adapter forwards the caller's own credential to the upstream: send "
                      "an Authorization header");
-        return;
+        return false;
     }
+    return true;
+}
+
+/* The request was admitted (admit) and read whole. */
+static void on_request(void *ud, struct nk_http_req *req)
+{
+    struct listener *l = ud;
+
     if (l->type == NK_ADAPTER_REST)
         nk_rest_handle(l->server, l->ns, req);
     else
@@ -1720,6 +1741,7 @@ int nk_cmd_serve(int argc, char **argv)
         ho.rate_per_s = (double)cfg.rate_limit;
         ho.rate_burst = (unsigned)cfg.rate_burst;
         ho.request_timeout_s = (unsigned)cfg.request_timeout_s;
+        ho.admit = admit;               /* inbound authentication, before the body */
         ho.access_log = access_counted; /* metrics, then access_line */
         ho.access_ud = l;
         ho.loop = up;

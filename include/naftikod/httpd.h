@@ -22,9 +22,20 @@ struct nk_http_access {
     unsigned tag;           /* nk_http_req_set_tag(), 0 when never set */
     const char *caller;     /* nk_http_req_set_caller(), "" when unauthenticated */
 };
-/* Called once per answered request (including the listener's own 413s) on the answering
+/* Called once per answered request (including the listener's own 4xx answers) on the answering
  * thread. Must not block. */
 typedef void (*nk_httpd_access_fn)(void *ud, const struct nk_http_access *a);
+
+struct nk_http_req;
+
+/* Called once per request when its head (request line and headers) is complete and well formed,
+ * before any byte of its body is accepted, on the thread that reads it; ud is the handler's.
+ * Method, path, query, headers, client and id are readable; the body is not (empty). It may call
+ * nk_http_req_set_caller(). Return true to let the request in: its body is read and the handler
+ * gets it. To refuse it, answer it with nk_http_respond() before returning false: the body is
+ * then never read and the connection closes once the answer is sent (returning false without an
+ * answer sends a 500). Must not block. */
+typedef bool (*nk_httpd_admit_fn)(void *ud, struct nk_http_req *req);
 
 struct nk_httpd_options {
     const char *address;           /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
@@ -38,6 +49,7 @@ struct nk_httpd_options {
     double rate_per_s;             /* requests per second per client address; 0: unlimited */
     unsigned rate_burst;           /* bucket size; 0: max(1, rate_per_s) */
     unsigned request_timeout_s;    /* a request must arrive whole within this; 0: no deadline */
+    nk_httpd_admit_fn admit;       /* optional (NULL: every well-formed request is read) */
     nk_httpd_access_fn access_log; /* optional (NULL: none) */
     void *access_ud;               /* passed to access_log */
     /* Serve on this upstream client's loop thread (no thread of the listener's own): a request
@@ -46,11 +58,19 @@ struct nk_httpd_options {
     struct nk_upstream *loop;
 };
 
-struct nk_http_req;
 struct nk_upstream;
 
 /* Called once per complete request on a server thread. It must arrange for exactly one
- * nk_http_respond() on req, now or later, from any thread. */
+ * nk_http_respond() on req, now or later, from any thread.
+ *
+ * Before the handler (and the admit hook) sees a request, the listener answers these itself,
+ * with a problem document and Connection: close, without reading the body:
+ * 400 for two or more Content-Length headers, Content-Length together with Transfer-Encoding,
+ * or a header name that is not an RFC 9110 token (e.g. "Content-Length : 5");
+ * 501 for a Transfer-Encoding other than the single coding "chunked";
+ * 414 for a target with more than NK_HTTPD_MAX_QUERY_ARGS query arguments;
+ * 429 beyond the rate limit; 413 when Content-Length is over max_body. */
+#define NK_HTTPD_MAX_QUERY_ARGS 256
 typedef void (*nk_httpd_handler_fn)(void *ud, struct nk_http_req *req);
 
 struct nk_httpd;
@@ -82,8 +102,9 @@ const char *nk_http_req_header(const struct nk_http_req *r, const char *name); /
 size_t nk_http_req_query_count(const struct nk_http_req *r);
 void nk_http_req_query_at(const struct nk_http_req *r, size_t i, const char **name,
                           const char **value);
-const char *nk_http_req_body(const struct nk_http_req *r, size_t *len); /* NUL-terminated */
-const char *nk_http_req_client(const struct nk_http_req *r);            /* numeric peer address */
+/* NUL-terminated; "" (len 0) in the admit hook, before the body is read. */
+const char *nk_http_req_body(const struct nk_http_req *r, size_t *len);
+const char *nk_http_req_client(const struct nk_http_req *r); /* numeric peer address */
 /* The request id: the incoming X-Request-Id when it is safe ([A-Za-z0-9._-]{1,64}), else one
  * generated here. nk_http_respond() adds it as X-Request-Id unless headers already name one. */
 const char *nk_http_req_id(const struct nk_http_req *r);
@@ -104,14 +125,17 @@ void nk_http_req_set_tag(struct nk_http_req *r, unsigned tag);
 
 /* Answer req and release it. status: HTTP status; content_type may be NULL; body is stolen (may
  * be NULL when len is 0) even on failure; headers: NULL, or name/value pairs ended by NULL.
- * Thread-safe: may be called from any thread, including inside the handler. */
+ * Every answer carries X-Content-Type-Options: nosniff (unless headers name it).
+ * Thread-safe: may be called from any thread, including inside the handler; inside the admit
+ * hook it refuses the request (and must be called on the hook's thread, before it returns). */
 void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content_type, char *body,
                      size_t len, const char *const *headers);
 
 /* Tests and fuzzing only: a request that belongs to no listener or connection. target is the
  * raw request target (path and query), headers NULL or name/value pairs ended by NULL, body may
  * be NULL. nk_http_respond() on it hands the answer to answer(ud, status, content_type, body,
- * len) (all borrowed) and frees the request. NULL on OOM. */
+ * len) (all borrowed) and frees the request. NULL on OOM or a target with more than
+ * NK_HTTPD_MAX_QUERY_ARGS query arguments. */
 typedef void (*nk_http_detached_fn)(void *ud, unsigned status, const char *content_type,
                                     const char *body, size_t len);
 struct nk_http_req *nk_http_req_detached(const char *method, const char *target,

@@ -42,7 +42,11 @@ struct fixture {
     int calls;
     int access_lines;
     unsigned last_access_status;
-    json_t *seen; /* what the handler saw, as JSON */
+    char last_access_caller[64];
+    json_t *seen;        /* what the handler saw, as JSON */
+    int admits;          /* admit hook calls */
+    size_t admit_body;   /* body length the admit hook saw (it must be 0) */
+    char admit_path[64]; /* path the admit hook saw */
 };
 
 static json_t *describe(struct nk_http_req *req)
@@ -132,10 +136,37 @@ static void access_log(void *ud, const struct nk_http_access *a)
     pthread_mutex_lock(&f->mu);
     f->access_lines++;
     f->last_access_status = a->status;
+    snprintf(f->last_access_caller, sizeof(f->last_access_caller), "%s", a->caller);
     pthread_mutex_unlock(&f->mu);
 }
 
-static struct fixture *start(const char *address, size_t max_body)
+/* The admit hook of the tests: X-Let-In names the caller; without it 401, with "mute" a refusal
+ * without an answer. */
+static bool admit(void *ud, struct nk_http_req *req)
+{
+    static const char *const hdrs[] = {"WWW-Authenticate", "Bearer realm=\"t\"", NULL};
+    static const char body[] = "{\"status\":401}";
+    struct fixture *f = ud;
+    const char *who = nk_http_req_header(req, "X-Let-In");
+    size_t len = 0;
+
+    pthread_mutex_lock(&f->mu);
+    f->admits++;
+    (void)nk_http_req_body(req, &len);
+    f->admit_body += len;
+    snprintf(f->admit_path, sizeof(f->admit_path), "%s", nk_http_req_path(req));
+    pthread_mutex_unlock(&f->mu);
+    if (who == NULL) {
+        nk_http_respond(req, 401, "application/problem+json", strdup(body), sizeof(body) - 1, hdrs);
+        return false;
+    }
+    if (strcmp(who, "mute") == 0)
+        return false;
+    nk_http_req_set_caller(req, who);
+    return true;
+}
+
+static struct fixture *start_admit(const char *address, size_t max_body, bool with_admit)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     struct nk_httpd_options o = {0};
@@ -149,12 +180,18 @@ static struct fixture *start(const char *address, size_t max_body)
     o.max_body = max_body;
     o.access_log = access_log;
     o.access_ud = f;
+    o.admit = with_admit ? admit : NULL;
     o.loop = g_loop;
     o.threads = g_threads;
     if (nk_httpd_start(&o, handler, f, &f->h, &err) != NK_OK)
         fail_msg("start: %s", err.msg);
     assert_int_not_equal(nk_httpd_port(f->h), 0);
     return f;
+}
+
+static struct fixture *start(const char *address, size_t max_body)
+{
+    return start_admit(address, max_body, false);
 }
 
 static void finish(struct fixture *f)
@@ -166,6 +203,10 @@ static void finish(struct fixture *f)
     free(f);
 }
 
+/* Whether the last exchange() ended because the server closed the connection (not on the
+ * receive timeout). */
+static bool g_eof;
+
 /* Send raw bytes and read the whole answer (the request asks for Connection: close). Bounded by
  * a receive timeout. Returns a malloc'd string. */
 static char *exchange(int family, unsigned port, const char *raw, size_t rawlen)
@@ -173,7 +214,7 @@ static char *exchange(int family, unsigned port, const char *raw, size_t rawlen)
     struct sockaddr_storage ss;
     socklen_t slen;
     struct timeval tv = {10, 0};
-    size_t cap = 65536, len = 0;
+    size_t cap = 2U << 20, len = 0;
     char *buf = malloc(cap);
     ssize_t n;
     int fd;
@@ -199,6 +240,7 @@ static char *exchange(int family, unsigned port, const char *raw, size_t rawlen)
     assert_int_equal(send(fd, raw, rawlen, MSG_NOSIGNAL), (ssize_t)rawlen);
     while (len + 1 < cap && (n = recv(fd, buf + len, cap - len - 1, 0)) > 0)
         len += (size_t)n;
+    g_eof = n == 0;
     buf[len] = '\0';
     close(fd);
     return buf;
@@ -206,10 +248,16 @@ static char *exchange(int family, unsigned port, const char *raw, size_t rawlen)
 
 static char *get(struct fixture *f, const char *target, const char *extra_headers)
 {
-    char raw[4096];
-    int n = snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n",
-                     target, extra_headers ? extra_headers : "");
-    return exchange(AF_INET, nk_httpd_port(f->h), raw, (size_t)n);
+    size_t cap = strlen(target) + (extra_headers ? strlen(extra_headers) : 0) + 64;
+    char *raw = malloc(cap), *resp;
+    int n;
+
+    assert_non_null(raw);
+    n = snprintf(raw, cap, "GET %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n", target,
+                 extra_headers ? extra_headers : "");
+    resp = exchange(AF_INET, nk_httpd_port(f->h), raw, (size_t)n);
+    free(raw);
+    return resp;
 }
 
 static unsigned status_of(const char *resp)
@@ -651,6 +699,230 @@ static void test_out_of_descriptors(void **state)
     assert_true(lines <= 10);
 }
 
+/* How many answers a reply holds (status lines at the start of a line). */
+static int answers_in(const char *resp)
+{
+    const char *p = resp;
+    int n = 0;
+
+    for (; (p = strstr(p, "HTTP/1.")) != NULL; p++)
+        if (p == resp || p[-1] == '\n')
+            n++;
+    return n;
+}
+
+static void assert_problem(const char *resp, unsigned status)
+{
+    json_t *p;
+
+    assert_int_equal(status_of(resp), status);
+    assert_non_null(strstr(resp, "Content-Type: application/problem+json\r\n"));
+    assert_non_null(strstr(resp, "X-Content-Type-Options: nosniff\r\n"));
+    p = body_of(resp);
+    assert_int_equal(json_integer_value(json_object_get(p, "status")), status);
+    assert_true(json_is_string(json_object_get(p, "detail")));
+    json_decref(p);
+}
+
+/* The admit hook sees the head before any body byte: a refusal is answered while the client
+ * has sent only the head (a listener that waited for the announced MiB would answer nothing
+ * before the receive timeout), the handler never runs, the connection closes. */
+static void test_admit_before_body(void **state)
+{
+    struct fixture *f = start_admit(NULL, 2U << 20, true);
+    static const char head[] = "POST /guarded?x=1 HTTP/1.1\r\nHost: t\r\n"
+                               "Content-Length: 1048576\r\n\r\n";
+    static const char in[] = "POST /in HTTP/1.1\r\nHost: t\r\nX-Let-In: agent-1\r\n"
+                             "Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+    static const char mute[] = "GET /m HTTP/1.1\r\nHost: t\r\nX-Let-In: mute\r\n"
+                               "Connection: close\r\n\r\n";
+    char *resp;
+    json_t *seen;
+
+    (void)state;
+    resp = exchange(AF_INET, nk_httpd_port(f->h), head, sizeof(head) - 1);
+    assert_int_equal(status_of(resp), 401);
+    assert_true(g_eof);
+    assert_non_null(strstr(resp, "WWW-Authenticate: Bearer realm=\"t\"\r\n"));
+    assert_non_null(strstr(resp, "Connection: close\r\n"));
+    assert_non_null(strstr(resp, "X-Content-Type-Options: nosniff\r\n"));
+    assert_non_null(strstr(resp, "{\"status\":401}"));
+    free(resp);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->calls, 0);
+    assert_int_equal(f->admits, 1);
+    assert_int_equal(f->admit_body, 0);
+    assert_string_equal(f->admit_path, "/guarded");
+    assert_int_equal(f->last_access_status, 401);
+    pthread_mutex_unlock(&f->mu);
+
+    /* Admitted: the body is read and the handler runs; the caller named by the hook shows. */
+    resp = exchange(AF_INET, nk_httpd_port(f->h), in, sizeof(in) - 1);
+    assert_int_equal(status_of(resp), 200);
+    seen = body_of(resp);
+    assert_string_equal(json_string_value(json_object_get(seen, "body")), "hello");
+    json_decref(seen);
+    free(resp);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->calls, 1);
+    assert_int_equal(f->admit_body, 0);
+    assert_string_equal(f->last_access_caller, "agent-1");
+    pthread_mutex_unlock(&f->mu);
+
+    /* Refused without an answer: a 500, still without the handler. */
+    resp = exchange(AF_INET, nk_httpd_port(f->h), mute, sizeof(mute) - 1);
+    assert_problem(resp, 500);
+    free(resp);
+    assert_int_equal(f->calls, 1);
+    finish(f);
+}
+
+/* Ambiguous framing is refused before the body, the connection closes, and the bytes after
+ * the head never run as a second request (the smuggled GET would be answered too). */
+#define SMUGGLED "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+static void test_framing_refused(void **state)
+{
+    static const struct {
+        const char *raw;
+        unsigned status;
+    } cases[] = {
+        {"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 36\r\n\r\n" SMUGGLED,
+         400},
+        {"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: "
+         "5\r\n\r\nhello" SMUGGLED,
+         400},
+        {"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\nhello" SMUGGLED, 400},
+        {"POST /a HTTP/1.1\r\nHost: t\r\nX\tBad: 5\r\n\r\n" SMUGGLED, 400},
+        {"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n"
+         "0\r\n\r\n" SMUGGLED,
+         400},
+        {"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\n" SMUGGLED,
+         400},
+        {"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, "
+         "chunked\r\n\r\n0\r\n\r\n" SMUGGLED,
+         501},
+        {"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\n\r\n" SMUGGLED, 501},
+        {"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" SMUGGLED,
+         501},
+    };
+    struct fixture *f = start_admit(NULL, 0, true);
+    char *resp;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        resp = exchange(AF_INET, nk_httpd_port(f->h), cases[i].raw, strlen(cases[i].raw));
+        if (status_of(resp) != cases[i].status || answers_in(resp) != 1 || !g_eof)
+            fail_msg("case %zu: expected one %u and the end of the connection, got: %s", i,
+                     cases[i].status, resp);
+        assert_problem(resp, cases[i].status);
+        assert_non_null(strstr(resp, "Connection: close\r\n"));
+        free(resp);
+    }
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->calls, 0);
+    assert_int_equal(f->admits, 0); /* refused before the admit hook too */
+    pthread_mutex_unlock(&f->mu);
+    /* "chunked" in any case is the one coding accepted. */
+    {
+        static const char ok[] = "POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n"
+                                 "X-Let-In: a\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        resp = exchange(AF_INET, nk_httpd_port(f->h), ok, sizeof(ok) - 1);
+        assert_int_equal(status_of(resp), 200);
+        free(resp);
+    }
+    finish(f);
+}
+
+/* Hundreds of query arguments get a prompt answer (libmicrohttpd 0.9.75 alone ran out of
+ * connection memory copying them and left the connection hanging until the idle timeout). */
+static void test_many_query_args(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    char *target = malloc(16 * 1024);
+    size_t n = 0;
+    char *resp;
+    json_t *seen;
+    int i;
+
+    (void)state;
+    assert_non_null(target);
+    n += (size_t)sprintf(target, "/q?");
+    for (i = 0; i < 600; i++)
+        n += (size_t)sprintf(target + n, "%sp%d=v", i ? "&" : "", i);
+    resp = get(f, target, NULL);
+    assert_problem(resp, 414);
+    free(resp);
+    assert_int_equal(f->calls, 0);
+    /* The bound itself is fine. */
+    n = (size_t)sprintf(target, "/q?");
+    for (i = 0; i < NK_HTTPD_MAX_QUERY_ARGS; i++)
+        n += (size_t)sprintf(target + n, "%sp%d=v", i ? "&" : "", i);
+    resp = get(f, target, NULL);
+    assert_int_equal(status_of(resp), 200);
+    seen = body_of(resp);
+    assert_int_equal(json_array_size(json_object_get(seen, "query")), NK_HTTPD_MAX_QUERY_ARGS);
+    json_decref(seen);
+    free(resp);
+    free(target);
+    finish(f);
+}
+
+/* Bodies of every size arrive whole, with and without a length (the buffer is sized from
+ * Content-Length, or grows in bounded steps). */
+static void test_body_sizes(void **state)
+{
+    static const size_t sizes[] = {1, 1023, 1024, 65535, 65536, 200000, 1U << 20};
+    struct fixture *f = start(NULL, 1U << 20);
+    char *raw = malloc((2U << 20) + 4096), *body = malloc((1U << 20) + 1), *resp;
+    size_t i, k, n, off;
+    json_t *seen;
+
+    (void)state;
+    assert_non_null(raw);
+    assert_non_null(body);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        for (k = 0; k < sizes[i]; k++)
+            body[k] = (char)('a' + (k * 7 + i) % 26);
+        body[sizes[i]] = '\0';
+        for (int chunked = 0; chunked < 2; chunked++) {
+            if (!chunked) {
+                n = (size_t)sprintf(raw,
+                                    "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n"
+                                    "Connection: close\r\n\r\n",
+                                    sizes[i]);
+                memcpy(raw + n, body, sizes[i]);
+                n += sizes[i];
+            } else {
+                n = (size_t)sprintf(raw, "POST /b HTTP/1.1\r\nHost: t\r\n"
+                                         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+                for (off = 0; off < sizes[i]; off += 7000) {
+                    size_t c = sizes[i] - off < 7000 ? sizes[i] - off : 7000;
+                    n += (size_t)sprintf(raw + n, "%zx\r\n", c);
+                    memcpy(raw + n, body + off, c);
+                    n += c;
+                    memcpy(raw + n, "\r\n", 2);
+                    n += 2;
+                }
+                memcpy(raw + n, "0\r\n\r\n", 5);
+                n += 5;
+            }
+            resp = exchange(AF_INET, nk_httpd_port(f->h), raw, n);
+            if (status_of(resp) != 200)
+                fail_msg("size %zu chunked %d: %.200s", sizes[i], chunked, resp);
+            seen = body_of(resp);
+            assert_string_equal(json_string_value(json_object_get(seen, "body")), body);
+            json_decref(seen);
+            free(resp);
+        }
+    }
+    free(raw);
+    free(body);
+    finish(f);
+}
+
 /* The same tests with the listener on an upstream client's event loop (loop mode): answers
  * given on the loop thread, from other threads (posted to the loop), later, never (503 at stop),
  * and refused requests. */
@@ -688,6 +960,10 @@ int main(void)
         cmocka_unit_test(test_concurrent_answers_from_threads),
         cmocka_unit_test(test_refuse),
         cmocka_unit_test(test_out_of_descriptors),
+        cmocka_unit_test(test_admit_before_body),
+        cmocka_unit_test(test_framing_refused),
+        cmocka_unit_test(test_many_query_args),
+        cmocka_unit_test(test_body_sizes),
         IN_LOOP(test_raw_path_and_query),
         IN_LOOP(test_answer_later_from_another_thread),
         IN_LOOP(test_body_too_large),
@@ -695,6 +971,9 @@ int main(void)
         IN_LOOP(test_concurrent_answers_from_threads),
         IN_LOOP(test_refuse),
         IN_LOOP(test_out_of_descriptors),
+        IN_LOOP(test_admit_before_body),
+        IN_LOOP(test_framing_refused),
+        IN_LOOP(test_many_query_args),
     };
     int rc;
 
