@@ -1026,6 +1026,12 @@ static void on_request(void *ud, struct nk_http_req *req)
     enum nk_inbound_mode mode = l->type == NK_ADAPTER_REST ? pol->rest : pol->mcp;
     char caller[NK_CALLER_NAME_MAX];
 
+    /* MCP OAuth discovery paths: 404 before authentication, whatever the mode (no OAuth here;
+     * a 401 sent clients into Dynamic Client Registration). */
+    if (l->type == NK_ADAPTER_MCP && nk_mcp_oauth_path(nk_http_req_path(req))) {
+        nk_mcp_handle(l->server, l->ns, req);
+        return;
+    }
     if (mode == NK_INBOUND_TOKEN) {
         const char *authz = nk_http_req_header(req, "Authorization");
         if (!nk_tokens_check(pol->tokens, authz, caller)) {

@@ -79,7 +79,7 @@ static int teardown(void **state)
 
 static void line(const char *text)
 {
-    struct nk_mcp_backend b = {adapter, record, NULL, false};
+    struct nk_mcp_backend b = {adapter, record, NULL, false, NULL};
     struct nk_mcp_conn conn;
 
     memset(&conn, 0, sizeof(conn));
