@@ -96,6 +96,11 @@ jq -e 'length == 2 and (.[] | select(.id == 6) | .result.isError != true) and (.
     "$work/body" >/dev/null || fail "batch: $(head -c 400 "$work/body")"
 jq -e '.[] | select(.id == 6) | .result.structuredContent.token | length > 0' "$work/body" >/dev/null ||
     fail "batch: the minted token is not in the answer"
+# The same argument through REST: the problem keeps its detail.
+call -H "Authorization: Bearer $ALICE" "$REST/v1/v1/apitokens?revoked=$(printf '%%C3%%A9%.0s' $(seq 40))"
+[ "$STATUS" = 400 ] || fail "REST revoked é×40: HTTP $STATUS"
+jq -e '.detail | test("revoked.*é+\\.\\.\\.")' "$work/body" >/dev/null ||
+    fail "REST revoked é×40: $(head -c 300 "$work/body")"
 pass "UTF-8 cut on character boundaries: well-formed answers; the minted token survives its batch"
 
 # ---- item 15: notifications/cancelled over HTTP --------------------------------------------
