@@ -778,7 +778,9 @@ static void call_list(struct exchange *x, struct call *c)
     } else if (x->http != NULL && x->http->session_id != NULL && x->era == ERA_HANDSHAKE) {
         snprintf(c->sid, sizeof(c->sid), "%s", x->http->session_id);
     } else {
-        return; /* a stateless HTTP request is cancelled by closing its stream */
+        /* A stateless HTTP request is cancelled by closing its stream, which the HTTP layer
+         * does not report yet (docs/mcp.md, "Cancellation"): nothing can name this call. */
+        return;
     }
     pthread_mutex_lock(&m->mu);
     c->next = m->calls;
