@@ -139,6 +139,15 @@ static void http_cancel(void *ud, uint64_t tag)
     nk_upstream_cancel(h->up, tag);
 }
 
+/* The client closed the connection while its request waited (loop thread). */
+static void http_closed(void *ud)
+{
+    struct nk_mcp *m = get_engine();
+
+    if (m != NULL)
+        nk_mcp_http_closed(m, ud);
+}
+
 static void http_reply(void *ud, struct nk_mcp_reply *r)
 {
     struct hreq *h = ud;
@@ -249,5 +258,7 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     in.mcp_name = nk_http_req_header(req, "Mcp-Name");
     in.caller = nk_http_req_caller(req);
     in.body = nk_http_req_body(req, &in.body_len);
+    if (strcmp(in.method, "POST") == 0)
+        nk_http_req_on_close(req, http_closed, h); /* stateless era: a closed stream cancels */
     nk_mcp_http(m, &b, &in, http_reply, h);
 }

@@ -63,7 +63,10 @@ struct call {
     bool cancelled;                  /* notifications/cancelled named it: no response */
     uint64_t tag;                    /* the upstream transfer's cancel tag (never 0) */
     const struct nk_mcp_conn *conn;  /* stdio: the connection; HTTP: NULL */
-    char sid[NK_MCP_SESSION_ID_MAX]; /* HTTP: the session it belongs to */
+    char sid[NK_MCP_SESSION_ID_MAX]; /* HTTP handshake era: the session it belongs to */
+    const void *stream;              /* HTTP stateless era: the exchange's reply ud */
+    nk_mcp_cancel_fn cancel;         /* the exchange's backend, for a cancellation */
+    void *cancel_ud;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -775,13 +778,15 @@ static void call_list(struct exchange *x, struct call *c)
 
     if (x->conn != NULL) {
         c->conn = x->conn;
-    } else if (x->http != NULL && x->http->session_id != NULL && x->era == ERA_HANDSHAKE) {
+    } else if (x->http != NULL && x->era == ERA_MODERN) {
+        c->stream = x->ud; /* cancelled by closing its stream: nk_mcp_http_closed() */
+    } else if (x->http != NULL && x->http->session_id != NULL) {
         snprintf(c->sid, sizeof(c->sid), "%s", x->http->session_id);
     } else {
-        /* A stateless HTTP request is cancelled by closing its stream, which the HTTP layer
-         * does not report yet (docs/mcp.md, "Cancellation"): nothing can name this call. */
         return;
     }
+    c->cancel = x->b.cancel;
+    c->cancel_ud = x->b.call_ud;
     pthread_mutex_lock(&m->mu);
     c->next = m->calls;
     if (m->calls != NULL)
@@ -851,7 +856,8 @@ static void do_cancelled(struct exchange *x, json_t *params)
     for (c = x->m->calls; c != NULL && n < sizeof(tags) / sizeof(tags[0]); c = c->next) {
         if (c->cancelled || !json_equal(c->id, rid))
             continue;
-        if (x->conn != NULL ? c->conn != x->conn : c->conn != NULL || strcmp(c->sid, sid) != 0)
+        if (x->conn != NULL ? c->conn != x->conn
+                            : c->conn != NULL || c->stream != NULL || strcmp(c->sid, sid) != 0)
             continue;
         c->cancelled = true;
         tags[n++] = c->tag;
@@ -979,6 +985,28 @@ static void do_discover(struct exchange *x, json_t *id)
         add_error(x, id, RPC_INTERNAL, "Internal error: out of memory", NULL);
     else
         add_result(x, id, res);
+}
+
+void nk_mcp_http_closed(struct nk_mcp *m, const void *ud)
+{
+    struct call *c;
+    nk_mcp_cancel_fn fn = NULL;
+    void *fn_ud = NULL;
+    uint64_t tag = 0;
+
+    /* A stateless exchange is one message: at most one call. */
+    pthread_mutex_lock(&m->mu);
+    for (c = m->calls; c != NULL; c = c->next)
+        if (c->stream == ud && !c->cancelled) {
+            c->cancelled = true;
+            fn = c->cancel;
+            fn_ud = c->cancel_ud;
+            tag = c->tag;
+            break;
+        }
+    pthread_mutex_unlock(&m->mu);
+    if (fn != NULL)
+        fn(fn_ud, tag);
 }
 
 /* Valid JSON-RPC id: string or integer. */

@@ -109,6 +109,12 @@ typedef void (*nk_mcp_reply_fn)(void *ud, struct nk_mcp_reply *r);
 void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct nk_mcp_http_in *in,
                  nk_mcp_reply_fn reply, void *ud);
 
+/* The client closed the connection of the HTTP exchange whose reply ud is ud, before the reply.
+ * In the 2026-07-28 era that cancels the request: its tool call gets no response and its
+ * upstream transfer is cancelled through the backend's cancel. Handshake-era exchanges are not
+ * affected (a disconnect is not a cancellation there). Any thread; ud is only compared. */
+void nk_mcp_http_closed(struct nk_mcp *m, const void *ud);
+
 /* One stdio connection's state (caller storage, zero-initialised): the version negotiated by
  * initialize. Used only from the thread that reads the connection. */
 struct nk_mcp_conn {

@@ -125,6 +125,25 @@ nk_fault '{"mode":"none"}'
 post "$ALICE" "$SID" "$PING"
 [ "$STATUS" = 200 ] || fail "ping after the cancellation: $STATUS"
 pass "notifications/cancelled (HTTP): no response for the request, upstream call aborted, daemon healthy"
+
+# 2026-07-28 over HTTP: a client cancels by closing the request's stream.
+META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
+nk_fault '{"mode":"stall","ms":30000,"count":1}'
+n0=$(nk_requests | jq "map(.seq) | max // 0")
+curl -sS --max-time 20 -o /dev/null -X POST "$MCP" "${H[@]}" -H "Authorization: Bearer $ALICE" \
+    -H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H "Mcp-Name: $LIST" \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"$LIST\",$META}}" \
+    2>/dev/null &
+bg=$!
+wait_until stalled || fail "the stateless call did not reach Central"
+kill "$bg"
+wait "$bg" 2>/dev/null || true
+# Without the abort the request would stay in flight for the rest of the 30 s stall.
+wait_until inflight || fail "a closed stateless request is still in flight (its upstream call was not aborted)"
+nk_fault '{"mode":"none"}'
+post "$ALICE" "$SID" "$PING"
+[ "$STATUS" = 200 ] || fail "ping after the closed stream: $STATUS"
+pass "2026-07-28: a closed request stream aborts its upstream call"
 nk_stop
 
 # ---- item 18b: engine log lines follow --log-format json -----------------------------------

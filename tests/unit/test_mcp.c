@@ -1234,6 +1234,30 @@ static void test_cancelled(void **state)
     assert_null(pending.body);
     cap_cleanup(&pending);
 
+    /* HTTP, stateless era: closing the request's stream cancels it ... */
+    memset(&deferred, 0, sizeof(deferred));
+    modern(&pending, "tools/call", NULL, "{\"name\":\"later\"," META "}", "2026-07-28",
+           "tools/call", "later");
+    assert_int_equal(pending.calls, 0);
+    nk_mcp_http_closed(engine, &c); /* another exchange's stream: nothing */
+    assert_int_equal(n_cancels, 3);
+    nk_mcp_http_closed(engine, &pending);
+    assert_int_equal(n_cancels, 4);
+    assert_true(cancelled_tag == nk_mcp_call_tag(deferred.ud));
+    complete_deferred();
+    assert_int_equal(pending.calls, 1);
+    assert_null(pending.body);
+    cap_cleanup(&pending);
+    /* ... but not in the handshake era, where a disconnect is no cancellation. */
+    memset(&deferred, 0, sizeof(deferred));
+    http(&pending, "POST", call_later, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-11-25",
+         NULL);
+    nk_mcp_http_closed(engine, &pending);
+    assert_int_equal(n_cancels, 4);
+    complete_deferred();
+    assert_non_null(pending.body);
+    cap_cleanup(&pending);
+
     /* Not cancelled: answered as usual. */
     memset(&deferred, 0, sizeof(deferred));
     http(&pending, "POST", call_later, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-11-25",
