@@ -778,7 +778,7 @@ static void call_list(struct exchange *x, struct call *c)
 
     if (x->conn != NULL) {
         c->conn = x->conn;
-    } else if (x->http != NULL && x->era == ERA_MODERN) {
+    } else if (x->http != NULL && x->era == ERA_MODERN && x->ud != NULL) {
         c->stream = x->ud; /* cancelled by closing its stream: nk_mcp_http_closed() */
     } else if (x->http != NULL && x->http->session_id != NULL) {
         snprintf(c->sid, sizeof(c->sid), "%s", x->http->session_id);
@@ -994,6 +994,8 @@ void nk_mcp_http_closed(struct nk_mcp *m, const void *ud)
     void *fn_ud = NULL;
     uint64_t tag = 0;
 
+    if (ud == NULL)
+        return; /* never a listed stream (stdio and session calls have none) */
     /* A stateless exchange is one message: at most one call. */
     pthread_mutex_lock(&m->mu);
     for (c = m->calls; c != NULL; c = c->next)

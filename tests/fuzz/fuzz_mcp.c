@@ -144,6 +144,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.session_id = NULL;
     in.protocol_version = "2026-07-28";
     in.mcp_method = "tools/call";
+    in.mcp_name = "slow";
+    /* A stateless exchange whose client closes the stream before the answer. */
+    nk_mcp_http(engine, &backend, &in, drop, &in);
+    nk_mcp_http_closed(engine, &in);
+    complete_slow();
     in.mcp_name = "get";
     nk_mcp_http(engine, &backend, &in, drop, NULL);
 
