@@ -38,6 +38,86 @@ bool nk_split_listen(const char *v, const char **host, size_t *host_len, const c
     return true;
 }
 
+/* Length of the well-formed UTF-8 character at s (n bytes available), 0 when s does not start
+ * one (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_char_len(const unsigned char *s, size_t n)
+{
+    size_t need, i;
+    unsigned lo = 0x80, hi = 0xbf;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        need = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        need = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        need = 4;
+    else
+        return 0;
+    if (s[0] == 0xe0)
+        lo = 0xa0;
+    else if (s[0] == 0xed)
+        hi = 0x9f;
+    else if (s[0] == 0xf0)
+        lo = 0x90;
+    else if (s[0] == 0xf4)
+        hi = 0x8f;
+    if (n < need || s[1] < lo || s[1] > hi)
+        return 0;
+    for (i = 2; i < need; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return need;
+}
+
+size_t nk_utf8_copy(char *dst, size_t cap, const char *src, size_t len)
+{
+    static const char fffd[] = "\xef\xbf\xbd";
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0, o = 0, k;
+
+    while (i < len) {
+        const char *from = src + i;
+
+        k = utf8_char_len(s + i, len - i);
+        if (k == 0) {
+            from = fffd;
+            k = 3;
+            i++;
+        } else {
+            i += k;
+        }
+        if (o + k + 1 > cap)
+            break;
+        memcpy(dst + o, from, k);
+        o += k;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+void nk_utf8_fix(char *buf, size_t cap)
+{
+    char tmp[4096];
+    size_t n = strlen(buf), lead, want;
+    unsigned char c;
+
+    if (n >= sizeof(tmp))
+        n = sizeof(tmp) - 1;
+    /* A character cut at the end (snprintf truncation) is dropped, not replaced. */
+    for (lead = n; lead > 0 && n - lead < 3 && ((unsigned char)buf[lead - 1] & 0xc0) == 0x80;)
+        lead--;
+    if (lead > 0) {
+        c = (unsigned char)buf[lead - 1];
+        want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        if (c >= 0xc2 && c <= 0xf4 && n - lead + 1 < want)
+            n = lead - 1;
+    }
+    memcpy(tmp, buf, n);
+    nk_utf8_copy(buf, cap < sizeof(tmp) ? cap : sizeof(tmp), tmp, n);
+}
+
 const char *nk_rc_str(enum nk_rc rc)
 {
     switch (rc) {
@@ -76,6 +156,7 @@ void nk_error_set(struct nk_error *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
     va_end(ap);
+    nk_utf8_fix(e->msg, sizeof(e->msg));
 }
 
 void nk_error_setpos(struct nk_error *e, unsigned line, unsigned column, const char *fmt, ...)
@@ -89,6 +170,7 @@ void nk_error_setpos(struct nk_error *e, unsigned line, unsigned column, const c
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
     va_end(ap);
+    nk_utf8_fix(e->msg, sizeof(e->msg));
 }
 
 void nk_diags_init(struct nk_diags *d)

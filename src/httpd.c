@@ -103,6 +103,8 @@ struct nk_httpd {
      * what a drain waits for, since an answered request may still be on its way out */
     atomic_size_t n_unfinished;
     size_t n_abandoned; /* answered 503 by nk_httpd_stop, not yet completed by MHD */
+    size_t n_watched;   /* under mu: pending requests with an on_close (loop mode) */
+    double last_sweep;  /* loop thread: when watched connections were last looked at */
 };
 
 struct nk_http_req {
@@ -137,6 +139,8 @@ struct nk_http_req {
     nk_http_detached_fn detached; /* non-NULL: nk_http_req_detached() (no connection) */
     void *detached_ud;
     struct nk_upstream_call resume_call; /* loop mode: a resume posted from another thread */
+    void (*on_close)(void *ud);          /* under h->mu: nk_http_req_on_close(), until answered */
+    void *on_close_ud;
 };
 
 static double elapsed_since(const struct timespec *t0)
@@ -610,6 +614,10 @@ static void pending_remove_locked(struct nk_httpd *h, struct nk_http_req *r)
     r->prev = r->next = NULL;
     r->in_pending = false;
     h->n_pending--;
+    if (r->on_close != NULL) {
+        r->on_close = NULL;
+        h->n_watched--;
+    }
 }
 
 static enum MHD_Result dispatch(struct nk_httpd *h, struct nk_http_req *r)
@@ -971,6 +979,55 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* Loop mode: the loop calls this when libmicrohttpd's epoll fd is readable, when its timeout is
  * due, or after a resume (kick). */
+/* True when the client has closed conn (orderly or reset) while it is suspended: libmicrohttpd
+ * does not read a suspended connection, so it never notices. Bytes still unread (a pipelined
+ * request) hide a close; that is only a missed cancellation. */
+static bool conn_closed(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char b;
+    ssize_t n;
+
+    if (ci == NULL)
+        return false;
+    n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+#define CLOSE_SWEEP_MS 200
+
+/* Loop thread: hand each watched request whose client went away to its on_close, once. */
+static void sweep_closed(struct nk_httpd *h)
+{
+    struct nk_http_req *r;
+    void (*fn)(void *ud);
+    void *fn_ud;
+    double now = mono_now();
+
+    if (now - h->last_sweep < CLOSE_SWEEP_MS / 1000.0)
+        return;
+    h->last_sweep = now;
+    for (;;) {
+        fn = NULL;
+        pthread_mutex_lock(&h->mu);
+        for (r = h->n_watched > 0 ? h->pending_head : NULL; r != NULL; r = r->next)
+            if (r->on_close != NULL && r->conn != NULL && conn_closed(r->conn))
+                break;
+        if (r != NULL) {
+            fn = r->on_close;
+            fn_ud = r->on_close_ud;
+            r->on_close = NULL;
+            h->n_watched--;
+        }
+        pthread_mutex_unlock(&h->mu);
+        if (fn == NULL)
+            return;
+        /* Answers come on this thread in loop mode: r is not answered while fn runs. */
+        fn(fn_ud);
+    }
+}
+
 static void src_run(void *ud)
 {
     struct nk_httpd *h = ud;
@@ -982,6 +1039,7 @@ static void src_run(void *ud)
      * listener that was full would wait for an event that never comes. */
     if (atomic_exchange(&h->conn_closed, false))
         (void)MHD_run(h->daemon);
+    sweep_closed(h);
 }
 
 static long src_timeout(void *ud)
@@ -989,8 +1047,20 @@ static long src_timeout(void *ud)
     struct nk_httpd *h = ud;
     MHD_UNSIGNED_LONG_LONG t = 0;
 
+    long sweep = -1;
+    double since;
+
+    pthread_mutex_lock(&h->mu);
+    if (h->n_watched > 0) {
+        /* Due when the next look at watched connections is. */
+        since = (mono_now() - h->last_sweep) * 1000.0;
+        sweep = since >= CLOSE_SWEEP_MS ? 0 : CLOSE_SWEEP_MS - (long)since;
+    }
+    pthread_mutex_unlock(&h->mu);
     if (MHD_get_timeout(h->daemon, &t) != MHD_YES)
-        return -1;
+        return sweep;
+    if (sweep >= 0 && t > (MHD_UNSIGNED_LONG_LONG)sweep)
+        t = (MHD_UNSIGNED_LONG_LONG)sweep;
     return t > 1000000U ? 1000000L : (long)t;
 }
 
@@ -1412,6 +1482,21 @@ const char *nk_http_req_id(const struct nk_http_req *r)
 void nk_http_req_set_caller(struct nk_http_req *r, const char *name)
 {
     snprintf(r->caller, sizeof(r->caller), "%s", name != NULL ? name : "");
+}
+
+void nk_http_req_on_close(struct nk_http_req *r, void (*fn)(void *ud), void *ud)
+{
+    struct nk_httpd *h = r->h;
+
+    if (h == NULL || h->loop == NULL || fn == NULL)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (r->in_pending && r->on_close == NULL) {
+        r->on_close = fn;
+        r->on_close_ud = ud;
+        h->n_watched++;
+    }
+    pthread_mutex_unlock(&h->mu);
 }
 
 const char *nk_http_req_caller(const struct nk_http_req *r)

@@ -897,10 +897,14 @@ static void describe(json_t *v, char *out, size_t n)
         snprintf(out, n, "a value");
         return;
     }
-    if (strlen(s) > 64)
-        snprintf(out, n, "%.60s...", s);
-    else
-        snprintf(out, n, "%s", s);
+    /* Cut on a character boundary: a cut character makes the message invalid UTF-8. */
+    if (strlen(s) > 64 && n > 64) {
+        size_t k = nk_utf8_copy(out, 61, s, strlen(s));
+
+        snprintf(out + k, n - k, "...");
+    } else {
+        nk_utf8_copy(out, n, s, strlen(s));
+    }
     free(s);
 }
 
@@ -2075,12 +2079,19 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
     else
         snprintf(r->message, sizeof(r->message), "upstream answered %ld", resp->status);
 done:
+    nk_utf8_fix(r->message, sizeof(r->message)); /* may end in a cut character */
     json_decref(j);
     c->res = NULL;
     c->done(c->ud, r);
     nk_context_unref(c->ctx);
     free(c);
 }
+
+static enum nk_rc invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
+                                const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                                const char *request_id, const char *caller_auth,
+                                uint64_t cancel_tag, nk_invoke_done_fn done, void *ud,
+                                struct nk_error *err);
 
 enum nk_rc nk_invoke(struct nk_context *ctx, struct nk_upstream *up, const struct nk_exposed *op,
                      json_t *args, enum nk_args_mode mode, const char *request_id,
@@ -2094,6 +2105,23 @@ enum nk_rc nk_invoke_as(struct nk_context *ctx, struct nk_upstream *up, const st
                         const char *caller_auth, nk_invoke_done_fn done, void *ud,
                         struct nk_error *err)
 {
+    return invoke_tagged(ctx, up, op, args, mode, request_id, caller_auth, 0, done, ud, err);
+}
+
+enum nk_rc nk_invoke_cancellable(struct nk_context *ctx, struct nk_upstream *up,
+                                 const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                                 const char *request_id, uint64_t cancel_tag,
+                                 nk_invoke_done_fn done, void *ud, struct nk_error *err)
+{
+    return invoke_tagged(ctx, up, op, args, mode, request_id, NULL, cancel_tag, done, ud, err);
+}
+
+static enum nk_rc invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
+                                const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                                const char *request_id, const char *caller_auth,
+                                uint64_t cancel_tag, nk_invoke_done_fn done, void *ud,
+                                struct nk_error *err)
+{
     enum nk_rc rc;
     struct nk_upstream_request req;
     struct call *c = NULL;
@@ -2101,6 +2129,7 @@ enum nk_rc nk_invoke_as(struct nk_context *ctx, struct nk_upstream *up, const st
     rc = build_request(ctx, op, args, mode, request_id, caller_auth, &req, err);
     if (rc != NK_OK)
         return rc;
+    req.cancel_tag = cancel_tag;
     c = calloc(1, sizeof(*c));
     if (c != NULL)
         c->res = calloc(1, sizeof(*c->res));

@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "naftikod/invoke.h"
+#include "naftikod/log.h"
 #include "naftikod/mcp_core.h"
 #include "naftikod/metrics.h"
+#include "naftikod/upstream.h"
 
 static pthread_mutex_t engine_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct nk_mcp *engine;
@@ -58,7 +60,7 @@ static enum nk_rc configure_from_env(void)
     if (kf != NULL && kf[0] != '\0') {
         rc = read_key_file(kf, &key, &o.session_key_len);
         if (rc != NK_OK) {
-            fprintf(stderr, "naftikod: mcp: cannot read NAFTIKOD_MCP_SESSION_KEY_FILE %s\n", kf);
+            nk_log(NK_LOG_ERROR, "mcp: cannot read NAFTIKOD_MCP_SESSION_KEY_FILE %s", kf);
             goto out;
         }
         o.session_key = key;
@@ -76,7 +78,7 @@ static enum nk_rc configure_from_env(void)
     }
     rc = nk_mcp_new(&o, &engine, &err);
     if (rc != NK_OK)
-        fprintf(stderr, "naftikod: mcp: %s\n", err.msg);
+        nk_log(NK_LOG_ERROR, "mcp: %s", err.msg);
 out:
     if (key != NULL) {
         memset(key, 0, o.session_key_len);
@@ -138,6 +140,22 @@ static bool http_charge(void *ud, unsigned *retry_s)
     return nk_http_req_charge(h->req, 1, retry_s);
 }
 
+static void http_cancel(void *ud, uint64_t tag)
+{
+    struct hreq *h = ud;
+
+    nk_upstream_cancel(h->up, tag);
+}
+
+/* The client closed the connection while its request waited (loop thread). */
+static void http_closed(void *ud)
+{
+    struct nk_mcp *m = get_engine();
+
+    if (m != NULL)
+        nk_mcp_http_closed(m, ud);
+}
+
 static void http_reply(void *ud, struct nk_mcp_reply *r)
 {
     struct hreq *h = ud;
@@ -171,6 +189,24 @@ static const struct nk_adapter *find_adapter(const struct nk_optable *t, const c
     return NULL;
 }
 
+/* Where OAuth clients look for an authorization server before they send a token. */
+static const char *const oauth_paths[] = {
+    "/.well-known/oauth-protected-resource",   "/.well-known/oauth-protected-resource/mcp",
+    "/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server/mcp",
+    "/.well-known/openid-configuration",       "/.well-known/openid-configuration/mcp",
+    "/mcp/.well-known/openid-configuration",   "/register",
+};
+
+bool nk_mcp_oauth_path(const char *path)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(oauth_paths) / sizeof(oauth_paths[0]); i++)
+        if (strcmp(path, oauth_paths[i]) == 0)
+            return true;
+    return false;
+}
+
 void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
 {
     struct nk_mcp *m = get_engine();
@@ -182,6 +218,18 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
         "error\"}}";
     char *body;
 
+    if (nk_mcp_oauth_path(nk_http_req_path(req))) {
+        /* No OAuth here: a 404 tells clients to stop before Dynamic Client Registration (a 401
+         * made them try it and report "registration rejected"). */
+        static const char no_oauth[] =
+            "{\"error\":\"not_found\",\"error_description\":\"no OAuth authorization server is "
+            "configured here: send 'Authorization: Bearer <token>' when the server asks for one\"}";
+
+        body = strdup(no_oauth);
+        nk_http_respond(req, 404, body != NULL ? "application/json" : NULL, body,
+                        body != NULL ? strlen(body) : 0, NULL);
+        return;
+    }
     if (strcmp(nk_http_req_path(req), "/mcp") != 0) {
         static const char nf[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
                                  "\"message\":\"Not Found: the MCP endpoint is /mcp\"}}";
@@ -207,6 +255,7 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     b.call = http_call;
     b.call_ud = h;
     b.charge = http_charge;
+    b.cancel = http_cancel;
     b.read_only = nk_server_policy(s)->read_only;
     b.max_batch = nk_server_policy(s)->mcp_max_batch;
     memset(&in, 0, sizeof(in));
@@ -217,6 +266,9 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     in.protocol_version = nk_http_req_header(req, "MCP-Protocol-Version");
     in.mcp_method = nk_http_req_header(req, "Mcp-Method");
     in.mcp_name = nk_http_req_header(req, "Mcp-Name");
+    in.caller = nk_http_req_caller(req);
     in.body = nk_http_req_body(req, &in.body_len);
+    if (strcmp(in.method, "POST") == 0)
+        nk_http_req_on_close(req, http_closed, h); /* stateless era: a closed stream cancels */
     nk_mcp_http(m, &b, &in, http_reply, h);
 }

@@ -48,12 +48,31 @@ struct nk_mcp {
     size_t page_size;
     unsigned session_ttl_s;
     long tools_ttl_ms;
-    pthread_mutex_t mu; /* guards the ended ring */
+    pthread_mutex_t mu; /* guards the ended ring and the calls in flight */
     unsigned char (*ended)[SID_MAC];
     size_t max_ended, n_ended, next_ended;
+    struct call *calls; /* tool calls in flight that notifications/cancelled can reach */
+    uint64_t next_tag;
+};
+
+/* One tool call in flight. */
+struct call {
+    struct exchange *x;
+    json_t *id;
+    struct call *next, *prev; /* in m->calls while listed */
+    bool listed;
+    bool cancelled;                  /* notifications/cancelled named it: no response */
+    uint64_t tag;                    /* the upstream transfer's cancel tag (never 0) */
+    const struct nk_mcp_conn *conn;  /* stdio: the connection; HTTP: NULL */
+    char sid[NK_MCP_SESSION_ID_MAX]; /* HTTP handshake era: the session it belongs to */
+    const void *stream;              /* HTTP stateless era: the exchange's reply ud */
+    nk_mcp_cancel_fn cancel;         /* the exchange's backend, for a cancellation */
+    void *cancel_ud;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
+
+static bool valid_id(json_t *id);
 
 static enum nk_rc random_bytes(void *buf, size_t len)
 {
@@ -186,19 +205,24 @@ void nk_mcp_free(struct nk_mcp *m)
 
 /* ---- sessions ----------------------------------------------------------------------------- */
 
-static void session_mac(const struct nk_mcp *m, const unsigned char *payload,
+/* The MAC covers the authenticated caller's name too: an id minted for caller A does not verify
+ * for caller B (who then gets 404, as for an unknown id). caller "" or NULL: no inbound auth. */
+static void session_mac(const struct nk_mcp *m, const unsigned char *payload, const char *caller,
                         unsigned char mac[SID_MAC])
 {
-    unsigned char msg[sizeof(SID_DOMAIN) + SID_TIME + SID_NONCE];
+    unsigned char msg[sizeof(SID_DOMAIN) + SID_TIME + SID_NONCE + NK_SHA256_LEN];
     unsigned char full[NK_SHA256_LEN];
 
     memcpy(msg, SID_DOMAIN, sizeof(SID_DOMAIN)); /* includes the NUL as a separator */
     memcpy(msg + sizeof(SID_DOMAIN), payload, SID_TIME + SID_NONCE);
+    /* A fixed-size digest of the name keeps the message unambiguous whatever the name holds. */
+    nk_sha256(caller != NULL ? caller : "", caller != NULL ? strlen(caller) : 0,
+              msg + sizeof(SID_DOMAIN) + SID_TIME + SID_NONCE);
     nk_hmac_sha256(m->key, sizeof(m->key), msg, sizeof(msg), full);
     memcpy(mac, full, SID_MAC);
 }
 
-enum nk_rc nk_mcp_session_new(struct nk_mcp *m, char out[NK_MCP_SESSION_ID_MAX])
+enum nk_rc nk_mcp_session_new(struct nk_mcp *m, const char *caller, char out[NK_MCP_SESSION_ID_MAX])
 {
     unsigned char raw[SID_RAW];
     uint64_t now = (uint64_t)time(NULL);
@@ -208,13 +232,14 @@ enum nk_rc nk_mcp_session_new(struct nk_mcp *m, char out[NK_MCP_SESSION_ID_MAX])
         raw[i] = (unsigned char)(now >> (56 - 8 * i));
     if (random_bytes(raw + SID_TIME, SID_NONCE) != NK_OK)
         return NK_ERR_IO;
-    session_mac(m, raw, raw + SID_TIME + SID_NONCE);
+    session_mac(m, raw, caller, raw + SID_TIME + SID_NONCE);
     nk_b64url_encode(raw, sizeof(raw), out);
     return NK_OK;
 }
 
 /* Decode and verify; on success mac (for the ended set) is filled. */
-static bool session_verify(struct nk_mcp *m, const char *id, unsigned char mac[SID_MAC])
+static bool session_verify(struct nk_mcp *m, const char *id, const char *caller,
+                           unsigned char mac[SID_MAC])
 {
     unsigned char raw[SID_RAW], want[SID_MAC];
     uint64_t issued = 0, now = (uint64_t)time(NULL);
@@ -226,7 +251,7 @@ static bool session_verify(struct nk_mcp *m, const char *id, unsigned char mac[S
     len = strlen(id);
     if (len != nk_b64url_len(SID_RAW) || nk_b64url_decode(id, len, raw, sizeof(raw)) != SID_RAW)
         return false;
-    session_mac(m, raw, want);
+    session_mac(m, raw, caller, want);
     if (!nk_mem_equal_ct(want, raw + SID_TIME + SID_NONCE, SID_MAC))
         return false;
     for (i = 0; i < SID_TIME; i++)
@@ -248,12 +273,12 @@ static bool ended_has(struct nk_mcp *m, const unsigned char mac[SID_MAC])
     return false;
 }
 
-enum nk_mcp_session_state nk_mcp_session_check(struct nk_mcp *m, const char *id)
+enum nk_mcp_session_state nk_mcp_session_check(struct nk_mcp *m, const char *id, const char *caller)
 {
     unsigned char mac[SID_MAC];
     bool ended;
 
-    if (!session_verify(m, id, mac))
+    if (!session_verify(m, id, caller, mac))
         return NK_MCP_SESSION_INVALID;
     pthread_mutex_lock(&m->mu);
     ended = ended_has(m, mac);
@@ -261,12 +286,12 @@ enum nk_mcp_session_state nk_mcp_session_check(struct nk_mcp *m, const char *id)
     return ended ? NK_MCP_SESSION_ENDED : NK_MCP_SESSION_VALID;
 }
 
-enum nk_mcp_session_state nk_mcp_session_end(struct nk_mcp *m, const char *id)
+enum nk_mcp_session_state nk_mcp_session_end(struct nk_mcp *m, const char *id, const char *caller)
 {
     unsigned char mac[SID_MAC];
     enum nk_mcp_session_state st = NK_MCP_SESSION_VALID;
 
-    if (!session_verify(m, id, mac))
+    if (!session_verify(m, id, caller, mac))
         return NK_MCP_SESSION_INVALID;
     pthread_mutex_lock(&m->mu);
     if (ended_has(m, mac)) {
@@ -516,12 +541,20 @@ static unsigned status_for(int code, enum era era)
     }
 }
 
-/* Append a response (steals resp). Status applies to a single message only. */
-static void add_response(struct exchange *x, json_t *resp, unsigned status)
+/* Append a response (steals resp). Status applies to a single message only. When resp could
+ * not be built, this one message becomes a -32603 error: the other answers of a batch (one of
+ * them may carry what a state-changing call returned) are kept. */
+static void add_response(struct exchange *x, json_t *id, json_t *resp, unsigned status)
 {
+    if (resp == NULL) {
+        resp = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id",
+                         id != NULL ? id : json_null(), "error", "code", RPC_INTERNAL, "message",
+                         "Internal error: the answer could not be built");
+        status = 500;
+    }
     pthread_mutex_lock(&x->mu);
     if (resp == NULL) {
-        /* Out of memory while building an answer: the best we can say is a bare 500. */
+        /* Out of memory even for that: the best we can say is a bare 500. */
         x->oom = true;
         pthread_mutex_unlock(&x->mu);
         return;
@@ -537,9 +570,27 @@ static json_t *server_info(void)
     return json_pack("{s:s, s:s}", "name", "naftikod", "version", NK_VERSION);
 }
 
+/* A JSON string of s even when s is not UTF-8 (bad bytes become U+FFFD); NULL on OOM. */
+static json_t *utf8_string(const char *s)
+{
+    json_t *v = json_string(s);
+    size_t n = strlen(s);
+    char *fixed;
+
+    if (v != NULL || n > SIZE_MAX / 3 - 1)
+        return v;
+    fixed = malloc(3 * n + 1);
+    if (fixed == NULL)
+        return NULL;
+    nk_utf8_copy(fixed, 3 * n + 1, s, n);
+    v = json_string(fixed);
+    free(fixed);
+    return v;
+}
+
 static void add_error(struct exchange *x, json_t *id, int code, const char *msg, json_t *data)
 {
-    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", msg);
+    json_t *err = json_pack("{s:i, s:o}", "code", code, "message", utf8_string(msg));
     json_t *resp = NULL;
 
     if (err != NULL && data != NULL)
@@ -547,7 +598,7 @@ static void add_error(struct exchange *x, json_t *id, int code, const char *msg,
     if (err != NULL)
         resp = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error",
                          err);
-    add_response(x, resp, status_for(code, x->era));
+    add_response(x, id, resp, status_for(code, x->era));
 }
 
 /* Steals result. Stateless results carry resultType and the server's identity. */
@@ -566,7 +617,7 @@ static void add_result(struct exchange *x, json_t *id, json_t *result)
     }
     if (result != NULL)
         resp = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id, "result", result);
-    add_response(x, resp, 200);
+    add_response(x, id, resp, 200);
 }
 
 /* ---- tools -------------------------------------------------------------------------------- */
@@ -750,7 +801,7 @@ static const struct nk_exposed *find_tool(const struct nk_adapter *a, const char
 
 static json_t *text_result(const char *text, bool is_error)
 {
-    json_t *r = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", text);
+    json_t *r = json_pack("{s:[{s:s, s:o}]}", "content", "type", "text", "text", utf8_string(text));
 
     if (r != NULL && is_error)
         json_object_set_new(r, "isError", json_true());
@@ -855,23 +906,100 @@ out:
     return res;
 }
 
-struct call {
-    struct exchange *x;
-    json_t *id;
-};
+/* List c where notifications/cancelled can find it: stdio (either era) and HTTP sessions. */
+static void call_list(struct exchange *x, struct call *c)
+{
+    struct nk_mcp *m = x->m;
+
+    if (x->conn != NULL) {
+        c->conn = x->conn;
+    } else if (x->http != NULL && x->era == ERA_MODERN && x->ud != NULL) {
+        c->stream = x->ud; /* cancelled by closing its stream: nk_mcp_http_closed() */
+    } else if (x->http != NULL && x->http->session_id != NULL) {
+        snprintf(c->sid, sizeof(c->sid), "%s", x->http->session_id);
+    } else {
+        return;
+    }
+    c->cancel = x->b.cancel;
+    c->cancel_ud = x->b.call_ud;
+    pthread_mutex_lock(&m->mu);
+    c->next = m->calls;
+    if (m->calls != NULL)
+        m->calls->prev = c;
+    m->calls = c;
+    c->listed = true;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Take c off the list; true when it was cancelled meanwhile. */
+static bool call_unlist(struct nk_mcp *m, struct call *c)
+{
+    bool cancelled;
+
+    pthread_mutex_lock(&m->mu);
+    if (c->listed) {
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            m->calls = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+        c->listed = false;
+    }
+    cancelled = c->cancelled;
+    pthread_mutex_unlock(&m->mu);
+    return cancelled;
+}
+
+uint64_t nk_mcp_call_tag(const void *done_ud)
+{
+    const struct call *c = done_ud;
+
+    return c != NULL ? c->tag : 0;
+}
 
 static void call_done(void *ud, const struct nk_result *r)
 {
     struct call *c = ud;
-    json_t *res = call_result(c->x, r, c->x->era);
+    json_t *res;
 
-    if (res == NULL)
-        add_error(c->x, c->id, RPC_INTERNAL, "Internal error: out of memory", NULL);
-    else
-        add_result(c->x, c->id, res);
+    if (!call_unlist(c->x->m, c)) {
+        res = call_result(c->x, r, c->x->era);
+        if (res == NULL)
+            add_error(c->x, c->id, RPC_INTERNAL, "Internal error: out of memory", NULL);
+        else
+            add_result(c->x, c->id, res);
+    } /* else: cancelled by the client, which wants no response for it */
     exchange_release(c->x);
     json_decref(c->id);
     free(c);
+}
+
+/* notifications/cancelled: the named request of the same stdio connection or HTTP session gets
+ * no response, and its upstream transfer is aborted. Unknown or finished ids are ignored. */
+static void do_cancelled(struct exchange *x, json_t *params)
+{
+    json_t *rid = json_object_get(params, "requestId");
+    const char *sid = x->http != NULL ? x->http->session_id : NULL;
+    uint64_t tags[16];
+    size_t n = 0, i;
+    struct call *c;
+
+    if (!valid_id(rid) || (x->conn == NULL && sid == NULL))
+        return;
+    pthread_mutex_lock(&x->m->mu);
+    for (c = x->m->calls; c != NULL && n < sizeof(tags) / sizeof(tags[0]); c = c->next) {
+        if (c->cancelled || !json_equal(c->id, rid))
+            continue;
+        if (x->conn != NULL ? c->conn != x->conn
+                            : c->conn != NULL || c->stream != NULL || strcmp(c->sid, sid) != 0)
+            continue;
+        c->cancelled = true;
+        tags[n++] = c->tag;
+    }
+    pthread_mutex_unlock(&x->m->mu);
+    for (i = 0; i < n && x->b.cancel != NULL; i++)
+        x->b.cancel(x->b.call_ud, tags[i]);
 }
 
 static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
@@ -886,6 +1014,7 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
     unsigned retry = 1;
     char msg[600];
     enum nk_rc rc;
+    bool cancelled;
 
     if (!json_is_string(name)) {
         add_error(x, id, RPC_INVALID_PARAMS, "Invalid params: 'name' must be a string", NULL);
@@ -896,6 +1025,7 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
         tool = NULL; /* --read-only: not a tool here */
     if (tool == NULL) {
         snprintf(msg, sizeof(msg), "Unknown tool: %s", json_string_value(name));
+        nk_utf8_fix(msg, sizeof(msg)); /* the name may have been cut mid-character */
         add_error(x, id, RPC_INVALID_PARAMS, msg, NULL);
         return;
     }
@@ -923,6 +1053,10 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
         goto oom;
     c->x = x;
     c->id = json_incref(id);
+    pthread_mutex_lock(&x->m->mu);
+    c->tag = ++x->m->next_tag;
+    pthread_mutex_unlock(&x->m->mu);
+    call_list(x, c);
     memset(&err, 0, sizeof(err));
     exchange_hold(x);
     rc = x->b.call(x->b.call_ud, tool, args, call_done, c, &err);
@@ -931,15 +1065,19 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
         goto out;
     }
     exchange_release(x); /* cannot reach zero: the dispatcher still holds x */
+    cancelled = call_unlist(x->m, c);
     json_decref(c->id);
     free(c);
     c = NULL;
-    if (rc == NK_ERR_INVALID) {
+    if (cancelled) {
+        goto out;
+    } else if (rc == NK_ERR_INVALID) {
         /* Bad arguments are the model's to fix: a tool result, not a protocol error. */
         add_result(x, id, text_result(err.msg[0] != '\0' ? err.msg : "invalid arguments", true));
     } else {
         snprintf(msg, sizeof(msg), "the tool call could not start: %s",
                  err.msg[0] != '\0' ? err.msg : nk_rc_str(rc));
+        nk_utf8_fix(msg, sizeof(msg));
         add_result(x, id, text_result(msg, true));
     }
     goto out;
@@ -992,6 +1130,30 @@ static void do_discover(struct exchange *x, json_t *id)
         add_error(x, id, RPC_INTERNAL, "Internal error: out of memory", NULL);
     else
         add_result(x, id, res);
+}
+
+void nk_mcp_http_closed(struct nk_mcp *m, const void *ud)
+{
+    struct call *c;
+    nk_mcp_cancel_fn fn = NULL;
+    void *fn_ud = NULL;
+    uint64_t tag = 0;
+
+    if (ud == NULL)
+        return; /* never a listed stream (stdio and session calls have none) */
+    /* A stateless exchange is one message: at most one call. */
+    pthread_mutex_lock(&m->mu);
+    for (c = m->calls; c != NULL; c = c->next)
+        if (c->stream == ud && !c->cancelled) {
+            c->cancelled = true;
+            fn = c->cancel;
+            fn_ud = c->cancel_ud;
+            tag = c->tag;
+            break;
+        }
+    pthread_mutex_unlock(&m->mu);
+    if (fn != NULL)
+        fn(fn_ud, tag);
 }
 
 /* Valid JSON-RPC id: string or integer. */
@@ -1127,8 +1289,12 @@ static void dispatch_one(struct exchange *x, json_t *msg)
         add_error(x, id, RPC_INVALID_REQUEST, "Invalid Request: method must be a string", NULL);
         return;
     }
-    if (id == NULL)
-        return; /* notifications need no answer */
+    if (id == NULL) {
+        /* Notifications need no answer; only cancellation acts. */
+        if (strcmp(json_string_value(method), "notifications/cancelled") == 0)
+            do_cancelled(x, params);
+        return;
+    }
     if (x->era == ERA_MODERN)
         dispatch_modern(x, id, json_string_value(method), params);
     else
@@ -1188,6 +1354,16 @@ static void reply_now(nk_mcp_reply_fn reply, void *ud, unsigned status, int code
     json_decref(body);
     reply(ud, &r);
     free(r.body);
+}
+
+/* "Parse error", naming a duplicate key (JSON-RPC has no code of its own for it). */
+static const char *parse_error_message(const json_error_t *e, char *buf, size_t cap)
+{
+    if (strstr(e->text, "duplicate object key") == NULL)
+        return "Parse error";
+    snprintf(buf, cap, "Parse error: %s", e->text);
+    nk_utf8_fix(buf, cap);
+    return buf;
 }
 
 /* Modern when the header names the stateless version or the body carries its _meta. */
@@ -1250,7 +1426,7 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
     json_t *body = NULL;
     json_error_t jerr;
     struct exchange *x = NULL;
-    char vbuf[64];
+    char vbuf[64], pbuf[256];
     const char *version;
     enum nk_mcp_session_state st;
 
@@ -1265,7 +1441,7 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
                       NULL);
             goto out;
         }
-        st = nk_mcp_session_end(m, in->session_id);
+        st = nk_mcp_session_end(m, in->session_id, in->caller);
         if (st == NK_MCP_SESSION_VALID)
             reply_now(reply, ud, 204, 0, NULL, NULL);
         else
@@ -1277,9 +1453,12 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
         reply_now(reply, ud, 405, RPC_INVALID_REQUEST, "Method Not Allowed", "POST, DELETE");
         goto out;
     }
-    body = json_loadb(in->body != NULL ? in->body : "", in->body_len, JSON_DECODE_ANY, &jerr);
+    /* Duplicate keys are refused as REST refuses them: which "name" would run is ambiguous. */
+    body = json_loadb(in->body != NULL ? in->body : "", in->body_len,
+                      JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (body == NULL) {
-        reply_now(reply, ud, 400, RPC_PARSE_ERROR, "Parse error", NULL);
+        reply_now(reply, ud, 400, RPC_PARSE_ERROR, parse_error_message(&jerr, pbuf, sizeof(pbuf)),
+                  NULL);
         goto out;
     }
     x = exchange_new(m, b, reply, ud);
@@ -1323,14 +1502,14 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
         goto out;
     }
     if (is_initialize(body)) {
-        if (nk_mcp_session_new(m, x->rep.session_id) != NK_OK) {
+        if (nk_mcp_session_new(m, in->caller, x->rep.session_id) != NK_OK) {
             add_error(x, json_object_get(body, "id"), RPC_INTERNAL, "Internal error: no session id",
                       NULL);
             exchange_release(x);
             goto out;
         }
     } else {
-        st = nk_mcp_session_check(m, in->session_id);
+        st = nk_mcp_session_check(m, in->session_id, in->caller);
         if (in->session_id == NULL || st != NK_MCP_SESSION_VALID) {
             /* Undo the exchange and answer at the HTTP level. */
             x->pending = 0;
@@ -1357,8 +1536,9 @@ void nk_mcp_line(struct nk_mcp *m, const struct nk_mcp_backend *b, struct nk_mcp
     json_t *body;
     json_error_t jerr;
     struct exchange *x;
+    char pbuf[256];
 
-    body = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
+    body = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     x = exchange_new(m, b, reply, ud);
     if (x == NULL) {
         json_decref(body);
@@ -1368,7 +1548,7 @@ void nk_mcp_line(struct nk_mcp *m, const struct nk_mcp_backend *b, struct nk_mcp
     x->conn = conn;
     x->era = looks_modern(NULL, body) ? ERA_MODERN : ERA_HANDSHAKE;
     if (body == NULL) {
-        add_error(x, NULL, RPC_PARSE_ERROR, "Parse error", NULL);
+        add_error(x, NULL, RPC_PARSE_ERROR, parse_error_message(&jerr, pbuf, sizeof(pbuf)), NULL);
     } else if (json_is_array(body) &&
                (x->era == ERA_MODERN || strcmp(conn->version, "2025-03-26") != 0 ||
                 json_array_size(body) == 0)) {
@@ -1416,7 +1596,8 @@ enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
     }
     t->done = done;
     t->done_ud = done_ud;
-    rc = nk_invoke(ctx, up, tool, args, NK_ARGS_JSON, request_id, tramp_done, t, err);
+    rc = nk_invoke_cancellable(ctx, up, tool, args, NK_ARGS_JSON, request_id,
+                               nk_mcp_call_tag(done_ud), tramp_done, t, err);
     if (rc != NK_OK)
         free(t);
     return rc;

@@ -50,6 +50,34 @@ static enum nk_rc stdio_call(void *ud, const struct nk_exposed *tool, json_t *ar
     return nk_mcp_invoke(st->ctx, st->up, tool, args, NULL, done, done_ud, err);
 }
 
+static void stdio_cancel(void *ud, uint64_t tag)
+{
+    struct stdio_state *st = ud;
+
+    nk_upstream_cancel(st->up, tag);
+}
+
+/* The loader's warning about a literal Authorization value without a scheme comes again from
+ * nk_context_new(), which judges every value once resolved (templates included): keep one. */
+static void drop_loader_scheme_warnings(struct nk_diags *d)
+{
+    size_t i, k = 0;
+
+    for (i = 0; i < d->n; i++) {
+        struct nk_diag *g = &d->v[i];
+
+        if (g->sev == NK_SEV_WARNING && strstr(g->msg, "the Authorization value '") == g->msg &&
+            strstr(g->msg, "' has no scheme") != NULL) {
+            free(g->file);
+            free(g->msg);
+            d->n_warnings--;
+            continue;
+        }
+        d->v[k++] = *g;
+    }
+    d->n = k;
+}
+
 /* Replies may come from the upstream thread: one whole line at a time under the lock. */
 static void stdio_reply(void *ud, struct nk_mcp_reply *r)
 {
@@ -171,8 +199,10 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
         nk_diags_print(&diags, stderr);
         goto out;
     }
+    drop_loader_scheme_warnings(&diags);
     nk_diags_print(&diags, stderr); /* warnings */
     nk_diags_cleanup(&diags);
+    nk_diags_init(&diags);
     memset(&b, 0, sizeof(b));
     b.adapter = pick_adapter(table, adapter_ns);
     if (b.adapter == NULL) {
@@ -184,6 +214,7 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
         nk_diags_print(&diags, stderr);
         goto out;
     }
+    nk_diags_print(&diags, stderr); /* warnings about the resolved values, as serve has them */
     if (nk_upstream_global_init() != NK_OK) {
         fprintf(stderr, "naftikod: mcp-stdio: cannot initialise the HTTP client\n");
         goto out;
@@ -202,6 +233,7 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
                         "verified (--insecure-skip-verify)\n");
     b.call = stdio_call;
     b.call_ud = &st;
+    b.cancel = stdio_cancel;
     fprintf(stderr, "naftikod: mcp-stdio: serving %zu tools of %s\n", b.adapter->n_ops,
             b.adapter->ns);
     while ((n = getline(&line, &cap, stdin)) >= 0) {

@@ -1075,8 +1075,10 @@ static void load_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_a
         }
         if (!auth_tmpl(ld, f[2], &a->value))
             return;
+        /* A template ('{{env.STACKROX_API_KEY}}') is judged once resolved, by nk_context_new():
+         * its text alone says nothing about the scheme. */
         if (a->placement == NK_PLACE_HEADER && strcasecmp(f[1]->str, "Authorization") == 0 &&
-            !has_scheme(f[2]->str))
+            strstr(f[2]->str, "{{") == NULL && !has_scheme(f[2]->str))
             nk_ld_warn(ld, f[2],
                        "the Authorization value '%s' has no scheme: it is sent exactly as "
                        "configured; servers such as StackRox Central only accept 'Bearer "

@@ -91,8 +91,16 @@ static void respond_problem(struct nk_http_req *req, unsigned status, const char
                           "status", (int)status, "detail", detail != NULL ? detail : "");
     char *text = NULL;
 
+    if (p == NULL && detail != NULL && strlen(detail) < 4096) {
+        /* detail was not valid UTF-8: keep it with U+FFFD for the bad bytes. */
+        char fixed[3 * 4096 + 1];
+
+        nk_utf8_copy(fixed, sizeof(fixed), detail, strlen(detail));
+        p = json_pack("{s:s,s:s,s:i,s:s}", "type", "about:blank", "title", status_title(status),
+                      "status", (int)status, "detail", fixed);
+    }
     if (p == NULL) {
-        /* detail was not valid UTF-8 or memory ran out: still answer. */
+        /* Memory ran out: still answer. */
         p = json_pack("{s:s,s:s,s:i}", "type", "about:blank", "title", status_title(status),
                       "status", (int)status);
     }

@@ -1056,6 +1056,10 @@ static bool admit(void *ud, struct nk_http_req *req)
     const char *authz = nk_http_req_header(req, "Authorization");
     char caller[NK_CALLER_NAME_MAX];
 
+    /* MCP OAuth discovery paths are admitted without a token: the adapter answers them 404
+     * whatever the mode (no OAuth here; a 401 sent clients into Dynamic Client Registration). */
+    if (l->type == NK_ADAPTER_MCP && nk_mcp_oauth_path(nk_http_req_path(req)))
+        return true;
     if (mode == NK_INBOUND_TOKEN) {
         if (!nk_tokens_check(pol->tokens, authz, caller)) {
             unauthorized(req, l->type == NK_ADAPTER_REST,

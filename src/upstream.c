@@ -1044,6 +1044,54 @@ out:
     return rc;
 }
 
+struct cancel_call {
+    struct nk_upstream_call call;
+    struct nk_upstream *u;
+    uint64_t tag;
+};
+
+static void cancel_on_loop(void *ud)
+{
+    struct cancel_call *cc = ud;
+    struct nk_upstream *u = cc->u;
+    struct xfer *x;
+
+    /* Rescan after each abort: the callback may have changed the running list. */
+    for (x = u->running; x != NULL;) {
+        if (x->req.cancel_tag != cc->tag) {
+            x = x->next;
+            continue;
+        }
+        curl_multi_remove_handle(u->multi, x->easy);
+        running_remove(u, x);
+        finish(u, x, CURLE_OK, "cancelled");
+        x = u->running;
+    }
+    free(cc);
+}
+
+void nk_upstream_cancel(struct nk_upstream *u, uint64_t tag)
+{
+    struct cancel_call *cc;
+
+    if (u == NULL || tag == 0)
+        return;
+    cc = calloc(1, sizeof(*cc));
+    if (cc == NULL)
+        return;
+    cc->u = u;
+    cc->tag = tag;
+    if (nk_upstream_on_loop(u)) {
+        cancel_on_loop(cc);
+        return;
+    }
+    /* Posted calls run after the queued transfers of the same wakeup have started. */
+    cc->call.fn = cancel_on_loop;
+    cc->call.ud = cc;
+    if (!nk_upstream_post(u, &cc->call))
+        free(cc);
+}
+
 size_t nk_upstream_in_flight(struct nk_upstream *u)
 {
     size_t n;

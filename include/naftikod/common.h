@@ -33,6 +33,17 @@ int nk_hex_digit(int c);
  * checked). false without a port separator, or for an IPv6 address without brackets. */
 bool nk_split_listen(const char *v, const char **host, size_t *host_len, const char **port);
 
+/* Copy len bytes of src into dst (cap > 0 bytes, NUL-terminated) as valid UTF-8: a byte that
+ * does not start a well-formed character becomes U+FFFD, and the copy stops before a character
+ * that would not fit whole. Returns the bytes written (without the NUL). dst and src must not
+ * overlap. Every message that carries caller or upstream text goes through this (or
+ * nk_utf8_fix): JSON encoders refuse invalid UTF-8, and a refused message used to become an
+ * empty 500. */
+size_t nk_utf8_copy(char *dst, size_t cap, const char *src, size_t len);
+/* Repair the NUL-terminated text in buf (cap bytes, at most 4096) in place the same way: after
+ * snprintf cut it mid-character, or when it holds bytes that are not UTF-8. */
+void nk_utf8_fix(char *buf, size_t cap);
+
 /* Optional caller-owned detail for a failed call. line/column are 1-based, 0 when unknown. */
 struct nk_error {
     unsigned line;

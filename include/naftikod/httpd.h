@@ -118,6 +118,12 @@ const char *nk_http_req_caller(const struct nk_http_req *r);
  * true, or takes none and returns false with *retry_s (seconds until n tokens are there) set.
  * Always true without a rate limit, for n == 0, and on a detached request. Any thread. */
 bool nk_http_req_charge(struct nk_http_req *r, unsigned n, unsigned *retry_s);
+/* Loop mode only (else ignored): call fn(ud) on the loop thread, at most once, when the client
+ * closes req's connection before req is answered (looked at every 200 ms while such a request
+ * waits). Call from the handler; fn must not block and may answer req; ud must stay valid until
+ * req is answered (answers come on the loop thread in loop mode). Never called after
+ * nk_http_respond(). For MCP's stateless era, where a closed request stream cancels it. */
+void nk_http_req_on_close(struct nk_http_req *r, void (*fn)(void *ud), void *ud);
 
 /* Attach a small number to req that the access hook receives (metrics use it for the operation
  * id). Call before nk_http_respond(), from the thread that owns req at that moment. */

@@ -93,6 +93,13 @@ enum nk_rc nk_invoke_as(struct nk_context *ctx, struct nk_upstream *up, const st
                         const char *caller_auth, nk_invoke_done_fn done, void *ud,
                         struct nk_error *err);
 
+/* nk_invoke, with the upstream transfer tagged cancel_tag (0: none) so that
+ * nk_upstream_cancel(up, cancel_tag) aborts it; done is still called (unreachable: cancelled). */
+enum nk_rc nk_invoke_cancellable(struct nk_context *ctx, struct nk_upstream *up,
+                                 const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                                 const char *request_id, uint64_t cancel_tag,
+                                 nk_invoke_done_fn done, void *ud, struct nk_error *err);
+
 /* Build (without sending) the upstream request for op and args: what nk_invoke would send.
  * For tests and `naftikod` dry runs. */
 enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,

@@ -10,6 +10,11 @@
  * in the server's current table on every request). Always answers req exactly once. */
 void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req);
 
+/* True for the OAuth discovery and registration paths clients probe (/.well-known/oauth-*,
+ * /.well-known/openid-configuration, /register): nk_mcp_handle answers them 404 with a small
+ * JSON body, and the listener lets them through before authenticating. */
+bool nk_mcp_oauth_path(const char *path);
+
 struct nk_mcp_options;
 /* Optional, before the first nk_mcp_handle: session key, extra allowed Host/Origin names, page
  * size (see mcp_core.h). Without it the first request configures the engine from the

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -54,9 +55,18 @@ typedef void (*nk_mcp_done_fn)(void *done_ud, const struct nk_result *r);
 typedef enum nk_rc (*nk_mcp_call_fn)(void *ud, const struct nk_exposed *tool, json_t *args,
                                      nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
 
+/* Abort the upstream transfer of the call whose done_ud had nk_mcp_call_tag() == tag (the
+ * client cancelled it; its done still comes, and the engine drops the answer). Any thread;
+ * must not block or call back into the engine. */
+typedef void (*nk_mcp_cancel_fn)(void *ud, uint64_t tag);
+
+/* The cancel tag of the call whose done_ud the engine passed to nk_mcp_call_fn (never 0). */
+uint64_t nk_mcp_call_tag(const void *done_ud);
+
 /* The nk_mcp_call_fn of both transports: nk_invoke(ctx, up, tool, args, NK_ARGS_JSON,
  * request_id) with the result handed to done and freed after it returns. ctx and up borrowed;
- * request_id may be NULL. */
+ * request_id may be NULL. The transfer is cancellable with nk_upstream_cancel(up,
+ * nk_mcp_call_tag(done_ud)). */
 enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
                          const struct nk_exposed *tool, json_t *args, const char *request_id,
                          nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
@@ -73,6 +83,7 @@ struct nk_mcp_backend {
     bool read_only;          /* list and call only tools whose hints say readOnly */
     nk_mcp_charge_fn charge; /* optional (NULL: batched calls cost nothing more); gets call_ud */
     size_t max_batch;        /* messages in a batch; 0: NK_MCP_DEFAULT_MAX_BATCH */
+    nk_mcp_cancel_fn cancel; /* optional: called with call_ud */
 };
 
 /* One HTTP request on the MCP endpoint; every pointer borrowed for the call. Header values
@@ -85,6 +96,8 @@ struct nk_mcp_http_in {
     const char *protocol_version; /* MCP-Protocol-Version */
     const char *mcp_method;       /* Mcp-Method */
     const char *mcp_name;         /* Mcp-Name */
+    const char *caller; /* the authenticated caller (inbound auth), NULL/"" without: sessions are
+                           bound to it */
     const char *body;
     size_t body_len;
 };
@@ -106,6 +119,12 @@ typedef void (*nk_mcp_reply_fn)(void *ud, struct nk_mcp_reply *r);
 void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct nk_mcp_http_in *in,
                  nk_mcp_reply_fn reply, void *ud);
 
+/* The client closed the connection of the HTTP exchange whose reply ud is ud, before the reply.
+ * In the 2026-07-28 era that cancels the request: its tool call gets no response and its
+ * upstream transfer is cancelled through the backend's cancel. Handshake-era exchanges are not
+ * affected (a disconnect is not a cancellation there). Any thread; ud is only compared. */
+void nk_mcp_http_closed(struct nk_mcp *m, const void *ud);
+
 /* One stdio connection's state (caller storage, zero-initialised): the version negotiated by
  * initialize. Used only from the thread that reads the connection. */
 struct nk_mcp_conn {
@@ -117,12 +136,16 @@ struct nk_mcp_conn {
 void nk_mcp_line(struct nk_mcp *m, const struct nk_mcp_backend *b, struct nk_mcp_conn *conn,
                  const char *line, size_t len, nk_mcp_reply_fn reply, void *ud);
 
-/* Session ids (exposed for tests): mint a new one into out; check one. */
-enum nk_rc nk_mcp_session_new(struct nk_mcp *m, char out[NK_MCP_SESSION_ID_MAX]);
+/* Session ids (exposed for tests): mint a new one into out; check one. An id is bound to the
+ * caller it was minted for (NULL or "": no inbound authentication): for another caller it is
+ * INVALID, like an unknown id. */
+enum nk_rc nk_mcp_session_new(struct nk_mcp *m, const char *caller,
+                              char out[NK_MCP_SESSION_ID_MAX]);
 enum nk_mcp_session_state { NK_MCP_SESSION_VALID, NK_MCP_SESSION_INVALID, NK_MCP_SESSION_ENDED };
-enum nk_mcp_session_state nk_mcp_session_check(struct nk_mcp *m, const char *id);
+enum nk_mcp_session_state nk_mcp_session_check(struct nk_mcp *m, const char *id,
+                                               const char *caller);
 /* Mark id ended (only a valid id is remembered). Returns the state id had before. */
-enum nk_mcp_session_state nk_mcp_session_end(struct nk_mcp *m, const char *id);
+enum nk_mcp_session_state nk_mcp_session_end(struct nk_mcp *m, const char *id, const char *caller);
 
 /* Host/Origin allow-list check (DNS-rebinding protection). host may carry a port; origin is
  * "scheme://host[:port]". Either may be NULL (absent). */

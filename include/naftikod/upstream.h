@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "naftikod/common.h"
 
@@ -25,6 +26,7 @@ struct nk_upstream_request {
     size_t n_headers;
     char *body; /* or NULL */
     size_t body_len;
+    uint64_t cancel_tag; /* non-zero: nk_upstream_cancel(u, cancel_tag) aborts this transfer */
 };
 void nk_upstream_request_cleanup(struct nk_upstream_request *r);
 
@@ -61,6 +63,12 @@ void nk_upstream_free(struct nk_upstream *u);
  * callback will be called exactly once; on failure it is never called. */
 enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request *req,
                               nk_upstream_done_fn done, void *ud);
+
+/* Abort every running transfer whose request carried cancel_tag (0: nothing): its callback runs
+ * at once with rc NK_ERR_UPSTREAM and error "cancelled". Thread-safe and non-blocking: from
+ * another thread the abort is posted to the loop (best effort: lost when memory runs out or the
+ * loop has stopped). A tag that matches nothing is ignored. */
+void nk_upstream_cancel(struct nk_upstream *u, uint64_t tag);
 
 /* Number of transfers queued or running (for metrics and drain). */
 size_t nk_upstream_in_flight(struct nk_upstream *u);

@@ -2,8 +2,9 @@
 # `naftikod check` as a user runs it: exit status and output.
 set(NK_SEED ${NK_SOURCE_DIR}/capabilities/stackrox-apitokenservice.yaml)
 add_test(NAME check.seed COMMAND naftikod check ${NK_SEED})
-set_tests_properties(check.seed PROPERTIES PASS_REGULAR_EXPRESSION
-  "stackrox-apitokenservice.yaml:89:14: warning: the Authorization value '{{env.STACKROX_API_KEY}}' has no scheme")
+# The seed's Authorization value is a template: check cannot resolve it and says nothing about
+# its scheme (serve and mcp-stdio judge the resolved value).
+set_tests_properties(check.seed PROPERTIES FAIL_REGULAR_EXPRESSION "has no scheme")
 add_test(NAME check.exit_codes COMMAND sh -c "
   n=$<TARGET_FILE:naftikod>
   $n check ${NK_SEED} >/dev/null || exit 10

@@ -70,6 +70,16 @@ struct pending_call {
 };
 static struct pending_call deferred;
 static json_t *last_args;
+static int n_calls;            /* fake_call invocations */
+static uint64_t cancelled_tag; /* the last tag fake_cancel was given */
+static int n_cancels;
+
+static void fake_cancel(void *ud, uint64_t tag)
+{
+    (void)ud;
+    cancelled_tag = tag;
+    n_cancels++;
+}
 
 static enum nk_rc fake_call(void *ud, const struct nk_exposed *tool, json_t *args,
                             nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
@@ -77,6 +87,7 @@ static enum nk_rc fake_call(void *ud, const struct nk_exposed *tool, json_t *arg
     struct nk_result r;
 
     (void)ud;
+    n_calls++;
     json_decref(last_args);
     last_args = json_deep_copy(args);
     memset(&r, 0, sizeof(r));
@@ -100,6 +111,11 @@ static enum nk_rc fake_call(void *ud, const struct nk_exposed *tool, json_t *arg
     } else if (strcmp(tool->name, "down") == 0) {
         r.kind = NK_RES_UNREACHABLE;
         snprintf(r.message, sizeof(r.message), "upstream unreachable: connection refused");
+    } else if (strcmp(tool->name, "bad-utf8") == 0) {
+        /* An upstream message holding a byte that is no UTF-8 (invoke.c repairs it; the engine
+         * must survive one that was not). */
+        r.kind = NK_RES_UPSTREAM_ERROR;
+        snprintf(r.message, sizeof(r.message), "upstream answered 400: bad \xff byte");
     } else {
         r.kind = NK_RES_OK;
         r.json = json_pack("{s:s, s:i}", "tool", tool->name, "n", 1);
@@ -118,7 +134,7 @@ static struct nk_arg id_arg = {.name = id_name,
 static struct nk_arg revoked_arg = {
     .name = revoked_name, .in = NK_IN_BODY, .type = NK_TYPE_BOOLEAN};
 
-static struct nk_exposed tools[6];
+static struct nk_exposed tools[7];
 static struct nk_adapter adapter;
 static struct nk_exposed many[N_MANY];
 static char many_names[N_MANY][16];
@@ -126,11 +142,12 @@ static struct nk_adapter many_adapter;
 
 static void build_tables(void)
 {
-    const char *names[] = {"get", "scalar", "upstream-400", "bad-args", "later", "down"};
+    const char *names[] = {"get",   "scalar", "upstream-400", "bad-args",
+                           "later", "down",   "bad-utf8"};
     size_t i;
 
     memset(tools, 0, sizeof(tools));
-    for (i = 0; i < 6; i++) {
+    for (i = 0; i < 7; i++) {
         tools[i].name = (char *)names[i];
         tools[i].description = (char *)"a test tool";
     }
@@ -148,7 +165,7 @@ static void build_tables(void)
     adapter.ns = (char *)"test-mcp";
     adapter.description = (char *)"Test tools for the engine.";
     adapter.ops = tools;
-    adapter.n_ops = 6;
+    adapter.n_ops = 7;
     for (i = 0; i < N_MANY; i++) {
         snprintf(many_names[i], sizeof(many_names[i]), "tool-%03zu", i);
         memset(&many[i], 0, sizeof(many[i]));
@@ -182,6 +199,10 @@ static int setup(void **state)
     memset(&backend, 0, sizeof(backend));
     backend.adapter = &adapter;
     backend.call = fake_call;
+    backend.cancel = fake_cancel;
+    n_calls = 0;
+    n_cancels = 0;
+    cancelled_tag = 0;
     return 0;
 }
 
@@ -223,6 +244,8 @@ static void http(struct captured *c, const char *method, const char *body, ...)
             in.mcp_method = v;
         else if (strcmp(name, "Mcp-Name") == 0)
             in.mcp_name = v;
+        else if (strcmp(name, "caller") == 0) /* what inbound authentication found */
+            in.caller = v;
     }
     va_end(ap);
     cap_init(c);
@@ -408,16 +431,16 @@ static void test_sessions(void **state)
     /* A tampered id fails its MAC. */
     memcpy(other, sid, sizeof(other));
     other[5] = other[5] == 'A' ? 'B' : 'A';
-    assert_int_equal(nk_mcp_session_check(engine, other), NK_MCP_SESSION_INVALID);
+    assert_int_equal(nk_mcp_session_check(engine, other, NULL), NK_MCP_SESSION_INVALID);
 
     /* Replicas sharing the key accept each other's ids; another key does not. */
     memset(&o, 0, sizeof(o));
     o.session_key = (const unsigned char *)"test-key-not-a-secret";
     o.session_key_len = strlen("test-key-not-a-secret");
     assert_int_equal(nk_mcp_new(&o, &replica, NULL), NK_OK);
-    assert_int_equal(nk_mcp_session_check(replica, sid), NK_MCP_SESSION_VALID);
+    assert_int_equal(nk_mcp_session_check(replica, sid, NULL), NK_MCP_SESSION_VALID);
     assert_int_equal(nk_mcp_new(NULL, &stranger, NULL), NK_OK);
-    assert_int_equal(nk_mcp_session_check(stranger, sid), NK_MCP_SESSION_INVALID);
+    assert_int_equal(nk_mcp_session_check(stranger, sid, NULL), NK_MCP_SESSION_INVALID);
     nk_mcp_free(replica);
     nk_mcp_free(stranger);
 
@@ -447,13 +470,13 @@ static void test_ended_ring_bounded(void **state)
     o.max_ended = 4;
     assert_int_equal(nk_mcp_new(&o, &m, NULL), NK_OK);
     for (i = 0; i < 5; i++) {
-        assert_int_equal(nk_mcp_session_new(m, ids[i]), NK_OK);
-        assert_int_equal(nk_mcp_session_end(m, ids[i]), NK_MCP_SESSION_VALID);
+        assert_int_equal(nk_mcp_session_new(m, NULL, ids[i]), NK_OK);
+        assert_int_equal(nk_mcp_session_end(m, ids[i], NULL), NK_MCP_SESSION_VALID);
     }
     /* The oldest was forgotten (documented); the last four are still ended. */
-    assert_int_equal(nk_mcp_session_check(m, ids[0]), NK_MCP_SESSION_VALID);
+    assert_int_equal(nk_mcp_session_check(m, ids[0], NULL), NK_MCP_SESSION_VALID);
     for (i = 1; i < 5; i++)
-        assert_int_equal(nk_mcp_session_check(m, ids[i]), NK_MCP_SESSION_ENDED);
+        assert_int_equal(nk_mcp_session_check(m, ids[i], NULL), NK_MCP_SESSION_ENDED);
     nk_mcp_free(m);
 }
 
@@ -553,7 +576,7 @@ static void test_tools_list(void **state)
          sid, "MCP-Protocol-Version", "2025-06-18", NULL);
     assert_int_equal(c.status, 200);
     tl = json_object_get(result_of(&c), "tools");
-    assert_int_equal(json_array_size(tl), 6);
+    assert_int_equal(json_array_size(tl), 7);
     assert_null(json_object_get(result_of(&c), "nextCursor"));
     assert_null(json_object_get(result_of(&c), "ttlMs"));
     t = json_array_get(tl, 0);
@@ -692,7 +715,7 @@ static void test_tools_read_only(void **state)
 
 static void call_tool(struct captured *c, const char *sid, const char *name, const char *args)
 {
-    char body[512];
+    char body[2048];
 
     snprintf(body, sizeof(body),
              "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\""
@@ -973,7 +996,7 @@ static void test_modern_tools(void **state)
     modern(&c, "tools/list", NULL, "{" META "}", "2026-07-28", "tools/list", NULL);
     assert_int_equal(c.status, 200);
     r = result_of(&c);
-    assert_int_equal(json_array_size(json_object_get(r, "tools")), 6);
+    assert_int_equal(json_array_size(json_object_get(r, "tools")), 7);
     assert_true(json_integer_value(json_object_get(r, "ttlMs")) >= 0);
     assert_string_equal(json_string_value(json_object_get(r, "cacheScope")), "public");
     assert_string_equal(json_string_value(json_object_get(r, "resultType")), "complete");
@@ -997,6 +1020,252 @@ static void test_modern_tools(void **state)
          "server/discover", NULL);
     assert_int_equal(c.status, 403);
     cap_cleanup(&c);
+}
+
+/* ---- issue 17: hostile input ---------------------------------------------------------------- */
+
+static void line(struct captured *c, struct nk_mcp_conn *conn, const char *text);
+
+/* Item 14: a duplicate key is a parse error (-32700) and nothing runs, on HTTP and stdio. */
+static void test_duplicate_keys(void **state)
+{
+    static const char dup[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"get\","
+        "\"name\":\"scalar\",\"arguments\":{\"id\":\"x\"}}}";
+    static const char dup_batch[] =
+        "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+        "\"get\",\"arguments\":{\"id\":\"x\"}}},{\"jsonrpc\":\"2.0\",\"id\":2,\"id\":3,"
+        "\"method\":\"ping\"}]";
+    char sid[NK_MCP_SESSION_ID_MAX];
+    struct nk_mcp_conn conn;
+    struct captured c;
+
+    (void)state;
+    open_session(sid);
+    http(&c, "POST", dup, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-11-25", NULL);
+    assert_int_equal(c.status, 400);
+    assert_int_equal(error_code(&c), -32700);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(c.json, "error"), "message")),
+               "duplicate"));
+    cap_cleanup(&c);
+    http(&c, "POST", dup_batch, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-03-26", NULL);
+    assert_int_equal(error_code(&c), -32700);
+    cap_cleanup(&c);
+    memset(&conn, 0, sizeof(conn));
+    line(&c, &conn, dup);
+    assert_int_equal(error_code(&c), -32700);
+    cap_cleanup(&c);
+    assert_int_equal(n_calls, 0); /* neither name ran */
+}
+
+static const char *error_message(struct captured *c)
+{
+    return json_string_value(json_object_get(json_object_get(c->json, "error"), "message"));
+}
+
+/* Item 7: text cut mid-character or holding bad bytes still gives a well-formed answer, and one
+ * answer that cannot be built never costs the others of a batch. */
+static void test_utf8_answers(void **state)
+{
+    char sid[NK_MCP_SESSION_ID_MAX], name[801], body[2048], buf[16];
+    const char *text;
+    struct captured c;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 400; i++)
+        memcpy(name + 2 * i, "\xc3\xa9", 2);
+    name[800] = '\0';
+    open_session(sid);
+    call_tool(&c, sid, name, NULL);
+    assert_int_equal(c.status, 200);
+    assert_int_equal(error_code(&c), -32602);
+    assert_non_null(strstr(error_message(&c), "Unknown tool: \xc3\xa9\xc3\xa9"));
+    cap_cleanup(&c);
+
+    /* The state-changing call's answer survives its neighbour. */
+    snprintf(body, sizeof(body),
+             "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+             "\"get\",\"arguments\":{\"id\":\"lost-token\"}}},{\"jsonrpc\":\"2.0\",\"id\":2,"
+             "\"method\":\"tools/call\",\"params\":{\"name\":\"%s\"}}]",
+             name);
+    http(&c, "POST", body, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-03-26", NULL);
+    assert_int_equal(c.status, 200);
+    assert_int_equal(json_array_size(c.json), 2);
+    assert_non_null(json_object_get(json_array_get(c.json, 0), "result"));
+    assert_non_null(json_object_get(json_array_get(c.json, 1), "error"));
+    cap_cleanup(&c);
+
+    /* An upstream message with a byte that is not UTF-8: U+FFFD in its place. */
+    call_tool(&c, sid, "bad-utf8", NULL);
+    assert_int_equal(c.status, 200);
+    text = json_string_value(
+        json_object_get(json_array_get(json_object_get(result_of(&c), "content"), 0), "text"));
+    assert_non_null(text);
+    assert_non_null(strstr(text, "bad \xef\xbf\xbd byte"));
+    cap_cleanup(&c);
+
+    /* The shared helpers: cut on a boundary, replace bad bytes. */
+    assert_int_equal(nk_utf8_copy(buf, 4, "\xc3\xa9\xc3\xa9", 4), 2);
+    assert_string_equal(buf, "\xc3\xa9");
+    nk_utf8_copy(buf, sizeof(buf),
+                 "a\xff"
+                 "b\xed\xa0\x80",
+                 6);
+    assert_string_equal(buf, "a\xef\xbf\xbd"
+                             "b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    memcpy(buf, "xy\xc3", 4); /* what snprintf(buf, 4, "xy%s", "\xc3\xa9") leaves */
+    nk_utf8_fix(buf, 4);
+    assert_string_equal(buf, "xy");
+}
+
+/* Item 18a: a session is bound to the caller that opened it. */
+static void test_session_bound_to_caller(void **state)
+{
+    static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+    char sid[NK_MCP_SESSION_ID_MAX];
+    struct captured c;
+
+    (void)state;
+    http(&c, "POST", init_body, "caller", "alice", NULL);
+    assert_int_equal(c.status, 200);
+    memcpy(sid, c.sid, sizeof(sid));
+    cap_cleanup(&c);
+    http(&c, "POST", ping, "Mcp-Session-Id", sid, "caller", "bob", NULL);
+    assert_int_equal(c.status, 404);
+    cap_cleanup(&c);
+    http(&c, "POST", ping, "Mcp-Session-Id", sid, NULL); /* no caller is another caller */
+    assert_int_equal(c.status, 404);
+    cap_cleanup(&c);
+    http(&c, "DELETE", NULL, "Mcp-Session-Id", sid, "caller", "bob", NULL);
+    assert_int_equal(c.status, 404);
+    cap_cleanup(&c);
+    http(&c, "POST", ping, "Mcp-Session-Id", sid, "caller", "alice", NULL);
+    assert_int_equal(c.status, 200);
+    cap_cleanup(&c);
+    http(&c, "DELETE", NULL, "Mcp-Session-Id", sid, "caller", "alice", NULL);
+    assert_int_equal(c.status, 204);
+    cap_cleanup(&c);
+}
+
+static void complete_deferred(void)
+{
+    struct nk_result r;
+
+    memset(&r, 0, sizeof(r));
+    r.kind = NK_RES_UNREACHABLE;
+    snprintf(r.message, sizeof(r.message), "upstream unreachable: cancelled");
+    deferred.done(deferred.ud, &r);
+}
+
+/* Item 15: a cancelled request gets no response and its upstream call is cancelled. */
+static void test_cancelled(void **state)
+{
+    static const char call_later[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":"
+        "\"later\"}}";
+    static const char cancel7[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\","
+                                  "\"params\":{\"requestId\":7,\"reason\":\"user\"}}";
+    char sid[NK_MCP_SESSION_ID_MAX], other[NK_MCP_SESSION_ID_MAX];
+    struct nk_mcp_conn conn;
+    struct captured c, pending;
+
+    (void)state;
+    /* stdio, handshake era */
+    memset(&conn, 0, sizeof(conn));
+    memset(&deferred, 0, sizeof(deferred));
+    cap_init(&pending);
+    nk_mcp_line(engine, &backend, &conn, call_later, strlen(call_later), capture, &pending);
+    assert_int_equal(pending.calls, 0);
+    assert_non_null(deferred.done);
+    line(&c, &conn,
+         "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\","
+         "\"params\":{\"requestId\":8}}"); /* not in flight: ignored */
+    assert_int_equal(n_cancels, 0);
+    cap_cleanup(&c);
+    line(&c, &conn, cancel7);
+    assert_null(c.body);
+    cap_cleanup(&c);
+    assert_int_equal(n_cancels, 1);
+    assert_true(cancelled_tag == nk_mcp_call_tag(deferred.ud));
+    complete_deferred();
+    assert_int_equal(pending.calls, 1);
+    assert_null(pending.body); /* nothing is written for the cancelled request */
+    cap_cleanup(&pending);
+
+    /* stdio, stateless era */
+    memset(&deferred, 0, sizeof(deferred));
+    cap_init(&pending);
+    {
+        static const char modern_later[] =
+            "{\"jsonrpc\":\"2.0\",\"id\":\"m1\",\"method\":\"tools/call\",\"params\":{"
+            "\"name\":\"later\"," META "}}";
+
+        nk_mcp_line(engine, &backend, &conn, modern_later, strlen(modern_later), capture, &pending);
+    }
+    line(&c, &conn,
+         "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\","
+         "\"params\":{\"requestId\":\"m1\"}}");
+    cap_cleanup(&c);
+    assert_int_equal(n_cancels, 2);
+    complete_deferred();
+    assert_null(pending.body);
+    cap_cleanup(&pending);
+
+    /* HTTP, handshake era: only the same session can cancel. */
+    open_session(sid);
+    open_session(other);
+    memset(&deferred, 0, sizeof(deferred));
+    http(&pending, "POST", call_later, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-11-25",
+         NULL);
+    assert_int_equal(pending.calls, 0);
+    http(&c, "POST", cancel7, "Mcp-Session-Id", other, "MCP-Protocol-Version", "2025-11-25", NULL);
+    assert_int_equal(c.status, 202);
+    cap_cleanup(&c);
+    assert_int_equal(n_cancels, 2); /* another session's id 7 is not ours */
+    http(&c, "POST", cancel7, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-11-25", NULL);
+    assert_int_equal(c.status, 202);
+    cap_cleanup(&c);
+    assert_int_equal(n_cancels, 3);
+    complete_deferred();
+    assert_int_equal(pending.calls, 1);
+    assert_int_equal(pending.status, 202);
+    assert_null(pending.body);
+    cap_cleanup(&pending);
+
+    /* HTTP, stateless era: closing the request's stream cancels it ... */
+    memset(&deferred, 0, sizeof(deferred));
+    modern(&pending, "tools/call", NULL, "{\"name\":\"later\"," META "}", "2026-07-28",
+           "tools/call", "later");
+    assert_int_equal(pending.calls, 0);
+    nk_mcp_http_closed(engine, &c); /* another exchange's stream: nothing */
+    assert_int_equal(n_cancels, 3);
+    nk_mcp_http_closed(engine, &pending);
+    assert_int_equal(n_cancels, 4);
+    assert_true(cancelled_tag == nk_mcp_call_tag(deferred.ud));
+    complete_deferred();
+    assert_int_equal(pending.calls, 1);
+    assert_null(pending.body);
+    cap_cleanup(&pending);
+    /* ... but not in the handshake era, where a disconnect is no cancellation. */
+    memset(&deferred, 0, sizeof(deferred));
+    http(&pending, "POST", call_later, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-11-25",
+         NULL);
+    nk_mcp_http_closed(engine, &pending);
+    assert_int_equal(n_cancels, 4);
+    complete_deferred();
+    assert_non_null(pending.body);
+    cap_cleanup(&pending);
+
+    /* Not cancelled: answered as usual. */
+    memset(&deferred, 0, sizeof(deferred));
+    http(&pending, "POST", call_later, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-11-25",
+         NULL);
+    complete_deferred();
+    assert_int_equal(pending.status, 200);
+    assert_non_null(pending.body);
+    cap_cleanup(&pending);
 }
 
 /* ---- allocation failures ------------------------------------------------------------------ */
@@ -1141,6 +1410,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modern_tools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_utf8_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_bound_to_caller, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancelled, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("mcp", tests, NULL, NULL);

@@ -22,10 +22,9 @@ static struct nk_optable *load_seed(void)
     nk_diags_init(&d);
     assert_int_equal(nk_optable_load(files, 1, NULL, &d, &t), NK_OK);
     assert_int_equal(d.n_errors, 0);
-    assert_int_equal(d.n_warnings, 1); /* Authorization value without a scheme */
-    assert_non_null(strstr(d.v[0].msg, "has no scheme"));
-    assert_int_equal(d.v[0].line, 89);
-    assert_int_equal(d.v[0].column, 14);
+    /* '{{env.STACKROX_API_KEY}}' has no scheme in its text, but it is judged once resolved
+     * (nk_context_new), not here: no warning (issue 17, item 16). */
+    assert_int_equal(d.n_warnings, 0);
     nk_diags_cleanup(&d);
     assert_non_null(t);
     return t;

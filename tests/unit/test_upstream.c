@@ -407,6 +407,41 @@ static void test_stall_does_not_block_others(void **state)
     nk_upstream_free(u);
 }
 
+/* nk_upstream_cancel aborts the tagged transfer only, at once (issue 17, item 15). */
+static void test_cancel(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    struct nk_upstream_request r;
+    struct done tagged, other;
+    char url[512];
+
+    done_init(&tagged, NULL);
+    done_init(&other, NULL);
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    make_req(&r, "GET", url, NULL, NULL);
+    r.cancel_tag = 42;
+    assert_int_equal(nk_upstream_submit(u, &r, on_done, &tagged), NK_OK);
+    submit(u, "GET", url, NULL, NULL, &other);
+    fake_http_wait_requests(s, 2); /* both are on the wire */
+    nk_upstream_cancel(u, 0);      /* no tag: nothing */
+    nk_upstream_cancel(u, 7);      /* no such tag: nothing */
+    nk_upstream_cancel(u, 42);
+    done_wait(&tagged);
+    assert_int_equal(tagged.resp.rc, NK_ERR_UPSTREAM);
+    assert_string_equal(tagged.resp.error, "cancelled");
+    assert_null(tagged.resp.body);
+    pthread_mutex_lock(&other.mu);
+    assert_false(other.fired);
+    pthread_mutex_unlock(&other.mu);
+    fake_http_release(s);
+    done_wait(&other);
+    assert_int_equal(other.resp.rc, NK_OK);
+    done_cleanup(&tagged);
+    done_cleanup(&other);
+    nk_upstream_free(u);
+}
+
 static void test_keepalive_reuse(void **state)
 {
     struct fake_http *s = *state;
@@ -888,6 +923,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stall_does_not_block_others, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_completes_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
