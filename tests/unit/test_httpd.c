@@ -203,9 +203,9 @@ static void finish(struct fixture *f)
     free(f);
 }
 
-/* Whether the last exchange() ended because the server closed the connection (not on the
- * receive timeout). */
-static bool g_eof;
+/* Whether the last exchange() on this thread ended because the server closed the connection
+ * (not on the receive timeout); per thread, since several clients run at once. */
+static _Thread_local bool g_eof;
 
 /* Send raw bytes and read the whole answer (the request asks for Connection: close). Bounded by
  * a receive timeout. Returns a malloc'd string. */
