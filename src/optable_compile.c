@@ -769,8 +769,11 @@ static void check_body_vars(struct nk_loader *ld, const struct nk_adapter *a,
         name = source_name(ld, a, NULL, bv->name, &bad);
         if (name == NULL && !bad && strchr(bv->name, '.') == NULL)
             name = bv->name;
-        snprintf(where, sizeof(where), "%s:%u:%u", bv->pos.file ? bv->pos.file : "", bv->pos.line,
-                 bv->pos.column);
+        if (bv->pos.file == ld->file)
+            snprintf(where, sizeof(where), "line %u, column %u", bv->pos.line, bv->pos.column);
+        else
+            snprintf(where, sizeof(where), "%s:%u:%u", bv->pos.file ? bv->pos.file : "",
+                     bv->pos.line, bv->pos.column);
         if (name == NULL || declared) {
             nk_ld_err(ld, src->call,
                       "the body of '%s' uses '{{%s}}' (%s), which names neither a declared bind "

@@ -14,7 +14,7 @@ set -euo pipefail
 
 nk_args "$@"
 nk_init lang-simple lang.simple
-DOC="$SRC/tests/data/lang/simple.yaml"
+DOC="$SRC/tests/data/spec/valid/simple-forms.yaml"
 nk_start_double
 nk_serve nk "$DOC" --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt"
 
