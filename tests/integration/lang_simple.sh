@@ -57,6 +57,10 @@ mcp_call ship '{"imo":"9074729","length":"12"}'
 jq -e '. == {"label":"ship 9074729","length":12}' "$work/body" >/dev/null ||
     fail "mock tool: unexpected answer $(cat "$work/body")"
 pass "mock tool: templated, typed values"
+call "mcp ship, bad length" -X POST "$MCP" "${MH[@]}" -H "Mcp-Name: ship" \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"ship\",\"arguments\":{\"imo\":\"1\",\"length\":\"long\"},$META}}"
+expect 200 "mock tool: a value that cannot take its type is a tool error naming the output" \
+    '.result.isError == true and (.result.content[0].text | test("output .length. is declared number"))'
 [ "$(n_recorded)" = "$before" ] || fail "a mock sent a request upstream"
 pass "mocks send nothing upstream"
 
