@@ -1004,6 +1004,9 @@ static void drop_operation(struct nk_operation *o)
     }
     free(o->outputs);
     json_decref(o->body_template);
+    for (i = 0; i < o->n_body_vars; i++)
+        free(o->body_vars[i].name);
+    free(o->body_vars);
     free(o->output_raw_format);
     free(o->description);
     free(o->resource);
