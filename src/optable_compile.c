@@ -531,6 +531,11 @@ static bool compile_outmap(struct nk_loader *ld, const struct outctx *oc, const 
         nk_ld_warn(ld, type,
                    "type integer in an outputParameter is not in the naftiko "
                    "1.0.0-alpha2 schema (use number)");
+    if (mode == OUT_MOCK && ld->strict && (m->type == NK_TYPE_OBJECT || m->type == NK_TYPE_ARRAY))
+        nk_ld_warn(ld, type,
+                   "type %s in a mock outputParameter is not in the naftiko 1.0.0-alpha2 "
+                   "schema (string, number or boolean)",
+                   nk_type_name(m->type));
     if (mode == OUT_MOCK && m->name == NULL) {
         nk_ld_err(ld, n, "missing required field 'name' in mock outputParameter");
         ok = false;
