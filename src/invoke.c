@@ -1872,8 +1872,8 @@ static json_t *input_value(json_t *inputs, const char *name)
 
 struct vlookup {
     json_t *inputs;
-    char *scratch[16]; /* texts of non-string inputs, freed after the expansion */
-    size_t n;
+    char **scratch; /* texts of non-string inputs, freed after the expansion */
+    size_t n, cap;
     bool oom;
 };
 
@@ -1887,8 +1887,16 @@ static const char *value_lookup(void *ud, const char *name)
         return ""; /* an absent optional input expands to nothing, as in the reference runtime */
     if (json_is_string(v))
         return json_string_value(v);
-    if (l->n == sizeof(l->scratch) / sizeof(l->scratch[0]))
-        return "";
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 4;
+        char **ns = realloc(l->scratch, nc * sizeof(*ns));
+        if (ns == NULL) {
+            l->oom = true;
+            return "";
+        }
+        l->scratch = ns;
+        l->cap = nc;
+    }
     t = text_of(v);
     if (t == NULL) {
         l->oom = true;
@@ -1917,6 +1925,7 @@ static enum nk_rc expand_value(const struct nk_tmpl *t, json_t *inputs, json_t *
     rc = nk_tmpl_expand(t, value_lookup, &l, NK_ENC_NONE, &s, err);
     for (i = 0; i < l.n; i++)
         free(l.scratch[i]);
+    free(l.scratch);
     if (rc == NK_OK && !l.oom)
         *out = json_string(s);
     free(s);

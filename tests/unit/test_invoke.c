@@ -1133,6 +1133,13 @@ static void test_simple_mock(void **state)
     assert_true(json_is_null(json_object_get(got, "length")));
     json_decref(got);
     json_decref(in);
+    /* a non-string input inside a text is its JSON text */
+    in = js("{\"imo\":7,\"length\":12.5}");
+    assert_int_equal(nk_outmap_eval(ship->output, NULL, in, &got, &err), NK_OK);
+    assert_string_equal(json_string_value(json_object_get(got, "label")), "ship 7 of 12.5 m");
+    assert_true(json_real_value(json_object_get(got, "length")) == 12.5);
+    json_decref(got);
+    json_decref(in);
     /* a value that cannot take its type is an error naming the output */
     in = js("{\"imo\":\"1\",\"length\":\"long\"}");
     assert_int_equal(nk_outmap_eval(ship->output, NULL, in, &got, &err), NK_ERR_INVALID);
