@@ -1998,6 +1998,19 @@ static enum nk_rc outmap_eval(const struct nk_outmap *map, json_t *body, const c
         }
         goto out;
     }
+    if (map->items != NULL && map->mapping == NULL && body == NULL) {
+        /* a mock's array: its one item shape, built once (as the reference runtime does) */
+        r = json_array();
+        if (r != NULL) {
+            snprintf(sub, sizeof(sub), "%s[0]", where ? where : "");
+            rc = outmap_eval(map->items, NULL, sub, ev, &c);
+            if (rc != NK_OK || json_array_append_new(r, c) != 0) {
+                json_decref(r);
+                r = NULL;
+            }
+        }
+        goto out;
+    }
     if (map->items != NULL) {
         if (!json_is_array(base)) {
             r = json_null();

@@ -788,7 +788,11 @@ static void check_body_vars(struct nk_loader *ld, const struct nk_adapter *a,
             continue;
         }
         arg = source_arg(ld, a, e, cap, name, NULL, false, 0, 0, bv->name);
-        if (arg != NULL) {
+        if (arg != NULL && arg->description == NULL) {
+            /* new: say what it is for (MCP inputSchema, OpenAPI) */
+            snprintf(where, sizeof(where), "Sent in the request body of %s as {{%s}}.", o->qname,
+                     bv->name);
+            arg->description = nk_ld_strdup(ld, where);
             arg->required = true;
             if (a->type == NK_ADAPTER_MCP)
                 arg->in = NK_IN_BODY;

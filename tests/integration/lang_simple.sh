@@ -101,5 +101,13 @@ jq -e '(keys == ["first","names"]) and (.names | index("lang-b")) != null' "$wor
     >/dev/null || fail "mcp names: $(cat "$work/body")"
 pass "mcp: the consumed outputParameters are the answer"
 
+# --- item 6b: an upstream value that cannot take its declared type is a 502 naming it
+call "wrong exposed type" "$REST/tokens/wrong"
+expect 502 "a mapped value that does not fit its type: 502 naming the output" \
+    '.detail | test("output .first. is declared number")'
+call "wrong consumed type" "$REST/tokens/wrong-consumed"
+expect 502 "a consumed outputParameter that does not fit its type: 502 naming it" \
+    '.detail | test("outputParameter .first. of .central.list-wrong. is declared number")'
+
 nk_stop
 pass "clean stop"

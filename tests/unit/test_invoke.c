@@ -1085,6 +1085,9 @@ static const char simple_doc[] =
     "          properties:\n"
     "            flags: {type: array, value: '[1, 2]'}\n"
     "            known: {type: boolean, value: 'true'}\n"
+    "        - name: crew\n"
+    "          type: array\n"
+    "          items: {type: string, value: 'crew of {{imo}}'}\n"
     "    - path: /things\n"
     "      operations:\n"
     "      - method: GET\n"
@@ -1121,7 +1124,7 @@ static void test_simple_mock(void **state)
     memset(&err, 0, sizeof(err));
     assert_int_equal(nk_outmap_eval(ship->output, NULL, in, &got, &err), NK_OK);
     want = js("{\"label\":\"ship 9074729 of 294.1 m\",\"length\":294.1,"
-              "\"more\":{\"flags\":[1,2],\"known\":true}}");
+              "\"more\":{\"flags\":[1,2],\"known\":true},\"crew\":[\"crew of 9074729\"]}");
     assert_true(json_equal(got, want));
     json_decref(got);
     json_decref(want);
