@@ -1040,6 +1040,9 @@ struct build {
     const char *caller_auth;
     /* the first path variable whose value is a dot segment ("." or ".."), or NULL */
     const char *dot_var;
+    /* while the body expands: the consumed parameters' values (by param index), so a body
+     * `{{p}}` reads what `with` gave parameter p */
+    json_t **body_pvals;
 };
 
 static const char *keep(struct build *b, char *s)
@@ -1101,6 +1104,21 @@ static json_t *find_arg_value(struct build *b, const char *name)
     return NULL;
 }
 
+/* A body variable: an argument by any spelling, else the value `with` gave the consumed
+ * parameter of that name (body phase only). */
+static json_t *body_value(struct build *b, const char *name)
+{
+    const struct nk_operation *o = b->op->target;
+    json_t *v = find_arg_value(b, name);
+    size_t i;
+
+    for (i = 0; v == NULL && b->body_pvals != NULL && i < o->n_params; i++)
+        if (strcmp(o->params[i].name, name) == 0 && b->body_pvals[i] != NULL &&
+            !json_is_null(b->body_pvals[i]))
+            v = b->body_pvals[i];
+    return v;
+}
+
 static const char *lookup(void *ud, const char *name)
 {
     struct build *b = ud;
@@ -1109,7 +1127,7 @@ static const char *lookup(void *ud, const char *name)
 
     if (v != NULL)
         return v;
-    a = find_arg_value(b, name);
+    a = body_value(b, name);
     if (a == NULL)
         return NULL;
     if (json_is_string(a))
@@ -1440,7 +1458,7 @@ static json_t *expand_body(struct build *b, json_t *t, enum nk_rc *rc, struct nk
         return NULL;
     if (tm.n == 1 && tm.parts[0].kind == NK_TMPL_VAR &&
         find_bind(b->ctx, tm.parts[0].text) == NULL &&
-        (v = find_arg_value(b, tm.parts[0].text)) != NULL) {
+        (v = body_value(b, tm.parts[0].text)) != NULL) {
         nk_tmpl_cleanup(&tm);
         return json_incref(v);
     }
@@ -1468,10 +1486,50 @@ static enum nk_rc build_request(struct nk_context *ctx, const struct nk_exposed 
                                 const char *caller_auth, struct nk_upstream_request *out,
                                 struct nk_error *err);
 
+/* Check the caller's arguments (raw, an object or NULL) against op's inputs: required ones
+ * present, each coerced to its declared type and matching its pattern; the results go into vals
+ * by name. NK_ERR_INVALID names the argument in err. */
+static enum nk_rc check_args(const struct nk_exposed *op, json_t *raw_args, enum nk_args_mode mode,
+                             json_t *vals, struct nk_error *err)
+{
+    json_t *v;
+    size_t i;
+    bool oom = false;
+
+    for (i = 0; i < op->n_args; i++) {
+        const struct nk_arg *a = &op->args[i];
+        json_t *raw = raw_args != NULL ? json_object_get(raw_args, a->name) : NULL;
+        if (raw == NULL || json_is_null(raw)) {
+            if (a->required) {
+                nk_error_set(err, "missing required parameter '%s'", a->name);
+                return NK_ERR_INVALID;
+            }
+            continue;
+        }
+        v = coerce(a->name, a->type, raw, mode, err, &oom);
+        if (v == NULL)
+            return oom ? NK_ERR_NOMEM : NK_ERR_INVALID;
+        if (a->pattern != NULL && json_is_string(v) &&
+            !pattern_ok(a->pattern, json_string_value(v))) {
+            json_decref(v);
+            nk_error_set(err, "parameter '%s' does not match the pattern %s", a->name, a->pattern);
+            return NK_ERR_INVALID;
+        }
+        if (json_object_set_new(vals, a->name, v) != 0)
+            return NK_ERR_NOMEM;
+    }
+    return NK_OK;
+}
+
 enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
                            enum nk_args_mode mode, const char *request_id,
                            struct nk_upstream_request *out, struct nk_error *err)
 {
+    if (op->target == NULL) {
+        memset(out, 0, sizeof(*out));
+        nk_error_set(err, "'%s' is a mock: it sends nothing upstream", op->name);
+        return NK_ERR_INVALID;
+    }
     return build_request(ctx, op, args, mode, request_id, NULL, out, err);
 }
 
@@ -1500,7 +1558,6 @@ static enum nk_rc build_request(struct nk_context *ctx, const struct nk_exposed 
     json_t *v = NULL, *body = NULL, **pvals = NULL, *e;
     char *s = NULL, *path = NULL, *enc = NULL;
     size_t i, j, ci, n_body = 0;
-    bool oom = false;
 
     memset(out, 0, sizeof(*out));
     memset(&b, 0, sizeof(b));
@@ -1528,34 +1585,11 @@ static enum nk_rc build_request(struct nk_context *ctx, const struct nk_exposed 
     }
 
     /* 1. the caller's arguments */
-    for (i = 0; i < op->n_args; i++) {
-        const struct nk_arg *a = &op->args[i];
-        json_t *raw = b.raw_args != NULL ? json_object_get(b.raw_args, a->name) : NULL;
-        if (raw == NULL || json_is_null(raw)) {
-            if (a->required) {
-                nk_error_set(err, "missing required parameter '%s'", a->name);
-                rc = NK_ERR_INVALID;
-                goto out;
-            }
-            continue;
-        }
-        v = coerce(a->name, a->type, raw, mode, err, &oom);
-        if (v == NULL) {
-            rc = oom ? NK_ERR_NOMEM : NK_ERR_INVALID;
-            goto out;
-        }
-        if (a->pattern != NULL && json_is_string(v) &&
-            !pattern_ok(a->pattern, json_string_value(v))) {
-            nk_error_set(err, "parameter '%s' does not match the pattern %s", a->name, a->pattern);
-            rc = NK_ERR_INVALID;
-            goto out;
-        }
-        if (json_object_set_new(b.vals, a->name, v) != 0) {
-            v = NULL;
-            goto nomem;
-        }
-        v = NULL;
-    }
+    rc = check_args(op, b.raw_args, mode, b.vals, err);
+    if (rc == NK_ERR_NOMEM)
+        goto nomem;
+    if (rc != NK_OK)
+        goto out;
 
     /* 2. each consumed parameter's value */
     for (i = 0; i < o->n_params; i++) {
@@ -1639,7 +1673,9 @@ static enum nk_rc build_request(struct nk_context *ctx, const struct nk_exposed 
 
     /* 4. body: the template, then `in: body` values merged on top */
     if (o->body_template != NULL) {
+        b.body_pvals = pvals;
         body = expand_body(&b, o->body_template, &rc, err);
+        b.body_pvals = NULL;
         if (body == NULL) {
             if (rc == NK_OK || rc == NK_ERR_NOMEM)
                 goto nomem;
@@ -1799,29 +1835,146 @@ out:
 
 /* ---- output mapping ----------------------------------------------------------------------- */
 
-/* Semantics (documented in docs and here):
- * - const wins over mapping;
- * - a node with a mapping and no properties/items is the first selected value (null when the
- *   nodelist is empty);
+/* Semantics (documented in docs/spec-support.md):
+ * - `value` wins: a Mustache template over the operation's inputs (an absent optional input is
+ *   ""; a template that is exactly one `{{x}}` keeps x's JSON value, null when absent), then
+ *   coerced to the declared type; `const` next;
+ * - a mapping selects a nodelist: a singular query (RFC 9535 2.3.5.1) gives its one value (null
+ *   when nothing is selected), any other query the list of every selected value ([] when none);
  * - properties build an object; each property's mapping is evaluated against the parent's
  *   selected value when the parent has a mapping, else against the parent's own input (so a
  *   top-level `type: object` with properties maps from the root);
  * - items map each element of the selected array (the input itself when there is no mapping);
  *   a selection that is not an array gives null;
- * - a node with none of these passes its input through. */
-json_t *nk_outmap_apply(const struct nk_outmap *map, json_t *body)
+ * - a node with none of these passes its input through;
+ * - a leaf's result is coerced to its declared type (nk_type_coerce); one that cannot be is
+ *   NK_ERR_INVALID naming the output. */
+
+struct outeval {
+    json_t *inputs; /* the checked arguments by name, or NULL */
+    struct nk_error *err;
+};
+
+/* An input by any of its spellings (x, rest.x, tools.x, ns.x, $this.ns.x). */
+static json_t *input_value(json_t *inputs, const char *name)
 {
-    json_t *base = NULL, *r = NULL, *c, *e;
+    const char *p = name;
+    json_t *v;
+
+    if (strncmp(p, "$this.", 6) == 0)
+        p += 6;
+    while (p != NULL && *p != '\0' && inputs != NULL) {
+        v = json_object_get(inputs, p);
+        if (v != NULL && !json_is_null(v))
+            return v;
+        p = strchr(p, '.');
+        if (p != NULL)
+            p++;
+    }
+    return NULL;
+}
+
+struct vlookup {
+    json_t *inputs;
+    char **scratch; /* texts of non-string inputs, freed after the expansion */
+    size_t n, cap;
+    bool oom;
+};
+
+static const char *value_lookup(void *ud, const char *name)
+{
+    struct vlookup *l = ud;
+    json_t *v = input_value(l->inputs, name);
+    char *t;
+
+    if (v == NULL)
+        return ""; /* an absent optional input expands to nothing, as in the reference runtime */
+    if (json_is_string(v))
+        return json_string_value(v);
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 4;
+        char **ns = realloc(l->scratch, nc * sizeof(*ns));
+        if (ns == NULL) {
+            l->oom = true;
+            return "";
+        }
+        l->scratch = ns;
+        l->cap = nc;
+    }
+    t = text_of(v);
+    if (t == NULL) {
+        l->oom = true;
+        return "";
+    }
+    l->scratch[l->n++] = t;
+    return t;
+}
+
+static enum nk_rc expand_value(const struct nk_tmpl *t, json_t *inputs, json_t **out,
+                               struct nk_error *err)
+{
+    struct vlookup l;
+    enum nk_rc rc;
+    char *s = NULL;
     size_t i;
 
-    if (map == NULL)
-        return json_incref(body);
-    if (map->konst != NULL)
-        return json_deep_copy(map->konst);
+    *out = NULL;
+    if (t->n == 1 && t->parts[0].kind == NK_TMPL_VAR) {
+        json_t *v = input_value(inputs, t->parts[0].text);
+        *out = v != NULL ? json_incref(v) : json_null();
+        return *out != NULL ? NK_OK : NK_ERR_NOMEM;
+    }
+    memset(&l, 0, sizeof(l));
+    l.inputs = inputs;
+    rc = nk_tmpl_expand(t, value_lookup, &l, NK_ENC_NONE, &s, err);
+    for (i = 0; i < l.n; i++)
+        free(l.scratch[i]);
+    free(l.scratch);
+    if (rc == NK_OK && !l.oom)
+        *out = json_string(s);
+    free(s);
+    if (rc != NK_OK)
+        return rc;
+    return *out != NULL ? NK_OK : NK_ERR_NOMEM;
+}
+
+static enum nk_rc outmap_eval(const struct nk_outmap *map, json_t *body, const char *where,
+                              const struct outeval *ev, json_t **out)
+{
+    json_t *base = NULL, *r = NULL, *c, *e;
+    enum nk_rc rc = NK_OK;
+    char sub[128];
+    bool oom = false;
+    size_t i;
+
+    *out = NULL;
+    if (map == NULL) {
+        *out = json_incref(body);
+        return NK_OK;
+    }
+    if (map->value != NULL) {
+        rc = expand_value(map->value, ev->inputs, &base, ev->err);
+        if (rc != NK_OK)
+            return rc;
+        goto typed;
+    }
+    if (map->konst != NULL) {
+        *out = json_deep_copy(map->konst);
+        return *out != NULL ? NK_OK : NK_ERR_NOMEM;
+    }
     if (map->mapping != NULL) {
-        base = body != NULL ? nk_jsonpath_first(map->mapping, body) : NULL;
-        if (base == NULL)
-            return json_null();
+        if (body == NULL)
+            base = NULL;
+        else if (nk_jsonpath_is_singular(map->mapping))
+            base = nk_jsonpath_first(map->mapping, body);
+        else if ((base = nk_jsonpath_query(map->mapping, body)) == NULL)
+            return NK_ERR_NOMEM;
+        if (base == NULL && (base = json_null()) == NULL)
+            return NK_ERR_NOMEM;
+        if (json_is_null(base) && (map->n_props > 0 || map->items != NULL)) {
+            *out = base;
+            return NK_OK;
+        }
     } else {
         base = json_incref(body);
     }
@@ -1834,8 +1987,28 @@ json_t *nk_outmap_apply(const struct nk_outmap *map, json_t *body)
         for (i = 0; r != NULL && i < map->n_props; i++) {
             if (map->props[i].name == NULL)
                 continue;
-            c = nk_outmap_apply(&map->props[i], base);
-            if (c == NULL || json_object_set_new(r, map->props[i].name, c) != 0) {
+            snprintf(sub, sizeof(sub), "%s%s%s", where ? where : "", where ? "." : "",
+                     map->props[i].name);
+            rc = outmap_eval(&map->props[i], base, sub, ev, &c);
+            if (rc != NK_OK) {
+                json_decref(r);
+                r = NULL;
+                goto out;
+            }
+            if (json_object_set_new(r, map->props[i].name, c) != 0) {
+                json_decref(r);
+                r = NULL;
+            }
+        }
+        goto out;
+    }
+    if (map->items != NULL && map->mapping == NULL && body == NULL) {
+        /* a mock's array: its one item shape, built once (as the reference runtime does) */
+        r = json_array();
+        if (r != NULL) {
+            snprintf(sub, sizeof(sub), "%s[0]", where ? where : "");
+            rc = outmap_eval(map->items, NULL, sub, ev, &c);
+            if (rc != NK_OK || json_array_append_new(r, c) != 0) {
                 json_decref(r);
                 r = NULL;
             }
@@ -1852,18 +2025,115 @@ json_t *nk_outmap_apply(const struct nk_outmap *map, json_t *body)
         {
             if (r == NULL)
                 break;
-            c = nk_outmap_apply(map->items, e);
-            if (c == NULL || json_array_append_new(r, c) != 0) {
+            snprintf(sub, sizeof(sub), "%s[%zu]", where ? where : "", i);
+            rc = outmap_eval(map->items, e, sub, ev, &c);
+            if (rc != NK_OK) {
+                json_decref(r);
+                r = NULL;
+                goto out;
+            }
+            if (json_array_append_new(r, c) != 0) {
                 json_decref(r);
                 r = NULL;
             }
         }
         goto out;
     }
-    r = base != NULL ? json_incref(base) : json_null();
+typed:
+    if (base == NULL && (base = json_null()) == NULL)
+        return NK_ERR_NOMEM;
+    r = nk_type_coerce(map->type, base, &oom);
+    if (r == NULL && !oom) {
+        char got[80];
+        describe(base, got, sizeof(got));
+        nk_error_set(ev->err, "output '%s' is declared %s, but the value is %s",
+                     where ? where : "(root)", nk_type_name(map->type), got);
+        rc = NK_ERR_INVALID;
+    }
 out:
+    if (r == NULL && rc == NK_OK)
+        rc = NK_ERR_NOMEM;
     json_decref(base);
+    *out = r;
+    return rc;
+}
+
+enum nk_rc nk_outmap_eval(const struct nk_outmap *map, json_t *body, json_t *inputs, json_t **out,
+                          struct nk_error *err)
+{
+    struct outeval ev;
+
+    ev.inputs = inputs;
+    ev.err = err;
+    return outmap_eval(map, body, map != NULL ? map->name : NULL, &ev, out);
+}
+
+json_t *nk_outmap_apply(const struct nk_outmap *map, json_t *body)
+{
+    json_t *r = NULL;
+
+    if (nk_outmap_eval(map, body, NULL, &r, NULL) != NK_OK)
+        return NULL;
     return r;
+}
+
+/* Is the consumed operation's outputParameters list the identity: none, or the generator's one
+ * entry naming the whole answer (`value: $` / `$.`)? */
+static bool projection_is_identity(const struct nk_operation *o)
+{
+    const char *q;
+
+    if (o == NULL || o->n_outputs == 0)
+        return true;
+    if (o->n_outputs > 1)
+        return false;
+    q = nk_jsonpath_text(o->outputs[0].value);
+    return q != NULL && (strcmp(q, "$") == 0 || strcmp(q, "$.") == 0);
+}
+
+/* The consumed operation's outputParameters applied to its answer: {name: value coerced to
+ * type, ...}, each value by the nodelist rule above. NK_ERR_INVALID names the parameter. */
+static enum nk_rc project(const struct nk_operation *o, json_t *answer, json_t **out,
+                          struct nk_error *err)
+{
+    json_t *r = json_object(), *v = NULL, *c;
+    char got[80];
+    bool oom = false;
+    size_t i;
+
+    *out = NULL;
+    if (r == NULL)
+        return NK_ERR_NOMEM;
+    for (i = 0; i < o->n_outputs; i++) {
+        const struct nk_outparam *p = &o->outputs[i];
+        if (nk_jsonpath_is_singular(p->value))
+            v = nk_jsonpath_first(p->value, answer);
+        else if ((v = nk_jsonpath_query(p->value, answer)) == NULL)
+            goto nomem;
+        if (v == NULL && (v = json_null()) == NULL)
+            goto nomem;
+        c = nk_type_coerce(p->type, v, &oom);
+        if (c == NULL && oom)
+            goto nomem;
+        if (c == NULL) {
+            describe(v, got, sizeof(got));
+            nk_error_set(err, "outputParameter '%s' of '%s' is declared %s, but the value is %s",
+                         p->name, o->qname, nk_type_name(p->type), got);
+            json_decref(v);
+            json_decref(r);
+            return NK_ERR_INVALID;
+        }
+        json_decref(v);
+        v = NULL;
+        if (json_object_set_new(r, p->name, c) != 0)
+            goto nomem;
+    }
+    *out = r;
+    return NK_OK;
+nomem:
+    json_decref(v);
+    json_decref(r);
+    return NK_ERR_NOMEM;
 }
 
 /* ---- invoke ------------------------------------------------------------------------------- */
@@ -1873,7 +2143,9 @@ struct call {
     const struct nk_exposed *op;
     nk_invoke_done_fn done;
     void *ud;
-    struct nk_result *res; /* allocated up front so completion never lacks one */
+    struct nk_result *res;        /* allocated up front so completion never lacks one */
+    json_t *inputs;               /* the checked arguments, for output value templates */
+    struct nk_upstream_call post; /* a mock's answer is handed over on the loop */
 };
 
 /* Does map hand the whole upstream answer on unchanged? No mapping, or a mapping of the root
@@ -1884,8 +2156,10 @@ static bool passes_through(const struct nk_outmap *map)
 
     if (map == NULL)
         return true;
-    if (map->konst != NULL || map->n_props > 0 || map->items != NULL)
+    if (map->konst != NULL || map->value != NULL || map->n_props > 0 || map->items != NULL)
         return false;
+    if (map->type != NK_TYPE_ANY && map->type != NK_TYPE_OBJECT)
+        return false; /* the answer is checked against the declared type */
     if (map->mapping == NULL)
         return true;
     q = nk_jsonpath_text(map->mapping);
@@ -1988,7 +2262,10 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
     struct nk_result *r = c->res;
     json_t *j = NULL;
     char summary[300];
+    struct nk_error err;
+    enum nk_rc rc;
 
+    memset(&err, 0, sizeof(err));
     nk_metrics_upstream(c->op->name, resp);
     r->status = resp->status;
     r->seconds = resp->seconds;
@@ -2033,8 +2310,8 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
                  resp->status);
         goto done;
     }
-    if (resp->status <= 299 && passes_through(c->op->output) && r->raw != NULL &&
-        !all_space(r->raw, r->raw_len)) {
+    if (resp->status <= 299 && passes_through(c->op->output) &&
+        projection_is_identity(c->op->target) && r->raw != NULL && !all_space(r->raw, r->raw_len)) {
         /* The whole answer is the output: check it in one pass and hand the buffer on. */
         if (!nk_invoke_check_json(r->raw, r->raw_len)) {
             r->kind = NK_RES_BAD_UPSTREAM;
@@ -2060,12 +2337,17 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
             snprintf(r->message, sizeof(r->message), "out of memory");
             goto done;
         }
-        r->json = nk_outmap_apply(c->op->output, j);
-        if (r->json == NULL) {
-            r->kind = NK_RES_INTERNAL;
-            snprintf(r->message, sizeof(r->message), "out of memory mapping the answer");
-            goto done;
+        if (!projection_is_identity(c->op->target)) {
+            json_t *pj = NULL;
+            rc = project(c->op->target, j, &pj, &err);
+            json_decref(j);
+            j = pj;
+            if (rc != NK_OK)
+                goto mapfail;
         }
+        rc = nk_outmap_eval(c->op->output, j, c->inputs, &r->json, &err);
+        if (rc != NK_OK)
+            goto mapfail;
         r->kind = NK_RES_OK;
         goto done;
     }
@@ -2078,12 +2360,23 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
                  summary);
     else
         snprintf(r->message, sizeof(r->message), "upstream answered %ld", resp->status);
+    goto done;
+mapfail:
+    if (rc == NK_ERR_NOMEM) {
+        r->kind = NK_RES_INTERNAL;
+        snprintf(r->message, sizeof(r->message), "out of memory mapping the answer");
+    } else {
+        /* the answer does not fit the declared outputs: the upstream broke the contract */
+        r->kind = NK_RES_BAD_UPSTREAM;
+        snprintf(r->message, sizeof(r->message), "upstream answer does not fit: %.400s", err.msg);
+    }
 done:
     nk_utf8_fix(r->message, sizeof(r->message)); /* may end in a cut character */
     json_decref(j);
     c->res = NULL;
     c->done(c->ud, r);
     nk_context_unref(c->ctx);
+    json_decref(c->inputs);
     free(c);
 }
 
@@ -2092,6 +2385,83 @@ static enum nk_rc invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
                                 const char *request_id, const char *caller_auth,
                                 uint64_t cancel_tag, nk_invoke_done_fn done, void *ud,
                                 struct nk_error *err);
+
+/* Does an output value template anywhere in map read the inputs? */
+static bool uses_inputs(const struct nk_outmap *map)
+{
+    size_t i;
+
+    if (map == NULL)
+        return false;
+    if (map->value != NULL && !nk_tmpl_is_literal(map->value))
+        return true;
+    for (i = 0; i < map->n_props; i++)
+        if (uses_inputs(&map->props[i]))
+            return true;
+    return uses_inputs(map->items);
+}
+
+/* A mock's answer, on the loop thread like every other completion. */
+static void mock_done(void *ud)
+{
+    struct call *c = ud;
+    struct nk_result *r = c->res;
+
+    c->res = NULL;
+    c->done(c->ud, r);
+    nk_context_unref(c->ctx);
+    json_decref(c->inputs);
+    free(c);
+}
+
+/* A mock (no `call`): check the arguments, build the answer from the output values, and hand
+ * it over on the loop. Nothing goes upstream. */
+static enum nk_rc invoke_mock(struct nk_context *ctx, struct nk_upstream *up,
+                              const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                              nk_invoke_done_fn done, void *ud, struct nk_error *err)
+{
+    struct call *c = calloc(1, sizeof(*c));
+    enum nk_rc rc = NK_ERR_NOMEM;
+
+    if (c == NULL || (c->res = calloc(1, sizeof(*c->res))) == NULL ||
+        (c->inputs = json_object()) == NULL)
+        goto fail;
+    if (args != NULL && !json_is_object(args)) {
+        nk_error_set(err, "arguments must be a JSON object");
+        rc = NK_ERR_INVALID;
+        goto fail;
+    }
+    rc = check_args(op, json_is_object(args) ? args : NULL, mode, c->inputs, err);
+    if (rc != NK_OK)
+        goto fail;
+    rc = nk_outmap_eval(op->output, NULL, c->inputs, &c->res->json, err);
+    if (rc != NK_OK)
+        goto fail; /* a value built from the caller's input does not fit its type */
+    c->res->kind = NK_RES_OK;
+    c->res->status = 200;
+    c->ctx = nk_context_ref(ctx);
+    c->op = op;
+    c->done = done;
+    c->ud = ud;
+    c->post.fn = mock_done;
+    c->post.ud = c;
+    if (!nk_upstream_post(up, &c->post)) {
+        nk_context_unref(c->ctx);
+        nk_error_set(err, "the loop is shutting down");
+        rc = NK_ERR_UPSTREAM;
+        goto fail;
+    }
+    return NK_OK;
+fail:
+    if (rc == NK_ERR_NOMEM)
+        nk_error_set(err, "out of memory");
+    if (c != NULL) {
+        nk_result_free(c->res);
+        json_decref(c->inputs);
+        free(c);
+    }
+    return rc;
+}
 
 enum nk_rc nk_invoke(struct nk_context *ctx, struct nk_upstream *up, const struct nk_exposed *op,
                      json_t *args, enum nk_args_mode mode, const char *request_id,
@@ -2126,6 +2496,8 @@ static enum nk_rc invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
     struct nk_upstream_request req;
     struct call *c = NULL;
 
+    if (op->target == NULL)
+        return invoke_mock(ctx, up, op, args, mode, done, ud, err);
     rc = build_request(ctx, op, args, mode, request_id, caller_auth, &req, err);
     if (rc != NK_OK)
         return rc;
@@ -2133,10 +2505,20 @@ static enum nk_rc invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
     c = calloc(1, sizeof(*c));
     if (c != NULL)
         c->res = calloc(1, sizeof(*c->res));
-    if (c == NULL || c->res == NULL) {
+    if (c != NULL && c->res != NULL)
+        c->inputs = json_object();
+    if (c != NULL && c->inputs != NULL && json_is_object(args) && uses_inputs(op->output) &&
+        check_args(op, args, mode, c->inputs, NULL) != NK_OK) {
+        json_decref(c->inputs);
+        c->inputs = NULL;
+    }
+    if (c == NULL || c->res == NULL || c->inputs == NULL) {
         nk_upstream_request_cleanup(&req);
-        if (c != NULL)
+        if (c != NULL) {
+            free(c->res);
+            json_decref(c->inputs);
             free(c);
+        }
         nk_error_set(err, "out of memory");
         return NK_ERR_NOMEM;
     }
@@ -2149,6 +2531,7 @@ static enum nk_rc invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
         nk_error_set(err, "cannot send the upstream request: %s", nk_rc_str(rc));
         nk_context_unref(c->ctx);
         free(c->res);
+        json_decref(c->inputs);
         free(c);
     }
     return rc;

@@ -29,6 +29,73 @@ const char *nk_type_name(enum nk_type t)
     return "any";
 }
 
+static bool of_type(enum nk_type t, json_t *v)
+{
+    switch (t) {
+    case NK_TYPE_ANY:
+        return true;
+    case NK_TYPE_STRING:
+        return json_is_string(v);
+    case NK_TYPE_NUMBER:
+        return json_is_number(v);
+    case NK_TYPE_INTEGER:
+        return json_is_integer(v);
+    case NK_TYPE_BOOLEAN:
+        return json_is_boolean(v);
+    case NK_TYPE_ARRAY:
+        return json_is_array(v);
+    case NK_TYPE_OBJECT:
+        return json_is_object(v);
+    }
+    return false;
+}
+
+json_t *nk_type_coerce(enum nk_type t, json_t *v, bool *oom)
+{
+    json_t *r = NULL, *parsed = NULL;
+    char *text;
+    double d;
+
+    *oom = false;
+    if (v == NULL)
+        return NULL;
+    if (json_is_null(v) || of_type(t, v))
+        return json_incref(v);
+    if (t == NK_TYPE_INTEGER && json_is_real(v)) {
+        /* JSON does not tell 5 from 5.0 */
+        d = json_real_value(v);
+        if (d != (double)(json_int_t)d || d > 9007199254740992.0 || d < -9007199254740992.0)
+            return NULL;
+        r = json_integer((json_int_t)d);
+        *oom = r == NULL;
+        return r;
+    }
+    if (t == NK_TYPE_STRING) {
+        if (!json_is_number(v) && !json_is_boolean(v))
+            return NULL;
+        text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        r = text != NULL ? json_string(text) : NULL;
+        free(text);
+        *oom = r == NULL;
+        return r;
+    }
+    if (!json_is_string(v))
+        return NULL;
+    parsed = json_loadb(json_string_value(v), json_string_length(v),
+                        JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    if (parsed == NULL || json_is_null(parsed))
+        goto out;
+    if (of_type(t, parsed)) {
+        r = parsed;
+        parsed = NULL;
+    } else if (t == NK_TYPE_INTEGER && json_is_real(parsed)) {
+        r = nk_type_coerce(t, parsed, oom);
+    }
+out:
+    json_decref(parsed);
+    return r;
+}
+
 const char *nk_in_name(enum nk_in in)
 {
     switch (in) {
@@ -56,6 +123,10 @@ static void free_outmap(struct nk_outmap *m)
 
     free(m->name);
     nk_jsonpath_free(m->mapping);
+    if (m->value != NULL) {
+        nk_tmpl_cleanup(m->value);
+        free(m->value);
+    }
     json_decref(m->konst);
     for (i = 0; i < m->n_props; i++)
         free_outmap(&m->props[i]);
@@ -101,6 +172,9 @@ static void free_operation(struct nk_operation *o)
     free(o->outputs);
     free(o->output_raw_format);
     json_decref(o->body_template);
+    for (i = 0; i < o->n_body_vars; i++)
+        free(o->body_vars[i].name);
+    free(o->body_vars);
 }
 
 static void free_exposed(struct nk_exposed *e)

@@ -213,17 +213,44 @@ static const char *source_name(struct nk_loader *ld, const struct nk_adapter *a,
     return NULL;
 }
 
-/* The argument a `with` source names, created implicitly when not declared. */
+/* "a, b, c" (the operation's inputs) into buf. */
+static const char *arg_list(const struct nk_exposed *e, char *buf, size_t size)
+{
+    size_t i, len = 0;
+
+    buf[0] = '\0';
+    for (i = 0; i < e->n_args && len + 1 < size; i++) {
+        int w = snprintf(buf + len, size - len, "%s%s", i ? ", " : "", e->args[i].name);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    if (len >= size && size > 4)
+        strcpy(buf + size - 4, "...");
+    return buf;
+}
+
+/* The argument a `with` source names. An operation that declares inputParameters takes only
+ * those (and its path variables): a source naming none of them is an error at (line, col),
+ * reported with the declared names. One that declares none gets the argument implicitly. */
 static struct nk_arg *source_arg(struct nk_loader *ld, const struct nk_adapter *a,
                                  struct nk_exposed *e, size_t *cap, const char *name,
-                                 const struct nk_param *target)
+                                 const struct nk_param *target, bool declared, unsigned line,
+                                 unsigned col, const char *written)
 {
     struct nk_arg *arg = find_arg(e, name);
+    char names[256];
 
     if (arg == NULL && a->type == NK_ADAPTER_REST)
         arg = find_path_arg_loose(e, name);
     if (arg != NULL)
         return arg;
+    if (declared) {
+        nk_ld_err_at(ld, line, col,
+                     "'%s' names no input of this operation (its inputParameters declare: %s)",
+                     written, arg_list(e, names, sizeof(names)));
+        return NULL;
+    }
     arg = add_arg(ld, e, cap, name);
     if (arg == NULL)
         return NULL;
@@ -255,7 +282,8 @@ static const struct nk_param *find_param(const struct nk_operation *o, const cha
 }
 
 static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
-                         const struct nk_node *with, struct nk_exposed *e, size_t *cap)
+                         const struct nk_node *with, struct nk_exposed *e, size_t *cap,
+                         bool declared)
 {
     const struct nk_operation *o = e->target;
     size_t i, j;
@@ -294,7 +322,8 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
             nk_ld_warn(ld, v, "'%s' is a naftikod shorthand; the alpha2 form is '%s.%s'", v->str,
                        a->ns, src);
         if (src != NULL) {
-            struct nk_arg *arg = source_arg(ld, a, e, cap, src, p);
+            struct nk_arg *arg =
+                source_arg(ld, a, e, cap, src, p, declared, v->line, v->column, v->str);
             if (arg == NULL)
                 continue;
             b->kind = NK_BIND_ARG;
@@ -317,8 +346,13 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
                 continue;
             }
             name = source_name(ld, a, NULL, part->text, &bad);
-            if (name != NULL && source_arg(ld, a, e, cap, name, NULL) != NULL)
+            if (name != NULL) {
+                char written[300];
+                snprintf(written, sizeof(written), "{{%s}}", part->text);
+                source_arg(ld, a, e, cap, name, NULL, declared, v->line, nk_ld_col(v, part->offset),
+                           written);
                 continue;
+            }
             if (name == NULL && find_arg(e, part->text) != NULL)
                 continue;
             nk_ld_err_at(ld, v->line, nk_ld_col(v, part->offset),
@@ -351,8 +385,74 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
 
 /* ---- outputs ----------------------------------------------------------------------------- */
 
-static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct nk_outmap *m,
-                           bool top);
+/* Where an outputParameter sits: the one top entry of a `call` operation, a child of it, or a
+ * named entry of a mock (no upstream: `mapping` has nothing to read). */
+enum out_mode { OUT_TOP, OUT_CHILD, OUT_MOCK };
+
+struct outctx {
+    const struct nk_adapter *a;
+    struct nk_exposed *e;
+    bool mock;
+};
+
+static bool compile_outmap(struct nk_loader *ld, const struct outctx *oc, const struct nk_node *n,
+                           struct nk_outmap *m, enum out_mode mode);
+
+/* `value:` of an outputParameter: a Mustache template over the operation's inputs. A bind never
+ * goes into an answer (it would hand a credential to the caller); a literal must already be
+ * of the declared type. */
+static bool compile_value(struct nk_loader *ld, const struct outctx *oc, const struct nk_node *v,
+                          struct nk_outmap *m)
+{
+    json_t *lit, *c;
+    size_t i;
+    bool ok = true, oom = false, bad;
+
+    m->value = calloc(1, sizeof(*m->value));
+    if (m->value == NULL) {
+        ld->oom = true;
+        return false;
+    }
+    if (!nk_ld_tmpl(ld, v, NK_TMPL_MUSTACHE, m->value))
+        return false;
+    for (i = 0; i < m->value->n; i++) {
+        const struct nk_tmpl_part *p = &m->value->parts[i];
+        const char *name;
+        if (p->kind != NK_TMPL_VAR)
+            continue;
+        name = source_name(ld, oc->a, NULL, p->text, &bad);
+        if (find_arg(oc->e, p->text) != NULL || (name != NULL && find_arg(oc->e, name) != NULL))
+            continue;
+        ok = false;
+        if (nk_ld_find_bind(ld, p->text) != NULL)
+            nk_ld_err_at(ld, v->line, nk_ld_col(v, p->offset),
+                         "'{{%s}}' in an output value names a bind: binds never go into an "
+                         "answer",
+                         p->text);
+        else
+            nk_ld_err_at(ld, v->line, nk_ld_col(v, p->offset),
+                         "'{{%s}}' in an output value names no input of this operation", p->text);
+    }
+    if (!ok || !nk_tmpl_is_literal(m->value) || m->type == NK_TYPE_ANY)
+        return ok;
+    lit = json_string(m->value->n ? m->value->parts[0].text : "");
+    c = lit != NULL ? nk_type_coerce(m->type, lit, &oom) : NULL;
+    if (lit == NULL || oom) {
+        ld->oom = true;
+        ok = false;
+    } else if (c == NULL) {
+        nk_ld_err(ld, v, "value '%s' is not %s %s", v->str,
+                  m->type == NK_TYPE_INTEGER || m->type == NK_TYPE_ARRAY ||
+                          m->type == NK_TYPE_OBJECT
+                      ? "an"
+                      : "a",
+                  nk_type_name(m->type));
+        ok = false;
+    }
+    json_decref(c);
+    json_decref(lit);
+    return ok;
+}
 
 static bool compile_jsonpath(struct nk_loader *ld, const struct nk_node *n,
                              struct nk_jsonpath **out)
@@ -374,8 +474,8 @@ static bool compile_jsonpath(struct nk_loader *ld, const struct nk_node *n,
     return true;
 }
 
-static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct nk_outmap *m,
-                           bool top)
+static bool compile_outmap(struct nk_loader *ld, const struct outctx *oc, const struct nk_node *n,
+                           struct nk_outmap *m, enum out_mode mode)
 {
     const struct nk_node *type = NULL, *mapping = NULL, *konst = NULL, *props = NULL, *items = NULL,
                          *value = NULL;
@@ -401,7 +501,9 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
         else if (strcmp(k->str, "items") == 0 &&
                  (v->kind == NK_NODE_MAPPING || v->kind == NK_NODE_SEQUENCE))
             items = v;
-        else if (strcmp(k->str, "name") == 0 && top)
+        else if (strcmp(k->str, "name") == 0 && mode == OUT_MOCK && nk_node_is_string(v))
+            m->name = nk_ld_strdup(ld, v->str);
+        else if (strcmp(k->str, "name") == 0 && mode == OUT_TOP)
             nk_ld_err(ld, k,
                       "'name' in a mapped outputParameter is for orchestrated 'steps', "
                       "which are not supported by naftikod yet");
@@ -429,14 +531,25 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
         nk_ld_warn(ld, type,
                    "type integer in an outputParameter is not in the naftiko "
                    "1.0.0-alpha2 schema (use number)");
-    /* `value` is injected at run time and wins over `mapping`; `const` is kept as the same
-     * constant when there is no `value` */
+    if (mode == OUT_MOCK && ld->strict && (m->type == NK_TYPE_OBJECT || m->type == NK_TYPE_ARRAY))
+        nk_ld_warn(ld, type,
+                   "type %s in a mock outputParameter is not in the naftiko 1.0.0-alpha2 "
+                   "schema (string, number or boolean)",
+                   nk_type_name(m->type));
+    if (mode == OUT_MOCK && m->name == NULL) {
+        nk_ld_err(ld, n, "missing required field 'name' in mock outputParameter");
+        ok = false;
+    }
+    if (oc->mock && mapping != NULL) {
+        nk_ld_err(ld, mapping,
+                  "'mapping' in a mock outputParameter has nothing to read (no 'call'): "
+                  "use 'value'");
+        return false;
+    }
+    /* `value` is expanded at run time and wins over `mapping` and `const` */
     if (value != NULL) {
-        m->konst = json_stringn(value->str, value->len);
-        if (m->konst == NULL) {
-            ld->oom = true;
-            return false;
-        }
+        if (!compile_value(ld, oc, value, m))
+            ok = false;
         konst = NULL;
     }
     if (mapping != NULL && !compile_jsonpath(ld, mapping, &m->mapping))
@@ -459,7 +572,7 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
             struct nk_outmap *c = &m->props[m->n_props];
             c->name = nk_ld_strdup(ld, props->pairs[i].key->str);
             m->n_props++;
-            if (!compile_outmap(ld, props->pairs[i].value, c, false))
+            if (!compile_outmap(ld, oc, props->pairs[i].value, c, OUT_CHILD))
                 ok = false;
         }
     }
@@ -481,7 +594,7 @@ static bool compile_outmap(struct nk_loader *ld, const struct nk_node *n, struct
             ld->oom = true;
             return false;
         }
-        if (!compile_outmap(ld, in, m->items, false))
+        if (!compile_outmap(ld, oc, in, m->items, OUT_CHILD))
             ok = false;
     }
     if (mapping == NULL && konst == NULL && value == NULL && props == NULL && items == NULL) {
@@ -563,6 +676,30 @@ oom:
     json_decref(schema);
 }
 
+/* Does the variable v (x, rest.x, ns.x, ...) name the input called name? */
+static bool var_names(const char *v, const char *name)
+{
+    const char *dot = strrchr(v, '.');
+
+    return strcmp(v, name) == 0 || (dot != NULL && strcmp(dot + 1, name) == 0);
+}
+
+/* Does an output value template in m use the input called name? */
+static bool output_uses(const struct nk_outmap *m, const char *name)
+{
+    size_t i;
+
+    if (m == NULL)
+        return false;
+    for (i = 0; m->value != NULL && i < m->value->n; i++)
+        if (m->value->parts[i].kind == NK_TMPL_VAR && var_names(m->value->parts[i].text, name))
+            return true;
+    for (i = 0; i < m->n_props; i++)
+        if (output_uses(&m->props[i], name))
+            return true;
+    return output_uses(m->items, name);
+}
+
 /* An exposed input that reaches no upstream parameter is almost always a spelling mismatch. */
 static void warn_unused_args(struct nk_loader *ld, const struct nk_exposed_src *src,
                              const struct nk_exposed *e)
@@ -570,7 +707,9 @@ static void warn_unused_args(struct nk_loader *ld, const struct nk_exposed_src *
     size_t i, j, k;
 
     for (i = 0; i < e->n_args; i++) {
-        bool used = false;
+        bool used = output_uses(e->output, e->args[i].name);
+        for (j = 0; j < e->target->n_body_vars && !used; j++)
+            used = var_names(e->target->body_vars[j].name, e->args[i].name);
         for (j = 0; j < e->n_bindings && !used; j++) {
             const struct nk_binding *b = &e->bindings[j];
             if (b->kind == NK_BIND_ARG) {
@@ -590,12 +729,87 @@ static void warn_unused_args(struct nk_loader *ld, const struct nk_exposed_src *
     }
 }
 
+/* ---- body variables ---------------------------------------------------------------------- */
+
+/* Does the consumed parameter p receive a value from this operation (with, pass-through or its
+ * own value)? */
+static bool param_bound(const struct nk_exposed *e, const struct nk_param *p)
+{
+    size_t i;
+
+    if (p->value != NULL)
+        return true;
+    for (i = 0; i < e->n_bindings; i++)
+        if (e->bindings[i].param == p)
+            return true;
+    return false;
+}
+
+/* Every `{{name}}` of the target's body must be supplied by this operation: an input (by any
+ * of its spellings: x, rest.x, tools.x, ns.x, $this.ns.x), or a consumed parameter the operation
+ * binds. Binds were checked when the body loaded. An operation that declares no inputs gets the
+ * missing ones as implicit required arguments, as for `with` sources. */
+static void check_body_vars(struct nk_loader *ld, const struct nk_adapter *a,
+                            const struct nk_exposed_src *src, struct nk_exposed *e, size_t *cap,
+                            bool declared)
+{
+    const struct nk_operation *o = e->target;
+    char names[256], where[300];
+    size_t i;
+
+    for (i = 0; i < o->n_body_vars && !ld->oom; i++) {
+        const struct nk_bodyvar *bv = &o->body_vars[i];
+        const struct nk_param *p = find_param(o, bv->name);
+        const char *name, *dot;
+        struct nk_arg *arg;
+        bool bad = false, found = false;
+        if (p != NULL && param_bound(e, p))
+            continue;
+        for (name = bv->name; name != NULL && !found; name = dot != NULL ? dot + 1 : NULL) {
+            found = find_arg(e, name) != NULL;
+            dot = strchr(name, '.');
+        }
+        if (found)
+            continue;
+        name = source_name(ld, a, NULL, bv->name, &bad);
+        if (name == NULL && !bad && strchr(bv->name, '.') == NULL)
+            name = bv->name;
+        if (bv->pos.file == ld->file)
+            snprintf(where, sizeof(where), "line %u, column %u", bv->pos.line, bv->pos.column);
+        else
+            snprintf(where, sizeof(where), "%s:%u:%u", bv->pos.file ? bv->pos.file : "",
+                     bv->pos.line, bv->pos.column);
+        if (name == NULL || declared) {
+            nk_ld_err(ld, src->call,
+                      "the body of '%s' uses '{{%s}}' (%s), which names neither a declared bind "
+                      "nor an input of this operation (inputs: %s)",
+                      o->qname, bv->name, where,
+                      e->n_args ? arg_list(e, names, sizeof(names)) : "none");
+            continue;
+        }
+        arg = source_arg(ld, a, e, cap, name, NULL, false, 0, 0, bv->name);
+        if (arg != NULL && arg->description == NULL) {
+            /* new: say what it is for (MCP inputSchema, OpenAPI) */
+            snprintf(where, sizeof(where), "Sent in the request body of %s as {{%s}}.", o->qname,
+                     bv->name);
+            arg->description = nk_ld_strdup(ld, where);
+            arg->required = true;
+            if (a->type == NK_ADAPTER_MCP)
+                arg->in = NK_IN_BODY;
+        }
+    }
+}
+
 /* ---- one exposed operation --------------------------------------------------------------- */
 
 void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
                         const struct nk_exposed_src *src, struct nk_exposed *e)
 {
     bool rest = a->type == NK_ADAPTER_REST;
+    /* an operation (tool) that declares its own inputs takes only those: a `with` source or body
+     * variable naming another is a spelling mistake, not a new argument */
+    bool declared = src->inputs != NULL && src->inputs->n > 0;
+    struct outctx oc;
     size_t cap = 0, i;
 
     /* declared inputs: the resource's first, then the operation's */
@@ -656,9 +870,9 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
         nk_ld_err(ld, src->with, "'with' needs a 'call'");
     }
     if (e->target != NULL) {
-        compile_with(ld, a, src->with, e, &cap);
+        compile_with(ld, a, src->with, e, &cap, declared);
         if (!ld->oom)
-            warn_unused_args(ld, src, e);
+            check_body_vars(ld, a, src, e, &cap, declared);
         for (i = 0; i < e->target->n_params && !ld->oom; i++) {
             const struct nk_param *p = &e->target->params[i];
             size_t j;
@@ -671,7 +885,23 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
                           p->name, e->target->qname);
         }
     }
-    if (src->outputs != NULL && src->outputs->n > 0 && !ld->oom) {
+    oc.a = a;
+    oc.e = e;
+    oc.mock = src->call == NULL;
+    if (oc.mock && src->outputs != NULL && !ld->oom) {
+        /* a mock answers the object {name: value, ...} of its named entries */
+        e->output = calloc(1, sizeof(*e->output));
+        if (e->output != NULL)
+            e->output->props = calloc(src->outputs->n + 1, sizeof(*e->output->props));
+        if (e->output == NULL || e->output->props == NULL) {
+            ld->oom = true;
+            return;
+        }
+        e->output->type = NK_TYPE_OBJECT;
+        for (i = 0; i < src->outputs->n && !ld->oom; i++)
+            compile_outmap(ld, &oc, src->outputs->items[i], &e->output->props[e->output->n_props++],
+                           OUT_MOCK);
+    } else if (src->outputs != NULL && src->outputs->n > 0 && !ld->oom) {
         if (src->outputs->n > 1) {
             nk_ld_err(ld, src->outputs->items[1],
                       "only one outputParameters entry is supported "
@@ -682,9 +912,11 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
                 ld->oom = true;
                 return;
             }
-            compile_outmap(ld, src->outputs->items[0], e->output, true);
+            compile_outmap(ld, &oc, src->outputs->items[0], e->output, OUT_TOP);
         }
     }
+    if (!ld->oom && e->target != NULL)
+        warn_unused_args(ld, src, e);
     if (!ld->oom)
         build_schema(ld, e);
 }

@@ -164,6 +164,34 @@ static struct nk_adapter *new_adapter(struct nk_loader *ld, const struct nk_node
     return a;
 }
 
+/* Does an outputParameter (or one under it) carry a `value`? */
+static bool has_value(const struct nk_node *n)
+{
+    const struct nk_node *p = nk_node_get(n, "properties"), *it = nk_node_get(n, "items");
+    size_t i;
+
+    if (n == NULL || n->kind != NK_NODE_MAPPING)
+        return false;
+    if (nk_node_get(n, "value") != NULL)
+        return true;
+    for (i = 0; p != NULL && p->kind == NK_NODE_MAPPING && i < p->n; i++)
+        if (has_value(p->pairs[i].value))
+            return true;
+    return it != NULL && has_value(it);
+}
+
+/* A mock: outputParameters of which at least one carries a `value` (the reference runtime's
+ * rule), and no call, steps or ref (checked by the caller). */
+static bool is_mock(const struct nk_node *outputs)
+{
+    size_t i;
+
+    for (i = 0; outputs != NULL && outputs->kind == NK_NODE_SEQUENCE && i < outputs->n; i++)
+        if (has_value(outputs->items[i]))
+            return true;
+    return false;
+}
+
 static void load_rest(struct nk_loader *ld, const struct nk_node *n)
 {
     const struct nk_node *f[NK_NFIELDS(rest_fields)];
@@ -235,13 +263,13 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             src.rinputs = rf[RR_INPUTS];
             src.outputs = of[RO_OUTPUTS];
             if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL &&
-                nk_node_get(src.node, "ref") == NULL)
+                nk_node_get(src.node, "ref") == NULL && !is_mock(src.outputs))
                 nk_ld_err(ld, src.node,
                           "a REST operation needs one of 'call' (one consumed operation), "
                           "'steps' (orchestration), 'ref' (an aggregate function) or "
-                          "outputParameters with 'value' (a mock); naftikod runs 'call' "
-                          "(the other three are not supported yet)");
-            if (of[RO_CALL] != NULL)
+                          "outputParameters with 'value' (a mock); naftikod runs 'call' and "
+                          "mocks ('steps' and 'ref' are not supported yet)");
+            else if (of[RO_CALL] != NULL || is_mock(src.outputs))
                 nk_compile_exposed(ld, a, &src, e);
         }
     }
@@ -330,20 +358,13 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         src.inputs = tf[T_INPUTS];
         src.outputs = tf[T_OUTPUTS];
         if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL &&
-            nk_node_get(tn, "ref") == NULL) {
-            if (tf[T_OUTPUTS] != NULL) {
-                nk_ld_err(ld, tn,
-                          "mock tools (outputParameters without 'call') are not supported "
-                          "by naftikod yet");
-                continue;
-            }
+            nk_node_get(tn, "ref") == NULL && !is_mock(src.outputs))
             nk_ld_err(ld, tn,
                       "an MCP tool needs one of 'call' (one consumed operation), 'steps' "
                       "(orchestration), 'ref' (an aggregate function) or outputParameters "
-                      "with 'value' (a mock); naftikod runs 'call' (the other three are not "
-                      "supported yet)");
-        }
-        if (!ld->oom && tf[T_CALL] != NULL)
+                      "with 'value' (a mock); naftikod runs 'call' and mocks ('steps' and "
+                      "'ref' are not supported yet)");
+        else if (!ld->oom && (tf[T_CALL] != NULL || is_mock(src.outputs)))
             nk_compile_exposed(ld, a, &src, e);
     }
 }

@@ -830,6 +830,80 @@ static void path_params(struct nk_loader *ld, const struct nk_node *pathn, struc
     }
 }
 
+/* Does name's prefix (before its last '.') name a bind namespace (or the conventional `env`)?
+ * Then it is a bind reference, whatever follows. */
+static bool bind_prefixed(const struct nk_loader *ld, const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    size_t i, len;
+
+    if (dot == NULL)
+        return false;
+    len = (size_t)(dot - name);
+    if (len == 3 && strncmp(name, "env", 3) == 0)
+        return true;
+    for (i = 0; i < ld->t->n_binds; i++)
+        if (ld->t->binds[i].ns != NULL && strlen(ld->t->binds[i].ns) == len &&
+            strncmp(ld->t->binds[i].ns, name, len) == 0)
+            return true;
+    return false;
+}
+
+/* Every `{{name}}` in the strings of a body template: a bind reference must name a declared
+ * bind (checked here); any other name is recorded and checked against each exposed operation
+ * that calls o (it must supply it). */
+static void body_vars(struct nk_loader *ld, const struct nk_node *n, struct nk_operation *o,
+                      size_t *cap)
+{
+    struct nk_tmpl t;
+    size_t i;
+
+    if (n->kind == NK_NODE_MAPPING) {
+        for (i = 0; i < n->n && !ld->oom; i++)
+            body_vars(ld, n->pairs[i].value, o, cap);
+        return;
+    }
+    if (n->kind == NK_NODE_SEQUENCE) {
+        for (i = 0; i < n->n && !ld->oom; i++)
+            body_vars(ld, n->items[i], o, cap);
+        return;
+    }
+    if (!nk_node_is_string(n) || !nk_ld_tmpl(ld, n, NK_TMPL_MUSTACHE, &t))
+        return;
+    for (i = 0; i < t.n && !ld->oom; i++) {
+        const struct nk_tmpl_part *p = &t.parts[i];
+        struct nk_bodyvar *v;
+        if (p->kind != NK_TMPL_VAR)
+            continue;
+        if (nk_ld_find_bind(ld, p->text) != NULL) {
+            nk_ld_check_ambiguous(ld, n, p);
+            continue;
+        }
+        if (bind_prefixed(ld, p->text)) {
+            nk_ld_err_at(ld, n->line, nk_ld_col(n, p->offset),
+                         "'{{%s}}' names no declared bind (add it under 'binds')", p->text);
+            continue;
+        }
+        if (o->n_body_vars == *cap) {
+            size_t nc = *cap ? *cap * 2 : 4;
+            struct nk_bodyvar *nv = realloc(o->body_vars, nc * sizeof(*nv));
+            if (nv == NULL) {
+                ld->oom = true;
+                break;
+            }
+            o->body_vars = nv;
+            *cap = nc;
+        }
+        v = &o->body_vars[o->n_body_vars];
+        v->name = nk_ld_strdup(ld, p->text);
+        v->pos = nk_ld_pos(ld, n);
+        v->pos.column = nk_ld_col(n, p->offset);
+        if (v->name != NULL)
+            o->n_body_vars++;
+    }
+    nk_tmpl_cleanup(&t);
+}
+
 static const struct nk_field body_json_fields[] = {{"type", NK_FK_STR, NK_FF_REQ},
                                                    {"data", NK_FK_ANY, NK_FF_REQ}};
 
@@ -870,6 +944,10 @@ static void load_body(struct nk_loader *ld, const struct nk_node *n, struct nk_o
         return;
     }
     o->body_template = nk_ld_json(ld, f[1]);
+    if (o->body_template != NULL) {
+        size_t cap = 0;
+        body_vars(ld, f[1], o, &cap);
+    }
 }
 
 /* A consumed path is relative to baseUri; the schema does not require the leading '/' (ikanos
@@ -926,6 +1004,9 @@ static void drop_operation(struct nk_operation *o)
     }
     free(o->outputs);
     json_decref(o->body_template);
+    for (i = 0; i < o->n_body_vars; i++)
+        free(o->body_vars[i].name);
+    free(o->body_vars);
     free(o->output_raw_format);
     free(o->description);
     free(o->resource);

@@ -78,6 +78,8 @@ enum nk_args_mode { NK_ARGS_STRINGS, NK_ARGS_JSON };
 typedef void (*nk_invoke_done_fn)(void *ud, struct nk_result *r);
 
 /* Start one call of op (an exposed operation of ctx's table) with args (an object; borrowed).
+ * A mock (op->target NULL) sends nothing: its answer is built from args and handed to done on
+ * the loop thread of up, like an upstream answer.
  * Argument problems are found before anything is sent: NK_ERR_INVALID with a message naming the
  * argument in err (e.g. "parameter 'revoked' must be a boolean, got \"maybe\""), and the
  * callback is not called. request_id (may be NULL) is sent upstream as X-Request-Id.
@@ -112,8 +114,13 @@ enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, 
 #define NK_JSON_MAX_DEPTH 2048
 bool nk_invoke_check_json(const char *s, size_t n);
 
-/* Apply an output mapping to an upstream JSON body. NULL map: new reference to body.
- * Returns a new reference, or NULL on OOM. */
+/* Apply an output mapping to an upstream JSON body (NULL for a mock). inputs (an object of the
+ * checked arguments by name, or NULL) feed `value` templates. NULL map: new reference to body.
+ * On NK_OK *out is a new reference; NK_ERR_INVALID when a value cannot take its declared type
+ * (err names the output and the value); NK_ERR_NOMEM. */
+enum nk_rc nk_outmap_eval(const struct nk_outmap *map, json_t *body, json_t *inputs, json_t **out,
+                          struct nk_error *err);
+/* nk_outmap_eval without inputs: a new reference, or NULL on any failure. */
 json_t *nk_outmap_apply(const struct nk_outmap *map, json_t *body);
 
 #endif

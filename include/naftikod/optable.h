@@ -29,6 +29,12 @@ enum nk_type {
     NK_TYPE_OBJECT
 };
 const char *nk_type_name(enum nk_type t); /* "string", ...; "any" for NK_TYPE_ANY */
+/* Coerce v to a declared output type t. A value already of type t stays (an integral number is
+ * an integer); null stays null; a string is read as JSON text and must then be of type t
+ * ("5" -> 5, "true" -> true, "[1]" -> [1]); for type string a number or boolean becomes its
+ * JSON text (5 -> "5"). Anything else (an object for a string, "abc" for a number) cannot be
+ * coerced. Returns a new reference, or NULL: *oom tells out of memory from "cannot". */
+json_t *nk_type_coerce(enum nk_type t, json_t *v, bool *oom);
 
 /* Where a parameter travels. NK_IN_ENVIRONMENT exists only on consumed parameters. */
 enum nk_in { NK_IN_QUERY, NK_IN_PATH, NK_IN_HEADER, NK_IN_COOKIE, NK_IN_BODY, NK_IN_ENVIRONMENT };
@@ -53,7 +59,15 @@ struct nk_param {
     struct nk_pos pos;
 };
 
-/* One outputParameter of a consumed operation (named JSONPath extraction). */
+/* A `{{name}}` used in a consumed operation's body template, where it is written. */
+struct nk_bodyvar {
+    char *name;
+    struct nk_pos pos;
+};
+
+/* One outputParameter of a consumed operation (named JSONPath extraction). When an operation
+ * has any, its answer becomes the object {name: value coerced to type, ...} before the exposed
+ * mapping sees it. */
 struct nk_outparam {
     char *name;
     enum nk_type type;
@@ -87,9 +101,11 @@ struct nk_operation {
     size_t n_params;
     struct nk_outparam *outputs;
     size_t n_outputs;
-    char *output_raw_format; /* "json" (default) or as written */
-    json_t *body_template;   /* structured `body: {type: json, data: ...}`, or NULL; strings in
-                                it are Mustache templates */
+    char *output_raw_format;      /* "json" (default) or as written */
+    json_t *body_template;        /* structured `body: {type: json, data: ...}`, or NULL; strings in
+                                     it are Mustache templates */
+    struct nk_bodyvar *body_vars; /* every `{{name}}` in body_template strings, for load checks */
+    size_t n_body_vars;
     const struct nk_consumer *consumer; /* back pointer */
     struct nk_pos pos;
 };
@@ -149,11 +165,14 @@ struct nk_binding {
     struct nk_tmpl tmpl; /* NK_BIND_TEMPLATE */
 };
 
-/* Output mapping tree (`outputParameters` with `mapping`, `const`, `properties`, `items`). */
+/* Output mapping tree (`outputParameters` with `mapping`, `value`, `const`, `properties`,
+ * `items`). A mock operation's outputs are one object node whose props are the named entries. */
 struct nk_outmap {
     char *name; /* property name inside a parent object, else NULL */
     enum nk_type type;
-    struct nk_jsonpath *mapping; /* NULL when const or when only shaping children */
+    struct nk_jsonpath *mapping; /* NULL when value/const or when only shaping children */
+    struct nk_tmpl *value;       /* `value`: a Mustache template over the operation's inputs,
+                                    coerced to type; NULL when absent (wins over mapping) */
     json_t *konst;               /* `const` value, or NULL */
     struct nk_outmap *props;     /* object: children */
     size_t n_props;
@@ -171,7 +190,8 @@ struct nk_exposed {
     char *name;
     char *title; /* MCP title (label) or NULL */
     char *description;
-    const struct nk_operation *target; /* borrowed: the `call` target */
+    const struct nk_operation *target; /* borrowed: the `call` target; NULL for a mock, which
+                                          answers `output` built from its inputs alone */
     struct nk_arg *args;
     size_t n_args;
     struct nk_binding *bindings;

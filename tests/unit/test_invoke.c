@@ -988,6 +988,227 @@ static void test_every_missing_file(void **state)
     nk_diags_cleanup(&d);
 }
 
+/* ---- simple forms (issue 15, items 4 and 6) ------------------------------------------------ */
+
+static void test_type_coerce(void **state)
+{
+    static const struct {
+        enum nk_type t;
+        const char *in, *want; /* want NULL: cannot be coerced */
+    } cases[] = {
+        {NK_TYPE_NUMBER, "\"5\"", "5"},
+        {NK_TYPE_NUMBER, "\"5.5\"", "5.5"},
+        {NK_TYPE_NUMBER, "\"-1e3\"", "-1000.0"},
+        {NK_TYPE_NUMBER, "7", "7"},
+        {NK_TYPE_NUMBER, "\"abc\"", NULL},
+        {NK_TYPE_NUMBER, "\"\"", NULL},
+        {NK_TYPE_NUMBER, "true", NULL},
+        {NK_TYPE_NUMBER, "null", "null"},
+        {NK_TYPE_INTEGER, "\"12\"", "12"},
+        {NK_TYPE_INTEGER, "5.0", "5"},
+        {NK_TYPE_INTEGER, "\"4.5\"", NULL},
+        {NK_TYPE_BOOLEAN, "\"true\"", "true"},
+        {NK_TYPE_BOOLEAN, "\"false\"", "false"},
+        {NK_TYPE_BOOLEAN, "\"yes\"", NULL},
+        {NK_TYPE_BOOLEAN, "1", NULL},
+        {NK_TYPE_STRING, "5", "\"5\""},
+        {NK_TYPE_STRING, "false", "\"false\""},
+        {NK_TYPE_STRING, "\"x\"", "\"x\""},
+        {NK_TYPE_STRING, "{\"a\":1}", NULL},
+        {NK_TYPE_OBJECT, "\"{\\\"a\\\": 1}\"", "{\"a\":1}"},
+        {NK_TYPE_OBJECT, "[1]", NULL},
+        {NK_TYPE_ARRAY, "\"[1, 2]\"", "[1,2]"},
+        {NK_TYPE_ARRAY, "\"{}\"", NULL},
+        {NK_TYPE_ANY, "{\"a\":[1]}", "{\"a\":[1]}"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *in = js(cases[i].in), *got;
+        bool oom = true;
+        got = nk_type_coerce(cases[i].t, in, &oom);
+        assert_false(oom);
+        if (cases[i].want == NULL) {
+            if (got != NULL)
+                fail_msg("case %zu: %s as %s should not coerce", i, cases[i].in,
+                         nk_type_name(cases[i].t));
+        } else {
+            json_t *want = js(cases[i].want);
+            if (got == NULL || !json_equal(got, want) || json_typeof(got) != json_typeof(want))
+                fail_msg("case %zu: %s as %s", i, cases[i].in, nk_type_name(cases[i].t));
+            json_decref(want);
+        }
+        json_decref(got);
+        json_decref(in);
+    }
+}
+
+static const char simple_doc[] =
+    "naftiko: 1.0.0-alpha2\n"
+    "info: {label: T, description: Simple forms.}\n"
+    "capability:\n"
+    "  consumes:\n"
+    "  - type: http\n"
+    "    namespace: up\n"
+    "    baseUri: http://h.example\n"
+    "    resources:\n"
+    "    - name: things\n"
+    "      path: /things\n"
+    "      operations:\n"
+    "      - name: list\n"
+    "        method: GET\n"
+    "      - name: scan\n"
+    "        method: POST\n"
+    "        inputParameters:\n"
+    "        - {name: imageName, in: query}\n"
+    "        body:\n"
+    "          type: json\n"
+    "          data: {imageName: '{{imageName}}', note: '{{note}}', tag: 'v{{tag}}'}\n"
+    "  exposes:\n"
+    "  - type: rest\n"
+    "    namespace: r\n"
+    "    port: 8080\n"
+    "    resources:\n"
+    "    - path: /ships/{imo}\n"
+    "      operations:\n"
+    "      - method: GET\n"
+    "        name: ship\n"
+    "        inputParameters:\n"
+    "        - {name: imo, in: path, type: string, description: IMO}\n"
+    "        - {name: length, in: query, type: string, description: Length}\n"
+    "        outputParameters:\n"
+    "        - {name: label, type: string, value: 'ship {{imo}} of {{length}} m'}\n"
+    "        - {name: length, type: number, value: '{{length}}'}\n"
+    "        - name: more\n"
+    "          type: object\n"
+    "          properties:\n"
+    "            flags: {type: array, value: '[1, 2]'}\n"
+    "            known: {type: boolean, value: 'true'}\n"
+    "        - name: crew\n"
+    "          type: array\n"
+    "          items: {type: string, value: 'crew of {{imo}}'}\n"
+    "    - path: /things\n"
+    "      operations:\n"
+    "      - method: GET\n"
+    "        name: bees\n"
+    "        call: up.list\n"
+    "        outputParameters:\n"
+    "        - type: object\n"
+    "          properties:\n"
+    "            b: {type: array, mapping: \"$.items[?@.tag == 'b'].id\"}\n"
+    "            z: {type: array, mapping: \"$.items[?@.tag == 'z'].id\"}\n"
+    "            first: {type: string, mapping: '$.items[0].id'}\n"
+    "            count: {type: integer, mapping: $.count}\n"
+    "      - method: POST\n"
+    "        name: scan\n"
+    "        inputParameters:\n"
+    "        - {name: image, in: query, type: string, description: Image}\n"
+    "        - {name: note, in: query, type: string, description: Note}\n"
+    "        - {name: tag, in: query, type: string, description: Tag}\n"
+    "        call: up.scan\n"
+    "        with: {imageName: rest.image}\n";
+
+static void test_simple_mock(void **state)
+{
+    struct nk_optable *t = load_mem(simple_doc);
+    struct nk_context *c = context_for(t, "h");
+    const struct nk_exposed *ship = find_exposed(t, NK_ADAPTER_REST, "ship");
+    struct nk_upstream_request r;
+    struct nk_error err;
+    json_t *in, *got = NULL, *want;
+
+    (void)state;
+    assert_null(ship->target);
+    in = js("{\"imo\":\"9074729\",\"length\":\"294.1\"}");
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(nk_outmap_eval(ship->output, NULL, in, &got, &err), NK_OK);
+    want = js("{\"label\":\"ship 9074729 of 294.1 m\",\"length\":294.1,"
+              "\"more\":{\"flags\":[1,2],\"known\":true},\"crew\":[\"crew of 9074729\"]}");
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+    json_decref(in);
+    /* an absent input: "" inside a text, null as a whole value */
+    in = js("{\"imo\":\"1\"}");
+    assert_int_equal(nk_outmap_eval(ship->output, NULL, in, &got, &err), NK_OK);
+    assert_string_equal(json_string_value(json_object_get(got, "label")), "ship 1 of  m");
+    assert_true(json_is_null(json_object_get(got, "length")));
+    json_decref(got);
+    json_decref(in);
+    /* a non-string input inside a text is its JSON text */
+    in = js("{\"imo\":7,\"length\":12.5}");
+    assert_int_equal(nk_outmap_eval(ship->output, NULL, in, &got, &err), NK_OK);
+    assert_string_equal(json_string_value(json_object_get(got, "label")), "ship 7 of 12.5 m");
+    assert_true(json_real_value(json_object_get(got, "length")) == 12.5);
+    json_decref(got);
+    json_decref(in);
+    /* a value that cannot take its type is an error naming the output */
+    in = js("{\"imo\":\"1\",\"length\":\"long\"}");
+    assert_int_equal(nk_outmap_eval(ship->output, NULL, in, &got, &err), NK_ERR_INVALID);
+    assert_null(got);
+    assert_non_null(strstr(err.msg, "output 'length' is declared number"));
+    json_decref(in);
+    /* a mock sends nothing */
+    assert_int_equal(build(c, ship, "{\"imo\":\"1\"}", NK_ARGS_STRINGS, &r, &err), NK_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "mock"));
+    nk_context_unref(c);
+    nk_optable_unref(t);
+}
+
+static void test_simple_mappings(void **state)
+{
+    struct nk_optable *t = load_mem(simple_doc);
+    const struct nk_exposed *bees = find_exposed(t, NK_ADAPTER_REST, "bees");
+    json_t *in = js("{\"items\":[{\"id\":\"1\",\"tag\":\"b\"},{\"id\":\"2\",\"tag\":\"a\"},"
+                    "{\"id\":\"3\",\"tag\":\"b\"}],\"count\":\"3\"}");
+    json_t *want = js("{\"b\":[\"1\",\"3\"],\"z\":[],\"first\":\"1\",\"count\":3}");
+    json_t *got = NULL;
+    struct nk_error err;
+
+    (void)state;
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(nk_outmap_eval(bees->output, in, NULL, &got, &err), NK_OK);
+    if (!json_equal(got, want)) {
+        char *s = json_dumps(got, JSON_ENCODE_ANY);
+        fail_msg("mapping gave %s", s);
+        free(s);
+    }
+    json_decref(got);
+    json_decref(in);
+    /* an upstream value that cannot take the declared type */
+    in = js("{\"items\":[],\"count\":\"many\"}");
+    assert_int_equal(nk_outmap_eval(bees->output, in, NULL, &got, &err), NK_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "output 'count' is declared integer"));
+    json_decref(in);
+    json_decref(want);
+    nk_optable_unref(t);
+}
+
+static void test_simple_body_vars(void **state)
+{
+    struct nk_optable *t = load_mem(simple_doc);
+    struct nk_context *c = context_for(t, "h");
+    const struct nk_exposed *scan = find_exposed(t, NK_ADAPTER_REST, "scan");
+    struct nk_upstream_request r;
+    struct nk_error err;
+    json_t *body;
+
+    (void)state;
+    /* {{imageName}} reads what `with` gave the consumed parameter; {{note}} and {{tag}} the
+     * operation's inputs; an absent optional input is null as a whole value, "" in a text */
+    assert_int_equal(
+        build(c, scan, "{\"image\":\"nginx\",\"tag\":\"2\"}", NK_ARGS_STRINGS, &r, &err), NK_OK);
+    body = js(r.body);
+    assert_string_equal(json_string_value(json_object_get(body, "imageName")), "nginx");
+    assert_true(json_is_null(json_object_get(body, "note")));
+    assert_string_equal(json_string_value(json_object_get(body, "tag")), "v2");
+    json_decref(body);
+    nk_upstream_request_cleanup(&r);
+    nk_context_unref(c);
+    nk_optable_unref(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1009,6 +1230,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_auth, setup_every, teardown_every),
         cmocka_unit_test_setup_teardown(test_every_outmap, setup_every, teardown_every),
         cmocka_unit_test_setup_teardown(test_every_missing_file, setup_every, teardown_every),
+        cmocka_unit_test(test_type_coerce),
+        cmocka_unit_test(test_simple_mock),
+        cmocka_unit_test(test_simple_mappings),
+        cmocka_unit_test(test_simple_body_vars),
     };
     int rc;
 

@@ -335,6 +335,82 @@ static void test_loose_path_names(void **state)
     nk_diags_cleanup(&d);
 }
 
+/* Issue 15 items 4 and 6: a mock has no target and answers its named entries; a body variable
+ * of an operation without inputs becomes a required argument; one that declares inputs must
+ * name them (tested with positions in tests/data/spec/invalid/simple-forms-*.yaml). */
+static void test_simple_forms(void **state)
+{
+    static const char doc[] =
+        "naftiko: 1.0.0-alpha2\n"
+        "capability:\n"
+        "  consumes:\n"
+        "  - type: http\n"
+        "    namespace: c\n"
+        "    baseUri: https://x.example.com\n"
+        "    resources:\n"
+        "    - name: images\n"
+        "      path: /v1/images\n"
+        "      operations:\n"
+        "      - name: scan\n"
+        "        method: POST\n"
+        "        body: {type: json, data: {imageName: '{{tools.image_name}}'}}\n"
+        "  exposes:\n"
+        "  - type: rest\n"
+        "    namespace: r\n"
+        "    port: 8080\n"
+        "    resources:\n"
+        "    - path: /v1/images\n"
+        "      operations:\n"
+        "      - method: POST\n"
+        "        call: c.scan\n"
+        "    - path: /ships/{imo}\n"
+        "      operations:\n"
+        "      - method: GET\n"
+        "        outputParameters:\n"
+        "        - {name: label, type: string, value: 'ship {{imo}}'}\n"
+        "        - {name: size, type: integer, value: '7'}\n"
+        "  - type: mcp\n"
+        "    namespace: m\n"
+        "    port: 9090\n"
+        "    tools:\n"
+        "    - name: scan\n"
+        "      description: Scan.\n"
+        "      call: c.scan\n";
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_exposed *e;
+    const struct nk_arg *a;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("simple.yaml", doc, sizeof(doc) - 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors, 0);
+    /* the body variable: recorded at its position, an implicit required argument */
+    assert_int_equal(nk_optable_find_op(t, "c.scan")->n_body_vars, 1);
+    assert_int_equal(nk_optable_find_op(t, "c.scan")->body_vars[0].pos.line, 13);
+    e = rest_op(&t->adapters[0], "POST", "/v1/images");
+    a = arg(e, "image_name");
+    assert_non_null(a);
+    assert_true(a->required);
+    assert_int_equal(a->in, NK_IN_QUERY);
+    a = arg(&t->adapters[1].ops[0], "image_name");
+    assert_non_null(a);
+    assert_true(a->required);
+    assert_int_equal(a->in, NK_IN_BODY);
+    /* the mock: no target, one object of named entries with compiled values */
+    e = rest_op(&t->adapters[0], "GET", "/ships/{imo}");
+    assert_null(e->target);
+    assert_non_null(e->output);
+    assert_int_equal(e->output->type, NK_TYPE_OBJECT);
+    assert_int_equal(e->output->n_props, 2);
+    assert_string_equal(e->output->props[0].name, "label");
+    assert_non_null(e->output->props[0].value);
+    assert_int_equal(e->output->props[1].type, NK_TYPE_INTEGER);
+    assert_true(arg(e, "imo")->required);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_strict),
         cmocka_unit_test(test_loose_path_names),
+        cmocka_unit_test(test_simple_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
