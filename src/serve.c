@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* serve.c: `naftikod serve`: options, start-up order, one listener per adapter, signals, drain;
- * and the shared server state (struct nk_server) the adapters read. */
+/* serve.c: `naftikod serve`: start-up order, one listener per adapter, signals, reload, drain
+ * (options: config.c; the state the adapters share: server.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -35,77 +35,6 @@
 #include "naftikod/server.h"
 #include "naftikod/spec.h"
 #include "naftikod/upstream.h"
-
-/* ---- shared server state ------------------------------------------------------------------ */
-
-struct nk_server {
-    pthread_mutex_t mu; /* guards ctx */
-    struct nk_context *ctx;
-    struct nk_upstream *up; /* borrowed */
-    /* Set before the listeners start; then read-only, except policy.tokens, which a reload
-     * swaps on the event loop thread (swap_tokens). */
-    struct nk_inbound_policy policy;
-};
-
-void nk_server_set_policy(struct nk_server *s, const struct nk_inbound_policy *p)
-{
-    s->policy = *p;
-}
-
-const struct nk_inbound_policy *nk_server_policy(const struct nk_server *s)
-{
-    return &s->policy;
-}
-
-enum nk_rc nk_server_new(struct nk_context *ctx, struct nk_upstream *up, struct nk_server **out)
-{
-    struct nk_server *s = calloc(1, sizeof(*s));
-
-    *out = NULL;
-    if (s == NULL)
-        return NK_ERR_NOMEM;
-    pthread_mutex_init(&s->mu, NULL);
-    s->ctx = nk_context_ref(ctx);
-    s->up = up;
-    *out = s;
-    return NK_OK;
-}
-
-void nk_server_free(struct nk_server *s)
-{
-    if (s == NULL)
-        return;
-    nk_context_unref(s->ctx);
-    pthread_mutex_destroy(&s->mu);
-    free(s);
-}
-
-void nk_server_swap(struct nk_server *s, struct nk_context *ctx)
-{
-    struct nk_context *old;
-
-    nk_context_ref(ctx);
-    pthread_mutex_lock(&s->mu);
-    old = s->ctx;
-    s->ctx = ctx;
-    pthread_mutex_unlock(&s->mu);
-    nk_context_unref(old);
-}
-
-struct nk_context *nk_server_context(struct nk_server *s)
-{
-    struct nk_context *c;
-
-    pthread_mutex_lock(&s->mu);
-    c = nk_context_ref(s->ctx);
-    pthread_mutex_unlock(&s->mu);
-    return c;
-}
-
-struct nk_upstream *nk_server_upstream(struct nk_server *s)
-{
-    return s->up;
-}
 
 /* ---- logging ------------------------------------------------------------------------------ */
 
@@ -648,7 +577,7 @@ static void swap_tokens(void *arg)
 {
     struct tokens_swap *t = arg;
 
-    t->server->policy.tokens = t->tokens;
+    nk_server_set_tokens(t->server, t->tokens);
 }
 
 /* SIGHUP: read every option source again (config file, environment, flags) and the caller
@@ -690,7 +619,7 @@ static void reload(int argc, char **argv, const struct nk_config *running, struc
     if (fresh != NULL) {
         ts.tokens = fresh;
         /* No loop any more (cannot happen while serving): nothing checks tokens either. */
-        if (!nk_upstream_run_sync(server->up, swap_tokens, &ts))
+        if (!nk_upstream_run_sync(nk_server_upstream(server), swap_tokens, &ts))
             swap_tokens(&ts);
         nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
         *tokens = fresh;
