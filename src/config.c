@@ -126,6 +126,16 @@ static const struct opt opts[] = {
      "messages in one MCP JSON-RPC batch (2025-03-26); a larger batch is refused whole; each "
      "tools/call after the first costs one --rate-limit token",
      CFG(mcp_max_batch), BOTH},
+    {"--mcp-allowed-hosts", "NAFTIKOD_MCP_ALLOWED_HOSTS", OPT_STRING, "NAMES",
+     "none (loopback names only)",
+     "comma-separated host names the MCP adapter answers besides localhost, 127.0.0.1 and "
+     "[::1] (Host and Origin headers; others get 403)",
+     CFG(mcp_allowed_hosts), SERVE},
+    {"--mcp-session-key-file", "NAFTIKOD_MCP_SESSION_KEY_FILE", OPT_STRING, "FILE",
+     "a random key per process",
+     "file whose bytes (at most 65536) are the HMAC key of MCP session ids; give every replica "
+     "the same file",
+     CFG(mcp_session_key_file), SERVE},
     {"--adapter", NULL, OPT_STRING, "NS", "the first MCP adapter",
      "namespace of the MCP adapter (any transport) to serve on stdin/stdout", CFG(adapter),
      NK_CONFIG_MCP_STDIO},

@@ -32,6 +32,7 @@
 #include "naftikod/optable.h"
 #include "naftikod/rest.h"
 #include "naftikod/sdnotify.h"
+#include "naftikod/secret.h"
 #include "naftikod/server.h"
 #include "naftikod/spec.h"
 #include "naftikod/upstream.h"
@@ -138,6 +139,55 @@ static bool is_loopback(const char *addr)
 {
     return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
            strcasecmp(addr, "localhost") == 0;
+}
+
+/* The MCP engine's settings, read once: the session key file (a secret: its bytes are the key,
+ * never shown) and the extra allowed host names. */
+static bool configure_mcp(const struct nk_config *cfg)
+{
+    struct nk_mcp_options mo;
+    const char *hosts[64];
+    char *hosts_copy = NULL, *key = NULL, why[600];
+    size_t key_len = 0;
+    struct nk_error err;
+    bool ok = false;
+
+    memset(&mo, 0, sizeof(mo));
+    memset(&err, 0, sizeof(err));
+    if (cfg->mcp_session_key_file != NULL && cfg->mcp_session_key_file[0] != '\0') {
+        if (nk_secret_file(cfg->mcp_session_key_file, "--mcp-session-key-file", true, &key,
+                           &key_len, why, sizeof(why)) != NK_OK) {
+            report_error("the MCP session key: %s", why);
+            goto out;
+        }
+        mo.session_key = (const unsigned char *)key;
+        mo.session_key_len = key_len;
+    }
+    if (cfg->mcp_allowed_hosts != NULL && cfg->mcp_allowed_hosts[0] != '\0') {
+        enum nk_rc rc = nk_config_split_list(cfg->mcp_allowed_hosts, &hosts_copy, hosts,
+                                             sizeof(hosts) / sizeof(hosts[0]), &mo.n_allowed_hosts);
+        if (rc != NK_OK) {
+            report_error(rc == NK_ERR_TOO_LARGE ? "--mcp-allowed-hosts names more than 64 hosts"
+                                                : "out of memory");
+            goto out;
+        }
+        mo.allowed_hosts = hosts;
+    }
+    if (nk_mcp_configure(&mo, &err) != NK_OK) {
+        report_error("mcp: %s", err.msg);
+        goto out;
+    }
+    if (key != NULL)
+        logline("info", "mcp: session ids signed with the key from %s (%zu bytes)",
+                cfg->mcp_session_key_file, key_len);
+    ok = true;
+out:
+    if (key != NULL) {
+        explicit_bzero(key, key_len);
+        free(key);
+    }
+    free(hosts_copy);
+    return ok;
 }
 
 /* ---- listeners ---------------------------------------------------------------------------- */
@@ -807,6 +857,8 @@ int nk_cmd_serve(int argc, char **argv)
     }
     if (cfg.read_only)
         logline("info", "read-only: only GET routes and read-only tools are served");
+    if (!configure_mcp(&cfg))
+        goto out;
 
     if (nk_upstream_global_init() != NK_OK) {
         report_error("cannot initialise the HTTP client library");
