@@ -359,7 +359,7 @@ static void test_markdown(void **state)
         size_t cells = 0;
 
         for (p = line; *p != '\n'; p++)
-            cells += *p == '|' && p[-1] != '\\';
+            cells += *p == '|' && (p == line || p[-1] != '\\');
         assert_int_equal(cells, 6);
         rows++;
     }
