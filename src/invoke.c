@@ -17,8 +17,7 @@
 #include <unistd.h>
 
 #include "naftikod/metrics.h"
-
-#define MAX_BIND_FILE (64 * 1024)
+#include "naftikod/secret.h"
 
 struct nk_context {
     atomic_int refs;
@@ -370,57 +369,6 @@ static void bind_use(const struct nk_optable *t, const struct nk_bind *b, char *
     }
 }
 
-/* Free a buffer read by read_small_file, wiping it first (it may hold a credential). */
-static void free_wiped(char *buf)
-{
-    if (buf != NULL) {
-        explicit_bzero(buf, MAX_BIND_FILE + 1);
-        free(buf);
-    }
-}
-
-/* Read a whole file of at most MAX_BIND_FILE bytes into *buf (MAX_BIND_FILE + 1 bytes,
- * NUL-terminated after *n bytes; free it with free_wiped). label names the file in why, e.g.
- * "'/run/key'" (never its content). */
-static enum nk_rc read_small_file(const char *path, const char *label, char **buf, size_t *n,
-                                  char *why, size_t why_n)
-{
-    enum nk_rc rc = NK_OK;
-    FILE *f;
-    size_t r;
-
-    *buf = NULL;
-    *n = 0;
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(why, why_n, "cannot read %s: %s", label, strerror(errno));
-        return NK_ERR_IO;
-    }
-    *buf = malloc(MAX_BIND_FILE + 1);
-    if (*buf == NULL) {
-        rc = NK_ERR_NOMEM;
-        goto out;
-    }
-    while (*n <= MAX_BIND_FILE && (r = fread(*buf + *n, 1, MAX_BIND_FILE + 1 - *n, f)) > 0)
-        *n += r;
-    if (ferror(f)) {
-        snprintf(why, why_n, "cannot read %s", label);
-        rc = NK_ERR_IO;
-    } else if (*n > MAX_BIND_FILE) {
-        snprintf(why, why_n, "%s is larger than %d bytes", label, MAX_BIND_FILE);
-        rc = NK_ERR_TOO_LARGE;
-    } else {
-        (*buf)[*n] = '\0';
-    }
-out:
-    fclose(f);
-    if (rc != NK_OK) {
-        free_wiped(*buf);
-        *buf = NULL;
-    }
-    return rc;
-}
-
 /* Read a bind from its file. A file holding a JSON object is a set of values keyed by the
  * bind's source name (so one `location` can serve several keys); any other file is the value
  * itself, with one trailing newline removed. */
@@ -434,7 +382,7 @@ static enum nk_rc read_bind_file(const struct nk_bind *b, char **out, char *why,
 
     *out = NULL;
     snprintf(label, sizeof(label), "'%s'", b->location);
-    rc = read_small_file(b->location, label, &buf, &n, why, why_n);
+    rc = nk_secret_read_small(b->location, label, &buf, &n, why, why_n);
     if (rc != NK_OK)
         return rc;
     for (r = 0; r < n && isspace((unsigned char)buf[r]); r++)
@@ -475,76 +423,10 @@ static enum nk_rc read_bind_file(const struct nk_bind *b, char **out, char *why,
     if (*out == NULL)
         rc = NK_ERR_NOMEM;
 out:
-    free_wiped(buf);
+    nk_secret_free_wiped(buf);
     /* jansson keeps its own copies of the strings: nothing to wipe reliably, drop it. */
     json_decref(doc);
     return rc;
-}
-
-/* Read a credential file: its whole content with one trailing newline removed. A file that cannot
- * be read is named in why (never its content). */
-static enum nk_rc read_secret_file(const char *path, const char *via, char **out, char *why,
-                                   size_t why_n)
-{
-    enum nk_rc rc;
-    char *buf = NULL, label[4400];
-    size_t n = 0;
-
-    *out = NULL;
-    snprintf(label, sizeof(label), "'%s' (%s)", path, via);
-    rc = read_small_file(path, label, &buf, &n, why, why_n);
-    if (rc != NK_OK)
-        return rc;
-    if (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    if (strlen(buf) != n) {
-        snprintf(why, why_n, "'%s' (%s) contains a NUL byte", path, via);
-        rc = NK_ERR_INVALID;
-    } else if (n == 0) {
-        snprintf(why, why_n, "'%s' (%s) is empty", path, via);
-        rc = NK_ERR_INVALID;
-    } else {
-        *out = strdup(buf);
-        if (*out == NULL)
-            rc = NK_ERR_NOMEM;
-    }
-    free_wiped(buf);
-    return rc;
-}
-
-/* The value of credential variable name, from (in this order) the environment variable NAME, the
- * file named by NAME_FILE, or $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=). NAME and
- * NAME_FILE both set is an error. NK_ERR_NOTFOUND when none is there; other errors in why. */
-static enum nk_rc secret_value(const char *name, char **out, char *why, size_t why_n)
-{
-    char var[300], path[4200];
-    const char *env = getenv(name), *file, *dir;
-
-    *out = NULL;
-    snprintf(var, sizeof(var), "%s_FILE", name);
-    file = getenv(var);
-    if (env != NULL && env[0] != '\0' && file != NULL && file[0] != '\0') {
-        snprintf(why, why_n, "both environment variables %s and %s are set: set only one", name,
-                 var);
-        return NK_ERR_INVALID;
-    }
-    if (env != NULL && env[0] != '\0') {
-        *out = strdup(env);
-        return *out != NULL ? NK_OK : NK_ERR_NOMEM;
-    }
-    if (file != NULL && file[0] != '\0')
-        return read_secret_file(file, var, out, why, why_n);
-    dir = getenv("CREDENTIALS_DIRECTORY");
-    if (dir != NULL && dir[0] != '\0') {
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        if (access(path, F_OK) == 0)
-            return read_secret_file(path, "$CREDENTIALS_DIRECTORY", out, why, why_n);
-    }
-    snprintf(why, why_n,
-             "environment variable %s is %s (nor is %s set, nor is there a file %s in "
-             "$CREDENTIALS_DIRECTORY)",
-             name, env == NULL ? "not set" : "empty", var, name);
-    return NK_ERR_NOTFOUND;
 }
 
 struct base_lookup {
@@ -741,7 +623,7 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
             continue;
         }
         why[0] = '\0';
-        r = secret_value(b->source, &c->bind_values[i], why, sizeof(why));
+        r = nk_secret_value(b->source, &c->bind_values[i], why, sizeof(why));
         if (r == NK_ERR_NOMEM) {
             rc = r;
             goto out;

@@ -4,7 +4,6 @@
 #include "naftikod/mcp.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,77 +15,6 @@
 
 static pthread_mutex_t engine_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct nk_mcp *engine;
-
-static enum nk_rc read_key_file(const char *path, unsigned char **key, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf = NULL;
-    size_t n = 0;
-    enum nk_rc rc = NK_ERR_IO;
-
-    if (f == NULL)
-        return NK_ERR_IO;
-    buf = malloc(4096);
-    if (buf == NULL) {
-        rc = NK_ERR_NOMEM;
-        goto out;
-    }
-    n = fread(buf, 1, 4096, f);
-    if (ferror(f) || n == 0)
-        goto out;
-    *key = buf;
-    *len = n;
-    buf = NULL;
-    rc = NK_OK;
-out:
-    free(buf);
-    fclose(f);
-    return rc;
-}
-
-/* Called with engine_mu held. */
-static enum nk_rc configure_from_env(void)
-{
-    struct nk_mcp_options o;
-    const char *kf = getenv("NAFTIKOD_MCP_SESSION_KEY_FILE");
-    const char *hosts = getenv("NAFTIKOD_MCP_ALLOWED_HOSTS");
-    unsigned char *key = NULL;
-    char *copy = NULL, *tok, *save = NULL;
-    const char *list[64];
-    struct nk_error err;
-    enum nk_rc rc;
-
-    memset(&o, 0, sizeof(o));
-    if (kf != NULL && kf[0] != '\0') {
-        rc = read_key_file(kf, &key, &o.session_key_len);
-        if (rc != NK_OK) {
-            nk_log(NK_LOG_ERROR, "mcp: cannot read NAFTIKOD_MCP_SESSION_KEY_FILE %s", kf);
-            goto out;
-        }
-        o.session_key = key;
-    }
-    if (hosts != NULL && hosts[0] != '\0') {
-        copy = strdup(hosts);
-        if (copy == NULL) {
-            rc = NK_ERR_NOMEM;
-            goto out;
-        }
-        for (tok = strtok_r(copy, ", ", &save); tok != NULL && o.n_allowed_hosts < 64;
-             tok = strtok_r(NULL, ", ", &save))
-            list[o.n_allowed_hosts++] = tok;
-        o.allowed_hosts = list;
-    }
-    rc = nk_mcp_new(&o, &engine, &err);
-    if (rc != NK_OK)
-        nk_log(NK_LOG_ERROR, "mcp: %s", err.msg);
-out:
-    if (key != NULL) {
-        memset(key, 0, o.session_key_len);
-        free(key);
-    }
-    free(copy);
-    return rc;
-}
 
 enum nk_rc nk_mcp_configure(const struct nk_mcp_options *opts, struct nk_error *err)
 {
@@ -105,11 +33,12 @@ enum nk_rc nk_mcp_configure(const struct nk_mcp_options *opts, struct nk_error *
 
 static struct nk_mcp *get_engine(void)
 {
+    struct nk_error err;
     struct nk_mcp *m;
 
     pthread_mutex_lock(&engine_mu);
-    if (engine == NULL)
-        configure_from_env();
+    if (engine == NULL && nk_mcp_new(NULL, &engine, &err) != NK_OK) /* not configured: defaults */
+        nk_log(NK_LOG_ERROR, "mcp: %s", err.msg);
     m = engine;
     pthread_mutex_unlock(&engine_mu);
     return m;

@@ -8,31 +8,14 @@
 #include <string.h>
 
 #include "naftikod/cmd.h"
+#include "naftikod/config.h"
 #include "naftikod/invoke.h"
+#include "naftikod/log.h"
 #include "naftikod/mcp_core.h"
 #include "naftikod/optable.h"
 #include "naftikod/upstream.h"
 
-#define MAX_VARS 64
 #define MAX_LINE (16u * 1024 * 1024)
-
-static const char usage[] =
-    "Usage: naftikod mcp-stdio [OPTIONS] CAPABILITY...\n"
-    "\n"
-    "Speak MCP (JSON-RPC 2.0, one message a line) on stdin/stdout for desktop clients; logs go\n"
-    "to stderr. Serves the tools of one MCP adapter of the capabilities (any transport).\n"
-    "\n"
-    "Options:\n"
-    "  --adapter NS          the MCP adapter namespace to serve (default: the first one)\n"
-    "  --var NAME=VALUE      a baseUri server variable, e.g. --var central-host=central:8443\n"
-    "                        (else the environment variable NAME upper-cased, '-' -> '_')\n"
-    "  --ca-file FILE        trust this PEM bundle for upstream TLS instead of the system store\n"
-    "  --insecure-skip-verify  do not verify upstream TLS certificates (labs only; warned)\n"
-    "  --connect-timeout MS  upstream connect timeout (default 5000)\n"
-    "  --timeout MS          upstream total timeout per call (default 30000)\n"
-    "  -h, --help            show this help and exit\n"
-    "\n"
-    "Exit status: 0 at end of input, 1 when the capabilities do not load, 2 on a usage error.\n";
 
 struct stdio_state {
     pthread_mutex_t mu; /* guards stdout and pending */
@@ -108,12 +91,9 @@ static const struct nk_adapter *pick_adapter(const struct nk_optable *t, const c
 
 int nk_cmd_mcp_stdio(int argc, char **argv)
 {
-    struct nk_var vars[MAX_VARS];
-    char var_names[MAX_VARS][128];
-    size_t n_vars = 0;
-    const char **files = NULL;
-    size_t n_files = 0;
-    const char *adapter_ns = NULL;
+    struct nk_config cfg;
+    enum nk_log_format lf = NK_LOG_TEXT;
+    enum nk_log_level ll = NK_LOG_INFO;
     struct nk_upstream_options uo;
     struct nk_diags diags;
     struct nk_optable *table = NULL;
@@ -126,7 +106,7 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
     size_t cap = 0;
     ssize_t n;
     bool global = false;
-    int status = 1, i;
+    int status = 1, r;
 
     memset(&uo, 0, sizeof(uo));
     memset(&st, 0, sizeof(st));
@@ -135,67 +115,27 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
     nk_diags_init(&diags);
     pthread_mutex_init(&st.mu, NULL);
     pthread_cond_init(&st.idle, NULL);
-    files = calloc((size_t)argc + 1, sizeof(*files));
-    if (files == NULL)
+    /* The shared option table: only the options that apply here are accepted. */
+    r = nk_config_read(&cfg, NK_CONFIG_MCP_STDIO, false, argc, argv);
+    if (r != 0) {
+        status = r < 0 ? 0 : r;
         goto out;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(usage, stdout);
-            status = 0;
-            goto out;
-        } else if (strcmp(a, "--adapter") == 0 && i + 1 < argc) {
-            adapter_ns = argv[++i];
-        } else if (strcmp(a, "--ca-file") == 0 && i + 1 < argc) {
-            uo.ca_file = argv[++i];
-        } else if (strcmp(a, "--insecure-skip-verify") == 0) {
-            uo.insecure = true;
-        } else if ((strcmp(a, "--timeout") == 0 || strcmp(a, "--connect-timeout") == 0) &&
-                   i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[i + 1], &end, 10);
-
-            if (*end != '\0' || v <= 0) {
-                fprintf(stderr, "naftikod: mcp-stdio: %s wants milliseconds\n", a);
-                status = 2;
-                goto out;
-            }
-            if (strcmp(a, "--timeout") == 0)
-                uo.timeout_ms = v;
-            else
-                uo.connect_timeout_ms = v;
-            i++;
-        } else if (strcmp(a, "--var") == 0 && i + 1 < argc) {
-            char *eq = strchr(argv[++i], '=');
-
-            if (eq == NULL || eq == argv[i] || n_vars == MAX_VARS ||
-                (size_t)(eq - argv[i]) >= sizeof(var_names[0])) {
-                fprintf(stderr, "naftikod: mcp-stdio: --var wants NAME=VALUE\n");
-                status = 2;
-                goto out;
-            }
-            /* argv stays as given (it shows in ps). */
-            memcpy(var_names[n_vars], argv[i], (size_t)(eq - argv[i]));
-            var_names[n_vars][eq - argv[i]] = '\0';
-            vars[n_vars].name = var_names[n_vars];
-            vars[n_vars].value = eq + 1;
-            n_vars++;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "naftikod: mcp-stdio: unknown or incomplete option '%s'\n%s", a, usage);
-            status = 2;
-            goto out;
-        } else {
-            files[n_files++] = a;
-        }
     }
-    if (n_files == 0) {
-        fputs(usage, stderr);
+    nk_log_parse_format(cfg.log_format, &lf);
+    nk_log_parse_level(cfg.log_level, &ll);
+    nk_log_configure(lf, ll);
+    uo.ca_file = cfg.ca_file;
+    uo.insecure = cfg.insecure;
+    uo.connect_timeout_ms = cfg.connect_timeout_ms;
+    uo.timeout_ms = cfg.timeout_ms;
+    uo.max_response = (size_t)cfg.max_response;
+    if (cfg.mcp_max_batch < 1 || cfg.mcp_max_batch > 100000) {
+        fprintf(stderr, "naftikod: mcp-stdio: --mcp-max-batch must be 1..100000\n");
         status = 2;
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (nk_optable_load(files, n_files, NULL, &diags, &table) != NK_OK) {
+    if (nk_optable_load(cfg.files, cfg.n_files, NULL, &diags, &table) != NK_OK) {
         nk_diags_print(&diags, stderr);
         goto out;
     }
@@ -204,13 +144,13 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
     nk_diags_cleanup(&diags);
     nk_diags_init(&diags);
     memset(&b, 0, sizeof(b));
-    b.adapter = pick_adapter(table, adapter_ns);
+    b.adapter = pick_adapter(table, cfg.adapter);
     if (b.adapter == NULL) {
         fprintf(stderr, "naftikod: mcp-stdio: no MCP adapter%s%s in the capabilities\n",
-                adapter_ns ? " named " : "", adapter_ns ? adapter_ns : "");
+                cfg.adapter ? " named " : "", cfg.adapter ? cfg.adapter : "");
         goto out;
     }
-    if (nk_context_new(table, vars, n_vars, &diags, &st.ctx) != NK_OK) {
+    if (nk_context_new(table, cfg.vars, cfg.n_vars, &diags, &st.ctx) != NK_OK) {
         nk_diags_print(&diags, stderr);
         goto out;
     }
@@ -234,6 +174,8 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
     b.call = stdio_call;
     b.call_ud = &st;
     b.cancel = stdio_cancel;
+    b.read_only = cfg.read_only;
+    b.max_batch = (size_t)cfg.mcp_max_batch;
     fprintf(stderr, "naftikod: mcp-stdio: serving %zu tools of %s\n", b.adapter->n_ops,
             b.adapter->ns);
     while ((n = getline(&line, &cap, stdin)) >= 0) {
@@ -275,6 +217,6 @@ out:
     nk_diags_cleanup(&diags);
     pthread_cond_destroy(&st.idle);
     pthread_mutex_destroy(&st.mu);
-    free(files);
+    nk_config_free(&cfg);
     return status;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* serve.c: `naftikod serve`: options, start-up order, one listener per adapter, signals, drain;
- * and the shared server state (struct nk_server) the adapters read. */
+/* serve.c: `naftikod serve`: start-up order, one listener per adapter, signals, reload, drain
+ * (options: config.c; the state the adapters share: server.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -20,6 +20,7 @@
 
 #include "naftikod/cmd.h"
 #include "naftikod/common.h"
+#include "naftikod/config.h"
 #include "naftikod/httpd.h"
 #include "naftikod/inbound.h"
 #include "naftikod/invoke.h"
@@ -31,80 +32,10 @@
 #include "naftikod/optable.h"
 #include "naftikod/rest.h"
 #include "naftikod/sdnotify.h"
+#include "naftikod/secret.h"
 #include "naftikod/server.h"
 #include "naftikod/spec.h"
 #include "naftikod/upstream.h"
-
-/* ---- shared server state ------------------------------------------------------------------ */
-
-struct nk_server {
-    pthread_mutex_t mu; /* guards ctx */
-    struct nk_context *ctx;
-    struct nk_upstream *up; /* borrowed */
-    /* Set before the listeners start; then read-only, except policy.tokens, which a reload
-     * swaps on the event loop thread (swap_tokens). */
-    struct nk_inbound_policy policy;
-};
-
-void nk_server_set_policy(struct nk_server *s, const struct nk_inbound_policy *p)
-{
-    s->policy = *p;
-}
-
-const struct nk_inbound_policy *nk_server_policy(const struct nk_server *s)
-{
-    return &s->policy;
-}
-
-enum nk_rc nk_server_new(struct nk_context *ctx, struct nk_upstream *up, struct nk_server **out)
-{
-    struct nk_server *s = calloc(1, sizeof(*s));
-
-    *out = NULL;
-    if (s == NULL)
-        return NK_ERR_NOMEM;
-    pthread_mutex_init(&s->mu, NULL);
-    s->ctx = nk_context_ref(ctx);
-    s->up = up;
-    *out = s;
-    return NK_OK;
-}
-
-void nk_server_free(struct nk_server *s)
-{
-    if (s == NULL)
-        return;
-    nk_context_unref(s->ctx);
-    pthread_mutex_destroy(&s->mu);
-    free(s);
-}
-
-void nk_server_swap(struct nk_server *s, struct nk_context *ctx)
-{
-    struct nk_context *old;
-
-    nk_context_ref(ctx);
-    pthread_mutex_lock(&s->mu);
-    old = s->ctx;
-    s->ctx = ctx;
-    pthread_mutex_unlock(&s->mu);
-    nk_context_unref(old);
-}
-
-struct nk_context *nk_server_context(struct nk_server *s)
-{
-    struct nk_context *c;
-
-    pthread_mutex_lock(&s->mu);
-    c = nk_context_ref(s->ctx);
-    pthread_mutex_unlock(&s->mu);
-    return c;
-}
-
-struct nk_upstream *nk_server_upstream(struct nk_server *s)
-{
-    return s->up;
-}
 
 /* ---- logging ------------------------------------------------------------------------------ */
 
@@ -186,178 +117,8 @@ static void configure_log(const char *format, const char *level)
     nk_log_configure(f, l);
 }
 
-/* ---- options ------------------------------------------------------------------------------ */
-
-enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_VAR, OPT_LISTEN, OPT_CONFIG, OPT_CHOICE };
-
-/* An ADDR:PORT override for one adapter type. */
-struct listen_override {
-    bool given;
-    char addr[64]; /* empty: the --listen address */
-    long port;
-};
-
-struct serve_config {
-    const char *config; /* --config FILE, or NULL */
-    const char *listen;
-    bool listen_given;
-    long rest_port; /* -1: from the spec */
-    long mcp_port;
-    struct listen_override rest_listen;
-    struct listen_override mcp_listen;
-    const char *ca_file;
-    bool insecure;
-    bool allow_remote;
-    long connect_timeout_ms;
-    long timeout_ms;
-    long max_response;
-    long max_body;
-    long drain_ms;
-    const char *log_format; /* text, logfmt or json */
-    const char *log_level;  /* debug, info, warning or error */
-    const char *port_file;
-    struct nk_var *vars;
-    size_t n_vars;
-    const char *ops_listen; /* ops listener (health and metrics); NULL: the default */
-    long ready_cache_ms;
-    const char *rest_auth; /* none, token or passthrough */
-    const char *mcp_auth;  /* none or token */
-    const char *auth_tokens;
-    const char *rest_allowed_hosts; /* comma-separated Host names besides loopback, or NULL */
-    bool read_only;
-    long max_connections;
-    long max_per_client;
-    long max_header_bytes;
-    long idle_timeout_s;
-    long rate_limit;
-    long rate_burst;
-    long request_timeout_s;
-    long mcp_max_batch;
-    /* Not options: the capability files (command line, else the config file's list), and the
-     * strings this config owns (values read from the config file). */
-    const char **files;
-    size_t n_files;
-    bool files_from_args;
-    char **owned;
-    size_t n_owned;
-};
-
-/* The options table: every serve option once, with its environment variable and default. Its
- * config file key is the flag without "--". */
-struct opt {
-    const char *flag;
-    const char *env; /* or NULL */
-    enum opt_kind kind;
-    const char *arg;  /* metavariable in --help; OPT_CHOICE: the choices, '|'-separated */
-    const char *dflt; /* default as shown in --help */
-    const char *help;
-    size_t off; /* offset in struct serve_config */
-};
-
-#define CFG(field) offsetof(struct serve_config, field)
-
-static const struct opt opts[] = {
-    {"--config", "NAFTIKOD_CONFIG", OPT_CONFIG, "FILE", "none",
-     "YAML file of options (keys: the long option names), var: and capabilities:", CFG(config)},
-    {"--listen", "NAFTIKOD_LISTEN", OPT_STRING, "ADDR", "127.0.0.1",
-     "numeric IPv4/IPv6 address every listener binds (overrides an adapter's address:)",
-     CFG(listen)},
-    {"--rest-port", "NAFTIKOD_REST_PORT", OPT_UINT, "N", "the spec's port",
-     "port of the REST adapter(s); 0 picks a free one", CFG(rest_port)},
-    {"--mcp-port", "NAFTIKOD_MCP_PORT", OPT_UINT, "N", "the spec's port",
-     "port of the MCP adapter(s); 0 picks a free one", CFG(mcp_port)},
-    {"--rest-listen", "NAFTIKOD_REST_LISTEN", OPT_LISTEN, "ADDR:PORT", "127.0.0.1:spec port",
-     "REST adapter(s) address and port ([::1]:N, :N); beats --listen, --rest-port",
-     CFG(rest_listen)},
-    {"--mcp-listen", "NAFTIKOD_MCP_LISTEN", OPT_LISTEN, "ADDR:PORT", "127.0.0.1:spec port",
-     "MCP adapter(s) address and port ([::1]:N, :N); beats --listen, --mcp-port", CFG(mcp_listen)},
-    {"--var", NULL, OPT_VAR, "NAME=VALUE", "-",
-     "baseUri variable, repeatable (else env NAME upper-cased, '-' -> '_')", CFG(vars)},
-    {"--ca-file", "NAFTIKOD_CA_FILE", OPT_STRING, "FILE", "system store",
-     "PEM bundle to trust for upstream TLS", CFG(ca_file)},
-    {"--insecure-skip-verify", "NAFTIKOD_INSECURE_SKIP_VERIFY", OPT_BOOL, NULL, "off",
-     "do not verify upstream TLS certificates (labs only; logged as a warning)", CFG(insecure)},
-    {"--allow-remote", "NAFTIKOD_ALLOW_REMOTE", OPT_BOOL, NULL, "off",
-     "serve an adapter without inbound authentication on a non-loopback address (logged as a "
-     "warning)",
-     CFG(allow_remote)},
-    {"--connect-timeout", "NAFTIKOD_CONNECT_TIMEOUT_MS", OPT_UINT, "MS", "5000",
-     "upstream connect timeout in milliseconds", CFG(connect_timeout_ms)},
-    {"--timeout", "NAFTIKOD_TIMEOUT_MS", OPT_UINT, "MS", "30000",
-     "upstream total timeout per call in milliseconds (REST 504 beyond)", CFG(timeout_ms)},
-    {"--max-response", "NAFTIKOD_MAX_RESPONSE", OPT_UINT, "BYTES", "16777216",
-     "largest upstream response accepted (REST 502 beyond)", CFG(max_response)},
-    {"--max-body", "NAFTIKOD_MAX_BODY", OPT_UINT, "BYTES", "1048576",
-     "largest request body accepted (413 beyond)", CFG(max_body)},
-    {"--drain-timeout", "NAFTIKOD_DRAIN_TIMEOUT_MS", OPT_UINT, "MS", "10000",
-     "on SIGTERM/SIGINT, how long to wait for requests in flight", CFG(drain_ms)},
-    {"--log-format", "NAFTIKOD_LOG_FORMAT", OPT_CHOICE, "text|logfmt|json", "text",
-     "log line format on stderr (one line an event)", CFG(log_format)},
-    {"--log-level", "NAFTIKOD_LOG_LEVEL", OPT_CHOICE, "debug|info|warning|error", "info",
-     "least severe level logged (access lines count as info)", CFG(log_level)},
-    {"--port-file", "NAFTIKOD_PORT_FILE", OPT_STRING, "FILE", "none",
-     "once listening, write \"rest=PORT\\nmcp=PORT\\nops=PORT\\n\" there (atomically)",
-     CFG(port_file)},
-    {"--ops-listen", "NAFTIKOD_OPS_LISTEN", OPT_STRING, "ADDR:PORT", NK_OPS_DEFAULT_LISTEN,
-     "/healthz /readyz /metrics listener, or off (no credential used: any address allowed)",
-     CFG(ops_listen)},
-    {"--ready-cache", "NAFTIKOD_READY_CACHE_MS", OPT_UINT, "MS", "5000",
-     "how long a /readyz upstream reachability verdict is reused", CFG(ready_cache_ms)},
-    {"--rest-auth", "NAFTIKOD_REST_AUTH", OPT_CHOICE, "none|token|passthrough", "none",
-     "REST callers: anyone, a bearer token from --auth-tokens, or their own credential "
-     "forwarded to the upstream instead of the bound one",
-     CFG(rest_auth)},
-    {"--mcp-auth", "NAFTIKOD_MCP_AUTH", OPT_CHOICE, "none|token", "none",
-     "MCP callers: anyone, or a bearer token from --auth-tokens (never forwarded upstream)",
-     CFG(mcp_auth)},
-    {"--auth-tokens", "NAFTIKOD_AUTH_TOKENS_FILE", OPT_STRING, "FILE", "none",
-     "caller tokens, one 'sha256:<hex>  NAME' line each (see 'naftikod hash-token')",
-     CFG(auth_tokens)},
-    {"--rest-allowed-hosts", "NAFTIKOD_REST_ALLOWED_HOSTS", OPT_STRING, "NAMES",
-     "none (loopback names only)",
-     "comma-separated host names the REST adapter answers besides localhost, 127.0.0.1 and "
-     "[::1] (Host and Origin headers; others get 403)",
-     CFG(rest_allowed_hosts)},
-    {"--read-only", "NAFTIKOD_READ_ONLY", OPT_BOOL, NULL, "off",
-     "serve only GET routes and tools whose hints say readOnly", CFG(read_only)},
-    {"--max-connections", "NAFTIKOD_MAX_CONNECTIONS", OPT_UINT, "N", "1024",
-     "open connections per adapter listener, lowered at start to fit the descriptor limit; "
-     "beyond, new ones wait",
-     CFG(max_connections)},
-    {"--max-connections-per-client", "NAFTIKOD_MAX_CONNECTIONS_PER_CLIENT", OPT_UINT, "N",
-     "0 (no limit of its own)", "open connections per client address per listener",
-     CFG(max_per_client)},
-    {"--max-header-bytes", "NAFTIKOD_MAX_HEADER_BYTES", OPT_UINT, "BYTES", "32768",
-     "memory for a request's line and headers (431 beyond)", CFG(max_header_bytes)},
-    {"--idle-timeout", "NAFTIKOD_IDLE_TIMEOUT_S", OPT_UINT, "S", "30",
-     "close a connection silent for this long (slow clients included)", CFG(idle_timeout_s)},
-    {"--request-timeout", "NAFTIKOD_REQUEST_TIMEOUT_S", OPT_UINT, "S", "60",
-     "a request (line, headers, body) must arrive whole within this; slower clients are "
-     "disconnected (0: no deadline)",
-     CFG(request_timeout_s)},
-    {"--rate-limit", "NAFTIKOD_RATE_LIMIT", OPT_UINT, "N", "0 (unlimited)",
-     "requests per second per client address (429 + Retry-After beyond)", CFG(rate_limit)},
-    {"--rate-burst", "NAFTIKOD_RATE_BURST", OPT_UINT, "N", "the rate",
-     "requests a client may send at once before --rate-limit applies", CFG(rate_burst)},
-    {"--mcp-max-batch", "NAFTIKOD_MCP_MAX_BATCH", OPT_UINT, "N", "64",
-     "messages in one MCP JSON-RPC batch (2025-03-26); a larger batch is refused whole; each "
-     "tools/call after the first costs one --rate-limit token",
-     CFG(mcp_max_batch)},
-};
-
-#define N_OPTS (sizeof(opts) / sizeof(opts[0]))
-
-/* Options a reload (SIGHUP) applies; every other one needs a restart. */
-static bool opt_is_live(const struct opt *o)
-{
-    return o->off == CFG(vars) || o->off == CFG(log_format) || o->off == CFG(log_level);
-}
-
-/* Errors that stop start-up or a reload: "naftikod serve: ..." on stderr at start-up (an error
- * log line once a --log-format other than text is in force), an error log line during a reload
- * (SIGHUP). */
-static bool g_reloading;
-
+/* Errors that stop start-up: "naftikod serve: ..." on stderr, or an error log line once a
+ * --log-format other than text is in force. */
 static void report_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void report_error(const char *fmt, ...)
@@ -368,632 +129,65 @@ static void report_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (g_reloading)
-        logline("error", "reload: %s", msg);
-    else if (nk_log_format() != NK_LOG_TEXT)
+    if (nk_log_format() != NK_LOG_TEXT)
         logline("error", "%s", msg);
     else
         fprintf(stderr, "naftikod serve: %s\n", msg);
-}
-
-static void usage(FILE *out)
-{
-    size_t i;
-    char left[64];
-
-    fputs("Usage: naftikod serve [OPTIONS] [CAPABILITY...]\n"
-          "\n"
-          "Load the capability documents and serve every REST and MCP (transport: http) adapter\n"
-          "they expose, in the foreground, until SIGTERM or SIGINT (which drain requests in\n"
-          "flight, then exit 0). SIGHUP reloads the capabilities, the --auth-tokens file (and\n"
-          "the --config file) without dropping a request; a broken reload is logged and the\n"
-          "previous table and tokens stay.\n"
-          "Logs go to stderr, one line an event. CAPABILITY arguments replace the config\n"
-          "file's capabilities: list.\n"
-          "\n"
-          "Options (flag, environment variable, default; flag > variable > config file >\n"
-          "default; the config file key is the flag without '--'):\n",
-          out);
-    for (i = 0; i < N_OPTS; i++) {
-        snprintf(left, sizeof(left), "%s%s%s", opts[i].flag, opts[i].arg ? " " : "",
-                 opts[i].arg ? opts[i].arg : "");
-        fprintf(out, "  %-24s (env %s; default %s)\n      %s\n", left,
-                opts[i].env ? opts[i].env : "-", opts[i].dflt, opts[i].help);
-    }
-    fputs("  -h, --help\n      show this help and exit\n"
-          "\n"
-          "Credentials the capabilities bind (e.g. STACKROX_API_KEY) come from the environment\n"
-          "variable NAME, else the file named by NAME_FILE, else $CREDENTIALS_DIRECTORY/NAME\n"
-          "(systemd LoadCredential=); NAME and NAME_FILE both set is an error. They are never\n"
-          "logged. With $NOTIFY_SOCKET set, systemd is told READY=1, RELOADING=1, STOPPING=1 and\n"
-          "(with $WATCHDOG_USEC) WATCHDOG=1. Details: docs/configuration.md, docs/operations.md.\n"
-          "\n"
-          "Exit status: 0 after a clean shutdown, 1 when start-up fails (invalid capability or\n"
-          "config file, missing variable or credential, address in use), 2 on a usage error.\n",
-          out);
-}
-
-/* s with '|' escaped, so it stays inside one Markdown table cell. */
-static void md_cell(FILE *out, const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if (*s == '|')
-            fputc('\\', out);
-        fputc(*s, out);
-    }
-}
-
-/* The option table as the Markdown table of docs/configuration.md (a test compares them). */
-static void options_markdown(FILE *out)
-{
-    size_t i;
-
-    fputs("| flag | environment | config key | default | meaning |\n"
-          "|---|---|---|---|---|\n",
-          out);
-    for (i = 0; i < N_OPTS; i++) {
-        const struct opt *o = &opts[i];
-        fprintf(out, "| `%s%s", o->flag, o->arg ? " " : "");
-        md_cell(out, o->arg ? o->arg : "");
-        fprintf(out, "` | %s%s%s | ", o->env ? "`" : "", o->env ? o->env : "NAME upper-cased",
-                o->env ? "`" : "");
-        if (o->kind == OPT_CONFIG)
-            fputs("- | ", out);
-        else if (o->kind == OPT_VAR)
-            fputs("`var:` (mapping NAME: VALUE) | ", out);
-        else
-            fprintf(out, "`%s:` | ", o->flag + 2);
-        md_cell(out, o->dflt);
-        fputs(" | ", out);
-        md_cell(out, o->help);
-        fputs(" |\n", out);
-    }
-    fputs("| `CAPABILITY...` (arguments) | - | `capabilities:` (list of paths, relative to the "
-          "file) | none | capability documents to serve; arguments replace the file's list |\n",
-          out);
-}
-
-static bool parse_ulong(const char *s, long *out)
-{
-    char *end = NULL;
-    unsigned long v;
-
-    if (s == NULL || *s == '\0' || *s == '-')
-        return false;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v > (unsigned long)LONG_MAX)
-        return false;
-    *out = (long)v;
-    return true;
-}
-
-static bool parse_bool(const char *s, bool *out)
-{
-    if (strcmp(s, "1") == 0 || strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0) {
-        *out = true;
-        return true;
-    }
-    if (strcmp(s, "0") == 0 || strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0 ||
-        *s == '\0') {
-        *out = false;
-        return true;
-    }
-    return false;
-}
-
-/* Parse ADDR:PORT, [V6ADDR]:PORT or :PORT into o. */
-static bool parse_listen(const char *v, struct listen_override *o)
-{
-    const char *host, *port;
-    size_t alen;
-
-    if (!nk_split_listen(v, &host, &alen, &port) || alen >= sizeof(o->addr) ||
-        !parse_ulong(port, &o->port) || o->port > 65535)
-        return false;
-    memcpy(o->addr, host, alen);
-    o->addr[alen] = '\0';
-    o->given = true;
-    return true;
-}
-
-/* One of the '|'-separated choices? */
-static bool is_choice(const char *choices, const char *v)
-{
-    size_t n = strlen(v);
-    const char *p = choices;
-
-    while (n > 0 && p != NULL) {
-        if (strncmp(p, v, n) == 0 && (p[n] == '|' || p[n] == '\0'))
-            return true;
-        p = strchr(p, '|');
-        if (p != NULL)
-            p++;
-    }
-    return false;
-}
-
-/* A string the config keeps (value from the config file): a copy of s[0..n), or n zero bytes
- * when s is NULL; NULL on OOM. */
-static char *keep(struct serve_config *c, const char *s, size_t n)
-{
-    char **tmp = realloc(c->owned, (c->n_owned + 1) * sizeof(*tmp));
-    char *d;
-
-    if (tmp == NULL)
-        return NULL;
-    c->owned = tmp;
-    d = malloc(n + 1);
-    if (d == NULL)
-        return NULL;
-    if (s != NULL)
-        memcpy(d, s, n);
-    else
-        memset(d, 0, n);
-    d[n] = '\0';
-    c->owned[c->n_owned++] = d;
-    return d;
-}
-
-static void config_free(struct serve_config *c)
-{
-    size_t i;
-
-    for (i = 0; i < c->n_owned; i++) {
-        explicit_bzero(c->owned[i], strlen(c->owned[i]));
-        free(c->owned[i]);
-    }
-    free(c->owned);
-    free(c->vars);
-    free(c->files);
-    memset(c, 0, sizeof(*c));
-}
-
-/* Set variable name (len n) to value; a later source replaces an earlier one. */
-static bool set_var(struct serve_config *c, const char *name, size_t n, const char *value)
-{
-    struct nk_var *tmp;
-    const char *kept;
-    size_t i;
-
-    for (i = 0; i < c->n_vars; i++)
-        if (strlen(c->vars[i].name) == n && strncmp(c->vars[i].name, name, n) == 0) {
-            c->vars[i].value = value;
-            return true;
-        }
-    kept = keep(c, name, n);
-    tmp = kept != NULL ? realloc(c->vars, (c->n_vars + 1) * sizeof(*tmp)) : NULL;
-    if (tmp == NULL) {
-        report_error("out of memory");
-        return false;
-    }
-    c->vars = tmp;
-    c->vars[c->n_vars].name = kept;
-    c->vars[c->n_vars].value = value;
-    c->n_vars++;
-    return true;
-}
-
-/* Apply one option value (from a flag, the environment or the config file; `from` names it in
- * messages). value must outlive c. Returns false on a bad value. */
-static bool apply(struct serve_config *c, const struct opt *o, const char *value, const char *from)
-{
-    char *base = (char *)c;
-    const char *eq;
-
-    switch (o->kind) {
-    case OPT_STRING:
-    case OPT_CONFIG:
-        *(const char **)(void *)(base + o->off) = value;
-        if (o->off == CFG(listen))
-            c->listen_given = true;
-        return true;
-    case OPT_CHOICE:
-        if (!is_choice(o->arg, value)) {
-            report_error("%s: expected one of %s, got '%s'", from, o->arg, value);
-            return false;
-        }
-        *(const char **)(void *)(base + o->off) = value;
-        return true;
-    case OPT_UINT:
-        if (!parse_ulong(value, (long *)(void *)(base + o->off))) {
-            report_error("%s: '%s' is not a non-negative integer", from, value);
-            return false;
-        }
-        if ((o->off == CFG(rest_port) || o->off == CFG(mcp_port)) &&
-            *(long *)(void *)(base + o->off) > 65535) {
-            report_error("%s: port %s is out of range", from, value);
-            return false;
-        }
-        return true;
-    case OPT_BOOL:
-        if (!parse_bool(value, (bool *)(void *)(base + o->off))) {
-            report_error("%s: '%s' is not a boolean", from, value);
-            return false;
-        }
-        return true;
-    case OPT_LISTEN:
-        if (!parse_listen(value, (struct listen_override *)(void *)(base + o->off))) {
-            report_error("%s: expected ADDR:PORT, [IPV6]:PORT or :PORT, got '%s'", from, value);
-            return false;
-        }
-        return true;
-    case OPT_VAR:
-        eq = strchr(value, '=');
-        if (eq == NULL || eq == value) {
-            report_error("%s: expected NAME=VALUE, got '%s'", from, value);
-            return false;
-        }
-        return set_var(c, value, (size_t)(eq - value), eq + 1);
-    }
-    return false;
-}
-
-/* ---- configuration file ------------------------------------------------------------------- */
-
-/* "FILE:LINE:COLUMN: key" of a node. */
-static void node_at(const char *file, const struct nk_node *n, const char *key, char *out,
-                    size_t cap)
-{
-    snprintf(out, cap, "%s:%u:%u: %s", file, n->line, n->column, key);
-}
-
-/* The directory part of path ("." when none), kept in c. */
-static const char *dir_of(struct serve_config *c, const char *path)
-{
-    const char *slash = strrchr(path, '/');
-
-    if (slash == NULL)
-        return keep(c, ".", 1);
-    return keep(c, path, slash == path ? 1 : (size_t)(slash - path));
-}
-
-static bool config_capabilities(struct serve_config *c, const char *file, const struct nk_node *v)
-{
-    const char *dir = dir_of(c, file);
-    char at[600];
-    size_t i;
-
-    node_at(file, v, "capabilities", at, sizeof(at));
-    if (v->kind != NK_NODE_SEQUENCE) {
-        report_error("%s: expected a list of capability file paths", at);
-        return false;
-    }
-    free(c->files);
-    c->n_files = 0;
-    c->files = calloc(v->n + 1, sizeof(*c->files));
-    if (c->files == NULL || dir == NULL) {
-        report_error("out of memory");
-        return false;
-    }
-    for (i = 0; i < v->n; i++) {
-        const struct nk_node *p = v->items[i];
-        char *path;
-        size_t n;
-
-        if (p->kind != NK_NODE_SCALAR || p->len == 0 || strlen(p->str) != p->len) {
-            node_at(file, p, "capabilities", at, sizeof(at));
-            report_error("%s: expected a file path", at);
-            return false;
-        }
-        n = p->len;
-        if (p->str[0] == '/') {
-            path = keep(c, p->str, n);
-        } else {
-            path = keep(c, NULL, strlen(dir) + 1 + n);
-            if (path != NULL)
-                snprintf(path, strlen(dir) + 2 + n, "%s/%s", dir, p->str);
-        }
-        if (path == NULL) {
-            report_error("out of memory");
-            return false;
-        }
-        c->files[c->n_files++] = path;
-    }
-    return true;
-}
-
-/* var: NAME: VALUE. The environment variable of NAME beats the file (defaults < file < env <
- * flags), so a file value is skipped when that variable is set. */
-static bool config_vars(struct serve_config *c, const char *file, const struct nk_node *v)
-{
-    char at[600], env[256];
-    size_t i, j;
-
-    node_at(file, v, "var", at, sizeof(at));
-    if (v->kind != NK_NODE_MAPPING) {
-        report_error("%s: expected a mapping of NAME: VALUE", at);
-        return false;
-    }
-    for (i = 0; i < v->n; i++) {
-        const struct nk_node *k = v->pairs[i].key, *val = v->pairs[i].value;
-        const char *value, *e;
-
-        if (val->kind != NK_NODE_SCALAR || k->len == 0 || strlen(k->str) != k->len ||
-            strlen(val->str) != val->len) {
-            node_at(file, val, k->str, at, sizeof(at));
-            report_error("%s: expected NAME: VALUE with a text value", at);
-            return false;
-        }
-        for (j = 0; k->str[j] != '\0' && j + 1 < sizeof(env); j++)
-            env[j] = k->str[j] == '-' ? '_' : (char)toupper((unsigned char)k->str[j]);
-        env[j] = '\0';
-        if ((e = getenv(env)) != NULL && e[0] != '\0')
-            continue;
-        value = keep(c, val->str, val->len);
-        if (value == NULL || !set_var(c, k->str, k->len, value))
-            return false;
-    }
-    return true;
-}
-
-/* Read the YAML config file into c (through the spec module: positions, limits, duplicate keys).
- * Unknown keys, wrong shapes and bad values are errors naming FILE:LINE:COLUMN and the key. */
-static bool config_load(struct serve_config *c, const char *file)
-{
-    struct nk_node *root = NULL;
-    struct nk_error err;
-    char *buf = NULL;
-    size_t len = 0, i, j;
-    bool ok = false;
-    char at[600];
-
-    memset(&err, 0, sizeof(err));
-    if (nk_spec_read_file(file, &buf, &len, &err) != NK_OK) {
-        report_error("cannot read the config file %s: %s", file, err.msg);
-        return false;
-    }
-    if (nk_spec_parse(buf, len, &root, &err) != NK_OK) {
-        report_error("%s:%u:%u: %s", file, err.line, err.column, err.msg);
-        goto out;
-    }
-    if (root->kind != NK_NODE_MAPPING) {
-        node_at(file, root, "(top level)", at, sizeof(at));
-        report_error("%s: expected a mapping of option names to values", at);
-        goto out;
-    }
-    for (i = 0; i < root->n; i++) {
-        const struct nk_node *k = root->pairs[i].key, *v = root->pairs[i].value;
-        const struct opt *o = NULL;
-        const char *value;
-
-        if (strcmp(k->str, "capabilities") == 0) {
-            if (!config_capabilities(c, file, v))
-                goto out;
-            continue;
-        }
-        if (strcmp(k->str, "var") == 0) {
-            if (!config_vars(c, file, v))
-                goto out;
-            continue;
-        }
-        for (j = 0; j < N_OPTS; j++)
-            if (opts[j].kind != OPT_CONFIG && opts[j].kind != OPT_VAR &&
-                strcmp(opts[j].flag + 2, k->str) == 0)
-                o = &opts[j];
-        node_at(file, k, k->str, at, sizeof(at));
-        if (o == NULL) {
-            report_error("%s: unknown key (expected an option name without '--', var or "
-                         "capabilities; see naftikod serve --help)",
-                         at);
-            goto out;
-        }
-        if (v->kind != NK_NODE_SCALAR || strlen(v->str) != v->len || nk_node_is_null(v)) {
-            report_error("%s: expected a single value", at);
-            goto out;
-        }
-        value = keep(c, v->str, v->len);
-        if (value == NULL) {
-            report_error("out of memory");
-            goto out;
-        }
-        node_at(file, v, k->str, at, sizeof(at));
-        if (!apply(c, o, value, at))
-            goto out;
-    }
-    ok = true;
-out:
-    nk_node_free(root);
-    free(buf);
-    return ok;
-}
-
-/* ---- reading every source ------------------------------------------------------------------ */
-
-static const struct opt *find_flag(const char *arg)
-{
-    size_t i, flen;
-
-    for (i = 0; i < N_OPTS; i++) {
-        flen = strlen(opts[i].flag);
-        if (strncmp(arg, opts[i].flag, flen) == 0 && (arg[flen] == '\0' || arg[flen] == '='))
-            return &opts[i];
-    }
-    return NULL;
-}
-
-/* Walk the command line. With c == NULL only find --config (into *config) and --help /
- * --options-markdown; otherwise apply every flag and collect the capability arguments. Returns 0
- * to go on, -1 after printing help, 2 on a usage error. */
-static int scan_args(int argc, char **argv, struct serve_config *c, const char **config)
-{
-    const char *v;
-    int a;
-
-    for (a = 1; a < argc; a++) {
-        const char *arg = argv[a];
-        const struct opt *o;
-        size_t flen;
-
-        if (c == NULL && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)) {
-            usage(stdout);
-            return -1;
-        }
-        if (c == NULL && strcmp(arg, "--options-markdown") == 0) { /* hidden: docs test */
-            options_markdown(stdout);
-            return -1;
-        }
-        if (strcmp(arg, "--") == 0) {
-            for (a++; c != NULL && a < argc; a++)
-                c->files[c->n_files++] = argv[a];
-            break;
-        }
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            if (c != NULL)
-                c->files[c->n_files++] = arg;
-            continue;
-        }
-        o = find_flag(arg);
-        if (o == NULL) {
-            fprintf(stderr, "naftikod serve: unknown option '%s'\nTry 'naftikod serve --help'.\n",
-                    arg);
-            return 2;
-        }
-        flen = strlen(o->flag);
-        if (arg[flen] == '=') {
-            v = arg + flen + 1;
-        } else if (o->kind == OPT_BOOL) {
-            v = "true";
-        } else if (a + 1 < argc) {
-            v = argv[++a];
-        } else {
-            fprintf(stderr, "naftikod serve: %s needs a value\n", o->flag);
-            return 2;
-        }
-        if (c == NULL) {
-            if (o->kind == OPT_CONFIG)
-                *config = v;
-        } else if (!apply(c, o, v, o->flag)) {
-            return 2;
-        }
-    }
-    return 0;
-}
-
-/* Fill c from every source: defaults < config file < environment < flags. Returns 0 to go on,
- * -1 after --help, 2 on a usage error, 1 on a bad config file. */
-static int read_config(int argc, char **argv, struct serve_config *c)
-{
-    const char *config = NULL, *v;
-    const char **cfg_files;
-    size_t i, n_cfg_files;
-    char from[64];
-    int r;
-
-    memset(c, 0, sizeof(*c));
-    c->listen = "127.0.0.1";
-    c->rest_port = -1;
-    c->mcp_port = -1;
-    c->drain_ms = 10000;
-    c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
-    c->log_format = "text";
-    c->rest_auth = "none";
-    c->max_connections = 1024;
-    c->max_header_bytes = 32768;
-    c->idle_timeout_s = 30;
-    c->request_timeout_s = 60;
-    c->mcp_max_batch = NK_MCP_DEFAULT_MAX_BATCH;
-    c->mcp_auth = "none";
-    c->log_level = "info";
-    r = scan_args(argc, argv, NULL, &config);
-    if (r != 0)
-        return r;
-    if (config == NULL && (v = getenv("NAFTIKOD_CONFIG")) != NULL && v[0] != '\0')
-        config = v;
-    if (config != NULL) {
-        c->config = config;
-        if (!config_load(c, config))
-            return 1;
-    }
-    for (i = 0; i < N_OPTS; i++) {
-        if (opts[i].env == NULL || opts[i].kind == OPT_CONFIG ||
-            (v = getenv(opts[i].env)) == NULL || *v == '\0')
-            continue;
-        snprintf(from, sizeof(from), "%s", opts[i].env);
-        if (!apply(c, &opts[i], v, from))
-            return 2;
-    }
-    /* Capability arguments replace the config file's list. */
-    cfg_files = c->files;
-    n_cfg_files = c->n_files;
-    c->files = calloc((size_t)argc + 1, sizeof(*c->files));
-    c->n_files = 0;
-    if (c->files == NULL) {
-        c->files = cfg_files;
-        report_error("out of memory");
-        return 2;
-    }
-    r = scan_args(argc, argv, c, NULL);
-    if (r == 0 && c->n_files == 0 && n_cfg_files > 0) {
-        free(c->files);
-        c->files = cfg_files;
-        c->n_files = n_cfg_files;
-    } else {
-        free(cfg_files);
-        c->files_from_args = true;
-    }
-    if (r != 0)
-        return r;
-    if (c->n_files == 0) {
-        report_error("no capability file given (arguments or the config file's capabilities:)");
-        if (!g_reloading)
-            fputs("Try 'naftikod serve --help'.\n", stderr);
-        return 2;
-    }
-    return 0;
-}
-
-/* Render option o's value in c, to tell whether a reload changed it. */
-static void opt_value(const struct serve_config *c, const struct opt *o, char *out, size_t cap)
-{
-    const char *base = (const char *)c;
-    const struct listen_override *lo;
-    const char *s;
-
-    switch (o->kind) {
-    case OPT_STRING:
-    case OPT_CONFIG:
-    case OPT_CHOICE:
-        s = *(const char *const *)(const void *)(base + o->off);
-        snprintf(out, cap, "%s", s != NULL ? s : "(unset)");
-        return;
-    case OPT_UINT:
-        snprintf(out, cap, "%ld", *(const long *)(const void *)(base + o->off));
-        return;
-    case OPT_BOOL:
-        snprintf(out, cap, "%d", *(const bool *)(const void *)(base + o->off) ? 1 : 0);
-        return;
-    case OPT_LISTEN:
-        lo = (const struct listen_override *)(const void *)(base + o->off);
-        snprintf(out, cap, "%d %s %ld", lo->given ? 1 : 0, lo->addr, lo->port);
-        return;
-    case OPT_VAR:
-        break;
-    }
-    out[0] = '\0';
-}
-
-/* Warn for every option a reload changed that only a restart applies. */
-static void warn_option_changes(const struct serve_config *running, const struct serve_config *next)
-{
-    char a[600], b[600];
-    size_t i;
-
-    for (i = 0; i < N_OPTS; i++) {
-        if (opt_is_live(&opts[i]))
-            continue;
-        opt_value(running, &opts[i], a, sizeof(a));
-        opt_value(next, &opts[i], b, sizeof(b));
-        if (strcmp(a, b) != 0)
-            logline("warning", "reload: %s changed: it needs a restart (the running value stays)",
-                    opts[i].flag);
-    }
 }
 
 static bool is_loopback(const char *addr)
 {
     return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
            strcasecmp(addr, "localhost") == 0;
+}
+
+/* The MCP engine's settings, read once: the session key file (a secret: its bytes are the key,
+ * never shown) and the extra allowed host names. */
+static bool configure_mcp(const struct nk_config *cfg)
+{
+    struct nk_mcp_options mo;
+    const char *hosts[64];
+    char *hosts_copy = NULL, *key = NULL, why[600];
+    size_t key_len = 0;
+    struct nk_error err;
+    bool ok = false;
+
+    memset(&mo, 0, sizeof(mo));
+    memset(&err, 0, sizeof(err));
+    if (cfg->mcp_session_key_file != NULL && cfg->mcp_session_key_file[0] != '\0') {
+        if (nk_secret_file(cfg->mcp_session_key_file, "--mcp-session-key-file", true, &key,
+                           &key_len, why, sizeof(why)) != NK_OK) {
+            report_error("the MCP session key: %s", why);
+            goto out;
+        }
+        mo.session_key = (const unsigned char *)key;
+        mo.session_key_len = key_len;
+    }
+    if (cfg->mcp_allowed_hosts != NULL && cfg->mcp_allowed_hosts[0] != '\0') {
+        enum nk_rc rc = nk_config_split_list(cfg->mcp_allowed_hosts, &hosts_copy, hosts,
+                                             sizeof(hosts) / sizeof(hosts[0]), &mo.n_allowed_hosts);
+        if (rc != NK_OK) {
+            report_error(rc == NK_ERR_TOO_LARGE ? "--mcp-allowed-hosts names more than 64 hosts"
+                                                : "out of memory");
+            goto out;
+        }
+        mo.allowed_hosts = hosts;
+    }
+    if (nk_mcp_configure(&mo, &err) != NK_OK) {
+        report_error("mcp: %s", err.msg);
+        goto out;
+    }
+    if (key != NULL)
+        logline("info", "mcp: session ids signed with the key from %s (%zu bytes)",
+                cfg->mcp_session_key_file, key_len);
+    ok = true;
+out:
+    if (key != NULL) {
+        explicit_bzero(key, key_len);
+        free(key);
+    }
+    free(hosts_copy);
+    return ok;
 }
 
 /* ---- listeners ---------------------------------------------------------------------------- */
@@ -1154,7 +348,7 @@ static size_t inflight_of(void *ud, enum nk_metrics_adapter kind)
 }
 
 /* A malformed --ops-listen is a usage error, found before anything is loaded. */
-static bool ops_listen_valid(const struct serve_config *cfg)
+static bool ops_listen_valid(const struct nk_config *cfg)
 {
     char addr[64];
     unsigned port;
@@ -1169,7 +363,7 @@ static bool ops_listen_valid(const struct serve_config *cfg)
     return false;
 }
 
-static bool ops_off(const struct serve_config *cfg)
+static bool ops_off(const struct nk_config *cfg)
 {
     char addr[64];
     unsigned port;
@@ -1245,8 +439,8 @@ static void fit_connections(unsigned long nofile, size_t n_adapters, bool ops_on
 
 /* Start the ops listener unless it is off. A bind failure is fatal when --ops-listen was given,
  * and only a warning for the default address (another instance may hold it). */
-static bool start_ops(const struct serve_config *cfg, struct nk_server *server,
-                      struct ls_view *view, unsigned max_connections, struct nk_ops **ops)
+static bool start_ops(const struct nk_config *cfg, struct nk_server *server, struct ls_view *view,
+                      unsigned max_connections, struct nk_ops **ops)
 {
     struct nk_ops_options oo;
     struct nk_error err;
@@ -1433,51 +627,49 @@ static void swap_tokens(void *arg)
 {
     struct tokens_swap *t = arg;
 
-    t->server->policy.tokens = t->tokens;
+    nk_server_set_tokens(t->server, t->tokens);
 }
 
 /* SIGHUP: read every option source again (config file, environment, flags) and the caller
  * tokens file, then reload the capabilities with the new list and variables; the tokens are
  * swapped in only when all of that succeeded. Options other than --var and the log options
  * keep their running values (a warning names each changed one). */
-static void reload(int argc, char **argv, const struct serve_config *running,
-                   struct serve_config *live, bool *have_live, struct nk_server *server,
-                   const struct listener *ls, size_t n_ls, struct nk_tokens **tokens)
+static void reload(int argc, char **argv, const struct nk_config *running, struct nk_config *live,
+                   bool *have_live, struct nk_server *server, const struct listener *ls,
+                   size_t n_ls, struct nk_tokens **tokens)
 {
-    struct serve_config next;
+    struct nk_config next;
     struct tokens_swap ts = {server, NULL};
     struct nk_tokens *fresh = NULL;
     struct nk_error err;
     int r;
 
-    g_reloading = true;
-    r = read_config(argc, argv, &next);
-    g_reloading = false;
+    r = nk_config_read(&next, NK_CONFIG_SERVE, true, argc, argv);
     if (r != 0) {
         logline("error", "reload failed: invalid options or config file; still serving the "
                          "previous table");
         nk_metrics_reload(false);
-        config_free(&next);
+        nk_config_free(&next);
         return;
     }
-    warn_option_changes(running, &next);
+    nk_config_warn_changes(running, &next);
     /* The caller tokens file is read again too; a reload applies all of it or none of it. */
     if (*tokens != NULL && nk_tokens_load(running->auth_tokens, &fresh, &err) != NK_OK) {
         logline("error", "reload failed: %s; still serving the previous table and caller tokens",
                 err.msg);
         nk_metrics_reload(false);
-        config_free(&next);
+        nk_config_free(&next);
         return;
     }
     if (!reload_table(server, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
         nk_tokens_free(fresh);
-        config_free(&next);
+        nk_config_free(&next);
         return;
     }
     if (fresh != NULL) {
         ts.tokens = fresh;
         /* No loop any more (cannot happen while serving): nothing checks tokens either. */
-        if (!nk_upstream_run_sync(server->up, swap_tokens, &ts))
+        if (!nk_upstream_run_sync(nk_server_upstream(server), swap_tokens, &ts))
             swap_tokens(&ts);
         nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
         *tokens = fresh;
@@ -1486,7 +678,7 @@ static void reload(int argc, char **argv, const struct serve_config *running,
     }
     configure_log(next.log_format, next.log_level);
     if (*have_live)
-        config_free(live);
+        nk_config_free(live);
     *live = next;
     *have_live = true;
 }
@@ -1564,7 +756,7 @@ static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
 
 int nk_cmd_serve(int argc, char **argv)
 {
-    struct serve_config cfg, live; /* cfg: what runs; live: the last reloaded config */
+    struct nk_config cfg, live; /* cfg: what runs; live: the last reloaded config */
     bool have_live = false;
     size_t i, n_ls = 0, n_http;
     unsigned ops_max = 0;
@@ -1594,7 +786,7 @@ int nk_cmd_serve(int argc, char **argv)
     memset(&uo, 0, sizeof(uo));
     memset(&err, 0, sizeof(err));
     nk_diags_init(&diags);
-    r = read_config(argc, argv, &cfg);
+    r = nk_config_read(&cfg, NK_CONFIG_SERVE, false, argc, argv);
     if (r != 0) {
         status = r < 0 ? 0 : r;
         goto out;
@@ -1665,6 +857,8 @@ int nk_cmd_serve(int argc, char **argv)
     }
     if (cfg.read_only)
         logline("info", "read-only: only GET routes and read-only tools are served");
+    if (!configure_mcp(&cfg))
+        goto out;
 
     if (nk_upstream_global_init() != NK_OK) {
         report_error("cannot initialise the HTTP client library");
@@ -1718,7 +912,7 @@ int nk_cmd_serve(int argc, char **argv)
         struct nk_httpd_options ho;
         struct listener *l = &ls[n_ls];
         long port_override = a->type == NK_ADAPTER_REST ? cfg.rest_port : cfg.mcp_port;
-        const struct listen_override *lo =
+        const struct nk_config_listen *lo =
             a->type == NK_ADAPTER_REST ? &cfg.rest_listen : &cfg.mcp_listen;
 
         if (a->type == NK_ADAPTER_MCP && a->transport != NULL &&
@@ -1850,8 +1044,8 @@ out:
         nk_upstream_global_cleanup();
     nk_diags_cleanup(&diags);
     if (have_live)
-        config_free(&live);
-    config_free(&cfg);
+        nk_config_free(&live);
+    nk_config_free(&cfg);
     if (status == 0 && sig != 0)
         logline("info", "stopped");
     return status;

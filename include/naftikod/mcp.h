@@ -16,11 +16,10 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
 bool nk_mcp_oauth_path(const char *path);
 
 struct nk_mcp_options;
-/* Optional, before the first nk_mcp_handle: session key, extra allowed Host/Origin names, page
- * size (see mcp_core.h). Without it the first request configures the engine from the
- * environment: NAFTIKOD_MCP_SESSION_KEY_FILE (a file whose bytes are the HMAC key shared by
- * replicas; else a random per-process key) and NAFTIKOD_MCP_ALLOWED_HOSTS (comma-separated
- * host names). NK_OK; NK_ERR_INVALID when already configured; NK_ERR_NOMEM / NK_ERR_IO. */
+/* Once, before the first nk_mcp_handle: session key, extra allowed Host/Origin names, page size
+ * (see mcp_core.h; `serve` passes --mcp-session-key-file and --mcp-allowed-hosts here). Without
+ * it the first request makes an engine with the defaults (a random per-process key, loopback
+ * names only). NK_OK; NK_ERR_INVALID when already configured; NK_ERR_NOMEM / NK_ERR_IO. */
 enum nk_rc nk_mcp_configure(const struct nk_mcp_options *opts, struct nk_error *err);
 
 #endif

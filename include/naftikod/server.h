@@ -41,5 +41,9 @@ struct nk_inbound_policy {
  * server has every mode none. */
 void nk_server_set_policy(struct nk_server *s, const struct nk_inbound_policy *p);
 const struct nk_inbound_policy *nk_server_policy(const struct nk_server *s);
+/* Replace the policy's caller tokens (borrowed; must outlive the server or the next call). Only
+ * on the thread where every token check runs (the event loop thread), so that the previous set
+ * can be freed once this returns. */
+void nk_server_set_tokens(struct nk_server *s, const struct nk_tokens *tokens);
 
 #endif

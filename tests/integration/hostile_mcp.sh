@@ -146,13 +146,16 @@ post "$ALICE" "$SID" "$PING"
 pass "2026-07-28: a closed request stream aborts its upstream call"
 nk_stop
 
-# ---- item 18b: engine log lines follow --log-format json -----------------------------------
-nk_launch logs "STACKROX_API_KEY=Bearer $KEY" NAFTIKOD_MCP_SESSION_KEY_FILE=/nonexistent/key -- \
+# ---- item 18b: MCP log lines follow --log-format json -----------------------------------------
+# Since issue 13 the session key file is read at start-up: a missing one stops it with an error
+# line in the log format in force (it used to be logged on the first MCP request).
+st=0
+env -u STACKROX_API_KEY_FILE -u CREDENTIALS_DIRECTORY "STACKROX_API_KEY=Bearer $KEY" \
+    NAFTIKOD_MCP_SESSION_KEY_FILE=/nonexistent/key timeout 20 "$NAFTIKOD" serve \
     --rest-port 0 --mcp-port 0 "$CAP" --var "central-host=127.0.0.1:$CPORT" \
-    --ca-file "$work/central.crt" --log-format json --ops-listen off || fail "logs: naftikod did not start"
-curl -sS --max-time 10 -o /dev/null -X POST "$MCP" "${H[@]}" -d '{"jsonrpc":"2.0","id":1,"method":"ping"}' || true
-wait_until grep -q 'cannot read NAFTIKOD_MCP_SESSION_KEY_FILE' "$work/logs.log" || fail "no mcp log line"
-nk_stop
+    --ca-file "$work/central.crt" --log-format json --ops-listen off 2>"$work/logs.log" || st=$?
+[ "$st" = 1 ] || fail "logs: a missing session key file: exit $st, want 1"
+grep -q 'the MCP session key: cannot read' "$work/logs.log" || fail "no mcp log line"
 python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$work/logs.log" ||
     fail "a log line is not JSON under --log-format json"
 pass "mcp: lines follow --log-format json"

@@ -16,6 +16,7 @@
 
 #include "naftikod/invoke.h"
 #include "naftikod/optable.h"
+#include "naftikod/secret.h"
 
 #define SEED NK_SOURCE_DIR "/capabilities/stackrox-apitokenservice.yaml"
 #define KEY "Bearer test-key-not-a-secret"
@@ -207,6 +208,61 @@ static void test_none(void **state)
     assert_non_null(strstr(m, "CREDENTIALS_DIRECTORY"));
 }
 
+/* nk_secret_file: text drops one trailing newline and refuses a NUL byte; raw keeps every byte
+ * (a binary key, as --mcp-session-key-file reads it); both refuse an empty or oversized file
+ * and name the file, never its content. */
+static void test_secret_file(void **state)
+{
+    char path[128], why[600], *v = NULL, *big;
+    size_t len = 0;
+    FILE *f;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/key", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite("k1\0k2\n", 1, 6, f);
+    fclose(f);
+    assert_int_equal(nk_secret_file(path, "TEST", true, &v, &len, why, sizeof(why)), NK_OK);
+    assert_int_equal(len, 6);
+    assert_memory_equal(v, "k1\0k2\n", 6);
+    free(v);
+    assert_int_equal(nk_secret_file(path, "TEST", false, &v, &len, why, sizeof(why)),
+                     NK_ERR_INVALID);
+    assert_non_null(strstr(why, "contains a NUL byte"));
+    assert_null(strstr(why, "k1"));
+    f = fopen(path, "wb");
+    fputs("value\n", f);
+    fclose(f);
+    assert_int_equal(nk_secret_file(path, "TEST", false, &v, &len, why, sizeof(why)), NK_OK);
+    assert_int_equal(len, 5);
+    assert_string_equal(v, "value");
+    free(v);
+    f = fopen(path, "wb");
+    fclose(f);
+    assert_int_equal(nk_secret_file(path, "TEST", true, &v, &len, why, sizeof(why)),
+                     NK_ERR_INVALID);
+    assert_non_null(strstr(why, "(TEST) is empty"));
+    big = malloc(NK_SECRET_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'k', NK_SECRET_MAX + 1);
+    f = fopen(path, "wb");
+    fwrite(big, 1, NK_SECRET_MAX, f);
+    fclose(f);
+    assert_int_equal(nk_secret_file(path, "TEST", true, &v, &len, why, sizeof(why)), NK_OK);
+    assert_int_equal(len, NK_SECRET_MAX); /* the whole bound, no shorter cut */
+    free(v);
+    f = fopen(path, "wb");
+    fwrite(big, 1, NK_SECRET_MAX + 1, f);
+    fclose(f);
+    free(big);
+    assert_int_equal(nk_secret_file(path, "TEST", true, &v, &len, why, sizeof(why)),
+                     NK_ERR_TOO_LARGE);
+    assert_non_null(strstr(why, "is larger than 65536 bytes"));
+    assert_null(strstr(why, "kkkk"));
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +273,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_both_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
