@@ -477,8 +477,10 @@ static enum nk_rc check_auth_schemes(const struct nk_context *c, struct nk_diags
     for (i = 0; i < t->n_consumers; i++) {
         const struct nk_consumer *k = &t->consumers[i];
         const struct nk_auth *a = &k->auth;
+        /* A literal value was judged by the loader already (so `check` warns too): only a
+         * template's value is new here. */
         if (a->type != NK_AUTH_APIKEY || a->placement != NK_PLACE_HEADER ||
-            strcasecmp(a->key, "Authorization") != 0)
+            strcasecmp(a->key, "Authorization") != 0 || nk_tmpl_is_literal(&a->value))
             continue;
         memset(&err, 0, sizeof(err));
         if (nk_tmpl_expand(&a->value, bind_lookup, (void *)c, NK_ENC_NONE, &v, &err) ==

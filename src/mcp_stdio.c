@@ -40,27 +40,6 @@ static void stdio_cancel(void *ud, uint64_t tag)
     nk_upstream_cancel(st->up, tag);
 }
 
-/* The loader's warning about a literal Authorization value without a scheme comes again from
- * nk_context_new(), which judges every value once resolved (templates included): keep one. */
-static void drop_loader_scheme_warnings(struct nk_diags *d)
-{
-    size_t i, k = 0;
-
-    for (i = 0; i < d->n; i++) {
-        struct nk_diag *g = &d->v[i];
-
-        if (g->sev == NK_SEV_WARNING && strstr(g->msg, "the Authorization value '") == g->msg &&
-            strstr(g->msg, "' has no scheme") != NULL) {
-            free(g->file);
-            free(g->msg);
-            d->n_warnings--;
-            continue;
-        }
-        d->v[k++] = *g;
-    }
-    d->n = k;
-}
-
 /* Replies may come from the upstream thread: one whole line at a time under the lock. */
 static void stdio_reply(void *ud, struct nk_mcp_reply *r)
 {
@@ -139,7 +118,6 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
         nk_diags_print(&diags, stderr);
         goto out;
     }
-    drop_loader_scheme_warnings(&diags);
     nk_diags_print(&diags, stderr); /* warnings */
     nk_diags_cleanup(&diags);
     nk_diags_init(&diags);

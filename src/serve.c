@@ -473,27 +473,6 @@ static bool start_ops(const struct nk_config *cfg, struct nk_server *server, str
 
 /* ---- reload (SIGHUP) ----------------------------------------------------------------------- */
 
-/* The loader warns about an Authorization value without a scheme from the template alone
- * ('{{env.STACKROX_API_KEY}}'), which is right for `naftikod check` but wrong once the value is
- * known: nk_context_new() judges the resolved value. Drop the loader's guess here. */
-static void drop_static_scheme_warnings(struct nk_diags *d)
-{
-    size_t i, k = 0;
-
-    for (i = 0; i < d->n; i++) {
-        struct nk_diag *g = &d->v[i];
-        if (g->sev == NK_SEV_WARNING && strstr(g->msg, "the Authorization value '") == g->msg &&
-            strstr(g->msg, "' has no scheme") != NULL) {
-            free(g->file);
-            free(g->msg);
-            d->n_warnings--;
-            continue;
-        }
-        d->v[k++] = *g;
-    }
-    d->n = k;
-}
-
 /* Report diagnostics: at start-up in the text format as `naftikod check` prints them
  * (FILE:LINE:COLUMN: error: ...), otherwise one log line each, FILE:LINE:COLUMN first, prefixed
  * with what ("reload") when not NULL. */
@@ -501,7 +480,6 @@ static void log_diags(struct nk_diags *d, const char *what)
 {
     size_t i;
 
-    drop_static_scheme_warnings(d);
     nk_diags_sort(d);
     if (what == NULL && nk_log_format() == NK_LOG_TEXT) {
         nk_diags_print(d, stderr);
