@@ -291,20 +291,6 @@ static json_t *coerce(const char *name, enum nk_type t, json_t *v, enum nk_args_
     return type_error(name, t, v, err);
 }
 
-static bool pattern_ok(const char *pattern, const char *s)
-{
-    regex_t re;
-    bool ok = true;
-
-    /* JSON Schema patterns are ECMA-262; the common subset is POSIX ERE. A pattern POSIX cannot
-     * compile is not enforced here (the loader reports patterns it rejects). */
-    if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
-        return true;
-    ok = regexec(&re, s, 0, NULL, 0) == 0;
-    regfree(&re);
-    return ok;
-}
-
 /* ---- request building --------------------------------------------------------------------- */
 
 struct build {
@@ -786,8 +772,8 @@ enum nk_rc nk_check_args(const struct nk_exposed *op, json_t *raw_args, enum nk_
         v = coerce(a->name, a->type, raw, mode, err, &oom);
         if (v == NULL)
             return oom ? NK_ERR_NOMEM : NK_ERR_INVALID;
-        if (a->pattern != NULL && json_is_string(v) &&
-            !pattern_ok(a->pattern, json_string_value(v))) {
+        if (a->re != NULL && json_is_string(v) &&
+            regexec(a->re, json_string_value(v), 0, NULL, 0) != 0) {
             json_decref(v);
             nk_error_set(err, "parameter '%s' does not match the pattern %s", a->name, a->pattern);
             return NK_ERR_INVALID;

@@ -188,6 +188,9 @@ static void free_exposed(struct nk_exposed *e)
         free(e->args[i].name);
         free(e->args[i].description);
         free(e->args[i].pattern);
+        if (e->args[i].re != NULL)
+            regfree(e->args[i].re);
+        free(e->args[i].re);
         json_decref(e->args[i].schema);
     }
     free(e->args);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include <jansson.h>
+#include <regex.h>
 
 #include "naftikod/common.h"
 #include "naftikod/jsonpath.h"
@@ -149,6 +150,7 @@ struct nk_arg {
     bool required;
     char *description; /* may be NULL */
     char *pattern;     /* string regex from the spec, or NULL */
+    regex_t *re;       /* pattern compiled at load (POSIX ERE, REG_NOSUB), or NULL; owned */
     json_t *schema;    /* JSON Schema for this input (MCP inputSchema / OpenAPI); owned */
 };
 
