@@ -838,10 +838,8 @@ enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op,
         rc = NK_ERR_INVALID;
         goto out;
     }
-    for (ci = 0; cons != NULL && ci < ctx->t->n_consumers; ci++)
-        if (&ctx->t->consumers[ci] == cons)
-            break;
-    if (cons == NULL || ci == ctx->t->n_consumers) {
+    ci = cons != NULL ? cons->index : 0;
+    if (cons == NULL || ci >= ctx->t->n_consumers || &ctx->t->consumers[ci] != cons) {
         nk_error_set(err, "operation '%s' does not belong to this context's table", op->name);
         rc = NK_ERR_INTERNAL;
         goto out;

@@ -126,6 +126,7 @@ struct nk_consumer {
     size_t n_headers;
     struct nk_operation *ops;
     size_t n_ops;
+    size_t index; /* position in nk_optable.consumers, set at load (O(1) per-consumer state) */
     struct nk_pos pos;
 };
 
