@@ -16,6 +16,7 @@
 #include "naftikod/metrics.h"
 #include "naftikod/openapi.h"
 #include "naftikod/optable.h"
+#include "naftikod/problem.h"
 #include "naftikod/server.h"
 
 #define MAX_SEGMENTS 64
@@ -40,38 +41,6 @@ struct var {
     size_t raw_len;
 };
 
-static const char *status_title(unsigned status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Error";
-    }
-}
-
 /* Copy s keeping printable ASCII only: problem details quote request text, which may be any
  * bytes, and must stay valid JSON strings. */
 static void sanitize(const char *s, size_t n, char *out, size_t cap)
@@ -87,26 +56,8 @@ static void sanitize(const char *s, size_t n, char *out, size_t cap)
 static void respond_problem(struct nk_http_req *req, unsigned status, const char *detail,
                             const char *const *headers)
 {
-    json_t *p = json_pack("{s:s,s:s,s:i,s:s}", "type", "about:blank", "title", status_title(status),
-                          "status", (int)status, "detail", detail != NULL ? detail : "");
-    char *text = NULL;
+    char *text = nk_problem_new(status, NULL, detail != NULL ? detail : "", NULL);
 
-    if (p == NULL && detail != NULL && strlen(detail) < 4096) {
-        /* detail was not valid UTF-8: keep it with U+FFFD for the bad bytes. */
-        char fixed[3 * 4096 + 1];
-
-        nk_utf8_copy(fixed, sizeof(fixed), detail, strlen(detail));
-        p = json_pack("{s:s,s:s,s:i,s:s}", "type", "about:blank", "title", status_title(status),
-                      "status", (int)status, "detail", fixed);
-    }
-    if (p == NULL) {
-        /* Memory ran out: still answer. */
-        p = json_pack("{s:s,s:s,s:i}", "type", "about:blank", "title", status_title(status),
-                      "status", (int)status);
-    }
-    if (p != NULL)
-        text = json_dumps(p, JSON_COMPACT);
-    json_decref(p);
     if (text == NULL) {
         nk_http_respond(req, 500, NULL, NULL, 0, NULL);
         return;
