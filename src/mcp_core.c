@@ -572,9 +572,13 @@ static void add_response(struct exchange *x, json_t *id, json_t *resp, unsigned 
     if (x->batch) {
         if (x->responses == NULL)
             x->responses = json_array();
-        if (x->responses == NULL || json_array_append_new(x->responses, resp) != 0)
-            x->oom = true;
-        resp = NULL; /* json_array_append_new took it even on failure */
+        if (x->responses != NULL) {
+            /* takes resp even on failure, which drops this one answer as before */
+            json_array_append_new(x->responses, resp);
+            resp = NULL;
+        } else {
+            x->oom = true; /* no array for any answer: a bare 500 */
+        }
     } else if (x->response == NULL) {
         x->response = resp; /* a single message has one answer: later ones are dropped */
         resp = NULL;
