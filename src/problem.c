@@ -28,6 +28,8 @@ const char *nk_problem_title(unsigned status)
         return "Conflict";
     case 413:
         return "Content Too Large";
+    case 414:
+        return "URI Too Long";
     case 415:
         return "Unsupported Media Type";
     case 422:
