@@ -68,6 +68,8 @@ struct call {
     const void *stream;              /* HTTP stateless era: the exchange's reply ud */
     nk_mcp_cancel_fn cancel;         /* the exchange's backend, for a cancellation */
     void *cancel_ud;
+    nk_mcp_done_fn done; /* set by nk_mcp_invoke: where the invocation's result goes */
+    bool embedded;       /* the exchange's own call0, not allocated */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -334,10 +336,11 @@ struct exchange {
     int pending;
     bool batch;
     enum era era;
-    unsigned status; /* for a single message */
-    bool oom;        /* an answer could not be built */
-    size_t calls;    /* tools/call messages that reached the upstream stage */
-    json_t *responses;
+    unsigned status;   /* for a single message */
+    bool oom;          /* an answer could not be built */
+    size_t calls;      /* tools/call messages that reached the upstream stage */
+    json_t *response;  /* a single message's answer, or NULL */
+    json_t *responses; /* a batch's answers, made at the first one (NULL: none) */
     struct nk_mcp_reply rep;
     nk_mcp_reply_fn reply;
     void *ud;
@@ -349,8 +352,13 @@ struct exchange {
      * the nonce is random per exchange, so no caller-chosen string can pass for one. "" when
      * no random bytes were to be had: results are then built from a parsed tree. */
     char nonce[33];
-    struct splice *splices; /* guarded by mu */
-    size_t n_splices;
+    struct splice *splices; /* guarded by mu; &splice0 until a second one is needed */
+    size_t n_splices, cap_splices;
+    struct splice splice0;
+    /* the first tools/call of the exchange (the only one of a single message) lives here:
+     * one allocation per call fewer */
+    struct call call0;
+    bool call0_used;
 };
 
 #define SPLICE_MARK "\"\\u0001nk-raw:" /* a placeholder as json_dumps writes it */
@@ -471,7 +479,7 @@ static char *splice_reply(const struct exchange *x, char *text, size_t *len)
 
 static void exchange_finish(struct exchange *x)
 {
-    size_t n = json_array_size(x->responses), i;
+    size_t n = x->batch ? json_array_size(x->responses) : x->response != NULL, i;
     json_t *out = NULL;
 
     if (x->oom) {
@@ -479,7 +487,7 @@ static void exchange_finish(struct exchange *x)
     } else if (n == 0) {
         x->rep.status = 202;
     } else {
-        out = x->batch ? json_incref(x->responses) : json_incref(json_array_get(x->responses, 0));
+        out = json_incref(x->batch ? x->responses : x->response);
         x->rep.body = json_dumps(out, JSON_COMPACT);
         if (x->rep.body != NULL) {
             x->rep.len = strlen(x->rep.body);
@@ -496,9 +504,11 @@ static void exchange_finish(struct exchange *x)
     json_decref(out);
     for (i = 0; i < x->n_splices; i++)
         free(x->splices[i].raw);
-    free(x->splices);
+    if (x->splices != &x->splice0)
+        free(x->splices);
     x->reply(x->ud, &x->rep);
     free(x->rep.body);
+    json_decref(x->response);
     json_decref(x->responses);
     pthread_mutex_destroy(&x->mu);
     free(x);
@@ -559,10 +569,23 @@ static void add_response(struct exchange *x, json_t *id, json_t *resp, unsigned 
         pthread_mutex_unlock(&x->mu);
         return;
     }
-    json_array_append_new(x->responses, resp);
-    if (!x->batch)
+    if (x->batch) {
+        if (x->responses == NULL)
+            x->responses = json_array();
+        if (x->responses != NULL) {
+            /* takes resp even on failure, which drops this one answer as before */
+            json_array_append_new(x->responses, resp);
+            resp = NULL;
+        } else {
+            x->oom = true; /* no array for any answer: a bare 500 */
+        }
+    } else if (x->response == NULL) {
+        x->response = resp; /* a single message has one answer: later ones are dropped */
+        resp = NULL;
         x->status = status;
+    }
     pthread_mutex_unlock(&x->mu);
+    json_decref(resp);
 }
 
 static json_t *server_info(void)
@@ -810,37 +833,49 @@ static json_t *text_result(const char *text, bool is_error)
 
 /* The CallToolResult of an answer passed through: a text block and structuredContent that are
  * placeholders for a copy of it (spliced in by exchange_finish). NULL on OOM. */
-static json_t *raw_result(struct exchange *x, const struct nk_result *r, enum era era)
+static json_t *raw_result(struct exchange *x, struct nk_result *r, enum era era)
 {
-    struct splice *ns;
+    struct splice *ns = NULL;
     json_t *res = NULL, *sc = NULL;
-    char ph_text[80], ph_value[80], *copy = malloc(r->raw_len + 1);
-    size_t i, k;
+    char ph_text[80], ph_value[80];
+    const char *raw = r->raw; /* stays where it is once taken */
+    size_t i = 0, k;
+    bool kept = false;
 
-    if (copy == NULL)
-        return NULL;
-    memcpy(copy, r->raw, r->raw_len);
-    copy[r->raw_len] = '\0';
     pthread_mutex_lock(&x->mu);
-    ns = realloc(x->splices, (x->n_splices + 1) * sizeof(*ns));
+    if (x->n_splices < x->cap_splices) {
+        ns = x->splices;
+    } else if (x->splices == NULL) {
+        ns = x->splices = &x->splice0;
+        x->cap_splices = 1;
+    } else {
+        /* a batch with several answers passed through: the array moves to the heap */
+        ns = malloc(2 * x->cap_splices * sizeof(*ns));
+        if (ns != NULL) {
+            memcpy(ns, x->splices, x->n_splices * sizeof(*ns));
+            if (x->splices != &x->splice0)
+                free(x->splices);
+            x->splices = ns;
+            x->cap_splices *= 2;
+        }
+    }
     if (ns != NULL) {
-        x->splices = ns;
+        /* the answer is taken, not copied: the backend frees r without it */
         i = x->n_splices++;
-        ns[i].raw = copy;
+        ns[i].raw = r->raw;
         ns[i].len = r->raw_len;
-        copy = NULL;
+        r->raw = NULL;
+        kept = true;
     }
     pthread_mutex_unlock(&x->mu);
-    if (copy != NULL) {
-        free(copy);
+    if (!kept)
         return NULL;
-    }
     snprintf(ph_text, sizeof(ph_text), "\x01nk-raw:%s:%zu:t", x->nonce, i);
     snprintf(ph_value, sizeof(ph_value), "\x01nk-raw:%s:%zu:v", x->nonce, i);
-    for (k = 0; k < r->raw_len && strchr(" \t\r\n", r->raw[k]) != NULL; k++)
+    for (k = 0; k < r->raw_len && strchr(" \t\r\n", raw[k]) != NULL; k++)
         ;
     /* The handshake era wants an object: a non-object answer is wrapped as {"result": ...}. */
-    if (era == ERA_MODERN || (k < r->raw_len && r->raw[k] == '{'))
+    if (era == ERA_MODERN || (k < r->raw_len && raw[k] == '{'))
         sc = json_string(ph_value);
     else
         sc = json_pack("{s:s}", "result", ph_value);
@@ -857,7 +892,7 @@ static json_t *raw_result(struct exchange *x, const struct nk_result *r, enum er
 }
 
 /* Build a CallToolResult from an invocation result. */
-static json_t *call_result(struct exchange *x, const struct nk_result *r, enum era era)
+static json_t *call_result(struct exchange *x, struct nk_result *r, enum era era)
 {
     json_t *res = NULL, *sc = NULL;
     char *text = NULL;
@@ -958,21 +993,23 @@ uint64_t nk_mcp_call_tag(const void *done_ud)
     return c != NULL ? c->tag : 0;
 }
 
-static void call_done(void *ud, const struct nk_result *r)
+static void call_done(void *ud, struct nk_result *r)
 {
     struct call *c = ud;
-    json_t *res;
+    struct exchange *x = c->x;
+    json_t *res, *id = c->id;
 
-    if (!call_unlist(c->x->m, c)) {
-        res = call_result(c->x, r, c->x->era);
+    if (!call_unlist(x->m, c)) {
+        res = call_result(x, r, x->era);
         if (res == NULL)
-            add_error(c->x, c->id, RPC_INTERNAL, "Internal error: out of memory", NULL);
+            add_error(x, id, RPC_INTERNAL, "Internal error: out of memory", NULL);
         else
-            add_result(c->x, c->id, res);
+            add_result(x, id, res);
     } /* else: cancelled by the client, which wants no response for it */
-    exchange_release(c->x);
-    json_decref(c->id);
-    free(c);
+    if (!c->embedded)
+        free(c);
+    exchange_release(x); /* may free x, and call0 with it */
+    json_decref(id);
 }
 
 /* notifications/cancelled: the named request of the same stdio connection or HTTP session gets
@@ -1048,9 +1085,16 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
         add_error(x, id, NK_MCP_RATE_LIMITED, msg, data);
         goto out;
     }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        goto oom;
+    if (!x->call0_used) {
+        c = &x->call0;
+        memset(c, 0, sizeof(*c));
+        c->embedded = true;
+        x->call0_used = true;
+    } else {
+        c = calloc(1, sizeof(*c));
+        if (c == NULL)
+            goto oom;
+    }
     c->x = x;
     c->id = json_incref(id);
     pthread_mutex_lock(&x->m->mu);
@@ -1067,7 +1111,10 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
     exchange_release(x); /* cannot reach zero: the dispatcher still holds x */
     cancelled = call_unlist(x->m, c);
     json_decref(c->id);
-    free(c);
+    if (c->embedded)
+        x->call0_used = false;
+    else
+        free(c);
     c = NULL;
     if (cancelled) {
         goto out;
@@ -1308,11 +1355,6 @@ static struct exchange *exchange_new(struct nk_mcp *m, const struct nk_mcp_backe
 
     if (x == NULL)
         return NULL;
-    x->responses = json_array();
-    if (x->responses == NULL) {
-        free(x);
-        return NULL;
-    }
     pthread_mutex_init(&x->mu, NULL);
     x->pending = 1;
     x->status = 200;
@@ -1513,6 +1555,7 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
         if (in->session_id == NULL || st != NK_MCP_SESSION_VALID) {
             /* Undo the exchange and answer at the HTTP level. */
             x->pending = 0;
+            json_decref(x->response);
             json_decref(x->responses);
             pthread_mutex_destroy(&x->mu);
             free(x);
@@ -1568,37 +1611,22 @@ void nk_mcp_line(struct nk_mcp *m, const struct nk_mcp_backend *b, struct nk_mcp
 
 /* ---- the transports' call backend ---------------------------------------------------------- */
 
-/* nk_invoke's callback takes the result; the engine only borrows it. */
-struct tramp {
-    nk_mcp_done_fn done;
-    void *done_ud;
-};
-
-static void tramp_done(void *ud, struct nk_result *r)
+/* nk_invoke's callback takes the result; the engine only borrows it (and may take r->raw). */
+static void invoke_done(void *ud, struct nk_result *r)
 {
-    struct tramp *t = ud;
+    struct call *c = ud;
 
-    t->done(t->done_ud, r);
+    c->done(c, r); /* frees c (or leaves it to its exchange) */
     nk_result_free(r);
-    free(t);
 }
 
 enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
                          const struct nk_exposed *tool, json_t *args, const char *request_id,
                          nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
 {
-    struct tramp *t = malloc(sizeof(*t));
-    enum nk_rc rc;
+    struct call *c = done_ud; /* the engine's, as nk_mcp_call_tag() reads it */
 
-    if (t == NULL) {
-        nk_error_set(err, "out of memory");
-        return NK_ERR_NOMEM;
-    }
-    t->done = done;
-    t->done_ud = done_ud;
-    rc = nk_invoke_cancellable(ctx, up, tool, args, NK_ARGS_JSON, request_id,
-                               nk_mcp_call_tag(done_ud), tramp_done, t, err);
-    if (rc != NK_OK)
-        free(t);
-    return rc;
+    c->done = done;
+    return nk_invoke_cancellable(ctx, up, tool, args, NK_ARGS_JSON, request_id, c->tag, invoke_done,
+                                 c, err);
 }

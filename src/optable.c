@@ -188,6 +188,9 @@ static void free_exposed(struct nk_exposed *e)
         free(e->args[i].name);
         free(e->args[i].description);
         free(e->args[i].pattern);
+        if (e->args[i].re != NULL)
+            regfree(e->args[i].re);
+        free(e->args[i].re);
         json_decref(e->args[i].schema);
     }
     free(e->args);
@@ -200,6 +203,9 @@ static void free_exposed(struct nk_exposed *e)
     }
     free(e->method);
     free(e->path);
+    for (i = 0; i < e->n_route; i++)
+        free(e->route[i].text);
+    free(e->route);
     nk_tmpl_cleanup(&e->path_tmpl);
     json_decref(e->input_schema);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* optable_compile.c: compile exposed operations against the consumed ones (call, with, args,
  * output mappings, input schemas) and check the table as a whole (routes, tools, ports). */
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,31 @@ static const struct {
 } rest_in_fields[] = {{"name", 1},    {"in", 1 | 4},   {"type", 1}, {"description", 1},
                       {"pattern", 4}, {"required", 0}, {"value", 4}};
 
+/* Compile an input's pattern once, at load: a pattern POSIX cannot compile is a load error
+ * (JSON Schema patterns are ECMA-262; the common subset is POSIX ERE). */
+static void compile_pattern(struct nk_loader *ld, struct nk_arg *a, const struct nk_node *pattern)
+{
+    char why[128];
+    int r;
+
+    a->re = malloc(sizeof(*a->re));
+    if (a->re == NULL) {
+        ld->oom = true;
+        return;
+    }
+    r = regcomp(a->re, pattern->str, REG_EXTENDED | REG_NOSUB);
+    if (r == 0)
+        return;
+    if (r == REG_ESPACE)
+        ld->oom = true;
+    regerror(r, a->re, why, sizeof(why));
+    free(a->re);
+    a->re = NULL;
+    if (!ld->oom)
+        nk_ld_err(ld, pattern, "'pattern' '%s' is not a valid POSIX extended regex: %s",
+                  pattern->str, why);
+}
+
 static void declared_arg(struct nk_loader *ld, struct nk_exposed *e, size_t *cap, bool rest,
                          const struct nk_node *n)
 {
@@ -168,6 +194,8 @@ static void declared_arg(struct nk_loader *ld, struct nk_exposed *e, size_t *cap
     a->pattern = nk_ld_strdup(ld, pattern ? pattern->str : NULL);
     if (pattern != NULL && a->type != NK_TYPE_STRING && a->type != NK_TYPE_ANY)
         nk_ld_err(ld, pattern, "'pattern' applies only to string parameters");
+    else if (pattern != NULL)
+        compile_pattern(ld, a, pattern);
 }
 
 /* ---- with -------------------------------------------------------------------------------- */

@@ -192,6 +192,87 @@ static bool is_mock(const struct nk_node *outputs)
     return false;
 }
 
+/* Close the segment held in buf (len bytes; var's prefix is the first prefix_len) onto e->route. */
+static bool route_push(struct nk_loader *ld, struct nk_exposed *e, size_t *cap, const char *buf,
+                       size_t len, size_t prefix_len, const char *var)
+{
+    struct nk_route_seg *seg;
+
+    if (e->n_route == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        struct nk_route_seg *nv = realloc(e->route, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        e->route = nv;
+        *cap = ncap;
+    }
+    seg = &e->route[e->n_route];
+    seg->text = malloc(len + 1);
+    if (seg->text == NULL) {
+        ld->oom = true;
+        return false;
+    }
+    memcpy(seg->text, buf, len);
+    seg->text[len] = '\0';
+    seg->var = var;
+    seg->prefix_len = var != NULL ? prefix_len : len;
+    seg->suffix_len = var != NULL ? len - prefix_len : 0;
+    e->n_route++;
+    return true;
+}
+
+/* Split the compiled path template into route segments once, so that routing a request
+ * compares segments and never parses a route: one leading '/' is dropped; in a segment the
+ * first variable is the value, text around it the prefix and suffix, and a second variable
+ * is matched as the literal text it was written as. */
+static bool compile_route(struct nk_loader *ld, struct nk_exposed *e)
+{
+    const struct nk_tmpl *t = &e->path_tmpl;
+    /* a segment's text is never longer than the source (names are trimmed, not grown) */
+    char *buf = malloc(strlen(t->src) + 1);
+    const char *var = NULL;
+    size_t cap = 0, len = 0, prefix_len = 0, i, k, n;
+    bool ok = buf != NULL;
+
+    for (i = 0; ok && i < t->n; i++) {
+        const struct nk_tmpl_part *p = &t->parts[i];
+        if (p->kind == NK_TMPL_VAR && var == NULL) {
+            var = p->text;
+            prefix_len = len;
+            continue;
+        }
+        if (p->kind == NK_TMPL_VAR) {
+            n = strlen(p->text);
+            memcpy(buf + len, p->double_braced ? "{{" : "{", p->double_braced ? 2 : 1);
+            len += p->double_braced ? 2 : 1;
+            memcpy(buf + len, p->text, n);
+            len += n;
+            memcpy(buf + len, p->double_braced ? "}}" : "}", p->double_braced ? 2 : 1);
+            len += p->double_braced ? 2 : 1;
+            continue;
+        }
+        for (k = 0; ok && p->text[k] != '\0'; k++) {
+            if (p->text[k] != '/') {
+                buf[len++] = p->text[k];
+                continue;
+            }
+            if (i == 0 && k == 0)
+                continue;
+            ok = route_push(ld, e, &cap, buf, len, prefix_len, var);
+            len = prefix_len = 0;
+            var = NULL;
+        }
+    }
+    if (ok)
+        ok = route_push(ld, e, &cap, buf, len, prefix_len, var);
+    if (buf == NULL)
+        ld->oom = true;
+    free(buf);
+    return ok;
+}
+
 static void load_rest(struct nk_loader *ld, const struct nk_node *n)
 {
     const struct nk_node *f[NK_NFIELDS(rest_fields)];
@@ -253,7 +334,8 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             e->path = nk_ld_node_dup(ld, rf[RR_PATH]);
             e->pos = nk_ld_pos(ld, rf[RR_OPERATIONS]->items[j]);
             e->hints.open_world = true;
-            if (ld->oom || !nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &e->path_tmpl))
+            if (ld->oom || !nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &e->path_tmpl) ||
+                !compile_route(ld, e))
                 continue;
             memset(&src, 0, sizeof(src));
             src.node = rf[RR_OPERATIONS]->items[j];

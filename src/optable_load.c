@@ -1403,6 +1403,7 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
             /* consumers may have moved: refresh the back pointers */
             for (i = 0; i < ld->t->n_consumers; i++) {
                 size_t j;
+                ld->t->consumers[i].index = i;
                 for (j = 0; j < ld->t->consumers[i].n_ops; j++)
                     ld->t->consumers[i].ops[j].consumer = &ld->t->consumers[i];
             }

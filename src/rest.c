@@ -16,6 +16,7 @@
 #include "naftikod/metrics.h"
 #include "naftikod/openapi.h"
 #include "naftikod/optable.h"
+#include "naftikod/problem.h"
 #include "naftikod/server.h"
 
 #define MAX_SEGMENTS 64
@@ -32,45 +33,13 @@ struct seg {
     size_t n;
 };
 
-/* A path variable found while matching: name points into the route's path (not terminated). */
+/* A path variable found while matching: name is the route's variable (borrowed from the table). */
 struct var {
     const char *name;
     size_t name_len;
     const char *raw; /* the matched raw text inside the request path */
     size_t raw_len;
 };
-
-static const char *status_title(unsigned status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Error";
-    }
-}
 
 /* Copy s keeping printable ASCII only: problem details quote request text, which may be any
  * bytes, and must stay valid JSON strings. */
@@ -87,26 +56,8 @@ static void sanitize(const char *s, size_t n, char *out, size_t cap)
 static void respond_problem(struct nk_http_req *req, unsigned status, const char *detail,
                             const char *const *headers)
 {
-    json_t *p = json_pack("{s:s,s:s,s:i,s:s}", "type", "about:blank", "title", status_title(status),
-                          "status", (int)status, "detail", detail != NULL ? detail : "");
-    char *text = NULL;
+    char *text = nk_problem_new(status, NULL, detail != NULL ? detail : "", NULL);
 
-    if (p == NULL && detail != NULL && strlen(detail) < 4096) {
-        /* detail was not valid UTF-8: keep it with U+FFFD for the bad bytes. */
-        char fixed[3 * 4096 + 1];
-
-        nk_utf8_copy(fixed, sizeof(fixed), detail, strlen(detail));
-        p = json_pack("{s:s,s:s,s:i,s:s}", "type", "about:blank", "title", status_title(status),
-                      "status", (int)status, "detail", fixed);
-    }
-    if (p == NULL) {
-        /* Memory ran out: still answer. */
-        p = json_pack("{s:s,s:s,s:i}", "type", "about:blank", "title", status_title(status),
-                      "status", (int)status);
-    }
-    if (p != NULL)
-        text = json_dumps(p, JSON_COMPACT);
-    json_decref(p);
     if (text == NULL) {
         nk_http_respond(req, 500, NULL, NULL, 0, NULL);
         return;
@@ -146,63 +97,42 @@ static size_t split_path(const char *path, struct seg *segs, size_t max)
     return n;
 }
 
-/* Match one template segment (literal, or prefix{name}suffix with `{{name}}` allowed) against a
- * raw request segment. */
-static bool match_segment(const struct seg *t, const struct seg *r, struct var *vars,
-                          size_t *n_vars, bool *literal)
+/* Match one compiled route segment against a raw request segment. */
+static bool match_segment(const struct nk_route_seg *t, const struct seg *r, struct var *vars,
+                          size_t *n_vars)
 {
-    const char *open = memchr(t->p, '{', t->n), *close, *name;
-    size_t pre, suf, name_len;
+    const char *suffix = t->text + t->prefix_len;
 
-    if (open == NULL) {
-        *literal = true;
-        return t->n == r->n && memcmp(t->p, r->p, r->n) == 0;
-    }
-    *literal = false;
-    pre = (size_t)(open - t->p);
-    name = open + 1;
-    if (*name == '{')
-        name++;
-    close = memchr(name, '}', t->n - (size_t)(name - t->p));
-    if (close == NULL)
-        return false;
-    name_len = (size_t)(close - name);
-    if (close + 1 < t->p + t->n && close[1] == '}' && name != open + 1)
-        close++;
-    suf = t->n - (size_t)(close + 1 - t->p);
-    if (r->n <= pre + suf || memcmp(r->p, t->p, pre) != 0 ||
-        memcmp(r->p + r->n - suf, close + 1, suf) != 0)
+    if (t->var == NULL)
+        return t->prefix_len == r->n && memcmp(t->text, r->p, r->n) == 0;
+    if (r->n <= t->prefix_len + t->suffix_len || memcmp(r->p, t->text, t->prefix_len) != 0 ||
+        memcmp(r->p + r->n - t->suffix_len, suffix, t->suffix_len) != 0)
         return false;
     if (*n_vars == MAX_VARS)
         return false;
-    vars[*n_vars].name = name;
-    vars[*n_vars].name_len = name_len;
-    vars[*n_vars].raw = r->p + pre;
-    vars[*n_vars].raw_len = r->n - pre - suf;
+    vars[*n_vars].name = t->var;
+    vars[*n_vars].name_len = strlen(t->var);
+    vars[*n_vars].raw = r->p + t->prefix_len;
+    vars[*n_vars].raw_len = r->n - t->prefix_len - t->suffix_len;
     (*n_vars)++;
     return true;
 }
 
-/* Match a route's path against the request segments. score: literal segments weigh more the
- * earlier they come, so /a/generate beats /a/{id}. */
+/* Match a route's compiled path against the request segments. score: literal segments weigh
+ * more the earlier they come, so /a/generate beats /a/{id}. */
 static bool match_route(const struct nk_exposed *op, const struct seg *rs, size_t n_rs,
                         struct var *vars, size_t *n_vars, uint64_t *score)
 {
-    struct seg ts[MAX_SEGMENTS];
-    size_t n_ts, i;
-    bool literal;
+    size_t i;
 
-    if (op->path == NULL || op->method == NULL)
-        return false;
-    n_ts = split_path(op->path, ts, MAX_SEGMENTS);
-    if (n_ts != n_rs)
+    if (op->route == NULL || op->method == NULL || op->n_route != n_rs)
         return false;
     *n_vars = 0;
     *score = 0;
-    for (i = 0; i < n_ts; i++) {
-        if (!match_segment(&ts[i], &rs[i], vars, n_vars, &literal))
+    for (i = 0; i < n_rs; i++) {
+        if (!match_segment(&op->route[i], &rs[i], vars, n_vars))
             return false;
-        if (literal && i < 63)
+        if (op->route[i].var == NULL && i < 63)
             *score |= (uint64_t)1 << (63 - i);
     }
     return true;

@@ -46,8 +46,9 @@ struct nk_mcp;
 enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, struct nk_error *err);
 void nk_mcp_free(struct nk_mcp *m); /* NULL is a no-op; no exchange may be pending */
 
-/* A finished tool call; r is borrowed for the call (the backend frees it afterwards). */
-typedef void (*nk_mcp_done_fn)(void *done_ud, const struct nk_result *r);
+/* A finished tool call; r is borrowed for the call (the backend frees it afterwards). The engine
+ * may take r->raw (it then sets r->raw to NULL): a passed-through answer is not copied. */
+typedef void (*nk_mcp_done_fn)(void *done_ud, struct nk_result *r);
 
 /* Start one tool call: like nk_invoke with NK_ARGS_JSON. On NK_OK done(done_ud, result) is
  * called exactly once, from any thread, possibly before this returns. NK_ERR_INVALID with
@@ -65,8 +66,9 @@ uint64_t nk_mcp_call_tag(const void *done_ud);
 
 /* The nk_mcp_call_fn of both transports: nk_invoke(ctx, up, tool, args, NK_ARGS_JSON,
  * request_id) with the result handed to done and freed after it returns. ctx and up borrowed;
- * request_id may be NULL. The transfer is cancellable with nk_upstream_cancel(up,
- * nk_mcp_call_tag(done_ud)). */
+ * request_id may be NULL; done_ud must be the one the engine passed to nk_mcp_call_fn (the call
+ * keeps done in it, so that no allocation is needed here). The transfer is cancellable with
+ * nk_upstream_cancel(up, nk_mcp_call_tag(done_ud)). */
 enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
                          const struct nk_exposed *tool, json_t *args, const char *request_id,
                          nk_mcp_done_fn done, void *done_ud, struct nk_error *err);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include <jansson.h>
+#include <regex.h>
 
 #include "naftikod/common.h"
 #include "naftikod/jsonpath.h"
@@ -125,6 +126,7 @@ struct nk_consumer {
     size_t n_headers;
     struct nk_operation *ops;
     size_t n_ops;
+    size_t index; /* position in nk_optable.consumers, set at load (O(1) per-consumer state) */
     struct nk_pos pos;
 };
 
@@ -149,6 +151,7 @@ struct nk_arg {
     bool required;
     char *description; /* may be NULL */
     char *pattern;     /* string regex from the spec, or NULL */
+    regex_t *re;       /* pattern compiled at load (POSIX ERE, REG_NOSUB), or NULL; owned */
     json_t *schema;    /* JSON Schema for this input (MCP inputSchema / OpenAPI); owned */
 };
 
@@ -185,6 +188,15 @@ struct nk_hints {
 
 enum nk_adapter_type { NK_ADAPTER_REST, NK_ADAPTER_MCP };
 
+/* One '/'-separated segment of a REST route, compiled at load from path_tmpl. A request segment
+ * matches a literal segment (var NULL) when it equals the text; else when it is prefix, then a
+ * non-empty value for var, then suffix. */
+struct nk_route_seg {
+    char *text; /* owned: prefix_len bytes of prefix then suffix_len bytes of suffix */
+    size_t prefix_len, suffix_len;
+    const char *var; /* borrowed from path_tmpl (a VAR part's name), or NULL */
+};
+
 /* A REST operation or an MCP tool. */
 struct nk_exposed {
     char *name;
@@ -198,9 +210,11 @@ struct nk_exposed {
     size_t n_bindings;
     struct nk_outmap *output; /* NULL: pass the upstream JSON through unchanged */
     /* REST only */
-    char *method;             /* upper-case */
-    char *path;               /* exposed path as written */
-    struct nk_tmpl path_tmpl; /* NK_TMPL_PATH, VAR parts are path args */
+    char *method;               /* upper-case */
+    char *path;                 /* exposed path as written */
+    struct nk_tmpl path_tmpl;   /* NK_TMPL_PATH, VAR parts are path args */
+    struct nk_route_seg *route; /* path_tmpl split at '/' (one leading '/' dropped); owned */
+    size_t n_route;
     /* MCP only */
     struct nk_hints hints;
     json_t *input_schema; /* MCP inputSchema / OpenAPI parameters source; owned */

@@ -273,6 +273,24 @@ static int teardown_seed(void **state)
 
 /* ---- seed: building ----------------------------------------------------------------------- */
 
+/* Issue 13: the consumer is found through its stored index; an operation of another table (same
+ * index, other consumer) is still refused, as the scan it replaces refused it. */
+static void test_foreign_operation(void **state)
+{
+    struct env *e = *state;
+    struct nk_optable *other = load_seed_http();
+    const struct nk_exposed *get = find_exposed(other, NK_ADAPTER_REST, "getapitoken");
+    struct nk_upstream_request r;
+    struct nk_error err;
+
+    assert_int_equal(get->target->consumer->index,
+                     find_exposed(e->t, NK_ADAPTER_REST, "getapitoken")->target->consumer->index);
+    assert_int_equal(build(e->ctx, get, "{\"id\":\"x\"}", NK_ARGS_STRINGS, &r, &err),
+                     NK_ERR_INTERNAL);
+    assert_non_null(strstr(err.msg, "does not belong"));
+    nk_optable_unref(other);
+}
+
 static void test_seed_build_path_encoding(void **state)
 {
     struct env *e = *state;
@@ -1212,6 +1230,7 @@ static void test_simple_body_vars(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_foreign_operation, setup_seed, teardown_seed),
         cmocka_unit_test_setup_teardown(test_seed_build_path_encoding, setup_seed, teardown_seed),
         cmocka_unit_test_setup_teardown(test_seed_build_boolean_query, setup_seed, teardown_seed),
         cmocka_unit_test_setup_teardown(test_seed_build_body, setup_seed, teardown_seed),

@@ -111,6 +111,16 @@ static enum nk_rc fake_call(void *ud, const struct nk_exposed *tool, json_t *arg
     } else if (strcmp(tool->name, "down") == 0) {
         r.kind = NK_RES_UNREACHABLE;
         snprintf(r.message, sizeof(r.message), "upstream unreachable: connection refused");
+    } else if (strcmp(tool->name, "raw") == 0) {
+        /* passed through: the engine may take r.raw (as nk_mcp_invoke frees what is left) */
+        r.kind = NK_RES_OK;
+        r.raw_is_output = true;
+        r.raw = strdup("{\"n\": [1, 2]}");
+        assert_non_null(r.raw);
+        r.raw_len = strlen(r.raw);
+        done(done_ud, &r);
+        free(r.raw);
+        return NK_OK;
     } else if (strcmp(tool->name, "bad-utf8") == 0) {
         /* An upstream message holding a byte that is no UTF-8 (invoke.c repairs it; the engine
          * must survive one that was not). */
@@ -134,7 +144,7 @@ static struct nk_arg id_arg = {.name = id_name,
 static struct nk_arg revoked_arg = {
     .name = revoked_name, .in = NK_IN_BODY, .type = NK_TYPE_BOOLEAN};
 
-static struct nk_exposed tools[7];
+static struct nk_exposed tools[8];
 static struct nk_adapter adapter;
 static struct nk_exposed many[N_MANY];
 static char many_names[N_MANY][16];
@@ -143,11 +153,11 @@ static struct nk_adapter many_adapter;
 static void build_tables(void)
 {
     const char *names[] = {"get",   "scalar", "upstream-400", "bad-args",
-                           "later", "down",   "bad-utf8"};
+                           "later", "down",   "bad-utf8",     "raw"};
     size_t i;
 
     memset(tools, 0, sizeof(tools));
-    for (i = 0; i < 7; i++) {
+    for (i = 0; i < 8; i++) {
         tools[i].name = (char *)names[i];
         tools[i].description = (char *)"a test tool";
     }
@@ -165,7 +175,7 @@ static void build_tables(void)
     adapter.ns = (char *)"test-mcp";
     adapter.description = (char *)"Test tools for the engine.";
     adapter.ops = tools;
-    adapter.n_ops = 7;
+    adapter.n_ops = 8;
     for (i = 0; i < N_MANY; i++) {
         snprintf(many_names[i], sizeof(many_names[i]), "tool-%03zu", i);
         memset(&many[i], 0, sizeof(many[i]));
@@ -576,7 +586,7 @@ static void test_tools_list(void **state)
          sid, "MCP-Protocol-Version", "2025-06-18", NULL);
     assert_int_equal(c.status, 200);
     tl = json_object_get(result_of(&c), "tools");
-    assert_int_equal(json_array_size(tl), 7);
+    assert_int_equal(json_array_size(tl), 8);
     assert_null(json_object_get(result_of(&c), "nextCursor"));
     assert_null(json_object_get(result_of(&c), "ttlMs"));
     t = json_array_get(tl, 0);
@@ -856,6 +866,36 @@ static void test_batches(void **state)
     cap_cleanup(&c);
 }
 
+/* Issue 13: answers passed through are taken from the result, not copied; a batch of three
+ * outgrows the exchange's inline splice and each answer still lands in its own response. */
+static void test_batch_raw_answers(void **state)
+{
+    char sid[NK_MCP_SESSION_ID_MAX];
+    struct captured c;
+    size_t i;
+    static const char batch[] =
+        "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"raw\"}},"
+        "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"raw\"}},"
+        "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"raw\"}}]";
+
+    (void)state;
+    open_session(sid);
+    http(&c, "POST", batch, "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-03-26", NULL);
+    assert_int_equal(c.status, 200);
+    assert_int_equal(json_array_size(c.json), 3);
+    for (i = 0; i < 3; i++) {
+        json_t *res = json_object_get(json_array_get(c.json, i), "result");
+        json_t *sc = json_object_get(res, "structuredContent");
+        json_t *text = json_object_get(json_array_get(json_object_get(res, "content"), 0), "text");
+
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(c.json, i), "id")),
+                         (json_int_t)i + 1);
+        assert_int_equal(json_array_size(json_object_get(sc, "n")), 2);
+        assert_string_equal(json_string_value(text), "{\"n\": [1, 2]}");
+    }
+    cap_cleanup(&c);
+}
+
 /* ---- stateless era ------------------------------------------------------------------------ */
 
 #define META                                                                                       \
@@ -996,7 +1036,7 @@ static void test_modern_tools(void **state)
     modern(&c, "tools/list", NULL, "{" META "}", "2026-07-28", "tools/list", NULL);
     assert_int_equal(c.status, 200);
     r = result_of(&c);
-    assert_int_equal(json_array_size(json_object_get(r, "tools")), 7);
+    assert_int_equal(json_array_size(json_object_get(r, "tools")), 8);
     assert_true(json_integer_value(json_object_get(r, "ttlMs")) >= 0);
     assert_string_equal(json_string_value(json_object_get(r, "cacheScope")), "public");
     assert_string_equal(json_string_value(json_object_get(r, "resultType")), "complete");
@@ -1405,6 +1445,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tools_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tools_call_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_raw_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modern_discover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modern_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modern_tools, setup, teardown),

@@ -335,6 +335,57 @@ static void test_loose_path_names(void **state)
     nk_diags_cleanup(&d);
 }
 
+/* Issue 13: REST routes are split into segments at load (prefix, variable, suffix) so that
+ * routing never parses a route per request. */
+static void test_route_segments(void **state)
+{
+    static const char doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: c\n"
+                              "    baseUri: https://x.example.com\n"
+                              "    resources:\n"
+                              "    - name: cfg\n"
+                              "      path: /config/{id}/jobs/{job}\n"
+                              "      operations:\n"
+                              "      - name: get-cfg\n"
+                              "        method: GET\n"
+                              "  exposes:\n"
+                              "  - type: rest\n"
+                              "    namespace: r\n"
+                              "    port: 8080\n"
+                              "    resources:\n"
+                              "    - path: /v1/cfg-{id}.json/jobs/{job}/\n"
+                              "      operations:\n"
+                              "      - method: GET\n"
+                              "        call: c.get-cfg\n";
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_exposed *e;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("route.yaml", doc, sizeof(doc) - 1, NULL, &d, &t), NK_OK);
+    e = &t->adapters[0].ops[0];
+    assert_int_equal(e->n_route, 5);
+    assert_null(e->route[0].var);
+    assert_string_equal(e->route[0].text, "v1");
+    assert_int_equal(e->route[0].prefix_len, 2);
+    assert_string_equal(e->route[1].var, "id");
+    assert_string_equal(e->route[1].text, "cfg-.json");
+    assert_int_equal(e->route[1].prefix_len, 4);
+    assert_int_equal(e->route[1].suffix_len, 5);
+    assert_null(e->route[2].var);
+    assert_string_equal(e->route[2].text, "jobs");
+    assert_string_equal(e->route[3].var, "job");
+    assert_int_equal(e->route[3].prefix_len + e->route[3].suffix_len, 0);
+    assert_null(e->route[4].var); /* the trailing '/' leaves an empty last segment */
+    assert_int_equal(e->route[4].prefix_len, 0);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
 /* Issue 15 items 4 and 6: a mock has no target and answers its named entries; a body variable
  * of an operation without inputs becomes a required argument; one that declares inputs must
  * name them (tested with positions in tests/data/spec/invalid/simple-forms-*.yaml). */
@@ -423,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_strict),
         cmocka_unit_test(test_loose_path_names),
+        cmocka_unit_test(test_route_segments),
         cmocka_unit_test(test_simple_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
