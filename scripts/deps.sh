@@ -7,10 +7,15 @@ cd "$(dirname "$0")/.."
 
 runtime=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
          libjansson-dev curl ca-certificates openssl python3)
-testing=(libcmocka-dev clang libclang-rt-14-dev clang-format valgrind jq systemd groff-base man-db)
+testing=(libcmocka-dev clang libclang-rt-14-dev clang-format valgrind jq systemd groff-base man-db
+         util-linux)
 # Node.js and npm drive the protocol tests; take Debian's only when the machine has none.
 if ! command -v npm >/dev/null 2>&1; then
     testing+=(nodejs npm)
+fi
+# kubectl renders deploy/overlays (kubectl kustomize); Debian's is kubernetes-client (1.20).
+if ! command -v kubectl >/dev/null 2>&1; then
+    testing+=(kubernetes-client)
 fi
 
 want=("${runtime[@]}")

@@ -24,6 +24,8 @@ static const char usage[] =
     "                             stderr; see 'naftikod mcp-stdio --help')\n"
     "  hash-token [NAME]          read a caller token on stdin, print its line for the\n"
     "                             --auth-tokens file (the token is never printed)\n"
+    "  probe [URL]                GET URL (default http://127.0.0.1:8091/healthz); exit 0 on\n"
+    "                             a 2xx answer, 1 otherwise (a HEALTHCHECK without curl)\n"
     "\n"
     "Options:\n"
     "  -h, --help                 show this help and exit\n"
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
         return nk_cmd_mcp_stdio(argc - 1, argv + 1);
     if (strcmp(cmd, "hash-token") == 0)
         return nk_cmd_hash_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "probe") == 0)
+        return nk_cmd_probe(argc - 1, argv + 1);
     fprintf(stderr, "naftikod: unknown command '%s'\nTry 'naftikod --help'.\n", cmd);
     return 2;
 }

@@ -10,5 +10,8 @@ int nk_cmd_check(int argc, char **argv);
 int nk_cmd_serve(int argc, char **argv);
 /* naftikod mcp-stdio [options] CAPABILITY...: MCP over stdin/stdout. */
 int nk_cmd_mcp_stdio(int argc, char **argv);
+/* naftikod probe [URL]: one HTTP GET (default http://127.0.0.1:8091/healthz); 0 on a 2xx
+ * answer, 1 on any other answer or none, 2 on a usage error. */
+int nk_cmd_probe(int argc, char **argv);
 
 #endif
