@@ -73,3 +73,12 @@ echo "== tests (ThreadSanitizer: unit and integration)"
 export TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1
 (cd build-tsan && setarch "$(uname -m)" -R ctest --output-on-failure -j"$jobs" --timeout 900 \
     -R '^(unit|integration)\.')
+
+# The container image, built from the Dockerfile without any registry: a bookworm root made by
+# mmdebstrap as the base, `buildah bud --isolation chroot`, then the image's naftikod runs
+# --version, check and a short serve as uid 10001 (tests/integration/image_build.sh).
+echo "== container image (mmdebstrap + buildah, no registry)"
+rc=0
+tests/integration/image_build.sh "$PWD" build/naftikod-demo-central || rc=$?
+# Here its tools were installable: a skip (77) is a failure too.
+[ "$rc" = 0 ] || { echo "container image: failed (exit $rc)" >&2; exit 1; }
