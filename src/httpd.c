@@ -24,6 +24,7 @@
 
 #include "naftikod/log.h"
 #include "naftikod/ratelimit.h"
+#include "naftikod/loop.h"
 #include "naftikod/upstream.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
@@ -65,8 +66,8 @@ struct nk_httpd {
     struct MHD_Daemon *daemon;
     /* Loop mode (opts->loop): libmicrohttpd polls nothing itself; its epoll fd is a source on
      * the upstream client's loop thread, which calls MHD_run. NULL: its own threads. */
-    struct nk_upstream *loop;
-    struct nk_upstream_source src; /* src.fd: libmicrohttpd's epoll descriptor */
+    struct nk_loop *loop;
+    struct nk_loop_source src; /* src.fd: libmicrohttpd's epoll descriptor */
     atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
     atomic_bool conn_closed; /* loop mode: a connection closed during the current MHD_run */
     /* request deadline: the watchdog shuts down connections still sending a request after
@@ -138,8 +139,8 @@ struct nk_http_req {
     unsigned tag;                 /* nk_http_req_set_tag(); passed to the access hook */
     nk_http_detached_fn detached; /* non-NULL: nk_http_req_detached() (no connection) */
     void *detached_ud;
-    struct nk_upstream_call resume_call; /* loop mode: a resume posted from another thread */
-    void (*on_close)(void *ud);          /* under h->mu: nk_http_req_on_close(), until answered */
+    struct nk_loop_call resume_call; /* loop mode: a resume posted from another thread */
+    void (*on_close)(void *ud);      /* under h->mu: nk_http_req_on_close(), until answered */
     void *on_close_ud;
 };
 
@@ -1128,7 +1129,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     unsigned timeout = opts != NULL && opts->conn_timeout_s ? opts->conn_timeout_s : 30;
     unsigned per_ip = opts != NULL ? opts->max_per_client : 0;
     size_t mem = opts != NULL && opts->max_header_bytes ? opts->max_header_bytes : 32 * 1024;
-    struct nk_upstream *loop = opts != NULL ? opts->loop : NULL;
+    struct nk_loop *loop = opts != NULL && opts->loop != NULL ? nk_upstream_loop(opts->loop) : NULL;
     /* Loop mode: no thread of libmicrohttpd's own and no inter-thread channel (every resume
      * happens on the loop thread, which runs MHD_run right after). */
     unsigned flags = loop != NULL ? MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG
@@ -1209,7 +1210,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         h->src.run = src_run;
         h->src.timeout_ms = src_timeout;
         h->src.ud = h;
-        if (h->src.fd < 0 || nk_upstream_attach(loop, &h->src) != NK_OK) {
+        if (h->src.fd < 0 || nk_loop_attach(loop, &h->src) != NK_OK) {
             MHD_stop_daemon(h->daemon);
             nk_error_set(err, "cannot serve the HTTP listener on the event loop");
             rc = NK_ERR_INTERNAL;
@@ -1218,7 +1219,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     }
     if (h->request_timeout > 0) {
         if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0) {
-            nk_upstream_detach(&h->src);
+            nk_loop_detach(&h->src);
             MHD_stop_daemon(h->daemon);
             nk_error_set(err, "cannot start the request deadline thread");
             rc = NK_ERR_INTERNAL;
@@ -1266,7 +1267,7 @@ void nk_httpd_quiesce(struct nk_httpd *h)
         return;
     h->quiesced = true;
     /* In loop mode the daemon belongs to the loop thread while attached. */
-    if (h->src.attached == NULL || !nk_upstream_run_sync(h->src.attached, quiesce_now, h))
+    if (h->src.attached == NULL || !nk_loop_run_sync(h->src.attached, quiesce_now, h))
         quiesce_now(h);
 }
 
@@ -1302,7 +1303,7 @@ static void resume_on_loop(void *arg)
     struct nk_http_req *r = arg;
 
     MHD_resume_connection(r->conn);
-    nk_upstream_kick(&r->h->src);
+    nk_loop_kick(&r->h->src);
     req_unref(r);
 }
 
@@ -1310,14 +1311,14 @@ static void resume_unref(struct nk_http_req *r)
 {
     struct nk_httpd *h = r->h;
 
-    if (h->loop != NULL && nk_upstream_on_loop(h->loop)) {
+    if (h->loop != NULL && nk_loop_on_loop(h->loop)) {
         resume_on_loop(r);
         return;
     }
     if (h->src.attached != NULL) {
         r->resume_call.fn = resume_on_loop;
         r->resume_call.ud = r;
-        if (nk_upstream_post(h->src.attached, &r->resume_call))
+        if (nk_loop_post(h->src.attached, &r->resume_call))
             return;
     }
     MHD_resume_connection(r->conn);
@@ -1383,7 +1384,7 @@ void nk_httpd_stop(struct nk_httpd *h)
         return;
     atomic_store(&h->closing, true);
     /* Loop mode with the loop running: it owns the daemon until the detach below. */
-    looped = h->src.attached != NULL && nk_upstream_run_sync(h->src.attached, abandon_pending, h);
+    looped = h->src.attached != NULL && nk_loop_run_sync(h->src.attached, abandon_pending, h);
     if (!looped)
         abandon_pending(h);
     /* Give those 503s a moment to reach their clients (bounded; MHD closes the rest). */
@@ -1410,7 +1411,7 @@ void nk_httpd_stop(struct nk_httpd *h)
                 break;
         pthread_mutex_unlock(&h->mu);
     }
-    nk_upstream_detach(&h->src); /* from here on this thread owns the daemon */
+    nk_loop_detach(&h->src); /* from here on this thread owns the daemon */
     if (!h->quiesced)
         h->listen_fd = -1; /* MHD closes it */
     if (h->watchdog_started) {

@@ -24,6 +24,7 @@
 #include "naftikod/inbound.h"
 #include "naftikod/invoke.h"
 #include "naftikod/log.h"
+#include "naftikod/loop.h"
 #include "naftikod/mcp.h"
 #include "naftikod/mcp_core.h"
 #include "naftikod/metrics.h"
@@ -1477,7 +1478,7 @@ static void reload(int argc, char **argv, const struct serve_config *running,
     if (fresh != NULL) {
         ts.tokens = fresh;
         /* No loop any more (cannot happen while serving): nothing checks tokens either. */
-        if (!nk_upstream_run_sync(server->up, swap_tokens, &ts))
+        if (!nk_loop_run_sync(nk_upstream_loop(server->up), swap_tokens, &ts))
             swap_tokens(&ts);
         nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
         *tokens = fresh;
@@ -1571,6 +1572,7 @@ int nk_cmd_serve(int argc, char **argv)
     struct nk_diags diags;
     struct nk_optable *table = NULL;
     struct nk_context *ctx = NULL;
+    struct nk_loop *loop = NULL;
     struct nk_upstream *up = NULL;
     struct nk_server *server = NULL;
     struct nk_upstream_options uo;
@@ -1695,7 +1697,12 @@ int nk_cmd_serve(int argc, char **argv)
     uo.insecure = cfg.insecure;
     if (cfg.insecure)
         logline("warning", "upstream TLS certificates are NOT verified (--insecure-skip-verify)");
-    if (nk_upstream_new(&uo, &up, &err) != NK_OK) {
+    /* The one event loop: every adapter's listener and the upstream client run on its thread. */
+    if (nk_loop_new(&loop, &err) != NK_OK || nk_loop_start(loop, &err) != NK_OK) {
+        report_error("cannot start the event loop: %s", err.msg);
+        goto out;
+    }
+    if (nk_upstream_new(loop, &uo, &up, &err) != NK_OK) {
         report_error("cannot start the upstream client: %s", err.msg);
         goto out;
     }
@@ -1840,6 +1847,7 @@ out:
         free(ls[i].address);
     }
     free(ls);
+    nk_loop_free(loop); /* its last clients are gone */
     nk_server_free(server);
     nk_tokens_free(tokens);
     free(rest_hosts_copy);

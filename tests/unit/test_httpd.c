@@ -23,10 +23,12 @@
 #include <jansson.h>
 
 #include "naftikod/httpd.h"
+#include "naftikod/loop.h"
 #include "naftikod/upstream.h"
 
 /* Non-NULL: start() serves on this upstream client's event loop (loop mode), as serve does. */
 static struct nk_upstream *g_loop;
+static struct nk_loop *g_ev;
 /* start()'s polling threads without a loop (0: the listener's default). */
 static unsigned g_threads;
 
@@ -931,7 +933,9 @@ static int loop_setup(void **state)
     struct nk_error err = {0};
 
     (void)state;
-    return nk_upstream_new(NULL, &g_loop, &err) == NK_OK ? 0 : -1;
+    if (nk_loop_new(&g_ev, &err) != NK_OK || nk_loop_start(g_ev, &err) != NK_OK)
+        return -1;
+    return nk_upstream_new(g_ev, NULL, &g_loop, &err) == NK_OK ? 0 : -1;
 }
 
 static int loop_teardown(void **state)
@@ -939,6 +943,8 @@ static int loop_teardown(void **state)
     (void)state;
     nk_upstream_free(g_loop);
     g_loop = NULL;
+    nk_loop_free(g_ev);
+    g_ev = NULL;
     return 0;
 }
 

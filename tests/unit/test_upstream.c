@@ -20,8 +20,12 @@
 #include <microhttpd.h>
 
 #include "fake_http.h"
+#include "naftikod/loop.h"
 #include "naftikod/template.h"
 #include "naftikod/upstream.h"
+
+/* The loop every client of this test runs on (global_setup). */
+static struct nk_loop *g_loop;
 
 /* A completion slot that a test can wait on. */
 struct done {
@@ -136,7 +140,7 @@ static struct nk_upstream *client(long timeout_ms, size_t max_response)
     memset(&o, 0, sizeof(o));
     o.timeout_ms = timeout_ms;
     o.max_response = max_response;
-    assert_int_equal(nk_upstream_new(&o, &u, &err), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, &err), NK_OK);
     return u;
 }
 
@@ -530,7 +534,7 @@ static void test_dns_and_tls_failures(void **state)
     memset(&o, 0, sizeof(o));
     o.connect_timeout_ms = 3000;
     o.ca_file = "/nonexistent/ca.pem";
-    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, NULL), NK_OK);
     /* .invalid never resolves (RFC 6761); a resolver that does not answer in time is a
      * timeout instead, so both are accepted */
     fetch(u, "GET", "http://nonexistent-host.invalid/x", hdrs, NULL, &d);
@@ -598,7 +602,7 @@ static void submit_from_loop(void *ud)
     struct loop_submit *ls = ud;
     struct nk_upstream_request r;
 
-    ls->on_loop = nk_upstream_on_loop(ls->u);
+    ls->on_loop = nk_loop_on_loop(g_loop);
     make_req(&r, "GET", ls->url, NULL, NULL);
     ls->rc = nk_upstream_submit(ls->u, &r, on_done, &ls->d);
 }
@@ -614,7 +618,7 @@ static void test_loop_submit_on_the_loop_thread(void **state)
     snprintf(url, sizeof(url), "%s/from-the-loop", fake_http_base(s));
     ls.url = url;
     done_init(&ls.d, NULL);
-    assert_true(nk_upstream_run_sync(ls.u, submit_from_loop, &ls));
+    assert_true(nk_loop_run_sync(g_loop, submit_from_loop, &ls));
     assert_true(ls.on_loop);
     assert_int_equal(ls.rc, NK_OK);
     done_wait(&ls.d);
@@ -674,7 +678,7 @@ static void test_tls(void **state)
     /* trusted through ca_file */
     memset(&o, 0, sizeof(o));
     o.ca_file = crt;
-    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, NULL), NK_OK);
     fetch(u, "GET", url, NULL, NULL, &dn);
     assert_int_equal(dn.resp.rc, NK_OK);
     assert_int_equal(dn.resp.status, 200);
@@ -683,7 +687,7 @@ static void test_tls(void **state)
     nk_upstream_free(u);
 
     /* the system store does not know it */
-    assert_int_equal(nk_upstream_new(NULL, &u, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, NULL, &u, NULL), NK_OK);
     fetch(u, "GET", url, NULL, NULL, &dn);
     assert_int_equal(dn.resp.rc, NK_ERR_UPSTREAM);
     assert_string_equal(dn.resp.error, "TLS certificate verification failed");
@@ -693,7 +697,7 @@ static void test_tls(void **state)
     /* labs: verification off */
     memset(&o, 0, sizeof(o));
     o.insecure = true;
-    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, NULL), NK_OK);
     fetch(u, "GET", url, NULL, NULL, &dn);
     assert_int_equal(dn.resp.rc, NK_OK);
     done_cleanup(&dn);
@@ -710,12 +714,15 @@ static void test_tls(void **state)
 static int global_setup(void **state)
 {
     (void)state;
-    return nk_upstream_global_init() == NK_OK ? 0 : -1;
+    if (nk_upstream_global_init() != NK_OK || nk_loop_new(&g_loop, NULL) != NK_OK)
+        return -1;
+    return nk_loop_start(g_loop, NULL) == NK_OK ? 0 : -1;
 }
 
 static int global_teardown(void **state)
 {
     (void)state;
+    nk_loop_free(g_loop);
     nk_upstream_global_cleanup();
     return 0;
 }
