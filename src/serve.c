@@ -1755,7 +1755,7 @@ int nk_cmd_serve(int argc, char **argv)
         ho.admit = admit;               /* inbound authentication, before the body */
         ho.access_log = access_counted; /* metrics, then access_line */
         ho.access_ud = l;
-        ho.loop = up;
+        ho.loop = loop;
         l->server = server;
         l->type = a->type;
         l->ns = strdup(a->ns);
