@@ -485,6 +485,37 @@ static void test_free_completes_in_flight(void **state)
     nk_upstream_free(NULL);
 }
 
+/* A client whose loop stopped first: its transfers end on the thread that frees it, and a
+ * submit is refused rather than queued for a loop that will never run it. */
+static void test_loop_stopped_before_free(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream_request r;
+    struct nk_upstream *u = NULL;
+    struct nk_loop *l = NULL;
+    struct done d;
+    char url[512];
+
+    assert_int_equal(nk_loop_new(&l, NULL), NK_OK);
+    assert_int_equal(nk_loop_start(l, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(l, NULL, &u, NULL), NK_OK);
+    done_init(&d, NULL);
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &d);
+    fake_http_wait_requests(s, 1);
+    nk_loop_stop(l);
+    assert_false(d.fired);
+    make_req(&r, "GET", url, NULL, NULL);
+    assert_int_equal(nk_upstream_submit(u, &r, on_done, NULL), NK_ERR_INVALID);
+    assert_int_equal(nk_upstream_in_flight(u), 1);
+    nk_upstream_free(u);
+    assert_true(d.fired);
+    assert_int_equal(d.resp.rc, NK_ERR_UPSTREAM);
+    assert_string_equal(d.resp.error, "shutting down");
+    done_cleanup(&d);
+    nk_loop_free(l);
+}
+
 static void test_submit_invalid(void **state)
 {
     struct nk_upstream *u = client(0, 0);
@@ -741,6 +772,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_completes_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stopped_before_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_and_tls_failures, setup, teardown),
         cmocka_unit_test(test_tls),
