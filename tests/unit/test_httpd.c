@@ -205,7 +205,7 @@ static void finish(struct fixture *f)
 
 /* Whether the last exchange() ended because the server closed the connection (not on the
  * receive timeout). */
-static bool g_eof;
+static _Thread_local bool g_eof; /* per thread: concurrent clients call exchange() */
 
 /* Send raw bytes and read the whole answer (the request asks for Connection: close). Bounded by
  * a receive timeout. Returns a malloc'd string. */
