@@ -24,7 +24,7 @@
 
 #include "naftikod/log.h"
 #include "naftikod/ratelimit.h"
-#include "naftikod/upstream.h"
+#include "naftikod/loop.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 /* A body of unknown length (chunked) grows by doubling up to this, then by this much at a time:
@@ -52,32 +52,30 @@ struct kv {
 #define LOG_BURST 5.0
 #define LOG_EVERY_S 10.0
 
-/* One open connection, for the request deadline (slow clients). */
+/* One open connection, for the request deadline (slow clients). Loop owner only. */
 struct conn_track {
     struct conn_track *prev, *next;
+    struct nk_httpd *h;
     int fd;
-    double since; /* start of the current request window: accepted, or last request done */
-    bool busy;    /* a request is with the handler (its time is the upstream's, not the client's) */
+    bool busy; /* a request is with the handler (its time is the upstream's, not the client's) */
     bool cut;
+    struct nk_loop_timer deadline; /* armed while the client owes us a request */
 };
 
 struct nk_httpd {
     struct MHD_Daemon *daemon;
-    /* Loop mode (opts->loop): libmicrohttpd polls nothing itself; its epoll fd is a source on
-     * the upstream client's loop thread, which calls MHD_run. NULL: its own threads. */
-    struct nk_upstream *loop;
-    struct nk_upstream_source src; /* src.fd: libmicrohttpd's epoll descriptor */
+    /* libmicrohttpd polls nothing itself: its epoll fd is a source on the loop, whose thread
+     * calls MHD_run. */
+    struct nk_loop *loop;
+    struct nk_loop_source src; /* src.fd: libmicrohttpd's epoll descriptor */
     atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
-    atomic_bool conn_closed; /* loop mode: a connection closed during the current MHD_run */
-    /* request deadline: the watchdog shuts down connections still sending a request after
-     * request_timeout seconds (a client trickling bytes never trips the idle timeout) */
-    double request_timeout;
-    pthread_mutex_t conn_mu; /* guards conns and the tracks' fields */
+    atomic_bool conn_closed; /* a connection closed during the current MHD_run */
+    /* request deadline: a loop timer per connection shuts down a connection still sending a
+     * request after request_timeout seconds (a client trickling bytes never trips the idle
+     * timeout). Loop owner only: */
+    long request_timeout_ms;
     struct conn_track *conns;
-    pthread_t watchdog;
-    bool watchdog_started;
-    bool watchdog_stop; /* under conn_mu */
-    pthread_cond_t watchdog_cv;
+    bool deadlines_off; /* nk_httpd_stop disarmed them all: arm no more */
     double rate_per_s;
     struct nk_rate *rate;   /* per-client buckets, or NULL when unlimited */
     pthread_mutex_t log_mu; /* guards the log_* budget of mhd_log */
@@ -103,7 +101,7 @@ struct nk_httpd {
      * what a drain waits for, since an answered request may still be on its way out */
     atomic_size_t n_unfinished;
     size_t n_abandoned; /* answered 503 by nk_httpd_stop, not yet completed by MHD */
-    size_t n_watched;   /* under mu: pending requests with an on_close (loop mode) */
+    size_t n_watched;   /* under mu: pending requests with an on_close */
     double last_sweep;  /* loop thread: when watched connections were last looked at */
 };
 
@@ -138,8 +136,8 @@ struct nk_http_req {
     unsigned tag;                 /* nk_http_req_set_tag(); passed to the access hook */
     nk_http_detached_fn detached; /* non-NULL: nk_http_req_detached() (no connection) */
     void *detached_ud;
-    struct nk_upstream_call resume_call; /* loop mode: a resume posted from another thread */
-    void (*on_close)(void *ud);          /* under h->mu: nk_http_req_on_close(), until answered */
+    struct nk_loop_call resume_call; /* a resume posted from another thread */
+    void (*on_close)(void *ud);      /* under h->mu: nk_http_req_on_close(), until answered */
     void *on_close_ud;
 };
 
@@ -460,19 +458,41 @@ static struct conn_track *track_of(struct MHD_Connection *conn)
     return ci != NULL ? ci->socket_context : NULL;
 }
 
+/* The deadline passed: shut the connection down; libmicrohttpd then sees the end of the
+ * stream and closes it in its next run. */
+static void deadline_due(void *ud)
+{
+    struct conn_track *t = ud;
+
+    if (t->busy || t->cut)
+        return;
+    (void)shutdown(t->fd, SHUT_RDWR);
+    t->cut = true;
+    nk_loop_kick(&t->h->src);
+}
+
+/* Start the connection's request window now (accepted, or its last request done). */
+static void deadline_arm(struct nk_httpd *h, struct conn_track *t)
+{
+    if (!h->deadlines_off &&
+        nk_loop_timer_arm(h->loop, &t->deadline, h->request_timeout_ms) != NK_OK)
+        nk_log(NK_LOG_WARNING, "httpd: out of memory: a connection goes without its deadline");
+}
+
 static void track_busy(struct nk_httpd *h, struct MHD_Connection *conn, bool busy)
 {
     struct conn_track *t = track_of(conn);
 
     if (t == NULL)
         return;
-    pthread_mutex_lock(&h->conn_mu);
     t->busy = busy;
-    if (!busy)
-        t->since = mono_now();
-    pthread_mutex_unlock(&h->conn_mu);
+    if (busy)
+        nk_loop_timer_cancel(&t->deadline);
+    else
+        deadline_arm(h, t);
 }
 
+/* Inside MHD_run: on the loop thread, or on the thread that stops the listener. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -482,64 +502,38 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
     if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
         atomic_store(&h->conn_closed, true);
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED && h->request_timeout <= 0)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED && h->request_timeout_ms <= 0)
         return; /* no deadline: nothing to track */
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         t = ci != NULL ? calloc(1, sizeof(*t)) : NULL;
         if (t == NULL)
             return; /* untracked: only the idle timeout applies to it */
+        t->h = h;
         t->fd = ci->connect_fd;
-        t->since = mono_now();
-        pthread_mutex_lock(&h->conn_mu);
+        t->deadline.fn = deadline_due;
+        t->deadline.ud = t;
         t->next = h->conns;
         if (h->conns != NULL)
             h->conns->prev = t;
         h->conns = t;
-        pthread_mutex_unlock(&h->conn_mu);
         *socket_context = t;
+        deadline_arm(h, t);
         return;
     }
     if (t == NULL)
         return;
-    /* Closed: unlinked before libmicrohttpd closes the descriptor, so the watchdog never
+    /* Closed: disarmed before libmicrohttpd closes the descriptor, so the deadline never
      * touches a number the kernel may already have given to someone else. */
-    pthread_mutex_lock(&h->conn_mu);
+    nk_loop_timer_cancel(&t->deadline);
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
         h->conns = t->next;
     if (t->next != NULL)
         t->next->prev = t->prev;
-    pthread_mutex_unlock(&h->conn_mu);
     free(t);
     *socket_context = NULL;
-}
-
-/* Once a second: shut down connections that have been sending one request for too long.
- * libmicrohttpd then sees the end of the stream and closes them in its own thread. */
-static void *watchdog_main(void *arg)
-{
-    struct nk_httpd *h = arg;
-    struct conn_track *t;
-    struct timespec until;
-    double now;
-
-    pthread_mutex_lock(&h->conn_mu);
-    while (!h->watchdog_stop) {
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 1;
-        pthread_cond_timedwait(&h->watchdog_cv, &h->conn_mu, &until);
-        now = mono_now();
-        for (t = h->conns; t != NULL; t = t->next) {
-            if (!t->busy && !t->cut && now - t->since > h->request_timeout) {
-                (void)shutdown(t->fd, SHUT_RDWR);
-                t->cut = true;
-            }
-        }
-    }
-    pthread_mutex_unlock(&h->conn_mu);
-    return NULL;
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -879,7 +873,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     bool abandoned;
 
     (void)toe;
-    if (h->request_timeout > 0)
+    if (h->request_timeout_ms > 0)
         track_busy(h, conn, false); /* the next request's window starts now */
     if (r != NULL && r->unfinished) {
         r->unfinished = false;
@@ -977,8 +971,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         nk_log(NK_LOG_WARNING, "httpd: %s", line);
 }
 
-/* Loop mode: the loop calls this when libmicrohttpd's epoll fd is readable, when its timeout is
- * due, or after a resume (kick). */
 /* True when the client has closed conn (orderly or reset) while it is suspended: libmicrohttpd
  * does not read a suspended connection, so it never notices. Bytes still unread (a pipelined
  * request) hide a close; that is only a missed cancellation. */
@@ -1023,11 +1015,13 @@ static void sweep_closed(struct nk_httpd *h)
         pthread_mutex_unlock(&h->mu);
         if (fn == NULL)
             return;
-        /* Answers come on this thread in loop mode: r is not answered while fn runs. */
+        /* Answers come on this thread: r is not answered while fn runs. */
         fn(fn_ud);
     }
 }
 
+/* The loop calls this when libmicrohttpd's epoll fd is readable, when its timeout is due, or
+ * after a resume or a deadline (kick). */
 static void src_run(void *ud)
 {
     struct nk_httpd *h = ud;
@@ -1123,22 +1117,23 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     struct nk_httpd *h = NULL;
     const union MHD_DaemonInfo *di;
     const char *address = opts != NULL && opts->address != NULL ? opts->address : "127.0.0.1";
-    unsigned threads = opts != NULL && opts->threads ? opts->threads : 2;
     unsigned max_conn = opts != NULL && opts->max_connections ? opts->max_connections : 1024;
     unsigned timeout = opts != NULL && opts->conn_timeout_s ? opts->conn_timeout_s : 30;
     unsigned per_ip = opts != NULL ? opts->max_per_client : 0;
     size_t mem = opts != NULL && opts->max_header_bytes ? opts->max_header_bytes : 32 * 1024;
-    struct nk_upstream *loop = opts != NULL ? opts->loop : NULL;
-    /* Loop mode: no thread of libmicrohttpd's own and no inter-thread channel (every resume
-     * happens on the loop thread, which runs MHD_run right after). */
-    unsigned flags = loop != NULL ? MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG
-                                  : MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                                        MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct nk_loop *loop = opts != NULL ? opts->loop : NULL;
+    /* No thread of libmicrohttpd's own and no inter-thread channel: every resume happens on the
+     * loop thread, which runs MHD_run right after. */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     bool v6 = false;
     enum nk_rc rc;
     int fd = -1;
 
     *out = NULL;
+    if (loop == NULL) {
+        nk_error_set(err, "the HTTP listener needs an event loop");
+        return NK_ERR_INVALID;
+    }
     h = calloc(1, sizeof(*h));
     if (h == NULL)
         return NK_ERR_NOMEM;
@@ -1162,9 +1157,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     h->log_tokens = LOG_BURST;
     h->log_last = mono_now();
     atomic_init(&h->accept_fd, -1);
-    pthread_mutex_init(&h->conn_mu, NULL);
-    pthread_cond_init(&h->watchdog_cv, NULL);
-    h->request_timeout = opts != NULL ? (double)opts->request_timeout_s : 0;
+    h->request_timeout_ms = opts != NULL ? (long)opts->request_timeout_s * 1000L : 0;
     if (opts != NULL && opts->rate_per_s > 0) {
         h->rate_per_s = opts->rate_per_s;
         rc = nk_rate_new(opts->rate_per_s,
@@ -1192,10 +1185,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         h, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        /* last: a pool only for the listener's own threads (END stops the list otherwise) */
-        loop == NULL && threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
         nk_error_set(err, "cannot start the HTTP listener on %s", address);
         rc = NK_ERR_IO;
@@ -1203,28 +1193,16 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     }
     h->listen_fd = fd;
     fd = -1; /* MHD owns it until quiesce */
-    if (loop != NULL) {
-        di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-        h->src.fd = di != NULL ? di->epoll_fd : -1;
-        h->src.run = src_run;
-        h->src.timeout_ms = src_timeout;
-        h->src.ud = h;
-        if (h->src.fd < 0 || nk_upstream_attach(loop, &h->src) != NK_OK) {
-            MHD_stop_daemon(h->daemon);
-            nk_error_set(err, "cannot serve the HTTP listener on the event loop");
-            rc = NK_ERR_INTERNAL;
-            goto out;
-        }
-    }
-    if (h->request_timeout > 0) {
-        if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0) {
-            nk_upstream_detach(&h->src);
-            MHD_stop_daemon(h->daemon);
-            nk_error_set(err, "cannot start the request deadline thread");
-            rc = NK_ERR_INTERNAL;
-            goto out;
-        }
-        h->watchdog_started = true;
+    di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    h->src.fd = di != NULL ? di->epoll_fd : -1;
+    h->src.run = src_run;
+    h->src.timeout_ms = src_timeout;
+    h->src.ud = h;
+    if (h->src.fd < 0 || nk_loop_attach(loop, &h->src) != NK_OK) {
+        MHD_stop_daemon(h->daemon);
+        nk_error_set(err, "cannot serve the HTTP listener on the event loop (is it running?)");
+        rc = NK_ERR_INTERNAL;
+        goto out;
     }
     di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di != NULL ? di->port : 0;
@@ -1237,8 +1215,6 @@ out:
         pthread_cond_destroy(&h->abandoned_done);
         pthread_mutex_destroy(&h->mu);
         pthread_mutex_destroy(&h->log_mu);
-        pthread_mutex_destroy(&h->conn_mu);
-        pthread_cond_destroy(&h->watchdog_cv);
         nk_rate_free(h->rate);
         free(h);
     }
@@ -1265,8 +1241,8 @@ void nk_httpd_quiesce(struct nk_httpd *h)
     if (h == NULL || h->quiesced)
         return;
     h->quiesced = true;
-    /* In loop mode the daemon belongs to the loop thread while attached. */
-    if (h->src.attached == NULL || !nk_upstream_run_sync(h->src.attached, quiesce_now, h))
+    /* The daemon belongs to the loop thread while attached. */
+    if (h->src.attached == NULL || !nk_loop_run_sync(h->src.attached, quiesce_now, h))
         quiesce_now(h);
 }
 
@@ -1294,15 +1270,15 @@ static void answer_locked(struct nk_http_req *r, unsigned status, struct MHD_Res
     log_access(h, r);
 }
 
-/* Resume r's connection and drop one reference to r. In loop mode the loop thread must do it
+/* Resume r's connection and drop one reference to r. The loop thread must do it
  * (libmicrohttpd has no channel to wake it otherwise) and then run the daemon: directly when on
- * it, else posted. Without a loop (or once it is gone) libmicrohttpd's own wakeup does it. */
+ * it, else posted. Once the loop is gone, the thread that stops the listener runs the daemon. */
 static void resume_on_loop(void *arg)
 {
     struct nk_http_req *r = arg;
 
     MHD_resume_connection(r->conn);
-    nk_upstream_kick(&r->h->src);
+    nk_loop_kick(&r->h->src);
     req_unref(r);
 }
 
@@ -1310,14 +1286,14 @@ static void resume_unref(struct nk_http_req *r)
 {
     struct nk_httpd *h = r->h;
 
-    if (h->loop != NULL && nk_upstream_on_loop(h->loop)) {
+    if (nk_loop_on_loop(h->loop)) {
         resume_on_loop(r);
         return;
     }
     if (h->src.attached != NULL) {
         r->resume_call.fn = resume_on_loop;
         r->resume_call.ud = r;
-        if (nk_upstream_post(h->src.attached, &r->resume_call))
+        if (nk_loop_post(h->src.attached, &r->resume_call))
             return;
     }
     MHD_resume_connection(r->conn);
@@ -1357,7 +1333,7 @@ static void abandon_pending(void *arg)
             resume = true;
         }
         pthread_mutex_unlock(&r->mu);
-        /* Never call into MHD holding r->mu: its threads take r->mu in on_request. */
+        /* Never call into MHD holding r->mu: on_request takes it. */
         if (resume)
             resume_unref(r);
         else
@@ -1371,6 +1347,17 @@ void nk_httpd_refuse(struct nk_httpd *h)
         atomic_store(&h->closing, true);
 }
 
+static void detach_on_loop(void *arg)
+{
+    struct nk_httpd *h = arg;
+    struct conn_track *t;
+
+    h->deadlines_off = true;
+    for (t = h->conns; t != NULL; t = t->next)
+        nk_loop_timer_cancel(&t->deadline);
+    nk_loop_detach(&h->src);
+}
+
 void nk_httpd_stop(struct nk_httpd *h)
 {
     struct timespec deadline;
@@ -1382,13 +1369,13 @@ void nk_httpd_stop(struct nk_httpd *h)
     if (h == NULL)
         return;
     atomic_store(&h->closing, true);
-    /* Loop mode with the loop running: it owns the daemon until the detach below. */
-    looped = h->src.attached != NULL && nk_upstream_run_sync(h->src.attached, abandon_pending, h);
+    /* With the loop running, it owns the daemon until the detach below. */
+    looped = h->src.attached != NULL && nk_loop_run_sync(h->src.attached, abandon_pending, h);
     if (!looped)
         abandon_pending(h);
     /* Give those 503s a moment to reach their clients (bounded; MHD closes the rest). */
-    if (h->loop != NULL && !looped) {
-        /* Loop mode with the loop gone: nobody else runs the daemon now; this thread does. */
+    if (!looped) {
+        /* The loop is gone: nobody else runs the daemon now; this thread does. */
         until = mono_now() + 2.0;
         for (;;) {
             (void)MHD_run(h->daemon);
@@ -1410,22 +1397,16 @@ void nk_httpd_stop(struct nk_httpd *h)
                 break;
         pthread_mutex_unlock(&h->mu);
     }
-    nk_upstream_detach(&h->src); /* from here on this thread owns the daemon */
+    /* Deadlines off and the source detached, on the loop (its timer heap is the loop's): from
+     * here on this thread owns the daemon, and closing its connections touches no timer. */
+    if (!nk_loop_run_sync(h->loop, detach_on_loop, h))
+        detach_on_loop(h);
     if (!h->quiesced)
         h->listen_fd = -1; /* MHD closes it */
-    if (h->watchdog_started) {
-        pthread_mutex_lock(&h->conn_mu);
-        h->watchdog_stop = true;
-        pthread_cond_signal(&h->watchdog_cv);
-        pthread_mutex_unlock(&h->conn_mu);
-        pthread_join(h->watchdog, NULL);
-    }
     MHD_stop_daemon(h->daemon);
     pthread_cond_destroy(&h->abandoned_done);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->log_mu);
-    pthread_mutex_destroy(&h->conn_mu);
-    pthread_cond_destroy(&h->watchdog_cv);
     nk_rate_free(h->rate);
     free(h);
 }
@@ -1488,7 +1469,7 @@ void nk_http_req_on_close(struct nk_http_req *r, void (*fn)(void *ud), void *ud)
 {
     struct nk_httpd *h = r->h;
 
-    if (h == NULL || h->loop == NULL || fn == NULL)
+    if (h == NULL || fn == NULL)
         return;
     pthread_mutex_lock(&h->mu);
     if (r->in_pending && r->on_close == NULL) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "invoke_int.h"
+#include "naftikod/loop.h"
 #include "naftikod/metrics.h"
 
 void nk_result_free(struct nk_result *r)
@@ -26,9 +27,9 @@ struct call {
     const struct nk_exposed *op;
     nk_invoke_done_fn done;
     void *ud;
-    struct nk_result *res;        /* allocated up front so completion never lacks one */
-    json_t *inputs;               /* the checked arguments, for output value templates */
-    struct nk_upstream_call post; /* a mock's answer is handed over on the loop */
+    struct nk_result *res;    /* allocated up front so completion never lacks one */
+    json_t *inputs;           /* the checked arguments, for output value templates */
+    struct nk_loop_call post; /* a mock's answer is handed over on the loop */
 };
 
 /* Does map hand the whole upstream answer on unchanged? No mapping, or a mapping of the root
@@ -328,7 +329,7 @@ static enum nk_rc invoke_mock(struct nk_context *ctx, struct nk_upstream *up,
     c->ud = ud;
     c->post.fn = mock_done;
     c->post.ud = c;
-    if (!nk_upstream_post(up, &c->post)) {
+    if (!nk_loop_post(nk_upstream_loop(up), &c->post)) {
         nk_context_unref(c->ctx);
         nk_error_set(err, "the loop is shutting down");
         rc = NK_ERR_UPSTREAM;

@@ -11,6 +11,7 @@
 #include "naftikod/config.h"
 #include "naftikod/invoke.h"
 #include "naftikod/log.h"
+#include "naftikod/loop.h"
 #include "naftikod/mcp_core.h"
 #include "naftikod/optable.h"
 #include "naftikod/upstream.h"
@@ -74,6 +75,7 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
     enum nk_log_format lf = NK_LOG_TEXT;
     enum nk_log_level ll = NK_LOG_INFO;
     struct nk_upstream_options uo;
+    struct nk_loop *loop = NULL;
     struct nk_diags diags;
     struct nk_optable *table = NULL;
     struct nk_mcp *m = NULL;
@@ -138,7 +140,8 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
         goto out;
     }
     global = true;
-    if (nk_upstream_new(&uo, &st.up, &err) != NK_OK) {
+    if (nk_loop_new(&loop, &err) != NK_OK || nk_loop_start(loop, &err) != NK_OK ||
+        nk_upstream_new(loop, &uo, &st.up, &err) != NK_OK) {
         fprintf(stderr, "naftikod: mcp-stdio: %s\n", err.msg);
         goto out;
     }
@@ -188,6 +191,7 @@ out:
     free(line);
     nk_mcp_free(m);
     nk_upstream_free(st.up);
+    nk_loop_free(loop);
     nk_context_unref(st.ctx);
     nk_optable_unref(table);
     if (global)

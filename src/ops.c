@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "naftikod/httpd.h"
+#include "naftikod/loop.h"
 #include "naftikod/invoke.h"
 #include "naftikod/upstream.h"
 
@@ -23,6 +24,7 @@ struct waiter {
 
 struct nk_ops {
     struct nk_httpd *httpd;
+    struct nk_loop *loop; /* the listener's own: probes answer while the adapters' is busy */
     struct nk_server *server;
     nk_ops_inflight_fn inflight;
     void *inflight_ud;
@@ -341,8 +343,15 @@ enum nk_rc nk_ops_start(const struct nk_ops_options *opts, struct nk_ops **out,
     ho.max_per_client = NK_OPS_MAX_PER_CLIENT;
     ho.request_timeout_s = NK_OPS_REQUEST_TIMEOUT_S;
     ho.conn_timeout_s = NK_OPS_IDLE_TIMEOUT_S;
-    rc = nk_httpd_start(&ho, on_request, o, &o->httpd, err);
+    rc = nk_loop_new(&o->loop, err);
+    if (rc == NK_OK)
+        rc = nk_loop_start(o->loop, err);
+    if (rc == NK_OK) {
+        ho.loop = o->loop;
+        rc = nk_httpd_start(&ho, on_request, o, &o->httpd, err);
+    }
     if (rc != NK_OK) {
+        nk_loop_free(o->loop);
         pthread_mutex_destroy(&o->mu);
         free(o);
         return rc;
@@ -377,6 +386,7 @@ void nk_ops_stop(struct nk_ops *o)
     if (o == NULL)
         return;
     nk_httpd_stop(o->httpd); /* answers anything still waiting */
+    nk_loop_free(o->loop);
     for (w = o->waiters; w != NULL; w = next) {
         next = w->next;
         free(w);

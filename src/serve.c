@@ -25,6 +25,7 @@
 #include "naftikod/inbound.h"
 #include "naftikod/invoke.h"
 #include "naftikod/log.h"
+#include "naftikod/loop.h"
 #include "naftikod/mcp.h"
 #include "naftikod/mcp_core.h"
 #include "naftikod/metrics.h"
@@ -647,7 +648,7 @@ static void reload(int argc, char **argv, const struct nk_config *running, struc
     if (fresh != NULL) {
         ts.tokens = fresh;
         /* No loop any more (cannot happen while serving): nothing checks tokens either. */
-        if (!nk_upstream_run_sync(nk_server_upstream(server), swap_tokens, &ts))
+        if (!nk_loop_run_sync(nk_upstream_loop(nk_server_upstream(server)), swap_tokens, &ts))
             swap_tokens(&ts);
         nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
         *tokens = fresh;
@@ -741,6 +742,7 @@ int nk_cmd_serve(int argc, char **argv)
     struct nk_diags diags;
     struct nk_optable *table = NULL;
     struct nk_context *ctx = NULL;
+    struct nk_loop *loop = NULL;
     struct nk_upstream *up = NULL;
     struct nk_server *server = NULL;
     struct nk_upstream_options uo;
@@ -867,7 +869,12 @@ int nk_cmd_serve(int argc, char **argv)
     uo.insecure = cfg.insecure;
     if (cfg.insecure)
         logline("warning", "upstream TLS certificates are NOT verified (--insecure-skip-verify)");
-    if (nk_upstream_new(&uo, &up, &err) != NK_OK) {
+    /* The one event loop: every adapter's listener and the upstream client run on its thread. */
+    if (nk_loop_new(&loop, &err) != NK_OK || nk_loop_start(loop, &err) != NK_OK) {
+        report_error("cannot start the event loop: %s", err.msg);
+        goto out;
+    }
+    if (nk_upstream_new(loop, &uo, &up, &err) != NK_OK) {
         report_error("cannot start the upstream client: %s", err.msg);
         goto out;
     }
@@ -920,7 +927,7 @@ int nk_cmd_serve(int argc, char **argv)
         ho.admit = admit;               /* inbound authentication, before the body */
         ho.access_log = access_counted; /* metrics, then access_line */
         ho.access_ud = l;
-        ho.loop = up;
+        ho.loop = loop;
         l->server = server;
         l->type = a->type;
         l->ns = strdup(a->ns);
@@ -1012,6 +1019,7 @@ out:
         free(ls[i].address);
     }
     free(ls);
+    nk_loop_free(loop); /* its last clients are gone */
     nk_server_free(server);
     nk_tokens_free(tokens);
     free(rest_hosts_copy);

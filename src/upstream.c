@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* upstream.c: the shared asynchronous HTTP client: one curl_multi loop thread per client. */
+/* upstream.c: the shared asynchronous HTTP client: a curl multi handle driven by an event loop. */
 #include "naftikod/upstream.h"
 
 #include <errno.h>
@@ -8,14 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <curl/curl.h>
 
-#include "naftikod/log.h"
+#include "naftikod/loop.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000L
 #define DEFAULT_TIMEOUT_MS 30000L
@@ -23,13 +19,6 @@
 #define DEFAULT_MAX_HOST_CONNS 256U
 /* Finished easy handles kept for reuse (their buffers survive curl_easy_reset). */
 #define EASY_POOL_MAX 256U
-#define MAX_EVENTS 64
-#define MAX_SOURCES 16U
-
-/* What an epoll event is about: the tag in the high half of data.u64, an id in the low half. */
-#define TAG_CURL 0U   /* id: a socket curl asked us to watch */
-#define TAG_WAKE 1U   /* the eventfd */
-#define TAG_SOURCE 2U /* id: a slot in sources[] */
 
 /* One transfer, from submit to callback. */
 struct xfer {
@@ -44,35 +33,33 @@ struct xfer {
     bool too_large; /* the write callback refused more data */
     nk_upstream_done_fn done;
     void *ud;
+    struct nk_loop_call start; /* submitted from another thread: started on the loop */
 };
 
-/* The loop is event-driven: curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and
- * when its next timeout is due (CURLMOPT_TIMERFUNCTION); an epoll set waits on those sockets and
- * an eventfd that submit and free write to. Each wakeup costs work proportional to the sockets
- * that are ready, not to the number of transfers in flight (curl_multi_perform + poll walked
- * every transfer and rebuilt the poll set on every wakeup). */
+/* A socket curl asked the loop to watch (curl_multi_assign keeps it with the socket). */
+struct sock {
+    struct nk_loop_watch w;
+    struct nk_upstream *u;
+    struct sock *prev, *next;
+};
+
+/* Event-driven: curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION), and they become
+ * watches on the loop; it tells us when its next timeout is due (CURLMOPT_TIMERFUNCTION), and
+ * that becomes a loop timer. Each wakeup costs work proportional to the sockets that are ready,
+ * not to the number of transfers in flight. */
 struct nk_upstream {
     CURLM *multi;
-    pthread_t thread;
-    bool thread_started;
-    int epfd;
-    int wakefd;
+    struct nk_loop *loop; /* borrowed; outlives the client */
     pthread_mutex_t mu;
     /* under mu: */
-    struct xfer *queue; /* submitted, not yet added to multi (FIFO via tail) */
-    struct xfer *queue_tail;
     size_t in_flight;
-    bool stop;
-    bool loop_done;                 /* the loop has exited: posts are refused */
-    struct nk_upstream_call *calls; /* posted, not yet run (FIFO via tail) */
-    struct nk_upstream_call *calls_tail;
-    pthread_cond_t sync_cv;    /* nk_upstream_run_sync waits here */
+    bool closed;               /* nk_upstream_free began: submits are refused */
     CURL *pool[EASY_POOL_MAX]; /* reset easy handles ready for reuse */
     size_t n_pool;
-    /* loop thread only: */
-    struct xfer *running;   /* added to multi (doubly linked) */
-    int64_t timer_deadline; /* CLOCK_MONOTONIC ms when curl wants its timeout call; -1 none */
-    struct nk_upstream_source *sources[MAX_SOURCES];
+    /* loop owner only: */
+    struct xfer *running; /* added to multi (doubly linked) */
+    struct sock *socks;   /* watched sockets */
+    struct nk_loop_timer timer;
     /* immutable after new: */
     long connect_timeout_ms;
     long timeout_ms;
@@ -452,52 +439,6 @@ static void running_remove(struct nk_upstream *u, struct xfer *x)
     x->next = x->prev = NULL;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* CURLMOPT_SOCKETFUNCTION: mirror curl's interest in s into the epoll set. */
-static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    struct nk_upstream *u = userp;
-    struct epoll_event ev;
-
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (socketp != NULL)
-            (void)epoll_ctl(u->epfd, EPOLL_CTL_DEL, s, NULL);
-        curl_multi_assign(u->multi, s, NULL);
-        return 0;
-    }
-    memset(&ev, 0, sizeof(ev));
-    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0U) | (what & CURL_POLL_OUT ? EPOLLOUT : 0U);
-    ev.data.u64 = ((uint64_t)TAG_CURL << 32) | (uint32_t)s;
-    if (socketp != NULL) {
-        if (epoll_ctl(u->epfd, EPOLL_CTL_MOD, s, &ev) == 0)
-            return 0;
-    }
-    if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, s, &ev) != 0 &&
-        (errno != EEXIST || epoll_ctl(u->epfd, EPOLL_CTL_MOD, s, &ev) != 0))
-        return -1; /* curl fails the transfers on this socket */
-    /* Any non-NULL marker: "this socket is in the epoll set". */
-    curl_multi_assign(u->multi, s, u);
-    return 0;
-}
-
-/* CURLMOPT_TIMERFUNCTION: remember when curl wants curl_multi_socket_action(TIMEOUT). */
-static int on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct nk_upstream *u = userp;
-
-    (void)multi;
-    u->timer_deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-    return 0;
-}
-
 /* Hand every finished transfer to its callback. */
 static void reap(struct nk_upstream *u)
 {
@@ -521,63 +462,104 @@ static void reap(struct nk_upstream *u)
     }
 }
 
-/* The loop thread's own client, for nk_upstream_on_loop. */
-static _Thread_local struct nk_upstream *tl_loop;
-
-bool nk_upstream_on_loop(const struct nk_upstream *u)
+/* A watched socket is ready: tell curl, then hand over what finished. */
+static void on_sock_ready(void *ud, unsigned events)
 {
-    return u != NULL && tl_loop == u;
+    struct sock *k = ud;
+    struct nk_upstream *u = k->u;
+    int flags = 0, running;
+
+    if (events & (NK_LOOP_READ | NK_LOOP_ERROR))
+        flags |= CURL_CSELECT_IN;
+    if (events & NK_LOOP_WRITE)
+        flags |= CURL_CSELECT_OUT;
+    if (events & NK_LOOP_ERROR)
+        flags |= CURL_CSELECT_ERR;
+    /* k may be freed inside (CURL_POLL_REMOVE): u was read first. */
+    curl_multi_socket_action(u->multi, (curl_socket_t)k->w.fd, flags, &running);
+    reap(u);
 }
 
-/* How long the loop may wait: until curl's timer, a source's timeout, or at most a second. A
- * source that is due now is marked kicked, and the wait is zero. */
-static int loop_timeout(struct nk_upstream *u)
+static void sock_free(struct nk_upstream *u, struct sock *k)
 {
-    int64_t wait = 1000, now;
-    unsigned i;
-    long t;
+    nk_loop_watch_del(&k->w);
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else
+        u->socks = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    free(k);
+}
 
-    if (u->timer_deadline >= 0) {
-        now = now_ms();
-        wait = u->timer_deadline <= now ? 0 : u->timer_deadline - now;
-        if (wait > 1000)
-            wait = 1000;
+/* CURLMOPT_SOCKETFUNCTION: mirror curl's interest in s into a loop watch. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct nk_upstream *u = userp;
+    struct sock *k = socketp;
+    unsigned events;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (k != NULL)
+            sock_free(u, k);
+        curl_multi_assign(u->multi, s, NULL);
+        return 0;
     }
-    for (i = 0; i < MAX_SOURCES; i++) {
-        struct nk_upstream_source *src = u->sources[i];
-
-        if (src == NULL)
-            continue;
-        t = src->kicked ? 0 : src->timeout_ms != NULL ? src->timeout_ms(src->ud) : -1;
-        if (t == 0)
-            src->kicked = true;
-        if (t >= 0 && t < wait)
-            wait = t;
+    if (k == NULL) {
+        k = calloc(1, sizeof(*k));
+        if (k == NULL)
+            return -1; /* curl fails the transfers on this socket */
+        k->u = u;
+        k->w.fd = s;
+        k->w.ready = on_sock_ready;
+        k->w.ud = k;
+        k->next = u->socks;
+        if (u->socks != NULL)
+            u->socks->prev = k;
+        u->socks = k;
+        curl_multi_assign(u->multi, s, k);
     }
-    return (int)wait;
+    events =
+        (what & CURL_POLL_IN ? NK_LOOP_READ : 0U) | (what & CURL_POLL_OUT ? NK_LOOP_WRITE : 0U);
+    if (nk_loop_watch_add(u->loop, &k->w, events) != NK_OK) {
+        sock_free(u, k);
+        curl_multi_assign(u->multi, s, NULL);
+        return -1;
+    }
+    return 0;
 }
 
-/* Run every kicked source (a run may kick its own or another source: those wait for the next
- * pass). */
-static void run_sources(struct nk_upstream *u)
+/* The loop timer that stands for curl's timeout. */
+static void on_timer_due(void *ud)
 {
-    struct nk_upstream_source *due[MAX_SOURCES];
-    unsigned i, n = 0;
+    struct nk_upstream *u = ud;
+    int running;
 
-    for (i = 0; i < MAX_SOURCES; i++)
-        if (u->sources[i] != NULL && u->sources[i]->kicked) {
-            u->sources[i]->kicked = false;
-            due[n++] = u->sources[i];
-        }
-    for (i = 0; i < n; i++)
-        if (due[i]->attached == u) /* a run before it may have detached it */
-            due[i]->run(due[i]->ud);
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    reap(u);
 }
 
-static void start_transfer(struct nk_upstream *u, struct xfer *x)
+/* CURLMOPT_TIMERFUNCTION: (re-)arm or cancel the loop timer. */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-    /* Adding arms curl's timer at 0 ms: the transfer starts on the timeout action, in this same
-     * turn of the loop. */
+    struct nk_upstream *u = userp;
+
+    (void)multi;
+    if (timeout_ms < 0) {
+        nk_loop_timer_cancel(&u->timer);
+        return 0;
+    }
+    return nk_loop_timer_arm(u->loop, &u->timer, timeout_ms) == NK_OK ? 0 : -1;
+}
+
+/* On the loop: add a submitted transfer to the multi handle. Adding arms curl's timer at 0 ms:
+ * the transfer starts in phase 5 of this same turn. */
+static void start_transfer(void *ud)
+{
+    struct xfer *x = ud;
+    struct nk_upstream *u = x->u;
+
     if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
         finish(u, x, CURLE_OK, "cannot start the transfer");
         return;
@@ -585,282 +567,25 @@ static void start_transfer(struct nk_upstream *u, struct xfer *x)
     running_add(u, x);
 }
 
-/* The eventfd fired: take what other threads queued (transfers, calls, stop). */
-static bool take_wakeup(struct nk_upstream *u)
-{
-    struct xfer *q, *x;
-    struct nk_upstream_call *c, *cn;
-    uint64_t junk;
-    bool stop;
-
-    if (read(u->wakefd, &junk, sizeof(junk)) < 0 && errno != EAGAIN)
-        return false;
-    pthread_mutex_lock(&u->mu);
-    q = u->queue;
-    u->queue = u->queue_tail = NULL;
-    c = u->calls;
-    u->calls = u->calls_tail = NULL;
-    stop = u->stop;
-    pthread_mutex_unlock(&u->mu);
-    while (q != NULL) {
-        x = q;
-        q = q->next;
-        if (stop)
-            finish(u, x, CURLE_OK, "shutting down");
-        else
-            start_transfer(u, x);
-    }
-    for (; c != NULL; c = cn) {
-        cn = c->next; /* c may be freed by its own function */
-        c->fn(c->ud);
-    }
-    return stop;
-}
-
-static void *loop_main(void *arg)
-{
-    struct nk_upstream *u = arg;
-    struct epoll_event evs[MAX_EVENTS];
-    struct nk_upstream_call *c, *cn;
-    struct xfer *x;
-    int running, n, i;
-    unsigned tag, id;
-    bool stop = false;
-    int64_t last_flush = now_ms();
-
-    tl_loop = u;
-    nk_log_batch_begin();
-    for (;;) {
-        int wait = loop_timeout(u);
-
-        /* Buffered log lines never wait for an event, and wait at most 50 ms in a busy loop. */
-        if (wait != 0 || now_ms() - last_flush >= 50) {
-            nk_log_flush();
-            last_flush = now_ms();
-        }
-        n = epoll_wait(u->epfd, evs, MAX_EVENTS, wait);
-        if (n < 0 && errno != EINTR)
-            break; /* cannot happen with a valid epoll fd; stop rather than spin */
-        for (i = 0; i < n; i++) {
-            int flags = 0;
-
-            tag = (unsigned)(evs[i].data.u64 >> 32);
-            id = (unsigned)(evs[i].data.u64 & 0xffffffffU);
-            if (tag == TAG_WAKE) {
-                stop |= take_wakeup(u);
-                continue;
-            }
-            if (tag == TAG_SOURCE) {
-                if (id < MAX_SOURCES && u->sources[id] != NULL)
-                    u->sources[id]->kicked = true;
-                continue;
-            }
-            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                flags |= CURL_CSELECT_IN;
-            if (evs[i].events & EPOLLOUT)
-                flags |= CURL_CSELECT_OUT;
-            if (evs[i].events & EPOLLERR)
-                flags |= CURL_CSELECT_ERR;
-            curl_multi_socket_action(u->multi, (curl_socket_t)id, flags, &running);
-        }
-        if (stop)
-            break;
-        /* Sources first (a listener reads requests and submits them), then curl (which sends
-         * them at once), then the finished transfers (whose answers resume connections), then
-         * the sources those answers kicked: a response goes out in the turn it arrived. */
-        run_sources(u);
-        if (u->timer_deadline >= 0 && u->timer_deadline <= now_ms()) {
-            u->timer_deadline = -1;
-            curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        }
-        reap(u);
-        run_sources(u);
-    }
-
-    while ((x = u->running) != NULL) {
-        curl_multi_remove_handle(u->multi, x->easy);
-        running_remove(u, x);
-        finish(u, x, CURLE_OK, "shutting down");
-    }
-    run_sources(u); /* let the listeners queue the answers those callbacks gave */
-    /* From here on posts are refused; whatever was posted before still runs. */
-    pthread_mutex_lock(&u->mu);
-    u->loop_done = true;
-    c = u->calls;
-    u->calls = u->calls_tail = NULL;
-    pthread_mutex_unlock(&u->mu);
-    for (; c != NULL; c = cn) {
-        cn = c->next;
-        c->fn(c->ud);
-    }
-    for (i = 0; i < (int)MAX_SOURCES; i++) {
-        if (u->sources[i] != NULL) {
-            (void)epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->sources[i]->fd, NULL);
-            u->sources[i]->attached = NULL;
-            u->sources[i] = NULL;
-        }
-    }
-    nk_log_flush();
-    tl_loop = NULL;
-    return NULL;
-}
-
-/* Wake the loop thread (submit, post, free). */
-static void wake(struct nk_upstream *u)
-{
-    uint64_t one = 1;
-
-    /* EAGAIN means the counter is already non-zero: the loop is woken anyway. */
-    (void)!write(u->wakefd, &one, sizeof(one));
-}
-
-bool nk_upstream_post(struct nk_upstream *u, struct nk_upstream_call *c)
-{
-    bool was_empty;
-
-    pthread_mutex_lock(&u->mu);
-    if (u->loop_done) {
-        pthread_mutex_unlock(&u->mu);
-        return false;
-    }
-    c->next = NULL;
-    was_empty = u->calls == NULL && u->queue == NULL;
-    if (u->calls_tail != NULL)
-        u->calls_tail->next = c;
-    else
-        u->calls = c;
-    u->calls_tail = c;
-    pthread_mutex_unlock(&u->mu);
-    if (was_empty)
-        wake(u);
-    return true;
-}
-
-struct sync_call {
-    struct nk_upstream_call call;
-    struct nk_upstream *u;
-    void (*fn)(void *ud);
-    void *ud;
-    bool done; /* under u->mu */
-};
-
-static void sync_trampoline(void *arg)
-{
-    struct sync_call *sc = arg;
-    struct nk_upstream *u = sc->u;
-
-    sc->fn(sc->ud);
-    pthread_mutex_lock(&u->mu);
-    sc->done = true; /* sc may be gone once the lock is released */
-    pthread_cond_broadcast(&u->sync_cv);
-    pthread_mutex_unlock(&u->mu);
-}
-
-bool nk_upstream_run_sync(struct nk_upstream *u, void (*fn)(void *ud), void *ud)
-{
-    struct sync_call sc;
-
-    if (nk_upstream_on_loop(u)) {
-        fn(ud);
-        return true;
-    }
-    memset(&sc, 0, sizeof(sc));
-    sc.call.fn = sync_trampoline;
-    sc.call.ud = &sc;
-    sc.u = u;
-    sc.fn = fn;
-    sc.ud = ud;
-    if (!nk_upstream_post(u, &sc.call))
-        return false;
-    /* Every posted call runs, in the loop or as it exits. */
-    pthread_mutex_lock(&u->mu);
-    while (!sc.done)
-        pthread_cond_wait(&u->sync_cv, &u->mu);
-    pthread_mutex_unlock(&u->mu);
-    return true;
-}
-
-struct attach_args {
-    struct nk_upstream *u;
-    struct nk_upstream_source *src;
-    bool ok;
-};
-
-static void attach_on_loop(void *arg)
-{
-    struct attach_args *a = arg;
-    struct epoll_event ev;
-    unsigned i;
-
-    for (i = 0; i < MAX_SOURCES && a->u->sources[i] != NULL; i++)
-        ;
-    if (i == MAX_SOURCES)
-        return;
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN;
-    ev.data.u64 = ((uint64_t)TAG_SOURCE << 32) | i;
-    if (epoll_ctl(a->u->epfd, EPOLL_CTL_ADD, a->src->fd, &ev) != 0)
-        return;
-    a->src->slot = i;
-    a->src->attached = a->u;
-    a->src->kicked = true; /* a first run: the source may already have work */
-    a->u->sources[i] = a->src;
-    a->ok = true;
-}
-
-enum nk_rc nk_upstream_attach(struct nk_upstream *u, struct nk_upstream_source *src)
-{
-    struct attach_args a = {u, src, false};
-
-    if (u == NULL || src == NULL || src->run == NULL || src->fd < 0)
-        return NK_ERR_INVALID;
-    src->attached = NULL;
-    src->kicked = false;
-    if (!nk_upstream_run_sync(u, attach_on_loop, &a) || !a.ok)
-        return NK_ERR_INVALID;
-    return NK_OK;
-}
-
-static void detach_on_loop(void *arg)
-{
-    struct nk_upstream_source *src = arg;
-    struct nk_upstream *u = src->attached;
-
-    if (u == NULL)
-        return;
-    (void)epoll_ctl(u->epfd, EPOLL_CTL_DEL, src->fd, NULL);
-    u->sources[src->slot] = NULL;
-    src->attached = NULL;
-    src->kicked = false;
-}
-
-void nk_upstream_detach(struct nk_upstream_source *src)
-{
-    if (src == NULL || src->attached == NULL)
-        return;
-    (void)nk_upstream_run_sync(src->attached, detach_on_loop, src);
-}
-
-void nk_upstream_kick(struct nk_upstream_source *src)
-{
-    src->kicked = true;
-}
-
-enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_upstream **out,
-                           struct nk_error *err)
+enum nk_rc nk_upstream_new(struct nk_loop *loop, const struct nk_upstream_options *opts,
+                           struct nk_upstream **out, struct nk_error *err)
 {
     enum nk_rc rc = NK_OK;
     struct nk_upstream *u = NULL;
-    bool mu_ok = false, cv_ok = false;
+    bool mu_ok = false;
     unsigned max_conns;
-    struct epoll_event ev;
 
     *out = NULL;
+    if (loop == NULL) {
+        nk_error_set(err, "the HTTP client needs an event loop");
+        return NK_ERR_INVALID;
+    }
     u = calloc(1, sizeof(*u));
     if (u == NULL)
         goto nomem;
-    u->epfd = u->wakefd = -1;
-    u->timer_deadline = -1;
+    u->loop = loop;
+    u->timer.fn = on_timer_due;
+    u->timer.ud = u;
     u->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     u->timeout_ms = DEFAULT_TIMEOUT_MS;
     u->max_response = DEFAULT_MAX_RESPONSE;
@@ -887,27 +612,6 @@ enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_ups
         goto out;
     }
     mu_ok = true;
-    if (pthread_cond_init(&u->sync_cv, NULL) != 0) {
-        rc = NK_ERR_INTERNAL;
-        nk_error_set(err, "cannot create a condition variable");
-        goto out;
-    }
-    cv_ok = true;
-    u->epfd = epoll_create1(EPOLL_CLOEXEC);
-    u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (u->epfd < 0 || u->wakefd < 0) {
-        rc = NK_ERR_INTERNAL;
-        nk_error_set(err, "cannot create the HTTP client's event loop: %s", strerror(errno));
-        goto out;
-    }
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN;
-    ev.data.u64 = (uint64_t)TAG_WAKE << 32;
-    if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->wakefd, &ev) != 0) {
-        rc = NK_ERR_INTERNAL;
-        nk_error_set(err, "cannot create the HTTP client's event loop: %s", strerror(errno));
-        goto out;
-    }
     u->multi = curl_multi_init();
     if (u->multi == NULL)
         goto nomem;
@@ -923,12 +627,6 @@ enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_ups
         nk_error_set(err, "cannot configure the HTTP client");
         goto out;
     }
-    if (pthread_create(&u->thread, NULL, loop_main, u) != 0) {
-        rc = NK_ERR_INTERNAL;
-        nk_error_set(err, "cannot start the HTTP client thread");
-        goto out;
-    }
-    u->thread_started = true;
     *out = u;
     u = NULL;
     goto out;
@@ -939,12 +637,6 @@ out:
     if (u != NULL) {
         if (u->multi != NULL)
             curl_multi_cleanup(u->multi);
-        if (u->epfd >= 0)
-            close(u->epfd);
-        if (u->wakefd >= 0)
-            close(u->wakefd);
-        if (cv_ok)
-            pthread_cond_destroy(&u->sync_cv);
         if (mu_ok)
             pthread_mutex_destroy(&u->mu);
         free(u->ca_file);
@@ -953,22 +645,36 @@ out:
     return rc;
 }
 
+/* On the loop (or by its owner once it stopped): complete what runs, let go of the loop. */
+static void shutdown_on_loop(void *ud)
+{
+    struct nk_upstream *u = ud;
+    struct xfer *x;
+
+    while ((x = u->running) != NULL) {
+        curl_multi_remove_handle(u->multi, x->easy);
+        running_remove(u, x);
+        finish(u, x, CURLE_OK, "shutting down");
+    }
+    curl_multi_cleanup(u->multi); /* closes the pooled connections */
+    u->multi = NULL;
+    nk_loop_timer_cancel(&u->timer);
+    while (u->socks != NULL)
+        sock_free(u, u->socks);
+}
+
 void nk_upstream_free(struct nk_upstream *u)
 {
     if (u == NULL)
         return;
     pthread_mutex_lock(&u->mu);
-    u->stop = true;
+    u->closed = true;
     pthread_mutex_unlock(&u->mu);
-    wake(u);
-    if (u->thread_started)
-        pthread_join(u->thread, NULL);
-    curl_multi_cleanup(u->multi);
+    /* Transfers posted before this still start first (posted calls run in order), then end. */
+    if (!nk_loop_run_sync(u->loop, shutdown_on_loop, u))
+        shutdown_on_loop(u);
     while (u->n_pool > 0)
         curl_easy_cleanup(u->pool[--u->n_pool]);
-    close(u->epfd);
-    close(u->wakefd);
-    pthread_cond_destroy(&u->sync_cv);
     pthread_mutex_destroy(&u->mu);
     free(u->ca_file);
     free(u);
@@ -979,7 +685,6 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
 {
     enum nk_rc rc = NK_OK;
     struct xfer *x = NULL;
-    bool was_empty = false;
 
     if (u == NULL || req == NULL || done == NULL || req->method == NULL || req->url == NULL) {
         rc = NK_ERR_INVALID;
@@ -998,44 +703,35 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
     rc = xfer_setup(u, x, NULL);
     if (rc != NK_OK)
         goto out;
-    if (nk_upstream_on_loop(u)) {
-        /* From a listener on the loop thread: start it here, no wakeup needed. */
-        pthread_mutex_lock(&u->mu);
-        if (!u->stop)
-            u->in_flight++;
-        else
-            rc = NK_ERR_INVALID;
-        pthread_mutex_unlock(&u->mu);
-        if (rc != NK_OK)
-            goto out;
-        if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
-            pthread_mutex_lock(&u->mu);
-            u->in_flight--;
-            pthread_mutex_unlock(&u->mu);
-            rc = NK_ERR_INTERNAL;
-            goto out;
-        }
-        running_add(u, x);
-        x = NULL;
-        goto out;
-    }
     pthread_mutex_lock(&u->mu);
-    if (u->stop) {
-        rc = NK_ERR_INVALID;
-    } else {
-        was_empty = u->queue == NULL && u->calls == NULL;
-        if (u->queue_tail != NULL)
-            u->queue_tail->next = x;
-        else
-            u->queue = x;
-        u->queue_tail = x;
+    if (!u->closed)
         u->in_flight++;
-        x = NULL;
-    }
+    else
+        rc = NK_ERR_INVALID;
     pthread_mutex_unlock(&u->mu);
-    /* A non-empty queue has a wakeup on its way already: the loop takes the whole queue. */
-    if (was_empty)
-        wake(u);
+    if (rc != NK_OK)
+        goto out;
+    if (nk_loop_on_loop(u->loop)) {
+        /* From a listener on the loop thread: start it here, no wakeup needed. */
+        if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+            rc = NK_ERR_INTERNAL;
+        } else {
+            running_add(u, x);
+            x = NULL;
+        }
+    } else {
+        x->start.fn = start_transfer;
+        x->start.ud = x;
+        if (nk_loop_post(u->loop, &x->start))
+            x = NULL;
+        else
+            rc = NK_ERR_INVALID; /* the loop has stopped */
+    }
+    if (rc != NK_OK) {
+        pthread_mutex_lock(&u->mu);
+        u->in_flight--;
+        pthread_mutex_unlock(&u->mu);
+    }
 out:
     /* The request is stolen even on failure. */
     if (req != NULL)
@@ -1045,7 +741,7 @@ out:
 }
 
 struct cancel_call {
-    struct nk_upstream_call call;
+    struct nk_loop_call call;
     struct nk_upstream *u;
     uint64_t tag;
 };
@@ -1081,14 +777,14 @@ void nk_upstream_cancel(struct nk_upstream *u, uint64_t tag)
         return;
     cc->u = u;
     cc->tag = tag;
-    if (nk_upstream_on_loop(u)) {
+    if (nk_loop_on_loop(u->loop)) {
         cancel_on_loop(cc);
         return;
     }
-    /* Posted calls run after the queued transfers of the same wakeup have started. */
+    /* Posted calls run in order: a transfer submitted before this has started by then. */
     cc->call.fn = cancel_on_loop;
     cc->call.ud = cc;
-    if (!nk_upstream_post(u, &cc->call))
+    if (!nk_loop_post(u->loop, &cc->call))
         free(cc);
 }
 
@@ -1100,4 +796,9 @@ size_t nk_upstream_in_flight(struct nk_upstream *u)
     n = u->in_flight;
     pthread_mutex_unlock(&u->mu);
     return n;
+}
+
+struct nk_loop *nk_upstream_loop(const struct nk_upstream *u)
+{
+    return u->loop;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* httpd.h: the HTTP listener (libmicrohttpd behind this seam). It reads a whole request (bounded),
- * hands it to one handler, and lets the handler answer later from any thread: the connection is
- * suspended meanwhile, so a slow upstream never holds a server thread. */
+/* httpd.h: the HTTP listener (libmicrohttpd behind this seam), served on an event loop
+ * (loop.h). It reads a whole request (bounded), hands it to one handler, and lets the handler
+ * answer later from any thread: the connection is suspended meanwhile, so a slow upstream never
+ * holds the loop. */
 #ifndef NAFTIKOD_HTTPD_H
 #define NAFTIKOD_HTTPD_H
 
@@ -23,13 +24,13 @@ struct nk_http_access {
     const char *caller;     /* nk_http_req_set_caller(), "" when unauthenticated */
 };
 /* Called once per answered request (including the listener's own 4xx answers) on the answering
- * thread. Must not block. */
+ * thread (the loop thread, or the thread that calls nk_http_respond()). Must not block. */
 typedef void (*nk_httpd_access_fn)(void *ud, const struct nk_http_access *a);
 
 struct nk_http_req;
 
 /* Called once per request when its head (request line and headers) is complete and well formed,
- * before any byte of its body is accepted, on the thread that reads it; ud is the handler's.
+ * before any byte of its body is accepted, on the loop thread; ud is the handler's.
  * Method, path, query, headers, client and id are readable; the body is not (empty). It may call
  * nk_http_req_set_caller(). Return true to let the request in: its body is read and the handler
  * gets it. To refuse it, answer it with nk_http_respond() before returning false: the body is
@@ -43,24 +44,25 @@ struct nk_httpd_options {
     size_t max_body;               /* request body limit in bytes (413 beyond); 0: 1 MiB */
     unsigned max_connections;      /* 0: 1024 */
     unsigned conn_timeout_s;       /* idle timeout; 0: 30 */
-    unsigned threads;              /* polling threads without a loop; 0: 2 */
     unsigned max_per_client;       /* connections per client address; 0: no limit of its own */
     size_t max_header_bytes;       /* per-connection memory for the request head; 0: 32 KiB */
     double rate_per_s;             /* requests per second per client address; 0: unlimited */
     unsigned rate_burst;           /* bucket size; 0: max(1, rate_per_s) */
-    unsigned request_timeout_s;    /* a request must arrive whole within this; 0: no deadline */
+    unsigned request_timeout_s;    /* a request must arrive whole within this (a loop timer per
+                                      connection); 0: no deadline */
     nk_httpd_admit_fn admit;       /* optional (NULL: every well-formed request is read) */
     nk_httpd_access_fn access_log; /* optional (NULL: none) */
     void *access_ud;               /* passed to access_log */
-    /* Serve on this upstream client's loop thread (no thread of the listener's own): a request
-     * is read, sent upstream and answered on one thread. Stop the listener before freeing the
-     * client, or after nk_upstream_free() has returned. NULL: the listener's own threads. */
-    struct nk_upstream *loop;
+    /* Required; borrowed, running, and it must outlive the listener (stop the listener before
+     * nk_loop_free()). The listener has no thread of its own: libmicrohttpd's epoll set is a
+     * source of the loop, so with the upstream client on the same loop a request is read, sent
+     * upstream and answered on one thread. */
+    struct nk_loop *loop;
 };
 
-struct nk_upstream;
+struct nk_loop;
 
-/* Called once per complete request on a server thread. It must arrange for exactly one
+/* Called once per complete request on the loop thread. It must arrange for exactly one
  * nk_http_respond() on req, now or later, from any thread.
  *
  * Before the handler (and the admit hook) sees a request, the listener answers these itself,
@@ -75,8 +77,9 @@ typedef void (*nk_httpd_handler_fn)(void *ud, struct nk_http_req *req);
 
 struct nk_httpd;
 
-/* Bind and start serving. On failure (address in use, bad address) returns NK_ERR_IO with the
- * reason in err. */
+/* Bind and start serving on opts->loop. Any thread but the loop's own. On failure returns
+ * NK_ERR_IO (address in use, bad address), NK_ERR_INVALID (no loop), NK_ERR_INTERNAL (the loop
+ * is not running), with the reason in err. */
 enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_fn handler,
                           void *ud, struct nk_httpd **out, struct nk_error *err);
 /* The port actually bound. */
@@ -90,7 +93,9 @@ size_t nk_httpd_pending(struct nk_httpd *h);
  * without calling the handler; requests already handed over are not affected. Any thread;
  * NULL is a no-op. nk_httpd_stop() does it too. */
 void nk_httpd_refuse(struct nk_httpd *h);
-/* Stop and free. Call after pending reached zero (or the drain timeout). NULL is a no-op. */
+/* Stop and free. Call after pending reached zero (or the drain timeout). Any thread but the
+ * loop's own; the loop may have stopped already (this thread then writes the last answers).
+ * NULL is a no-op. */
 void nk_httpd_stop(struct nk_httpd *h);
 
 /* Request accessors; all results borrowed, valid until nk_http_respond(). */
@@ -118,10 +123,10 @@ const char *nk_http_req_caller(const struct nk_http_req *r);
  * true, or takes none and returns false with *retry_s (seconds until n tokens are there) set.
  * Always true without a rate limit, for n == 0, and on a detached request. Any thread. */
 bool nk_http_req_charge(struct nk_http_req *r, unsigned n, unsigned *retry_s);
-/* Loop mode only (else ignored): call fn(ud) on the loop thread, at most once, when the client
+/* Call fn(ud) on the loop thread, at most once, when the client
  * closes req's connection before req is answered (looked at every 200 ms while such a request
  * waits). Call from the handler; fn must not block and may answer req; ud must stay valid until
- * req is answered (answers come on the loop thread in loop mode). Never called after
+ * req is answered (answers come on the loop thread). Never called after
  * nk_http_respond(). For MCP's stateless era, where a closed request stream cancels it. */
 void nk_http_req_on_close(struct nk_http_req *r, void (*fn)(void *ud), void *ud);
 

@@ -42,25 +42,32 @@ struct nk_upstream_response {
 };
 void nk_upstream_response_cleanup(struct nk_upstream_response *r);
 
-/* Called exactly once per submitted request, on the client's loop thread. resp is borrowed for
+/* Called exactly once per submitted request, on the client's loop thread (or, once that loop
+ * has stopped, on the thread that frees the client). resp is borrowed for
  * the duration of the call; the callee may take resp->body / content_type by setting the field to
  * NULL. Must not block. */
 typedef void (*nk_upstream_done_fn)(void *ud, struct nk_upstream_response *resp);
 
 struct nk_upstream;
+struct nk_loop;
 
-/* Start the client and its loop thread. opts may be NULL (defaults). curl_global_init must have
- * been called (nk_upstream_global_init) before any thread starts. */
+/* curl_global_init, once, before any thread starts. */
 enum nk_rc nk_upstream_global_init(void);
 void nk_upstream_global_cleanup(void);
-enum nk_rc nk_upstream_new(const struct nk_upstream_options *opts, struct nk_upstream **out,
-                           struct nk_error *err);
-/* Stop the loop (in-flight transfers complete with NK_ERR_UPSTREAM "shutting down") and free.
- * NULL is a no-op. */
+/* A client on loop (borrowed: it must outlive the client; running or not yet started): curl's
+ * sockets become watches of the loop and curl's timeout a loop timer, so every transfer runs on
+ * the loop thread. opts may be NULL (defaults). NK_ERR_INVALID without a loop. Any thread. */
+enum nk_rc nk_upstream_new(struct nk_loop *loop, const struct nk_upstream_options *opts,
+                           struct nk_upstream **out, struct nk_error *err);
+/* In-flight transfers complete with NK_ERR_UPSTREAM "shutting down" (on the loop thread, or on
+ * this one when the loop has stopped), then free. Any thread, but not from one of this client's
+ * callbacks. Free it before the loop. NULL is a no-op. */
 void nk_upstream_free(struct nk_upstream *u);
 
-/* Queue a request. Thread-safe. Steals *req (even on failure: the struct is reset). On NK_OK the
- * callback will be called exactly once; on failure it is never called. */
+/* Queue a request. Thread-safe: on the loop thread it starts at once, from another thread it
+ * is posted to the loop. Steals *req (even on failure: the struct is reset). On NK_OK the
+ * callback will be called exactly once; on failure (NK_ERR_INVALID once the client is being
+ * freed or the loop has stopped) it is never called. */
 enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request *req,
                               nk_upstream_done_fn done, void *ud);
 
@@ -73,41 +80,7 @@ void nk_upstream_cancel(struct nk_upstream *u, uint64_t tag);
 /* Number of transfers queued or running (for metrics and drain). */
 size_t nk_upstream_in_flight(struct nk_upstream *u);
 
-/* The client's loop thread also serves other event sources: the HTTP listeners run there (in
- * libmicrohttpd's external-polling mode), so a request is read, sent upstream, answered and
- * written back on one thread, with no hand-off between threads on the way. */
-struct nk_upstream_source {
-    int fd;                       /* level-triggered: readable means run() has work */
-    void (*run)(void *ud);        /* on the loop thread; must not block */
-    long (*timeout_ms)(void *ud); /* ms until run() is due anyway, -1 for none; loop thread */
-    void *ud;
-    /* Owned by the loop: */
-    struct nk_upstream *attached; /* non-NULL while attached to a running loop */
-    unsigned slot;
-    bool kicked;
-};
-
-/* Run fn(ud) on the loop thread, once. The caller keeps *c alive until fn has run. */
-struct nk_upstream_call {
-    struct nk_upstream_call *next;
-    void (*fn)(void *ud);
-    void *ud;
-};
-
-/* Serve src on the loop (at most 16 sources). Not from the loop thread. NK_ERR_INVALID when the
- * loop is full or stopping. */
-enum nk_rc nk_upstream_attach(struct nk_upstream *u, struct nk_upstream_source *src);
-/* After return run() is never called again. Not from the loop thread. A source still attached
- * when the loop stops (nk_upstream_free) is detached by it: src->attached becomes NULL. */
-void nk_upstream_detach(struct nk_upstream_source *src);
-/* Loop thread only: run src again before the loop next waits. */
-void nk_upstream_kick(struct nk_upstream_source *src);
-/* True on the loop thread of u. */
-bool nk_upstream_on_loop(const struct nk_upstream *u);
-/* Queue c to run on the loop thread. false when the loop has stopped (c is not queued). */
-bool nk_upstream_post(struct nk_upstream *u, struct nk_upstream_call *c);
-/* Run fn(ud) on the loop thread and wait for it (runs it here when called on the loop thread;
- * false, without running it, when the loop has stopped). */
-bool nk_upstream_run_sync(struct nk_upstream *u, void (*fn)(void *ud), void *ud);
+/* The loop the client runs on (borrowed). */
+struct nk_loop *nk_upstream_loop(const struct nk_upstream *u);
 
 #endif

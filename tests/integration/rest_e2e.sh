@@ -378,7 +378,7 @@ case_async() {
     local i bg=() n
     nk_start_double
     start_naftikod "127.0.0.1:$CPORT"
-    # Stall the next 6 upstream calls (more than the 2 listener threads) ...
+    # Stall the next 6 upstream calls (a thread per request would run out) ...
     nk_fault '{"mode":"stall","seconds":20,"count":6}'
     for i in 1 2 3 4 5 6; do
         curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -H "X-Request-Id: it-stall-$i" \

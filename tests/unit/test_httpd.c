@@ -23,12 +23,12 @@
 #include <jansson.h>
 
 #include "naftikod/httpd.h"
-#include "naftikod/upstream.h"
+#include "naftikod/loop.h"
 
-/* Non-NULL: start() serves on this upstream client's event loop (loop mode), as serve does. */
-static struct nk_upstream *g_loop;
-/* start()'s polling threads without a loop (0: the listener's default). */
-static unsigned g_threads;
+/* The loop start() serves on (each test gets its own: loop_setup). */
+static struct nk_loop *g_loop;
+/* start()'s request deadline in seconds (0: none). */
+static unsigned g_request_timeout_s;
 
 /* What the handler saw and how it should answer. */
 enum mode { ANSWER_NOW, ANSWER_LATER, NEVER_ANSWER, ANSWER_IN_THREAD };
@@ -182,7 +182,7 @@ static struct fixture *start_admit(const char *address, size_t max_body, bool wi
     o.access_ud = f;
     o.admit = with_admit ? admit : NULL;
     o.loop = g_loop;
-    o.threads = g_threads;
+    o.request_timeout_s = g_request_timeout_s;
     if (nk_httpd_start(&o, handler, f, &f->h, &err) != NK_OK)
         fail_msg("start: %s", err.msg);
     assert_int_not_equal(nk_httpd_port(f->h), 0);
@@ -280,6 +280,29 @@ static json_t *body_of(const char *resp)
     if (j == NULL)
         fail_msg("body is not JSON (%s): %s", e.text, b + 4);
     return j;
+}
+
+/* The request deadline is a loop timer: a client that never finishes its request head is cut
+ * (the idle timeout, 30 s, would not: exchange() gives up after 10 s without an end). */
+static void test_request_deadline(void **state)
+{
+    static const char partial[] = "GET /slow HTTP/1.1\r\nHost: t\r\nX-Trickle: 1";
+    struct fixture *f;
+    char *resp;
+
+    (void)state;
+    g_request_timeout_s = 1;
+    f = start("127.0.0.1", 0);
+    g_request_timeout_s = 0;
+    resp = exchange(AF_INET, nk_httpd_port(f->h), partial, sizeof(partial) - 1);
+    assert_true(g_eof); /* closed by the server, not given up on by the client */
+    assert_string_equal(resp, "");
+    free(resp);
+    /* a complete request on a fresh connection still gets its answer */
+    resp = get(f, "/after", NULL);
+    assert_int_equal(status_of(resp), 200);
+    free(resp);
+    finish(f);
 }
 
 static void test_raw_path_and_query(void **state)
@@ -443,6 +466,9 @@ static void test_ipv6_and_bad_address(void **state)
     struct sockaddr_in6 a;
 
     (void)state;
+    o.address = "127.0.0.1";
+    assert_int_equal(nk_httpd_start(&o, handler, NULL, &h, &err), NK_ERR_INVALID); /* no loop */
+    o.loop = g_loop;
     o.address = "not-an-address";
     assert_int_not_equal(nk_httpd_start(&o, handler, NULL, &h, &err), NK_OK);
     assert_null(h);
@@ -476,6 +502,7 @@ static void test_port_in_use(void **state)
     struct nk_error err = {0};
 
     (void)state;
+    o.loop = g_loop;
     o.port = nk_httpd_port(f->h);
     assert_int_equal(nk_httpd_start(&o, handler, NULL, &h, &err), NK_ERR_IO);
     assert_non_null(strstr(err.msg, "cannot bind"));
@@ -646,11 +673,7 @@ static void test_out_of_descriptors(void **state)
     FILE *lf;
 
     (void)state;
-    /* One polling thread: with several, one may win the descriptor the reserve frees and hold
-     * that connection as a real one (correct, but then not every client sees a close). */
-    g_threads = 1;
     f = start("127.0.0.1", 0);
-    g_threads = 0;
     assert_int_equal(pipe(go), 0);
     child = fork();
     assert_true(child >= 0);
@@ -923,50 +946,38 @@ static void test_body_sizes(void **state)
     finish(f);
 }
 
-/* The same tests with the listener on an upstream client's event loop (loop mode): answers
- * given on the loop thread, from other threads (posted to the loop), later, never (503 at stop),
- * and refused requests. */
+/* Every test runs its listener on a loop of its own, as serve does: answers given on the loop
+ * thread, from other threads (posted to the loop), later, never (503 at stop), and refused
+ * requests. */
 static int loop_setup(void **state)
 {
     struct nk_error err = {0};
 
     (void)state;
-    return nk_upstream_new(NULL, &g_loop, &err) == NK_OK ? 0 : -1;
+    if (nk_loop_new(&g_loop, &err) != NK_OK)
+        return -1;
+    return nk_loop_start(g_loop, &err) == NK_OK ? 0 : -1;
 }
 
 static int loop_teardown(void **state)
 {
     (void)state;
-    nk_upstream_free(g_loop);
+    nk_loop_free(g_loop);
     g_loop = NULL;
     return 0;
 }
 
-#define IN_LOOP(f)                                                                                 \
-    {                                                                                              \
-        "loop_" #f, f, loop_setup, loop_teardown, NULL                                             \
-    }
+#define IN_LOOP(f) cmocka_unit_test_setup_teardown(f, loop_setup, loop_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_raw_path_and_query),
-        cmocka_unit_test(test_headers_body_and_request_id),
-        cmocka_unit_test(test_answer_later_from_another_thread),
-        cmocka_unit_test(test_body_too_large),
-        cmocka_unit_test(test_ipv6_and_bad_address),
-        cmocka_unit_test(test_port_in_use),
-        cmocka_unit_test(test_quiesce_and_stop_with_pending),
-        cmocka_unit_test(test_concurrent_answers_from_threads),
-        cmocka_unit_test(test_refuse),
-        cmocka_unit_test(test_out_of_descriptors),
-        cmocka_unit_test(test_admit_before_body),
-        cmocka_unit_test(test_framing_refused),
-        cmocka_unit_test(test_many_query_args),
-        cmocka_unit_test(test_body_sizes),
         IN_LOOP(test_raw_path_and_query),
+        IN_LOOP(test_headers_body_and_request_id),
         IN_LOOP(test_answer_later_from_another_thread),
         IN_LOOP(test_body_too_large),
+        IN_LOOP(test_ipv6_and_bad_address),
+        IN_LOOP(test_port_in_use),
         IN_LOOP(test_quiesce_and_stop_with_pending),
         IN_LOOP(test_concurrent_answers_from_threads),
         IN_LOOP(test_refuse),
@@ -974,12 +985,8 @@ int main(void)
         IN_LOOP(test_admit_before_body),
         IN_LOOP(test_framing_refused),
         IN_LOOP(test_many_query_args),
+        IN_LOOP(test_body_sizes),
+        IN_LOOP(test_request_deadline),
     };
-    int rc;
-
-    if (nk_upstream_global_init() != NK_OK)
-        return 1;
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    nk_upstream_global_cleanup();
-    return rc;
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include "fake_http.h"
 #include "invoke_docs.h"
 #include "naftikod/invoke.h"
+#include "naftikod/loop.h"
 
 #define SEED NK_SOURCE_DIR "/capabilities/stackrox-apitokenservice.yaml"
 #define TEST_KEY "Bearer test-key-not-a-secret"
@@ -244,6 +245,9 @@ struct env {
     struct nk_context *ctx;
 };
 
+/* The loop the seed tests' client runs on. */
+static struct nk_loop *g_loop;
+
 static int setup_seed(void **state)
 {
     struct env *e = calloc(1, sizeof(*e));
@@ -252,7 +256,9 @@ static int setup_seed(void **state)
     setenv("STACKROX_API_KEY", TEST_KEY, 1);
     e->srv = fake_http_start(central, NULL);
     snprintf(host, sizeof(host), "127.0.0.1:%u", (unsigned)fake_http_port(e->srv));
-    assert_int_equal(nk_upstream_new(NULL, &e->up, NULL), NK_OK);
+    assert_int_equal(nk_loop_new(&g_loop, NULL), NK_OK);
+    assert_int_equal(nk_loop_start(g_loop, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, NULL, &e->up, NULL), NK_OK);
     e->t = load_seed_http();
     e->ctx = context_for(e->t, host);
     *state = e;
@@ -264,6 +270,8 @@ static int teardown_seed(void **state)
     struct env *e = *state;
 
     nk_upstream_free(e->up);
+    nk_loop_free(g_loop);
+    g_loop = NULL;
     nk_context_unref(e->ctx);
     nk_optable_unref(e->t);
     fake_http_stop(e->srv);

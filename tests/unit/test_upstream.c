@@ -20,8 +20,12 @@
 #include <microhttpd.h>
 
 #include "fake_http.h"
+#include "naftikod/loop.h"
 #include "naftikod/template.h"
 #include "naftikod/upstream.h"
+
+/* The loop every client of this test runs on (global_setup). */
+static struct nk_loop *g_loop;
 
 /* A completion slot that a test can wait on. */
 struct done {
@@ -136,7 +140,7 @@ static struct nk_upstream *client(long timeout_ms, size_t max_response)
     memset(&o, 0, sizeof(o));
     o.timeout_ms = timeout_ms;
     o.max_response = max_response;
-    assert_int_equal(nk_upstream_new(&o, &u, &err), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, &err), NK_OK);
     return u;
 }
 
@@ -481,6 +485,37 @@ static void test_free_completes_in_flight(void **state)
     nk_upstream_free(NULL);
 }
 
+/* A client whose loop stopped first: its transfers end on the thread that frees it, and a
+ * submit is refused rather than queued for a loop that will never run it. */
+static void test_loop_stopped_before_free(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream_request r;
+    struct nk_upstream *u = NULL;
+    struct nk_loop *l = NULL;
+    struct done d;
+    char url[512];
+
+    assert_int_equal(nk_loop_new(&l, NULL), NK_OK);
+    assert_int_equal(nk_loop_start(l, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(l, NULL, &u, NULL), NK_OK);
+    done_init(&d, NULL);
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &d);
+    fake_http_wait_requests(s, 1);
+    nk_loop_stop(l);
+    assert_false(d.fired);
+    make_req(&r, "GET", url, NULL, NULL);
+    assert_int_equal(nk_upstream_submit(u, &r, on_done, NULL), NK_ERR_INVALID);
+    assert_int_equal(nk_upstream_in_flight(u), 1);
+    nk_upstream_free(u);
+    assert_true(d.fired);
+    assert_int_equal(d.resp.rc, NK_ERR_UPSTREAM);
+    assert_string_equal(d.resp.error, "shutting down");
+    done_cleanup(&d);
+    nk_loop_free(l);
+}
+
 static void test_submit_invalid(void **state)
 {
     struct nk_upstream *u = client(0, 0);
@@ -530,7 +565,7 @@ static void test_dns_and_tls_failures(void **state)
     memset(&o, 0, sizeof(o));
     o.connect_timeout_ms = 3000;
     o.ca_file = "/nonexistent/ca.pem";
-    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, NULL), NK_OK);
     /* .invalid never resolves (RFC 6761); a resolver that does not answer in time is a
      * timeout instead, so both are accepted */
     fetch(u, "GET", "http://nonexistent-host.invalid/x", hdrs, NULL, &d);
@@ -585,199 +620,6 @@ static char *slurp(const char *path)
     return buf;
 }
 
-/* The loop API: closures, sources, kicks, detach. */
-struct loop_probe {
-    struct nk_upstream *u;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int runs;     /* source runs */
-    int order[8]; /* posted calls, in the order they ran */
-    int n_calls;
-    bool all_on_loop; /* every callback saw nk_upstream_on_loop() */
-    int rfd;          /* the source's pipe */
-    long next_timeout;
-    struct nk_upstream_source src;
-};
-
-struct probe_call {
-    struct nk_upstream_call call;
-    struct loop_probe *p;
-    int id;
-};
-
-static void probe_note(struct loop_probe *p)
-{
-    if (!nk_upstream_on_loop(p->u))
-        p->all_on_loop = false;
-}
-
-static void probe_run(void *ud)
-{
-    struct loop_probe *p = ud;
-    char buf[16];
-
-    probe_note(p);
-    while (read(p->rfd, buf, sizeof(buf)) > 0)
-        ;
-    pthread_mutex_lock(&p->mu);
-    p->runs++;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static long probe_timeout(void *ud)
-{
-    struct loop_probe *p = ud;
-    long t = p->next_timeout;
-
-    probe_note(p);
-    p->next_timeout = -1; /* due once */
-    return t;
-}
-
-/* Wait (bounded: 5 s) until the source ran at least n times; the count. */
-static int probe_wait_runs(struct loop_probe *p, int n)
-{
-    struct timespec until;
-    int runs;
-
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 5;
-    pthread_mutex_lock(&p->mu);
-    while (p->runs < n)
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0)
-            break;
-    runs = p->runs;
-    pthread_mutex_unlock(&p->mu);
-    return runs;
-}
-
-static void probe_call_fn(void *ud)
-{
-    struct probe_call *c = ud;
-
-    probe_note(c->p);
-    c->p->order[c->p->n_calls++] = c->id;
-}
-
-static void probe_kick(void *ud)
-{
-    struct loop_probe *p = ud;
-
-    probe_note(p);
-    nk_upstream_kick(&p->src);
-}
-
-/* On the loop: the next timeout_ms() says 0 (due now). */
-static void probe_due_now(void *ud)
-{
-    struct loop_probe *p = ud;
-
-    probe_note(p);
-    p->next_timeout = 0;
-}
-
-static void probe_init(struct loop_probe *p, int fds[2])
-{
-    memset(p, 0, sizeof(*p));
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    p->all_on_loop = true;
-    p->next_timeout = -1;
-    p->u = client(0, 0);
-    assert_int_equal(pipe(fds), 0);
-    p->rfd = fds[0];
-    assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
-    p->src.fd = fds[0];
-    p->src.run = probe_run;
-    p->src.timeout_ms = probe_timeout;
-    p->src.ud = p;
-}
-
-static void probe_cleanup(struct loop_probe *p, int fds[2])
-{
-    close(fds[0]);
-    close(fds[1]);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-}
-
-static void test_loop_calls_run_on_the_loop_in_order(void **state)
-{
-    struct loop_probe p;
-    struct probe_call c[5];
-    int fds[2], i;
-
-    (void)state;
-    probe_init(&p, fds);
-    assert_false(nk_upstream_on_loop(p.u));
-    for (i = 0; i < 5; i++) {
-        c[i].call.fn = probe_call_fn;
-        c[i].call.ud = &c[i];
-        c[i].p = &p;
-        c[i].id = i + 1;
-    }
-    for (i = 0; i < 4; i++)
-        assert_true(nk_upstream_post(p.u, &c[i].call));
-    /* run_sync returns once its function ran, after everything posted before it. */
-    assert_true(nk_upstream_run_sync(p.u, probe_call_fn, &c[4]));
-    assert_int_equal(p.n_calls, 5);
-    for (i = 0; i < 5; i++)
-        assert_int_equal(p.order[i], i + 1);
-    assert_true(p.all_on_loop);
-    nk_upstream_free(p.u);
-    probe_cleanup(&p, fds);
-}
-
-static void test_loop_source_runs_when_ready_kicked_or_due(void **state)
-{
-    struct loop_probe p;
-    int fds[2], before;
-
-    (void)state;
-    probe_init(&p, fds);
-    assert_int_equal(nk_upstream_attach(p.u, &p.src), NK_OK);
-    assert_ptr_equal(p.src.attached, p.u);
-    assert_true(probe_wait_runs(&p, 1) >= 1); /* a first run right after attaching */
-    /* readable descriptor */
-    before = probe_wait_runs(&p, 0);
-    assert_int_equal(write(fds[1], "x", 1), 1);
-    assert_true(probe_wait_runs(&p, before + 1) >= before + 1);
-    /* a kick from the loop thread */
-    before = probe_wait_runs(&p, 0);
-    assert_true(nk_upstream_run_sync(p.u, probe_kick, &p));
-    assert_true(probe_wait_runs(&p, before + 1) >= before + 1);
-    /* a timeout that is due: no event, no kick */
-    before = probe_wait_runs(&p, 0);
-    assert_true(nk_upstream_run_sync(p.u, probe_due_now, &p));
-    assert_true(probe_wait_runs(&p, before + 1) >= before + 1);
-    /* detached: never run again, whatever happens on its descriptor */
-    nk_upstream_detach(&p.src);
-    assert_null(p.src.attached);
-    before = probe_wait_runs(&p, 0);
-    assert_int_equal(write(fds[1], "z", 1), 1);
-    assert_true(nk_upstream_run_sync(p.u, probe_kick, &p)); /* a full turn of the loop */
-    assert_true(nk_upstream_run_sync(p.u, probe_kick, &p));
-    assert_int_equal(probe_wait_runs(&p, 0), before);
-    assert_true(p.all_on_loop);
-    nk_upstream_free(p.u);
-    probe_cleanup(&p, fds);
-}
-
-static void test_loop_free_detaches_sources(void **state)
-{
-    struct loop_probe p;
-    int fds[2];
-
-    (void)state;
-    probe_init(&p, fds);
-    assert_int_equal(nk_upstream_attach(p.u, &p.src), NK_OK);
-    nk_upstream_free(p.u);
-    assert_null(p.src.attached); /* the stopped loop let go of it */
-    nk_upstream_detach(&p.src);  /* and a late detach is harmless */
-    probe_cleanup(&p, fds);
-}
-
 struct loop_submit {
     struct nk_upstream *u;
     const char *url;
@@ -791,7 +633,7 @@ static void submit_from_loop(void *ud)
     struct loop_submit *ls = ud;
     struct nk_upstream_request r;
 
-    ls->on_loop = nk_upstream_on_loop(ls->u);
+    ls->on_loop = nk_loop_on_loop(g_loop);
     make_req(&r, "GET", ls->url, NULL, NULL);
     ls->rc = nk_upstream_submit(ls->u, &r, on_done, &ls->d);
 }
@@ -807,7 +649,7 @@ static void test_loop_submit_on_the_loop_thread(void **state)
     snprintf(url, sizeof(url), "%s/from-the-loop", fake_http_base(s));
     ls.url = url;
     done_init(&ls.d, NULL);
-    assert_true(nk_upstream_run_sync(ls.u, submit_from_loop, &ls));
+    assert_true(nk_loop_run_sync(g_loop, submit_from_loop, &ls));
     assert_true(ls.on_loop);
     assert_int_equal(ls.rc, NK_OK);
     done_wait(&ls.d);
@@ -867,7 +709,7 @@ static void test_tls(void **state)
     /* trusted through ca_file */
     memset(&o, 0, sizeof(o));
     o.ca_file = crt;
-    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, NULL), NK_OK);
     fetch(u, "GET", url, NULL, NULL, &dn);
     assert_int_equal(dn.resp.rc, NK_OK);
     assert_int_equal(dn.resp.status, 200);
@@ -876,7 +718,7 @@ static void test_tls(void **state)
     nk_upstream_free(u);
 
     /* the system store does not know it */
-    assert_int_equal(nk_upstream_new(NULL, &u, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, NULL, &u, NULL), NK_OK);
     fetch(u, "GET", url, NULL, NULL, &dn);
     assert_int_equal(dn.resp.rc, NK_ERR_UPSTREAM);
     assert_string_equal(dn.resp.error, "TLS certificate verification failed");
@@ -886,7 +728,7 @@ static void test_tls(void **state)
     /* labs: verification off */
     memset(&o, 0, sizeof(o));
     o.insecure = true;
-    assert_int_equal(nk_upstream_new(&o, &u, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, NULL), NK_OK);
     fetch(u, "GET", url, NULL, NULL, &dn);
     assert_int_equal(dn.resp.rc, NK_OK);
     done_cleanup(&dn);
@@ -903,12 +745,15 @@ static void test_tls(void **state)
 static int global_setup(void **state)
 {
     (void)state;
-    return nk_upstream_global_init() == NK_OK ? 0 : -1;
+    if (nk_upstream_global_init() != NK_OK || nk_loop_new(&g_loop, NULL) != NK_OK)
+        return -1;
+    return nk_loop_start(g_loop, NULL) == NK_OK ? 0 : -1;
 }
 
 static int global_teardown(void **state)
 {
     (void)state;
+    nk_loop_free(g_loop);
     nk_upstream_global_cleanup();
     return 0;
 }
@@ -927,12 +772,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_completes_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stopped_before_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_and_tls_failures, setup, teardown),
         cmocka_unit_test(test_tls),
-        cmocka_unit_test(test_loop_calls_run_on_the_loop_in_order),
-        cmocka_unit_test(test_loop_source_runs_when_ready_kicked_or_due),
-        cmocka_unit_test(test_loop_free_detaches_sources),
         cmocka_unit_test_setup_teardown(test_loop_submit_on_the_loop_thread, setup, teardown),
     };
     return cmocka_run_group_tests(tests, global_setup, global_teardown);
