@@ -23,6 +23,7 @@
 #include <microhttpd.h>
 
 #include "naftikod/log.h"
+#include "naftikod/problem.h"
 #include "naftikod/ratelimit.h"
 #include "naftikod/loop.h"
 
@@ -392,21 +393,15 @@ fail:
     return NULL;
 }
 
-/* A small problem+json answer built without allocation failures mattering much. */
+/* A problem+json answer (the one builder: every text escaped). */
 static struct MHD_Response *problem_response(const char *request_id, unsigned status,
                                              const char *title, const char *detail)
 {
-    static const char fmt[] =
-        "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%u,\"detail\":\"%s\"}";
-    size_t cap = sizeof(fmt) + strlen(title) + strlen(detail) + 16;
-    char *body = malloc(cap);
-    int n;
+    char *body = nk_problem_new(status, title, detail, NULL);
 
     if (body == NULL)
         return NULL;
-    /* title and detail are fixed texts of this file: nothing to escape. */
-    n = snprintf(body, cap, fmt, title, status, detail);
-    return make_response(request_id, "application/problem+json", body, n < 0 ? 0 : (size_t)n, NULL);
+    return make_response(request_id, "application/problem+json", body, strlen(body), NULL);
 }
 
 static enum MHD_Result queue_problem_h(struct nk_http_req *r, unsigned status, const char *title,

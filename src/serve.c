@@ -31,6 +31,7 @@
 #include "naftikod/metrics.h"
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
+#include "naftikod/problem.h"
 #include "naftikod/rest.h"
 #include "naftikod/sdnotify.h"
 #include "naftikod/secret.h"
@@ -207,27 +208,21 @@ struct listener {
 static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
 {
     static const char *const hdrs[] = {"WWW-Authenticate", "Bearer realm=\"naftikod\"", NULL};
-    size_t cap = strlen(why) + 128;
-    char *body = malloc(cap);
-    int n = -1;
+    json_t *j = NULL;
+    char *body;
 
-    /* why is a fixed text of this file: nothing to escape. */
-    if (body != NULL)
-        n = rest ? snprintf(body, cap,
-                            "{\"type\":\"about:blank\",\"title\":\"Unauthorized\","
-                            "\"status\":401,\"detail\":\"%s\"}",
-                            why)
-                 : snprintf(body, cap, "{\"error\":\"unauthorized\",\"error_description\":\"%s\"}",
-                            why);
-    if (n < 0) {
-        free(body);
-        body = NULL;
+    if (rest) {
+        body = nk_problem_new(401, NULL, why, NULL);
+    } else {
+        j = json_pack("{s:s,s:s}", "error", "unauthorized", "error_description", why);
+        body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
     }
     nk_http_respond(req, 401,
                     body == NULL ? NULL
                     : rest       ? "application/problem+json"
                                  : "application/json",
-                    body, body != NULL ? (size_t)n : 0, hdrs);
+                    body, body != NULL ? strlen(body) : 0, hdrs);
 }
 
 /* True for a missing Authorization header, an empty one, or one of blanks only. */
