@@ -62,6 +62,8 @@ int nk_cmd_check(int argc, char **argv)
         goto out;
     }
     rc = nk_optable_load(files, n, &opts, &diags, &t);
+    if (rc == NK_OK) /* listeners as `serve` makes them without port options */
+        rc = nk_optable_group(t, NULL, &diags);
     nk_diags_print(&diags, stdout);
     if (rc == NK_ERR_NOMEM) {
         fputs("naftikod check: out of memory\n", stderr);

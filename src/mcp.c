@@ -110,12 +110,7 @@ static void http_reply(void *ud, struct nk_mcp_reply *r)
 
 static const struct nk_adapter *find_adapter(const struct nk_optable *t, const char *ns)
 {
-    size_t i;
-
-    for (i = 0; t != NULL && i < t->n_adapters; i++)
-        if (t->adapters[i].type == NK_ADAPTER_MCP && strcmp(t->adapters[i].ns, ns) == 0)
-            return &t->adapters[i];
-    return NULL;
+    return nk_optable_find_listener(t, NK_ADAPTER_MCP, ns);
 }
 
 /* Where OAuth clients look for an authorization server before they send a token. */
