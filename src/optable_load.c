@@ -1329,15 +1329,21 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
         if (strcmp(t->consumers[i].ns, f[C_NAMESPACE]->str) == 0) {
             char where[1200];
             /* the same declaration in many documents is one consumer */
-            if (i < ld->n_consumer_nodes && ld->consumer_nodes[i] != NULL &&
-                strcmp(ld->consumer_files[i], ld->file) != 0 &&
-                nk_node_equal(ld->consumer_nodes[i], n))
+            bool other_file = i < ld->n_consumer_nodes && ld->consumer_nodes[i] != NULL &&
+                              strcmp(ld->consumer_files[i], ld->file) != 0;
+            if (other_file && nk_node_equal(ld->consumer_nodes[i], n))
                 return;
-            nk_ld_err(ld, f[C_NAMESPACE],
-                      "consumes namespace '%s' is declared again with a different baseUri, "
-                      "authentication or resources (first at %s)",
-                      f[C_NAMESPACE]->str,
-                      nk_ld_where_full(&t->consumers[i].pos, where, sizeof(where)));
+            if (other_file)
+                nk_ld_err(ld, f[C_NAMESPACE],
+                          "duplicate consumes namespace '%s' declared differently (first at "
+                          "%s): one namespace in many documents needs the same baseUri, "
+                          "authentication and resources",
+                          f[C_NAMESPACE]->str,
+                          nk_ld_where_full(&t->consumers[i].pos, where, sizeof(where)));
+            else
+                nk_ld_err(ld, f[C_NAMESPACE], "duplicate consumes namespace '%s' (first at %s)",
+                          f[C_NAMESPACE]->str,
+                          nk_ld_where(ld, &t->consumers[i].pos, where, sizeof(where)));
             return;
         }
     nc = realloc(t->consumers, (t->n_consumers + 1) * sizeof(*nc));
