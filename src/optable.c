@@ -448,7 +448,9 @@ static enum nk_rc expand_dirs(const char *const *files, size_t n, struct nk_diag
                 closedir(d);
                 goto oom;
             }
-            sprintf(path, "%s/%s", files[i], e->d_name);
+            sprintf(path, "%s%s%s", files[i],
+                    files[i][0] != '\0' && files[i][strlen(files[i]) - 1] == '/' ? "" : "/",
+                    e->d_name);
             v[nv_n++] = path;
         }
         closedir(d);
