@@ -57,7 +57,8 @@ static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *arg
 {
     struct hreq *h = ud;
 
-    nk_http_req_set_tag(h->req, nk_metrics_op(nk_metrics_global(), tool->name)); /* metrics */
+    nk_http_req_set_tag(
+        h->req, nk_metrics_op_of(nk_metrics_global(), tool->adapter_ns, tool->name)); /* metrics */
     return nk_mcp_invoke(h->ctx, h->up, tool, args, h->request_id, done, done_ud, err);
 }
 

@@ -587,7 +587,8 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
         goto out;
     }
 
-    nk_http_req_set_tag(req, nk_metrics_op(nk_metrics_global(), best->name)); /* metrics */
+    nk_http_req_set_tag(
+        req, nk_metrics_op_of(nk_metrics_global(), best->adapter_ns, best->name)); /* metrics */
     if (pol->read_only && strcmp(best->method, "GET") != 0) {
         respond_problem(req, 403, "naftikod runs with --read-only: only GET routes are served",
                         NULL);

@@ -114,8 +114,13 @@ serve40)
     [ "$(jq '.paths | length' "$work/openapi.json")" = 44 ] ||
         fail "/openapi.json: $(jq '.paths | length' "$work/openapi.json") paths"
     curl -sS --max-time 20 "$OPS/metrics" >"$work/metrics"
-    grep -q 'operation="list-alerts"' "$work/metrics" || fail "/metrics: no list-alerts"
-    grep -q 'operation="list-policies"' "$work/metrics" || fail "/metrics: no list-policies"
+    for r in "${RES[@]}"; do # every adapter's operations, labelled with the adapter
+        grep -q "operation=\"list-$r\",adapter_namespace=\"stackrox-[a-z0-9]*service-mcp\",code=\"" \
+            "$work/metrics" || fail "/metrics: no MCP samples of list-$r"
+    done
+    n=$(sed -n 's/^naftikod_requests_total{adapter="rest",operation="list",adapter_namespace="\([^"]*\)".*/\1/p' \
+        "$work/metrics" | sort -u | wc -l)
+    [ "$n" = 40 ] || fail "/metrics: REST samples of $n adapters (want 40)"
     pass "/openapi.json and /metrics cover every adapter on the listener"
     nk_stop
     ;;
