@@ -113,6 +113,8 @@ serve40)
     curl -sS --max-time 20 "$REST/openapi.json" >"$work/openapi.json"
     [ "$(jq '.paths | length' "$work/openapi.json")" = 44 ] ||
         fail "/openapi.json: $(jq '.paths | length' "$work/openapi.json") paths"
+    jq -e '[.paths[][].operationId] | length == (unique | length)' "$work/openapi.json" \
+        >/dev/null || fail "/openapi.json: operationIds not unique"
     curl -sS --max-time 20 "$OPS/metrics" >"$work/metrics"
     for r in "${RES[@]}"; do # every adapter's operations, labelled with the adapter
         grep -q "operation=\"list-$r\",adapter_namespace=\"stackrox-[a-z0-9]*service-mcp\",code=\"" \
