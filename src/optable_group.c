@@ -215,13 +215,16 @@ enum nk_rc nk_optable_group(struct nk_optable *t, const struct nk_group_options 
         struct nk_adapter *l = NULL;
         const char *addr;
         unsigned port;
-        char key[128];
+        char *key;
         bool prefix = a->type == NK_ADAPTER_MCP && opts->tool_prefix;
 
         if (!served_over_http(a))
             continue;
         place(a, opts, &addr, &port);
-        snprintf(key, sizeof(key), "%s %u", addr, port);
+        key = malloc(strlen(addr) + 16);
+        if (key == NULL)
+            return NK_ERR_NOMEM;
+        sprintf(key, "%s %u", addr, port);
         for (j = 0; j < t->n_listeners && l == NULL; j++)
             if (t->listeners[j].type == a->type && strcmp(t->listeners[j].key, key) == 0)
                 l = &t->listeners[j];
@@ -241,7 +244,8 @@ enum nk_rc nk_optable_group(struct nk_optable *t, const struct nk_group_options 
             l->type = a->type;
             l->port = port;
             l->address = strdup(addr);
-            l->key = strdup(key);
+            l->key = key;
+            key = NULL;
             l->ns = strdup(a->ns);
             l->owns_names = prefix;
             if (a->description != NULL)
@@ -250,7 +254,7 @@ enum nk_rc nk_optable_group(struct nk_optable *t, const struct nk_group_options 
             if (l->address == NULL || l->key == NULL || l->ns == NULL)
                 return NK_ERR_NOMEM;
         } else if (l->n_members == 1) {
-            /* a shared listener: named after its adapters' count, described by the table */
+            /* a shared listener: named after its first adapter, described by the table */
             char *ns = malloc(strlen(l->ns) + 16);
             if (ns == NULL)
                 return NK_ERR_NOMEM;
@@ -260,6 +264,7 @@ enum nk_rc nk_optable_group(struct nk_optable *t, const struct nk_group_options 
             free(l->description);
             l->description = t->description != NULL ? strdup(t->description) : NULL;
         }
+        free(key);
         if (!add_member(l, a, prefix))
             return NK_ERR_NOMEM;
     }
