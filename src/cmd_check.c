@@ -9,10 +9,12 @@
 #include "naftikod/optable.h"
 
 static const char check_usage[] =
-    "Usage: naftikod check [--strict] FILE...\n"
+    "Usage: naftikod check [--strict] FILE|DIR...\n"
     "\n"
     "Load, validate and compile capability documents (naftiko: 1.0.0-alpha2) together, as\n"
     "'serve' would, and print every problem as FILE:LINE:COLUMN: error|warning: message.\n"
+    "A DIR stands for its *.yaml and *.yml files (sorted, not recursive). Adapters of one\n"
+    "type on one port share a listener: their routes and tool names must not clash.\n"
     "\n"
     "Options:\n"
     "  --strict    also warn at every departure from the pure 1.0.0-alpha2 schema\n"

@@ -194,8 +194,9 @@ static const char serve_intro[] =
     "flight, then exit 0). SIGHUP reloads the capabilities, the --auth-tokens file (and\n"
     "the --config file) without dropping a request; a broken reload is logged and the\n"
     "previous table and tokens stay.\n"
-    "Logs go to stderr, one line an event. CAPABILITY arguments replace the config\n"
-    "file's capabilities: list.\n";
+    "Logs go to stderr, one line an event. CAPABILITY arguments (files, or directories of\n"
+    "*.yaml and *.yml files) replace the config file's capabilities: list. Adapters of one\n"
+    "type on one address and port share one listener.\n";
 
 static const char stdio_intro[] =
     "Usage: naftikod mcp-stdio [OPTIONS] [CAPABILITY...]\n"
