@@ -1549,7 +1549,19 @@ static enum MHD_Result control(struct server *srv, struct MHD_Connection *c, con
 /* ---------------------------------------------------------------------------------------- */
 /* Routing, grpc-gateway style */
 
-enum route_id { R_NONE, R_LIST, R_GENERATE, R_ALLOWED, R_REVOKE, R_GET, R_PING };
+enum route_id {
+    R_NONE,
+    R_LIST,
+    R_GENERATE,
+    R_ALLOWED,
+    R_REVOKE,
+    R_GET,
+    R_PING,
+    R_ALERTS,
+    R_DEPLOYMENTS,
+    R_IMAGES,
+    R_POLICIES
+};
 
 struct route {
     const char *method;
@@ -1565,7 +1577,36 @@ static const struct route routes[] = {
     {"PATCH", 4, {"v1", "apitokens", "revoke", NULL}, R_REVOKE},
     {"GET", 3, {"v1", "apitokens", NULL, NULL}, R_GET},
     {"GET", 2, {"v1", "ping", NULL, NULL}, R_PING},
+    {"GET", 2, {"v1", "alerts", NULL, NULL}, R_ALERTS},
+    {"GET", 2, {"v1", "deployments", NULL, NULL}, R_DEPLOYMENTS},
+    {"GET", 2, {"v1", "images", NULL, NULL}, R_IMAGES},
+    {"GET", 2, {"v1", "policies", NULL, NULL}, R_POLICIES},
 };
+
+/* Small canned answers of other Central services (ListAlerts, ListDeployments, ListImages,
+ * ListPolicies), in Central's shapes: lowerCamelCase, zero values sent. */
+static json_t *canned(enum route_id id)
+{
+    switch (id) {
+    case R_ALERTS:
+        return json_pack("{s:[{s:s, s:s, s:{s:s, s:s}, s:s, s:s}]}", "alerts", "id",
+                         "8b6d3a1e-0000-4000-8000-000000000001", "lifecycleStage", "DEPLOY",
+                         "policy", "id", "policy-1", "name", "Latest tag", "state", "ACTIVE",
+                         "time", "2026-06-01T12:00:00Z");
+    case R_DEPLOYMENTS:
+        return json_pack("{s:[{s:s, s:s, s:s, s:s, s:s}]}", "deployments", "id",
+                         "d-0001", "name", "central", "clusterName", "demo", "namespace",
+                         "stackrox", "created", "2026-06-01T12:00:00Z");
+    case R_IMAGES:
+        return json_pack("{s:[{s:s, s:s, s:i, s:i}]}", "images", "id", "sha256:0001", "name",
+                         "quay.io/stackrox-io/main:4.11.0", "components", 0, "cves", 0);
+    case R_POLICIES:
+        return json_pack("{s:[{s:s, s:s, s:s, s:b}]}", "policies", "id", "policy-1", "name",
+                         "Latest tag", "severity", "LOW_SEVERITY", "disabled", 0);
+    default:
+        return NULL;
+    }
+}
 
 static bool route_matches(const struct route *r, char **segs, size_t nseg)
 {
@@ -1659,6 +1700,10 @@ static enum MHD_Result api(struct server *srv, struct MHD_Connection *c, const c
 
     if (match->id == R_PING) {
         ret = send_json(c, rq, 200, json_pack("{s:s}", "status", "ok"), NULL);
+        goto out;
+    }
+    if (match->id >= R_ALERTS) {
+        ret = send_json(c, rq, 200, canned(match->id), NULL);
         goto out;
     }
     if (match->id == R_GENERATE) {

@@ -9,10 +9,12 @@
 #include "naftikod/optable.h"
 
 static const char check_usage[] =
-    "Usage: naftikod check [--strict] FILE...\n"
+    "Usage: naftikod check [--strict] FILE|DIR...\n"
     "\n"
     "Load, validate and compile capability documents (naftiko: 1.0.0-alpha2) together, as\n"
     "'serve' would, and print every problem as FILE:LINE:COLUMN: error|warning: message.\n"
+    "A DIR stands for its *.yaml and *.yml files (sorted, not recursive). Adapters of one\n"
+    "type on one port share a listener: their routes and tool names must not clash.\n"
     "\n"
     "Options:\n"
     "  --strict    also warn at every departure from the pure 1.0.0-alpha2 schema\n"
@@ -62,6 +64,8 @@ int nk_cmd_check(int argc, char **argv)
         goto out;
     }
     rc = nk_optable_load(files, n, &opts, &diags, &t);
+    if (rc == NK_OK) /* listeners as `serve` makes them without port options */
+        rc = nk_optable_group(t, NULL, &diags);
     nk_diags_print(&diags, stdout);
     if (rc == NK_ERR_NOMEM) {
         fputs("naftikod check: out of memory\n", stderr);

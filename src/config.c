@@ -53,6 +53,14 @@ static const struct opt opts[] = {
     {"--mcp-listen", "NAFTIKOD_MCP_LISTEN", OPT_LISTEN, "ADDR:PORT", "127.0.0.1:spec port",
      "MCP adapter(s) address and port ([::1]:N, :N); beats --listen, --mcp-port", CFG(mcp_listen),
      SERVE},
+    {"--mcp-tool-prefix", "NAFTIKOD_MCP_TOOL_PREFIX", OPT_CHOICE, "none|namespace", "none",
+     "MCP tool names as written, or NS__TOOL (the adapter namespace without '-mcp'; 64 "
+     "characters at most, longer ones end in a hash) so tools of many adapters on one "
+     "endpoint cannot clash",
+     CFG(mcp_tool_prefix), SERVE},
+    {"--mcp-page-size", "NAFTIKOD_MCP_PAGE_SIZE", OPT_UINT, "N", "100",
+     "tools per tools/list page (the cursor spans every adapter on the endpoint)",
+     CFG(mcp_page_size), SERVE},
     {"--var", NULL, OPT_VAR, "NAME=VALUE", "-",
      "baseUri variable, repeatable (else env NAME upper-cased, '-' -> '_')", CFG(vars), BOTH},
     {"--ca-file", "NAFTIKOD_CA_FILE", OPT_STRING, "FILE", "system store",
@@ -186,8 +194,9 @@ static const char serve_intro[] =
     "flight, then exit 0). SIGHUP reloads the capabilities, the --auth-tokens file (and\n"
     "the --config file) without dropping a request; a broken reload is logged and the\n"
     "previous table and tokens stay.\n"
-    "Logs go to stderr, one line an event. CAPABILITY arguments replace the config\n"
-    "file's capabilities: list.\n";
+    "Logs go to stderr, one line an event. CAPABILITY arguments (files, or directories of\n"
+    "*.yaml and *.yml files) replace the config file's capabilities: list. Adapters of one\n"
+    "type on one address and port share one listener.\n";
 
 static const char stdio_intro[] =
     "Usage: naftikod mcp-stdio [OPTIONS] [CAPABILITY...]\n"
@@ -733,6 +742,7 @@ int nk_config_read(struct nk_config *c, unsigned cmd, bool reloading, int argc, 
     c->request_timeout_s = 60;
     c->mcp_max_batch = NK_MCP_DEFAULT_MAX_BATCH;
     c->mcp_auth = "none";
+    c->mcp_tool_prefix = "none";
     c->log_level = "info";
     r = scan_args(argc, argv, NULL, &config);
     if (r != 0)

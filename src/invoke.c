@@ -150,7 +150,7 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
     enum nk_rc rc;
 
     memset(&err, 0, sizeof(err));
-    nk_metrics_upstream(c->op->name, resp);
+    nk_metrics_upstream(c->op->adapter_ns, c->op->name, resp);
     r->status = resp->status;
     r->seconds = resp->seconds;
     switch (resp->rc) {

@@ -57,7 +57,8 @@ static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *arg
 {
     struct hreq *h = ud;
 
-    nk_http_req_set_tag(h->req, nk_metrics_op(nk_metrics_global(), tool->name)); /* metrics */
+    nk_http_req_set_tag(
+        h->req, nk_metrics_op_of(nk_metrics_global(), tool->adapter_ns, tool->name)); /* metrics */
     return nk_mcp_invoke(h->ctx, h->up, tool, args, h->request_id, done, done_ud, err);
 }
 
@@ -110,12 +111,7 @@ static void http_reply(void *ud, struct nk_mcp_reply *r)
 
 static const struct nk_adapter *find_adapter(const struct nk_optable *t, const char *ns)
 {
-    size_t i;
-
-    for (i = 0; t != NULL && i < t->n_adapters; i++)
-        if (t->adapters[i].type == NK_ADAPTER_MCP && strcmp(t->adapters[i].ns, ns) == 0)
-            return &t->adapters[i];
-    return NULL;
+    return nk_optable_find_listener(t, NK_ADAPTER_MCP, ns);
 }
 
 /* Where OAuth clients look for an authorization server before they send a token. */

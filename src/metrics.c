@@ -52,12 +52,8 @@ static char unmatched_name[] = "unmatched", other_name[] = "other";
 
 static void metrics_init(struct nk_metrics *m)
 {
-    size_t i;
-
-    memset(m, 0, sizeof(*m));
+    /* m is zeroed storage (calloc or static): the slots' pages stay untouched until used */
     pthread_mutex_init(&m->mu, NULL);
-    for (i = 0; i < NK_METRICS_MAX_OPS; i++)
-        atomic_init(&m->ops[i].name, NULL);
     atomic_store(&m->ops[NK_METRICS_UNMATCHED].name, unmatched_name);
     atomic_store(&m->ops[NK_METRICS_OTHER].name, other_name);
     atomic_store(&m->n_ops, 2u);
@@ -65,7 +61,7 @@ static void metrics_init(struct nk_metrics *m)
 
 struct nk_metrics *nk_metrics_new(void)
 {
-    struct nk_metrics *m = malloc(sizeof(*m));
+    struct nk_metrics *m = calloc(1, sizeof(*m));
 
     if (m != NULL)
         metrics_init(m);
@@ -201,11 +197,28 @@ void nk_metrics_reloaded(struct nk_metrics *m, bool ok)
     atomic_fetch_add_explicit(&m->reloads[ok ? 0 : 1], 1, memory_order_relaxed);
 }
 
-void nk_metrics_upstream(const char *op_name, const struct nk_upstream_response *resp)
+unsigned nk_metrics_op_of(struct nk_metrics *m, const char *adapter_ns, const char *name)
+{
+    char *key;
+    unsigned id;
+
+    if (adapter_ns == NULL || name == NULL)
+        return nk_metrics_op(m, name);
+    key = malloc(strlen(name) + strlen(adapter_ns) + 2);
+    if (key == NULL)
+        return NK_METRICS_OTHER;
+    sprintf(key, "%s\x1f%s", name, adapter_ns);
+    id = nk_metrics_op(m, key);
+    free(key);
+    return id;
+}
+
+void nk_metrics_upstream(const char *adapter_ns, const char *op_name,
+                         const struct nk_upstream_response *resp)
 {
     struct nk_metrics *m = nk_metrics_global();
 
-    nk_metrics_observe(m, nk_metrics_op(m, op_name), resp);
+    nk_metrics_observe(m, nk_metrics_op_of(m, adapter_ns, op_name), resp);
 }
 
 void nk_metrics_reload(bool ok)
@@ -253,6 +266,24 @@ static void put_label(FILE *f, const char *value)
         else
             fputc(*value, f);
     }
+}
+
+/* An operation's label value; a name registered by nk_metrics_op_of ("OP\x1fNS") becomes
+ * OP","adapter_namespace="NS (the caller writes the quotes around it). */
+static void put_op(FILE *f, const char *name)
+{
+    const char *sep = strchr(name, '\x1f');
+    char *op;
+
+    if (sep == NULL) {
+        put_label(f, name);
+        return;
+    }
+    op = strndup(name, (size_t)(sep - name));
+    put_label(f, op != NULL ? op : "other");
+    free(op);
+    fputs("\",adapter_namespace=\"", f);
+    put_label(f, sep + 1);
 }
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -308,7 +339,7 @@ char *nk_metrics_render(struct nk_metrics *m, const struct nk_metrics_gauges *g,
                 continue;
             for (c = 0; c < 4; c++) {
                 fprintf(f, "naftikod_requests_total{adapter=\"%s\",operation=\"", adapter_names[a]);
-                put_label(f, name);
+                put_op(f, name);
                 fprintf(f, "\",code=\"%s\"} %llu\n", class_names[c], v[a][c]);
             }
         }
@@ -329,7 +360,7 @@ char *nk_metrics_render(struct nk_metrics *m, const struct nk_metrics_gauges *g,
         for (b = 0; b < N_BUCKETS; b++) {
             cum += bk[b];
             fputs("naftikod_upstream_request_duration_seconds_bucket{operation=\"", f);
-            put_label(f, name);
+            put_op(f, name);
             fputs("\",le=\"", f);
             if (b + 1 < N_BUCKETS)
                 put_double(f, bucket_le[b]);
@@ -338,11 +369,11 @@ char *nk_metrics_render(struct nk_metrics *m, const struct nk_metrics_gauges *g,
             fprintf(f, "\"} %llu\n", cum);
         }
         fputs("naftikod_upstream_request_duration_seconds_sum{operation=\"", f);
-        put_label(f, name);
+        put_op(f, name);
         fputs("\"} ", f);
         put_double(f, (double)sum_us / 1e6);
         fputs("\nnaftikod_upstream_request_duration_seconds_count{operation=\"", f);
-        put_label(f, name);
+        put_op(f, name);
         fprintf(f, "\"} %llu\n", cum);
     }
 

@@ -78,13 +78,16 @@ static json_t *build_operation(const struct nk_adapter *a, const struct nk_expos
 
     if (o == NULL || params == NULL)
         goto fail;
-    /* operationId: the route name, URL-safe and unique in the document. */
+    /* operationId: the route name, URL-safe and unique in the document; on a listener shared
+     * by many adapters a name taken already is prefixed with its adapter's namespace. */
     snprintf(base, sizeof(base), "%s", op->name);
+    if (op->adapter_ns != NULL && json_object_get(used_ids, op->name) != NULL)
+        snprintf(base, sizeof(base), "%s.%s", op->adapter_ns, op->name);
     for (i = 0; base[i] != '\0'; i++)
         if (!isalnum((unsigned char)base[i]) && strchr("._~-", base[i]) == NULL)
             base[i] = '_';
     snprintf(id, sizeof(id), "%s", base);
-    for (k = 2; json_object_get(used_ids, id) != NULL && k < 1000; k++)
+    for (k = 2; json_object_get(used_ids, id) != NULL && k < 1000000; k++)
         snprintf(id, sizeof(id), "%s-%d", base, k);
     json_object_set_new(used_ids, id, json_true());
     json_object_set_new(o, "operationId", json_string(id));
@@ -92,7 +95,7 @@ static json_t *build_operation(const struct nk_adapter *a, const struct nk_expos
     json_object_set_new(
         o, "description",
         json_string(op->description && op->description[0] ? op->description : op->name));
-    json_object_set_new(o, "tags", json_pack("[s]", a->ns));
+    json_object_set_new(o, "tags", json_pack("[s]", op->adapter_ns ? op->adapter_ns : a->ns));
 
     for (i = 0; i < op->n_args; i++) {
         const struct nk_arg *arg = &op->args[i];
@@ -232,6 +235,18 @@ json_t *nk_openapi_build(const struct nk_optable *t, const struct nk_adapter *a,
         "description", "A URI reference naming the problem type.", "title", "type", "string",
         "status", "type", "integer", "minimum", 100, "maximum", 599, "detail", "type", "string",
         "required", "title", "status");
+    if (doc != NULL && a->n_members > 1) { /* a shared listener: one tag per adapter */
+        json_t *tags = json_array();
+        for (i = 0; tags != NULL && i < a->n_members; i++) {
+            const struct nk_adapter *m = a->members[i];
+            json_array_append_new(
+                tags,
+                json_pack("{s:s,s:s}", "name", m->ns, "description",
+                          m->description != NULL && m->description[0] ? m->description : m->ns));
+        }
+        if (tags != NULL)
+            json_object_set_new(doc, "tags", tags);
+    }
 out:
     json_decref(paths);
     json_decref(used);

@@ -2,8 +2,12 @@
 /* optable.c: table lifetime, loading of documents, and the cross-document compile checks. */
 #include "naftikod/optable.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "naftikod/spec.h"
 #include "optable_int.h"
@@ -243,6 +247,7 @@ void nk_optable_destroy(struct nk_optable *t)
         free(a->ops);
     }
     free(t->adapters);
+    nk_optable_free_listeners(t);
     for (i = 0; i < t->n_binds; i++) {
         free(t->binds[i].ns);
         free(t->binds[i].name);
@@ -377,8 +382,114 @@ out:
     return rc;
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool yaml_name(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (name[0] == '.')
+        return false;
+    return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(name + n - 4, ".yml") == 0);
+}
+
+/* files[0..n) with every directory replaced by its *.yaml and *.yml files (sorted by name, not
+ * recursive) into *out (owned strings). An unreadable directory is reported. */
+static enum nk_rc expand_dirs(const char *const *files, size_t n, struct nk_diags *diags,
+                              char ***out, size_t *n_out)
+{
+    char **v = NULL, **nv;
+    size_t nv_n = 0, cap = 0, i;
+
+    for (i = 0; i < n; i++) {
+        struct stat st;
+        DIR *d;
+        struct dirent *e;
+        size_t first = nv_n;
+
+        if (stat(files[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
+            if (nv_n == cap) {
+                cap = cap ? cap * 2 : 16;
+                nv = realloc(v, cap * sizeof(*v));
+                if (nv == NULL)
+                    goto oom;
+                v = nv;
+            }
+            if ((v[nv_n] = strdup(files[i])) == NULL)
+                goto oom;
+            nv_n++;
+            continue;
+        }
+        d = opendir(files[i]);
+        if (d == NULL) {
+            nk_diags_add(diags, NK_SEV_ERROR, files[i], 0, 0, "cannot read the directory: %s",
+                         strerror(errno));
+            continue;
+        }
+        while ((e = readdir(d)) != NULL) {
+            char *path;
+            if (!yaml_name(e->d_name))
+                continue;
+            if (nv_n == cap) {
+                cap = cap ? cap * 2 : 16;
+                nv = realloc(v, cap * sizeof(*v));
+                if (nv == NULL) {
+                    closedir(d);
+                    goto oom;
+                }
+                v = nv;
+            }
+            path = malloc(strlen(files[i]) + strlen(e->d_name) + 2);
+            if (path == NULL) {
+                closedir(d);
+                goto oom;
+            }
+            sprintf(path, "%s%s%s", files[i],
+                    files[i][0] != '\0' && files[i][strlen(files[i]) - 1] == '/' ? "" : "/",
+                    e->d_name);
+            v[nv_n++] = path;
+        }
+        closedir(d);
+        qsort(v + first, nv_n - first, sizeof(*v), str_cmp);
+    }
+    *out = v;
+    *n_out = nv_n;
+    return NK_OK;
+oom:
+    for (i = 0; i < nv_n; i++)
+        free(v[i]);
+    free(v);
+    return NK_ERR_NOMEM;
+}
+
+static enum nk_rc load_files(const char *const *files, size_t n, const struct nk_load_options *opts,
+                             struct nk_diags *diags, struct nk_optable **out);
+
 enum nk_rc nk_optable_load(const char *const *files, size_t n, const struct nk_load_options *opts,
                            struct nk_diags *diags, struct nk_optable **out)
+{
+    char **v = NULL;
+    size_t nv = 0, i, errors_before = diags->n_errors;
+    enum nk_rc rc = expand_dirs(files, n, diags, &v, &nv);
+
+    if (rc != NK_OK)
+        return rc;
+    if (diags->n_errors > errors_before)
+        rc = NK_ERR_IO;
+    else
+        rc = load_files((const char *const *)v, nv, opts, diags, out);
+    for (i = 0; i < nv; i++)
+        free(v[i]);
+    free(v);
+    return rc;
+}
+
+static enum nk_rc load_files(const char *const *files, size_t n, const struct nk_load_options *opts,
+                             struct nk_diags *diags, struct nk_optable **out)
 {
     char **bufs = NULL;
     size_t *lens = NULL;

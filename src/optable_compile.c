@@ -969,7 +969,7 @@ static int keyed_cmp(const void *a, const void *b)
 }
 
 /* "GET /a/{}/b": the route with variable names erased, so /a/{x} and /a/{y} collide. */
-static char *route_key(const struct nk_exposed *e)
+char *nk_route_key(const struct nk_exposed *e)
 {
     size_t len = strlen(e->method) + 2, i;
     char *k;
@@ -1001,7 +1001,7 @@ static void check_adapter(struct nk_loader *ld, const struct nk_adapter *a)
         if (e->name == NULL || (a->type == NK_ADAPTER_REST && e->method == NULL))
             continue;
         v[n].e = e;
-        v[n].key = a->type == NK_ADAPTER_REST ? route_key(e) : strdup(e->name);
+        v[n].key = a->type == NK_ADAPTER_REST ? nk_route_key(e) : strdup(e->name);
         if (v[n].key == NULL) {
             ld->oom = true;
             goto out;
@@ -1061,22 +1061,9 @@ void nk_check_table(struct nk_loader *ld)
             }
     }
 
-    for (i = 0; i < t->n_adapters && !ld->oom; i++) {
-        const struct nk_adapter *a = &t->adapters[i];
-        check_adapter(ld, a);
-        if (a->port == 0)
-            continue;
-        for (j = 0; j < i; j++)
-            if (t->adapters[j].port == a->port) {
-                char where[1200];
-                ld->file = a->pos.file;
-                nk_diags_add(ld->diags, NK_SEV_ERROR, a->pos.file, a->pos.line, a->pos.column,
-                             "port %u is already used by adapter '%s' (%s)", a->port,
-                             t->adapters[j].ns,
-                             nk_ld_where(ld, &t->adapters[j].pos, where, sizeof(where)));
-                break;
-            }
-    }
+    /* ports are judged once the port options apply (nk_optable_group) */
+    for (i = 0; i < t->n_adapters && !ld->oom; i++)
+        check_adapter(ld, &t->adapters[i]);
     if (ld->diags->oom)
         ld->oom = true;
 }

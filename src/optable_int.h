@@ -28,6 +28,11 @@ struct nk_loader {
      * reported again (owned strings) */
     char **broken;
     size_t n_broken;
+    /* the declaration of each consumer (borrowed from the trees) and its file, to merge an
+     * identical redeclaration in another document */
+    const struct nk_node **consumer_nodes;
+    const char **consumer_files;
+    size_t n_consumer_nodes;
 };
 
 /* pass 0: root, info, binds; 1: consumes; 2: exposes. Problems go to ld->diags. */
@@ -63,6 +68,10 @@ const struct nk_bind *nk_ld_find_bind(const struct nk_loader *ld, const char *na
 /* "line N" when pos is in the current file, else "FILE:N", written into buf. */
 const char *nk_ld_where(const struct nk_loader *ld, const struct nk_pos *pos, char *buf,
                         size_t size);
+/* "FILE:LINE:COL" of pos, written into buf. */
+const char *nk_ld_where_full(const struct nk_pos *pos, char *buf, size_t size);
+/* Structural equality of two YAML trees (scalars by text, mappings in order). */
+bool nk_node_equal(const struct nk_node *a, const struct nk_node *b);
 /* Remember a consumer namespace or qualified operation that failed to load. */
 void nk_ld_broken(struct nk_loader *ld, const char *ns, const char *op);
 /* true when qname ("ns.op") belongs to something that failed to load. */
@@ -121,7 +130,11 @@ struct nk_exposed_src {
 void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
                         const struct nk_exposed_src *src, struct nk_exposed *e);
 void nk_loader_cleanup(struct nk_loader *ld);
+/* "METHOD /path/{}/x": equal for structurally equal routes; new string or NULL (OOM). */
+char *nk_route_key(const struct nk_exposed *e);
 /* Free a table regardless of its reference count; NULL is a no-op. */
 void nk_optable_destroy(struct nk_optable *t);
+/* Free t->listeners (optable_group.c). */
+void nk_optable_free_listeners(struct nk_optable *t);
 
 #endif

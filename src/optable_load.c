@@ -249,6 +249,34 @@ const char *nk_ld_where(const struct nk_loader *ld, const struct nk_pos *pos, ch
     return buf;
 }
 
+const char *nk_ld_where_full(const struct nk_pos *pos, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s:%u:%u", pos->file ? pos->file : "<input>", pos->line, pos->column);
+    return buf;
+}
+
+bool nk_node_equal(const struct nk_node *a, const struct nk_node *b)
+{
+    size_t i;
+
+    if (a == NULL || b == NULL)
+        return a == b;
+    if (a->kind != b->kind || a->n != b->n)
+        return false;
+    if (a->kind == NK_NODE_SCALAR)
+        return a->len == b->len && memcmp(a->str, b->str, a->len) == 0;
+    for (i = 0; i < a->n; i++) {
+        if (a->kind == NK_NODE_MAPPING) {
+            if (!nk_node_equal(a->pairs[i].key, b->pairs[i].key) ||
+                !nk_node_equal(a->pairs[i].value, b->pairs[i].value))
+                return false;
+        } else if (!nk_node_equal(a->items[i], b->items[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void nk_ld_broken(struct nk_loader *ld, const char *ns, const char *op)
 {
     char **nb;
@@ -297,6 +325,11 @@ void nk_loader_cleanup(struct nk_loader *ld)
     ld->n_broken = 0;
     free(ld->exposes_ns);
     ld->exposes_ns = NULL;
+    free(ld->consumer_nodes);
+    ld->consumer_nodes = NULL;
+    free(ld->consumer_files);
+    ld->consumer_files = NULL;
+    ld->n_consumer_nodes = 0;
     ld->n_exposes_ns = 0;
     free(ld->ops_index);
     ld->ops_index = NULL;
@@ -589,8 +622,18 @@ static void load_binds(struct nk_loader *ld, const struct nk_node *seq)
                 dup = strcmp(t->binds[k].ns, f[B_NAMESPACE]->str) == 0 &&
                       strcmp(t->binds[k].name, key->str) == 0;
             if (dup) {
-                nk_ld_err(ld, key, "bind key '%s.%s' is declared twice", f[B_NAMESPACE]->str,
-                          key->str);
+                /* the same key, variable and location in many documents is one bind */
+                const struct nk_bind *o = &t->binds[k - 1];
+                char where[1200];
+                if (strcmp(o->source, val->str) == 0 &&
+                    (o->location == NULL ? loc == NULL
+                                         : loc != NULL && strcmp(o->location, loc) == 0))
+                    continue;
+                nk_ld_err(ld, key,
+                          "bind key '%s.%s' is declared again with a different variable or "
+                          "location (first at %s)",
+                          f[B_NAMESPACE]->str, key->str,
+                          nk_ld_where_full(&o->pos, where, sizeof(where)));
                 continue;
             }
             b = &t->binds[t->n_binds];
@@ -1229,6 +1272,32 @@ static void check_op_names(struct nk_loader *ld, const struct nk_consumer *c)
     free(v);
 }
 
+/* Keep the declaration of consumer i (borrowed from the tree) to compare redeclarations. */
+static bool remember_consumer_node(struct nk_loader *ld, size_t i, const struct nk_node *n)
+{
+    const struct nk_node **nn;
+    const char **nf;
+
+    if (i >= ld->n_consumer_nodes) {
+        nn = realloc(ld->consumer_nodes, (i + 1) * sizeof(*nn));
+        if (nn == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        ld->consumer_nodes = nn;
+        nf = realloc(ld->consumer_files, (i + 1) * sizeof(*nf));
+        if (nf == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        ld->consumer_files = nf;
+        ld->n_consumer_nodes = i + 1;
+    }
+    ld->consumer_nodes[i] = n;
+    ld->consumer_files[i] = ld->file;
+    return true;
+}
+
 static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
 {
     const struct nk_node *f[NK_NFIELDS(consumes_fields)];
@@ -1259,9 +1328,22 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
     for (i = 0; i < t->n_consumers; i++)
         if (strcmp(t->consumers[i].ns, f[C_NAMESPACE]->str) == 0) {
             char where[1200];
-            nk_ld_err(ld, f[C_NAMESPACE], "duplicate consumes namespace '%s' (first at %s)",
-                      f[C_NAMESPACE]->str,
-                      nk_ld_where(ld, &t->consumers[i].pos, where, sizeof(where)));
+            /* the same declaration in many documents is one consumer */
+            bool other_file = i < ld->n_consumer_nodes && ld->consumer_nodes[i] != NULL &&
+                              strcmp(ld->consumer_files[i], ld->file) != 0;
+            if (other_file && nk_node_equal(ld->consumer_nodes[i], n))
+                return;
+            if (other_file)
+                nk_ld_err(ld, f[C_NAMESPACE],
+                          "duplicate consumes namespace '%s' declared differently (first at "
+                          "%s): one namespace in many documents needs the same baseUri, "
+                          "authentication and resources",
+                          f[C_NAMESPACE]->str,
+                          nk_ld_where_full(&t->consumers[i].pos, where, sizeof(where)));
+            else
+                nk_ld_err(ld, f[C_NAMESPACE], "duplicate consumes namespace '%s' (first at %s)",
+                          f[C_NAMESPACE]->str,
+                          nk_ld_where(ld, &t->consumers[i].pos, where, sizeof(where)));
             return;
         }
     nc = realloc(t->consumers, (t->n_consumers + 1) * sizeof(*nc));
@@ -1270,6 +1352,8 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
         return;
     }
     t->consumers = nc;
+    if (!remember_consumer_node(ld, t->n_consumers, n))
+        return;
     c = &t->consumers[t->n_consumers++];
     memset(c, 0, sizeof(*c));
     c->ns = nk_ld_node_dup(ld, f[C_NAMESPACE]);

@@ -543,9 +543,7 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     /* HEAD is GET without the body (the HTTP layer leaves the body out). */
     if (strcmp(method, "HEAD") == 0)
         method = "GET";
-    for (i = 0; t != NULL && i < t->n_adapters; i++)
-        if (t->adapters[i].type == NK_ADAPTER_REST && strcmp(t->adapters[i].ns, ns) == 0)
-            a = &t->adapters[i];
+    a = nk_optable_find_listener(t, NK_ADAPTER_REST, ns);
     if (a == NULL) {
         respond_problem(req, 404, "this REST adapter is no longer served", NULL);
         goto out;
@@ -589,7 +587,8 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
         goto out;
     }
 
-    nk_http_req_set_tag(req, nk_metrics_op(nk_metrics_global(), best->name)); /* metrics */
+    nk_http_req_set_tag(
+        req, nk_metrics_op_of(nk_metrics_global(), best->adapter_ns, best->name)); /* metrics */
     if (pol->read_only && strcmp(best->method, "GET") != 0) {
         respond_problem(req, 403, "naftikod runs with --read-only: only GET routes are served",
                         NULL);

@@ -155,6 +155,7 @@ static bool configure_mcp(const struct nk_config *cfg)
     bool ok = false;
 
     memset(&mo, 0, sizeof(mo));
+    mo.page_size = (size_t)cfg->mcp_page_size;
     memset(&err, 0, sizeof(err));
     if (cfg->mcp_session_key_file != NULL && cfg->mcp_session_key_file[0] != '\0') {
         if (nk_secret_file(cfg->mcp_session_key_file, "--mcp-session-key-file", true, &key,
@@ -197,7 +198,7 @@ out:
 struct listener {
     struct nk_server *server;
     enum nk_adapter_type type;
-    char *ns;
+    char *ns; /* the listener's key in the table ("ADDR PORT", nk_optable_find_listener) */
     struct nk_httpd *httpd;
     unsigned port;
     char *address;
@@ -489,65 +490,78 @@ static void log_diags(struct nk_diags *d, const char *what)
     }
 }
 
-static const struct nk_adapter *find_adapter(const struct nk_optable *t, enum nk_adapter_type type,
-                                             const char *ns)
-{
-    size_t i;
-
-    for (i = 0; i < t->n_adapters; i++)
-        if (t->adapters[i].type == type && strcmp(t->adapters[i].ns, ns) == 0)
-            return &t->adapters[i];
-    return NULL;
-}
-
-static bool same_str(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
 /* Warn about what a new table asks for that only a restart can give: listeners are bound once. */
 static void warn_listener_changes(const struct nk_optable *old, const struct nk_optable *nt,
                                   const struct listener *ls, size_t n_ls)
 {
     size_t i;
 
-    for (i = 0; i < n_ls; i++) {
-        const struct nk_adapter *a = find_adapter(nt, ls[i].type, ls[i].ns);
-        const struct nk_adapter *o = find_adapter(old, ls[i].type, ls[i].ns);
-        if (a == NULL) {
+    (void)old;
+    for (i = 0; i < n_ls; i++)
+        if (nk_optable_find_listener(nt, ls[i].type, ls[i].ns) == NULL)
             logline("warning",
-                    "reload: adapter '%s' is gone from the capabilities: its listener (port %u) "
-                    "stays up and answers 404 until a restart",
-                    ls[i].ns, ls[i].port);
-            continue;
-        }
-        if (o != NULL && (a->port != o->port || !same_str(a->address, o->address)))
-            logline("warning",
-                    "reload: adapter '%s' changed its address or port: that needs a restart "
-                    "(still listening on port %u)",
-                    ls[i].ns, ls[i].port);
-    }
-    for (i = 0; i < nt->n_adapters; i++) {
-        const struct nk_adapter *a = &nt->adapters[i];
+                    "reload: no %s adapter is left on listener %s: it stays up and answers 404 "
+                    "until a restart",
+                    ls[i].type == NK_ADAPTER_REST ? "rest" : "mcp", ls[i].ns);
+    for (i = 0; i < nt->n_listeners; i++) {
+        const struct nk_adapter *l = &nt->listeners[i];
         size_t j;
         bool served = false;
 
-        if (a->type == NK_ADAPTER_MCP && a->transport != NULL && strcmp(a->transport, "http") != 0)
-            continue;
         for (j = 0; j < n_ls && !served; j++)
-            served = ls[j].type == a->type && strcmp(ls[j].ns, a->ns) == 0;
+            served = ls[j].type == l->type && strcmp(ls[j].ns, l->key) == 0;
         if (!served)
-            logline("warning", "reload: new %s adapter '%s' is not served until a restart",
-                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns);
+            logline("warning",
+                    "reload: new %s listener %s (adapter '%s') is not served until a "
+                    "restart",
+                    l->type == NK_ADAPTER_REST ? "rest" : "mcp", l->key, l->members[0]->ns);
     }
+}
+
+/* The port options as nk_optable_group() takes them. */
+static void group_options(const struct nk_config *cfg, struct nk_group_options *go)
+{
+    memset(go, 0, sizeof(*go));
+    go->listen = cfg->listen;
+    go->listen_given = cfg->listen_given;
+    go->rest_port = cfg->rest_port;
+    go->mcp_port = cfg->mcp_port;
+    go->rest_listen_given = cfg->rest_listen.given;
+    go->rest_listen_addr = cfg->rest_listen.addr;
+    go->rest_listen_port = cfg->rest_listen.port;
+    go->mcp_listen_given = cfg->mcp_listen.given;
+    go->mcp_listen_addr = cfg->mcp_listen.addr;
+    go->mcp_listen_port = cfg->mcp_listen.port;
+    go->tool_prefix =
+        cfg->mcp_tool_prefix != NULL && strcmp(cfg->mcp_tool_prefix, "namespace") == 0;
+}
+
+/* Load the capabilities and group their adapters into listeners under cfg's port options. */
+static enum nk_rc load_grouped(const struct nk_config *cfg, const char *const *files,
+                               size_t n_files, struct nk_diags *diags, struct nk_optable **out)
+{
+    struct nk_group_options go;
+    struct nk_optable *t = NULL;
+    enum nk_rc rc = nk_optable_load(files, n_files, NULL, diags, &t);
+
+    if (rc != NK_OK)
+        return rc;
+    group_options(cfg, &go);
+    rc = nk_optable_group(t, &go, diags);
+    if (rc != NK_OK) {
+        nk_optable_unref(t);
+        return rc;
+    }
+    *out = t;
+    return NK_OK;
 }
 
 /* Load files and resolve binds/variables into a new context, off to the side; on success make it
  * the one in force (requests already running finish on the old one). On any error, log it and
  * keep serving the old context. Counted in naftikod_reloads_total either way. */
-static bool reload_table(struct nk_server *server, const char *const *files, size_t n_files,
-                         const struct nk_var *vars, size_t n_vars, const struct listener *ls,
-                         size_t n_ls)
+static bool reload_table(struct nk_server *server, const struct nk_config *cfg,
+                         const char *const *files, size_t n_files, const struct nk_var *vars,
+                         size_t n_vars, const struct listener *ls, size_t n_ls)
 {
     struct nk_diags diags;
     struct nk_optable *nt = NULL;
@@ -555,7 +569,7 @@ static bool reload_table(struct nk_server *server, const char *const *files, siz
     bool ok = false;
 
     nk_diags_init(&diags);
-    if (nk_optable_load(files, n_files, NULL, &diags, &nt) != NK_OK) {
+    if (load_grouped(cfg, files, n_files, &diags, &nt) != NK_OK) {
         log_diags(&diags, "reload");
         logline("error",
                 "reload failed: %zu error(s) in the capabilities; still serving the "
@@ -635,7 +649,7 @@ static void reload(int argc, char **argv, const struct nk_config *running, struc
         nk_config_free(&next);
         return;
     }
-    if (!reload_table(server, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+    if (!reload_table(server, &next, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
         nk_tokens_free(fresh);
         nk_config_free(&next);
         return;
@@ -732,7 +746,7 @@ int nk_cmd_serve(int argc, char **argv)
 {
     struct nk_config cfg, live; /* cfg: what runs; live: the last reloaded config */
     bool have_live = false;
-    size_t i, n_ls = 0, n_http;
+    size_t i, j, n_ls = 0, n_http;
     unsigned ops_max = 0;
     struct nk_diags diags;
     struct nk_optable *table = NULL;
@@ -841,7 +855,7 @@ int nk_cmd_serve(int argc, char **argv)
     }
     global = true;
 
-    if (nk_optable_load(cfg.files, cfg.n_files, NULL, &diags, &table) != NK_OK) {
+    if (load_grouped(&cfg, cfg.files, cfg.n_files, &diags, &table) != NK_OK) {
         log_diags(&diags, NULL);
         report_error("cannot load the capabilities (%zu error(s))", diags.n_errors);
         goto out;
@@ -880,37 +894,27 @@ int nk_cmd_serve(int argc, char **argv)
     nk_server_set_policy(server, &policy);
 
     t = nk_context_table(ctx);
-    ls = calloc(t->n_adapters + 1, sizeof(*ls));
+    ls = calloc(t->n_listeners + 1, sizeof(*ls));
     if (ls == NULL)
         goto out;
-    for (i = 0, n_http = 0; i < t->n_adapters; i++)
-        n_http += t->adapters[i].type != NK_ADAPTER_MCP || t->adapters[i].transport == NULL ||
-                  strcmp(t->adapters[i].transport, "http") == 0;
-    fit_connections(raise_nofile(), n_http, !ops_off(&cfg), &cfg.max_connections, &ops_max);
-    for (i = 0; i < t->n_adapters; i++) {
-        const struct nk_adapter *a = &t->adapters[i];
-        struct nk_httpd_options ho;
-        struct listener *l = &ls[n_ls];
-        long port_override = a->type == NK_ADAPTER_REST ? cfg.rest_port : cfg.mcp_port;
-        const struct nk_config_listen *lo =
-            a->type == NK_ADAPTER_REST ? &cfg.rest_listen : &cfg.mcp_listen;
-
-        if (a->type == NK_ADAPTER_MCP && a->transport != NULL &&
-            strcmp(a->transport, "http") != 0) {
+    for (i = 0; i < t->n_adapters; i++)
+        if (t->adapters[i].type == NK_ADAPTER_MCP && t->adapters[i].transport != NULL &&
+            strcmp(t->adapters[i].transport, "http") != 0)
             logline("info",
                     "mcp adapter '%s' uses transport %s: not served here (use "
                     "'naftikod mcp-stdio')",
-                    a->ns, a->transport);
-            continue;
-        }
+                    t->adapters[i].ns, t->adapters[i].transport);
+    n_http = t->n_listeners;
+    fit_connections(raise_nofile(), n_http, !ops_off(&cfg), &cfg.max_connections, &ops_max);
+    /* One listener per (type, address, port): every adapter on it is served there. */
+    for (i = 0; i < t->n_listeners; i++) {
+        const struct nk_adapter *a = &t->listeners[i];
+        struct nk_httpd_options ho;
+        struct listener *l = &ls[n_ls];
+
         memset(&ho, 0, sizeof(ho));
-        ho.address = cfg.listen_given || a->address == NULL ? cfg.listen : a->address;
-        ho.port = port_override >= 0 ? (unsigned)port_override : a->port;
-        if (lo->given) {
-            if (lo->addr[0] != '\0')
-                ho.address = lo->addr;
-            ho.port = (unsigned)lo->port;
-        }
+        ho.address = a->address;
+        ho.port = a->port;
         ho.max_body = (size_t)cfg.max_body;
         ho.max_connections = (unsigned)cfg.max_connections;
         ho.max_per_client = (unsigned)cfg.max_per_client;
@@ -925,7 +929,7 @@ int nk_cmd_serve(int argc, char **argv)
         ho.loop = loop;
         l->server = server;
         l->type = a->type;
-        l->ns = strdup(a->ns);
+        l->ns = strdup(a->key);
         l->address = strdup(ho.address);
         if (l->ns == NULL || l->address == NULL)
             goto out;
@@ -954,10 +958,12 @@ int nk_cmd_serve(int argc, char **argv)
             goto out;
         }
         l->port = nk_httpd_port(l->httpd);
-        logline("info", "%s adapter '%s' listening on http://%s%s%s:%u%s",
-                a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns,
-                strchr(ho.address, ':') ? "[" : "", ho.address, strchr(ho.address, ':') ? "]" : "",
-                l->port, a->type == NK_ADAPTER_REST ? "/" : "/mcp");
+        for (j = 0; j < a->n_members; j++)
+            logline("info", "%s adapter '%s' listening on http://%s%s%s:%u%s",
+                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->members[j]->ns,
+                    strchr(ho.address, ':') ? "[" : "", ho.address,
+                    strchr(ho.address, ':') ? "]" : "", l->port,
+                    a->type == NK_ADAPTER_REST ? "/" : "/mcp");
     }
     if (n_ls == 0) {
         report_error("the capabilities expose no REST or MCP (http) adapter");

@@ -36,6 +36,8 @@ struct nk_config {
     long mcp_port;
     struct nk_config_listen rest_listen;
     struct nk_config_listen mcp_listen;
+    const char *mcp_tool_prefix; /* none or namespace */
+    long mcp_page_size;          /* 0: the default (100) */
     const char *ca_file;
     bool insecure;
     bool allow_remote;

@@ -15,7 +15,7 @@
 
 #include "naftikod/upstream.h"
 
-#define NK_METRICS_MAX_OPS 512u
+#define NK_METRICS_MAX_OPS 16384u
 #define NK_METRICS_UNMATCHED 0u
 #define NK_METRICS_OTHER 1u
 
@@ -39,6 +39,9 @@ struct nk_metrics *nk_metrics_global(void);
 
 /* The id of operation name (NULL: NK_METRICS_UNMATCHED). Lock-free when already known. */
 unsigned nk_metrics_op(struct nk_metrics *m, const char *name);
+/* The id of operation name of adapter adapter_ns: its samples carry the label
+ * adapter_namespace="NS" after operation="NAME" (adapter_ns NULL: nk_metrics_op). */
+unsigned nk_metrics_op_of(struct nk_metrics *m, const char *adapter_ns, const char *name);
 /* Count one answered request of adapter with HTTP status, bucketed into the classes 2xx, 3xx, 4xx
  * and 5xx (anything outside 200..499 counts as 5xx). */
 void nk_metrics_count(struct nk_metrics *m, enum nk_metrics_adapter adapter, unsigned op,
@@ -59,7 +62,8 @@ size_t nk_metrics_escape_label(const char *value, char *out, size_t cap);
 /* ---- hooks on the global registry (one call at each site) ---- */
 
 /* invoke.c, when an upstream call completes. */
-void nk_metrics_upstream(const char *op_name, const struct nk_upstream_response *resp);
+void nk_metrics_upstream(const char *adapter_ns, const char *op_name,
+                         const struct nk_upstream_response *resp);
 /* Count a table reload: serve.c calls it once per SIGHUP, whether the reload worked or not. */
 void nk_metrics_reload(bool ok);
 

@@ -219,6 +219,8 @@ struct nk_exposed {
     struct nk_hints hints;
     json_t *input_schema; /* MCP inputSchema / OpenAPI parameters source; owned */
     struct nk_pos pos;
+    const char *adapter_ns; /* in a listener's ops: the namespace of the adapter it comes from
+                               (metrics label, OpenAPI tag); NULL in an adapter's own ops */
 };
 
 struct nk_adapter {
@@ -231,6 +233,13 @@ struct nk_adapter {
     struct nk_exposed *ops;
     size_t n_ops;
     struct nk_pos pos;
+    /* A listener (nk_optable.listeners) only: every adapter of one type on one address and
+     * port. ops are shallow copies of the members' ops (names owned when prefixed), address
+     * and port the effective ones, key "ADDR PORT". */
+    char *key;
+    const struct nk_adapter **members;
+    size_t n_members;
+    bool owns_names;
 };
 
 struct nk_optable {
@@ -242,6 +251,9 @@ struct nk_optable {
     size_t n_binds;
     char **files; /* the loaded file names, owned; nk_pos.file points in here */
     size_t n_files;
+    /* the listeners nk_optable_group() made (adapters grouped by type, address, port) */
+    struct nk_adapter *listeners;
+    size_t n_listeners;
     char *label;       /* info.label of the first document, or NULL */
     char *description; /* info.description of the first document, or NULL */
     /* private */
@@ -262,6 +274,38 @@ enum nk_rc nk_optable_load(const char *const *files, size_t n, const struct nk_l
 enum nk_rc nk_optable_load_mem(const char *name, const char *buf, size_t len,
                                const struct nk_load_options *opts, struct nk_diags *diags,
                                struct nk_optable **out);
+
+/* How nk_optable_group() places adapters: the port options of `naftikod serve`. */
+struct nk_group_options {
+    const char *listen; /* the default address (--listen); NULL: 127.0.0.1 */
+    bool listen_given;  /* --listen beats an adapter's own address: */
+    long rest_port;     /* --rest-port, or -1 (the spec's) */
+    long mcp_port;
+    bool rest_listen_given; /* --rest-listen ADDR:PORT (an empty ADDR keeps the address) */
+    const char *rest_listen_addr;
+    long rest_listen_port;
+    bool mcp_listen_given;
+    const char *mcp_listen_addr;
+    long mcp_listen_port;
+    bool tool_prefix; /* --mcp-tool-prefix namespace: tools named NS__TOOL */
+};
+
+/* Group the adapters served over HTTP (REST, MCP transport http) into t->listeners, one per
+ * (type, address, port) after the options apply, and judge the conflicts: a route (method and
+ * structurally equal path) or a tool name served twice on one listener, a REST and an MCP
+ * listener on one address and port, a port 0 left without an option. Errors name both places
+ * (FILE:LINE:COL). Call once, right after a successful load, before the table is shared.
+ * Returns NK_OK, NK_ERR_INVALID (diags has the errors) or NK_ERR_NOMEM. opts may be NULL. */
+enum nk_rc nk_optable_group(struct nk_optable *t, const struct nk_group_options *opts,
+                            struct nk_diags *diags);
+/* The listener of type type whose key is key, or NULL. */
+const struct nk_adapter *nk_optable_find_listener(const struct nk_optable *t,
+                                                  enum nk_adapter_type type, const char *key);
+/* The MCP tool name of `tool` of adapter `ns` under --mcp-tool-prefix namespace: ns without a
+ * trailing "-mcp", "__", tool; characters outside [A-Za-z0-9_-] become '_'; longer than 64
+ * characters: the first 55, '-', and 8 hex digits of the FNV-1a hash of the whole name.
+ * Writes at most 65 bytes into out. */
+void nk_tool_prefixed(const char *ns, const char *tool, char out[65]);
 
 /* Reference counting; thread-safe. unref(NULL) is a no-op. The last unref frees the table. */
 struct nk_optable *nk_optable_ref(struct nk_optable *t);

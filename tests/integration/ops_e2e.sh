@@ -124,11 +124,11 @@ jq -e '.result.isError != true' "$work/mcp.json" >/dev/null ||
     fail "MCP tools/call failed: $(cat "$work/mcp.json")"
 scrape m1
 
-moved m0 m1 'naftikod_requests_total{adapter="rest",code="2xx",operation="getapitokens"}' 1
+moved m0 m1 'naftikod_requests_total{adapter="rest",adapter_namespace="stackrox-apitokenservice-rest",code="2xx",operation="getapitokens"}' 1
 moved m0 m1 'naftikod_requests_total{adapter="rest",code="4xx",operation="unmatched"}' 1
-moved m0 m1 "naftikod_requests_total{adapter=\"mcp\",code=\"2xx\",operation=\"$TOOL\"}" 1
-moved m0 m1 'naftikod_upstream_request_duration_seconds_count{operation="getapitokens"}' 1
-moved m0 m1 "naftikod_upstream_request_duration_seconds_count{operation=\"$TOOL\"}" 1
+moved m0 m1 "naftikod_requests_total{adapter=\"mcp\",adapter_namespace=\"stackrox-apitokenservice-mcp\",code=\"2xx\",operation=\"$TOOL\"}" 1
+moved m0 m1 'naftikod_upstream_request_duration_seconds_count{adapter_namespace="stackrox-apitokenservice-rest",operation="getapitokens"}' 1
+moved m0 m1 "naftikod_upstream_request_duration_seconds_count{adapter_namespace=\"stackrox-apitokenservice-mcp\",operation=\"$TOOL\"}" 1
 moved m0 m1 'naftikod_upstream_errors_total{kind="connect"}' 0
 [ "$(val m1 'naftikod_inflight_requests{adapter="rest"}')" = 0 ] || fail "rest inflight != 0"
 [ "$(val m1 'naftikod_inflight_requests{adapter="mcp"}')" = 0 ] || fail "mcp inflight != 0"
@@ -198,7 +198,7 @@ pass "the long-cache instance still answers its cached 200"
 curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens" \
     | grep -qx 502 || fail "REST list with Central gone did not answer 502"
 scrape m2
-moved m1 m2 'naftikod_requests_total{adapter="rest",code="5xx",operation="getapitokens"}' 1
+moved m1 m2 'naftikod_requests_total{adapter="rest",adapter_namespace="stackrox-apitokenservice-rest",code="5xx",operation="getapitokens"}' 1
 moved m1 m2 'naftikod_upstream_errors_total{kind="connect"}' 1
 pass "Central gone: REST 502 counted as 5xx and as a connect error"
 

@@ -79,15 +79,20 @@ case_deb() {
     done
     dpkg-deb -e "$deb" "$work/control"
     grep -qx /etc/naftikod/naftikod.yaml "$work/control/conffiles" || fail "the config is not a conffile"
+    grep -qx /etc/naftikod/capabilities.d/stackrox-apitokenservice.yaml "$work/control/conffiles" ||
+        fail "the capabilities.d document is not a conffile"
     dpkg-deb -x "$deb" "$work/root"
     for f in usr/bin/naftikod usr/bin/naftikod-demo-central usr/lib/systemd/system/naftikod.service usr/share/man/man8/naftikod.8 \
-        etc/naftikod/naftikod.yaml usr/share/naftikod/capabilities/stackrox-apitokenservice.yaml; do
+        etc/naftikod/naftikod.yaml usr/share/naftikod/capabilities/stackrox-apitokenservice.yaml \
+        etc/naftikod/capabilities.d/stackrox-apitokenservice.yaml; do
         [ -f "$work/root/$f" ] || fail "the package lacks /$f"
     done
     "$work/root/usr/bin/naftikod" --version | grep -q '^naftikod [0-9]' || fail "--version"
     "$work/root/usr/bin/naftikod" check \
         "$work/root/usr/share/naftikod/capabilities/stackrox-apitokenservice.yaml" \
         >"$work/check.log" 2>&1 || fail "check of the packaged capability: $(cat "$work/check.log")"
+    "$work/root/usr/bin/naftikod" check "$work/root/etc/naftikod/capabilities.d" \
+        >"$work/check.log" 2>&1 || fail "check of capabilities.d: $(cat "$work/check.log")"
     "$work/root/usr/bin/naftikod-demo-central" --help | grep -q '^usage: naftikod-demo-central' ||
         fail "naftikod-demo-central --help"
     echo "ok: $(basename "$deb"): Depends $(sed -n 's/^ Depends: //p' <<<"$info"); extracted into a clean prefix, --version and check work"

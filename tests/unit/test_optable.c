@@ -462,6 +462,75 @@ static void test_simple_forms(void **state)
     nk_diags_cleanup(&d);
 }
 
+/* --mcp-tool-prefix namespace: NS__TOOL, '-mcp' dropped, [A-Za-z0-9_-] only, 64 at most. */
+static void test_tool_prefixed(void **state)
+{
+    char out[65], again[65];
+    const char *long_ns = "stackrox-a-namespace-long-enough-to-push-the-name-past-sixty-four-mcp";
+
+    (void)state;
+    nk_tool_prefixed("stackrox-alertservice-mcp", "getalerts", out);
+    assert_string_equal(out, "stackrox-alertservice__getalerts");
+    nk_tool_prefixed("a.b", "c d", out);
+    assert_string_equal(out, "a_b__c_d");
+    nk_tool_prefixed(long_ns, "tool-one", out);
+    assert_int_equal(strlen(out), 64);
+    assert_int_equal(out[55], '-');
+    assert_memory_equal(out, long_ns, 55);
+    nk_tool_prefixed(long_ns, "tool-two", again);
+    assert_string_not_equal(out, again); /* same first 55 characters, different hashes */
+}
+
+/* One listener per (type, address, port) after the options; identical binds and consumers of
+ * two files merge; the listener serves both adapters' ops, each tagged with its adapter. */
+static void test_group(void **state)
+{
+    const char *dir[] = {NK_TEST_DATA "/spec/multi/merge"};
+    const char *clash[] = {NK_TEST_DATA "/spec/multi/ports-after-options"};
+    struct nk_group_options go;
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_adapter *l;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(dir, 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(t->n_files, 2);
+    assert_int_equal(t->n_binds, 1);
+    assert_int_equal(t->n_consumers, 1);
+    assert_int_equal(nk_optable_group(t, NULL, &d), NK_OK);
+    assert_int_equal(t->n_listeners, 2);
+    l = nk_optable_find_listener(t, NK_ADAPTER_MCP, "127.0.0.1 9191");
+    assert_non_null(l);
+    assert_int_equal(l->n_members, 2);
+    assert_int_equal(l->n_ops, 2);
+    assert_string_equal(l->ops[0].name, "get-a");
+    assert_string_equal(l->ops[1].adapter_ns, "b-mcp");
+    assert_ptr_equal(l->ops[1].target, t->adapters[3].ops[0].target);
+    /* prefixed names, regrouped */
+    memset(&go, 0, sizeof(go));
+    go.rest_port = go.mcp_port = -1;
+    go.tool_prefix = true;
+    assert_int_equal(nk_optable_group(t, &go, &d), NK_OK);
+    l = nk_optable_find_listener(t, NK_ADAPTER_MCP, "127.0.0.1 9191");
+    assert_string_equal(l->ops[1].name, "b__get-b");
+    assert_non_null(nk_optable_find_listener(t, NK_ADAPTER_REST, "127.0.0.1 8181"));
+    nk_optable_unref(t);
+    t = NULL;
+    /* two ports apart: no clash; --rest-port 0 puts both routes on one listener */
+    assert_int_equal(nk_optable_load(clash, 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(nk_optable_group(t, NULL, &d), NK_OK);
+    assert_int_equal(t->n_listeners, 2);
+    go.tool_prefix = false;
+    go.rest_port = 0;
+    assert_int_equal(nk_optable_group(t, &go, &d), NK_ERR_INVALID);
+    assert_int_equal(d.n_errors, 1);
+    assert_non_null(strstr(d.v[0].msg, "route GET /x/{id} of adapter 'b-rest' is also served by "
+                                       "adapter 'a-rest' at "));
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +540,8 @@ int main(void)
         cmocka_unit_test(test_refcount),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_cross_file),
+        cmocka_unit_test(test_tool_prefixed),
+        cmocka_unit_test(test_group),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_strict),
         cmocka_unit_test(test_loose_path_names),
