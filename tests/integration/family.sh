@@ -136,16 +136,17 @@ reload)
     all_tools
     [ "$(wc -l <"$work/tools")" = 3 ] || fail "3 documents: $(cat "$work/tools")"
     hups=0
+    # count_is TEXT N: the log holds exactly N lines with TEXT (read anew on every call, so
+    # wait_until can poll it).
+    count_is() { [ "$(grep -c "$1" "$work/naftikod.log")" = "$2" ]; }
     hup() { # hup ok|failed
         hups=$((hups + 1))
         kill -HUP "$NK_PID"
-        wait_until grep -q "SIGHUP" "$work/naftikod.log"
         if [ "$1" = ok ]; then
-            wait_until test "$(grep -c 'reload: new table in force' "$work/naftikod.log")" = "$ok_n" ||
+            wait_until count_is 'reload: new table in force' "$ok_n" ||
                 fail "reload $hups: not in force"
         else
-            wait_until test "$(grep -c 'reload failed' "$work/naftikod.log")" = "$bad_n" ||
-                fail "reload $hups: did not fail"
+            wait_until count_is 'reload failed' "$bad_n" || fail "reload $hups: did not fail"
         fi
     }
     ok_n=1 bad_n=0
