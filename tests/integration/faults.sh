@@ -115,7 +115,7 @@ stop dns
 # document and the MCP call a tool result with isError saying the same, and the process exits 0
 # soon after the drain timeout (not after the stall).
 start drain "127.0.0.1:$CPORT" "$work/central.crt" --drain-timeout 300
-nk_fault '{"mode":"stall","seconds":10}'
+nk_fault '{"mode":"stall","seconds":60}'
 curl -sS --max-time 20 -o "$work/drain-rest.body" -w '%{http_code}' "$REST/v1/v1/apitokens" \
     >"$work/drain-rest.code" 2>/dev/null &
 drain_rest=$!
@@ -142,8 +142,10 @@ jq -e '.status == 502 and .detail == "upstream unreachable: shutting down"' \
 jq -e '.result.isError == true and (.result.content[0].text | test("shutting down"))' \
     "$work/drain-mcp.body" >/dev/null ||
     fail "drain: MCP result is not the shutting-down error: $(cat "$work/drain-mcp.body")"
-[ $(((t1 - t0) / 1000000)) -lt 5000 ] ||
-    fail "drain: exit took $(((t1 - t0) / 1000000)) ms, want it bounded by the drain, not the stall"
+# Not a speed check: the stall lasts 60 s, so an exit within half of it (under valgrind on a
+# busy machine too) shows the drain ended the wait, not the stall.
+[ $(((t1 - t0) / 1000000)) -lt 30000 ] ||
+    fail "drain: exit took $(((t1 - t0) / 1000000)) ms: it waited for the 60 s stall, not the 300 ms drain"
 cat "$work/drain-rest.body" "$work/drain-mcp.body" >>"$work/all-bodies"
 grep -q "drain timeout: 2 request(s)" "$work/nk-drain.log" || fail "drain: no drain-timeout line"
 echo "ok: SIGTERM during a stall: drain timeout after 300 ms, REST 502 and MCP isError (shutting down), exit 0"
