@@ -295,22 +295,11 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
     for (i = 0; i < t->n_binds; i++) {
         const struct nk_bind *b = &t->binds[i];
         bind_use(t, b, use, sizeof(use));
-        if (b->location != NULL) {
-            why[0] = '\0';
-            r = read_bind_file(b, &c->bind_values[i], why, sizeof(why));
-            if (r == NK_ERR_NOMEM) {
-                rc = r;
-                goto out;
-            }
-            if (r != NK_OK) {
-                nk_diags_add(diags, NK_SEV_ERROR, b->pos.file, b->pos.line, b->pos.column,
-                             "bind '%s.%s' has no value: %s%s", b->ns, b->name, why, use);
-                rc = NK_ERR_INVALID;
-            }
-            continue;
-        }
         why[0] = '\0';
-        r = nk_secret_value(b->source, &c->bind_values[i], why, sizeof(why));
+        if (b->location != NULL)
+            r = read_bind_file(b, &c->bind_values[i], why, sizeof(why));
+        else
+            r = nk_secret_value(b->source, &c->bind_values[i], why, sizeof(why));
         if (r == NK_ERR_NOMEM) {
             rc = r;
             goto out;

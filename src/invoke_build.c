@@ -350,9 +350,9 @@ char *nk_text_of(json_t *v)
     return nk_dump_json(v);
 }
 
-/* An argument by any of its spellings: x, rest.x, tools.x, ns.x, $this.ns.x (dotted argument
- * names such as pagination.limit are tried whole before a prefix is stripped). */
-static json_t *find_arg_value(struct build *b, const char *name)
+/* A value by any of its spellings: x, rest.x, tools.x, ns.x, $this.ns.x (dotted names such as
+ * pagination.limit are tried whole before a prefix is stripped); at each spelling a, then b. */
+json_t *nk_json_by_spelling(json_t *a, json_t *b, const char *name)
 {
     const char *p = name;
     json_t *v;
@@ -360,9 +360,9 @@ static json_t *find_arg_value(struct build *b, const char *name)
     if (strncmp(p, "$this.", 6) == 0)
         p += 6;
     while (p != NULL && *p != '\0') {
-        v = json_object_get(b->vals, p);
-        if (v == NULL && b->raw_args != NULL)
-            v = json_object_get(b->raw_args, p);
+        v = a != NULL ? json_object_get(a, p) : NULL;
+        if (v == NULL && b != NULL)
+            v = json_object_get(b, p);
         if (v != NULL && !json_is_null(v))
             return v;
         p = strchr(p, '.');
@@ -370,6 +370,12 @@ static json_t *find_arg_value(struct build *b, const char *name)
             p++;
     }
     return NULL;
+}
+
+/* An argument of this build by any of its spellings (coerced values first, then raw). */
+static json_t *find_arg_value(struct build *b, const char *name)
+{
+    return nk_json_by_spelling(b->vals, b->raw_args, name);
 }
 
 /* A body variable: an argument by any spelling, else the value `with` gave the consumed

@@ -47,6 +47,10 @@ void nk_describe_json(json_t *v, char *out, size_t n);
 /* v as text for URLs and headers: strings as is, null "", others compact JSON (caller frees);
  * NULL when out of memory. */
 char *nk_text_of(json_t *v);
+/* A value by any of its spellings: x, rest.x, tools.x, ns.x, $this.ns.x (dotted names tried whole
+ * before a prefix is stripped); at each spelling object a, then b (either may be NULL). Borrowed;
+ * NULL when absent or JSON null. */
+json_t *nk_json_by_spelling(json_t *a, json_t *b, const char *name);
 
 /* ---- invoke_build.c: arguments and the upstream request ---- */
 

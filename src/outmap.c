@@ -33,20 +33,7 @@ struct outeval {
 /* An input by any of its spellings (x, rest.x, tools.x, ns.x, $this.ns.x). */
 static json_t *input_value(json_t *inputs, const char *name)
 {
-    const char *p = name;
-    json_t *v;
-
-    if (strncmp(p, "$this.", 6) == 0)
-        p += 6;
-    while (p != NULL && *p != '\0' && inputs != NULL) {
-        v = json_object_get(inputs, p);
-        if (v != NULL && !json_is_null(v))
-            return v;
-        p = strchr(p, '.');
-        if (p != NULL)
-            p++;
-    }
-    return NULL;
+    return nk_json_by_spelling(inputs, NULL, name);
 }
 
 struct vlookup {
