@@ -1058,8 +1058,8 @@ static long src_timeout(void *ud)
     return t > 1000000U ? 1000000L : (long)t;
 }
 
-static enum nk_rc bind_socket(const char *address, unsigned port, int *fd_out, bool *v6,
-                              struct nk_error *err)
+static enum nk_rc bind_socket(const char *address, unsigned port, bool reuse_port, int *fd_out,
+                              bool *v6, struct nk_error *err)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -1091,6 +1091,12 @@ static enum nk_rc bind_socket(const char *address, unsigned port, int *fd_out, b
         goto out;
     }
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Several listeners (one per loop) on one port: the kernel spreads new connections over
+     * their sockets. Without it a second bind of the port fails, as it should. */
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        nk_error_set(err, "SO_REUSEPORT: %s", strerror(errno));
+        goto out;
+    }
     if (*v6)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
@@ -1173,7 +1179,8 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     pthread_mutex_lock(&reserve_mu);
     reserve_open_locked();
     pthread_mutex_unlock(&reserve_mu);
-    rc = bind_socket(address, opts != NULL ? opts->port : 0, &fd, &v6, err);
+    rc = bind_socket(address, opts != NULL ? opts->port : 0, opts != NULL && opts->reuse_port, &fd,
+                     &v6, err);
     if (rc != NK_OK)
         goto out;
     atomic_store(&h->accept_fd, fd);

@@ -41,6 +41,9 @@ typedef bool (*nk_httpd_admit_fn)(void *ud, struct nk_http_req *req);
 struct nk_httpd_options {
     const char *address;           /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
     unsigned port;                 /* 0: ephemeral (read back with nk_httpd_port) */
+    bool reuse_port;               /* SO_REUSEPORT: other listeners (other loops) may bind the
+                                      same address and port, and the kernel spreads new
+                                      connections over them */
     size_t max_body;               /* request body limit in bytes (413 beyond); 0: 1 MiB */
     unsigned max_connections;      /* 0: 1024 */
     unsigned conn_timeout_s;       /* idle timeout; 0: 30 */
