@@ -78,6 +78,7 @@ struct nk_httpd {
     bool deadlines_off; /* nk_httpd_stop disarmed them all: arm no more */
     double rate_per_s;
     struct nk_rate *rate;   /* per-client buckets, or NULL when unlimited */
+    bool rate_borrowed;     /* opts->shared_rate: not ours to free */
     pthread_mutex_t log_mu; /* guards the log_* budget of mhd_log */
     double log_tokens;
     double log_last;
@@ -1164,7 +1165,11 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     h->log_last = mono_now();
     atomic_init(&h->accept_fd, -1);
     h->request_timeout_ms = opts != NULL ? (long)opts->request_timeout_s * 1000L : 0;
-    if (opts != NULL && opts->rate_per_s > 0) {
+    if (opts != NULL && opts->rate_per_s > 0 && opts->shared_rate != NULL) {
+        h->rate_per_s = opts->rate_per_s;
+        h->rate = opts->shared_rate;
+        h->rate_borrowed = true;
+    } else if (opts != NULL && opts->rate_per_s > 0) {
         h->rate_per_s = opts->rate_per_s;
         rc = nk_rate_new(opts->rate_per_s,
                          opts->rate_burst > 0   ? (double)opts->rate_burst
@@ -1222,7 +1227,8 @@ out:
         pthread_cond_destroy(&h->abandoned_done);
         pthread_mutex_destroy(&h->mu);
         pthread_mutex_destroy(&h->log_mu);
-        nk_rate_free(h->rate);
+        if (!h->rate_borrowed)
+            nk_rate_free(h->rate);
         free(h);
     }
     return rc;
@@ -1414,7 +1420,8 @@ void nk_httpd_stop(struct nk_httpd *h)
     pthread_cond_destroy(&h->abandoned_done);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->log_mu);
-    nk_rate_free(h->rate);
+    if (!h->rate_borrowed)
+        nk_rate_free(h->rate);
     free(h);
 }
 

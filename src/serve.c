@@ -33,6 +33,7 @@
 #include "naftikod/metrics.h"
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
+#include "naftikod/ratelimit.h"
 #include "naftikod/rest.h"
 #include "naftikod/sdnotify.h"
 #include "naftikod/secret.h"
@@ -202,8 +203,10 @@ struct listener {
     struct nk_httpd *httpd;
     unsigned port;
     char *address;
-    unsigned loop_idx; /* which event loop serves this instance of the adapter's listener */
-    bool count_loop;   /* several loops: count its answers in naftikod_loop_requests_total */
+    unsigned loop_idx;    /* which event loop serves this instance of the adapter's listener */
+    bool count_loop;      /* several loops: count its answers in naftikod_loop_requests_total */
+    struct nk_rate *rate; /* the adapter's rate buckets, shared by its instances: the first
+                             instance's listener owns them (NULL: unlimited, or not first) */
 };
 
 /* 401 with a Bearer challenge; REST gets a problem document, MCP a plain JSON body (the MCP
@@ -739,10 +742,11 @@ static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
 
 /* Start one instance of adapter a's listener on loop into l (l->loop_idx set by the caller):
  * bind (port_given >= 0: that port, the one the first instance got), with SO_REUSEPORT when
- * n_loops > 1 so that every loop's instance listens on the same address and port. */
+ * n_loops > 1 so that every loop's instance listens on the same address and port. rate: the
+ * rate buckets every instance of a shares (NULL: unlimited or one loop, the listener's own). */
 static bool start_listener(const struct nk_config *cfg, const struct nk_adapter *a,
                            struct nk_server *server, struct nk_loop *loop, size_t n_loops,
-                           long port_given, struct listener *l)
+                           long port_given, struct nk_rate *rate, struct listener *l)
 {
     const struct nk_inbound_policy *policy = nk_server_policy(server);
     struct nk_httpd_options ho;
@@ -775,6 +779,7 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
     ho.conn_timeout_s = (unsigned)cfg->idle_timeout_s;
     ho.rate_per_s = (double)cfg->rate_limit;
     ho.rate_burst = (unsigned)cfg->rate_burst;
+    ho.shared_rate = rate;
     ho.request_timeout_s = (unsigned)cfg->request_timeout_s;
     ho.admit = admit;               /* inbound authentication, before the body */
     ho.access_log = access_counted; /* metrics, then access_line */
@@ -1025,7 +1030,16 @@ int nk_cmd_serve(int argc, char **argv)
             l->loop_idx = (unsigned)k;
             l->count_loop = n_loops > 1;
             n_ls++;
-            if (!start_listener(&cfg, a, server, loops[k], n_loops, k == 0 ? -1 : (long)port, l))
+            /* One rate budget per client and adapter, whichever loop its connections reach. */
+            if (k == 0 && n_loops > 1 && cfg.rate_limit > 0 &&
+                nk_rate_new((double)cfg.rate_limit,
+                            cfg.rate_burst > 0 ? (double)cfg.rate_burst : (double)cfg.rate_limit, 0,
+                            &l->rate) != NK_OK) {
+                report_error("cannot set up the rate limit");
+                goto out;
+            }
+            if (!start_listener(&cfg, a, server, loops[k], n_loops, k == 0 ? -1 : (long)port,
+                                ls[n_ls - 1 - k].rate, l))
                 goto out;
             port = l->port;
         }
@@ -1089,6 +1103,8 @@ out:
         free(ls[i].ns);
         free(ls[i].address);
     }
+    for (i = 0; ls != NULL && i < n_ls; i++)
+        nk_rate_free(ls[i].rate); /* after every instance that shared them stopped */
     free(ls);
     for (k = 0; k < n_loops; k++)
         nk_loop_free(loops[k]); /* its last clients are gone */
