@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# loops.sh: `naftikod serve --loops 2`: both event loops serve one port (SO_REUSEPORT spreads
+# new connections; naftikod_loop_requests_total counts per loop), and an MCP session opened on
+# one loop is valid, then ended, on the other.
+#
+# usage: loops.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR
+set -euo pipefail
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+
+nk_args "$@"
+nk_init loops loops
+NK_FAIL_SKIP=' access '
+H=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+INIT='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
+PING='{"jsonrpc":"2.0","id":2,"method":"ping"}'
+
+# loop_count I: naftikod_loop_requests_total{loop="I"} from /metrics (0 when absent).
+loop_count() {
+    curl -sS --max-time 10 "$OPS/metrics" |
+        sed -n "s/^naftikod_loop_requests_total{loop=\"$1\"} //p" | grep . || echo 0
+}
+
+nk_start_double
+nk_serve naftikod --loops 2 --ops-listen 127.0.0.1:0 --var "central-host=127.0.0.1:$CPORT" \
+    --ca-file "$work/central.crt" "$CAP"
+grep -q 'on each of 2 event loops' "$work/naftikod.log" || fail "not started with 2 loops"
+
+# ---- both loops serve the one REST port ------------------------------------------------------
+# Each request on a connection of its own: the kernel hashes each new connection's addresses
+# to one of the two sockets, so 200 connections all on one loop would be a 2^-199 chance.
+for i in $(seq 1 200); do
+    st=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens") ||
+        fail "request $i"
+    [ "$st" = 200 ] || fail "request $i: $st"
+    if [ $((i % 20)) = 0 ] && [ "$(loop_count 0)" -gt 0 ] && [ "$(loop_count 1)" -gt 0 ]; then
+        break
+    fi
+done
+a=$(loop_count 0)
+b=$(loop_count 1)
+{ [ "$a" -gt 0 ] && [ "$b" -gt 0 ]; } || fail "one loop served everything: loop 0 $a, loop 1 $b"
+pass "one port, two loops: loop 0 answered $a, loop 1 answered $b"
+
+# ---- an MCP session across the loops ----------------------------------------------------------
+st=$(curl -sS --max-time 10 -D "$work/headers" -o "$work/body" -w '%{http_code}' -X POST "$MCP" \
+    "${H[@]}" -d "$INIT") || fail "curl initialize"
+SID=$(tr -d '\r' <"$work/headers" | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+{ [ "$st" = 200 ] && [ -n "$SID" ]; } || fail "initialize: $st"
+a0=$(loop_count 0)
+b0=$(loop_count 1)
+for i in $(seq 1 40); do
+    st=$(curl -sS --max-time 10 -o "$work/body" -w '%{http_code}' -X POST "$MCP" "${H[@]}" \
+        -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26' -d "$PING") ||
+        fail "curl ping $i"
+    [ "$st" = 200 ] || fail "ping $i in the session: $st"
+done
+a=$(($(loop_count 0) - a0))
+b=$(($(loop_count 1) - b0))
+{ [ "$a" -gt 0 ] && [ "$b" -gt 0 ]; } || fail "the pings did not reach both loops: $a, $b"
+pass "one MCP session, 40 pings on new connections, all 200: loop 0 $a, loop 1 $b"
+
+st=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X DELETE "$MCP" "${H[@]}" \
+    -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26') || fail "curl DELETE"
+[ "$st" = 200 ] || [ "$st" = 204 ] || fail "DELETE session: $st"
+a0=$(loop_count 0)
+b0=$(loop_count 1)
+for i in $(seq 1 40); do
+    st=$(curl -sS --max-time 10 -o "$work/body" -w '%{http_code}' -X POST "$MCP" "${H[@]}" \
+        -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26' -d "$PING") ||
+        fail "curl ping $i after DELETE"
+    [ "$st" = 404 ] || fail "ping $i after DELETE: $st, not 404"
+done
+a=$(($(loop_count 0) - a0))
+b=$(($(loop_count 1) - b0))
+{ [ "$a" -gt 0 ] && [ "$b" -gt 0 ]; } || fail "the pings did not reach both loops: $a, $b"
+pass "ended session: 404 on both loops (loop 0 $a, loop 1 $b)"
+nk_stop
+pass "SIGTERM: exit 0"
