@@ -821,6 +821,10 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
     return true;
 }
 
+_Static_assert(NK_CONFIG_MAX_LOOPS <= NK_SERVER_MAX_UPSTREAMS &&
+                   NK_CONFIG_MAX_LOOPS <= NK_METRICS_MAX_LOOPS,
+               "every loop needs its upstream client in nk_server and its metrics counter");
+
 /* --loops 0 (the default): the CPUs this process may run on, at most NK_CONFIG_MAX_LOOPS. */
 static size_t default_loops(void)
 {

@@ -7,14 +7,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "naftikod/config.h"
 #include "naftikod/loop.h"
 
 struct nk_server {
     pthread_mutex_t mu; /* guards ctx */
     struct nk_context *ctx;
     /* borrowed; one per loop, added before the listeners start, then read-only */
-    struct nk_upstream *up[NK_CONFIG_MAX_LOOPS];
+    struct nk_upstream *up[NK_SERVER_MAX_UPSTREAMS];
     size_t n_up;
     /* Set before the listeners start; then read-only. policy.tokens is the start-up set only:
      * the set in force is `tokens`, which a reload swaps while every loop reads it. */
@@ -92,7 +91,7 @@ struct nk_context *nk_server_context(struct nk_server *s)
 
 enum nk_rc nk_server_add_upstream(struct nk_server *s, struct nk_upstream *up)
 {
-    if (s->n_up == NK_CONFIG_MAX_LOOPS)
+    if (s->n_up == NK_SERVER_MAX_UPSTREAMS)
         return NK_ERR_TOO_LARGE;
     s->up[s->n_up++] = up;
     return NK_OK;
@@ -112,7 +111,7 @@ struct nk_upstream *nk_server_upstream(struct nk_server *s)
 {
     size_t i;
 
-    /* At most NK_CONFIG_MAX_LOOPS comparisons of a thread id; one with a single loop. */
+    /* At most NK_SERVER_MAX_UPSTREAMS comparisons of a thread id; one with a single loop. */
     for (i = 1; i < s->n_up; i++)
         if (nk_loop_on_loop(nk_upstream_loop(s->up[i])))
             return s->up[i];

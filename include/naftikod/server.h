@@ -11,6 +11,9 @@
 
 struct nk_server;
 
+/* Upstream clients a server holds at most (one per event loop). */
+#define NK_SERVER_MAX_UPSTREAMS 64
+
 /* Make a server around ctx (takes a new reference) and up (borrowed; must outlive s).
  * *out: caller frees with nk_server_free(). */
 enum nk_rc nk_server_new(struct nk_context *ctx, struct nk_upstream *up, struct nk_server **out);
@@ -27,7 +30,7 @@ struct nk_context *nk_server_context(struct nk_server *s);
  * first one. Borrowed; valid while s lives. Thread-safe. */
 struct nk_upstream *nk_server_upstream(struct nk_server *s);
 /* One more upstream client, for one more loop (borrowed; must outlive s). Before any listener
- * starts. NK_ERR_TOO_LARGE beyond NK_CONFIG_MAX_LOOPS clients. */
+ * starts. NK_ERR_TOO_LARGE beyond NK_SERVER_MAX_UPSTREAMS clients. */
 enum nk_rc nk_server_add_upstream(struct nk_server *s, struct nk_upstream *up);
 /* The clients in the order they were given (the one of nk_server_new() first). */
 size_t nk_server_n_upstreams(const struct nk_server *s);
