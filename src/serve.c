@@ -203,10 +203,12 @@ struct listener {
     struct nk_httpd *httpd;
     unsigned port;
     char *address;
-    unsigned loop_idx;    /* which event loop serves this instance of the adapter's listener */
-    bool count_loop;      /* several loops: count its answers in naftikod_loop_requests_total */
-    struct nk_rate *rate; /* the adapter's rate buckets, shared by its instances: the first
-                             instance's listener owns them (NULL: unlimited, or not first) */
+    unsigned loop_idx; /* which event loop serves this instance of the adapter's listener */
+    bool count_loop;   /* several loops: count its answers in naftikod_loop_requests_total */
+    /* The adapter's rate buckets and per-client connection counts, shared by its instances:
+     * the first instance's listener owns them (NULL: no such limit, one loop, or not first) */
+    struct nk_rate *rate;
+    struct nk_httpd_client_conns *client_conns;
 };
 
 /* 401 with a Bearer challenge; REST gets a problem document, MCP a plain JSON body (the MCP
@@ -742,11 +744,11 @@ static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
 
 /* Start one instance of adapter a's listener on loop into l (l->loop_idx set by the caller):
  * bind (port_given >= 0: that port, the one the first instance got), with SO_REUSEPORT when
- * n_loops > 1 so that every loop's instance listens on the same address and port. rate: the
- * rate buckets every instance of a shares (NULL: unlimited or one loop, the listener's own). */
+ * n_loops > 1 so that every loop's instance listens on the same address and port. first: the
+ * adapter's first instance, whose rate buckets and connection counts every instance shares. */
 static bool start_listener(const struct nk_config *cfg, const struct nk_adapter *a,
                            struct nk_server *server, struct nk_loop *loop, size_t n_loops,
-                           long port_given, struct nk_rate *rate, struct listener *l)
+                           long port_given, const struct listener *first, struct listener *l)
 {
     const struct nk_inbound_policy *policy = nk_server_policy(server);
     struct nk_httpd_options ho;
@@ -769,17 +771,18 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
         ho.port = (unsigned)port_given;
     ho.reuse_port = n_loops > 1;
     ho.max_body = (size_t)cfg->max_body;
-    /* The adapter's connection budget is split over its loops' instances; a client's own cap
-     * rounds up so that it never becomes 0 (no limit). */
+    /* The adapter's connection budget is split over its loops' instances; a client's cap is
+     * counted across them (first->client_conns). */
     ho.max_connections = (unsigned)(cfg->max_connections / (long)n_loops);
     if (ho.max_connections == 0)
         ho.max_connections = 1;
-    ho.max_per_client = (unsigned)((cfg->max_per_client + (long)n_loops - 1) / (long)n_loops);
+    ho.max_per_client = (unsigned)cfg->max_per_client;
     ho.max_header_bytes = (size_t)cfg->max_header_bytes;
     ho.conn_timeout_s = (unsigned)cfg->idle_timeout_s;
     ho.rate_per_s = (double)cfg->rate_limit;
     ho.rate_burst = (unsigned)cfg->rate_burst;
-    ho.shared_rate = rate;
+    ho.shared_rate = first->rate;
+    ho.shared_client_conns = first->client_conns;
     ho.request_timeout_s = (unsigned)cfg->request_timeout_s;
     ho.admit = admit;               /* inbound authentication, before the body */
     ho.access_log = access_counted; /* metrics, then access_line */
@@ -1042,8 +1045,15 @@ int nk_cmd_serve(int argc, char **argv)
                 report_error("cannot set up the rate limit");
                 goto out;
             }
+            /* And one count of a client's connections. */
+            if (k == 0 && n_loops > 1 && cfg.max_per_client > 0 &&
+                nk_httpd_client_conns_new((unsigned)cfg.max_per_client, &l->client_conns) !=
+                    NK_OK) {
+                report_error("out of memory");
+                goto out;
+            }
             if (!start_listener(&cfg, a, server, loops[k], n_loops, k == 0 ? -1 : (long)port,
-                                ls[n_ls - 1 - k].rate, l))
+                                &ls[n_ls - 1 - k], l))
                 goto out;
             port = l->port;
         }
@@ -1107,8 +1117,10 @@ out:
         free(ls[i].ns);
         free(ls[i].address);
     }
-    for (i = 0; ls != NULL && i < n_ls; i++)
-        nk_rate_free(ls[i].rate); /* after every instance that shared them stopped */
+    for (i = 0; ls != NULL && i < n_ls; i++) { /* after every instance that shared them stopped */
+        nk_rate_free(ls[i].rate);
+        nk_httpd_client_conns_free(ls[i].client_conns);
+    }
     free(ls);
     for (k = 0; k < n_loops; k++)
         nk_loop_free(loops[k]); /* its last clients are gone */

@@ -40,6 +40,13 @@ typedef bool (*nk_httpd_admit_fn)(void *ud, struct nk_http_req *req);
 
 struct nk_rate;
 
+/* Open connections per client address, counted across several listeners (the instances of one
+ * adapter on several loops); at most max per address (0: no limit). Thread-safe. *out: caller
+ * frees with nk_httpd_client_conns_free() after every listener using it stopped. NK_ERR_NOMEM. */
+struct nk_httpd_client_conns;
+enum nk_rc nk_httpd_client_conns_new(unsigned max, struct nk_httpd_client_conns **out);
+void nk_httpd_client_conns_free(struct nk_httpd_client_conns *c); /* NULL is a no-op */
+
 struct nk_httpd_options {
     const char *address;      /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
     unsigned port;            /* 0: ephemeral (read back with nk_httpd_port) */
@@ -57,6 +64,10 @@ struct nk_httpd_options {
      * on several loops: a client's rate is one budget whichever loop it reaches), borrowed, it
      * must outlive the listener; NULL: buckets of the listener's own (rate_per_s, rate_burst) */
     struct nk_rate *shared_rate;
+    /* Non-NULL: count connections per client address together with the other listeners given
+     * the same counter (nk_httpd_client_conns_new; borrowed, it must outlive the listener)
+     * instead of max_per_client for this listener alone. */
+    struct nk_httpd_client_conns *shared_client_conns;
     unsigned request_timeout_s;    /* a request must arrive whole within this (a loop timer per
                                       connection); 0: no deadline */
     nk_httpd_admit_fn admit;       /* optional (NULL: every well-formed request is read) */

@@ -78,3 +78,40 @@ b=$(($(loop_count 1) - b0))
 pass "ended session: 404 on both loops (loop 0 $a, loop 1 $b)"
 nk_stop
 pass "SIGTERM: exit 0"
+
+# ---- a client's limits are one budget across the loops ---------------------------------------
+nk_serve limits --loops 2 --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+    --ca-file "$work/central.crt" --max-connections-per-client 2 --rate-limit 1 --rate-burst 3 \
+    "$CAP"
+# Six connections held open, taken one at a time: two are let in, whichever loop each reached;
+# the other four are closed at once (each loop alone would let in two).
+python3 - "${REST##*:}" <<'PY' || fail "connection limit across loops"
+import socket, sys, time
+port = int(sys.argv[1])
+conns = []
+for _ in range(6):
+    conns.append(socket.create_connection(("127.0.0.1", port)))
+    time.sleep(0.2)
+closed = 0
+for c in conns:
+    c.settimeout(1)
+    try:
+        closed += c.recv(16) == b""
+    except socket.timeout:
+        pass
+for c in conns:
+    c.close()
+assert closed == 4, "%d of 6 connections refused, not 4" % closed
+PY
+pass "--max-connections-per-client 2 with 2 loops: 2 of 6 connections let in"
+sleep 1
+codes=""
+for i in $(seq 1 8); do
+    codes="$codes$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens") "
+done
+n200=$(grep -o 200 <<<"$codes" | wc -l)
+# Burst 3 and 1 more a second: 3 or, should the 8 requests span a second, 4 (buckets of each
+# loop's own would answer up to 6 of 8 when the connections spread).
+{ [ "$n200" -ge 3 ] && [ "$n200" -le 4 ]; } || fail "rate limit across loops: $codes"
+pass "--rate-limit 1 --rate-burst 3 with 2 loops: $codes"
+nk_stop
