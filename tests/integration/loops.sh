@@ -76,6 +76,38 @@ a=$(($(loop_count 0) - a0))
 b=$(($(loop_count 1) - b0))
 { [ "$a" -gt 0 ] && [ "$b" -gt 0 ]; } || fail "the pings did not reach both loops: $a, $b"
 pass "ended session: 404 on both loops (loop 0 $a, loop 1 $b)"
+
+# ---- notifications/cancelled reaches a call running on the other loop ----------------------------
+# Eight times: a tools/call stalls at Central, the cancellation comes on a new connection
+# (either loop: each attempt has a one-in-two chance of crossing, so all eight staying on one
+# loop is a 2^-8 chance); the call must be answered (202, no body) at once, not after the stall.
+st=$(curl -sS --max-time 10 -D "$work/headers" -o "$work/body" -w '%{http_code}' -X POST "$MCP" \
+    "${H[@]}" -d "$INIT") || fail "curl initialize"
+SID=$(tr -d '\r' <"$work/headers" | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+{ [ "$st" = 200 ] && [ -n "$SID" ]; } || fail "initialize: $st"
+LIST=getapitokens-returns-all-api-tokens
+for i in $(seq 1 8); do
+    nk_fault '{"mode":"stall","ms":30000,"count":1}'
+    n0=$(nk_requests | jq "map(.seq) | max // 0")
+    curl -sS --max-time 20 -o "$work/cancelled.body" -w '%{http_code}' -X POST "$MCP" "${H[@]}" \
+        -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26' \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":$((100 + i)),\"method\":\"tools/call\",\"params\":{\"name\":\"$LIST\"}}" \
+        >"$work/cancelled.status" 2>&1 &
+    bg=$!
+    pids+=("$bg")
+    stalled() { [ "$(nk_requests | jq "map(.seq) | max // 0")" -gt "$n0" ]; }
+    wait_until stalled || fail "attempt $i: the call did not reach Central"
+    st=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X POST "$MCP" "${H[@]}" \
+        -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26' \
+        -d "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":$((100 + i))}}") ||
+        fail "curl cancel $i"
+    [ "$st" = 202 ] || fail "attempt $i: notifications/cancelled: $st"
+    wait "$bg" || fail "attempt $i: the cancelled call was not answered while Central stalled"
+    [ "$(cat "$work/cancelled.status")" = 202 ] ||
+        fail "attempt $i: the cancelled call: $(cat "$work/cancelled.status")"
+    nk_fault '{"mode":"none"}'
+done
+pass "notifications/cancelled: 8 calls cancelled from new connections, whichever loop ran them"
 nk_stop
 pass "SIGTERM: exit 0"
 
