@@ -147,3 +147,22 @@ n200=$(grep -o 200 <<<"$codes" | wc -l)
 { [ "$n200" -ge 3 ] && [ "$n200" -le 4 ]; } || fail "rate limit across loops: $codes"
 pass "--rate-limit 1 --rate-burst 3 with 2 loops: $codes"
 nk_stop
+
+# ---- the config key and the cap ---------------------------------------------------------------
+cat >"$work/naftikod.yaml" <<YAML
+loops: 3
+ops-listen: "off"
+var:
+  central-host: "127.0.0.1:$CPORT"
+YAML
+nk_serve cfg --config "$work/naftikod.yaml" --ca-file "$work/central.crt" "$CAP"
+grep -q 'on each of 3 event loops' "$work/cfg.log" || fail "loops: 3 in the config file not applied"
+st=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens") || fail "curl"
+[ "$st" = 200 ] || fail "3 loops: $st"
+nk_stop
+pass "config key loops: 3 -> 3 event loops"
+st=0
+env -u STACKROX_API_KEY "$NAFTIKOD" serve --loops 65 --ops-listen off --rest-port 0 \
+    --mcp-port 0 "$CAP" --var central-host=127.0.0.1:1 2>"$work/cap.log" || st=$?
+[ "$st" = 1 ] && grep -q -- '--loops at most 64' "$work/cap.log" || fail "--loops 65: exit $st"
+pass "--loops 65: refused (exit 1)"
