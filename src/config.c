@@ -82,6 +82,10 @@ static const struct opt opts[] = {
      "largest request body accepted (413 beyond)", CFG(max_body), SERVE},
     {"--drain-timeout", "NAFTIKOD_DRAIN_TIMEOUT_MS", OPT_UINT, "MS", "10000",
      "on SIGTERM/SIGINT, how long to wait for requests in flight", CFG(drain_ms), SERVE},
+    {"--loops", "NAFTIKOD_LOOPS", OPT_UINT, "N", "the usable CPUs, at most 64",
+     "event loops (threads) serving the adapters, each with its own listening sockets "
+     "(SO_REUSEPORT) and upstream client; 1..64 (0: the default)",
+     CFG(loops), SERVE},
     {"--log-format", "NAFTIKOD_LOG_FORMAT", OPT_CHOICE, "text|logfmt|json", "text",
      "log line format on stderr (one line an event)", CFG(log_format), BOTH},
     {"--log-level", "NAFTIKOD_LOG_LEVEL", OPT_CHOICE, "debug|info|warning|error", "info",

@@ -78,8 +78,10 @@ struct nk_httpd {
     struct conn_track *conns;
     bool deadlines_off; /* nk_httpd_stop disarmed them all: arm no more */
     double rate_per_s;
-    struct nk_rate *rate;   /* per-client buckets, or NULL when unlimited */
-    pthread_mutex_t log_mu; /* guards the log_* budget of mhd_log */
+    struct nk_rate *rate;                       /* per-client buckets, or NULL when unlimited */
+    bool rate_borrowed;                         /* opts->shared_rate: not ours to free */
+    struct nk_httpd_client_conns *client_conns; /* opts->shared_client_conns, or NULL */
+    pthread_mutex_t log_mu;                     /* guards the log_* budget of mhd_log */
     double log_tokens;
     double log_last;
     unsigned long log_dropped;
@@ -488,6 +490,135 @@ static void track_busy(struct nk_httpd *h, struct MHD_Connection *conn, bool bus
 }
 
 /* Inside MHD_run: on the loop thread, or on the thread that stops the listener. */
+/* Open connections per client address, shared by listeners on several loops: a chained hash
+ * of addresses (4 or 16 bytes) under one mutex, touched once per accept and once per close. */
+#define CLIENT_CONNS_BUCKETS 1024
+struct client_conn {
+    struct client_conn *next;
+    unsigned char addr[16];
+    size_t len;
+    unsigned n;
+};
+struct nk_httpd_client_conns {
+    pthread_mutex_t mu;
+    unsigned max;
+    struct client_conn *bucket[CLIENT_CONNS_BUCKETS];
+};
+
+enum nk_rc nk_httpd_client_conns_new(unsigned max, struct nk_httpd_client_conns **out)
+{
+    struct nk_httpd_client_conns *c = calloc(1, sizeof(*c));
+
+    *out = NULL;
+    if (c == NULL)
+        return NK_ERR_NOMEM;
+    pthread_mutex_init(&c->mu, NULL);
+    c->max = max;
+    *out = c;
+    return NK_OK;
+}
+
+void nk_httpd_client_conns_free(struct nk_httpd_client_conns *c)
+{
+    struct client_conn *e, *next;
+    size_t i;
+
+    if (c == NULL)
+        return;
+    for (i = 0; i < CLIENT_CONNS_BUCKETS; i++)
+        for (e = c->bucket[i]; e != NULL; e = next) {
+            next = e->next;
+            free(e);
+        }
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* The address bytes of sa (IPv4 or IPv6), false for another family. */
+static bool addr_key(const struct sockaddr *sa, unsigned char key[16], size_t *len)
+{
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        memcpy(key, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        *len = 4;
+        return true;
+    }
+    if (sa != NULL && sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+        *len = 16;
+        return true;
+    }
+    return false;
+}
+
+static struct client_conn **client_slot(struct nk_httpd_client_conns *c, const unsigned char *key,
+                                        size_t len)
+{
+    uint32_t hash = 2166136261u;
+    struct client_conn **pp;
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        hash = (hash ^ key[i]) * 16777619u;
+    for (pp = &c->bucket[hash % CLIENT_CONNS_BUCKETS]; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->len == len && memcmp((*pp)->addr, key, len) == 0)
+            break;
+    return pp;
+}
+
+/* libmicrohttpd's accept policy: refuse a client already at the shared limit. The count itself
+ * moves when the connection starts and closes (below), so a connection libmicrohttpd drops
+ * after this check is never counted. Two loops accepting the same client at the same instant
+ * may both pass: at most loops - 1 connections over, until one closes. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t salen)
+{
+    struct nk_httpd *h = cls;
+    struct nk_httpd_client_conns *c = h->client_conns;
+    unsigned char key[16];
+    size_t len;
+    struct client_conn *e;
+    bool ok = true;
+
+    (void)salen;
+    if (c == NULL || c->max == 0 || !addr_key(sa, key, &len))
+        return MHD_YES;
+    pthread_mutex_lock(&c->mu);
+    e = *client_slot(c, key, len);
+    ok = e == NULL || e->n < c->max;
+    pthread_mutex_unlock(&c->mu);
+    return ok ? MHD_YES : MHD_NO;
+}
+
+/* Count conn's client up (delta 1, when it starts) or down (-1, when it closes). */
+static void client_conns_move(struct nk_httpd *h, struct MHD_Connection *conn, int delta)
+{
+    struct nk_httpd_client_conns *c = h->client_conns;
+    const union MHD_ConnectionInfo *ci;
+    unsigned char key[16];
+    size_t len;
+    struct client_conn **pp, *e;
+
+    if (c == NULL || c->max == 0)
+        return;
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || !addr_key(ci->client_addr, key, &len))
+        return;
+    pthread_mutex_lock(&c->mu);
+    pp = client_slot(c, key, len);
+    if (delta > 0) {
+        if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) != NULL) {
+            memcpy((*pp)->addr, key, len);
+            (*pp)->len = len;
+        }
+        if (*pp != NULL) /* out of memory: this one goes uncounted */
+            (*pp)->n++;
+    } else if (*pp != NULL && (*pp)->n > 0 && --(*pp)->n == 0) {
+        e = *pp;
+        *pp = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -495,6 +626,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     struct conn_track *t = *socket_context;
     const union MHD_ConnectionInfo *ci;
 
+    client_conns_move(h, conn, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
     if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
         atomic_store(&h->conn_closed, true);
     if (toe == MHD_CONNECTION_NOTIFY_STARTED && h->request_timeout_ms <= 0)
@@ -1053,8 +1185,8 @@ static long src_timeout(void *ud)
     return t > 1000000U ? 1000000L : (long)t;
 }
 
-static enum nk_rc bind_socket(const char *address, unsigned port, int *fd_out, bool *v6,
-                              struct nk_error *err)
+static enum nk_rc bind_socket(const char *address, unsigned port, bool reuse_port, int *fd_out,
+                              bool *v6, struct nk_error *err)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -1086,6 +1218,12 @@ static enum nk_rc bind_socket(const char *address, unsigned port, int *fd_out, b
         goto out;
     }
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Several listeners (one per loop) on one port: the kernel spreads new connections over
+     * their sockets. Without it a second bind of the port fails, as it should. */
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        nk_error_set(err, "SO_REUSEPORT: %s", strerror(errno));
+        goto out;
+    }
     if (*v6)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
@@ -1153,7 +1291,11 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     h->log_last = mono_now();
     atomic_init(&h->accept_fd, -1);
     h->request_timeout_ms = opts != NULL ? (long)opts->request_timeout_s * 1000L : 0;
-    if (opts != NULL && opts->rate_per_s > 0) {
+    if (opts != NULL && opts->rate_per_s > 0 && opts->shared_rate != NULL) {
+        h->rate_per_s = opts->rate_per_s;
+        h->rate = opts->shared_rate;
+        h->rate_borrowed = true;
+    } else if (opts != NULL && opts->rate_per_s > 0) {
         h->rate_per_s = opts->rate_per_s;
         rc = nk_rate_new(opts->rate_per_s,
                          opts->rate_burst > 0   ? (double)opts->rate_burst
@@ -1168,19 +1310,25 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     pthread_mutex_lock(&reserve_mu);
     reserve_open_locked();
     pthread_mutex_unlock(&reserve_mu);
-    rc = bind_socket(address, opts != NULL ? opts->port : 0, &fd, &v6, err);
+    rc = bind_socket(address, opts != NULL ? opts->port : 0, opts != NULL && opts->reuse_port, &fd,
+                     &v6, err);
     if (rc != NK_OK)
         goto out;
     atomic_store(&h->accept_fd, fd);
     if (v6)
         flags |= MHD_USE_IPv6;
+    if (opts->shared_client_conns != NULL) {
+        h->client_conns = opts->shared_client_conns;
+        per_ip = 0; /* counted across the listeners instead */
+    }
     h->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        h, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
+        flags, 0, h->client_conns != NULL ? accept_policy : NULL, h, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, h,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT, max_conn,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_END);
     if (h->daemon == NULL) {
         nk_error_set(err, "cannot start the HTTP listener on %s", address);
         rc = NK_ERR_IO;
@@ -1210,7 +1358,8 @@ out:
         pthread_cond_destroy(&h->abandoned_done);
         pthread_mutex_destroy(&h->mu);
         pthread_mutex_destroy(&h->log_mu);
-        nk_rate_free(h->rate);
+        if (!h->rate_borrowed)
+            nk_rate_free(h->rate);
         free(h);
     }
     return rc;
@@ -1402,7 +1551,8 @@ void nk_httpd_stop(struct nk_httpd *h)
     pthread_cond_destroy(&h->abandoned_done);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->log_mu);
-    nk_rate_free(h->rate);
+    if (!h->rate_borrowed)
+        nk_rate_free(h->rate);
     free(h);
 }
 

@@ -48,8 +48,9 @@ static struct nk_mcp *get_engine(void)
 struct hreq {
     struct nk_http_req *req;
     struct nk_context *ctx;
-    struct nk_upstream *up;
-    const char *request_id; /* borrowed from req; used only while dispatching */
+    struct nk_upstream *up;   /* the client of the loop this request arrived on */
+    struct nk_server *server; /* borrowed; every loop's client, for a cancellation */
+    const char *request_id;   /* borrowed from req; used only while dispatching */
 };
 
 static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *args,
@@ -73,8 +74,15 @@ static bool http_charge(void *ud, unsigned *retry_s)
 static void http_cancel(void *ud, uint64_t tag)
 {
     struct hreq *h = ud;
+    struct nk_server *server = h->server;
+    size_t i, n = nk_server_n_upstreams(server);
 
-    nk_upstream_cancel(h->up, tag);
+    /* The call named may run on another loop than this notification's (each loop has its own
+     * client, and a session's requests land on any loop): ask every client. Tags are unique
+     * in the process, so the others ignore it. A cancel on this loop's client answers at once
+     * and may free h: it is not read again. */
+    for (i = 0; i < n; i++)
+        nk_upstream_cancel(nk_server_upstream_at(server, i), tag);
 }
 
 /* The client closed the connection while its request waited (loop thread). */
@@ -174,6 +182,7 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     h->req = req;
     h->ctx = nk_server_context(s);
     h->up = nk_server_upstream(s);
+    h->server = s;
     h->request_id = nk_http_req_id(req);
     memset(&b, 0, sizeof(b));
     b.adapter = h->ctx != NULL ? find_adapter(nk_context_table(h->ctx), ns) : NULL;

@@ -37,6 +37,8 @@ struct nk_metrics {
     struct op_slot ops[NK_METRICS_MAX_OPS];
     atomic_ullong errors[N_ERR];
     atomic_ullong reloads[2]; /* ok, error */
+    atomic_uint n_loops;      /* 0: no per-loop series */
+    atomic_ullong loop_requests[NK_METRICS_MAX_LOOPS];
 };
 
 static uint32_t hash_name(const char *s)
@@ -57,6 +59,17 @@ static void metrics_init(struct nk_metrics *m)
     atomic_store(&m->ops[NK_METRICS_UNMATCHED].name, unmatched_name);
     atomic_store(&m->ops[NK_METRICS_OTHER].name, other_name);
     atomic_store(&m->n_ops, 2u);
+}
+
+void nk_metrics_set_loops(struct nk_metrics *m, unsigned n)
+{
+    atomic_store(&m->n_loops, n > NK_METRICS_MAX_LOOPS ? NK_METRICS_MAX_LOOPS : n);
+}
+
+void nk_metrics_loop_count(struct nk_metrics *m, unsigned loop)
+{
+    if (loop < NK_METRICS_MAX_LOOPS)
+        atomic_fetch_add_explicit(&m->loop_requests[loop], 1, memory_order_relaxed);
 }
 
 struct nk_metrics *nk_metrics_new(void)
@@ -316,7 +329,7 @@ char *nk_metrics_render(struct nk_metrics *m, const struct nk_metrics_gauges *g,
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
-    unsigned n_ops = atomic_load_explicit(&m->n_ops, memory_order_acquire), i, a, c;
+    unsigned n_ops = atomic_load_explicit(&m->n_ops, memory_order_acquire), i, a, c, n;
     unsigned long long v[2][4], bk[N_BUCKETS], cum;
     size_t b;
 
@@ -389,6 +402,15 @@ char *nk_metrics_render(struct nk_metrics *m, const struct nk_metrics_gauges *g,
         fprintf(f, "naftikod_inflight_requests{adapter=\"%s\"} ", adapter_names[a]);
         put_double(f, g != NULL ? g->inflight[a] : 0);
         fputc('\n', f);
+    }
+
+    n = atomic_load_explicit(&m->n_loops, memory_order_relaxed);
+    if (n > 0) {
+        family(f, "naftikod_loop_requests_total", "counter",
+               "Adapter requests answered, by the event loop that read them.");
+        for (c = 0; c < n; c++)
+            fprintf(f, "naftikod_loop_requests_total{loop=\"%u\"} %llu\n", (unsigned)c,
+                    atomic_load_explicit(&m->loop_requests[c], memory_order_relaxed));
     }
 
     family(f, "naftikod_reloads_total", "counter", "Capability reloads, by result.");

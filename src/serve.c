@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* serve.c: `naftikod serve`: start-up order, one listener per adapter, signals, reload, drain
  * (options: config.c; the state the adapters share: server.c). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -32,6 +34,7 @@
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
 #include "naftikod/problem.h"
+#include "naftikod/ratelimit.h"
 #include "naftikod/rest.h"
 #include "naftikod/sdnotify.h"
 #include "naftikod/secret.h"
@@ -202,6 +205,12 @@ struct listener {
     struct nk_httpd *httpd;
     unsigned port;
     char *address;
+    unsigned loop_idx; /* which event loop serves this instance of the adapter's listener */
+    bool count_loop;   /* several loops: count its answers in naftikod_loop_requests_total */
+    /* The adapter's rate buckets and per-client connection counts, shared by its instances:
+     * the first instance's listener owns them (NULL: no such limit, one loop, or not first) */
+    struct nk_rate *rate;
+    struct nk_httpd_client_conns *client_conns;
 };
 
 /* 401 with a Bearer challenge; REST gets a problem document, MCP a plain JSON body (the MCP
@@ -252,7 +261,7 @@ static bool admit(void *ud, struct nk_http_req *req)
     if (l->type == NK_ADAPTER_MCP && nk_mcp_oauth_path(nk_http_req_path(req)))
         return true;
     if (mode == NK_INBOUND_TOKEN) {
-        if (!nk_tokens_check(pol->tokens, authz, caller)) {
+        if (!nk_tokens_check(nk_server_tokens(l->server), authz, caller)) {
             unauthorized(req, l->type == NK_ADAPTER_REST,
                          authz == NULL ? "this adapter needs 'Authorization: Bearer <token>'"
                                        : "the bearer token is not valid here");
@@ -295,7 +304,8 @@ static enum nk_rc write_port_file(const char *path, const struct listener *ls, s
     if (f == NULL)
         goto out;
     for (i = 0; i < n; i++)
-        fprintf(f, "%s=%u\n", ls[i].type == NK_ADAPTER_REST ? "rest" : "mcp", ls[i].port);
+        if (ls[i].loop_idx == 0) /* the other loops' instances share its port */
+            fprintf(f, "%s=%u\n", ls[i].type == NK_ADAPTER_REST ? "rest" : "mcp", ls[i].port);
     if (ops_port != 0)
         fprintf(f, "ops=%u\n", ops_port);
     if (fclose(f) != 0) {
@@ -325,6 +335,8 @@ static void access_counted(void *ud, const struct nk_http_access *a)
     nk_metrics_count(nk_metrics_global(),
                      l->type == NK_ADAPTER_REST ? NK_METRICS_REST : NK_METRICS_MCP, a->tag,
                      a->status);
+    if (l->count_loop)
+        nk_metrics_loop_count(nk_metrics_global(), l->loop_idx);
     access_line(NULL, a);
 }
 
@@ -498,7 +510,8 @@ static void warn_listener_changes(const struct nk_optable *old, const struct nk_
 
     (void)old;
     for (i = 0; i < n_ls; i++)
-        if (nk_optable_find_listener(nt, ls[i].type, ls[i].ns) == NULL)
+        if (ls[i].loop_idx == 0 && /* one warning per listener, not per loop */
+            nk_optable_find_listener(nt, ls[i].type, ls[i].ns) == NULL)
             logline("warning",
                     "reload: no %s adapter is left on listener %s: it stays up and answers 404 "
                     "until a restart",
@@ -603,19 +616,11 @@ out:
     return ok;
 }
 
-struct tokens_swap {
-    struct nk_server *server;
-    const struct nk_tokens *tokens; /* the new set */
-};
-
-/* On the event loop thread. Every caller-token check runs there (the adapters' handlers are
- * called by libmicrohttpd on that thread, and check before they return), so once this has run
- * no check can still be reading the previous set, and it can be freed. */
-static void swap_tokens(void *arg)
+/* Posted to each loop after the token set changed: a check runs within one turn of its loop
+ * (the admit hook), so once this ran on a loop no check there still reads the previous set. */
+static void turn_done(void *arg)
 {
-    struct tokens_swap *t = arg;
-
-    nk_server_set_tokens(t->server, t->tokens);
+    (void)arg;
 }
 
 /* SIGHUP: read every option source again (config file, environment, flags) and the caller
@@ -627,7 +632,6 @@ static void reload(int argc, char **argv, const struct nk_config *running, struc
                    size_t n_ls, struct nk_tokens **tokens)
 {
     struct nk_config next;
-    struct tokens_swap ts = {server, NULL};
     struct nk_tokens *fresh = NULL;
     struct nk_error err;
     int r;
@@ -655,10 +659,14 @@ static void reload(int argc, char **argv, const struct nk_config *running, struc
         return;
     }
     if (fresh != NULL) {
-        ts.tokens = fresh;
-        /* No loop any more (cannot happen while serving): nothing checks tokens either. */
-        if (!nk_loop_run_sync(nk_upstream_loop(nk_server_upstream(server)), swap_tokens, &ts))
-            swap_tokens(&ts);
+        size_t i;
+
+        /* Every loop sees the new set from its next check on; once each loop has finished a
+         * turn after the swap (a stopped loop checks nothing), the previous set is unread. */
+        nk_server_set_tokens(server, fresh);
+        for (i = 0; i < nk_server_n_upstreams(server); i++)
+            (void)nk_loop_run_sync(nk_upstream_loop(nk_server_upstream_at(server, i)), turn_done,
+                                   NULL);
         nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
         *tokens = fresh;
         logline("info", "reload: %zu caller token(s) in force from %s", nk_tokens_count(fresh),
@@ -742,17 +750,113 @@ static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
     }
 }
 
+/* Start one instance of adapter a's listener on loop into l (l->loop_idx set by the caller):
+ * bind (port_given >= 0: that port, the one the first instance got), with SO_REUSEPORT when
+ * n_loops > 1 so that every loop's instance listens on the same address and port. first: the
+ * adapter's first instance, whose rate buckets and connection counts every instance shares. */
+static bool start_listener(const struct nk_config *cfg, const struct nk_adapter *a,
+                           struct nk_server *server, struct nk_loop *loop, size_t n_loops,
+                           long port_given, const struct listener *first, struct listener *l)
+{
+    const struct nk_inbound_policy *policy = nk_server_policy(server);
+    struct nk_httpd_options ho;
+    struct nk_error err;
+    const char *kind = a->type == NK_ADAPTER_REST ? "rest" : "mcp";
+    size_t j;
+
+    memset(&ho, 0, sizeof(ho));
+    memset(&err, 0, sizeof(err));
+    /* a is a listener of the grouped table: its address and port already follow the options. */
+    ho.address = a->address;
+    ho.port = a->port;
+    if (port_given >= 0)
+        ho.port = (unsigned)port_given;
+    ho.reuse_port = n_loops > 1;
+    ho.max_body = (size_t)cfg->max_body;
+    /* The adapter's connection budget is split over its loops' instances; a client's cap is
+     * counted across them (first->client_conns). */
+    ho.max_connections = (unsigned)(cfg->max_connections / (long)n_loops);
+    if (ho.max_connections == 0)
+        ho.max_connections = 1;
+    ho.max_per_client = (unsigned)cfg->max_per_client;
+    ho.max_header_bytes = (size_t)cfg->max_header_bytes;
+    ho.conn_timeout_s = (unsigned)cfg->idle_timeout_s;
+    ho.rate_per_s = (double)cfg->rate_limit;
+    ho.rate_burst = (unsigned)cfg->rate_burst;
+    ho.shared_rate = first->rate;
+    ho.shared_client_conns = first->client_conns;
+    ho.request_timeout_s = (unsigned)cfg->request_timeout_s;
+    ho.admit = admit;               /* inbound authentication, before the body */
+    ho.access_log = access_counted; /* metrics, then access_line */
+    ho.access_ud = l;
+    ho.loop = loop;
+    l->server = server;
+    l->type = a->type;
+    l->ns = strdup(a->key);
+    l->address = strdup(ho.address);
+    if (l->ns == NULL || l->address == NULL)
+        return false;
+    if (!is_loopback(ho.address) &&
+        (a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp) == NK_INBOUND_NONE) {
+        if (!cfg->allow_remote) {
+            report_error("refusing to serve %s adapter '%s' on non-loopback address %s "
+                         "without inbound authentication: it acts with the upstream "
+                         "credential. Add --%s-auth token --auth-tokens FILE (lines from "
+                         "'naftikod hash-token NAME')%s, or pass --allow-remote to accept "
+                         "the risk",
+                         kind, a->ns, ho.address, kind,
+                         a->type == NK_ADAPTER_REST ? " or --rest-auth passthrough" : "");
+            return false;
+        }
+        if (l->loop_idx == 0)
+            logline("warning",
+                    "%s adapter '%s' listens on non-loopback address %s WITHOUT inbound "
+                    "authentication (--allow-remote)",
+                    kind, a->ns, ho.address);
+    }
+    if (nk_httpd_start(&ho, on_request, l, &l->httpd, &err) != NK_OK) {
+        report_error("%s adapter '%s': %s", kind, a->ns, err.msg);
+        return false;
+    }
+    l->port = nk_httpd_port(l->httpd);
+    for (j = 0; l->loop_idx == 0 && j < a->n_members; j++)
+        logline("info", "%s adapter '%s' listening on http://%s%s%s:%u%s", kind, a->members[j]->ns,
+                strchr(ho.address, ':') ? "[" : "", ho.address, strchr(ho.address, ':') ? "]" : "",
+                l->port, a->type == NK_ADAPTER_REST ? "/" : "/mcp");
+    return true;
+}
+
+_Static_assert(NK_CONFIG_MAX_LOOPS <= NK_SERVER_MAX_UPSTREAMS &&
+                   NK_CONFIG_MAX_LOOPS <= NK_METRICS_MAX_LOOPS,
+               "every loop needs its upstream client in nk_server and its metrics counter");
+
+/* --loops 0 (the default): the CPUs this process may run on, at most NK_CONFIG_MAX_LOOPS. */
+static size_t default_loops(void)
+{
+    cpu_set_t set;
+    int n;
+
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0)
+        return 1;
+    n = CPU_COUNT(&set);
+    if (n < 1)
+        return 1;
+    return n > NK_CONFIG_MAX_LOOPS ? NK_CONFIG_MAX_LOOPS : (size_t)n;
+}
+
 int nk_cmd_serve(int argc, char **argv)
 {
     struct nk_config cfg, live; /* cfg: what runs; live: the last reloaded config */
     bool have_live = false;
-    size_t i, j, n_ls = 0, n_http;
+    size_t i, k, n_ls = 0, n_http, n_loops = 1;
     unsigned ops_max = 0;
     struct nk_diags diags;
     struct nk_optable *table = NULL;
     struct nk_context *ctx = NULL;
-    struct nk_loop *loop = NULL;
-    struct nk_upstream *up = NULL;
+    struct nk_loop *loops[NK_CONFIG_MAX_LOOPS] = {NULL};
+    struct nk_upstream *ups[NK_CONFIG_MAX_LOOPS] = {NULL};
+    struct nk_upstream_share *share = NULL;
     struct nk_server *server = NULL;
     struct nk_upstream_options uo;
     struct listener *ls = NULL;
@@ -798,11 +902,12 @@ int nk_cmd_serve(int argc, char **argv)
     if (cfg.max_connections > 1000000 || cfg.max_per_client > 1000000 ||
         cfg.max_header_bytes > (64L << 20) || cfg.max_header_bytes < 1024 ||
         cfg.idle_timeout_s > 86400 || cfg.request_timeout_s > 86400 || cfg.rate_limit > 1000000 ||
-        cfg.rate_burst > 1000000 || cfg.mcp_max_batch < 1 || cfg.mcp_max_batch > 100000) {
+        cfg.rate_burst > 1000000 || cfg.mcp_max_batch < 1 || cfg.mcp_max_batch > 100000 ||
+        cfg.loops > NK_CONFIG_MAX_LOOPS) {
         report_error(
             "a limit is out of range: connections and rates at most 1000000, "
             "--max-header-bytes 1024..67108864, --idle-timeout and --request-timeout at most "
-            "86400, --mcp-max-batch 1..100000");
+            "86400, --mcp-max-batch 1..100000, --loops at most 64");
         goto out;
     }
     /* Inbound authentication: modes, tokens, and who may listen beyond loopback. */
@@ -878,23 +983,36 @@ int nk_cmd_serve(int argc, char **argv)
     uo.insecure = cfg.insecure;
     if (cfg.insecure)
         logline("warning", "upstream TLS certificates are NOT verified (--insecure-skip-verify)");
-    /* The one event loop: every adapter's listener and the upstream client run on its thread. */
-    if (nk_loop_new(&loop, &err) != NK_OK || nk_loop_start(loop, &err) != NK_OK) {
-        report_error("cannot start the event loop: %s", err.msg);
-        goto out;
-    }
-    if (nk_upstream_new(loop, &uo, &up, &err) != NK_OK) {
-        report_error("cannot start the upstream client: %s", err.msg);
-        goto out;
-    }
-    if (nk_server_new(ctx, up, &server) != NK_OK) {
+    /* N event loops, one thread each: every loop runs an instance of each adapter's listener
+     * (SO_REUSEPORT spreads connections) and an upstream client of its own, so a request is
+     * read, sent upstream and answered on one thread. The table is shared by reference. */
+    n_loops = cfg.loops > 0 ? (size_t)cfg.loops : default_loops();
+    if (n_loops > 1 && nk_upstream_share_new(&share) != NK_OK) {
         report_error("out of memory");
         goto out;
     }
+    uo.share = share;
+    for (k = 0; k < n_loops; k++) {
+        if (nk_loop_new(&loops[k], &err) != NK_OK || nk_loop_start(loops[k], &err) != NK_OK) {
+            report_error("cannot start the event loop: %s", err.msg);
+            goto out;
+        }
+        if (nk_upstream_new(loops[k], &uo, &ups[k], &err) != NK_OK) {
+            report_error("cannot start the upstream client: %s", err.msg);
+            goto out;
+        }
+        if (k == 0 ? nk_server_new(ctx, ups[0], &server) != NK_OK
+                   : nk_server_add_upstream(server, ups[k]) != NK_OK) {
+            report_error("out of memory");
+            goto out;
+        }
+    }
     nk_server_set_policy(server, &policy);
+    if (n_loops > 1)
+        nk_metrics_set_loops(nk_metrics_global(), (unsigned)n_loops);
 
     t = nk_context_table(ctx);
-    ls = calloc(t->n_listeners + 1, sizeof(*ls));
+    ls = calloc((t->n_listeners + 1) * n_loops, sizeof(*ls));
     if (ls == NULL)
         goto out;
     for (i = 0; i < t->n_adapters; i++)
@@ -906,64 +1024,40 @@ int nk_cmd_serve(int argc, char **argv)
                     t->adapters[i].ns, t->adapters[i].transport);
     n_http = t->n_listeners;
     fit_connections(raise_nofile(), n_http, !ops_off(&cfg), &cfg.max_connections, &ops_max);
-    /* One listener per (type, address, port): every adapter on it is served there. */
+    /* One listener per (type, address, port), every adapter on it served there; one instance
+     * of it per loop. */
     for (i = 0; i < t->n_listeners; i++) {
         const struct nk_adapter *a = &t->listeners[i];
-        struct nk_httpd_options ho;
-        struct listener *l = &ls[n_ls];
+        unsigned port = 0;
 
-        memset(&ho, 0, sizeof(ho));
-        ho.address = a->address;
-        ho.port = a->port;
-        ho.max_body = (size_t)cfg.max_body;
-        ho.max_connections = (unsigned)cfg.max_connections;
-        ho.max_per_client = (unsigned)cfg.max_per_client;
-        ho.max_header_bytes = (size_t)cfg.max_header_bytes;
-        ho.conn_timeout_s = (unsigned)cfg.idle_timeout_s;
-        ho.rate_per_s = (double)cfg.rate_limit;
-        ho.rate_burst = (unsigned)cfg.rate_burst;
-        ho.request_timeout_s = (unsigned)cfg.request_timeout_s;
-        ho.admit = admit;               /* inbound authentication, before the body */
-        ho.access_log = access_counted; /* metrics, then access_line */
-        ho.access_ud = l;
-        ho.loop = loop;
-        l->server = server;
-        l->type = a->type;
-        l->ns = strdup(a->key);
-        l->address = strdup(ho.address);
-        if (l->ns == NULL || l->address == NULL)
-            goto out;
-        n_ls++;
-        if (!is_loopback(ho.address) &&
-            (a->type == NK_ADAPTER_REST ? policy.rest : policy.mcp) == NK_INBOUND_NONE) {
-            if (!cfg.allow_remote) {
-                report_error("refusing to serve %s adapter '%s' on non-loopback address %s "
-                             "without inbound authentication: it acts with the upstream "
-                             "credential. Add --%s-auth token --auth-tokens FILE (lines from "
-                             "'naftikod hash-token NAME')%s, or pass --allow-remote to accept "
-                             "the risk",
-                             a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns, ho.address,
-                             a->type == NK_ADAPTER_REST ? "rest" : "mcp",
-                             a->type == NK_ADAPTER_REST ? " or --rest-auth passthrough" : "");
+        /* The first instance binds (port 0: the kernel picks the port), the others bind the
+         * port it got. */
+        for (k = 0; k < n_loops; k++) {
+            struct listener *l = &ls[n_ls];
+
+            l->loop_idx = (unsigned)k;
+            l->count_loop = n_loops > 1;
+            n_ls++;
+            /* One rate budget per client and listener, whichever loop its connections reach. */
+            if (k == 0 && n_loops > 1 && cfg.rate_limit > 0 &&
+                nk_rate_new((double)cfg.rate_limit,
+                            cfg.rate_burst > 0 ? (double)cfg.rate_burst : (double)cfg.rate_limit, 0,
+                            &l->rate) != NK_OK) {
+                report_error("cannot set up the rate limit");
                 goto out;
             }
-            logline("warning",
-                    "%s adapter '%s' listens on non-loopback address %s WITHOUT inbound "
-                    "authentication (--allow-remote)",
-                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns, ho.address);
+            /* And one count of a client's connections. */
+            if (k == 0 && n_loops > 1 && cfg.max_per_client > 0 &&
+                nk_httpd_client_conns_new((unsigned)cfg.max_per_client, &l->client_conns) !=
+                    NK_OK) {
+                report_error("out of memory");
+                goto out;
+            }
+            if (!start_listener(&cfg, a, server, loops[k], n_loops, k == 0 ? -1 : (long)port,
+                                &ls[n_ls - 1 - k], l))
+                goto out;
+            port = l->port;
         }
-        if (nk_httpd_start(&ho, on_request, l, &l->httpd, &err) != NK_OK) {
-            report_error("%s adapter '%s': %s", a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns,
-                         err.msg);
-            goto out;
-        }
-        l->port = nk_httpd_port(l->httpd);
-        for (j = 0; j < a->n_members; j++)
-            logline("info", "%s adapter '%s' listening on http://%s%s%s:%u%s",
-                    a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->members[j]->ns,
-                    strchr(ho.address, ':') ? "[" : "", ho.address,
-                    strchr(ho.address, ':') ? "]" : "", l->port,
-                    a->type == NK_ADAPTER_REST ? "/" : "/mcp");
     }
     if (n_ls == 0) {
         report_error("the capabilities expose no REST or MCP (http) adapter");
@@ -977,8 +1071,12 @@ int nk_cmd_serve(int argc, char **argv)
         report_error("cannot write the port file %s: %s", cfg.port_file, strerror(errno));
         goto out;
     }
-    logline("info", "naftikod %s ready (%zu listener(s), pid %ld)", NK_VERSION, n_ls,
-            (long)getpid());
+    if (n_loops > 1)
+        logline("info", "naftikod %s ready (%zu listener(s) on each of %zu event loops, pid %ld)",
+                NK_VERSION, n_ls / n_loops, n_loops, (long)getpid());
+    else
+        logline("info", "naftikod %s ready (%zu listener(s), pid %ld)", NK_VERSION, n_ls,
+                (long)getpid());
     notify("READY=1");
     watchdog = nk_sd_watchdog(&watchdog_usec);
     if (watchdog)
@@ -1012,15 +1110,22 @@ out:
      * on an open connection from here on gets 503 at once rather than a failed upstream call. */
     for (i = 0; ls != NULL && i < n_ls; i++)
         nk_httpd_refuse(ls[i].httpd);
-    nk_upstream_free(up);
+    for (k = 0; k < n_loops; k++)
+        nk_upstream_free(ups[k]);
     nk_ops_stop(ops);
     for (i = 0; ls != NULL && i < n_ls; i++) {
         nk_httpd_stop(ls[i].httpd);
         free(ls[i].ns);
         free(ls[i].address);
     }
+    for (i = 0; ls != NULL && i < n_ls; i++) { /* after every instance that shared them stopped */
+        nk_rate_free(ls[i].rate);
+        nk_httpd_client_conns_free(ls[i].client_conns);
+    }
     free(ls);
-    nk_loop_free(loop); /* its last clients are gone */
+    for (k = 0; k < n_loops; k++)
+        nk_loop_free(loops[k]); /* its last clients are gone */
+    nk_upstream_share_free(share);
     nk_server_free(server);
     nk_tokens_free(tokens);
     free(rest_hosts_copy);

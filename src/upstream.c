@@ -66,6 +66,7 @@ struct nk_upstream {
     size_t max_response;
     char *ca_file;
     bool insecure;
+    struct nk_upstream_share *share; /* borrowed, or NULL */
 };
 
 enum nk_rc nk_upstream_global_init(void)
@@ -76,6 +77,70 @@ enum nk_rc nk_upstream_global_init(void)
 void nk_upstream_global_cleanup(void)
 {
     curl_global_cleanup();
+}
+
+/* What the clients of several loops share: curl's DNS cache and TLS session cache, each behind
+ * a lock of its own. Not the connection cache: libcurl 7.88 documents sharing connections
+ * between concurrent threads as unsupported (CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT), so each
+ * loop keeps its multi handle's own pool. */
+struct nk_upstream_share {
+    CURLSH *sh;
+    pthread_mutex_t mu[CURL_LOCK_DATA_LAST];
+};
+
+static void share_lock(CURL *e, curl_lock_data data, curl_lock_access access, void *ud)
+{
+    struct nk_upstream_share *s = ud;
+
+    (void)e;
+    (void)access;
+    if ((unsigned)data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_lock(&s->mu[data]);
+}
+
+static void share_unlock(CURL *e, curl_lock_data data, void *ud)
+{
+    struct nk_upstream_share *s = ud;
+
+    (void)e;
+    if ((unsigned)data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_unlock(&s->mu[data]);
+}
+
+enum nk_rc nk_upstream_share_new(struct nk_upstream_share **out)
+{
+    struct nk_upstream_share *s = calloc(1, sizeof(*s));
+    size_t i;
+
+    *out = NULL;
+    if (s == NULL)
+        return NK_ERR_NOMEM;
+    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&s->mu[i], NULL);
+    s->sh = curl_share_init();
+    if (s->sh == NULL || curl_share_setopt(s->sh, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+        curl_share_setopt(s->sh, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+        curl_share_setopt(s->sh, CURLSHOPT_USERDATA, s) != CURLSHE_OK ||
+        curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+        curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+        nk_upstream_share_free(s);
+        return NK_ERR_NOMEM;
+    }
+    *out = s;
+    return NK_OK;
+}
+
+void nk_upstream_share_free(struct nk_upstream_share *s)
+{
+    size_t i;
+
+    if (s == NULL)
+        return;
+    if (s->sh != NULL)
+        curl_share_cleanup(s->sh);
+    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&s->mu[i]);
+    free(s);
 }
 
 static void wipe_free(char *s)
@@ -263,6 +328,8 @@ static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_er
     }
     cc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
     cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (u->share != NULL)
+        cc |= curl_easy_setopt(e, CURLOPT_SHARE, u->share->sh);
     cc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, u->connect_timeout_ms);
     cc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, u->timeout_ms);
     cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -600,6 +667,7 @@ enum nk_rc nk_upstream_new(struct nk_loop *loop, const struct nk_upstream_option
         if (opts->max_host_conns > 0)
             max_conns = opts->max_host_conns;
         u->insecure = opts->insecure;
+        u->share = opts->share;
         if (opts->ca_file != NULL) {
             u->ca_file = strdup(opts->ca_file);
             if (u->ca_file == NULL)

@@ -28,6 +28,9 @@ struct nk_config_listen {
 /* Every option's value after nk_config_read(). Strings are borrowed from argv or the
  * environment, or owned by the config (values read from the file); all live until
  * nk_config_free(). A field of an option that does not apply to the command keeps its default. */
+/* The most event loops `serve` runs (--loops). */
+#define NK_CONFIG_MAX_LOOPS 64
+
 struct nk_config {
     const char *config; /* --config FILE, or NULL */
     const char *listen;
@@ -46,6 +49,7 @@ struct nk_config {
     long max_response;
     long max_body;
     long drain_ms;
+    long loops;             /* 0: the usable CPUs, at most NK_CONFIG_MAX_LOOPS */
     const char *log_format; /* text, logfmt or json */
     const char *log_level;  /* debug, info, warning or error */
     const char *port_file;

@@ -38,16 +38,36 @@ struct nk_http_req;
  * answer sends a 500). Must not block. */
 typedef bool (*nk_httpd_admit_fn)(void *ud, struct nk_http_req *req);
 
+struct nk_rate;
+
+/* Open connections per client address, counted across several listeners (the instances of one
+ * adapter on several loops); at most max per address (0: no limit). Thread-safe. *out: caller
+ * frees with nk_httpd_client_conns_free() after every listener using it stopped. NK_ERR_NOMEM. */
+struct nk_httpd_client_conns;
+enum nk_rc nk_httpd_client_conns_new(unsigned max, struct nk_httpd_client_conns **out);
+void nk_httpd_client_conns_free(struct nk_httpd_client_conns *c); /* NULL is a no-op */
+
 struct nk_httpd_options {
-    const char *address;           /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
-    unsigned port;                 /* 0: ephemeral (read back with nk_httpd_port) */
-    size_t max_body;               /* request body limit in bytes (413 beyond); 0: 1 MiB */
-    unsigned max_connections;      /* 0: 1024 */
-    unsigned conn_timeout_s;       /* idle timeout; 0: 30 */
-    unsigned max_per_client;       /* connections per client address; 0: no limit of its own */
-    size_t max_header_bytes;       /* per-connection memory for the request head; 0: 32 KiB */
-    double rate_per_s;             /* requests per second per client address; 0: unlimited */
-    unsigned rate_burst;           /* bucket size; 0: max(1, rate_per_s) */
+    const char *address;      /* numeric IPv4/IPv6 address to bind; NULL: "127.0.0.1" */
+    unsigned port;            /* 0: ephemeral (read back with nk_httpd_port) */
+    bool reuse_port;          /* SO_REUSEPORT: other listeners (other loops) may bind the
+                                 same address and port, and the kernel spreads new
+                                 connections over them */
+    size_t max_body;          /* request body limit in bytes (413 beyond); 0: 1 MiB */
+    unsigned max_connections; /* 0: 1024 */
+    unsigned conn_timeout_s;  /* idle timeout; 0: 30 */
+    unsigned max_per_client;  /* connections per client address; 0: no limit of its own */
+    size_t max_header_bytes;  /* per-connection memory for the request head; 0: 32 KiB */
+    double rate_per_s;        /* requests per second per client address; 0: unlimited */
+    unsigned rate_burst;      /* bucket size; 0: max(1, rate_per_s) */
+    /* With rate_per_s > 0: buckets shared with other listeners (the instances of one adapter
+     * on several loops: a client's rate is one budget whichever loop it reaches), borrowed, it
+     * must outlive the listener; NULL: buckets of the listener's own (rate_per_s, rate_burst) */
+    struct nk_rate *shared_rate;
+    /* Non-NULL: count connections per client address together with the other listeners given
+     * the same counter (nk_httpd_client_conns_new; borrowed, it must outlive the listener)
+     * instead of max_per_client for this listener alone. */
+    struct nk_httpd_client_conns *shared_client_conns;
     unsigned request_timeout_s;    /* a request must arrive whole within this (a loop timer per
                                       connection); 0: no deadline */
     nk_httpd_admit_fn admit;       /* optional (NULL: every well-formed request is read) */

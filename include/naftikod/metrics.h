@@ -50,6 +50,12 @@ void nk_metrics_count(struct nk_metrics *m, enum nk_metrics_adapter adapter, uns
  * error kind (connect, timeout, tls, too_large, other). */
 void nk_metrics_observe(struct nk_metrics *m, unsigned op, const struct nk_upstream_response *resp);
 void nk_metrics_reloaded(struct nk_metrics *m, bool ok);
+/* Per-loop request counters (naftikod_loop_requests_total{loop="I"}), rendered for loops
+ * 0..n-1 once n > 0 (serve sets it at start-up). Any thread. */
+#define NK_METRICS_MAX_LOOPS 64
+void nk_metrics_set_loops(struct nk_metrics *m, unsigned n);
+/* Count one answered adapter request on loop (>= NK_METRICS_MAX_LOOPS: ignored). Any thread. */
+void nk_metrics_loop_count(struct nk_metrics *m, unsigned loop);
 
 /* Render the whole registry plus g as Prometheus text format 0.0.4 (NUL-terminated, malloc'd;
  * *len without the NUL). NULL on OOM. */

@@ -16,7 +16,18 @@ struct nk_upstream_options {
     const char *ca_file;     /* PEM bundle to trust instead of the system store, or NULL */
     bool insecure;           /* skip TLS verification (labs only; logged loudly by the caller) */
     unsigned max_host_conns; /* 0: default 256 */
+    /* Caches shared with the clients of other loops (nk_upstream_share_new), or NULL; borrowed:
+     * it must outlive every client that uses it. */
+    struct nk_upstream_share *share;
 };
+
+/* The DNS cache and TLS session cache, shared by the clients of several loops behind locks
+ * (libcurl's share interface). Connections are not shared: each client keeps its own pool
+ * (libcurl 7.88 does not support sharing connections between concurrent threads).
+ * *out: caller frees with nk_upstream_share_free() after every client using it. NK_ERR_NOMEM. */
+struct nk_upstream_share;
+enum nk_rc nk_upstream_share_new(struct nk_upstream_share **out);
+void nk_upstream_share_free(struct nk_upstream_share *s); /* NULL is a no-op */
 
 /* A request to send. Everything is owned by the request; nk_upstream_request_cleanup frees. */
 struct nk_upstream_request {

@@ -149,7 +149,12 @@ call -H "X-Big: $(head -c 5000 /dev/zero | tr '\0' a)" "$REST/v1/v1/apitokens"
 python3 - "${REST##*:}" <<'PY' || fail "connection limits"
 import socket, sys, time
 port = int(sys.argv[1])
-conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+# One at a time: with several loops (SO_REUSEPORT) a later connection may otherwise be accepted
+# by another loop before an earlier one, and a different one of the three would be refused.
+conns = []
+for _ in range(3):
+    conns.append(socket.create_connection(("127.0.0.1", port)))
+    time.sleep(0.3)
 conns[2].settimeout(3)
 assert conns[2].recv(16) == b"", "a third connection from the same client was not refused"
 conns[0].settimeout(6)

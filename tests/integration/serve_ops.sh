@@ -22,9 +22,13 @@ wait_log() {
 }
 
 # start_naftikod [extra args...]: capability args included by the caller; sets REST, NK_PID.
+# NK_SERVE_LOOPS (environment), when set: --loops that many (tests/cmake/loops.cmake).
 start_naftikod() {
     nk_serve naftikod --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
-        --ca-file "$work/central.crt" "$@"
+        --ca-file "$work/central.crt" ${NK_SERVE_LOOPS:+--loops "$NK_SERVE_LOOPS"} "$@"
+    [ -z "${NK_SERVE_LOOPS:-}" ] || [ "$NK_SERVE_LOOPS" = 1 ] ||
+        grep -q "on each of $NK_SERVE_LOOPS event loops" "$work/naftikod.log" ||
+        fail "not started with $NK_SERVE_LOOPS loops"
     [ -n "$REST" ] || fail "no rest= line in the port file"
 }
 

@@ -185,6 +185,31 @@ static void test_codes_and_families(void **state)
     nk_metrics_free(m);
 }
 
+/* Per-loop counters: absent with one loop, one series per loop once set, out of range ignored. */
+static void test_loop_counters(void **state)
+{
+    struct nk_metrics *m = nk_metrics_new();
+    char *text;
+
+    (void)state;
+    assert_non_null(m);
+    nk_metrics_loop_count(m, 0);
+    text = render(m);
+    assert_null(strstr(text, "naftikod_loop_requests_total"));
+    free(text);
+    nk_metrics_set_loops(m, 2);
+    nk_metrics_loop_count(m, 1);
+    nk_metrics_loop_count(m, 1);
+    nk_metrics_loop_count(m, NK_METRICS_MAX_LOOPS);
+    text = render(m);
+    assert_non_null(strstr(text, "# TYPE naftikod_loop_requests_total counter"));
+    assert_true(sample(text, "naftikod_loop_requests_total{loop=\"0\"}") == 1);
+    assert_true(sample(text, "naftikod_loop_requests_total{loop=\"1\"}") == 2);
+    assert_true(sample(text, "naftikod_loop_requests_total{loop=\"2\"}") == -1);
+    free(text);
+    nk_metrics_free(m);
+}
+
 static void test_error_kinds(void **state)
 {
     struct nk_metrics *m = nk_metrics_new();
@@ -325,8 +350,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_label),         cmocka_unit_test(test_escaped_in_exposition),
         cmocka_unit_test(test_histogram_cumulative), cmocka_unit_test(test_codes_and_families),
-        cmocka_unit_test(test_error_kinds),          cmocka_unit_test(test_bounded_names),
-        cmocka_unit_test(test_concurrent),           cmocka_unit_test(test_parse_listen),
+        cmocka_unit_test(test_error_kinds),          cmocka_unit_test(test_loop_counters),
+        cmocka_unit_test(test_bounded_names),        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_parse_listen),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -553,6 +553,68 @@ static void test_many_concurrent(void **state)
     nk_upstream_free(u);
 }
 
+/* Two clients on two loops (serve --loops 2) sharing one DNS and TLS session cache: transfers
+ * run on both loop threads at once, through the share's lock callbacks (TSan checks them), and
+ * each client still answers on its own loop. "localhost" goes through the shared DNS cache. */
+struct on_which {
+    struct done d;
+    struct nk_loop *loop;
+    bool on_own_loop;
+};
+
+static void on_done_which(void *ud, struct nk_upstream_response *resp)
+{
+    struct on_which *w = ud;
+
+    w->on_own_loop = nk_loop_on_loop(w->loop);
+    on_done(&w->d, resp);
+}
+
+static void test_two_loops_share_caches(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream_share *share = NULL;
+    struct nk_loop *l2 = NULL;
+    struct nk_upstream *u[2] = {NULL, NULL};
+    struct nk_upstream_options o;
+    struct nk_upstream_request r;
+    struct on_which w[16];
+    char url[512];
+    const char *base = fake_http_base(s), *port = strrchr(base, ':');
+    int i;
+
+    assert_non_null(port);
+    assert_int_equal(nk_upstream_share_new(&share), NK_OK);
+    assert_int_equal(nk_loop_new(&l2, NULL), NK_OK);
+    assert_int_equal(nk_loop_start(l2, NULL), NK_OK);
+    memset(&o, 0, sizeof(o));
+    o.share = share;
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u[0], NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(l2, &o, &u[1], NULL), NK_OK);
+    for (i = 0; i < 16; i++) {
+        w[i].loop = i % 2 == 0 ? g_loop : l2;
+        w[i].on_own_loop = false;
+        done_init(&w[i].d, NULL);
+        snprintf(url, sizeof(url), "http://%s%s/s/%d", i % 4 < 2 ? "localhost" : "127.0.0.1", port,
+                 i);
+        make_req(&r, "GET", url, NULL, NULL);
+        assert_int_equal(nk_upstream_submit(u[i % 2], &r, on_done_which, &w[i]), NK_OK);
+    }
+    for (i = 0; i < 16; i++) {
+        done_wait(&w[i].d);
+        assert_int_equal(w[i].d.resp.rc, NK_OK);
+        assert_int_equal(w[i].d.resp.status, 200);
+        assert_true(w[i].on_own_loop);
+        done_cleanup(&w[i].d);
+    }
+    assert_int_equal(fake_http_n_requests(s), 16);
+    nk_upstream_free(u[0]);
+    nk_upstream_free(u[1]);
+    nk_loop_free(l2);
+    nk_upstream_share_free(share);
+    nk_upstream_share_free(NULL);
+}
+
 static void test_dns_and_tls_failures(void **state)
 {
     struct fake_http *s = *state;
@@ -774,6 +836,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_stopped_before_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_loops_share_caches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_and_tls_failures, setup, teardown),
         cmocka_unit_test(test_tls),
         cmocka_unit_test_setup_teardown(test_loop_submit_on_the_loop_thread, setup, teardown),
