@@ -105,6 +105,9 @@ for i in "${!names[@]}"; do
     [ "$i" = 0 ] && continue
     read -r pr pu ph <<<"${M[$i]}"
     awk -v n="${names[$i]}" -v nr="$nr" -v nu="$nu" -v nh="$nh" -v pr="$pr" -v pu="$pu" -v ph="$ph" \
-        'BEGIN{printf "naftikod / %s: %.2fx req/s, %.2fx less CPU per call, %.1fx less peak RSS\n", n, nr/pr, pu/nu, ph/nh}'
+        'BEGIN{printf "naftikod / %s: %.2fx req/s, %.2fx less CPU per call, %.1fx less peak RSS\n", n, nr/pr, pu/nu, ph/nh;
+               printf "ratio: mcp_reqps_naftikod_over_%s %.3f\n", n, nr/pr;
+               printf "ratio: mcp_cpu_per_call_%s_over_naftikod %.3f\n", n, pu/nu;
+               printf "ratio: mcp_peak_rss_%s_over_naftikod %.3f\n", n, ph/nh}'
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

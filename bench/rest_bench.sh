@@ -9,8 +9,13 @@
 #   isolated: the proxy (naftikod or nginx) on the last CPU, wrk and the double on the others,
 #             as in a deployment where clients and Central do not run on the daemon's CPU. The
 #             direct run is placed the same way (wrk and the double on the same CPUs).
+# A second daemon with --loops 2 (beside the first with --loops 1) is measured in the shared
+# placement, where two loops can use two CPUs: the ratio of the two is the multi-loop gain on
+# this machine (wrk and the double share those CPUs, which bounds it; said in the output).
+# Each ratio is printed on a line of its own starting with `ratio:`; absolute figures on
+# `figure:` lines.
 # Usage: bench/rest_bench.sh [BUILD_DIR]
-#   env: DUR=10 CONNS=64 THREADS=2 ROUNDS=2 NGINX=auto PLACEMENTS="shared isolated"
+#   env: DUR=10 CONNS=64 THREADS=2 ROUNDS=2 NGINX=auto PLACEMENTS="shared isolated" LOOPS2=1
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=${1:-$here/../build}
@@ -29,10 +34,21 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 nk_start_double
 STACKROX_API_KEY="Bearer $KEY" "$B/naftikod" serve \
     "$here/../capabilities/stackrox-apitokenservice.yaml" --rest-port 0 --mcp-port 0 \
+    --ops-listen off --loops 1 \
     --var central-host=127.0.0.1:$CPORT --ca-file "$work/central.crt" --port-file "$work/n.port" \
     >"$work/n.log" 2>&1 &
 NPID=$!; pids+=($NPID); wait_file "$work/n.port" "$NPID" || fail "naftikod did not start"
 NPORT=$(head -1 "$work/n.port" | grep -o '[0-9]\+' | head -1)
+N2PID=""; N2PORT=""
+if [ "${LOOPS2:-1}" != 0 ]; then
+    STACKROX_API_KEY="Bearer $KEY" "$B/naftikod" serve \
+        "$here/../capabilities/stackrox-apitokenservice.yaml" --rest-port 0 --mcp-port 0 \
+        --ops-listen off --loops 2 \
+        --var central-host=127.0.0.1:$CPORT --ca-file "$work/central.crt" --port-file "$work/n2.port" \
+        >"$work/n2.log" 2>&1 &
+    N2PID=$!; pids+=($N2PID); wait_file "$work/n2.port" "$N2PID" || fail "naftikod --loops 2 did not start"
+    N2PORT=$(head -1 "$work/n2.port" | grep -o '[0-9]\+' | head -1)
+fi
 echo "double https://127.0.0.1:$CPORT  naftikod rest http://127.0.0.1:$NPORT (pid $NPID)"
 curl -sf "http://127.0.0.1:$NPORT/v1/v1/apitokens" >/dev/null || { echo "daemon GET failed"; cat "$work/n.port" "$work/n.log"; exit 1; }
 GPORT=""
@@ -65,13 +81,13 @@ pin() { local c=$1 p; shift; for p in "$@"; do
             for w in $(pgrep -P "$p" 2>/dev/null); do taskset -a -p -c "$c" "$w" >/dev/null; done
         done; }
 NGPID=""; [ -n "$GPORT" ] && NGPID=$(cat "$work/nginx.pid" 2>/dev/null || true)
-declare -A d n g
+declare -A d n g n2
 for r in $(seq "$ROUNDS"); do
     for pl in $PLACEMENTS; do
         if [ "$pl" = isolated ]; then
             WRK_CPUS=$CLIENT_CPUS; pin "$CLIENT_CPUS" "$DOUBLE_PID"; pin "$PROXY_CPU" "$NPID" $NGPID
         else
-            WRK_CPUS=$ALL_CPUS; pin "$ALL_CPUS" "$DOUBLE_PID" "$NPID" $NGPID
+            WRK_CPUS=$ALL_CPUS; pin "$ALL_CPUS" "$DOUBLE_PID" "$NPID" $NGPID $N2PID
         fi
         d[$pl]+="$(rps -H "Authorization: Bearer $KEY" "https://127.0.0.1:$CPORT/v1/apitokens") "
         t0=$(cpu "$NPID")
@@ -84,21 +100,36 @@ for r in $(seq "$ROUNDS"); do
             gr=$(rps "http://127.0.0.1:$GPORT/v1/v1/apitokens"); g[$pl]+="$gr "
             line="$line, through nginx $gr req/s"
         fi
+        if [ -n "$N2PID" ] && [ "$pl" = shared ]; then
+            n2r=$(rps "http://127.0.0.1:$N2PORT/v1/v1/apitokens"); n2[$pl]+="$n2r "
+            line="$line, through daemon --loops 2 $n2r req/s"
+        fi
         echo "$line"
     done
 done
-pin "$ALL_CPUS" "$DOUBLE_PID" "$NPID" $NGPID
+pin "$ALL_CPUS" "$DOUBLE_PID" "$NPID" $NGPID $N2PID
 for pl in $PLACEMENTS; do
     dm=$(printf '%s\n' ${d[$pl]} | median); nm=$(printf '%s\n' ${n[$pl]} | median)
     line="median $pl: direct $dm req/s, daemon $nm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$nm/$dm}")"
+    echo "ratio: rest_daemon_over_direct_$pl $(awk "BEGIN{printf \"%.3f\", $nm/$dm}")"
     if [ -n "$GPORT" ]; then
         gm=$(printf '%s\n' ${g[$pl]} | median)
         line="$line; nginx $gm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$gm/$dm}") (reference)"
+        echo "ratio: rest_nginx_over_direct_$pl $(awk "BEGIN{printf \"%.3f\", $gm/$dm}")"
+        echo "ratio: rest_daemon_over_nginx_$pl $(awk "BEGIN{printf \"%.3f\", $nm/$gm}")"
+    fi
+    if [ -n "${n2[$pl]:-}" ]; then
+        n2m=$(printf '%s\n' ${n2[$pl]} | median)
+        line="$line; daemon --loops 2 $n2m req/s"
+        echo "ratio: rest_2loops_over_1loop_$pl $(awk "BEGIN{printf \"%.3f\", $n2m/$nm}")"
+        echo "ratio: rest_2loops_over_direct_$pl $(awk "BEGIN{printf \"%.3f\", $n2m/$dm}")"
     fi
     echo "$line"
 done
 echo "daemon peak RSS after wrk: $(awk '/VmHWM/{print $2,$3}' /proc/$NPID/status)"
 # 2: 1000 concurrent calls, double stalls each 200 ms.
 curl -sfk -X POST "https://127.0.0.1:$CPORT/__double/faults" -d '{"mode":"stall","ms":200}' >/dev/null
-timeout 60 python3 "$here/conc.py" "$NPORT" /v1/v1/apitokens 1000
+out=$(timeout 60 python3 "$here/conc.py" "$NPORT" /v1/v1/apitokens 1000); echo "$out"
 echo "daemon peak RSS after 1000 concurrent: $(awk '/VmHWM/{print $2,$3}' /proc/$NPID/status)"
+echo "figure: inflight_1000x200ms $(sed -n 's/^wall=\([0-9.]*\)s ok200=\([0-9]*\).*/wall_s=\1 ok=\2/p' <<<"$out") peak_rss_mib=$(awk '/VmHWM/{printf "%.1f", $2/1024}' /proc/$NPID/status)"
+echo "ratio: inflight_1000x200ms_wall_over_200ms $(sed -n 's/^wall=\([0-9.]*\)s.*/\1/p' <<<"$out" | awk '{printf "%.2f", $1/0.2}')"
