@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cmd_check.c: `naftikod check [--strict] FILE...`: load every file, print every diagnostic. */
+/* cmd_check.c: `naftikod check [--strict] FILE|DIR...`: load every file, print every diagnostic. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
