@@ -172,22 +172,40 @@ static const char *cmd_name(unsigned cmd)
     return cmd == NK_CONFIG_MCP_STDIO ? "mcp-stdio" : "serve";
 }
 
-static void report_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void vreport(unsigned cmd, bool reloading, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
-static void report_error(const char *fmt, ...)
+static void vreport(unsigned cmd, bool reloading, const char *fmt, va_list ap)
 {
     char msg[900];
-    va_list ap;
 
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (g_reloading)
+    if (reloading)
         nk_log(NK_LOG_ERROR, "reload: %s", msg);
     else if (nk_log_format() != NK_LOG_TEXT)
         nk_log(NK_LOG_ERROR, "%s", msg);
     else
-        fprintf(stderr, "naftikod %s: %s\n", cmd_name(g_cmd), msg);
+        fprintf(stderr, "naftikod %s: %s\n", cmd_name(cmd), msg);
+}
+
+void nk_config_error(unsigned cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vreport(cmd, false, fmt, ap);
+    va_end(ap);
+}
+
+static void report_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void report_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vreport(g_cmd, g_reloading, fmt, ap);
+    va_end(ap);
 }
 
 static const char serve_intro[] =

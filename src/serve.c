@@ -123,22 +123,8 @@ static void configure_log(const char *format, const char *level)
 }
 
 /* Errors that stop start-up: "naftikod serve: ..." on stderr, or an error log line once a
- * --log-format other than text is in force. */
-static void report_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void report_error(const char *fmt, ...)
-{
-    char msg[900];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (nk_log_format() != NK_LOG_TEXT)
-        logline("error", "%s", msg);
-    else
-        fprintf(stderr, "naftikod serve: %s\n", msg);
-}
+ * --log-format other than text is in force (one wording with the option errors). */
+#define report_error(...) nk_config_error(NK_CONFIG_SERVE, __VA_ARGS__)
 
 static bool is_loopback(const char *addr)
 {

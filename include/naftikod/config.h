@@ -96,6 +96,9 @@ void nk_config_free(struct nk_config *c);
 
 /* The --help text of cmd. */
 void nk_config_usage(unsigned cmd, FILE *out);
+/* An error that stops command cmd's start-up, worded like the option errors: "naftikod serve:
+ * MESSAGE" on stderr, or an error log line once a --log-format other than text is in force. */
+void nk_config_error(unsigned cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* cmd's options as the Markdown table in docs/configuration.md (a test compares them). */
 void nk_config_markdown(unsigned cmd, FILE *out);
 
