@@ -32,22 +32,20 @@ nk_init rest-bench
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 nk_start_double
-STACKROX_API_KEY="Bearer $KEY" "$B/naftikod" serve \
-    "$here/../capabilities/stackrox-apitokenservice.yaml" --rest-port 0 --mcp-port 0 \
-    --ops-listen off --loops 1 \
-    --var central-host=127.0.0.1:$CPORT --ca-file "$work/central.crt" --port-file "$work/n.port" \
-    >"$work/n.log" 2>&1 &
-NPID=$!; pids+=($NPID); wait_file "$work/n.port" "$NPID" || fail "naftikod did not start"
-NPORT=$(head -1 "$work/n.port" | grep -o '[0-9]\+' | head -1)
-N2PID=""; N2PORT=""
-if [ "${LOOPS2:-1}" != 0 ]; then
+# daemon NAME LOOPS: start naftikod with --loops LOOPS; sets DPID and DPORT (its REST port).
+daemon() {
     STACKROX_API_KEY="Bearer $KEY" "$B/naftikod" serve \
         "$here/../capabilities/stackrox-apitokenservice.yaml" --rest-port 0 --mcp-port 0 \
-        --ops-listen off --loops 2 \
-        --var central-host=127.0.0.1:$CPORT --ca-file "$work/central.crt" --port-file "$work/n2.port" \
-        >"$work/n2.log" 2>&1 &
-    N2PID=$!; pids+=($N2PID); wait_file "$work/n2.port" "$N2PID" || fail "naftikod --loops 2 did not start"
-    N2PORT=$(head -1 "$work/n2.port" | grep -o '[0-9]\+' | head -1)
+        --ops-listen off --loops "$2" --var central-host=127.0.0.1:$CPORT \
+        --ca-file "$work/central.crt" --port-file "$work/$1.port" >"$work/$1.log" 2>&1 &
+    DPID=$!; pids+=($DPID)
+    wait_file "$work/$1.port" "$DPID" || fail "naftikod --loops $2 did not start"
+    DPORT=$(head -1 "$work/$1.port" | grep -o '[0-9]\+' | head -1)
+}
+daemon n 1; NPID=$DPID; NPORT=$DPORT
+N2PID=""; N2PORT=""
+if [ "${LOOPS2:-1}" != 0 ]; then
+    daemon n2 2; N2PID=$DPID; N2PORT=$DPORT
 fi
 echo "double https://127.0.0.1:$CPORT  naftikod rest http://127.0.0.1:$NPORT (pid $NPID)"
 curl -sf "http://127.0.0.1:$NPORT/v1/v1/apitokens" >/dev/null || { echo "daemon GET failed"; cat "$work/n.port" "$work/n.log"; exit 1; }
