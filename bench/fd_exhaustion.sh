@@ -16,16 +16,7 @@ nk_init fd-exhaustion
 trap 'exit 130' INT TERM
 HC="$here/../tests/integration/hold_conns.py"
 nk_start_double
-cat >"$work/limited" <<EOS
-#!/usr/bin/env bash
-ulimit -n 1024 || exit 99
-exec "$NAFTIKOD" "\$@"
-EOS
-chmod +x "$work/limited"
-REAL=$NAFTIKOD
-NAFTIKOD="$work/limited"
-nk_serve fd "$CAP" --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt"
-NAFTIKOD=$REAL
+nk_serve_nofile fd 1024 "$CAP" --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt"
 rport=${REST##*:}
 mport=${MCP##*:}
 mport=${mport%/mcp}

@@ -160,6 +160,21 @@ nk_serve() {
         fail "$name: naftikod did not start"
 }
 
+# nk_serve_nofile NAME N [args...]: nk_serve with the descriptor limit (soft and hard) at N.
+nk_serve_nofile() {
+    local name=$1 n=$2 real=$NAFTIKOD
+    shift 2
+    cat >"$work/$name.nofile" <<EOS
+#!/usr/bin/env bash
+ulimit -n $n || exit 99
+exec "$real" "\$@"
+EOS
+    chmod +x "$work/$name.nofile"
+    NAFTIKOD="$work/$name.nofile"
+    nk_serve "$name" "$@"
+    NAFTIKOD=$real
+}
+
 nk_stop() {
     local what=${1:-naftikod} st=0
     kill -TERM "$NK_PID"

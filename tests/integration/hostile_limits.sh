@@ -40,16 +40,7 @@ recorded() {
 }
 
 # --- descriptors: 1,100 idle connections under a limit of 1,024 -------------------------------
-cat >"$work/limited" <<EOS
-#!/usr/bin/env bash
-ulimit -n 1024 || exit 99
-exec "$NAFTIKOD" "\$@"
-EOS
-chmod +x "$work/limited"
-REAL=$NAFTIKOD
-NAFTIKOD="$work/limited"
-nk_serve fd "${COMMON[@]}"
-NAFTIKOD=$REAL
+nk_serve_nofile fd 1024 "${COMMON[@]}"
 grep -q 'descriptor limit 1024: open connections lowered' "$work/fd.log" ||
     fail "descriptors: no start-up line saying the connection limits were lowered to fit"
 rport=${REST##*:}
