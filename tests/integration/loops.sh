@@ -43,39 +43,36 @@ b=$(loop_count 1)
 { [ "$a" -gt 0 ] && [ "$b" -gt 0 ]; } || fail "one loop served everything: loop 0 $a, loop 1 $b"
 pass "one port, two loops: loop 0 answered $a, loop 1 answered $b"
 
+# pings WANT WHAT: 40 pings in session $SID, each on a new connection, must all answer WANT
+# and must reach both loops; sets PA and PB (pings seen by loop 0 and loop 1).
+pings() {
+    local a0 b0 i st
+    a0=$(loop_count 0)
+    b0=$(loop_count 1)
+    for i in $(seq 1 40); do
+        st=$(curl -sS --max-time 10 -o "$work/body" -w '%{http_code}' -X POST "$MCP" "${H[@]}" \
+            -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26' -d "$PING") ||
+            fail "curl ping $i $2"
+        [ "$st" = "$1" ] || fail "ping $i $2: $st, not $1"
+    done
+    PA=$(($(loop_count 0) - a0))
+    PB=$(($(loop_count 1) - b0))
+    { [ "$PA" -gt 0 ] && [ "$PB" -gt 0 ]; } || fail "the pings $2 did not reach both loops: $PA, $PB"
+}
+
 # ---- an MCP session across the loops ----------------------------------------------------------
 st=$(curl -sS --max-time 10 -D "$work/headers" -o "$work/body" -w '%{http_code}' -X POST "$MCP" \
     "${H[@]}" -d "$INIT") || fail "curl initialize"
 SID=$(tr -d '\r' <"$work/headers" | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
 { [ "$st" = 200 ] && [ -n "$SID" ]; } || fail "initialize: $st"
-a0=$(loop_count 0)
-b0=$(loop_count 1)
-for i in $(seq 1 40); do
-    st=$(curl -sS --max-time 10 -o "$work/body" -w '%{http_code}' -X POST "$MCP" "${H[@]}" \
-        -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26' -d "$PING") ||
-        fail "curl ping $i"
-    [ "$st" = 200 ] || fail "ping $i in the session: $st"
-done
-a=$(($(loop_count 0) - a0))
-b=$(($(loop_count 1) - b0))
-{ [ "$a" -gt 0 ] && [ "$b" -gt 0 ]; } || fail "the pings did not reach both loops: $a, $b"
-pass "one MCP session, 40 pings on new connections, all 200: loop 0 $a, loop 1 $b"
+pings 200 "in the session"
+pass "one MCP session, 40 pings on new connections, all 200: loop 0 $PA, loop 1 $PB"
 
 st=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X DELETE "$MCP" "${H[@]}" \
     -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26') || fail "curl DELETE"
 [ "$st" = 200 ] || [ "$st" = 204 ] || fail "DELETE session: $st"
-a0=$(loop_count 0)
-b0=$(loop_count 1)
-for i in $(seq 1 40); do
-    st=$(curl -sS --max-time 10 -o "$work/body" -w '%{http_code}' -X POST "$MCP" "${H[@]}" \
-        -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-03-26' -d "$PING") ||
-        fail "curl ping $i after DELETE"
-    [ "$st" = 404 ] || fail "ping $i after DELETE: $st, not 404"
-done
-a=$(($(loop_count 0) - a0))
-b=$(($(loop_count 1) - b0))
-{ [ "$a" -gt 0 ] && [ "$b" -gt 0 ]; } || fail "the pings did not reach both loops: $a, $b"
-pass "ended session: 404 on both loops (loop 0 $a, loop 1 $b)"
+pings 404 "after DELETE"
+pass "ended session: 404 on both loops (loop 0 $PA, loop 1 $PB)"
 
 # ---- notifications/cancelled reaches a call running on the other loop ----------------------------
 # Eight times: a tools/call stalls at Central, the cancellation comes on a new connection
