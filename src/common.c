@@ -38,9 +38,7 @@ bool nk_split_listen(const char *v, const char **host, size_t *host_len, const c
     return true;
 }
 
-/* Length of the well-formed UTF-8 character at s (n bytes available), 0 when s does not start
- * one (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_char_len(const unsigned char *s, size_t n)
+size_t nk_utf8_char_len(const unsigned char *s, size_t n)
 {
     size_t need, i;
     unsigned lo = 0x80, hi = 0xbf;
@@ -80,7 +78,7 @@ size_t nk_utf8_copy(char *dst, size_t cap, const char *src, size_t len)
     while (i < len) {
         const char *from = src + i;
 
-        k = utf8_char_len(s + i, len - i);
+        k = nk_utf8_char_len(s + i, len - i);
         if (k == 0) {
             from = fffd;
             k = 3;

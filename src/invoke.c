@@ -95,7 +95,7 @@ static bool copy_text(const char *s, size_t n, char *out, size_t cap)
             i++;
             continue;
         }
-        len = p[i] < 0x80 ? 1 : nk_utf8_len(p + i, n - i);
+        len = p[i] < 0x80 ? 1 : nk_utf8_char_len(p + i, n - i);
         if (o + (sp ? 1 : 0) + (len > 0 ? len : 1) + 1 > cap)
             break;
         if (sp)

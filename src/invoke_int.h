@@ -65,9 +65,6 @@ enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op,
 
 /* ---- jsoncheck.c ---- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is not one. */
-size_t nk_utf8_len(const unsigned char *s, size_t n);
-
 /* ---- outmap.c ---- */
 
 /* Does o's outputParameters leave its answer as it is (none, or one "$")? */

@@ -8,29 +8,6 @@
 
 /* ---- JSON and UTF-8 checks ---------------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no overlong form, no
- * surrogate, nothing above U+10FFFF), or 0 when there is none. */
-size_t nk_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-
-    if (c < 0x80)
-        return 1;
-    if (c < 0xC2 || c > 0xF4)
-        return 0;
-    if (n < 2 || (s[1] & 0xC0) != 0x80)
-        return 0;
-    if (c < 0xE0)
-        return 2;
-    if (n < 3 || (s[2] & 0xC0) != 0x80 || (c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F))
-        return 0;
-    if (c < 0xF0)
-        return 3;
-    if (n < 4 || (s[3] & 0xC0) != 0x80 || (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))
-        return 0;
-    return 4;
-}
-
 static size_t skip_ws(const unsigned char *s, size_t n, size_t i)
 {
     while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
@@ -72,7 +49,7 @@ static size_t string_end(const unsigned char *s, size_t n, size_t i)
             continue;
         }
         if (s[i] >= 0x80) {
-            len = nk_utf8_len(s + i, n - i);
+            len = nk_utf8_char_len(s + i, n - i);
             if (len == 0)
                 return 0;
             i += len;

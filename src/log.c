@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "naftikod/common.h"
+
 static atomic_int g_format = NK_LOG_TEXT;
 static atomic_int g_min = NK_LOG_INFO;
 
@@ -89,27 +91,6 @@ static void puts_(struct w *w, const char *s)
         put(w, *s++);
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0 when s does not start one. */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t n, i;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        n = 3;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    for (i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 /* A quoted JSON string: escapes, control characters as \u00XX, invalid UTF-8 as '?', cut at
  * NK_LOG_MAX_VALUE input bytes on a character boundary. */
 static void json_str(struct w *w, const char *s)
@@ -120,7 +101,7 @@ static void json_str(struct w *w, const char *s)
 
     put(w, '"');
     while (*u != '\0') {
-        n = utf8_len(u);
+        n = nk_utf8_char_len(u, strnlen((const char *)u, 4));
         if ((size_t)(u - start) + (n == 0 ? 1 : n) > NK_LOG_MAX_VALUE)
             break;
         if (*u == '"' || *u == '\\') {

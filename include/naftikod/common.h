@@ -40,6 +40,9 @@ bool nk_split_listen(const char *v, const char **host, size_t *host_len, const c
  * nk_utf8_fix): JSON encoders refuse invalid UTF-8, and a refused message used to become an
  * empty 500. */
 size_t nk_utf8_copy(char *dst, size_t cap, const char *src, size_t len);
+/* Length of the well-formed UTF-8 character at s (n > 0 bytes available), 0 when s does not
+ * start one (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
+size_t nk_utf8_char_len(const unsigned char *s, size_t n);
 /* Repair the NUL-terminated text in buf (cap bytes, at most 4096) in place the same way: after
  * snprintf cut it mid-character, or when it holds bytes that are not UTF-8. */
 void nk_utf8_fix(char *buf, size_t cap);
