@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "naftikod/inbound.h"
+#include "naftikod/problem.h"
 #include "naftikod/sha256.h"
 
 /* JSON-RPC and MCP error codes. */
@@ -593,27 +594,9 @@ static json_t *server_info(void)
     return json_pack("{s:s, s:s}", "name", "naftikod", "version", NK_VERSION);
 }
 
-/* A JSON string of s even when s is not UTF-8 (bad bytes become U+FFFD); NULL on OOM. */
-static json_t *utf8_string(const char *s)
-{
-    json_t *v = json_string(s);
-    size_t n = strlen(s);
-    char *fixed;
-
-    if (v != NULL || n > SIZE_MAX / 3 - 1)
-        return v;
-    fixed = malloc(3 * n + 1);
-    if (fixed == NULL)
-        return NULL;
-    nk_utf8_copy(fixed, 3 * n + 1, s, n);
-    v = json_string(fixed);
-    free(fixed);
-    return v;
-}
-
 static void add_error(struct exchange *x, json_t *id, int code, const char *msg, json_t *data)
 {
-    json_t *err = json_pack("{s:i, s:o}", "code", code, "message", utf8_string(msg));
+    json_t *err = json_pack("{s:i, s:o}", "code", code, "message", nk_json_text(msg));
     json_t *resp = NULL;
 
     if (err != NULL && data != NULL)
@@ -824,7 +807,8 @@ static const struct nk_exposed *find_tool(const struct nk_adapter *a, const char
 
 static json_t *text_result(const char *text, bool is_error)
 {
-    json_t *r = json_pack("{s:[{s:s, s:o}]}", "content", "type", "text", "text", utf8_string(text));
+    json_t *r =
+        json_pack("{s:[{s:s, s:o}]}", "content", "type", "text", "text", nk_json_text(text));
 
     if (r != NULL && is_error)
         json_object_set_new(r, "isError", json_true());

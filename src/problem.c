@@ -53,8 +53,7 @@ const char *nk_problem_title(unsigned status)
     }
 }
 
-/* s as a JSON string; bytes that are not UTF-8 become U+FFFD. New reference or NULL (OOM). */
-static json_t *text_value(const char *s)
+json_t *nk_json_text(const char *s)
 {
     size_t n = strlen(s), cap;
     char *fixed;
@@ -82,7 +81,7 @@ static json_t *problem_base(unsigned status, const char *title)
         return NULL;
     if (json_object_set_new(p, "type", json_string("about:blank")) != 0 ||
         json_object_set_new(p, "title",
-                            text_value(title != NULL ? title : nk_problem_title(status))) != 0 ||
+                            nk_json_text(title != NULL ? title : nk_problem_title(status))) != 0 ||
         json_object_set_new(p, "status", json_integer(status)) != 0) {
         json_decref(p);
         return NULL;
@@ -99,7 +98,7 @@ char *nk_problem_new(unsigned status, const char *title, const char *detail, jso
 
     if (p == NULL)
         goto out;
-    if (detail != NULL && json_object_set_new(p, "detail", text_value(detail)) != 0)
+    if (detail != NULL && json_object_set_new(p, "detail", nk_json_text(detail)) != 0)
         full = false;
     if (full && json_is_object(extra)) {
         json_object_foreach(extra, key, v)

@@ -18,4 +18,9 @@ const char *nk_problem_title(unsigned status);
  * cannot be built. Thread-safe. */
 char *nk_problem_new(unsigned status, const char *title, const char *detail, json_t *extra);
 
+/* s as a JSON string even when it is not UTF-8 (each byte that does not start a well-formed
+ * character becomes U+FFFD): error texts carry caller and upstream bytes, and jansson refuses
+ * invalid UTF-8. New reference, or NULL when memory runs short. */
+json_t *nk_json_text(const char *s);
+
 #endif
