@@ -132,7 +132,7 @@ struct nk_http_req {
     size_t body_cap;
     size_t body_expect; /* Content-Length when given (0: none, or chunked) */
     char id[65];
-    char caller[64];
+    struct nk_principal principal; /* principal.name is the caller */
     char client[INET6_ADDRSTRLEN];
     struct MHD_Response *resp;
     unsigned status;
@@ -347,7 +347,7 @@ static void log_access(struct nk_httpd *h, struct nk_http_req *r)
     a.status = r->status;
     a.seconds = elapsed_since(&r->start);
     a.request_id = r->id;
-    a.caller = r->caller;
+    a.caller = r->principal.name;
     a.client = r->client;
     a.tag = r->tag;
     h->access_log(h->access_ud, &a);
@@ -1607,7 +1607,7 @@ const char *nk_http_req_id(const struct nk_http_req *r)
 
 void nk_http_req_set_caller(struct nk_http_req *r, const char *name)
 {
-    snprintf(r->caller, sizeof(r->caller), "%s", name != NULL ? name : "");
+    snprintf(r->principal.name, sizeof(r->principal.name), "%s", name != NULL ? name : "");
 }
 
 void nk_http_req_on_close(struct nk_http_req *r, void (*fn)(void *ud), void *ud)
@@ -1627,7 +1627,20 @@ void nk_http_req_on_close(struct nk_http_req *r, void (*fn)(void *ud), void *ud)
 
 const char *nk_http_req_caller(const struct nk_http_req *r)
 {
-    return r->caller;
+    return r->principal.name;
+}
+
+void nk_http_req_set_principal(struct nk_http_req *r, const struct nk_principal *p)
+{
+    r->principal = *p;
+    r->principal.name[sizeof(r->principal.name) - 1] = '\0';
+    r->principal.client_id[sizeof(r->principal.client_id) - 1] = '\0';
+    r->principal.scope[sizeof(r->principal.scope) - 1] = '\0';
+}
+
+const struct nk_principal *nk_http_req_principal(const struct nk_http_req *r)
+{
+    return &r->principal;
 }
 
 void nk_http_req_set_tag(struct nk_http_req *r, unsigned tag)

@@ -240,20 +240,20 @@ static bool admit(void *ud, struct nk_http_req *req)
     const struct nk_inbound_policy *pol = nk_server_policy(l->server);
     enum nk_inbound_mode mode = l->type == NK_ADAPTER_REST ? pol->rest : pol->mcp;
     const char *authz = nk_http_req_header(req, "Authorization");
-    char caller[NK_CALLER_NAME_MAX];
+    struct nk_principal who = {.kind = NK_PRINCIPAL_TOKEN};
 
     /* MCP OAuth discovery paths are admitted without a token: the adapter answers them 404
      * whatever the mode (no OAuth here; a 401 sent clients into Dynamic Client Registration). */
     if (l->type == NK_ADAPTER_MCP && nk_mcp_oauth_path(nk_http_req_path(req)))
         return true;
     if (mode == NK_INBOUND_TOKEN) {
-        if (!nk_tokens_check(nk_server_tokens(l->server), authz, caller)) {
+        if (!nk_tokens_check(nk_server_tokens(l->server), authz, who.name)) {
             unauthorized(req, l->type == NK_ADAPTER_REST,
                          authz == NULL ? "this adapter needs 'Authorization: Bearer <token>'"
                                        : "the bearer token is not valid here");
             return false;
         }
-        nk_http_req_set_caller(req, caller);
+        nk_http_req_set_principal(req, &who);
     } else if (mode == NK_INBOUND_PASSTHROUGH && blank(authz)) {
         unauthorized(req, true,
                      "this adapter forwards the caller's own credential to the upstream: send "

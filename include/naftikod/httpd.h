@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "naftikod/common.h"
+#include "naftikod/principal.h"
 
 /* One answered request, for the access log. Every field borrowed for the duration of the call.
  * Never carries a header value other than the request id. */
@@ -137,6 +138,10 @@ const char *nk_http_req_id(const struct nk_http_req *r);
  * "" until set. */
 void nk_http_req_set_caller(struct nk_http_req *r, const char *name);
 const char *nk_http_req_caller(const struct nk_http_req *r);
+/* The whole principal (principal.h): copied onto the request; sets the caller name too. Until
+ * set, nk_http_req_principal() is an anonymous one with an empty name. */
+void nk_http_req_set_principal(struct nk_http_req *r, const struct nk_principal *p);
+const struct nk_principal *nk_http_req_principal(const struct nk_http_req *r);
 
 /* Charge n more requests to r's client under the listener's rate limit (a request that carries
  * several calls, e.g. a JSON-RPC batch): takes all n tokens from the client's bucket and returns
