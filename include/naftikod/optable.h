@@ -75,7 +75,14 @@ struct nk_outparam {
     struct nk_jsonpath *value; /* compiled `value:` */
 };
 
-enum nk_auth_type { NK_AUTH_NONE, NK_AUTH_APIKEY, NK_AUTH_BEARER, NK_AUTH_BASIC, NK_AUTH_DIGEST };
+enum nk_auth_type {
+    NK_AUTH_NONE,
+    NK_AUTH_APIKEY,
+    NK_AUTH_BEARER,
+    NK_AUTH_BASIC,
+    NK_AUTH_DIGEST,
+    NK_AUTH_OAUTH2 /* inbound only: an adapter's OAuth 2.1 resource server (nk_oauth_conf) */
+};
 enum nk_placement { NK_PLACE_HEADER, NK_PLACE_QUERY };
 
 struct nk_auth {
@@ -86,6 +93,20 @@ struct nk_auth {
     struct nk_tmpl token;    /* bearer token */
     struct nk_tmpl username; /* basic/digest */
     struct nk_tmpl password; /* basic/digest */
+};
+
+/* How an OAuth 2.1 resource server checks access tokens. */
+enum nk_token_validation { NK_TOKEN_VALIDATION_JWKS, NK_TOKEN_VALIDATION_INTROSPECTION };
+
+/* An adapter's inbound `authentication: {type: oauth2, ...}`, or the same from options and config
+ * keys for an adapter whose document says nothing. */
+struct nk_oauth_conf {
+    char *authorization_server_uri; /* the issuer; its metadata is found from it (RFC 8414, OIDC) */
+    char *resource;                 /* this adapter's canonical URI (RFC 8707, RFC 9728) */
+    char **scopes;                  /* required on every call; also scopes_supported */
+    size_t n_scopes;
+    char *audience; /* NULL: aud must equal resource */
+    enum nk_token_validation token_validation;
 };
 
 struct nk_consumer;
@@ -232,6 +253,10 @@ struct nk_adapter {
     char *transport; /* MCP: "http" or "stdio" */
     struct nk_exposed *ops;
     size_t n_ops;
+    /* Inbound `authentication:` of the document (type NK_AUTH_NONE when absent); for
+     * NK_AUTH_OAUTH2 the settings are in oauth (NULL otherwise). */
+    struct nk_auth auth;
+    struct nk_oauth_conf *oauth;
     struct nk_pos pos;
     /* A listener (nk_optable.listeners) only: every adapter of one type on one address and
      * port. ops are shallow copies of the members' ops (names owned when prefixed), address
