@@ -685,6 +685,10 @@ static enum nk_rc add_auth(struct build *b, const struct nk_auth *a, struct hdrs
         nk_error_set(err, "digest authentication is not supported by naftikod yet");
         rc = NK_ERR_UNSUPPORTED;
         break;
+    case NK_AUTH_OAUTH2: /* inbound only: the loader refuses it on a consumer */
+        nk_error_set(err, "oauth2 authentication of a consumer is not supported by naftikod");
+        rc = NK_ERR_UNSUPPORTED;
+        break;
     }
     if (rc == NK_ERR_NOMEM)
         nk_error_set(err, "out of memory");
