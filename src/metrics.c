@@ -41,13 +41,56 @@ struct nk_metrics {
     atomic_ullong loop_requests[NK_METRICS_MAX_LOOPS];
 };
 
-static uint32_t hash_name(const char *s)
-{
-    uint32_t h = 2166136261u;
+/* An operation's key: its name, and for an exposed operation the adapter namespace too; kept as
+ * "NAME" or "NAME\x1fNS" (put_op() splits it), but hashed and compared in place, so counting a
+ * request builds no string. */
+struct op_key {
+    const char *name;
+    const char *ns; /* NULL: none */
+};
 
+static uint32_t fnv(uint32_t h, const char *s)
+{
     for (; *s != '\0'; s++)
         h = (h ^ (unsigned char)*s) * 16777619u;
     return h;
+}
+
+static uint32_t hash_key(const struct op_key *k)
+{
+    uint32_t h = fnv(2166136261u, k->name);
+
+    return k->ns != NULL ? fnv((h ^ 0x1fu) * 16777619u, k->ns) : h;
+}
+
+/* stored == "NAME" or "NAME\x1fNS" for k */
+static bool key_equal(const char *stored, const struct op_key *k)
+{
+    size_t n = strlen(k->name);
+
+    if (strncmp(stored, k->name, n) != 0)
+        return false;
+    stored += n;
+    if (k->ns == NULL)
+        return *stored == '\0';
+    return *stored == '\x1f' && strcmp(stored + 1, k->ns) == 0;
+}
+
+static char *key_text(const struct op_key *k)
+{
+    size_t a = strlen(k->name), b = k->ns != NULL ? strlen(k->ns) : 0;
+    char *s = malloc(a + b + 2);
+
+    if (s == NULL)
+        return NULL;
+    memcpy(s, k->name, a);
+    if (k->ns != NULL) {
+        s[a] = '\x1f';
+        memcpy(s + a + 1, k->ns, b);
+        a += b + 1;
+    }
+    s[a] = '\0';
+    return s;
 }
 
 static char unmatched_name[] = "unmatched", other_name[] = "other";
@@ -107,8 +150,8 @@ struct nk_metrics *nk_metrics_global(void)
     return &global_metrics;
 }
 
-/* Probe the index for name; returns the op id, or -1 with *slot the first empty index slot. */
-static long lookup(struct nk_metrics *m, const char *name, uint32_t h, size_t *slot)
+/* Probe the index for key; returns the op id, or -1 with *slot the first empty index slot. */
+static long lookup(struct nk_metrics *m, const struct op_key *key, uint32_t h, size_t *slot)
 {
     size_t i, k;
     unsigned v;
@@ -120,14 +163,14 @@ static long lookup(struct nk_metrics *m, const char *name, uint32_t h, size_t *s
             *slot = i;
             return -1;
         }
-        if (strcmp(atomic_load_explicit(&m->ops[v - 1].name, memory_order_relaxed), name) == 0)
+        if (key_equal(atomic_load_explicit(&m->ops[v - 1].name, memory_order_relaxed), key))
             return (long)(v - 1);
     }
     *slot = N_INDEX;
     return -1;
 }
 
-unsigned nk_metrics_op(struct nk_metrics *m, const char *name)
+static unsigned op_id(struct nk_metrics *m, const struct op_key *key)
 {
     uint32_t h;
     size_t slot = 0;
@@ -135,17 +178,15 @@ unsigned nk_metrics_op(struct nk_metrics *m, const char *name)
     unsigned n;
     char *copy;
 
-    if (name == NULL)
-        return NK_METRICS_UNMATCHED;
-    h = hash_name(name);
-    id = lookup(m, name, h, &slot);
+    h = hash_key(key);
+    id = lookup(m, key, h, &slot);
     if (id >= 0)
         return (unsigned)id;
     pthread_mutex_lock(&m->mu);
-    id = lookup(m, name, h, &slot); /* someone may have added it meanwhile */
+    id = lookup(m, key, h, &slot); /* someone may have added it meanwhile */
     if (id < 0) {
         n = atomic_load(&m->n_ops);
-        copy = n < NK_METRICS_MAX_OPS && slot < N_INDEX ? strdup(name) : NULL;
+        copy = n < NK_METRICS_MAX_OPS && slot < N_INDEX ? key_text(key) : NULL;
         if (copy == NULL) {
             id = NK_METRICS_OTHER; /* full (or out of memory): share the fallback label */
         } else {
@@ -157,6 +198,13 @@ unsigned nk_metrics_op(struct nk_metrics *m, const char *name)
     }
     pthread_mutex_unlock(&m->mu);
     return (unsigned)id;
+}
+
+unsigned nk_metrics_op(struct nk_metrics *m, const char *name)
+{
+    struct op_key k = {name, NULL};
+
+    return name != NULL ? op_id(m, &k) : NK_METRICS_UNMATCHED;
 }
 
 void nk_metrics_count(struct nk_metrics *m, enum nk_metrics_adapter adapter, unsigned op,
@@ -212,18 +260,11 @@ void nk_metrics_reloaded(struct nk_metrics *m, bool ok)
 
 unsigned nk_metrics_op_of(struct nk_metrics *m, const char *adapter_ns, const char *name)
 {
-    char *key;
-    unsigned id;
+    struct op_key k = {name, adapter_ns};
 
     if (adapter_ns == NULL || name == NULL)
         return nk_metrics_op(m, name);
-    key = malloc(strlen(name) + strlen(adapter_ns) + 2);
-    if (key == NULL)
-        return NK_METRICS_OTHER;
-    sprintf(key, "%s\x1f%s", name, adapter_ns);
-    id = nk_metrics_op(m, key);
-    free(key);
-    return id;
+    return op_id(m, &k);
 }
 
 void nk_metrics_upstream(const char *adapter_ns, const char *op_name,

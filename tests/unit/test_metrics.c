@@ -272,6 +272,37 @@ static void test_bounded_names(void **state)
     nk_metrics_free(m);
 }
 
+/* An exposed operation is keyed by its name and its adapter's namespace: the same name in two
+ * adapters counts apart, each pair keeps its id, a name alone is a third key, and the exposition
+ * shows the namespace as a label of its own. */
+static void test_op_of_namespaces(void **state)
+{
+    struct nk_metrics *m = nk_metrics_new();
+    unsigned a, b, alone, prefix;
+    char *text;
+
+    (void)state;
+    assert_non_null(m);
+    a = nk_metrics_op_of(m, "rest-a", "list");
+    b = nk_metrics_op_of(m, "rest-b", "list");
+    alone = nk_metrics_op(m, "list");
+    prefix = nk_metrics_op_of(m, "rest", "list"); /* a prefix of "rest-a" is another key */
+    assert_int_not_equal(a, b);
+    assert_int_not_equal(a, alone);
+    assert_int_not_equal(b, alone);
+    assert_int_not_equal(prefix, a);
+    assert_int_equal(nk_metrics_op_of(m, "rest-a", "list"), a);
+    assert_int_equal(nk_metrics_op_of(m, "rest-b", "list"), b);
+    assert_int_equal(nk_metrics_op_of(m, NULL, "list"), alone);
+    assert_int_equal(nk_metrics_op_of(m, "rest-a", NULL), NK_METRICS_UNMATCHED);
+    assert_int_not_equal(nk_metrics_op_of(m, "rest-a", "lis"), a);
+    nk_metrics_count(m, NK_METRICS_REST, b, 200);
+    text = render(m);
+    assert_non_null(strstr(text, "operation=\"list\",adapter_namespace=\"rest-b\""));
+    free(text);
+    nk_metrics_free(m);
+}
+
 struct race {
     struct nk_metrics *m;
     int seed;
@@ -352,7 +383,7 @@ int main(void)
         cmocka_unit_test(test_histogram_cumulative), cmocka_unit_test(test_codes_and_families),
         cmocka_unit_test(test_error_kinds),          cmocka_unit_test(test_loop_counters),
         cmocka_unit_test(test_bounded_names),        cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_parse_listen),
+        cmocka_unit_test(test_parse_listen),         cmocka_unit_test(test_op_of_namespaces),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
