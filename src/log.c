@@ -228,17 +228,36 @@ char *nk_log_render(enum nk_log_format f, const char *time, const char *level, c
     return w.p;
 }
 
-/* RFC 3339 UTC time with milliseconds. */
+/* RFC 3339 UTC time with milliseconds ("2026-12-06T20:38:01.123Z", 24 bytes and NUL; cap must
+ * hold them). The part up to the seconds is formatted once a second per thread: a busy loop logs
+ * thousands of lines a second. */
 static void now_text(char *out, size_t cap)
 {
+    static _Thread_local time_t last_s = (time_t)-1;
+    static _Thread_local char last[24];
+    static _Thread_local size_t last_n;
     struct timespec ts;
     struct tm tm;
-    size_t n;
+    long ms;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+    if (ts.tv_sec != last_s) {
+        gmtime_r(&ts.tv_sec, &tm);
+        last_n = strftime(last, sizeof(last), "%Y-%m-%dT%H:%M:%S", &tm);
+        last_s = ts.tv_sec;
+    }
+    if (cap < last_n + 6) {
+        snprintf(out, cap, "%s", "");
+        return;
+    }
+    ms = ts.tv_nsec / 1000000L;
+    memcpy(out, last, last_n);
+    out[last_n] = '.';
+    out[last_n + 1] = (char)('0' + ms / 100);
+    out[last_n + 2] = (char)('0' + ms / 10 % 10);
+    out[last_n + 3] = (char)('0' + ms % 10);
+    out[last_n + 4] = 'Z';
+    out[last_n + 5] = '\0';
 }
 
 /* One write(2) per line when possible, so concurrent lines do not interleave (a pipe keeps writes
