@@ -122,7 +122,7 @@ static const struct opt opts[] = {
     {"--max-connections-per-client", "NAFTIKOD_MAX_CONNECTIONS_PER_CLIENT", OPT_UINT, "N",
      "0 (no limit of its own)", "open connections per client address per listener",
      CFG(max_per_client), SERVE},
-    {"--max-header-bytes", "NAFTIKOD_MAX_HEADER_BYTES", OPT_UINT, "BYTES", "32768",
+    {"--max-header-bytes", "NAFTIKOD_MAX_HEADER_BYTES", OPT_UINT, "BYTES", "16384",
      "memory for a request's line and headers (431 beyond)", CFG(max_header_bytes), SERVE},
     {"--idle-timeout", "NAFTIKOD_IDLE_TIMEOUT_S", OPT_UINT, "S", "30",
      "close a connection silent for this long (slow clients included)", CFG(idle_timeout_s), SERVE},
@@ -759,7 +759,7 @@ int nk_config_read(struct nk_config *c, unsigned cmd, bool reloading, int argc, 
     c->log_format = "text";
     c->rest_auth = "none";
     c->max_connections = 1024;
-    c->max_header_bytes = 32768;
+    c->max_header_bytes = 16384;
     c->idle_timeout_s = 30;
     c->request_timeout_s = 60;
     c->mcp_max_batch = NK_MCP_DEFAULT_MAX_BATCH;

@@ -663,6 +663,42 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     *socket_context = NULL;
 }
 
+/* The numeric peer address: IPv4 by hand, inet_ntop() for IPv6 (getnameinfo() costs several
+ * times as much per request), getnameinfo() for an IPv6 address with a scope ("fe80::1%eth0"). */
+static void client_text(const struct sockaddr *sa, char *out, size_t cap)
+{
+    const void *addr = NULL;
+
+    if (sa->sa_family == AF_INET && cap >= INET_ADDRSTRLEN) {
+        /* by hand: glibc's inet_ntop() formats IPv4 with sprintf() */
+        const unsigned char *b =
+            (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+        size_t n = 0;
+        int i;
+
+        for (i = 0; i < 4; i++) {
+            if (b[i] >= 100)
+                out[n++] = (char)('0' + b[i] / 100);
+            if (b[i] >= 10)
+                out[n++] = (char)('0' + b[i] / 10 % 10);
+            out[n++] = (char)('0' + b[i] % 10);
+            out[n++] = i < 3 ? '.' : '\0';
+        }
+        return;
+    }
+    if (sa->sa_family == AF_INET)
+        addr = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6 &&
+             ((const struct sockaddr_in6 *)(const void *)sa)->sin6_scope_id == 0)
+        addr = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (addr != NULL ? inet_ntop(sa->sa_family, addr, out, (socklen_t)cap) == NULL
+                     : getnameinfo(sa,
+                                   sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                             : sizeof(struct sockaddr_in),
+                                   out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(out, cap, "-");
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct nk_httpd *h = cls;
@@ -679,7 +715,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->uri = strdup(uri != NULL ? uri : "/");
 #if MHD_VERSION >= 0x00097500 && MHD_VERSION < 0x00097700
     /* libmicrohttpd 0.9.75 and 0.9.76 next copy every query argument into the connection's
-     * memory pool; when the pool runs out there (some 600 arguments in 32 KiB) they queue a 431
+     * memory pool; when the pool runs out there (some 300 arguments in 16 KiB) they queue a 431
      * and then overwrite the state that would send it, and the connection hangs until the idle
      * timeout. The listener parses the query itself from its own copy (parse_target, with its
      * own bound), so it ends the query in libmicrohttpd's request line here, which it splits
@@ -690,13 +726,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 #endif
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(r->client, sizeof(r->client), "-");
-    if (ci != NULL && ci->client_addr != NULL) {
-        socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                               : sizeof(struct sockaddr_in);
-        if (getnameinfo(ci->client_addr, len, r->client, sizeof(r->client), NULL, 0,
-                        NI_NUMERICHOST) != 0)
-            snprintf(r->client, sizeof(r->client), "-");
-    }
+    if (ci != NULL && ci->client_addr != NULL)
+        client_text(ci->client_addr, r->client, sizeof(r->client));
     return r;
 }
 
@@ -1253,7 +1284,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     unsigned max_conn = opts != NULL && opts->max_connections ? opts->max_connections : 1024;
     unsigned timeout = opts != NULL && opts->conn_timeout_s ? opts->conn_timeout_s : 30;
     unsigned per_ip = opts != NULL ? opts->max_per_client : 0;
-    size_t mem = opts != NULL && opts->max_header_bytes ? opts->max_header_bytes : 32 * 1024;
+    size_t mem = opts != NULL && opts->max_header_bytes ? opts->max_header_bytes : 16 * 1024;
     struct nk_loop *loop = opts != NULL ? opts->loop : NULL;
     /* No thread of libmicrohttpd's own and no inter-thread channel: every resume happens on the
      * loop thread, which runs MHD_run right after. */

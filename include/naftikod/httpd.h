@@ -58,7 +58,7 @@ struct nk_httpd_options {
     unsigned max_connections; /* 0: 1024 */
     unsigned conn_timeout_s;  /* idle timeout; 0: 30 */
     unsigned max_per_client;  /* connections per client address; 0: no limit of its own */
-    size_t max_header_bytes;  /* per-connection memory for the request head; 0: 32 KiB */
+    size_t max_header_bytes;  /* per-connection memory for the request head; 0: 16 KiB */
     double rate_per_s;        /* requests per second per client address; 0: unlimited */
     unsigned rate_burst;      /* bucket size; 0: max(1, rate_per_s) */
     /* With rate_per_s > 0: buckets shared with other listeners (the instances of one adapter

@@ -106,7 +106,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.timeout_ms, 0); /* the upstream client's default */
     assert_int_equal(c.drain_ms, 10000);
     assert_int_equal(c.max_connections, 1024);
-    assert_int_equal(c.max_header_bytes, 32768);
+    assert_int_equal(c.max_header_bytes, 16384);
     assert_int_equal(c.mcp_max_batch, 64);
     assert_string_equal(c.log_format, "text");
     assert_string_equal(c.log_level, "info");
