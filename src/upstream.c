@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
 #include "naftikod/loop.h"
 
@@ -66,6 +67,8 @@ struct nk_upstream {
     size_t max_response;
     char *ca_file;
     bool insecure;
+    bool openssl;  /* curl's TLS backend is OpenSSL (on_ssl_ctx() gets an SSL_CTX) */
+    bool no_proxy; /* no proxy variable in the environment: curl need not look on every call */
     struct nk_upstream_share *share; /* borrowed, or NULL */
 };
 
@@ -265,6 +268,34 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* Whether the environment names a proxy the way curl reads it (http_proxy in lower case only;
+ * the others in either case). The environment of a running daemon does not change, so when there
+ * is none the transfers say so (CURLOPT_PROXY "") and curl skips six getenv() calls a request. */
+static bool proxy_env(void)
+{
+    static const char *const names[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                                        "ALL_PROXY",  "no_proxy",    "NO_PROXY",    "ftp_proxy",
+                                        "FTP_PROXY",  "socks_proxy", "SOCKS_PROXY"};
+    size_t i;
+    const char *v;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if ((v = getenv(names[i])) != NULL && v[0] != '\0')
+            return true;
+    return false;
+}
+
+/* Every TLS context curl makes for an upstream connection: OpenSSL gives back a connection's
+ * read and write buffers (about 34 KiB) while it is idle, which is most of the time for a
+ * connection waiting on a slow upstream or parked in the pool. */
+static CURLcode on_ssl_ctx(CURL *e, void *ctx, void *ud)
+{
+    (void)e;
+    (void)ud;
+    SSL_CTX_set_mode((SSL_CTX *)ctx, SSL_MODE_RELEASE_BUFFERS);
+    return CURLE_OK;
+}
+
 static bool has_header(const struct nk_upstream_request *r, const char *name)
 {
     size_t i, n = strlen(name);
@@ -348,6 +379,10 @@ static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_er
     cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    if (u->no_proxy)
+        cc |= curl_easy_setopt(e, CURLOPT_PROXY, "");
+    if (u->openssl && strncasecmp(r->url, "https:", 6) == 0)
+        cc |= curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
     if (u->ca_file != NULL)
         cc |= curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
     if (u->insecure) {
@@ -641,6 +676,7 @@ enum nk_rc nk_upstream_new(struct nk_loop *loop, const struct nk_upstream_option
     struct nk_upstream *u = NULL;
     bool mu_ok = false;
     unsigned max_conns;
+    const curl_version_info_data *vi;
 
     *out = NULL;
     if (loop == NULL) {
@@ -674,6 +710,9 @@ enum nk_rc nk_upstream_new(struct nk_loop *loop, const struct nk_upstream_option
                 goto nomem;
         }
     }
+    u->no_proxy = !proxy_env();
+    vi = curl_version_info(CURLVERSION_NOW);
+    u->openssl = vi->ssl_version != NULL && strncmp(vi->ssl_version, "OpenSSL/", 8) == 0;
     if (pthread_mutex_init(&u->mu, NULL) != 0) {
         rc = NK_ERR_INTERNAL;
         nk_error_set(err, "cannot create a mutex");
