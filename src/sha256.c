@@ -14,32 +14,54 @@ static const uint32_t k256[64] = {
     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 
-static uint32_t ror(uint32_t x, unsigned n)
+static inline uint32_t ror(uint32_t x, unsigned n)
 {
     return (x >> n) | (x << (32 - n));
 }
 
-static void compress(uint32_t h[8], const unsigned char *p)
+static inline uint32_t load_be32(const unsigned char *p)
 {
-    uint32_t w[64], a, b, c, d, e, f, g, hh, t1, t2;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* One round with the eight working variables named in rotated order, so that eight rounds in a
+ * row need no shuffling of them: each round writes only d and h. */
+#define ROUND(a, b, c, d, e, f, g, h, i)                                                           \
+    do {                                                                                           \
+        uint32_t t1_ =                                                                             \
+            h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + (g ^ (e & (f ^ g))) + k256[i] + w[i];      \
+        uint32_t t2_ = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) | (c & (a | b)));          \
+        d += t1_;                                                                                  \
+        h = t1_ + t2_;                                                                             \
+    } while (0)
+
+static void compress(uint32_t st[8], const unsigned char *p)
+{
+    uint32_t w[64], a, b, c, d, e, f, g, h;
     unsigned i;
 
     for (i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
+        w[i] = load_be32(p + 4 * i);
     for (i = 16; i < 64; i++) {
         uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
         uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-    for (i = 0; i < 64; i++) {
-        t1 = hh + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + k256[i] + w[i];
-        t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    a = st[0], b = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];
+    for (i = 0; i < 64; i += 8) {
+        ROUND(a, b, c, d, e, f, g, h, i);
+        ROUND(h, a, b, c, d, e, f, g, i + 1);
+        ROUND(g, h, a, b, c, d, e, f, i + 2);
+        ROUND(f, g, h, a, b, c, d, e, i + 3);
+        ROUND(e, f, g, h, a, b, c, d, i + 4);
+        ROUND(d, e, f, g, h, a, b, c, i + 5);
+        ROUND(c, d, e, f, g, h, a, b, i + 6);
+        ROUND(b, c, d, e, f, g, h, a, i + 7);
     }
-    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
+    st[0] += a, st[1] += b, st[2] += c, st[3] += d, st[4] += e, st[5] += f, st[6] += g, st[7] += h;
 }
+
+#undef ROUND
 
 void nk_sha256_init(struct nk_sha256 *c)
 {
@@ -105,10 +127,19 @@ void nk_sha256(const void *data, size_t len, unsigned char out[NK_SHA256_LEN])
     nk_sha256_final(&c, out);
 }
 
-void nk_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len,
-                    unsigned char out[NK_SHA256_LEN])
+/* The states after the key's inner and outer pad blocks; kept per thread for the last key used,
+ * which halves the work of an HMAC of a short message under the same key (a session id check). */
+struct hmac_pads {
+    bool set;
+    unsigned char key[NK_SHA256_BLOCK]; /* the key as padded, or its digest when longer */
+    uint32_t inner[8], outer[8];
+};
+
+static _Thread_local struct hmac_pads tl_pads;
+
+static void pads_for(const void *key, size_t key_len, struct hmac_pads *out)
 {
-    unsigned char k[NK_SHA256_BLOCK], pad[NK_SHA256_BLOCK], inner[NK_SHA256_LEN];
+    unsigned char k[NK_SHA256_BLOCK], pad[NK_SHA256_BLOCK];
     struct nk_sha256 c;
     unsigned i;
 
@@ -117,20 +148,45 @@ void nk_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg
         nk_sha256(key, key_len, k);
     else if (key_len > 0)
         memcpy(k, key, key_len);
+    if (out->set && nk_mem_equal_ct(out->key, k, sizeof(k))) {
+        memset(k, 0, sizeof(k));
+        return;
+    }
+    memcpy(out->key, k, sizeof(k));
+    nk_sha256_init(&c);
     for (i = 0; i < NK_SHA256_BLOCK; i++)
         pad[i] = k[i] ^ 0x36;
+    compress(c.h, pad);
+    memcpy(out->inner, c.h, sizeof(c.h));
     nk_sha256_init(&c);
-    nk_sha256_update(&c, pad, sizeof(pad));
-    nk_sha256_update(&c, msg, msg_len);
-    nk_sha256_final(&c, inner);
     for (i = 0; i < NK_SHA256_BLOCK; i++)
         pad[i] = k[i] ^ 0x5c;
-    nk_sha256_init(&c);
-    nk_sha256_update(&c, pad, sizeof(pad));
-    nk_sha256_update(&c, inner, sizeof(inner));
-    nk_sha256_final(&c, out);
+    compress(c.h, pad);
+    memcpy(out->outer, c.h, sizeof(c.h));
+    out->set = true;
     memset(k, 0, sizeof(k));
     memset(pad, 0, sizeof(pad));
+    memset(&c, 0, sizeof(c));
+}
+
+void nk_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len,
+                    unsigned char out[NK_SHA256_LEN])
+{
+    unsigned char inner[NK_SHA256_LEN];
+    struct nk_sha256 c;
+
+    pads_for(key, key_len, &tl_pads);
+    nk_sha256_init(&c);
+    memcpy(c.h, tl_pads.inner, sizeof(c.h));
+    c.len = NK_SHA256_BLOCK;
+    nk_sha256_update(&c, msg, msg_len);
+    nk_sha256_final(&c, inner);
+    nk_sha256_init(&c);
+    memcpy(c.h, tl_pads.outer, sizeof(c.h));
+    c.len = NK_SHA256_BLOCK;
+    nk_sha256_update(&c, inner, sizeof(inner));
+    nk_sha256_final(&c, out);
+    memset(inner, 0, sizeof(inner));
 }
 
 bool nk_mem_equal_ct(const void *a, const void *b, size_t n)
@@ -179,12 +235,13 @@ size_t nk_b64url_encode(const void *in, size_t len, char *out)
 
 static int b64val(char ch)
 {
-    const char *p;
-
-    if (ch == '\0')
-        return -1;
-    p = strchr(b64url, ch);
-    return p == NULL ? -1 : (int)(p - b64url);
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    return ch == '-' ? 62 : ch == '_' ? 63 : -1;
 }
 
 size_t nk_b64url_decode(const char *s, size_t n, unsigned char *out, size_t cap)

@@ -342,6 +342,22 @@ static void test_sha256_vectors(void **state)
     nk_hmac_sha256(key, 131, "Test Using Larger Than Block-Size Key - Hash Key First", 54, d);
     hex(d, 32, h);
     assert_string_equal(h, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    /* The pads of the last key are kept: keys that alternate, or repeat, give the same answers
+     * (cases 2, 1, 1, 2). */
+    for (i = 0; i < 4; i++) {
+        if (i == 0 || i == 3) {
+            nk_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, d);
+            hex(d, 32, h);
+            assert_string_equal(h,
+                                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        } else {
+            memset(key, 0x0b, 20);
+            nk_hmac_sha256(key, 20, "Hi There", 8, d);
+            hex(d, 32, h);
+            assert_string_equal(h,
+                                "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+        }
+    }
 }
 
 static void test_b64url(void **state)
