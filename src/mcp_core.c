@@ -3,13 +3,13 @@
 #include "naftikod/mcp_core.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,25 +80,19 @@ static bool valid_id(json_t *id);
 static enum nk_rc random_bytes(void *buf, size_t len)
 {
     unsigned char *p = buf;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    enum nk_rc rc = NK_ERR_IO;
 
-    if (fd < 0)
-        return NK_ERR_IO;
+    /* getrandom(2): one system call, where /dev/urandom took three (open, read, close) */
     while (len > 0) {
-        ssize_t n = read(fd, p, len);
+        ssize_t n = getrandom(p, len, 0);
 
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            goto out;
+            return NK_ERR_IO;
         p += n;
         len -= (size_t)n;
     }
-    rc = NK_OK;
-out:
-    close(fd);
-    return rc;
+    return NK_OK;
 }
 
 static bool is_handshake_version(const char *v)
@@ -1351,9 +1345,15 @@ static struct exchange *exchange_new(struct nk_mcp *m, const struct nk_mcp_backe
         unsigned char r[16];
         size_t i;
 
-        if (random_bytes(r, sizeof(r)) == NK_OK)
-            for (i = 0; i < sizeof(r); i++)
-                snprintf(x->nonce + 2 * i, 3, "%02x", r[i]);
+        static const char hexd[] = "0123456789abcdef";
+
+        if (random_bytes(r, sizeof(r)) == NK_OK) {
+            for (i = 0; i < sizeof(r); i++) {
+                x->nonce[2 * i] = hexd[r[i] >> 4];
+                x->nonce[2 * i + 1] = hexd[r[i] & 15];
+            }
+            x->nonce[2 * sizeof(r)] = '\0';
+        }
     }
     return x;
 }
