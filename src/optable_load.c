@@ -1404,8 +1404,8 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
 static const struct nk_field cap_fields[] = {{"consumes", NK_FK_SEQ, 0},
                                              {"exposes", NK_FK_SEQ, 0},
                                              {"binds", NK_FK_SEQ, 0},
-                                             {"aggregates", NK_FK_ANY, NK_FF_UNSUP}};
-enum { CF_CONSUMES, CF_EXPOSES, CF_BINDS };
+                                             {"aggregates", NK_FK_SEQ, 0}};
+enum { CF_CONSUMES, CF_EXPOSES, CF_BINDS, CF_AGGREGATES };
 
 void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass)
 {
@@ -1451,6 +1451,8 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
                 nk_ld_err(ld, f[R_CAPABILITY], "capability needs 'consumes' or 'exposes'");
             if (cf[CF_BINDS] != NULL)
                 load_binds(ld, cf[CF_BINDS]);
+            if (cf[CF_AGGREGATES] != NULL)
+                nk_check_aggregates(ld, cf[CF_AGGREGATES]);
         }
         return;
     }
@@ -1492,7 +1494,7 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
                     ld->t->consumers[i].ops[j].consumer = &ld->t->consumers[i];
             }
         } else {
-            nk_load_exposes(ld, sec);
+            nk_load_exposes(ld, sec, nk_node_get(cap, "aggregates"));
         }
     }
 }

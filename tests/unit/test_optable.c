@@ -462,6 +462,149 @@ static void test_simple_forms(void **state)
     nk_diags_cleanup(&d);
 }
 
+static const struct nk_exposed *tool(const struct nk_adapter *a, const char *name)
+{
+    const struct nk_exposed *e = nk_adapter_find_tool(a, name);
+
+    assert_non_null(e);
+    return e;
+}
+
+/* Issue 15 item 3: a `ref` operation or tool is compiled at load into the same table entries as
+ * one written out: the function's call, `with` and outputParameters, its inputs where the
+ * operation declares none, its name and description where the operation has none; semantics
+ * become MCP hints, and the tool's own hints win field by field. */
+static void test_aggregates(void **state)
+{
+    const char *files[] = {NK_SOURCE_DIR "/tests/data/spec/valid/aggregates.yaml"};
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_adapter *rest, *mcp;
+    const struct nk_exposed *e;
+    const struct nk_arg *a;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors + d.n_warnings, 0);
+    rest = &t->adapters[0];
+    mcp = &t->adapters[1];
+
+    e = rest_op(rest, "GET", "/names");
+    assert_non_null(e);
+    assert_string_equal(e->name, "list-names");
+    assert_string_equal(e->description, "The names of the API tokens, revoked or not.");
+    assert_ptr_equal(e->target, nk_optable_find_op(t, "central.list"));
+    a = arg(e, "revoked");
+    assert_non_null(a);
+    assert_int_equal(a->in, NK_IN_QUERY);
+    assert_int_equal(a->type, NK_TYPE_BOOLEAN);
+    assert_false(a->required);
+    assert_int_equal(e->n_bindings, 1);
+    assert_int_equal(e->bindings[0].kind, NK_BIND_ARG); /* `tokens.revoked` */
+    assert_non_null(e->output);
+    assert_int_equal(e->output->type, NK_TYPE_ARRAY);
+
+    e = rest_op(rest, "GET", "/tokens/{id}");
+    assert_string_equal(e->name, "token");
+    a = arg(e, "id");
+    assert_int_equal(a->in, NK_IN_PATH); /* the function's input, a path variable here */
+    assert_true(a->required);
+    assert_int_equal(e->bindings[0].kind, NK_BIND_TEMPLATE); /* '{{id}}' */
+
+    e = rest_op(rest, "GET", "/greet/{who}");
+    assert_null(e->target); /* a mock function: nothing upstream */
+    assert_string_equal(e->output->props[0].name, "greeting");
+    assert_string_equal(e->description, "Greets from the path.");
+
+    e = tool(mcp, "list-names");
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_true(e->hints.idempotent);
+    assert_true(e->hints.open_world);
+    e = tool(mcp, "token"); /* safe only */
+    assert_string_equal(e->title, "One token");
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_false(e->hints.idempotent);
+    e = tool(mcp, "create"); /* safe: false keeps the defaults; the tool's destructive wins */
+    assert_false(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_int_equal(arg(e, "tokenName")->in, NK_IN_BODY);
+    e = tool(mcp, "greet");
+    assert_string_equal(e->description, "Greets.");
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.open_world);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
+/* The operation's own `with` overrides the function's key by key, its own inputParameters
+ * replace the function's, and the function's `<aggregate>.x` sources name those inputs. */
+static void test_aggregate_overrides(void **state)
+{
+    static const char doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: c\n"
+                              "    baseUri: https://x.example.com\n"
+                              "    resources:\n"
+                              "    - name: items\n"
+                              "      path: /items/{id}\n"
+                              "      operations:\n"
+                              "      - name: get\n"
+                              "        method: GET\n"
+                              "        inputParameters:\n"
+                              "        - {name: verbose, in: query}\n"
+                              "  aggregates:\n"
+                              "  - label: Items\n"
+                              "    namespace: items\n"
+                              "    functions:\n"
+                              "    - name: get\n"
+                              "      description: One item.\n"
+                              "      semantics: {safe: true}\n"
+                              "      inputParameters:\n"
+                              "      - {name: id, type: string, description: Id.}\n"
+                              "      call: c.get\n"
+                              "      with: {id: items.id, verbose: 'no'}\n"
+                              "  exposes:\n"
+                              "  - type: mcp\n"
+                              "    namespace: m\n"
+                              "    port: 9090\n"
+                              "    tools:\n"
+                              "    - ref: items.get\n"
+                              "      with: {verbose: 'yes'}\n"
+                              "      hints: {readOnly: false}\n"
+                              "    - name: by-key\n"
+                              "      ref: items.get\n"
+                              "      inputParameters:\n"
+                              "      - {name: key, type: string, description: The key.}\n"
+                              "      with: {id: tools.key}\n";
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_exposed *e;
+    size_t i;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("agg.yaml", doc, sizeof(doc) - 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors, 0);
+    e = tool(&t->adapters[0], "get");
+    assert_false(e->hints.read_only);   /* the tool's hint beats safe: true */
+    assert_false(e->hints.destructive); /* safe: true still set it */
+    assert_int_equal(e->n_bindings, 2);
+    for (i = 0; i < e->n_bindings; i++)
+        if (strcmp(e->bindings[i].param->name, "verbose") == 0)
+            assert_string_equal(e->bindings[i].tmpl.src, "yes");
+    e = tool(&t->adapters[0], "by-key");
+    assert_int_equal(e->n_args, 1);
+    assert_string_equal(e->args[0].name, "key");
+    assert_int_equal(e->n_bindings, 2);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
 /* --mcp-tool-prefix namespace: NS__TOOL, '-mcp' dropped, [A-Za-z0-9_-] only, 64 at most. */
 static void test_tool_prefixed(void **state)
 {
@@ -547,6 +690,8 @@ int main(void)
         cmocka_unit_test(test_loose_path_names),
         cmocka_unit_test(test_route_segments),
         cmocka_unit_test(test_simple_forms),
+        cmocka_unit_test(test_aggregates),
+        cmocka_unit_test(test_aggregate_overrides),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
