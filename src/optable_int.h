@@ -40,6 +40,11 @@ struct nk_loader {
 
 /* pass 0: root, info, binds; 1: consumes; 2: exposes. Problems go to ld->diags. */
 void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass);
+/* An `ikanos:` document (1.0.0-alpha3 .. 1.0.0-beta5) rewritten in place into the naftiko
+ * 1.0.0-alpha2 shape, every node keeping its position (optable_ikanos.c); any other root is left
+ * alone. An unsupported version is one error and *root becomes NULL (freed): nothing else of it
+ * is read. Problems go to ld->diags, OOM to ld->oom. */
+void nk_ikanos_translate(struct nk_loader *ld, struct nk_node **root);
 /* Checks across documents once everything is loaded (ports, namespaces). */
 void nk_check_table(struct nk_loader *ld);
 

@@ -1413,18 +1413,6 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
     const struct nk_node *cf[NK_NFIELDS(cap_fields)];
     size_t i;
 
-    /* An ikanos document (the engine's renamed, keyed-map format) is named once, instead of a
-     * cascade of unknown fields. */
-    if (root->kind == NK_NODE_MAPPING && nk_node_get(root, "naftiko") == NULL &&
-        nk_node_get(root, "ikanos") != NULL) {
-        const struct nk_node *v = nk_node_get(root, "ikanos");
-        if (pass == 0)
-            nk_ld_err(ld, v,
-                      "ikanos documents ('ikanos: %s') are not supported by naftikod yet "
-                      "(naftikod reads naftiko: " SCHEMA_VERSION ")",
-                      v->kind == NK_NODE_SCALAR ? v->str : "?");
-        return;
-    }
     if (pass == 0) {
         if (!nk_ld_fields(ld, root, "the document", root_fields, NK_NFIELDS(root_fields), f))
             return;
