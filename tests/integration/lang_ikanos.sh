@@ -106,3 +106,66 @@ jq -e '. == {"greeting":"hello crew"}' "$work/body" >/dev/null || fail "mcp gree
 pass "ref tool to a mock function"
 nk_stop
 pass "aggregates: clean stop"
+
+# ---- item 5: the ikanos root --------------------------------------------------------------------
+# The bundled capability and its ikanos form: the same OpenAPI document, the same tools/list.
+serve_doc() { # serve_doc NAME DOC: serve DOC; $work/NAME.openapi and $work/NAME.tools
+    nk_serve "$1" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+        --ca-file "$work/central.crt" "$2"
+    call "$1 openapi" "$REST/openapi.json"
+    [ "$STATUS" = 200 ] || fail "$1: /openapi.json answered $STATUS"
+    jq -S 'del(.servers)' "$work/body" >"$work/$1.openapi"
+    tools_list
+    jq -S '.result.tools' "$work/rpc" >"$work/$1.tools"
+}
+serve_doc naftiko "$CAP"
+nk_stop
+serve_doc ikanos "$DATA/ikanos-apitokenservice.yaml"
+diff -u "$work/naftiko.openapi" "$work/ikanos.openapi" >&2 ||
+    fail "the ikanos form gives another OpenAPI document"
+pass "ikanos form: the same OpenAPI document as the naftiko form"
+diff -u "$work/naftiko.tools" "$work/ikanos.tools" >&2 ||
+    fail "the ikanos form gives another tools/list"
+jq -e 'length == 4' "$work/ikanos.tools" >/dev/null || fail "ikanos tools/list: not 4 tools"
+pass "ikanos form: the same tools/list (stateless era) as the naftiko form"
+
+# The ikanos document still speaks the initialize era: a session, then tools/list and a call.
+INIT='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
+sid=$(curl -sS --max-time 10 -D - -o "$work/body" -X POST "$MCP" "${H[@]}" -d "$INIT" |
+    tr -d '\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+[ -n "$sid" ] || fail "ikanos: initialize gave no session"
+jq -e '.result.protocolVersion == "2025-06-18"' "$work/body" >/dev/null ||
+    fail "ikanos: initialize did not agree on 2025-06-18"
+SH=("${H[@]}" -H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-06-18')
+call "initialized" -X POST "$MCP" "${SH[@]}" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+[ "$STATUS" = 202 ] || fail "ikanos: notifications/initialized answered $STATUS"
+call "session tools/list" -X POST "$MCP" "${SH[@]}" -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'
+[ "$STATUS" = 200 ] || fail "ikanos: session tools/list answered $STATUS"
+jq -S '.result.tools' "$work/body" >"$work/session.tools"
+diff -u "$work/naftiko.tools" "$work/session.tools" >&2 ||
+    fail "ikanos: the session-era tools/list differs"
+pass "ikanos form: tools/list in a session (initialize era) too"
+call "session tools/call" -X POST "$MCP" "${SH[@]}" \
+    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"getapitokens-returns-all-api-tokens","arguments":{}}}'
+[ "$STATUS" = 200 ] || fail "ikanos: session tools/call answered $STATUS"
+jq -e '(.result.isError != true) and
+    ((.result.content[0].text | fromjson | .tokens | map(.name) | index("agg-a")) != null)' \
+    "$work/body" >/dev/null || fail "ikanos: the session tools/call did not list the tokens"
+pass "ikanos form: a tool call in a session reaches Central"
+mcp_call getapitoken-returns-api-token-metadata "{\"id\":\"$id\"}"
+jq -e ".name == \"agg-a\"" "$work/body" >/dev/null || fail "ikanos: stateless call: $(cat "$work/body")"
+pass "ikanos form: a stateless tool call reaches Central"
+call "ikanos REST" "$REST/v1/v1/apitokens/$id"
+expect 200 "ikanos form: the REST route reaches Central" ".name == \"agg-a\""
+nk_stop
+pass "ikanos: clean stop"
+
+# An unsupported ikanos version: one line, exit 1.
+set +e
+"$NAFTIKOD" check "$SRC/tests/data/spec/invalid/ikanos-unsupported.yaml" >"$work/check.out" 2>&1
+st=$?
+set -e
+[ "$st" = 1 ] || fail "check of an unsupported ikanos version exited $st"
+[ "$(grep -c . "$work/check.out")" = 1 ] && grep -q "unsupported ikanos version '2.0.0'" "$work/check.out" ||
+    fail "unsupported ikanos version: $(cat "$work/check.out")"
+pass "an unsupported ikanos version is one line"
