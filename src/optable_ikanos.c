@@ -190,8 +190,7 @@ static void keyed(struct nk_loader *ld, struct nk_node *map, const char *key, co
                   "'%s' in an ikanos document is a mapping keyed by name, not a list (the list "
                   "form is naftiko: 1.0.0-alpha2)",
                   key);
-        drop_pair(map, find_key(map, key));
-        return;
+        return; /* kept: read as the list it is, so that nothing else is reported for it */
     }
     if (m->kind != NK_NODE_MAPPING)
         return; /* the loader reports the type */
