@@ -158,7 +158,8 @@ static struct nk_node *named_entry(struct nk_loader *ld, struct nk_node *k, stru
         free(np);
         goto oom;
     }
-    memcpy(np + 1, v->pairs, v->n * sizeof(*np));
+    if (v->n > 0) /* an empty mapping has no pairs array */
+        memcpy(np + 1, v->pairs, v->n * sizeof(*np));
     free(v->pairs);
     v->pairs = np;
     k->style = NK_SCALAR_QUOTED; /* a name is a string, whatever it looks like */
