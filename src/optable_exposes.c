@@ -303,6 +303,28 @@ void nk_check_aggregates(struct nk_loader *ld, const struct nk_node *seq)
     }
 }
 
+void nk_check_aggregate_calls(struct nk_loader *ld, const struct nk_node *aggs)
+{
+    size_t i, j;
+
+    for (i = 0; aggs != NULL && aggs->kind == NK_NODE_SEQUENCE && i < aggs->n; i++) {
+        const struct nk_node *fns = get_kind(aggs->items[i], "functions", NK_NODE_SEQUENCE);
+        for (j = 0; fns != NULL && j < fns->n && !ld->oom; j++) {
+            const struct nk_node *call = nk_node_get(fns->items[j], "call");
+            const char *dot;
+            if (call == NULL || !nk_node_is_string(call))
+                continue;
+            /* the words nk_compile_exposed uses: a referenced function reports once */
+            dot = strchr(call->str, '.');
+            if (dot == NULL || dot == call->str || dot[1] == '\0' || strchr(dot + 1, '.'))
+                nk_ld_err(ld, call, "'call' must be 'namespace.operation', not '%s'", call->str);
+            else if (nk_ld_find_op(ld, call->str) == NULL && !ld->oom &&
+                     !nk_ld_is_broken(ld, call->str))
+                nk_ld_err(ld, call, "'call' target '%s' is not a consumed operation", call->str);
+        }
+    }
+}
+
 /* The function `ref: aggregate.function` names among aggs (this document's aggregates), or
  * NULL (reported, with the functions that exist). *ns is the aggregate's namespace. */
 static const struct nk_node *find_function(struct nk_loader *ld, const struct nk_node *aggs,

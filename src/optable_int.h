@@ -122,6 +122,9 @@ bool nk_ld_method(struct nk_loader *ld, const struct nk_node *n, char **out);
 bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in);
 /* Check the shape of capability.aggregates (pass 0; optable_exposes.c). */
 void nk_check_aggregates(struct nk_loader *ld, const struct nk_node *seq);
+/* Pass 2: the `call` of every aggregate function names a consumed operation, referenced or not
+ * (optable_exposes.c). */
+void nk_check_aggregate_calls(struct nk_loader *ld, const struct nk_node *aggs);
 /* Load capability.exposes (optable_exposes.c); aggs is the same document's
  * capability.aggregates (a `ref` resolves there), or NULL. */
 void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq, const struct nk_node *aggs);

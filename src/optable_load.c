@@ -1468,6 +1468,8 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
             ld->exposes_ns = nv;
             ld->exposes_ns[ld->n_exposes_ns++] = ns->str;
         }
+        if (pass == 2)
+            nk_check_aggregate_calls(ld, nk_node_get(cap, "aggregates"));
         sec = nk_node_get(cap, pass == 1 ? "consumes" : "exposes");
         if (sec == NULL || sec->kind != NK_NODE_SEQUENCE)
             return;
