@@ -279,6 +279,25 @@ void nk_diags_sort(struct nk_diags *d)
             d->v[j] = d->v[j - 1];
         d->v[j] = tmp;
     }
+    /* The same message at the same place once: a construct compiled for several users (an
+     * aggregate function referenced by several operations) reports its problems once. */
+    for (i = 0, j = 0; i < d->n; i++) {
+        size_t k;
+        bool dup = false;
+        for (k = j; k > 0 && !dup && !diag_before(&d->v[k - 1], &d->v[i]); k--)
+            dup = d->v[k - 1].sev == d->v[i].sev && strcmp(d->v[k - 1].msg, d->v[i].msg) == 0;
+        if (!dup) {
+            d->v[j++] = d->v[i];
+            continue;
+        }
+        if (d->v[i].sev == NK_SEV_ERROR)
+            d->n_errors--;
+        else
+            d->n_warnings--;
+        free(d->v[i].file);
+        free(d->v[i].msg);
+    }
+    d->n = j;
 }
 
 void nk_diags_print(const struct nk_diags *d, FILE *out)

@@ -346,6 +346,14 @@ static enum nk_rc load_docs(const char *const *names, const char *const *bufs, c
         if (prc != NK_OK)
             nk_diags_add(diags, NK_SEV_ERROR, t->files[i], err.line, err.column, "%s", err.msg);
     }
+    for (i = 0; i < n; i++) {
+        if (roots[i] == NULL)
+            continue;
+        ld.file = t->files[i];
+        nk_ikanos_translate(&ld, &roots[i]);
+        if (ld.oom)
+            goto oom;
+    }
     /* Pass 0: document shape, info and binds; pass 1: consumers of every file (templates
      * may name binds of any file); pass 2: exposes, compiled against every consumer so
      * `call` can cross files. */

@@ -224,6 +224,10 @@ static const char *source_name(struct nk_loader *ld, const struct nk_adapter *a,
         return s + 6;
     if (strncmp(s, a->ns, nl) == 0 && s[nl] == '.' && s[nl + 1] != '\0')
         return s + nl + 1;
+    /* an aggregate function's `with` names its inputs as `<aggregate>.x` */
+    if (ld->agg_ns != NULL && strncmp(s, ld->agg_ns, strlen(ld->agg_ns)) == 0 &&
+        s[strlen(ld->agg_ns)] == '.' && s[strlen(ld->agg_ns) + 1] != '\0')
+        return s + strlen(ld->agg_ns) + 1;
     dot = strchr(s, '.');
     if (dot == NULL || strchr(s, ' ') != NULL || strchr(s, '{') != NULL)
         return NULL;
@@ -309,9 +313,87 @@ static const struct nk_param *find_param(const struct nk_operation *o, const cha
     return NULL;
 }
 
+/* One `with` entry k: v, bound into the next free slot of e->bindings. */
+static void compile_with_entry(struct nk_loader *ld, const struct nk_adapter *a,
+                               const struct nk_node *k, const struct nk_node *v,
+                               struct nk_exposed *e, size_t *cap, bool declared)
+{
+    const struct nk_operation *o = e->target;
+    const struct nk_param *p = find_param(o, k->str);
+    struct nk_binding *b;
+    const char *src;
+    bool bad = false, bv;
+    size_t j;
+
+    if (p == NULL) {
+        nk_ld_err(ld, k, "'with' key '%s' is not an inputParameter of '%s'", k->str, o->qname);
+        return;
+    }
+    if (v->kind != NK_NODE_SCALAR || nk_node_is_null(v)) {
+        nk_ld_err(ld, v, "'with' value for '%s' must be a string", k->str);
+        return;
+    }
+    if (ld->strict && nk_node_bool(v, &bv))
+        nk_ld_warn(ld, v,
+                   "a boolean 'with' value is not in the naftiko 1.0.0-alpha2 schema "
+                   "(strings and numbers only)");
+    b = &e->bindings[e->n_bindings];
+    memset(b, 0, sizeof(*b));
+    b->param = p;
+    src = nk_node_is_string(v) ? source_name(ld, a, v, v->str, &bad) : NULL;
+    if (nk_node_is_string(v) && bad)
+        return;
+    if (src != NULL && ld->strict &&
+        (strncmp(v->str, a->ns, strlen(a->ns)) != 0 || v->str[strlen(a->ns)] != '.') &&
+        (ld->agg_ns == NULL || strncmp(v->str, ld->agg_ns, strlen(ld->agg_ns)) != 0 ||
+         v->str[strlen(ld->agg_ns)] != '.'))
+        nk_ld_warn(ld, v, "'%s' is a naftikod shorthand; the alpha2 form is '%s.%s'", v->str, a->ns,
+                   src);
+    if (src != NULL) {
+        struct nk_arg *arg =
+            source_arg(ld, a, e, cap, src, p, declared, v->line, v->column, v->str);
+        if (arg == NULL)
+            return;
+        b->kind = NK_BIND_ARG;
+        b->arg = arg_index(e, arg);
+        e->n_bindings++;
+        return;
+    }
+    b->kind = NK_BIND_TEMPLATE;
+    if (!nk_ld_tmpl(ld, v, NK_TMPL_MUSTACHE, &b->tmpl))
+        return;
+    e->n_bindings++;
+    for (j = 0; j < b->tmpl.n; j++) {
+        const struct nk_tmpl_part *part = &b->tmpl.parts[j];
+        const char *name;
+        bad = false;
+        if (part->kind != NK_TMPL_VAR)
+            continue;
+        if (nk_ld_find_bind(ld, part->text) != NULL) {
+            nk_ld_check_ambiguous(ld, v, part);
+            continue;
+        }
+        name = source_name(ld, a, NULL, part->text, &bad);
+        if (name != NULL) {
+            char written[300];
+            snprintf(written, sizeof(written), "{{%s}}", part->text);
+            source_arg(ld, a, e, cap, name, NULL, declared, v->line, nk_ld_col(v, part->offset),
+                       written);
+            continue;
+        }
+        if (name == NULL && find_arg(e, part->text) != NULL)
+            continue;
+        nk_ld_err_at(ld, v->line, nk_ld_col(v, part->offset),
+                     "'{{%s}}' names neither a declared bind nor an input of this operation",
+                     part->text);
+    }
+}
+
+/* Bind the target's parameters: `with` entries (the operation's, then those of its aggregate
+ * function, fwith, that the operation does not override), then pass-through by name. */
 static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
-                         const struct nk_node *with, struct nk_exposed *e, size_t *cap,
-                         bool declared)
+                         const struct nk_node *with, const struct nk_node *fwith,
+                         struct nk_exposed *e, size_t *cap, bool declared)
 {
     const struct nk_operation *o = e->target;
     size_t i, j;
@@ -321,73 +403,11 @@ static void compile_with(struct nk_loader *ld, const struct nk_adapter *a,
         ld->oom = true;
         return;
     }
-    for (i = 0; with != NULL && i < with->n && !ld->oom; i++) {
-        const struct nk_node *k = with->pairs[i].key, *v = with->pairs[i].value;
-        const struct nk_param *p = find_param(o, k->str);
-        struct nk_binding *b;
-        const char *src;
-        bool bad = false, bv;
-        if (p == NULL) {
-            nk_ld_err(ld, k, "'with' key '%s' is not an inputParameter of '%s'", k->str, o->qname);
-            continue;
-        }
-        if (v->kind != NK_NODE_SCALAR || nk_node_is_null(v)) {
-            nk_ld_err(ld, v, "'with' value for '%s' must be a string", k->str);
-            continue;
-        }
-        if (ld->strict && nk_node_bool(v, &bv))
-            nk_ld_warn(ld, v,
-                       "a boolean 'with' value is not in the naftiko 1.0.0-alpha2 schema "
-                       "(strings and numbers only)");
-        b = &e->bindings[e->n_bindings];
-        memset(b, 0, sizeof(*b));
-        b->param = p;
-        src = nk_node_is_string(v) ? source_name(ld, a, v, v->str, &bad) : NULL;
-        if (nk_node_is_string(v) && bad)
-            continue;
-        if (src != NULL && ld->strict &&
-            (strncmp(v->str, a->ns, strlen(a->ns)) != 0 || v->str[strlen(a->ns)] != '.'))
-            nk_ld_warn(ld, v, "'%s' is a naftikod shorthand; the alpha2 form is '%s.%s'", v->str,
-                       a->ns, src);
-        if (src != NULL) {
-            struct nk_arg *arg =
-                source_arg(ld, a, e, cap, src, p, declared, v->line, v->column, v->str);
-            if (arg == NULL)
-                continue;
-            b->kind = NK_BIND_ARG;
-            b->arg = arg_index(e, arg);
-            e->n_bindings++;
-            continue;
-        }
-        b->kind = NK_BIND_TEMPLATE;
-        if (!nk_ld_tmpl(ld, v, NK_TMPL_MUSTACHE, &b->tmpl))
-            continue;
-        e->n_bindings++;
-        for (j = 0; j < b->tmpl.n; j++) {
-            const struct nk_tmpl_part *part = &b->tmpl.parts[j];
-            const char *name;
-            bad = false;
-            if (part->kind != NK_TMPL_VAR)
-                continue;
-            if (nk_ld_find_bind(ld, part->text) != NULL) {
-                nk_ld_check_ambiguous(ld, v, part);
-                continue;
-            }
-            name = source_name(ld, a, NULL, part->text, &bad);
-            if (name != NULL) {
-                char written[300];
-                snprintf(written, sizeof(written), "{{%s}}", part->text);
-                source_arg(ld, a, e, cap, name, NULL, declared, v->line, nk_ld_col(v, part->offset),
-                           written);
-                continue;
-            }
-            if (name == NULL && find_arg(e, part->text) != NULL)
-                continue;
-            nk_ld_err_at(ld, v->line, nk_ld_col(v, part->offset),
-                         "'{{%s}}' names neither a declared bind nor an input of this operation",
-                         part->text);
-        }
-    }
+    for (i = 0; with != NULL && i < with->n && !ld->oom; i++)
+        compile_with_entry(ld, a, with->pairs[i].key, with->pairs[i].value, e, cap, declared);
+    for (i = 0; fwith != NULL && i < fwith->n && !ld->oom; i++)
+        if (nk_node_get(with, fwith->pairs[i].key->str) == NULL)
+            compile_with_entry(ld, a, fwith->pairs[i].key, fwith->pairs[i].value, e, cap, declared);
     /* Parameters `with` does not mention: an input of the same name passes through; else a
      * required parameter without a value cannot be reached. */
     for (i = 0; i < o->n_params && !ld->oom; i++) {
@@ -838,15 +858,35 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
      * variable naming another is a spelling mistake, not a new argument */
     bool declared = src->inputs != NULL && src->inputs->n > 0;
     struct outctx oc;
-    size_t cap = 0, i;
+    size_t cap = 0, i, first;
 
-    /* declared inputs: the resource's first, then the operation's */
+    if (src->steps != NULL) {
+        /* the one place orchestration is refused until steps run (issue 15 item 2): an
+         * aggregate function's steps compile here, as an operation's will */
+        const struct nk_node *at = src->steps;
+        for (i = 0; src->fn != NULL && i < src->fn->n; i++)
+            if (src->fn->pairs[i].value == src->steps)
+                at = src->fn->pairs[i].key;
+        nk_ld_err(ld, at, "'steps' in aggregate function is not supported by naftikod yet");
+        return;
+    }
+    /* declared inputs: the resource's first, then the operation's (or its function's) */
     if (src->rinputs != NULL)
         for (i = 0; i < src->rinputs->n && !ld->oom; i++)
             declared_arg(ld, e, &cap, rest, src->rinputs->items[i]);
+    first = e->n_args;
     if (src->inputs != NULL)
         for (i = 0; i < src->inputs->n && !ld->oom; i++)
-            declared_arg(ld, e, &cap, rest, src->inputs->items[i]);
+            declared_arg(ld, e, &cap, rest && !src->fn_inputs, src->inputs->items[i]);
+    for (i = first; rest && src->fn_inputs && i < e->n_args; i++) {
+        /* a function's inputs have no `in`: a path variable of this route, else a query */
+        size_t j;
+        e->args[i].in = NK_IN_QUERY;
+        for (j = 0; j < e->path_tmpl.n; j++)
+            if (e->path_tmpl.parts[j].kind == NK_TMPL_VAR &&
+                strcmp(e->path_tmpl.parts[j].text, e->args[i].name) == 0)
+                e->args[i].in = NK_IN_PATH;
+    }
     if (rest) {
         for (i = 0; i < e->path_tmpl.n && !ld->oom; i++) {
             const struct nk_tmpl_part *part = &e->path_tmpl.parts[i];
@@ -894,17 +934,18 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
                 nk_ld_err(ld, src->call, "'call' target '%s' is not a consumed operation",
                           src->call->str);
         }
-    } else if (src->with != NULL) {
-        nk_ld_err(ld, src->with, "'with' needs a 'call'");
+    } else if (src->with != NULL || src->fwith != NULL) {
+        nk_ld_err(ld, src->with ? src->with : src->fwith, "'with' needs a 'call'");
     }
     if (e->target != NULL) {
-        compile_with(ld, a, src->with, e, &cap, declared);
+        compile_with(ld, a, src->with, src->fwith, e, &cap, declared);
         if (!ld->oom)
             check_body_vars(ld, a, src, e, &cap, declared);
         for (i = 0; i < e->target->n_params && !ld->oom; i++) {
             const struct nk_param *p = &e->target->params[i];
             size_t j;
-            bool bound = p->value != NULL || nk_node_get(src->with, p->name) != NULL;
+            bool bound = p->value != NULL || nk_node_get(src->with, p->name) != NULL ||
+                         nk_node_get(src->fwith, p->name) != NULL;
             for (j = 0; j < e->n_bindings && !bound; j++)
                 bound = e->bindings[j].param == p;
             if (!bound && p->required)

@@ -53,9 +53,9 @@ static const struct nk_field rop_fields[] = {
     {"call", NK_FK_STR, 0},
     {"with", NK_FK_MAP, 0},
     {"outputParameters", NK_FK_SEQ, 0},
+    {"ref", NK_FK_STR, 0},
     {"steps", NK_FK_ANY, NK_FF_UNSUP},
     {"mappings", NK_FK_ANY, NK_FF_UNSUP},
-    {"ref", NK_FK_ANY, NK_FF_UNSUP},
 };
 enum {
     RO_METHOD,
@@ -66,13 +66,13 @@ enum {
     RO_CALL,
     RO_WITH,
     RO_OUTPUTS,
-    RO_STEPS,
-    RO_MAPPINGS
+    RO_REF
 };
 
+/* name and description are required unless `ref` supplies them (checked by load_mcp) */
 static const struct nk_field tool_fields[] = {
-    {"name", NK_FK_STR, NK_FF_REQ},
-    {"description", NK_FK_STR, NK_FF_REQ},
+    {"name", NK_FK_STR, 0},
+    {"description", NK_FK_STR, 0},
     {"label", NK_FK_STR, 0},
     {"title", NK_FK_STR, NK_FF_EXT},
     {"hints", NK_FK_MAP, 0},
@@ -80,9 +80,9 @@ static const struct nk_field tool_fields[] = {
     {"call", NK_FK_STR, 0},
     {"with", NK_FK_MAP, 0},
     {"outputParameters", NK_FK_SEQ, 0},
+    {"ref", NK_FK_STR, 0},
     {"steps", NK_FK_ANY, NK_FF_UNSUP},
     {"mappings", NK_FK_ANY, NK_FF_UNSUP},
-    {"ref", NK_FK_ANY, NK_FF_UNSUP},
 };
 enum {
     T_NAME,
@@ -94,8 +94,7 @@ enum {
     T_CALL,
     T_WITH,
     T_OUTPUTS,
-    T_STEPS,
-    T_MAPPINGS
+    T_REF
 };
 
 static const struct nk_field hint_fields[] = {{"readOnly", NK_FK_BOOL, 0},
@@ -192,6 +191,277 @@ static bool is_mock(const struct nk_node *outputs)
     return false;
 }
 
+/* ---- aggregates -------------------------------------------------------------------------- */
+
+static const struct nk_field agg_fields[] = {
+    {"label", NK_FK_STR, NK_FF_REQ},
+    {"namespace", NK_FK_STR, NK_FF_REQ},
+    {"functions", NK_FK_SEQ, NK_FF_REQ},
+};
+enum { AG_LABEL, AG_NAMESPACE, AG_FUNCTIONS };
+
+static const struct nk_field fn_fields[] = {
+    {"name", NK_FK_STR, NK_FF_REQ},
+    {"description", NK_FK_STR, NK_FF_REQ},
+    {"semantics", NK_FK_MAP, 0},
+    {"inputParameters", NK_FK_SEQ, 0},
+    {"call", NK_FK_STR, 0},
+    {"with", NK_FK_MAP, 0},
+    {"steps", NK_FK_SEQ, 0},
+    {"mappings", NK_FK_SEQ, 0},
+    {"outputParameters", NK_FK_SEQ, 0},
+};
+enum {
+    FN_NAME,
+    FN_DESCRIPTION,
+    FN_SEMANTICS,
+    FN_INPUTS,
+    FN_CALL,
+    FN_WITH,
+    FN_STEPS,
+    FN_MAPPINGS,
+    FN_OUTPUTS
+};
+
+static const struct nk_field semantics_fields[] = {
+    {"safe", NK_FK_BOOL, 0}, {"idempotent", NK_FK_BOOL, 0}, {"cacheable", NK_FK_BOOL, 0}};
+
+/* The value of key in map when it has the node kind k, else NULL (the shape was reported when
+ * the aggregates were checked). */
+static const struct nk_node *get_kind(const struct nk_node *map, const char *key,
+                                      enum nk_node_kind k)
+{
+    const struct nk_node *v = nk_node_get(map, key);
+
+    return v != NULL && v->kind == k ? v : NULL;
+}
+
+/* One function of aggregate ns: its fields, its mode, its name unique in the aggregate. */
+static void check_function(struct nk_loader *ld, const char *ns, const struct nk_node *fns,
+                           size_t i)
+{
+    const struct nk_node *f[NK_NFIELDS(fn_fields)];
+    const struct nk_node *sf[NK_NFIELDS(semantics_fields)];
+    size_t j;
+
+    if (!nk_ld_fields(ld, fns->items[i], "aggregate function", fn_fields, NK_NFIELDS(fn_fields), f))
+        return;
+    if (f[FN_SEMANTICS] != NULL)
+        nk_ld_fields(ld, f[FN_SEMANTICS], "semantics", semantics_fields,
+                     NK_NFIELDS(semantics_fields), sf);
+    if (f[FN_NAME] != NULL) {
+        nk_ld_strict_kebab(ld, f[FN_NAME], "function name");
+        for (j = 0; j < i; j++) {
+            const struct nk_node *other = get_kind(fns->items[j], "name", NK_NODE_SCALAR);
+            if (other != NULL && strcmp(other->str, f[FN_NAME]->str) == 0) {
+                nk_ld_err(ld, f[FN_NAME],
+                          "duplicate function '%s' in aggregate '%s' (first at line %u)",
+                          f[FN_NAME]->str, ns, other->line);
+                break;
+            }
+        }
+    }
+    if (f[FN_CALL] != NULL && f[FN_STEPS] != NULL)
+        nk_ld_err(ld, f[FN_STEPS], "an aggregate function has 'call' or 'steps', not both");
+    else if (f[FN_CALL] == NULL && f[FN_STEPS] == NULL && !is_mock(f[FN_OUTPUTS]) &&
+             nk_node_get(fns->items[i], "call") == NULL &&
+             nk_node_get(fns->items[i], "steps") == NULL)
+        nk_ld_err(ld, fns->items[i],
+                  "aggregate function '%s.%s' needs one of 'call' (one consumed operation), "
+                  "'steps' (orchestration) or outputParameters with 'value' (a mock)",
+                  ns, f[FN_NAME] ? f[FN_NAME]->str : "?");
+    if (f[FN_MAPPINGS] != NULL && f[FN_STEPS] == NULL)
+        nk_ld_err(ld, f[FN_MAPPINGS], "'mappings' in aggregate function needs 'steps'");
+}
+
+void nk_check_aggregates(struct nk_loader *ld, const struct nk_node *seq)
+{
+    size_t i, j;
+
+    for (i = 0; i < seq->n && !ld->oom; i++) {
+        const struct nk_node *f[NK_NFIELDS(agg_fields)];
+        const char *ns;
+        if (!nk_ld_fields(ld, seq->items[i], "aggregate", agg_fields, NK_NFIELDS(agg_fields), f))
+            continue;
+        if (f[AG_NAMESPACE] == NULL || !nk_ld_check_namespace(ld, f[AG_NAMESPACE]))
+            continue;
+        ns = f[AG_NAMESPACE]->str;
+        for (j = 0; j < i; j++) {
+            const struct nk_node *other = get_kind(seq->items[j], "namespace", NK_NODE_SCALAR);
+            if (other != NULL && strcmp(other->str, ns) == 0) {
+                nk_ld_err(ld, f[AG_NAMESPACE],
+                          "duplicate aggregate namespace '%s' (first at line %u)", ns, other->line);
+                break;
+            }
+        }
+        if (f[AG_FUNCTIONS] == NULL)
+            continue;
+        if (f[AG_FUNCTIONS]->n == 0)
+            nk_ld_err(ld, f[AG_FUNCTIONS], "aggregate '%s' has no functions", ns);
+        for (j = 0; j < f[AG_FUNCTIONS]->n && !ld->oom; j++)
+            check_function(ld, ns, f[AG_FUNCTIONS], j);
+    }
+}
+
+void nk_check_aggregate_calls(struct nk_loader *ld, const struct nk_node *aggs)
+{
+    size_t i, j;
+
+    for (i = 0; aggs != NULL && aggs->kind == NK_NODE_SEQUENCE && i < aggs->n; i++) {
+        const struct nk_node *fns = get_kind(aggs->items[i], "functions", NK_NODE_SEQUENCE);
+        for (j = 0; fns != NULL && j < fns->n && !ld->oom; j++) {
+            const struct nk_node *call = nk_node_get(fns->items[j], "call");
+            const char *dot;
+            if (call == NULL || !nk_node_is_string(call))
+                continue;
+            /* the words nk_compile_exposed uses: a referenced function reports once */
+            dot = strchr(call->str, '.');
+            if (dot == NULL || dot == call->str || dot[1] == '\0' || strchr(dot + 1, '.'))
+                nk_ld_err(ld, call, "'call' must be 'namespace.operation', not '%s'", call->str);
+            else if (nk_ld_find_op(ld, call->str) == NULL && !ld->oom &&
+                     !nk_ld_is_broken(ld, call->str))
+                nk_ld_err(ld, call, "'call' target '%s' is not a consumed operation", call->str);
+        }
+    }
+}
+
+/* The function `ref: aggregate.function` names among aggs (this document's aggregates), or
+ * NULL (reported, with the functions that exist). *ns is the aggregate's namespace. */
+static const struct nk_node *find_function(struct nk_loader *ld, const struct nk_node *aggs,
+                                           const struct nk_node *ref, const char **ns)
+{
+    const char *dot = strchr(ref->str, '.');
+    char known[512];
+    size_t i, j, len = 0, nl;
+
+    if (dot == NULL || dot == ref->str || dot[1] == '\0' || strchr(dot + 1, '.') != NULL) {
+        nk_ld_err(ld, ref, "'ref' must be 'aggregate.function', not '%s'", ref->str);
+        return NULL;
+    }
+    nl = (size_t)(dot - ref->str);
+    known[0] = '\0';
+    for (i = 0; aggs != NULL && aggs->kind == NK_NODE_SEQUENCE && i < aggs->n; i++) {
+        const struct nk_node *an = get_kind(aggs->items[i], "namespace", NK_NODE_SCALAR);
+        const struct nk_node *fns = get_kind(aggs->items[i], "functions", NK_NODE_SEQUENCE);
+        for (j = 0; an != NULL && fns != NULL && j < fns->n; j++) {
+            const struct nk_node *fname = get_kind(fns->items[j], "name", NK_NODE_SCALAR);
+            int w;
+            if (fname == NULL)
+                continue;
+            if (strlen(an->str) == nl && strncmp(an->str, ref->str, nl) == 0 &&
+                strcmp(fname->str, dot + 1) == 0) {
+                *ns = an->str;
+                return fns->items[j];
+            }
+            if (len + 1 >= sizeof(known))
+                continue;
+            w = snprintf(known + len, sizeof(known) - len, "%s%s.%s", len ? ", " : "", an->str,
+                         fname->str);
+            if (w > 0)
+                len += (size_t)w;
+            if (len >= sizeof(known))
+                strcpy(known + sizeof(known) - 4, "...");
+        }
+    }
+    if (len == 0)
+        nk_ld_err(ld, ref,
+                  "'ref' target '%s' is not an aggregate function (this document declares no "
+                  "aggregates)",
+                  ref->str);
+    else
+        nk_ld_err(ld, ref,
+                  "'ref' target '%s' is not an aggregate function (this document declares: %s)",
+                  ref->str, known);
+    return NULL;
+}
+
+/* Resolve an operation's `ref` into src: the function makes the call (with its `with`, which
+ * the operation's own `with` overrides key by key), and supplies the inputParameters and
+ * outputParameters the operation does not declare. Returns the function, or NULL (reported). */
+static const struct nk_node *apply_ref(struct nk_loader *ld, const struct nk_node *aggs,
+                                       const struct nk_node *ref, struct nk_exposed_src *src,
+                                       const char **ns)
+{
+    const struct nk_node *fn = find_function(ld, aggs, ref, ns), *in;
+
+    if (fn == NULL)
+        return NULL;
+    if (src->call != NULL) {
+        nk_ld_err(ld, src->call,
+                  "an operation with 'ref' has no 'call' of its own (the function '%s' makes "
+                  "the call)",
+                  ref->str);
+        return NULL;
+    }
+    src->fn = fn;
+    src->call = get_kind(fn, "call", NK_NODE_SCALAR);
+    src->fwith = get_kind(fn, "with", NK_NODE_MAPPING);
+    src->steps = get_kind(fn, "steps", NK_NODE_SEQUENCE);
+    in = get_kind(fn, "inputParameters", NK_NODE_SEQUENCE);
+    if ((src->inputs == NULL || src->inputs->n == 0) && in != NULL && in->n > 0) {
+        src->inputs = in;
+        src->fn_inputs = true;
+    }
+    if (src->outputs == NULL)
+        src->outputs = get_kind(fn, "outputParameters", NK_NODE_SEQUENCE);
+    return fn;
+}
+
+/* MCP: safe -> readOnly true and destructive false; idempotent -> idempotent (the reference
+ * runtime's derivation); the tool's own hints are applied after, field by field. */
+static void semantics_hints(const struct nk_node *fn, struct nk_hints *h)
+{
+    const struct nk_node *s = get_kind(fn, "semantics", NK_NODE_MAPPING);
+    bool b;
+
+    if (nk_node_bool(nk_node_get(s, "safe"), &b)) {
+        h->read_only = b;
+        if (b)
+            h->destructive = false;
+    }
+    if (nk_node_bool(nk_node_get(s, "idempotent"), &b))
+        h->idempotent = b;
+}
+
+/* REST: the method carries the semantics (RFC 9110 9.2); a function whose semantics contradict
+ * the operation's method is worth a warning, as clients, caches and retries go by the method. */
+static void semantics_method(struct nk_loader *ld, const struct nk_node *fn,
+                             const struct nk_node *ref, const char *method)
+{
+    const struct nk_node *s = get_kind(fn, "semantics", NK_NODE_MAPPING);
+    bool safe_m = strcmp(method, "GET") == 0;
+    bool idem_m = safe_m || strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0;
+    bool b;
+
+    if (nk_node_bool(nk_node_get(s, "safe"), &b) && b != safe_m)
+        nk_ld_warn(ld, ref,
+                   "aggregate function '%s' is %s, but %s is %s HTTP method (RFC 9110): clients "
+                   "and caches go by the method",
+                   ref->str, b ? "safe" : "not safe", method, safe_m ? "a safe" : "not a safe");
+    if (nk_node_bool(nk_node_get(s, "idempotent"), &b) && b && !idem_m)
+        nk_ld_warn(ld, ref,
+                   "aggregate function '%s' is idempotent, but %s is not an idempotent HTTP "
+                   "method (RFC 9110): clients will not retry it",
+                   ref->str, method);
+}
+
+/* Has src a mode to compile? A function without one was reported with the aggregates; a mock
+ * function whose outputs the operation replaces still compiles as a mock (and says why not). */
+static bool runnable(const struct nk_exposed_src *src)
+{
+    return src->call != NULL || src->steps != NULL || is_mock(src->outputs) ||
+           (src->fn != NULL && is_mock(get_kind(src->fn, "outputParameters", NK_NODE_SEQUENCE)));
+}
+
+/* Compile e from src (a `ref` operation compiles with its aggregate's namespace in reach). */
+static void compile(struct nk_loader *ld, const struct nk_adapter *a,
+                    const struct nk_exposed_src *src, struct nk_exposed *e, const char *agg_ns)
+{
+    ld->agg_ns = agg_ns;
+    nk_compile_exposed(ld, a, src, e);
+    ld->agg_ns = NULL;
+}
+
 /* Close the segment held in buf (len bytes; var's prefix is the first prefix_len) onto e->route. */
 static bool route_push(struct nk_loader *ld, struct nk_exposed *e, size_t *cap, const char *buf,
                        size_t len, size_t prefix_len, const char *var)
@@ -273,9 +543,10 @@ static bool compile_route(struct nk_loader *ld, struct nk_exposed *e)
     return ok;
 }
 
-static void load_rest(struct nk_loader *ld, const struct nk_node *n)
+static void load_rest(struct nk_loader *ld, const struct nk_node *n, const struct nk_node *aggs)
 {
     const struct nk_node *f[NK_NFIELDS(rest_fields)];
+    const char *agg_ns;
     struct nk_adapter *a;
     size_t i, j, nops = 0;
 
@@ -344,20 +615,34 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             src.inputs = of[RO_INPUTS];
             src.rinputs = rf[RR_INPUTS];
             src.outputs = of[RO_OUTPUTS];
-            if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL &&
-                nk_node_get(src.node, "ref") == NULL && !is_mock(src.outputs))
+            agg_ns = NULL;
+            if (of[RO_REF] != NULL) {
+                const struct nk_node *fn = apply_ref(ld, aggs, of[RO_REF], &src, &agg_ns);
+                if (fn == NULL)
+                    continue;
+                if (of[RO_NAME] == NULL) {
+                    free(e->name);
+                    e->name = nk_ld_node_dup(ld, get_kind(fn, "name", NK_NODE_SCALAR));
+                }
+                if (e->description == NULL)
+                    e->description =
+                        nk_ld_node_dup(ld, get_kind(fn, "description", NK_NODE_SCALAR));
+                semantics_method(ld, fn, of[RO_REF], e->method);
+            }
+            if (src.call == NULL && src.fn == NULL && nk_node_get(src.node, "steps") == NULL &&
+                !is_mock(src.outputs))
                 nk_ld_err(ld, src.node,
                           "a REST operation needs one of 'call' (one consumed operation), "
                           "'steps' (orchestration), 'ref' (an aggregate function) or "
-                          "outputParameters with 'value' (a mock); naftikod runs 'call' and "
-                          "mocks ('steps' and 'ref' are not supported yet)");
-            else if (of[RO_CALL] != NULL || is_mock(src.outputs))
-                nk_compile_exposed(ld, a, &src, e);
+                          "outputParameters with 'value' (a mock); naftikod runs 'call', 'ref' "
+                          "and mocks ('steps' is not supported yet)");
+            else if (runnable(&src))
+                compile(ld, a, &src, e, agg_ns);
         }
     }
 }
 
-static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
+static void load_mcp(struct nk_loader *ld, const struct nk_node *n, const struct nk_node *aggs)
 {
     const struct nk_node *f[NK_NFIELDS(mcp_fields)];
     struct nk_adapter *a;
@@ -394,34 +679,47 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         const struct nk_node *tf[NK_NFIELDS(tool_fields)];
         const struct nk_node *hf[NK_NFIELDS(hint_fields)];
         const struct nk_node *tn = f[M_TOOLS]->items[i];
+        const struct nk_node *fn = NULL, *name, *desc;
+        const char *agg_ns = NULL;
         struct nk_exposed *e = &a->ops[a->n_ops];
         struct nk_exposed_src src;
-        if (tn->kind == NK_NODE_MAPPING && nk_node_get(tn, "ref") != NULL) {
-            /* ref mode inherits name, description, ... from an aggregate function */
-            const struct nk_node *k = tn->pairs[0].key;
-            size_t pi;
-            for (pi = 0; pi < tn->n; pi++)
-                if (strcmp(tn->pairs[pi].key->str, "ref") == 0)
-                    k = tn->pairs[pi].key;
-            nk_ld_err(ld, k, "'ref' in MCP tool is not supported by naftikod yet");
-            continue;
-        }
         if (!nk_ld_fields(ld, tn, "MCP tool", tool_fields, NK_NFIELDS(tool_fields), tf))
             continue;
-        if (tf[T_NAME] == NULL)
+        memset(&src, 0, sizeof(src));
+        src.node = tn;
+        src.call = tf[T_CALL];
+        src.with = tf[T_WITH];
+        src.inputs = tf[T_INPUTS];
+        src.outputs = tf[T_OUTPUTS];
+        if (tf[T_REF] != NULL) {
+            fn = apply_ref(ld, aggs, tf[T_REF], &src, &agg_ns);
+            if (fn == NULL)
+                continue;
+        }
+        /* a `ref` tool inherits what it leaves out from its function */
+        name = tf[T_NAME] ? tf[T_NAME] : get_kind(fn, "name", NK_NODE_SCALAR);
+        desc = tf[T_DESCRIPTION] ? tf[T_DESCRIPTION] : get_kind(fn, "description", NK_NODE_SCALAR);
+        if (name == NULL || desc == NULL) {
+            const char *missing = name == NULL ? "name" : "description";
+            if (nk_node_get(tn, missing) == NULL)
+                nk_ld_err(ld, tn, "missing required field '%s' in MCP tool", missing);
             continue;
+        }
         if (tf[T_LABEL] != NULL && tf[T_TITLE] != NULL)
             nk_ld_err(ld, tf[T_TITLE], "MCP tool has both 'label' and 'title'");
         memset(e, 0, sizeof(*e));
         a->n_ops++;
-        e->name = nk_ld_node_dup(ld, tf[T_NAME]);
+        e->name = nk_ld_node_dup(ld, name);
         nk_ld_strict_kebab(ld, tf[T_NAME], "tool name");
         e->title = nk_ld_node_dup(ld, tf[T_LABEL] ? tf[T_LABEL] : tf[T_TITLE]);
-        e->description = nk_ld_node_dup(ld, tf[T_DESCRIPTION]);
+        e->description = nk_ld_node_dup(ld, desc);
         e->pos = nk_ld_pos(ld, tn);
-        /* the schema's defaults (also MCP's ToolAnnotations defaults) */
+        /* the schema's defaults (also MCP's ToolAnnotations defaults), then the function's
+         * semantics, then the tool's own hints field by field */
         e->hints.destructive = true;
         e->hints.open_world = true;
+        if (fn != NULL)
+            semantics_hints(fn, &e->hints);
         if (tf[T_HINTS] != NULL &&
             nk_ld_fields(ld, tf[T_HINTS], "hints", hint_fields, NK_NFIELDS(hint_fields), hf)) {
             if (hf[0] != NULL)
@@ -433,25 +731,19 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
             if (hf[3] != NULL)
                 nk_node_bool(hf[3], &e->hints.open_world);
         }
-        memset(&src, 0, sizeof(src));
-        src.node = tn;
-        src.call = tf[T_CALL];
-        src.with = tf[T_WITH];
-        src.inputs = tf[T_INPUTS];
-        src.outputs = tf[T_OUTPUTS];
-        if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL &&
-            nk_node_get(tn, "ref") == NULL && !is_mock(src.outputs))
+        if (src.call == NULL && src.fn == NULL && nk_node_get(tn, "steps") == NULL &&
+            !is_mock(src.outputs))
             nk_ld_err(ld, tn,
                       "an MCP tool needs one of 'call' (one consumed operation), 'steps' "
                       "(orchestration), 'ref' (an aggregate function) or outputParameters "
-                      "with 'value' (a mock); naftikod runs 'call' and mocks ('steps' and "
-                      "'ref' are not supported yet)");
-        else if (!ld->oom && (tf[T_CALL] != NULL || is_mock(src.outputs)))
-            nk_compile_exposed(ld, a, &src, e);
+                      "with 'value' (a mock); naftikod runs 'call', 'ref' and mocks ('steps' "
+                      "is not supported yet)");
+        else if (!ld->oom && runnable(&src))
+            compile(ld, a, &src, e, agg_ns);
     }
 }
 
-void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq)
+void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq, const struct nk_node *aggs)
 {
     size_t i;
 
@@ -467,9 +759,9 @@ void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq)
             continue;
         }
         if (strcmp(type->str, "rest") == 0)
-            load_rest(ld, n);
+            load_rest(ld, n, aggs);
         else if (strcmp(type->str, "mcp") == 0)
-            load_mcp(ld, n);
+            load_mcp(ld, n, aggs);
         else if (strcmp(type->str, "skill") == 0 || strcmp(type->str, "control") == 0)
             nk_ld_err(ld, type, "exposes type '%s' is not supported by naftikod yet", type->str);
         else

@@ -33,10 +33,18 @@ struct nk_loader {
     const struct nk_node **consumer_nodes;
     const char **consumer_files;
     size_t n_consumer_nodes;
+    /* while an operation with `ref` compiles: its aggregate's namespace, so that the function's
+     * `with` may name its inputs as `<aggregate>.x` (borrowed from the tree), else NULL */
+    const char *agg_ns;
 };
 
 /* pass 0: root, info, binds; 1: consumes; 2: exposes. Problems go to ld->diags. */
 void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass);
+/* An `ikanos:` document (1.0.0-alpha3 .. 1.0.0-beta5) rewritten in place into the naftiko
+ * 1.0.0-alpha2 shape, every node keeping its position (optable_ikanos.c); any other root is left
+ * alone. An unsupported version is one error and *root becomes NULL (freed): nothing else of it
+ * is read. Problems go to ld->diags, OOM to ld->oom. */
+void nk_ikanos_translate(struct nk_loader *ld, struct nk_node **root);
 /* Checks across documents once everything is loaded (ports, namespaces). */
 void nk_check_table(struct nk_loader *ld);
 
@@ -112,8 +120,14 @@ void nk_ld_strict_kebab(struct nk_loader *ld, const struct nk_node *n, const cha
 bool nk_ld_method(struct nk_loader *ld, const struct nk_node *n, char **out);
 /* Parse `in:`; environment only when consumed. */
 bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in);
-/* Load capability.exposes (optable_exposes.c). */
-void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq);
+/* Check the shape of capability.aggregates (pass 0; optable_exposes.c). */
+void nk_check_aggregates(struct nk_loader *ld, const struct nk_node *seq);
+/* Pass 2: the `call` of every aggregate function names a consumed operation, referenced or not
+ * (optable_exposes.c). */
+void nk_check_aggregate_calls(struct nk_loader *ld, const struct nk_node *aggs);
+/* Load capability.exposes (optable_exposes.c); aggs is the same document's
+ * capability.aggregates (a `ref` resolves there), or NULL. */
+void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq, const struct nk_node *aggs);
 
 /* Sources of one exposed operation, after the field checks (NULL when absent or invalid). */
 struct nk_exposed_src {
@@ -123,6 +137,11 @@ struct nk_exposed_src {
     const struct nk_node *inputs;  /* sequence: the operation's own inputParameters */
     const struct nk_node *rinputs; /* sequence: the REST resource's inputParameters */
     const struct nk_node *outputs; /* sequence */
+    /* an operation with `ref`: the aggregate function supplies what the operation leaves out */
+    const struct nk_node *fn;    /* the function's mapping, or NULL (no `ref`) */
+    const struct nk_node *fwith; /* mapping: the function's `with`; the operation's wins by key */
+    const struct nk_node *steps; /* the function's `steps` (orchestration), or NULL */
+    bool fn_inputs;              /* inputs are the function's (MCP form: no `in`) */
 };
 
 /* Compile one exposed REST operation or MCP tool (optable_compile.c): args, call, with

@@ -1404,8 +1404,8 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
 static const struct nk_field cap_fields[] = {{"consumes", NK_FK_SEQ, 0},
                                              {"exposes", NK_FK_SEQ, 0},
                                              {"binds", NK_FK_SEQ, 0},
-                                             {"aggregates", NK_FK_ANY, NK_FF_UNSUP}};
-enum { CF_CONSUMES, CF_EXPOSES, CF_BINDS };
+                                             {"aggregates", NK_FK_SEQ, 0}};
+enum { CF_CONSUMES, CF_EXPOSES, CF_BINDS, CF_AGGREGATES };
 
 void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass)
 {
@@ -1413,18 +1413,6 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
     const struct nk_node *cf[NK_NFIELDS(cap_fields)];
     size_t i;
 
-    /* An ikanos document (the engine's renamed, keyed-map format) is named once, instead of a
-     * cascade of unknown fields. */
-    if (root->kind == NK_NODE_MAPPING && nk_node_get(root, "naftiko") == NULL &&
-        nk_node_get(root, "ikanos") != NULL) {
-        const struct nk_node *v = nk_node_get(root, "ikanos");
-        if (pass == 0)
-            nk_ld_err(ld, v,
-                      "ikanos documents ('ikanos: %s') are not supported by naftikod yet "
-                      "(naftikod reads naftiko: " SCHEMA_VERSION ")",
-                      v->kind == NK_NODE_SCALAR ? v->str : "?");
-        return;
-    }
     if (pass == 0) {
         if (!nk_ld_fields(ld, root, "the document", root_fields, NK_NFIELDS(root_fields), f))
             return;
@@ -1451,6 +1439,8 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
                 nk_ld_err(ld, f[R_CAPABILITY], "capability needs 'consumes' or 'exposes'");
             if (cf[CF_BINDS] != NULL)
                 load_binds(ld, cf[CF_BINDS]);
+            if (cf[CF_AGGREGATES] != NULL)
+                nk_check_aggregates(ld, cf[CF_AGGREGATES]);
         }
         return;
     }
@@ -1478,6 +1468,8 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
             ld->exposes_ns = nv;
             ld->exposes_ns[ld->n_exposes_ns++] = ns->str;
         }
+        if (pass == 2)
+            nk_check_aggregate_calls(ld, nk_node_get(cap, "aggregates"));
         sec = nk_node_get(cap, pass == 1 ? "consumes" : "exposes");
         if (sec == NULL || sec->kind != NK_NODE_SEQUENCE)
             return;
@@ -1492,7 +1484,7 @@ void nk_load_document(struct nk_loader *ld, const struct nk_node *root, int pass
                     ld->t->consumers[i].ops[j].consumer = &ld->t->consumers[i];
             }
         } else {
-            nk_load_exposes(ld, sec);
+            nk_load_exposes(ld, sec, nk_node_get(cap, "aggregates"));
         }
     }
 }

@@ -36,6 +36,23 @@ void nk_node_free(struct nk_node *n)
     free(n);
 }
 
+struct nk_node *nk_node_new_scalar(const char *text, unsigned line, unsigned column)
+{
+    size_t len = strlen(text);
+    struct nk_node *n = calloc(1, sizeof(*n) + len + 1);
+
+    if (n == NULL)
+        return NULL;
+    n->kind = NK_NODE_SCALAR;
+    n->line = line;
+    n->column = column;
+    n->str = (char *)(n + 1);
+    memcpy(n->str, text, len + 1);
+    n->len = len;
+    n->style = NK_SCALAR_QUOTED;
+    return n;
+}
+
 const struct nk_node *nk_node_get(const struct nk_node *map, const char *key)
 {
     size_t i;

@@ -89,7 +89,8 @@ void nk_diags_add(struct nk_diags *d, enum nk_severity sev, const char *file, un
 void nk_diags_vadd(struct nk_diags *d, enum nk_severity sev, const char *file, unsigned line,
                    unsigned column, const char *fmt, va_list ap)
     __attribute__((format(printf, 6, 0)));
-/* Stable sort by file, line, column (insertion order kept for ties). */
+/* Stable sort by file, line, column (insertion order kept for ties); an exact repeat (same place,
+ * severity and message) is dropped. */
 void nk_diags_sort(struct nk_diags *d);
 /* Print every diagnostic, one a line, to out. */
 void nk_diags_print(const struct nk_diags *d, FILE *out);

@@ -58,6 +58,11 @@ enum nk_rc nk_spec_read_file(const char *path, char **buf, size_t *len, struct n
 
 void nk_node_free(struct nk_node *n);
 
+/* A new scalar node holding a copy of text, a string (quoted style), at line:column; for trees
+ * rewritten after parsing (the ikanos translation). Caller frees with nk_node_free(); NULL on
+ * out of memory. */
+struct nk_node *nk_node_new_scalar(const char *text, unsigned line, unsigned column);
+
 /* The value for key in a mapping node, or NULL (also when map is not a mapping); borrowed. */
 const struct nk_node *nk_node_get(const struct nk_node *map, const char *key);
 

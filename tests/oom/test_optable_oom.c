@@ -105,12 +105,27 @@ static void test_invalid_every_allocation(void **state)
     fail_each(NK_TEST_DATA "/spec/invalid/param-path-not-in-path.yaml", NK_ERR_INVALID);
 }
 
+/* issue 15: the ikanos translation and the aggregate functions compiled into ref operations */
+static void test_ikanos_aggregates_every_allocation(void **state)
+{
+    (void)state;
+    fail_each(NK_TEST_DATA "/spec/valid/ikanos-aggregates.yaml", NK_OK);
+}
+
+static void test_ikanos_errors_every_allocation(void **state)
+{
+    (void)state;
+    fail_each(NK_TEST_DATA "/spec/invalid/ikanos-errors.yaml", NK_ERR_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_every_allocation),
         cmocka_unit_test(test_full_every_allocation),
         cmocka_unit_test(test_invalid_every_allocation),
+        cmocka_unit_test(test_ikanos_aggregates_every_allocation),
+        cmocka_unit_test(test_ikanos_errors_every_allocation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

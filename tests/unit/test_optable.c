@@ -462,6 +462,330 @@ static void test_simple_forms(void **state)
     nk_diags_cleanup(&d);
 }
 
+static const struct nk_exposed *tool(const struct nk_adapter *a, const char *name)
+{
+    const struct nk_exposed *e = nk_adapter_find_tool(a, name);
+
+    assert_non_null(e);
+    return e;
+}
+
+/* Issue 15 item 3: a `ref` operation or tool is compiled at load into the same table entries as
+ * one written out: the function's call, `with` and outputParameters, its inputs where the
+ * operation declares none, its name and description where the operation has none; semantics
+ * become MCP hints, and the tool's own hints win field by field. */
+static void test_aggregates(void **state)
+{
+    const char *files[] = {NK_SOURCE_DIR "/tests/data/spec/valid/aggregates.yaml"};
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_adapter *rest, *mcp;
+    const struct nk_exposed *e;
+    const struct nk_arg *a;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors + d.n_warnings, 0);
+    rest = &t->adapters[0];
+    mcp = &t->adapters[1];
+
+    e = rest_op(rest, "GET", "/names");
+    assert_non_null(e);
+    assert_string_equal(e->name, "list-names");
+    assert_string_equal(e->description, "The names of the API tokens, revoked or not.");
+    assert_ptr_equal(e->target, nk_optable_find_op(t, "central.list"));
+    a = arg(e, "revoked");
+    assert_non_null(a);
+    assert_int_equal(a->in, NK_IN_QUERY);
+    assert_int_equal(a->type, NK_TYPE_BOOLEAN);
+    assert_false(a->required);
+    assert_int_equal(e->n_bindings, 1);
+    assert_int_equal(e->bindings[0].kind, NK_BIND_ARG); /* `tokens.revoked` */
+    assert_non_null(e->output);
+    assert_int_equal(e->output->type, NK_TYPE_ARRAY);
+
+    e = rest_op(rest, "GET", "/tokens/{id}");
+    assert_string_equal(e->name, "token");
+    a = arg(e, "id");
+    assert_int_equal(a->in, NK_IN_PATH); /* the function's input, a path variable here */
+    assert_true(a->required);
+    assert_int_equal(e->bindings[0].kind, NK_BIND_TEMPLATE); /* '{{id}}' */
+
+    e = rest_op(rest, "GET", "/greet/{who}");
+    assert_null(e->target); /* a mock function: nothing upstream */
+    assert_string_equal(e->output->props[0].name, "greeting");
+    assert_string_equal(e->description, "Greets from the path.");
+
+    e = tool(mcp, "list-names");
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_true(e->hints.idempotent);
+    assert_true(e->hints.open_world);
+    e = tool(mcp, "token"); /* safe only */
+    assert_string_equal(e->title, "One token");
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_false(e->hints.idempotent);
+    e = tool(mcp, "create"); /* safe: false keeps the defaults; the tool's destructive wins */
+    assert_false(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_int_equal(arg(e, "tokenName")->in, NK_IN_BODY);
+    e = tool(mcp, "greet");
+    assert_string_equal(e->description, "Greets.");
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.open_world);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
+/* The operation's own `with` overrides the function's key by key, its own inputParameters
+ * replace the function's, and the function's `<aggregate>.x` sources name those inputs. */
+static void test_aggregate_overrides(void **state)
+{
+    static const char doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: c\n"
+                              "    baseUri: https://x.example.com\n"
+                              "    resources:\n"
+                              "    - name: items\n"
+                              "      path: /items/{id}\n"
+                              "      operations:\n"
+                              "      - name: get\n"
+                              "        method: GET\n"
+                              "        inputParameters:\n"
+                              "        - {name: verbose, in: query}\n"
+                              "  aggregates:\n"
+                              "  - label: Items\n"
+                              "    namespace: items\n"
+                              "    functions:\n"
+                              "    - name: get\n"
+                              "      description: One item.\n"
+                              "      semantics: {safe: true}\n"
+                              "      inputParameters:\n"
+                              "      - {name: id, type: string, description: Id.}\n"
+                              "      call: c.get\n"
+                              "      with: {id: items.id, verbose: 'no'}\n"
+                              "  exposes:\n"
+                              "  - type: mcp\n"
+                              "    namespace: m\n"
+                              "    port: 9090\n"
+                              "    tools:\n"
+                              "    - ref: items.get\n"
+                              "      with: {verbose: 'yes'}\n"
+                              "      hints: {readOnly: false}\n"
+                              "    - name: by-key\n"
+                              "      ref: items.get\n"
+                              "      inputParameters:\n"
+                              "      - {name: key, type: string, description: The key.}\n"
+                              "      with: {id: tools.key}\n";
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_exposed *e;
+    size_t i;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("agg.yaml", doc, sizeof(doc) - 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors, 0);
+    e = tool(&t->adapters[0], "get");
+    assert_false(e->hints.read_only);   /* the tool's hint beats safe: true */
+    assert_false(e->hints.destructive); /* safe: true still set it */
+    assert_int_equal(e->n_bindings, 2);
+    for (i = 0; i < e->n_bindings; i++)
+        if (strcmp(e->bindings[i].param->name, "verbose") == 0)
+            assert_string_equal(e->bindings[i].tmpl.src, "yes");
+    e = tool(&t->adapters[0], "by-key");
+    assert_int_equal(e->n_args, 1);
+    assert_string_equal(e->args[0].name, "key");
+    assert_int_equal(e->n_bindings, 2);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
+/* ---- issue 15 item 5: the ikanos form loads into the same table ---------------------------- */
+
+static void same_str(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        assert_ptr_equal(a, b);
+    else
+        assert_string_equal(a, b);
+}
+
+static void same_tmpl(const struct nk_tmpl *a, const struct nk_tmpl *b)
+{
+    same_str(a->src, b->src);
+}
+
+static void same_outmap(const struct nk_outmap *a, const struct nk_outmap *b)
+{
+    size_t i;
+
+    if (a == NULL || b == NULL) {
+        assert_ptr_equal(a, b);
+        return;
+    }
+    same_str(a->name, b->name);
+    assert_int_equal(a->type, b->type);
+    same_str(a->mapping ? nk_jsonpath_text(a->mapping) : NULL,
+             b->mapping ? nk_jsonpath_text(b->mapping) : NULL);
+    same_str(a->value ? a->value->src : NULL, b->value ? b->value->src : NULL);
+    assert_true((a->konst == NULL) == (b->konst == NULL));
+    assert_true(a->konst == NULL || json_equal(a->konst, b->konst));
+    assert_int_equal(a->n_props, b->n_props);
+    for (i = 0; i < a->n_props; i++)
+        same_outmap(&a->props[i], &b->props[i]);
+    same_outmap(a->items, b->items);
+}
+
+static void same_exposed(const struct nk_exposed *a, const struct nk_exposed *b)
+{
+    size_t i;
+
+    same_str(a->name, b->name);
+    same_str(a->title, b->title);
+    same_str(a->description, b->description);
+    same_str(a->method, b->method);
+    same_str(a->path, b->path);
+    same_str(a->target ? a->target->qname : NULL, b->target ? b->target->qname : NULL);
+    assert_int_equal(a->n_args, b->n_args);
+    for (i = 0; i < a->n_args; i++) {
+        same_str(a->args[i].name, b->args[i].name);
+        assert_int_equal(a->args[i].in, b->args[i].in);
+        assert_int_equal(a->args[i].type, b->args[i].type);
+        assert_int_equal(a->args[i].required, b->args[i].required);
+        same_str(a->args[i].description, b->args[i].description);
+        same_str(a->args[i].pattern, b->args[i].pattern);
+    }
+    assert_int_equal(a->n_bindings, b->n_bindings);
+    for (i = 0; i < a->n_bindings; i++) {
+        same_str(a->bindings[i].param->name, b->bindings[i].param->name);
+        assert_int_equal(a->bindings[i].kind, b->bindings[i].kind);
+        assert_int_equal(a->bindings[i].arg, b->bindings[i].arg);
+        same_str(a->bindings[i].tmpl.src, b->bindings[i].tmpl.src);
+    }
+    same_outmap(a->output, b->output);
+    assert_memory_equal(&a->hints, &b->hints, sizeof(a->hints));
+    assert_true((a->input_schema == NULL) == (b->input_schema == NULL));
+    assert_true(a->input_schema == NULL || json_equal(a->input_schema, b->input_schema));
+}
+
+static void same_table(const struct nk_optable *a, const struct nk_optable *b)
+{
+    size_t i, j, k;
+
+    same_str(a->label, b->label);
+    same_str(a->description, b->description);
+    assert_int_equal(a->n_binds, b->n_binds);
+    for (i = 0; i < a->n_binds; i++) {
+        same_str(a->binds[i].ns, b->binds[i].ns);
+        same_str(a->binds[i].name, b->binds[i].name);
+        same_str(a->binds[i].source, b->binds[i].source);
+    }
+    assert_int_equal(a->n_consumers, b->n_consumers);
+    for (i = 0; i < a->n_consumers; i++) {
+        const struct nk_consumer *ca = &a->consumers[i], *cb = &b->consumers[i];
+        same_str(ca->ns, cb->ns);
+        same_str(ca->description, cb->description);
+        same_tmpl(&ca->base_uri, &cb->base_uri);
+        assert_int_equal(ca->auth.type, cb->auth.type);
+        same_str(ca->auth.key, cb->auth.key);
+        same_tmpl(&ca->auth.value, &cb->auth.value);
+        assert_int_equal(ca->n_ops, cb->n_ops);
+        for (j = 0; j < ca->n_ops; j++) {
+            const struct nk_operation *oa = &ca->ops[j], *ob = &cb->ops[j];
+            same_str(oa->qname, ob->qname);
+            same_str(oa->method, ob->method);
+            same_str(oa->description, ob->description);
+            same_str(oa->resource, ob->resource);
+            same_tmpl(&oa->path, &ob->path);
+            same_str(oa->output_raw_format, ob->output_raw_format);
+            assert_int_equal(oa->n_params, ob->n_params);
+            for (k = 0; k < oa->n_params; k++) {
+                same_str(oa->params[k].name, ob->params[k].name);
+                assert_int_equal(oa->params[k].in, ob->params[k].in);
+                assert_int_equal(oa->params[k].type, ob->params[k].type);
+                assert_int_equal(oa->params[k].required, ob->params[k].required);
+                same_str(oa->params[k].description, ob->params[k].description);
+            }
+            assert_int_equal(oa->n_outputs, ob->n_outputs);
+            for (k = 0; k < oa->n_outputs; k++) {
+                same_str(oa->outputs[k].name, ob->outputs[k].name);
+                assert_int_equal(oa->outputs[k].type, ob->outputs[k].type);
+                same_str(nk_jsonpath_text(oa->outputs[k].value),
+                         nk_jsonpath_text(ob->outputs[k].value));
+            }
+        }
+    }
+    assert_int_equal(a->n_adapters, b->n_adapters);
+    for (i = 0; i < a->n_adapters; i++) {
+        const struct nk_adapter *aa = &a->adapters[i], *ab = &b->adapters[i];
+        assert_int_equal(aa->type, ab->type);
+        same_str(aa->ns, ab->ns);
+        same_str(aa->description, ab->description);
+        same_str(aa->transport, ab->transport);
+        assert_int_equal(aa->port, ab->port);
+        assert_int_equal(aa->n_ops, ab->n_ops);
+        for (j = 0; j < aa->n_ops; j++)
+            same_exposed(&aa->ops[j], &ab->ops[j]);
+    }
+}
+
+static struct nk_optable *load_one(const char *file)
+{
+    const char *files[1];
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+
+    files[0] = file;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors + d.n_warnings, 0);
+    nk_diags_cleanup(&d);
+    return t;
+}
+
+/* The bundled capability and its ikanos 1.0.0-beta5 form compile into the same table (but for
+ * positions); the aggregates fixture in both forms too (flows, keyed outputs of a mock). */
+static void test_ikanos_same_table(void **state)
+{
+    static const char *const pairs[][2] = {
+        {SEED, NK_SOURCE_DIR "/tests/data/spec/valid/ikanos-apitokenservice.yaml"},
+        {NK_SOURCE_DIR "/tests/data/spec/valid/aggregates.yaml",
+         NK_SOURCE_DIR "/tests/data/spec/valid/ikanos-aggregates.yaml"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        struct nk_optable *a = load_one(pairs[i][0]), *b = load_one(pairs[i][1]);
+        same_table(a, b);
+        nk_optable_unref(a);
+        nk_optable_unref(b);
+    }
+}
+
+/* Positions survive the translation: a keyed entry's name is its key, fields keep theirs. */
+static void test_ikanos_positions(void **state)
+{
+    struct nk_optable *t =
+        load_one(NK_SOURCE_DIR "/tests/data/spec/valid/ikanos-apitokenservice.yaml");
+    const struct nk_operation *o = nk_optable_find_op(t, "stackrox-apitokenservice.revoketoken");
+    const struct nk_exposed *e = tool(&t->adapters[1], "getapitoken-returns-api-token-metadata");
+
+    (void)state;
+    assert_non_null(o);
+    assert_int_equal(o->pos.line, 61); /* "revoketoken:", where the entry starts */
+    assert_int_equal(o->pos.column, 11);
+    assert_int_equal(o->params[0].pos.line, 70); /* "id:" */
+    assert_int_equal(e->pos.line, 197);
+    assert_int_equal(e->pos.column, 7);
+    nk_optable_unref(t);
+}
+
 /* --mcp-tool-prefix namespace: NS__TOOL, '-mcp' dropped, [A-Za-z0-9_-] only, 64 at most. */
 static void test_tool_prefixed(void **state)
 {
@@ -547,6 +871,10 @@ int main(void)
         cmocka_unit_test(test_loose_path_names),
         cmocka_unit_test(test_route_segments),
         cmocka_unit_test(test_simple_forms),
+        cmocka_unit_test(test_aggregates),
+        cmocka_unit_test(test_aggregate_overrides),
+        cmocka_unit_test(test_ikanos_same_table),
+        cmocka_unit_test(test_ikanos_positions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
