@@ -741,6 +741,14 @@ static bool parse_cursor(const char *c, size_t total, size_t *off)
     return true;
 }
 
+/* Does this caller's tools/list show t? (--read-only, then the permission rules) */
+static bool shown(struct exchange *x, const struct nk_exposed *t)
+{
+    if (x->b.read_only && !t->hints.read_only)
+        return false;
+    return x->b.visible == NULL || x->b.visible(x->b.call_ud, t);
+}
+
 static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
 {
     const struct nk_adapter *a = x->b.adapter;
@@ -762,14 +770,14 @@ static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
         json_t *t;
 
         end = i + 1;
-        if (x->b.read_only && !a->ops[i].hints.read_only)
+        if (!shown(x, &a->ops[i]))
             continue;
         t = tool_json(&a->ops[i]);
         if (t == NULL || json_array_append_new(tools, t) != 0)
             goto oom;
         n++;
     }
-    while (x->b.read_only && end < total && !a->ops[end].hints.read_only)
+    while (end < total && !shown(x, &a->ops[end]))
         end++; /* no empty last page */
     res = json_object();
     if (res == NULL)
@@ -784,8 +792,10 @@ static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
     }
     if (x->era == ERA_MODERN) {
         json_object_set_new(res, "ttlMs", json_integer(x->m->tools_ttl_ms));
-        /* The list is the same for every caller: shared caches may keep it. */
-        json_object_set_new(res, "cacheScope", json_string("public"));
+        /* Without permission rules the list is the same for every caller: shared caches may
+         * keep it. With them it is this caller's own. */
+        json_object_set_new(res, "cacheScope",
+                            json_string(x->b.private_list ? "private" : "public"));
     }
     add_result(x, id, res);
     return;
@@ -1102,6 +1112,12 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
     c = NULL;
     if (cancelled) {
         goto out;
+    } else if (rc == NK_ERR_FORBIDDEN) {
+        /* Not the model's to fix by changing arguments alone: a protocol error that names
+         * the missing permission. */
+        nk_utf8_fix(err.msg, sizeof(err.msg));
+        add_error(x, id, NK_MCP_FORBIDDEN, err.msg[0] != '\0' ? err.msg : "permission denied",
+                  NULL);
     } else if (rc == NK_ERR_INVALID) {
         /* Bad arguments are the model's to fix: a tool result, not a protocol error. */
         add_result(x, id, text_result(err.msg[0] != '\0' ? err.msg : "invalid arguments", true));

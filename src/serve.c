@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "naftikod/audit.h"
+#include "naftikod/authz.h"
 #include "naftikod/cmd.h"
 #include "naftikod/common.h"
 #include "naftikod/config.h"
@@ -615,12 +617,18 @@ static void turn_done(void *arg)
  * keep their running values (a warning names each changed one). */
 static void reload(int argc, char **argv, const struct nk_config *running, struct nk_config *live,
                    bool *have_live, struct nk_server *server, const struct listener *ls,
-                   size_t n_ls, struct nk_tokens **tokens)
+                   size_t n_ls, struct nk_tokens **tokens, struct nk_authz **authz)
 {
     struct nk_config next;
     struct nk_tokens *fresh = NULL;
+    struct nk_authz *fresh_az = NULL;
     struct nk_error err;
     int r;
+
+    /* logrotate moved the audit log: a new file, whatever else this reload does */
+    memset(&err, 0, sizeof(err));
+    if (nk_audit_reopen(&err) != NK_OK)
+        logline("error", "reload: %s; still writing the audit trail to the old file", err.msg);
 
     r = nk_config_read(&next, NK_CONFIG_SERVE, true, argc, argv);
     if (r != 0) {
@@ -639,20 +647,45 @@ static void reload(int argc, char **argv, const struct nk_config *running, struc
         nk_config_free(&next);
         return;
     }
-    if (!reload_table(server, &next, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+    /* The permissions too: the tokens, the permissions and the table change together or not at
+     * all (a caller renamed in one and not the other would lose or gain rights). */
+    if (*authz != NULL && nk_authz_load(running->permissions, &fresh_az, &err) != NK_OK) {
+        logline("error",
+                "reload failed: %s; still serving the previous table, caller tokens and "
+                "permissions",
+                err.msg);
+        nk_metrics_reload(false);
         nk_tokens_free(fresh);
         nk_config_free(&next);
         return;
     }
-    if (fresh != NULL) {
+    if (!reload_table(server, &next, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+        nk_tokens_free(fresh);
+        nk_authz_free(fresh_az);
+        nk_config_free(&next);
+        return;
+    }
+    if (fresh != NULL || fresh_az != NULL) {
         size_t i;
 
-        /* Every loop sees the new set from its next check on; once each loop has finished a
-         * turn after the swap (a stopped loop checks nothing), the previous set is unread. */
-        nk_server_set_tokens(server, fresh);
+        if (fresh != NULL)
+            nk_server_set_tokens(server, fresh);
+        if (fresh_az != NULL)
+            nk_server_set_authz(server, fresh_az);
+        /* A check and a decision run within one turn of their loop (admit hook, adapter
+         * handler): once each loop has finished a turn after the swap, the previous sets are
+         * unread. */
         for (i = 0; i < nk_server_n_upstreams(server); i++)
             (void)nk_loop_run_sync(nk_upstream_loop(nk_server_upstream_at(server, i)), turn_done,
                                    NULL);
+    }
+    if (fresh_az != NULL) {
+        nk_authz_free(*authz);
+        *authz = fresh_az;
+        logline("info", "reload: permissions in force from %s (%zu caller(s), %zu grant(s))",
+                running->permissions, nk_authz_n_callers(fresh_az), nk_authz_n_grants(fresh_az));
+    }
+    if (fresh != NULL) {
         nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
         *tokens = fresh;
         logline("info", "reload: %zu caller token(s) in force from %s", nk_tokens_count(fresh),
@@ -856,6 +889,7 @@ int nk_cmd_serve(int argc, char **argv)
     int status = 1, sig = 0, r;
     struct nk_inbound_policy policy;
     struct nk_tokens *tokens = NULL;
+    struct nk_authz *authz = NULL;
     const char *rest_hosts[64];
     char *rest_hosts_copy = NULL, *tok, *save = NULL;
 
@@ -935,6 +969,23 @@ int nk_cmd_serve(int argc, char **argv)
     } else if (cfg.auth_tokens != NULL) {
         logline("warning", "--auth-tokens is set but no adapter uses token authentication");
     }
+    if (cfg.permissions != NULL) {
+        if (nk_authz_load(cfg.permissions, &authz, &err) != NK_OK) {
+            report_error("%s", err.msg);
+            goto out;
+        }
+        logline("info",
+                "permissions: %zu caller(s), %zu grant(s) from %s; anything not granted is "
+                "denied",
+                nk_authz_n_callers(authz), nk_authz_n_grants(authz), cfg.permissions);
+    }
+    if (cfg.audit_log != NULL) {
+        if (nk_audit_open(cfg.audit_log, &err) != NK_OK) {
+            report_error("--audit-log: %s", err.msg);
+            goto out;
+        }
+        logline("info", "audit trail: one JSON line per call to %s", cfg.audit_log);
+    }
     if (cfg.read_only)
         logline("info", "read-only: only GET routes and read-only tools are served");
     if (!configure_mcp(&cfg))
@@ -994,6 +1045,7 @@ int nk_cmd_serve(int argc, char **argv)
         }
     }
     nk_server_set_policy(server, &policy);
+    nk_server_set_authz(server, authz);
     if (n_loops > 1)
         nk_metrics_set_loops(nk_metrics_global(), (unsigned)n_loops);
 
@@ -1073,7 +1125,7 @@ int nk_cmd_serve(int argc, char **argv)
         if (sig == SIGHUP) {
             logline("info", "SIGHUP: reloading the capabilities");
             notify("RELOADING=1");
-            reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls, &tokens);
+            reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls, &tokens, &authz);
             notify("READY=1"); /* serving either way: the new table or the previous one */
             continue;
         }
@@ -1114,6 +1166,8 @@ out:
     nk_upstream_share_free(share);
     nk_server_free(server);
     nk_tokens_free(tokens);
+    nk_authz_free(authz);
+    nk_audit_close();
     free(rest_hosts_copy);
     if (ctx != NULL)
         nk_context_unref(ctx);

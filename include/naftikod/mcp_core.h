@@ -25,6 +25,10 @@
 #define NK_MCP_DEFAULT_MAX_BATCH 64
 /* JSON-RPC error code of a batched tools/call refused by the caller's rate limit. */
 #define NK_MCP_RATE_LIMITED (-32000)
+/* JSON-RPC error code of a tools/call a permission rule refused (nk_mcp_call_fn returned
+ * NK_ERR_FORBIDDEN); the message names the missing permission. -32000..-32019 are left to
+ * implementations by the MCP specification. */
+#define NK_MCP_FORBIDDEN (-32001)
 
 struct nk_mcp_options {
     const unsigned char *session_key; /* HMAC key for session ids; NULL: 32 random bytes chosen
@@ -52,7 +56,9 @@ typedef void (*nk_mcp_done_fn)(void *done_ud, struct nk_result *r);
 
 /* Start one tool call: like nk_invoke with NK_ARGS_JSON. On NK_OK done(done_ud, result) is
  * called exactly once, from any thread, possibly before this returns. NK_ERR_INVALID with
- * err set: the arguments were refused (becomes a tool result with isError). args borrowed. */
+ * err set: the arguments were refused (becomes a tool result with isError). NK_ERR_FORBIDDEN
+ * with err set: a permission rule refused the call (becomes the JSON-RPC error
+ * NK_MCP_FORBIDDEN with err's message). args borrowed. */
 typedef enum nk_rc (*nk_mcp_call_fn)(void *ud, const struct nk_exposed *tool, json_t *args,
                                      nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
 
@@ -86,6 +92,10 @@ struct nk_mcp_backend {
     nk_mcp_charge_fn charge; /* optional (NULL: batched calls cost nothing more); gets call_ud */
     size_t max_batch;        /* messages in a batch; 0: NK_MCP_DEFAULT_MAX_BATCH */
     nk_mcp_cancel_fn cancel; /* optional: called with call_ud */
+    /* optional: may the caller call this tool at all (permission rules)? tools/list shows
+     * only those; NULL: every tool. Gets call_ud. */
+    bool (*visible)(void *ud, const struct nk_exposed *tool);
+    bool private_list; /* the list differs between callers: 2026-07-28 cacheScope "private" */
 };
 
 /* One HTTP request on the MCP endpoint; every pointer borrowed for the call. Header values
