@@ -112,6 +112,11 @@ void nk_ld_strict_kebab(struct nk_loader *ld, const struct nk_node *n, const cha
 bool nk_ld_method(struct nk_loader *ld, const struct nk_node *n, char **out);
 /* Parse `in:`; environment only when consumed. */
 bool nk_ld_in(struct nk_loader *ld, const struct nk_node *n, bool consumed, enum nk_in *in);
+/* Load an `authentication` block into a: the consumer's outbound credential (oauth NULL: type
+ * oauth2 is an error) or an adapter's inbound check (oauth2 settings into a new *oauth, owned
+ * by the adapter; digest is refused). Secrets are templates over binds. */
+void nk_ld_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_auth *a,
+                struct nk_oauth_conf **oauth);
 /* Load capability.exposes (optable_exposes.c). */
 void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq);
 

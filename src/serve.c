@@ -201,11 +201,12 @@ struct listener {
     struct nk_httpd_client_conns *client_conns;
 };
 
-/* 401 with a Bearer challenge; REST gets a problem document, MCP a plain JSON body (the MCP
- * authorization rules answer at the HTTP layer, not with a JSON-RPC error). */
-static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
+/* 401 with the challenge (NULL: none); REST gets a problem document, MCP a plain JSON body (the
+ * MCP authorization rules answer at the HTTP layer, not with a JSON-RPC error). */
+static void unauthorized_with(struct nk_http_req *req, bool rest, const char *why,
+                              const char *challenge)
 {
-    static const char *const hdrs[] = {"WWW-Authenticate", "Bearer realm=\"naftikod\"", NULL};
+    const char *const hdrs[] = {"WWW-Authenticate", challenge, NULL};
     json_t *j = NULL;
     char *body;
 
@@ -220,7 +221,84 @@ static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
                     body == NULL ? NULL
                     : rest       ? "application/problem+json"
                                  : "application/json",
-                    body, body != NULL ? strlen(body) : 0, hdrs);
+                    body, body != NULL ? strlen(body) : 0, challenge != NULL ? hdrs : NULL);
+}
+
+/* 401 with a Bearer challenge. */
+static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
+{
+    unauthorized_with(req, rest, why, "Bearer realm=\"naftikod\"");
+}
+
+/* The value of query argument name, or NULL. */
+static const char *query_value(const struct nk_http_req *req, const char *name)
+{
+    size_t i, n = nk_http_req_query_count(req);
+    const char *k, *v;
+
+    for (i = 0; i < n; i++) {
+        nk_http_req_query_at(req, i, &k, &v);
+        if (k != NULL && strcmp(k, name) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* The document's own inbound `authentication` of the adapters on listener l (every adapter
+ * on one listener declares the same one, nk_optable_group()), used when no --rest-auth /
+ * --mcp-auth mode is set. A match makes the caller a document principal: for basic its user
+ * name, else the adapter's namespace. */
+static bool admit_document(struct listener *l, struct nk_http_req *req)
+{
+    struct nk_context *ctx = nk_server_context(l->server);
+    const struct nk_adapter *lst =
+        ctx != NULL ? nk_optable_find_listener(nk_context_table(ctx), l->type, l->ns) : NULL;
+    const struct nk_adapter *a = lst != NULL && lst->n_members > 0 ? lst->members[0] : NULL;
+    const char *authz = nk_http_req_header(req, "Authorization"), *key_value = NULL;
+    struct nk_principal who = {.kind = NK_PRINCIPAL_DOCUMENT};
+    const struct nk_doc_secret *s;
+    bool rest = l->type == NK_ADAPTER_REST, ok = true;
+    char why[300];
+
+    if (a == NULL || a->auth.type == NK_AUTH_NONE)
+        goto out; /* nothing declared (or the adapter is gone: the handler answers 404) */
+    s = nk_context_doc_secret(ctx, a);
+    if (a->auth.type == NK_AUTH_APIKEY)
+        key_value = a->auth.placement == NK_PLACE_QUERY ? query_value(req, a->auth.key)
+                                                        : nk_http_req_header(req, a->auth.key);
+    if (nk_doc_check(&a->auth, s, authz, key_value)) {
+        snprintf(who.name, sizeof(who.name), "%s",
+                 a->auth.type == NK_AUTH_BASIC && s->user[0] != '\0' ? s->user : a->ns);
+        nk_http_req_set_principal(req, &who);
+        goto out;
+    }
+    ok = false;
+    switch (a->auth.type) {
+    case NK_AUTH_BASIC:
+        unauthorized_with(req, rest,
+                          authz == NULL ? "this adapter needs 'Authorization: Basic ...'"
+                                        : "the user name or password is not valid here",
+                          "Basic realm=\"naftikod\", charset=\"UTF-8\"");
+        break;
+    case NK_AUTH_APIKEY:
+        /* An API key has no HTTP authentication scheme: no challenge, the problem names where
+         * the key goes. */
+        snprintf(why, sizeof(why), "this adapter needs its API key in the %s '%.100s'%s",
+                 a->auth.placement == NK_PLACE_QUERY ? "query parameter" : "header", a->auth.key,
+                 key_value != NULL ? ": the one sent is not valid here" : "");
+        unauthorized_with(req, rest, why, NULL);
+        break;
+    case NK_AUTH_BEARER:
+    default:
+        unauthorized(req, rest,
+                     authz == NULL ? "this adapter needs 'Authorization: Bearer <token>'"
+                                   : "the bearer token is not valid here");
+        break;
+    }
+out:
+    if (ctx != NULL)
+        nk_context_unref(ctx);
+    return ok;
 }
 
 /* True for a missing Authorization header, an empty one, or one of blanks only. */
@@ -261,6 +339,8 @@ static bool admit(void *ud, struct nk_http_req *req)
                      "this adapter forwards the caller's own credential to the upstream: send "
                      "an Authorization header");
         return false;
+    } else if (mode == NK_INBOUND_NONE) {
+        return admit_document(l, req);
     }
     return true;
 }
@@ -537,6 +617,27 @@ static void group_options(const struct nk_config *cfg, struct nk_group_options *
         cfg->mcp_tool_prefix != NULL && strcmp(cfg->mcp_tool_prefix, "namespace") == 0;
 }
 
+/* UNTIL THE OAUTH RESOURCE SERVER MERGES: the loader reads an adapter's `authentication:
+ * {type: oauth2}` into adapter->oauth, but nothing checks OAuth tokens in this build yet, so
+ * serving such an adapter would admit everyone. Refused here, at start-up and on reload (the
+ * one place to delete when the resource server lands). */
+static enum nk_rc refuse_oauth2(const struct nk_optable *t, struct nk_diags *diags)
+{
+    size_t i;
+    enum nk_rc rc = NK_OK;
+
+    for (i = 0; i < t->n_adapters; i++)
+        if (t->adapters[i].auth.type == NK_AUTH_OAUTH2) {
+            nk_diags_add(diags, NK_SEV_ERROR, t->adapters[i].pos.file, t->adapters[i].pos.line,
+                         t->adapters[i].pos.column,
+                         "adapter '%s' asks for oauth2 authentication, which this naftikod "
+                         "build cannot check yet: refusing to serve it",
+                         t->adapters[i].ns);
+            rc = NK_ERR_INVALID;
+        }
+    return rc;
+}
+
 /* Load the capabilities and group their adapters into listeners under cfg's port options. */
 static enum nk_rc load_grouped(const struct nk_config *cfg, const char *const *files,
                                size_t n_files, struct nk_diags *diags, struct nk_optable **out)
@@ -549,6 +650,8 @@ static enum nk_rc load_grouped(const struct nk_config *cfg, const char *const *f
         return rc;
     group_options(cfg, &go);
     rc = nk_optable_group(t, &go, diags);
+    if (rc == NK_OK)
+        rc = refuse_oauth2(t, diags);
     if (rc != NK_OK) {
         nk_optable_unref(t);
         return rc;
@@ -815,8 +918,17 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
     l->address = strdup(ho.address);
     if (l->ns == NULL || l->address == NULL)
         return false;
+    if ((a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp) != NK_INBOUND_NONE &&
+        a->members[0]->auth.type != NK_AUTH_NONE && l->loop_idx == 0)
+        logline("warning",
+                "%s adapter '%s': --%s-auth %s replaces the document's '%s' authentication "
+                "(the option wins; see docs/security.md)",
+                kind, a->members[0]->ns, kind,
+                nk_inbound_mode_name(a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp),
+                nk_auth_type_name(a->members[0]->auth.type));
     if (!is_loopback(ho.address) &&
-        (a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp) == NK_INBOUND_NONE) {
+        (a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp) == NK_INBOUND_NONE &&
+        a->members[0]->auth.type == NK_AUTH_NONE) {
         if (!cfg->allow_remote) {
             report_error("refusing to serve %s adapter '%s' on non-loopback address %s "
                          "without inbound authentication: it acts with the upstream "

@@ -7,3 +7,9 @@ if(TARGET naftikod-demo-central)
             $<TARGET_FILE:naftikod-demo-central> ${NK_SOURCE_DIR})
   set_tests_properties(integration.authz PROPERTIES TIMEOUT 120)
 endif()
+if(TARGET naftikod-demo-central)
+  add_test(NAME integration.doc_auth
+    COMMAND ${NK_SOURCE_DIR}/tests/integration/doc_auth.sh $<TARGET_FILE:naftikod>
+            $<TARGET_FILE:naftikod-demo-central> ${NK_SOURCE_DIR})
+  set_tests_properties(integration.doc_auth PROPERTIES TIMEOUT 120)
+endif()
