@@ -1186,8 +1186,9 @@ static bool oauth_uri(struct nk_loader *ld, const struct nk_node *n, const char 
 {
     if ((strncmp(n->str, "https://", 8) != 0 && strncmp(n->str, "http://", 7) != 0) ||
         strchr(n->str, '#') != NULL || strpbrk(n->str, " \t\"") != NULL) {
-        nk_ld_err(ld, n, "%s must be an absolute https:// URI without a fragment, got '%s'", what,
-                  n->str);
+        nk_ld_err(ld, n,
+                  "%s must be an absolute https:// (or http://) URI without a fragment, got '%s'",
+                  what, n->str);
         return false;
     }
     return true;
@@ -1205,9 +1206,9 @@ static void load_oauth2(struct nk_loader *ld, const struct nk_node *n, struct nk
         return;
     if (f[OA_AS] == NULL || f[OA_RESOURCE] == NULL)
         return;
-    if (!oauth_uri(ld, f[OA_AS], "'authorizationServerUri'") ||
-        !oauth_uri(ld, f[OA_RESOURCE], "'resource'"))
-        return;
+    /* every problem reported, not the first one only */
+    (void)oauth_uri(ld, f[OA_AS], "'authorizationServerUri'");
+    (void)oauth_uri(ld, f[OA_RESOURCE], "'resource'");
     if (f[OA_TOKEN_ENDPOINT] != NULL)
         nk_ld_warn(ld, f[OA_TOKEN_ENDPOINT],
                    "'tokenEndpoint' is not used by a resource server (the authorization "
@@ -1243,7 +1244,7 @@ static void load_oauth2(struct nk_loader *ld, const struct nk_node *n, struct nk
                 nk_ld_err(ld, s,
                           "an OAuth scope is a non-empty string without blanks, quotes "
                           "or backslashes");
-                return;
+                continue;
             }
             o->scopes[o->n_scopes++] = nk_ld_node_dup(ld, s);
         }
