@@ -73,6 +73,7 @@ struct caller {
 
 struct audit_entry {
     struct selector sel;
+    unsigned line;
     char **fields;
     size_t n_fields;
 };
@@ -574,6 +575,7 @@ static bool parse_audit(struct cc *c, const struct nk_node *n, struct audit_entr
     const struct nk_node *v;
     size_t i;
 
+    a->line = n->line;
     if (!known_keys(c, n, "an audit entry", keys, sizeof(keys) / sizeof(keys[0])) ||
         !parse_selector(c, n, &a->sel))
         return false;
@@ -1069,6 +1071,79 @@ enum nk_rc nk_authz_check(const struct nk_authz *az, const struct nk_principal *
     nk_utf8_fix(d->reason, sizeof(d->reason));
     nk_utf8_fix(d->rule, sizeof(d->rule));
     return NK_OK;
+}
+
+/* Does selector entry (one tool glob, route or call glob) match an operation of t? */
+static bool entry_used(const struct nk_optable *t, const char *tool, const struct route *route,
+                       const char *call)
+{
+    size_t i, j;
+
+    for (i = 0; i < t->n_listeners; i++)
+        for (j = 0; j < t->listeners[i].n_ops; j++) {
+            const struct nk_exposed *op = &t->listeners[i].ops[j];
+            enum nk_adapter_type type = t->listeners[i].type;
+
+            if (tool != NULL && type == NK_ADAPTER_MCP && glob(tool, op->name))
+                return true;
+            if (route != NULL && type == NK_ADAPTER_REST && op->method != NULL &&
+                (strcmp(route->method, "*") == 0 || strcmp(route->method, op->method) == 0) &&
+                glob(route->path, op->path))
+                return true;
+            if (call != NULL && op->target != NULL && glob(call, op->target->qname))
+                return true;
+        }
+    return false;
+}
+
+static size_t lint_selector(const struct nk_authz *az, const struct nk_optable *t,
+                            const struct selector *s, unsigned line, const char *who,
+                            void (*warn)(void *ud, const char *msg), void *ud)
+{
+    char msg[900];
+    size_t i, n = 0;
+
+    for (i = 0; i < s->n_tools; i++)
+        if (!entry_used(t, s->tools[i], NULL, NULL)) {
+            snprintf(msg, sizeof(msg), "%.200s:%u: tool '%.200s' (%.80s) names no MCP tool served",
+                     az->file, line, s->tools[i], who);
+            warn(ud, msg);
+            n++;
+        }
+    for (i = 0; i < s->n_routes; i++)
+        if (!entry_used(t, NULL, &s->routes[i], NULL)) {
+            snprintf(msg, sizeof(msg),
+                     "%.200s:%u: route '%.16s %.200s' (%.80s) names no REST route served", az->file,
+                     line, s->routes[i].method, s->routes[i].path, who);
+            warn(ud, msg);
+            n++;
+        }
+    for (i = 0; i < s->n_calls; i++)
+        if (!entry_used(t, NULL, NULL, s->calls[i])) {
+            snprintf(msg, sizeof(msg),
+                     "%.200s:%u: call '%.200s' (%.80s) names no consumed operation served",
+                     az->file, line, s->calls[i], who);
+            warn(ud, msg);
+            n++;
+        }
+    return n;
+}
+
+size_t nk_authz_lint(const struct nk_authz *az, const struct nk_optable *t,
+                     void (*warn)(void *ud, const char *msg), void *ud)
+{
+    char who[100];
+    size_t i, j, n = 0;
+
+    for (i = 0; i < az->n_callers; i++)
+        for (j = 0; j < az->callers[i].n_grants; j++) {
+            snprintf(who, sizeof(who), "caller %.64s", az->callers[i].name);
+            n += lint_selector(az, t, &az->callers[i].grants[j].sel, az->callers[i].grants[j].line,
+                               who, warn, ud);
+        }
+    for (i = 0; i < az->n_audits; i++)
+        n += lint_selector(az, t, &az->audits[i].sel, az->audits[i].line, "audit", warn, ud);
+    return n;
 }
 
 bool nk_authz_visible(const struct nk_authz *az, const struct nk_principal *p,

@@ -244,6 +244,22 @@ static const char *query_value(const struct nk_http_req *req, const char *name)
     return NULL;
 }
 
+static void permission_warning(void *ud, const char *msg)
+{
+    logline("warning", "%s%s (a typo here denies silently)", (const char *)ud, msg);
+}
+
+/* The permissions' names that match nothing the table serves, as warnings. */
+static void lint_permissions(const struct nk_authz *az, struct nk_server *server, const char *what)
+{
+    struct nk_context *ctx = nk_server_context(server);
+
+    if (az != NULL && ctx != NULL)
+        (void)nk_authz_lint(az, nk_context_table(ctx), permission_warning, (void *)what);
+    if (ctx != NULL)
+        nk_context_unref(ctx);
+}
+
 /* The document's own inbound `authentication` of the adapters on listener l (every adapter
  * on one listener declares the same one, nk_optable_group()), used when no --rest-auth /
  * --mcp-auth mode is set. A match makes the caller a document principal: for basic its user
@@ -785,6 +801,7 @@ static void reload(int argc, char **argv, const struct nk_config *running, struc
     if (fresh_az != NULL) {
         nk_authz_free(*authz);
         *authz = fresh_az;
+        lint_permissions(fresh_az, server, "reload: permissions: ");
         logline("info", "reload: permissions in force from %s (%zu caller(s), %zu grant(s))",
                 running->permissions, nk_authz_n_callers(fresh_az), nk_authz_n_grants(fresh_az));
     }
@@ -1158,6 +1175,7 @@ int nk_cmd_serve(int argc, char **argv)
     }
     nk_server_set_policy(server, &policy);
     nk_server_set_authz(server, authz);
+    lint_permissions(authz, server, "permissions: ");
     if (n_loops > 1)
         nk_metrics_set_loops(nk_metrics_global(), (unsigned)n_loops);
 

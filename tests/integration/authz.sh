@@ -187,5 +187,6 @@ for s in "$SECRET1" "$SECRET2" "$SECRET3" "$T_READER" "$T_CI" "$T_ADMIN" "$T_OTH
     ! grep -qF -- "$s" "$work/audit.all" || fail "a secret is in the audit trail"
     ! grep -qF -- "$s" "$work/nk.log" || fail "a secret is in the log"
 done
+! grep -q 'names no' "$work/nk.log" || fail "a recipe names an operation the capability does not serve"
 pass "audit: $calls records for $calls calls, each with caller, operation, decision, rule, latency; no generated token or credential in any"
 nk_stop

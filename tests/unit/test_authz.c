@@ -405,6 +405,45 @@ static void test_audit_format(void **state)
     json_decref(args);
 }
 
+static void count_warning(void *ud, const char *msg)
+{
+    size_t *n = ud;
+
+    (*n)++;
+    if (strstr(msg, "p.yaml:5: tool 'gen-typo' (caller a) names no MCP tool served") == NULL &&
+        strstr(msg, "p.yaml:5: route 'GET /nope' (caller a) names no REST route served") == NULL &&
+        strstr(msg, "p.yaml:9: call 'x.*' (audit) names no consumed operation served") == NULL) {
+        print_error("unexpected warning: %s\n", msg);
+        fail();
+    }
+}
+
+/* Names in the permissions that match nothing served are reported (the recipes name real
+ * operations: integration.authz checks the log has no such warning). */
+static void test_lint(void **state)
+{
+    const char *files[] = {NK_SOURCE_DIR "/capabilities/stackrox-apitokenservice.yaml"};
+    struct nk_optable *t = NULL;
+    struct nk_diags d;
+    struct nk_authz *az;
+    size_t n = 0;
+
+    (void)state;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load(files, 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(nk_optable_group(t, NULL, &d), NK_OK);
+    az = compile("callers:\n  - name: a\n    match: {token: a}\n    grants:\n"
+                 "      - tools: [gen-typo, 'generatetoken-*']\n"
+                 "        routes: ['GET /nope', 'PATCH /v1/v1/apitokens/revoke/{id}']\n"
+                 "        calls: '*.getapitokens'\n"
+                 "audit:\n  - calls: 'x.*'\n    fields: [id]\n");
+    assert_int_equal(nk_authz_lint(az, t, count_warning, &n), 3);
+    assert_int_equal(n, 3);
+    nk_authz_free(az);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_selectors),    cmocka_unit_test(test_limits),
         cmocka_unit_test(test_principals),   cmocka_unit_test(test_missing_scope),
         cmocka_unit_test(test_audit_fields), cmocka_unit_test(test_audit_format),
+        cmocka_unit_test(test_lint),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
