@@ -15,6 +15,7 @@
 #include "naftikod/common.h"
 #include "naftikod/invoke.h"
 #include "naftikod/optable.h"
+#include "naftikod/principal.h"
 
 #define NK_MCP_MODERN_VERSION "2026-07-28"
 #define NK_MCP_LATEST_HANDSHAKE_VERSION "2025-11-25"
@@ -78,6 +79,25 @@ uint64_t nk_mcp_call_tag(const void *done_ud);
 enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
                          const struct nk_exposed *tool, json_t *args, const char *request_id,
                          nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
+
+/* Who calls, and under which rules (both transports). */
+struct nk_mcp_access {
+    const struct nk_authz *authz;   /* borrowed; the permission rules, or NULL: every tool */
+    const struct nk_principal *who; /* borrowed; NULL: anonymous */
+    const char *request_id;         /* may be NULL; copied */
+    const char *adapter; /* the adapter's namespace for the audit trail when the tool has no
+                            adapter_ns (an adapter's own ops, as stdio serves them) */
+};
+
+/* nk_mcp_invoke behind the permission rules and with the audit trail (audit.h): a call the
+ * rules refuse returns NK_ERR_FORBIDDEN with the missing permission in err (and, when an OAuth
+ * scope would allow it, that scope in missing_scope, 128 bytes, unless NULL) and is never sent;
+ * every call that gets here is recorded once (denied, refused arguments, or at its answer).
+ * Otherwise as nk_mcp_invoke. */
+enum nk_rc nk_mcp_invoke_access(struct nk_context *ctx, struct nk_upstream *up,
+                                const struct nk_mcp_access *acc, const struct nk_exposed *tool,
+                                json_t *args, nk_mcp_done_fn done, void *done_ud,
+                                char missing_scope[128], struct nk_error *err);
 
 /* Charge one more upstream call to the caller (every tools/call of a batch after the first,
  * which its request already paid for): true to go ahead; false with *retry_s set refuses it. */

@@ -190,3 +190,31 @@ done
 ! grep -q 'names no' "$work/nk.log" || fail "a recipe names an operation the capability does not serve"
 pass "audit: $calls records for $calls calls, each with caller, operation, decision, rule, latency; no generated token or credential in any"
 nk_stop
+
+# 5. mcp-stdio reads the same rules (its caller is anonymous) and writes the same trail.
+printf 'callers:\n  - name: local\n    match: {anonymous: true}\n    grants:\n      - class: readOnly\n' \
+    >"$work/stdio-perms.yaml"
+I='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
+printf '%s\n' "$I" '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
+    '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' \
+    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"$GEN\",\"arguments\":$CI_ROLE}}" \
+    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"$LIST\",\"arguments\":{}}}" \
+    >"$work/stdio.in"
+n0=$(upstream_count)
+env -u STACKROX_API_KEY_FILE STACKROX_API_KEY="Bearer $KEY" timeout 30 "$NAFTIKOD" mcp-stdio "$CAP" \
+    --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
+    --permissions "$work/stdio-perms.yaml" --audit-log "$work/stdio-audit.log" \
+    <"$work/stdio.in" >"$work/stdio.out" 2>"$work/stdio.log" || fail "mcp-stdio exited $?"
+jq -se --arg l "$LIST" --arg g "$GET1" '(.[] | select(.id == 2) | [.result.tools[].name] | sort) == ([$l, $g] | sort)' \
+    "$work/stdio.out" >/dev/null || fail "stdio tools/list: $(cat "$work/stdio.out")"
+jq -se '(.[] | select(.id == 3) | .error.code) == -32001' "$work/stdio.out" >/dev/null ||
+    fail "stdio generate was not refused: $(cat "$work/stdio.out")"
+jq -se '(.[] | select(.id == 4) | .result.isError) != true' "$work/stdio.out" >/dev/null ||
+    fail "stdio list: $(cat "$work/stdio.out")"
+[ "$(upstream_count)" = "$((n0 + 1))" ] || fail "stdio: $(( $(upstream_count) - n0 )) upstream calls, want 1"
+[ "$(wc -l <"$work/stdio-audit.log")" = 2 ] || fail "stdio audit: $(cat "$work/stdio-audit.log")"
+jq -se '.[0].decision == "deny" and .[0].caller.kind == "anonymous" and
+        .[0].adapter == "stackrox-apitokenservice-mcp" and .[1].decision == "allow" and
+        .[1].upstream_status == 200' "$work/stdio-audit.log" >/dev/null ||
+    fail "stdio audit records: $(cat "$work/stdio-audit.log")"
+pass "mcp-stdio: the same rules (anonymous caller: 2 read-only tools listed, generate -32001 without reaching Central) and one audit record per call"
