@@ -98,6 +98,8 @@ tool "$T_CI" "$GEN" "$MIXED"
 denied_mcp "ci generate with one role Admin" "entry 1: value 'Admin'"
 tool "$T_CI" "$GEN" '{"body":{"name":"no-roles"}}'
 denied_mcp "ci generate without roles" "body\\.roles' is required"
+tool "$T_CI" "$GEN" '{"body":{"name":"old","role":"Admin","roles":["Continuous Integration"]}}'
+denied_mcp "ci generate with the deprecated role Admin" "argument 'body\\.role' value 'Admin'"
 tool "$T_CI" "$LIST" '{}'
 denied_mcp "ci list" "no grant .* lets token 'ci' use tool '$LIST'"
 rest "$T_CI" POST /v1/v1/apitokens/generate '{"name":"evil","roles":["Admin"]}'
