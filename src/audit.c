@@ -220,8 +220,10 @@ void nk_audit_write(const struct nk_audit_record *r)
     memcpy(msg + off, line, n);
     msg[off + n] = '\n';
     /* One write on an O_APPEND descriptor (or one datagram): a line is never interleaved with
-     * another loop's line, and never split by a rotation. */
-    w = fd >= 0 ? (journal ? send(fd, msg, off + n + 1, MSG_NOSIGNAL) : write(fd, msg, off + n + 1))
+     * another loop's line, and never split by a rotation. A journal that cannot keep up loses
+     * the record (counted, logged) rather than stalling the event loop. */
+    w = fd >= 0 ? (journal ? send(fd, msg, off + n + 1, MSG_NOSIGNAL | MSG_DONTWAIT)
+                           : write(fd, msg, off + n + 1))
                 : -1;
     failed = fd >= 0 && w != (ssize_t)(off + n + 1);
     if (failed) {

@@ -13,3 +13,7 @@ if(TARGET naftikod-demo-central)
             $<TARGET_FILE:naftikod-demo-central> ${NK_SOURCE_DIR})
   set_tests_properties(integration.doc_auth PROPERTIES TIMEOUT 120)
 endif()
+add_test(NAME integration.audit.journal
+  COMMAND ${NK_SOURCE_DIR}/tests/integration/audit_journal.sh $<TARGET_FILE:naftikod>
+          ${NK_SOURCE_DIR})
+set_tests_properties(integration.audit.journal PROPERTIES TIMEOUT 60 SKIP_RETURN_CODE 77)
