@@ -1096,41 +1096,41 @@ static bool entry_used(const struct nk_optable *t, const char *tool, const struc
     return false;
 }
 
-static size_t lint_selector(const struct nk_authz *az, const struct nk_optable *t,
-                            const struct selector *s, unsigned line, const char *who,
-                            void (*warn)(void *ud, const char *msg), void *ud)
+static size_t
+lint_selector(const struct nk_authz *az, const struct nk_optable *t, const struct selector *s,
+              unsigned line, const char *who,
+              void (*warn)(void *ud, const char *file, unsigned line, const char *msg), void *ud)
 {
     char msg[900];
     size_t i, n = 0;
 
     for (i = 0; i < s->n_tools; i++)
         if (!entry_used(t, s->tools[i], NULL, NULL)) {
-            snprintf(msg, sizeof(msg), "%.200s:%u: tool '%.200s' (%.80s) names no MCP tool served",
-                     az->file, line, s->tools[i], who);
-            warn(ud, msg);
+            snprintf(msg, sizeof(msg), "tool '%.200s' (%.80s) names no MCP tool served",
+                     s->tools[i], who);
+            warn(ud, az->file, line, msg);
             n++;
         }
     for (i = 0; i < s->n_routes; i++)
         if (!entry_used(t, NULL, &s->routes[i], NULL)) {
-            snprintf(msg, sizeof(msg),
-                     "%.200s:%u: route '%.16s %.200s' (%.80s) names no REST route served", az->file,
-                     line, s->routes[i].method, s->routes[i].path, who);
-            warn(ud, msg);
+            snprintf(msg, sizeof(msg), "route '%.16s %.200s' (%.80s) names no REST route served",
+                     s->routes[i].method, s->routes[i].path, who);
+            warn(ud, az->file, line, msg);
             n++;
         }
     for (i = 0; i < s->n_calls; i++)
         if (!entry_used(t, NULL, NULL, s->calls[i])) {
-            snprintf(msg, sizeof(msg),
-                     "%.200s:%u: call '%.200s' (%.80s) names no consumed operation served",
-                     az->file, line, s->calls[i], who);
-            warn(ud, msg);
+            snprintf(msg, sizeof(msg), "call '%.200s' (%.80s) names no consumed operation served",
+                     s->calls[i], who);
+            warn(ud, az->file, line, msg);
             n++;
         }
     return n;
 }
 
 size_t nk_authz_lint(const struct nk_authz *az, const struct nk_optable *t,
-                     void (*warn)(void *ud, const char *msg), void *ud)
+                     void (*warn)(void *ud, const char *file, unsigned line, const char *msg),
+                     void *ud)
 {
     char who[100];
     size_t i, j, n = 0;

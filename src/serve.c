@@ -244,9 +244,10 @@ static const char *query_value(const struct nk_http_req *req, const char *name)
     return NULL;
 }
 
-static void permission_warning(void *ud, const char *msg)
+static void permission_warning(void *ud, const char *file, unsigned line, const char *msg)
 {
-    logline("warning", "%s%s (a typo here denies silently)", (const char *)ud, msg);
+    logline("warning", "%s%s:%u: %s (a typo here denies silently)", (const char *)ud, file, line,
+            msg);
 }
 
 /* The permissions' names that match nothing the table serves, as warnings. */

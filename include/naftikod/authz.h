@@ -66,11 +66,12 @@ enum nk_rc nk_authz_check(const struct nk_authz *az, const struct nk_principal *
 bool nk_authz_visible(const struct nk_authz *az, const struct nk_principal *p,
                       enum nk_adapter_type type, const struct nk_exposed *op);
 
-/* Report, through warn (one message each, "FILE:LINE: ..."), every tool glob, route and call
- * glob of az that matches no operation of t's listeners: a typo that would silently deny.
- * Returns how many were reported. */
+/* Report, through warn (the permissions file, the line of the grant or audit entry, and a
+ * message), every tool glob, route and call glob of az that matches no operation of t's
+ * listeners: a typo that would silently deny. Returns how many were reported. */
 size_t nk_authz_lint(const struct nk_authz *az, const struct nk_optable *t,
-                     void (*warn)(void *ud, const char *msg), void *ud);
+                     void (*warn)(void *ud, const char *file, unsigned line, const char *msg),
+                     void *ud);
 
 /* "anonymous", "token", "document", "oauth". */
 const char *nk_principal_kind_name(enum nk_principal_kind k);

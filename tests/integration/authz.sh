@@ -23,6 +23,22 @@ for pair in "reader:$T_READER" "ci:$T_CI" "admin:$T_ADMIN" "other:$T_OTHER"; do
     printf '%s\n' "${pair#*:}" | "$NAFTIKOD" hash-token "${pair%%:*}" >>"$work/tokens" ||
         fail "hash-token"
 done
+# naftikod check --permissions: the recipes compile and name only served operations; a typo
+# is a warning, a bad key an error with its position.
+for r in read-only-agent ci-minter admin; do
+    out=$("$NAFTIKOD" check --permissions "$EX/permissions-$r.yaml" "$CAP") ||
+        fail "check --permissions $r: $out"
+    [ -z "$out" ] || fail "check --permissions $r: $out"
+done
+printf 'callers:\n  - name: a\n    match: {token: a}\n    grants:\n      - tools: typo\n' >"$work/typo.yaml"
+"$NAFTIKOD" check --permissions "$work/typo.yaml" "$CAP" | grep -qx "$work/typo.yaml:5:1: warning: tool 'typo' (caller a) names no MCP tool served" ||
+    fail "check: no warning for a tool name that matches nothing"
+printf 'callers:\n  - name: a\n    match: {token: a}\n    grants:\n      - tool: x\n' >"$work/bad.yaml"
+rc=0
+"$NAFTIKOD" check --permissions "$work/bad.yaml" "$CAP" >"$work/check.out" || rc=$?
+[ "$rc" = 1 ] && grep -q "^$work/bad.yaml:5:9: error: unknown key 'tool' in a grant" "$work/check.out" ||
+    fail "check --permissions with an unknown key: exit $rc, $(cat "$work/check.out")"
+pass "naftikod check --permissions: the three recipes are clean; a typo warns, an unknown key is an error at its position"
 perms="$work/permissions.yaml"
 audit="$work/audit.log"
 cp "$EX/permissions-ci-minter.yaml" "$perms"
