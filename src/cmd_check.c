@@ -4,12 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "naftikod/authz.h"
 #include "naftikod/cmd.h"
 #include "naftikod/common.h"
 #include "naftikod/optable.h"
 
 static const char check_usage[] =
-    "Usage: naftikod check [--strict] FILE|DIR...\n"
+    "Usage: naftikod check [--strict] [--permissions FILE] FILE|DIR...\n"
     "\n"
     "Load, validate and compile capability documents (naftiko: 1.0.0-alpha2) together, as\n"
     "'serve' would, and print every problem as FILE:LINE:COLUMN: error|warning: message.\n"
@@ -18,9 +19,42 @@ static const char check_usage[] =
     "\n"
     "Options:\n"
     "  --strict    also warn at every departure from the pure 1.0.0-alpha2 schema\n"
+    "  --permissions FILE\n"
+    "              also compile this permissions file (as 'serve --permissions' does) and\n"
+    "              warn about tool, route and call names in it that match nothing served\n"
     "  -h, --help  show this help and exit\n"
     "\n"
     "Exit status: 0 no errors (warnings allowed), 1 errors found, 2 usage error.\n";
+
+static void lint_warning(void *ud, const char *file, unsigned line, const char *msg)
+{
+    (void)ud;
+    printf("%s:%u:1: warning: %s\n", file, line, msg);
+}
+
+/* The permissions file against table t: its error as FILE:LINE:COLUMN: error: ..., or its
+ * names that match nothing as warnings. Returns false on an error. */
+static bool check_permissions(const char *path, const struct nk_optable *t)
+{
+    struct nk_authz *az = NULL;
+    struct nk_error err;
+    int skip;
+
+    memset(&err, 0, sizeof(err));
+    if (nk_authz_load(path, &az, &err) != NK_OK) {
+        /* the message starts with "FILE:LINE:COL: " when it has a position */
+        skip = err.line > 0 ? snprintf(NULL, 0, "%s:%u:%u: ", path, err.line, err.column) : 0;
+        if (skip > 0 && strncmp(err.msg, path, strlen(path)) == 0 &&
+            (size_t)skip <= strlen(err.msg))
+            printf("%s:%u:%u: error: %s\n", path, err.line, err.column, err.msg + skip);
+        else
+            printf("%s: error: %s\n", path, err.msg);
+        return false;
+    }
+    (void)nk_authz_lint(az, t, lint_warning, NULL);
+    nk_authz_free(az);
+    return true;
+}
 
 int nk_cmd_check(int argc, char **argv)
 {
@@ -28,6 +62,7 @@ int nk_cmd_check(int argc, char **argv)
     struct nk_diags diags;
     struct nk_optable *t = NULL;
     const char **files = NULL;
+    const char *permissions = NULL;
     size_t n = 0;
     int i, status = 0;
     bool no_more_opts = false;
@@ -49,6 +84,10 @@ int nk_cmd_check(int argc, char **argv)
             goto out;
         } else if (!no_more_opts && strcmp(a, "--strict") == 0) {
             opts.strict = true;
+        } else if (!no_more_opts && strcmp(a, "--permissions") == 0 && i + 1 < argc) {
+            permissions = argv[++i];
+        } else if (!no_more_opts && strncmp(a, "--permissions=", 14) == 0) {
+            permissions = a + 14;
         } else if (!no_more_opts && a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "naftikod check: unknown option '%s'\nTry 'naftikod check --help'.\n",
                     a);
@@ -71,6 +110,8 @@ int nk_cmd_check(int argc, char **argv)
         fputs("naftikod check: out of memory\n", stderr);
         status = 1;
     } else if (rc != NK_OK || diags.n_errors > 0) {
+        status = 1;
+    } else if (permissions != NULL && !check_permissions(permissions, t)) {
         status = 1;
     }
 out:

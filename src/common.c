@@ -139,6 +139,8 @@ const char *nk_rc_str(enum nk_rc rc)
         return "too large";
     case NK_ERR_INTERNAL:
         return "internal error";
+    case NK_ERR_FORBIDDEN:
+        return "permission denied";
     }
     return "unknown error";
 }

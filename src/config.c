@@ -108,6 +108,17 @@ static const struct opt opts[] = {
     {"--auth-tokens", "NAFTIKOD_AUTH_TOKENS_FILE", OPT_STRING, "FILE", "none",
      "caller tokens, one 'sha256:<hex>  NAME' line each (see 'naftikod hash-token')",
      CFG(auth_tokens), SERVE},
+    {"--permissions", "NAFTIKOD_PERMISSIONS_FILE", OPT_STRING, "FILE",
+     "none (every caller may use "
+     "everything)",
+     "per-caller permissions (YAML): which tools and routes each caller may use, with argument "
+     "limits; anything not granted is denied; reloaded on SIGHUP (mcp-stdio: the caller is "
+     "anonymous)",
+     CFG(permissions), BOTH},
+    {"--audit-log", "NAFTIKOD_AUDIT_LOG", OPT_STRING, "FILE|journal", "none",
+     "one JSON line per call (caller, operation, decision and rule, allow-listed arguments, "
+     "upstream status, latency) to FILE (reopened on SIGHUP) or the systemd journal",
+     CFG(audit_log), BOTH},
     {"--rest-allowed-hosts", "NAFTIKOD_REST_ALLOWED_HOSTS", OPT_STRING, "NAMES",
      "none (loopback names only)",
      "comma-separated host names the REST adapter answers besides localhost, 127.0.0.1 and "

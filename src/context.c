@@ -251,6 +251,83 @@ static enum nk_rc expand_base(struct nk_context *ctx, const struct nk_consumer *
     return NK_OK;
 }
 
+/* Resolve adapter a's document credential into d: the templates expanded over the binds, then
+ * hashed; the plain value is wiped at once. */
+static enum nk_rc doc_secret(struct nk_context *c, const struct nk_adapter *a,
+                             struct nk_doc_secret *d, struct nk_diags *diags)
+{
+    char *v = NULL, *u = NULL, *joined = NULL;
+    struct nk_error err;
+    enum nk_rc rc = NK_OK;
+    size_t n;
+
+    memset(&err, 0, sizeof(err));
+    switch (a->auth.type) {
+    case NK_AUTH_BEARER:
+        rc = nk_tmpl_expand(&a->auth.token, bind_lookup, c, NK_ENC_NONE, &v, &err);
+        break;
+    case NK_AUTH_APIKEY:
+        rc = nk_tmpl_expand(&a->auth.value, bind_lookup, c, NK_ENC_NONE, &v, &err);
+        break;
+    case NK_AUTH_BASIC:
+        rc = nk_tmpl_expand(&a->auth.username, bind_lookup, c, NK_ENC_NONE, &u, &err);
+        if (rc == NK_OK)
+            rc = nk_tmpl_expand(&a->auth.password, bind_lookup, c, NK_ENC_NONE, &v, &err);
+        if (rc == NK_OK && strchr(u, ':') != NULL) {
+            nk_diags_add(diags, NK_SEV_ERROR, a->pos.file, a->pos.line, a->pos.column,
+                         "the basic authentication user name of adapter '%s' holds a ':', "
+                         "which no Basic credential can carry",
+                         a->ns);
+            rc = NK_ERR_INVALID;
+        }
+        if (rc == NK_OK) {
+            n = strlen(u) + strlen(v) + 2;
+            joined = malloc(n);
+            if (joined == NULL) {
+                rc = NK_ERR_NOMEM;
+                break;
+            }
+            snprintf(joined, n, "%s:%s", u, v);
+            nk_wipe_free(v);
+            v = joined;
+            joined = NULL;
+            if (strlen(u) < sizeof(d->user))
+                memcpy(d->user, u, strlen(u) + 1);
+        }
+        break;
+    default:
+        return NK_OK;
+    }
+    if (rc == NK_OK && v[0] == '\0') {
+        nk_diags_add(diags, NK_SEV_ERROR, a->pos.file, a->pos.line, a->pos.column,
+                     "the inbound credential of adapter '%s' is empty once its binds are "
+                     "resolved: every caller would be refused",
+                     a->ns);
+        rc = NK_ERR_INVALID;
+    }
+    if (rc == NK_OK) {
+        nk_sha256(v, strlen(v), d->digest);
+        d->set = true;
+    } else if (rc != NK_ERR_NOMEM && rc != NK_ERR_INVALID) {
+        /* an undeclared bind was refused at load; a missing value by the bind pass */
+        rc = NK_ERR_INVALID;
+    }
+    nk_wipe_free(v);
+    nk_wipe_free(u);
+    return rc;
+}
+
+const struct nk_doc_secret *nk_context_doc_secret(const struct nk_context *c,
+                                                  const struct nk_adapter *a)
+{
+    size_t i;
+
+    if (c == NULL || a < c->t->adapters || a >= c->t->adapters + c->t->n_adapters)
+        return NULL;
+    i = (size_t)(a - c->t->adapters);
+    return c->doc != NULL && c->doc[i].set ? &c->doc[i] : NULL;
+}
+
 const char *nk_context_base_uri(const struct nk_context *c, size_t consumer)
 {
     return consumer < c->t->n_consumers ? c->bases[consumer] : NULL;
@@ -268,6 +345,9 @@ static void context_free(struct nk_context *c)
     for (i = 0; c->bases != NULL && i < c->t->n_consumers; i++)
         free(c->bases[i]);
     free(c->bases);
+    if (c->doc != NULL)
+        explicit_bzero(c->doc, c->t->n_adapters * sizeof(*c->doc));
+    free(c->doc);
     nk_optable_unref(c->t);
     free(c);
 }
@@ -288,7 +368,8 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
     c->t = nk_optable_ref(t);
     c->bind_values = calloc(t->n_binds + 1, sizeof(char *));
     c->bases = calloc(t->n_consumers + 1, sizeof(char *));
-    if (c->bind_values == NULL || c->bases == NULL) {
+    c->doc = calloc(t->n_adapters + 1, sizeof(*c->doc));
+    if (c->bind_values == NULL || c->bases == NULL || c->doc == NULL) {
         rc = NK_ERR_NOMEM;
         goto out;
     }
@@ -333,6 +414,8 @@ enum nk_rc nk_context_new(struct nk_optable *t, const struct nk_var *vars, size_
         if (r != NK_OK)
             rc = NK_ERR_INVALID;
     }
+    for (i = 0; rc == NK_OK && i < t->n_adapters; i++)
+        rc = doc_secret(c, &t->adapters[i], &c->doc[i], diags);
     if (rc == NK_OK && diags != NULL)
         rc = check_auth_schemes(c, diags);
     if (diags != NULL && diags->oom)

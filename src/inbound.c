@@ -192,6 +192,103 @@ bool nk_tokens_check(const struct nk_tokens *t, const char *authorization, char 
     return true;
 }
 
+/* Constant-time equality of two digests. */
+static bool same_digest(const unsigned char *a, const unsigned char *b)
+{
+    unsigned diff = 0;
+    size_t k;
+
+    for (k = 0; k < NK_SHA256_LEN; k++)
+        diff |= (unsigned)(a[k] ^ b[k]);
+    return diff == 0;
+}
+
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Standard base64 (padding optional) of s into out (cap bytes, NUL-terminated); false when
+ * malformed or too long. */
+static bool b64_decode(const char *s, unsigned char *out, size_t cap, size_t *len)
+{
+    size_t n = 0, i;
+    unsigned acc = 0, bits = 0;
+
+    for (i = 0; s[i] != '\0' && s[i] != '='; i++) {
+        int v = b64_value((unsigned char)s[i]);
+
+        if (v < 0)
+            return false;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n + 1 >= cap)
+                return false;
+            out[n++] = (unsigned char)((acc >> bits) & 0xFF);
+        }
+    }
+    while (s[i] == '=')
+        i++;
+    if (s[i] != '\0')
+        return false;
+    out[n] = '\0';
+    *len = n;
+    return true;
+}
+
+bool nk_doc_check(const struct nk_auth *a, const struct nk_doc_secret *s, const char *authorization,
+                  const char *key_value)
+{
+    unsigned char h[NK_SHA256_LEN], dec[1024];
+    const char *p = NULL;
+    size_t len = 0;
+    bool ok = false;
+
+    if (s == NULL || !s->set)
+        return false;
+    switch (a->type) {
+    case NK_AUTH_BEARER:
+        if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+            return false;
+        for (p = authorization + 7; *p == ' ';)
+            p++;
+        len = strlen(p);
+        break;
+    case NK_AUTH_APIKEY:
+        if (key_value == NULL)
+            return false;
+        p = key_value;
+        len = strlen(p);
+        break;
+    case NK_AUTH_BASIC:
+        if (authorization == NULL || strncasecmp(authorization, "Basic ", 6) != 0)
+            return false;
+        for (p = authorization + 6; *p == ' ';)
+            p++;
+        if (!b64_decode(p, dec, sizeof(dec), &len) || memchr(dec, ':', len) == NULL)
+            return false;
+        p = (const char *)dec;
+        break;
+    default:
+        return false;
+    }
+    if (len == 0)
+        return false;
+    nk_sha256(p, len, h);
+    ok = same_digest(h, s->digest);
+    explicit_bzero(h, sizeof(h));
+    explicit_bzero(dec, sizeof(dec));
+    return ok;
+}
+
 bool nk_inbound_mode_parse(const char *s, bool allow_passthrough, enum nk_inbound_mode *out)
 {
     if (strcmp(s, "none") == 0)

@@ -9,13 +9,15 @@
 
 #include <jansson.h>
 
+#include "naftikod/inbound.h"
 #include "naftikod/invoke.h"
 
 struct nk_context {
     atomic_int refs;
     struct nk_optable *t;
-    char **bind_values; /* parallel to t->binds; secrets */
-    char **bases;       /* parallel to t->consumers: expanded baseUri, no trailing '/' */
+    char **bind_values;        /* parallel to t->binds; secrets */
+    char **bases;              /* parallel to t->consumers: expanded baseUri, no trailing '/' */
+    struct nk_doc_secret *doc; /* parallel to t->adapters: the inbound document credentials */
 };
 
 /* ---- context.c ---- */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "naftikod/authz.h"
 #include "naftikod/invoke.h"
 #include "naftikod/log.h"
 #include "naftikod/mcp_core.h"
@@ -48,19 +49,36 @@ static struct nk_mcp *get_engine(void)
 struct hreq {
     struct nk_http_req *req;
     struct nk_context *ctx;
-    struct nk_upstream *up;   /* the client of the loop this request arrived on */
-    struct nk_server *server; /* borrowed; every loop's client, for a cancellation */
-    const char *request_id;   /* borrowed from req; used only while dispatching */
+    struct nk_upstream *up;    /* the client of the loop this request arrived on */
+    struct nk_server *server;  /* borrowed; every loop's client, for a cancellation */
+    const char *request_id;    /* borrowed from req; used only while dispatching */
+    const struct nk_authz *az; /* the rules in force when the request arrived, or NULL */
+    /* A denial an OAuth scope would fix: answered 403 with the step-up challenge. */
+    char missing_scope[128];
 };
 
 static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *args,
                             nk_mcp_done_fn done, void *done_ud, struct nk_error *err)
 {
     struct hreq *h = ud;
+    struct nk_mcp_access acc;
 
     nk_http_req_set_tag(
         h->req, nk_metrics_op_of(nk_metrics_global(), tool->adapter_ns, tool->name)); /* metrics */
-    return nk_mcp_invoke(h->ctx, h->up, tool, args, h->request_id, done, done_ud, err);
+    memset(&acc, 0, sizeof(acc));
+    acc.authz = h->az;
+    acc.who = nk_http_req_principal(h->req);
+    acc.request_id = h->request_id;
+    return nk_mcp_invoke_access(h->ctx, h->up, &acc, tool, args, done, done_ud, h->missing_scope,
+                                err);
+}
+
+/* tools/list: only what the permission rules let this caller call. */
+static bool http_visible(void *ud, const struct nk_exposed *tool)
+{
+    struct hreq *h = ud;
+
+    return nk_authz_visible(h->az, nk_http_req_principal(h->req), NK_ADAPTER_MCP, tool);
 }
 
 /* Each further call of a batch takes a token of its own from the caller's rate bucket. */
@@ -97,7 +115,9 @@ static void http_closed(void *ud)
 static void http_reply(void *ud, struct nk_mcp_reply *r)
 {
     struct hreq *h = ud;
-    const char *headers[5];
+    const char *headers[7];
+    char challenge[200];
+    unsigned status = r->status;
     size_t n = 0;
 
     if (r->session_id[0] != '\0') {
@@ -108,9 +128,16 @@ static void http_reply(void *ud, struct nk_mcp_reply *r)
         headers[n++] = "Allow";
         headers[n++] = r->allow;
     }
+    if (h->missing_scope[0] != '\0') {
+        /* MCP authorization: 403 with the step-up challenge when a scope would allow it. */
+        snprintf(challenge, sizeof(challenge), "Bearer error=\"insufficient_scope\", scope=\"%s\"",
+                 h->missing_scope);
+        headers[n++] = "WWW-Authenticate";
+        headers[n++] = challenge;
+        status = 403;
+    }
     headers[n] = NULL;
-    nk_http_respond(h->req, r->status, r->json ? "application/json" : NULL, r->body, r->len,
-                    headers);
+    nk_http_respond(h->req, status, r->json ? "application/json" : NULL, r->body, r->len, headers);
     r->body = NULL;
     if (h->ctx != NULL)
         nk_context_unref(h->ctx);
@@ -191,6 +218,11 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     b.charge = http_charge;
     b.cancel = http_cancel;
     b.read_only = nk_server_policy(s)->read_only;
+    h->az = nk_server_authz(s);
+    if (h->az != NULL) {
+        b.visible = http_visible;
+        b.private_list = true;
+    }
     b.max_batch = nk_server_policy(s)->mcp_max_batch;
     memset(&in, 0, sizeof(in));
     in.method = nk_http_req_method(req);

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "naftikod/audit.h"
+#include "naftikod/authz.h"
 #include "naftikod/inbound.h"
 #include "naftikod/problem.h"
 #include "naftikod/sha256.h"
@@ -735,6 +737,14 @@ static bool parse_cursor(const char *c, size_t total, size_t *off)
     return true;
 }
 
+/* Does this caller's tools/list show t? (--read-only, then the permission rules) */
+static bool shown(struct exchange *x, const struct nk_exposed *t)
+{
+    if (x->b.read_only && !t->hints.read_only)
+        return false;
+    return x->b.visible == NULL || x->b.visible(x->b.call_ud, t);
+}
+
 static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
 {
     const struct nk_adapter *a = x->b.adapter;
@@ -756,14 +766,14 @@ static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
         json_t *t;
 
         end = i + 1;
-        if (x->b.read_only && !a->ops[i].hints.read_only)
+        if (!shown(x, &a->ops[i]))
             continue;
         t = tool_json(&a->ops[i]);
         if (t == NULL || json_array_append_new(tools, t) != 0)
             goto oom;
         n++;
     }
-    while (x->b.read_only && end < total && !a->ops[end].hints.read_only)
+    while (end < total && !shown(x, &a->ops[end]))
         end++; /* no empty last page */
     res = json_object();
     if (res == NULL)
@@ -778,8 +788,10 @@ static void do_tools_list(struct exchange *x, json_t *id, json_t *params)
     }
     if (x->era == ERA_MODERN) {
         json_object_set_new(res, "ttlMs", json_integer(x->m->tools_ttl_ms));
-        /* The list is the same for every caller: shared caches may keep it. */
-        json_object_set_new(res, "cacheScope", json_string("public"));
+        /* Without permission rules the list is the same for every caller: shared caches may
+         * keep it. With them it is this caller's own. */
+        json_object_set_new(res, "cacheScope",
+                            json_string(x->b.private_list ? "private" : "public"));
     }
     add_result(x, id, res);
     return;
@@ -1096,6 +1108,12 @@ static void do_tools_call(struct exchange *x, json_t *id, json_t *params)
     c = NULL;
     if (cancelled) {
         goto out;
+    } else if (rc == NK_ERR_FORBIDDEN) {
+        /* Not the model's to fix by changing arguments alone: a protocol error that names
+         * the missing permission. */
+        nk_utf8_fix(err.msg, sizeof(err.msg));
+        add_error(x, id, NK_MCP_FORBIDDEN, err.msg[0] != '\0' ? err.msg : "permission denied",
+                  NULL);
     } else if (rc == NK_ERR_INVALID) {
         /* Bad arguments are the model's to fix: a tool result, not a protocol error. */
         add_result(x, id, text_result(err.msg[0] != '\0' ? err.msg : "invalid arguments", true));
@@ -1613,4 +1631,150 @@ enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
     c->done = done;
     return nk_invoke_cancellable(ctx, up, tool, args, NK_ARGS_JSON, request_id, c->tag, invoke_done,
                                  c, err);
+}
+
+/* ---- permissions and the audit trail around a call (both transports) ------------------- */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A tool call on its way, with what its audit record needs once the answer is in. */
+struct audited {
+    nk_mcp_done_fn done;
+    void *done_ud;
+    struct nk_principal who;
+    char request_id[80];
+    const struct nk_exposed *tool; /* borrowed: the exchange holds the context */
+    const char *adapter;           /* borrowed from the table, likewise */
+    char rule[160];
+    json_t *args; /* allow-listed fields, owned, or NULL */
+    double t0;
+};
+
+static void audit_tool(const struct nk_principal *who, const char *request_id, const char *adapter,
+                       const struct nk_exposed *tool, bool allowed, const char *rule,
+                       const char *reason, const json_t *args, long status, const char *outcome,
+                       double t0)
+{
+    struct nk_audit_record rec;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.request_id = request_id;
+    rec.caller = who;
+    rec.adapter = adapter;
+    rec.kind = "tool";
+    rec.operation = tool->name;
+    rec.allowed = allowed;
+    rec.rule = rule;
+    rec.reason = reason;
+    rec.args = args;
+    rec.upstream_status = status;
+    rec.outcome = outcome;
+    rec.latency_ms = (mono_now() - t0) * 1000.0;
+    nk_audit_write(&rec);
+}
+
+static const char *outcome_of(enum nk_result_kind k)
+{
+    switch (k) {
+    case NK_RES_OK:
+        return "ok";
+    case NK_RES_UPSTREAM_ERROR:
+        return "upstream_error";
+    case NK_RES_UNREACHABLE:
+        return "unreachable";
+    case NK_RES_TIMEOUT:
+        return "timeout";
+    case NK_RES_BAD_UPSTREAM:
+        return "bad_upstream";
+    case NK_RES_INTERNAL:
+    default:
+        return "internal";
+    }
+}
+
+/* nk_invoke's callback with the audit trail on: record, then hand the result to the engine. */
+static void audited_done(void *ud, struct nk_result *r)
+{
+    struct audited *a = ud;
+
+    audit_tool(&a->who, a->request_id, a->adapter, a->tool, true, a->rule, NULL, a->args, r->status,
+               outcome_of(r->kind), a->t0);
+    a->done(a->done_ud, r);
+    nk_result_free(r);
+    json_decref(a->args);
+    free(a);
+}
+
+enum nk_rc nk_mcp_invoke_access(struct nk_context *ctx, struct nk_upstream *up,
+                                const struct nk_mcp_access *acc, const struct nk_exposed *tool,
+                                json_t *args, nk_mcp_done_fn done, void *done_ud,
+                                char missing_scope[128], struct nk_error *err)
+{
+    static const struct nk_principal anonymous;
+    const struct nk_principal *who = acc->who != NULL ? acc->who : &anonymous;
+    const char *adapter = tool->adapter_ns != NULL ? tool->adapter_ns : acc->adapter;
+    struct nk_authz_decision d;
+    struct audited *a = NULL;
+    double t0 = mono_now();
+    enum nk_rc rc;
+
+    memset(&d, 0, sizeof(d));
+    /* The permission rules, before anything goes upstream. */
+    if (acc->authz != NULL) {
+        if (nk_authz_check(acc->authz, who, NK_ADAPTER_MCP, tool, args, &d) != NK_OK) {
+            nk_error_set(err, "out of memory");
+            rc = NK_ERR_NOMEM;
+            goto out;
+        }
+        if (!d.allowed) {
+            if (nk_audit_enabled())
+                audit_tool(who, acc->request_id, adapter, tool, false, d.rule, d.reason,
+                           d.audit_args, 0, "denied", t0);
+            if (d.missing_scope[0] != '\0' && missing_scope != NULL)
+                memcpy(missing_scope, d.missing_scope, 128);
+            nk_error_set(err, "%s", d.reason);
+            rc = NK_ERR_FORBIDDEN;
+            goto out;
+        }
+    } else {
+        snprintf(d.rule, sizeof(d.rule), "no permissions file");
+    }
+    if (!nk_audit_enabled()) {
+        rc = nk_mcp_invoke(ctx, up, tool, args, acc->request_id, done, done_ud, err);
+        goto out;
+    }
+    a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        nk_error_set(err, "out of memory");
+        rc = NK_ERR_NOMEM;
+        goto out;
+    }
+    a->done = done;
+    a->done_ud = done_ud;
+    a->who = *who;
+    snprintf(a->request_id, sizeof(a->request_id), "%s",
+             acc->request_id != NULL ? acc->request_id : "");
+    a->tool = tool;
+    a->adapter = adapter;
+    memcpy(a->rule, d.rule, sizeof(a->rule));
+    a->args = d.audit_args;
+    d.audit_args = NULL;
+    a->t0 = t0;
+    rc = nk_invoke_cancellable(ctx, up, tool, args, NK_ARGS_JSON, acc->request_id,
+                               nk_mcp_call_tag(done_ud), audited_done, a, err);
+    if (rc != NK_OK) {
+        audit_tool(who, acc->request_id, adapter, tool, true, a->rule, err->msg, a->args, 0,
+                   rc == NK_ERR_INVALID ? "invalid" : "internal", t0);
+        json_decref(a->args);
+        free(a);
+    }
+out:
+    nk_authz_decision_cleanup(&d);
+    return rc;
 }

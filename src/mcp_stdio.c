@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "naftikod/audit.h"
+#include "naftikod/authz.h"
 #include "naftikod/cmd.h"
 #include "naftikod/config.h"
 #include "naftikod/invoke.h"
@@ -24,6 +26,7 @@ struct stdio_state {
     unsigned long pending;
     struct nk_context *ctx;
     struct nk_upstream *up;
+    struct nk_mcp_access acc; /* permissions (or none) and the anonymous caller */
 };
 
 static enum nk_rc stdio_call(void *ud, const struct nk_exposed *tool, json_t *args,
@@ -31,7 +34,16 @@ static enum nk_rc stdio_call(void *ud, const struct nk_exposed *tool, json_t *ar
 {
     struct stdio_state *st = ud;
 
-    return nk_mcp_invoke(st->ctx, st->up, tool, args, NULL, done, done_ud, err);
+    return nk_mcp_invoke_access(st->ctx, st->up, &st->acc, tool, args, done, done_ud, NULL, err);
+}
+
+/* tools/list: only what the permission rules let the (anonymous) caller call. */
+static bool stdio_visible(void *ud, const struct nk_exposed *tool)
+{
+    struct stdio_state *st = ud;
+    static const struct nk_principal anonymous;
+
+    return nk_authz_visible(st->acc.authz, &anonymous, NK_ADAPTER_MCP, tool);
 }
 
 static void stdio_cancel(void *ud, uint64_t tag)
@@ -82,6 +94,7 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
     struct nk_mcp_backend b;
     struct nk_mcp_conn conn;
     struct stdio_state st;
+    struct nk_authz *authz = NULL;
     struct nk_error err;
     char *line = NULL;
     size_t cap = 0;
@@ -152,6 +165,21 @@ int nk_cmd_mcp_stdio(int argc, char **argv)
     if (uo.insecure)
         fprintf(stderr, "naftikod: mcp-stdio: warning: upstream TLS certificates are NOT "
                         "verified (--insecure-skip-verify)\n");
+    /* The caller of a stdio server is the process that started it: anonymous to the rules. */
+    if (cfg.permissions != NULL) {
+        if (nk_authz_load(cfg.permissions, &authz, &err) != NK_OK) {
+            fprintf(stderr, "naftikod: mcp-stdio: %s\n", err.msg);
+            goto out;
+        }
+        st.acc.authz = authz;
+        b.visible = stdio_visible;
+        b.private_list = true;
+    }
+    if (cfg.audit_log != NULL && nk_audit_open(cfg.audit_log, &err) != NK_OK) {
+        fprintf(stderr, "naftikod: mcp-stdio: --audit-log: %s\n", err.msg);
+        goto out;
+    }
+    st.acc.adapter = b.adapter->ns;
     b.call = stdio_call;
     b.call_ud = &st;
     b.cancel = stdio_cancel;
@@ -194,6 +222,8 @@ out:
     nk_loop_free(loop);
     nk_context_unref(st.ctx);
     nk_optable_unref(table);
+    nk_authz_free(authz);
+    nk_audit_close();
     if (global)
         nk_upstream_global_cleanup();
     nk_diags_cleanup(&diags);

@@ -150,6 +150,40 @@ static void free_auth(struct nk_auth *a)
     nk_tmpl_cleanup(&a->password);
 }
 
+const char *nk_auth_type_name(enum nk_auth_type t)
+{
+    switch (t) {
+    case NK_AUTH_APIKEY:
+        return "apikey";
+    case NK_AUTH_BEARER:
+        return "bearer";
+    case NK_AUTH_BASIC:
+        return "basic";
+    case NK_AUTH_DIGEST:
+        return "digest";
+    case NK_AUTH_OAUTH2:
+        return "oauth2";
+    case NK_AUTH_NONE:
+    default:
+        return "none";
+    }
+}
+
+static void free_oauth(struct nk_oauth_conf *o)
+{
+    size_t i;
+
+    if (o == NULL)
+        return;
+    free(o->authorization_server_uri);
+    free(o->resource);
+    for (i = 0; i < o->n_scopes; i++)
+        free(o->scopes[i]);
+    free(o->scopes);
+    free(o->audience);
+    free(o);
+}
+
 static void free_operation(struct nk_operation *o)
 {
     size_t i;
@@ -242,6 +276,8 @@ void nk_optable_destroy(struct nk_optable *t)
         free(a->description);
         free(a->address);
         free(a->transport);
+        free_auth(&a->auth);
+        free_oauth(a->oauth);
         for (j = 0; j < a->n_ops; j++)
             free_exposed(&a->ops[j]);
         free(a->ops);

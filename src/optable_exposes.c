@@ -9,15 +9,12 @@
 /* ---- exposes ----------------------------------------------------------------------------- */
 
 static const struct nk_field rest_fields[] = {
-    {"type", NK_FK_STR, NK_FF_REQ},
-    {"namespace", NK_FK_STR, NK_FF_REQ},
-    {"port", NK_FK_INT, NK_FF_REQ},
-    {"address", NK_FK_STR, 0},
-    {"description", NK_FK_STR, NK_FF_EXT},
-    {"resources", NK_FK_SEQ, 0},
-    {"authentication", NK_FK_ANY, NK_FF_UNSUP},
+    {"type", NK_FK_STR, NK_FF_REQ},        {"namespace", NK_FK_STR, NK_FF_REQ},
+    {"port", NK_FK_INT, NK_FF_REQ},        {"address", NK_FK_STR, 0},
+    {"description", NK_FK_STR, NK_FF_EXT}, {"resources", NK_FK_SEQ, 0},
+    {"authentication", NK_FK_MAP, 0},
 };
-enum { X_TYPE, X_NAMESPACE, X_PORT, X_ADDRESS, X_DESCRIPTION, X_RESOURCES };
+enum { X_TYPE, X_NAMESPACE, X_PORT, X_ADDRESS, X_DESCRIPTION, X_RESOURCES, X_AUTH };
 
 static const struct nk_field mcp_fields[] = {
     {"type", NK_FK_STR, NK_FF_REQ},
@@ -29,9 +26,20 @@ static const struct nk_field mcp_fields[] = {
     {"transport", NK_FK_STR, 0},
     {"resources", NK_FK_ANY, NK_FF_UNSUP},
     {"prompts", NK_FK_ANY, NK_FF_UNSUP},
-    {"authentication", NK_FK_ANY, NK_FF_UNSUP},
+    {"authentication", NK_FK_MAP, 0},
 };
-enum { M_TYPE, M_NAMESPACE, M_PORT, M_ADDRESS, M_DESCRIPTION, M_TOOLS, M_TRANSPORT };
+enum {
+    M_TYPE,
+    M_NAMESPACE,
+    M_PORT,
+    M_ADDRESS,
+    M_DESCRIPTION,
+    M_TOOLS,
+    M_TRANSPORT,
+    M_RESOURCES,
+    M_PROMPTS,
+    M_AUTH
+};
 
 static const struct nk_field rres_fields[] = {
     {"path", NK_FK_STR, NK_FF_REQ},
@@ -561,6 +569,8 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n, const struc
     }
     a = new_adapter(ld, n, NK_ADAPTER_REST, f[X_NAMESPACE], f[X_PORT], f[X_ADDRESS],
                     f[X_DESCRIPTION], nops);
+    if (a != NULL && !ld->oom && f[X_AUTH] != NULL)
+        nk_ld_auth(ld, f[X_AUTH], &a->auth, &a->oauth);
     if (a == NULL || ld->oom || f[X_RESOURCES] == NULL)
         return;
     for (i = 0; i < f[X_RESOURCES]->n && !ld->oom; i++) {
@@ -675,6 +685,13 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n, const struct
     if (a == NULL || ld->oom)
         return;
     a->transport = nk_ld_strdup(ld, transport);
+    if (f[M_AUTH] != NULL) {
+        nk_ld_auth(ld, f[M_AUTH], &a->auth, &a->oauth);
+        if (strcmp(transport, "stdio") == 0)
+            nk_ld_warn(ld, f[M_AUTH],
+                       "'authentication' of an MCP adapter with transport stdio is not checked: "
+                       "its caller is the process that started naftikod");
+    }
     for (i = 0; i < f[M_TOOLS]->n && !ld->oom; i++) {
         const struct nk_node *tf[NK_NFIELDS(tool_fields)];
         const struct nk_node *hf[NK_NFIELDS(hint_fields)];

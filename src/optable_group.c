@@ -161,6 +161,37 @@ out:
     return ok;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Do two adapters ask for the same inbound authentication (as written: same type, same
+ * templates, same OAuth settings)? */
+static bool same_auth(const struct nk_adapter *x, const struct nk_adapter *y)
+{
+    const struct nk_auth *a = &x->auth, *b = &y->auth;
+    size_t i;
+
+    if (a->type != b->type || a->placement != b->placement || !same_text(a->key, b->key) ||
+        !same_text(a->value.src, b->value.src) || !same_text(a->token.src, b->token.src) ||
+        !same_text(a->username.src, b->username.src) ||
+        !same_text(a->password.src, b->password.src))
+        return false;
+    if (x->oauth == NULL || y->oauth == NULL)
+        return x->oauth == y->oauth;
+    if (!same_text(x->oauth->authorization_server_uri, y->oauth->authorization_server_uri) ||
+        !same_text(x->oauth->resource, y->oauth->resource) ||
+        !same_text(x->oauth->audience, y->oauth->audience) ||
+        x->oauth->token_validation != y->oauth->token_validation ||
+        x->oauth->n_scopes != y->oauth->n_scopes)
+        return false;
+    for (i = 0; i < x->oauth->n_scopes; i++)
+        if (!same_text(x->oauth->scopes[i], y->oauth->scopes[i]))
+            return false;
+    return true;
+}
+
 /* Append the ops of a to listener l. */
 static bool add_member(struct nk_adapter *l, const struct nk_adapter *a, bool prefix)
 {
@@ -265,6 +296,18 @@ enum nk_rc nk_optable_group(struct nk_optable *t, const struct nk_group_options 
             l->description = t->description != NULL ? strdup(t->description) : NULL;
         }
         free(key);
+        /* One listener checks one way: every adapter on it must ask for the same inbound
+         * authentication (else a caller admitted for one adapter would reach the others). */
+        if (l->n_members > 0 && !same_auth(l->members[0], a)) {
+            const struct nk_adapter *o = l->members[0];
+
+            nk_diags_add(diags, NK_SEV_ERROR, a->pos.file, a->pos.line, a->pos.column,
+                         "%s adapter '%s' and '%s' (%s:%u:%u) share listener %s but declare "
+                         "different 'authentication': give them a port each, or the same "
+                         "authentication",
+                         a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->ns, o->ns, o->pos.file,
+                         o->pos.line, o->pos.column, l->key);
+        }
         if (!add_member(l, a, prefix))
             return NK_ERR_NOMEM;
     }

@@ -128,6 +128,11 @@ void nk_check_aggregate_calls(struct nk_loader *ld, const struct nk_node *aggs);
 /* Load capability.exposes (optable_exposes.c); aggs is the same document's
  * capability.aggregates (a `ref` resolves there), or NULL. */
 void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq, const struct nk_node *aggs);
+/* Load an `authentication` block into a: the consumer's outbound credential (oauth NULL: type
+ * oauth2 is an error) or an adapter's inbound check (oauth2 settings into a new *oauth, owned
+ * by the adapter; digest is refused). Secrets are templates over binds. */
+void nk_ld_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_auth *a,
+                struct nk_oauth_conf **oauth);
 
 /* Sources of one exposed operation, after the field checks (NULL when absent or invalid). */
 struct nk_exposed_src {

@@ -1173,7 +1173,87 @@ static bool has_scheme(const char *v)
     return sp != NULL && sp != v && sp[1] != '\0';
 }
 
-static void load_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_auth *a)
+static const struct nk_field auth_oauth2[] = {
+    {"type", NK_FK_STR, NK_FF_REQ},     {"authorizationServerUri", NK_FK_STR, NK_FF_REQ},
+    {"resource", NK_FK_STR, NK_FF_REQ}, {"scopes", NK_FK_SEQ, 0},
+    {"audience", NK_FK_STR, 0},         {"tokenValidation", NK_FK_STR, 0},
+    {"tokenEndpoint", NK_FK_STR, 0},
+};
+enum { OA_TYPE, OA_AS, OA_RESOURCE, OA_SCOPES, OA_AUDIENCE, OA_VALIDATION, OA_TOKEN_ENDPOINT };
+
+/* An absolute http(s) URI without a fragment (RFC 9728 resource and issuer identifiers). */
+static bool oauth_uri(struct nk_loader *ld, const struct nk_node *n, const char *what)
+{
+    if ((strncmp(n->str, "https://", 8) != 0 && strncmp(n->str, "http://", 7) != 0) ||
+        strchr(n->str, '#') != NULL || strpbrk(n->str, " \t\"") != NULL) {
+        nk_ld_err(ld, n,
+                  "%s must be an absolute https:// (or http://) URI without a fragment, got '%s'",
+                  what, n->str);
+        return false;
+    }
+    return true;
+}
+
+/* An adapter's `authentication: {type: oauth2, ...}` into a new nk_oauth_conf. */
+static void load_oauth2(struct nk_loader *ld, const struct nk_node *n, struct nk_auth *a,
+                        struct nk_oauth_conf **out)
+{
+    const struct nk_node *f[NK_NFIELDS(auth_oauth2)];
+    struct nk_oauth_conf *o;
+    size_t i;
+
+    if (!nk_ld_fields(ld, n, "oauth2 authentication", auth_oauth2, NK_NFIELDS(auth_oauth2), f))
+        return;
+    if (f[OA_AS] == NULL || f[OA_RESOURCE] == NULL)
+        return;
+    /* every problem reported, not the first one only */
+    (void)oauth_uri(ld, f[OA_AS], "'authorizationServerUri'");
+    (void)oauth_uri(ld, f[OA_RESOURCE], "'resource'");
+    if (f[OA_TOKEN_ENDPOINT] != NULL)
+        nk_ld_warn(ld, f[OA_TOKEN_ENDPOINT],
+                   "'tokenEndpoint' is not used by a resource server (the authorization "
+                   "server's metadata names its endpoints): ignored");
+    o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        ld->oom = true;
+        return;
+    }
+    *out = o; /* freed with the adapter from here on */
+    o->authorization_server_uri = nk_ld_node_dup(ld, f[OA_AS]);
+    o->resource = nk_ld_node_dup(ld, f[OA_RESOURCE]);
+    o->audience = nk_ld_node_dup(ld, f[OA_AUDIENCE]);
+    o->token_validation = NK_TOKEN_VALIDATION_JWKS;
+    if (f[OA_VALIDATION] != NULL) {
+        if (strcmp(f[OA_VALIDATION]->str, "introspection") == 0)
+            o->token_validation = NK_TOKEN_VALIDATION_INTROSPECTION;
+        else if (strcmp(f[OA_VALIDATION]->str, "jwks") != 0)
+            nk_ld_err(ld, f[OA_VALIDATION],
+                      "unknown tokenValidation '%s' (expected jwks or introspection)",
+                      f[OA_VALIDATION]->str);
+    }
+    if (f[OA_SCOPES] != NULL && f[OA_SCOPES]->n > 0) {
+        o->scopes = calloc(f[OA_SCOPES]->n, sizeof(char *));
+        if (o->scopes == NULL) {
+            ld->oom = true;
+            return;
+        }
+        for (i = 0; i < f[OA_SCOPES]->n; i++) {
+            const struct nk_node *s = f[OA_SCOPES]->items[i];
+
+            if (!nk_node_is_string(s) || s->len == 0 || strpbrk(s->str, " \t\"\\") != NULL) {
+                nk_ld_err(ld, s,
+                          "an OAuth scope is a non-empty string without blanks, quotes "
+                          "or backslashes");
+                continue;
+            }
+            o->scopes[o->n_scopes++] = nk_ld_node_dup(ld, s);
+        }
+    }
+    a->type = NK_AUTH_OAUTH2;
+}
+
+void nk_ld_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_auth *a,
+                struct nk_oauth_conf **oauth)
 {
     const struct nk_node *f[4];
     const struct nk_node *type = nk_node_get(n, "type");
@@ -1224,8 +1304,18 @@ static void load_auth(struct nk_loader *ld, const struct nk_node *n, struct nk_a
         if (!auth_tmpl(ld, f[1], &a->username) || !auth_tmpl(ld, f[2], &a->password))
             return;
         a->type = basic ? NK_AUTH_BASIC : NK_AUTH_DIGEST;
+        if (!basic && oauth != NULL)
+            nk_ld_err(ld, type,
+                      "digest authentication of an adapter is not supported: checking it needs "
+                      "server nonces remembered across requests and replicas, and naftikod keeps "
+                      "no per-client state (use basic over TLS, bearer or oauth2)");
     } else if (strcmp(type->str, "oauth2") == 0) {
-        nk_ld_err(ld, type, "authentication type 'oauth2' is not supported by naftikod yet");
+        if (oauth == NULL)
+            nk_ld_err(ld, type,
+                      "authentication type 'oauth2' of a consumer is not supported by naftikod "
+                      "(oauth2 is an adapter's inbound authentication)");
+        else
+            load_oauth2(ld, n, a, oauth);
     } else {
         nk_ld_err(ld, type,
                   "unknown authentication type '%s' (expected apikey, bearer, basic or digest)",
@@ -1370,7 +1460,7 @@ static void load_consumer(struct nk_loader *ld, const struct nk_node *n)
                       f[C_BASEURI]->str);
     }
     if (f[C_AUTH] != NULL)
-        load_auth(ld, f[C_AUTH], &c->auth);
+        nk_ld_auth(ld, f[C_AUTH], &c->auth, NULL);
     if (f[C_RESOURCES] == NULL)
         return;
     for (i = 0; i < f[C_RESOURCES]->n; i++) {

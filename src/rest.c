@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 
+#include "naftikod/audit.h"
+#include "naftikod/authz.h"
 #include "naftikod/invoke.h"
 #include "naftikod/metrics.h"
 #include "naftikod/openapi.h"
@@ -26,7 +29,67 @@
 struct call {
     struct nk_http_req *req;
     struct nk_context *ctx; /* reference held until the answer */
+    /* the audit record's part known at dispatch (only when the audit trail is on) */
+    bool audit;
+    const struct nk_exposed *op; /* borrowed from ctx's table */
+    char rule[160];
+    json_t *audit_args; /* owned, or NULL */
+    double t0;          /* dispatch time, monotonic seconds */
 };
+
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One audit record for a call that reached dispatch (audit.h). */
+static void audit_call(struct nk_http_req *req, const struct nk_exposed *op, bool allowed,
+                       const char *rule, const char *reason, const json_t *args, long status,
+                       const char *outcome, double t0)
+{
+    struct nk_audit_record rec;
+    char label[300];
+
+    if (!nk_audit_enabled())
+        return;
+    snprintf(label, sizeof(label), "%s %s", op->method, op->path);
+    memset(&rec, 0, sizeof(rec));
+    rec.request_id = nk_http_req_id(req);
+    rec.caller = nk_http_req_principal(req);
+    rec.adapter = op->adapter_ns;
+    rec.kind = "route";
+    rec.operation = label;
+    rec.allowed = allowed;
+    rec.rule = rule;
+    rec.reason = reason;
+    rec.args = args;
+    rec.upstream_status = status;
+    rec.outcome = outcome;
+    rec.latency_ms = (mono_s() - t0) * 1000.0;
+    nk_audit_write(&rec);
+}
+
+static const char *outcome_of(enum nk_result_kind k)
+{
+    switch (k) {
+    case NK_RES_OK:
+        return "ok";
+    case NK_RES_UPSTREAM_ERROR:
+        return "upstream_error";
+    case NK_RES_UNREACHABLE:
+        return "unreachable";
+    case NK_RES_TIMEOUT:
+        return "timeout";
+    case NK_RES_BAD_UPSTREAM:
+        return "bad_upstream";
+    case NK_RES_INTERNAL:
+    default:
+        return "internal";
+    }
+}
 
 struct seg {
     const char *p;
@@ -438,6 +501,9 @@ static void on_done(void *ud, struct nk_result *r)
     size_t raw_len;
     unsigned status;
 
+    if (c->audit)
+        audit_call(req, c->op, true, c->rule, NULL, c->audit_args, r->status, outcome_of(r->kind),
+                   c->t0);
     switch (r->kind) {
     case NK_RES_OK:
         if (r->raw_is_output) {
@@ -492,6 +558,7 @@ static void on_done(void *ud, struct nk_result *r)
     }
     nk_result_free(r);
     nk_context_unref(c->ctx);
+    json_decref(c->audit_args);
     free(c);
 }
 
@@ -528,8 +595,12 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     struct call *c = NULL;
     struct nk_error err;
     enum nk_rc rc;
+    const struct nk_authz *az = nk_server_authz(s);
+    struct nk_authz_decision d;
+    double t0 = mono_s();
 
     memset(&err, 0, sizeof(err));
+    memset(&d, 0, sizeof(d));
     if (!nk_inbound_host_allowed(pol->rest_hosts, pol->n_rest_hosts,
                                  nk_http_req_header(req, "Host"),
                                  nk_http_req_header(req, "Origin"))) {
@@ -590,8 +661,10 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     nk_http_req_set_tag(
         req, nk_metrics_op_of(nk_metrics_global(), best->adapter_ns, best->name)); /* metrics */
     if (pol->read_only && strcmp(best->method, "GET") != 0) {
-        respond_problem(req, 403, "naftikod runs with --read-only: only GET routes are served",
-                        NULL);
+        static const char ro[] = "naftikod runs with --read-only: only GET routes are served";
+
+        audit_call(req, best, false, "read-only", ro, NULL, 0, "denied", t0);
+        respond_problem(req, 403, ro, NULL);
         goto out;
     }
     args = json_object();
@@ -601,6 +674,27 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     }
     if (!collect_args(req, best, best_vars, best_n, args))
         goto out; /* already answered */
+    /* The permission rules, on the arguments as collected, before anything goes upstream. */
+    if (az != NULL) {
+        if (nk_authz_check(az, nk_http_req_principal(req), NK_ADAPTER_REST, best, args, &d) !=
+            NK_OK) {
+            respond_problem(req, 500, "out of memory", NULL);
+            goto out;
+        }
+        if (!d.allowed) {
+            char scope_hdr[200];
+            const char *hdrs[] = {"WWW-Authenticate", scope_hdr, NULL};
+
+            audit_call(req, best, false, d.rule, d.reason, d.audit_args, 0, "denied", t0);
+            /* A scope would fix it (OAuth callers): the step-up challenge of RFC 6750. */
+            snprintf(scope_hdr, sizeof(scope_hdr),
+                     "Bearer error=\"insufficient_scope\", scope=\"%s\"", d.missing_scope);
+            respond_problem(req, 403, d.reason, d.missing_scope[0] != '\0' ? hdrs : NULL);
+            goto out;
+        }
+    } else {
+        snprintf(d.rule, sizeof(d.rule), "no permissions file");
+    }
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         respond_problem(req, 500, "out of memory", NULL);
@@ -608,6 +702,14 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     }
     c->req = req;
     c->ctx = ctx;
+    c->op = best;
+    c->t0 = t0;
+    c->audit = nk_audit_enabled();
+    if (c->audit) {
+        memcpy(c->rule, d.rule, sizeof(c->rule));
+        c->audit_args = d.audit_args;
+        d.audit_args = NULL;
+    }
     rc = nk_invoke_as(ctx, nk_server_upstream(s), best, args, NK_ARGS_STRINGS, nk_http_req_id(req),
                       nk_server_policy(s)->rest == NK_INBOUND_PASSTHROUGH
                           ? nk_http_req_header(req, "Authorization")
@@ -619,6 +721,8 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
         goto out;
     }
     c->ctx = NULL;
+    audit_call(req, best, true, c->rule, err.msg, c->audit_args, 0,
+               rc == NK_ERR_INVALID || rc == NK_ERR_NOTFOUND ? "invalid" : "internal", t0);
     switch (rc) {
     case NK_ERR_INVALID:
     case NK_ERR_NOTFOUND:
@@ -638,7 +742,10 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
         break;
     }
 out:
+    if (c != NULL)
+        json_decref(c->audit_args);
     free(c);
+    nk_authz_decision_cleanup(&d);
     json_decref(args);
     if (ctx != NULL)
         nk_context_unref(ctx);

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "naftikod/audit.h"
+#include "naftikod/authz.h"
 #include "naftikod/cmd.h"
 #include "naftikod/common.h"
 #include "naftikod/config.h"
@@ -199,11 +201,12 @@ struct listener {
     struct nk_httpd_client_conns *client_conns;
 };
 
-/* 401 with a Bearer challenge; REST gets a problem document, MCP a plain JSON body (the MCP
- * authorization rules answer at the HTTP layer, not with a JSON-RPC error). */
-static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
+/* 401 with the challenge (NULL: none); REST gets a problem document, MCP a plain JSON body (the
+ * MCP authorization rules answer at the HTTP layer, not with a JSON-RPC error). */
+static void unauthorized_with(struct nk_http_req *req, bool rest, const char *why,
+                              const char *challenge)
 {
-    static const char *const hdrs[] = {"WWW-Authenticate", "Bearer realm=\"naftikod\"", NULL};
+    const char *const hdrs[] = {"WWW-Authenticate", challenge, NULL};
     json_t *j = NULL;
     char *body;
 
@@ -218,7 +221,101 @@ static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
                     body == NULL ? NULL
                     : rest       ? "application/problem+json"
                                  : "application/json",
-                    body, body != NULL ? strlen(body) : 0, hdrs);
+                    body, body != NULL ? strlen(body) : 0, challenge != NULL ? hdrs : NULL);
+}
+
+/* 401 with a Bearer challenge. */
+static void unauthorized(struct nk_http_req *req, bool rest, const char *why)
+{
+    unauthorized_with(req, rest, why, "Bearer realm=\"naftikod\"");
+}
+
+/* The value of query argument name, or NULL. */
+static const char *query_value(const struct nk_http_req *req, const char *name)
+{
+    size_t i, n = nk_http_req_query_count(req);
+    const char *k, *v;
+
+    for (i = 0; i < n; i++) {
+        nk_http_req_query_at(req, i, &k, &v);
+        if (k != NULL && strcmp(k, name) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+static void permission_warning(void *ud, const char *file, unsigned line, const char *msg)
+{
+    logline("warning", "%s%s:%u: %s (a typo here denies silently)", (const char *)ud, file, line,
+            msg);
+}
+
+/* The permissions' names that match nothing the table serves, as warnings. */
+static void lint_permissions(const struct nk_authz *az, struct nk_server *server, const char *what)
+{
+    struct nk_context *ctx = nk_server_context(server);
+
+    if (az != NULL && ctx != NULL)
+        (void)nk_authz_lint(az, nk_context_table(ctx), permission_warning, (void *)what);
+    if (ctx != NULL)
+        nk_context_unref(ctx);
+}
+
+/* The document's own inbound `authentication` of the adapters on listener l (every adapter
+ * on one listener declares the same one, nk_optable_group()), used when no --rest-auth /
+ * --mcp-auth mode is set. A match makes the caller a document principal: for basic its user
+ * name, else the adapter's namespace. */
+static bool admit_document(struct listener *l, struct nk_http_req *req)
+{
+    struct nk_context *ctx = nk_server_context(l->server);
+    const struct nk_adapter *lst =
+        ctx != NULL ? nk_optable_find_listener(nk_context_table(ctx), l->type, l->ns) : NULL;
+    const struct nk_adapter *a = lst != NULL && lst->n_members > 0 ? lst->members[0] : NULL;
+    const char *authz = nk_http_req_header(req, "Authorization"), *key_value = NULL;
+    struct nk_principal who = {.kind = NK_PRINCIPAL_DOCUMENT};
+    const struct nk_doc_secret *s;
+    bool rest = l->type == NK_ADAPTER_REST, ok = true;
+    char why[300];
+
+    if (a == NULL || a->auth.type == NK_AUTH_NONE)
+        goto out; /* nothing declared (or the adapter is gone: the handler answers 404) */
+    s = nk_context_doc_secret(ctx, a);
+    if (a->auth.type == NK_AUTH_APIKEY)
+        key_value = a->auth.placement == NK_PLACE_QUERY ? query_value(req, a->auth.key)
+                                                        : nk_http_req_header(req, a->auth.key);
+    if (nk_doc_check(&a->auth, s, authz, key_value)) {
+        snprintf(who.name, sizeof(who.name), "%s",
+                 a->auth.type == NK_AUTH_BASIC && s->user[0] != '\0' ? s->user : a->ns);
+        nk_http_req_set_principal(req, &who);
+        goto out;
+    }
+    ok = false;
+    switch (a->auth.type) {
+    case NK_AUTH_BASIC:
+        unauthorized_with(req, rest,
+                          authz == NULL ? "this adapter needs 'Authorization: Basic ...'"
+                                        : "the user name or password is not valid here",
+                          "Basic realm=\"naftikod\", charset=\"UTF-8\"");
+        break;
+    case NK_AUTH_APIKEY:
+        /* An API key has no HTTP authentication scheme: no challenge, the problem names where
+         * the key goes. */
+        snprintf(why, sizeof(why), "this adapter needs its API key in the %s '%.100s'%s",
+                 a->auth.placement == NK_PLACE_QUERY ? "query parameter" : "header", a->auth.key,
+                 key_value != NULL ? ": the one sent is not valid here" : "");
+        unauthorized_with(req, rest, why, NULL);
+        break;
+    case NK_AUTH_BEARER:
+    default:
+        unauthorized(req, rest,
+                     authz == NULL ? "this adapter needs 'Authorization: Bearer <token>'"
+                                   : "the bearer token is not valid here");
+        break;
+    }
+out:
+    if (ctx != NULL)
+        nk_context_unref(ctx);
+    return ok;
 }
 
 /* True for a missing Authorization header, an empty one, or one of blanks only. */
@@ -259,6 +356,8 @@ static bool admit(void *ud, struct nk_http_req *req)
                      "this adapter forwards the caller's own credential to the upstream: send "
                      "an Authorization header");
         return false;
+    } else if (mode == NK_INBOUND_NONE) {
+        return admit_document(l, req);
     }
     return true;
 }
@@ -535,6 +634,27 @@ static void group_options(const struct nk_config *cfg, struct nk_group_options *
         cfg->mcp_tool_prefix != NULL && strcmp(cfg->mcp_tool_prefix, "namespace") == 0;
 }
 
+/* UNTIL THE OAUTH RESOURCE SERVER MERGES: the loader reads an adapter's `authentication:
+ * {type: oauth2}` into adapter->oauth, but nothing checks OAuth tokens in this build yet, so
+ * serving such an adapter would admit everyone. Refused here, at start-up and on reload (the
+ * one place to delete when the resource server lands). */
+static enum nk_rc refuse_oauth2(const struct nk_optable *t, struct nk_diags *diags)
+{
+    size_t i;
+    enum nk_rc rc = NK_OK;
+
+    for (i = 0; i < t->n_adapters; i++)
+        if (t->adapters[i].auth.type == NK_AUTH_OAUTH2) {
+            nk_diags_add(diags, NK_SEV_ERROR, t->adapters[i].pos.file, t->adapters[i].pos.line,
+                         t->adapters[i].pos.column,
+                         "adapter '%s' asks for oauth2 authentication, which this naftikod "
+                         "build cannot check yet: refusing to serve it",
+                         t->adapters[i].ns);
+            rc = NK_ERR_INVALID;
+        }
+    return rc;
+}
+
 /* Load the capabilities and group their adapters into listeners under cfg's port options. */
 static enum nk_rc load_grouped(const struct nk_config *cfg, const char *const *files,
                                size_t n_files, struct nk_diags *diags, struct nk_optable **out)
@@ -547,6 +667,8 @@ static enum nk_rc load_grouped(const struct nk_config *cfg, const char *const *f
         return rc;
     group_options(cfg, &go);
     rc = nk_optable_group(t, &go, diags);
+    if (rc == NK_OK)
+        rc = refuse_oauth2(t, diags);
     if (rc != NK_OK) {
         nk_optable_unref(t);
         return rc;
@@ -615,12 +737,18 @@ static void turn_done(void *arg)
  * keep their running values (a warning names each changed one). */
 static void reload(int argc, char **argv, const struct nk_config *running, struct nk_config *live,
                    bool *have_live, struct nk_server *server, const struct listener *ls,
-                   size_t n_ls, struct nk_tokens **tokens)
+                   size_t n_ls, struct nk_tokens **tokens, struct nk_authz **authz)
 {
     struct nk_config next;
     struct nk_tokens *fresh = NULL;
+    struct nk_authz *fresh_az = NULL;
     struct nk_error err;
     int r;
+
+    /* logrotate moved the audit log: a new file, whatever else this reload does */
+    memset(&err, 0, sizeof(err));
+    if (nk_audit_reopen(&err) != NK_OK)
+        logline("error", "reload: %s; still writing the audit trail to the old file", err.msg);
 
     r = nk_config_read(&next, NK_CONFIG_SERVE, true, argc, argv);
     if (r != 0) {
@@ -639,20 +767,46 @@ static void reload(int argc, char **argv, const struct nk_config *running, struc
         nk_config_free(&next);
         return;
     }
-    if (!reload_table(server, &next, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+    /* The permissions too: the tokens, the permissions and the table change together or not at
+     * all (a caller renamed in one and not the other would lose or gain rights). */
+    if (*authz != NULL && nk_authz_load(running->permissions, &fresh_az, &err) != NK_OK) {
+        logline("error",
+                "reload failed: %s; still serving the previous table, caller tokens and "
+                "permissions",
+                err.msg);
+        nk_metrics_reload(false);
         nk_tokens_free(fresh);
         nk_config_free(&next);
         return;
     }
-    if (fresh != NULL) {
+    if (!reload_table(server, &next, next.files, next.n_files, next.vars, next.n_vars, ls, n_ls)) {
+        nk_tokens_free(fresh);
+        nk_authz_free(fresh_az);
+        nk_config_free(&next);
+        return;
+    }
+    if (fresh != NULL || fresh_az != NULL) {
         size_t i;
 
-        /* Every loop sees the new set from its next check on; once each loop has finished a
-         * turn after the swap (a stopped loop checks nothing), the previous set is unread. */
-        nk_server_set_tokens(server, fresh);
+        if (fresh != NULL)
+            nk_server_set_tokens(server, fresh);
+        if (fresh_az != NULL)
+            nk_server_set_authz(server, fresh_az);
+        /* A check and a decision run within one turn of their loop (admit hook, adapter
+         * handler): once each loop has finished a turn after the swap, the previous sets are
+         * unread. */
         for (i = 0; i < nk_server_n_upstreams(server); i++)
             (void)nk_loop_run_sync(nk_upstream_loop(nk_server_upstream_at(server, i)), turn_done,
                                    NULL);
+    }
+    if (fresh_az != NULL) {
+        nk_authz_free(*authz);
+        *authz = fresh_az;
+        lint_permissions(fresh_az, server, "reload: permissions: ");
+        logline("info", "reload: permissions in force from %s (%zu caller(s), %zu grant(s))",
+                running->permissions, nk_authz_n_callers(fresh_az), nk_authz_n_grants(fresh_az));
+    }
+    if (fresh != NULL) {
         nk_tokens_free(*tokens); /* the previous set: no check can be reading it now */
         *tokens = fresh;
         logline("info", "reload: %zu caller token(s) in force from %s", nk_tokens_count(fresh),
@@ -782,8 +936,17 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
     l->address = strdup(ho.address);
     if (l->ns == NULL || l->address == NULL)
         return false;
+    if ((a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp) != NK_INBOUND_NONE &&
+        a->members[0]->auth.type != NK_AUTH_NONE && l->loop_idx == 0)
+        logline("warning",
+                "%s adapter '%s': --%s-auth %s replaces the document's '%s' authentication "
+                "(the option wins; see docs/security.md)",
+                kind, a->members[0]->ns, kind,
+                nk_inbound_mode_name(a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp),
+                nk_auth_type_name(a->members[0]->auth.type));
     if (!is_loopback(ho.address) &&
-        (a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp) == NK_INBOUND_NONE) {
+        (a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp) == NK_INBOUND_NONE &&
+        a->members[0]->auth.type == NK_AUTH_NONE) {
         if (!cfg->allow_remote) {
             report_error("refusing to serve %s adapter '%s' on non-loopback address %s "
                          "without inbound authentication: it acts with the upstream "
@@ -856,6 +1019,7 @@ int nk_cmd_serve(int argc, char **argv)
     int status = 1, sig = 0, r;
     struct nk_inbound_policy policy;
     struct nk_tokens *tokens = NULL;
+    struct nk_authz *authz = NULL;
     const char *rest_hosts[64];
     char *rest_hosts_copy = NULL, *tok, *save = NULL;
 
@@ -935,6 +1099,23 @@ int nk_cmd_serve(int argc, char **argv)
     } else if (cfg.auth_tokens != NULL) {
         logline("warning", "--auth-tokens is set but no adapter uses token authentication");
     }
+    if (cfg.permissions != NULL) {
+        if (nk_authz_load(cfg.permissions, &authz, &err) != NK_OK) {
+            report_error("%s", err.msg);
+            goto out;
+        }
+        logline("info",
+                "permissions: %zu caller(s), %zu grant(s) from %s; anything not granted is "
+                "denied",
+                nk_authz_n_callers(authz), nk_authz_n_grants(authz), cfg.permissions);
+    }
+    if (cfg.audit_log != NULL) {
+        if (nk_audit_open(cfg.audit_log, &err) != NK_OK) {
+            report_error("--audit-log: %s", err.msg);
+            goto out;
+        }
+        logline("info", "audit trail: one JSON line per call to %s", cfg.audit_log);
+    }
     if (cfg.read_only)
         logline("info", "read-only: only GET routes and read-only tools are served");
     if (!configure_mcp(&cfg))
@@ -994,6 +1175,8 @@ int nk_cmd_serve(int argc, char **argv)
         }
     }
     nk_server_set_policy(server, &policy);
+    nk_server_set_authz(server, authz);
+    lint_permissions(authz, server, "permissions: ");
     if (n_loops > 1)
         nk_metrics_set_loops(nk_metrics_global(), (unsigned)n_loops);
 
@@ -1073,7 +1256,7 @@ int nk_cmd_serve(int argc, char **argv)
         if (sig == SIGHUP) {
             logline("info", "SIGHUP: reloading the capabilities");
             notify("RELOADING=1");
-            reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls, &tokens);
+            reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls, &tokens, &authz);
             notify("READY=1"); /* serving either way: the new table or the previous one */
             continue;
         }
@@ -1114,6 +1297,8 @@ out:
     nk_upstream_share_free(share);
     nk_server_free(server);
     nk_tokens_free(tokens);
+    nk_authz_free(authz);
+    nk_audit_close();
     free(rest_hosts_copy);
     if (ctx != NULL)
         nk_context_unref(ctx);

@@ -19,7 +19,18 @@ struct nk_server {
      * the set in force is `tokens`, which a reload swaps while every loop reads it. */
     struct nk_inbound_policy policy;
     _Atomic(const struct nk_tokens *) tokens;
+    _Atomic(const struct nk_authz *) authz;
 };
+
+void nk_server_set_authz(struct nk_server *s, const struct nk_authz *az)
+{
+    atomic_store(&s->authz, az);
+}
+
+const struct nk_authz *nk_server_authz(struct nk_server *s)
+{
+    return atomic_load_explicit(&s->authz, memory_order_acquire);
+}
 
 void nk_server_set_policy(struct nk_server *s, const struct nk_inbound_policy *p)
 {
@@ -54,6 +65,7 @@ enum nk_rc nk_server_new(struct nk_context *ctx, struct nk_upstream *up, struct 
     s->up[0] = up;
     s->n_up = 1;
     atomic_init(&s->tokens, NULL);
+    atomic_init(&s->authz, NULL);
     *out = s;
     return NK_OK;
 }

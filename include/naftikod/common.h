@@ -21,7 +21,8 @@ enum nk_rc {
     NK_ERR_UPSTREAM,    /* upstream unreachable / transport failure */
     NK_ERR_TIMEOUT,     /* upstream or client timed out */
     NK_ERR_TOO_LARGE,   /* a size limit was exceeded */
-    NK_ERR_INTERNAL     /* a bug or an impossible state */
+    NK_ERR_INTERNAL,    /* a bug or an impossible state */
+    NK_ERR_FORBIDDEN    /* the caller may not do this (a permission rule refused it) */
 };
 
 /* Human-readable name of a return code; static storage. */

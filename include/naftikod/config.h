@@ -60,6 +60,8 @@ struct nk_config {
     const char *rest_auth; /* none, token or passthrough */
     const char *mcp_auth;  /* none or token */
     const char *auth_tokens;
+    const char *permissions;        /* per-caller permissions file (authz.h), or NULL */
+    const char *audit_log;          /* audit trail: a file, "journal", or NULL (off) */
     const char *rest_allowed_hosts; /* comma-separated Host names besides loopback, or NULL */
     bool read_only;
     long max_connections;

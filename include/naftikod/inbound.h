@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "naftikod/common.h"
+#include "naftikod/optable.h"
 #include "naftikod/sha256.h"
 
 #define NK_CALLER_NAME_MAX 64
@@ -35,6 +36,25 @@ size_t nk_tokens_count(const struct nk_tokens *t);
  * copies the caller's name into name (NK_CALLER_NAME_MAX bytes) and returns true. Every entry is
  * compared, with no early exit and no data-dependent branch on the hash bytes. */
 bool nk_tokens_check(const struct nk_tokens *t, const char *authorization, char *name);
+
+/* ---- the capability document's inbound `authentication` (bearer, apikey, basic) ---------- */
+
+/* An adapter's credential from the document, resolved from its binds once per table: only its
+ * SHA-256 is kept, and the request's credential is hashed and compared with it in constant
+ * time (no early exit on a byte). */
+struct nk_doc_secret {
+    bool set; /* the adapter declares bearer, apikey or basic authentication */
+    unsigned char digest[NK_SHA256_LEN]; /* bearer: the token; apikey: the value; basic:
+                                            "user:password" */
+    char user[NK_CALLER_NAME_MAX]; /* basic: the user name, the caller's name ("" if it does not
+                                      fit); else "" */
+};
+
+/* Check a request against the document credential s of authentication a (bearer, apikey or
+ * basic; any other type: false). authorization: the Authorization header or NULL; key_value:
+ * for apikey, the value of the header or query parameter a->key names, or NULL. */
+bool nk_doc_check(const struct nk_auth *a, const struct nk_doc_secret *s, const char *authorization,
+                  const char *key_value);
 
 /* `naftikod hash-token [NAME]`: read a token from stdin, print its tokens-file line. */
 int nk_cmd_hash_token(int argc, char **argv);

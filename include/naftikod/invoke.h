@@ -39,6 +39,11 @@ const struct nk_optable *nk_context_table(const struct nk_context *c);
 /* The expanded baseUri of t->consumers[consumer] (no trailing '/'), borrowed; NULL when out of
  * range. May embed bind values: never log or return it. */
 const char *nk_context_base_uri(const struct nk_context *c, size_t consumer);
+/* The document credential of adapter a (one of c's table's adapters, e.g. a listener's
+ * members[0]) resolved from the binds, or NULL when a declares none. Borrowed from c. */
+struct nk_doc_secret;
+const struct nk_doc_secret *nk_context_doc_secret(const struct nk_context *c,
+                                                  const struct nk_adapter *a);
 
 enum nk_result_kind {
     NK_RES_OK,             /* upstream 2xx; json is the mapped output */

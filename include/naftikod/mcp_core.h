@@ -15,6 +15,7 @@
 #include "naftikod/common.h"
 #include "naftikod/invoke.h"
 #include "naftikod/optable.h"
+#include "naftikod/principal.h"
 
 #define NK_MCP_MODERN_VERSION "2026-07-28"
 #define NK_MCP_LATEST_HANDSHAKE_VERSION "2025-11-25"
@@ -25,6 +26,10 @@
 #define NK_MCP_DEFAULT_MAX_BATCH 64
 /* JSON-RPC error code of a batched tools/call refused by the caller's rate limit. */
 #define NK_MCP_RATE_LIMITED (-32000)
+/* JSON-RPC error code of a tools/call a permission rule refused (nk_mcp_call_fn returned
+ * NK_ERR_FORBIDDEN); the message names the missing permission. -32000..-32019 are left to
+ * implementations by the MCP specification. */
+#define NK_MCP_FORBIDDEN (-32001)
 
 struct nk_mcp_options {
     const unsigned char *session_key; /* HMAC key for session ids; NULL: 32 random bytes chosen
@@ -52,7 +57,9 @@ typedef void (*nk_mcp_done_fn)(void *done_ud, struct nk_result *r);
 
 /* Start one tool call: like nk_invoke with NK_ARGS_JSON. On NK_OK done(done_ud, result) is
  * called exactly once, from any thread, possibly before this returns. NK_ERR_INVALID with
- * err set: the arguments were refused (becomes a tool result with isError). args borrowed. */
+ * err set: the arguments were refused (becomes a tool result with isError). NK_ERR_FORBIDDEN
+ * with err set: a permission rule refused the call (becomes the JSON-RPC error
+ * NK_MCP_FORBIDDEN with err's message). args borrowed. */
 typedef enum nk_rc (*nk_mcp_call_fn)(void *ud, const struct nk_exposed *tool, json_t *args,
                                      nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
 
@@ -73,6 +80,25 @@ enum nk_rc nk_mcp_invoke(struct nk_context *ctx, struct nk_upstream *up,
                          const struct nk_exposed *tool, json_t *args, const char *request_id,
                          nk_mcp_done_fn done, void *done_ud, struct nk_error *err);
 
+/* Who calls, and under which rules (both transports). */
+struct nk_mcp_access {
+    const struct nk_authz *authz;   /* borrowed; the permission rules, or NULL: every tool */
+    const struct nk_principal *who; /* borrowed; NULL: anonymous */
+    const char *request_id;         /* may be NULL; copied */
+    const char *adapter; /* the adapter's namespace for the audit trail when the tool has no
+                            adapter_ns (an adapter's own ops, as stdio serves them) */
+};
+
+/* nk_mcp_invoke behind the permission rules and with the audit trail (audit.h): a call the
+ * rules refuse returns NK_ERR_FORBIDDEN with the missing permission in err (and, when an OAuth
+ * scope would allow it, that scope in missing_scope, 128 bytes, unless NULL) and is never sent;
+ * every call that gets here is recorded once (denied, refused arguments, or at its answer).
+ * Otherwise as nk_mcp_invoke. */
+enum nk_rc nk_mcp_invoke_access(struct nk_context *ctx, struct nk_upstream *up,
+                                const struct nk_mcp_access *acc, const struct nk_exposed *tool,
+                                json_t *args, nk_mcp_done_fn done, void *done_ud,
+                                char missing_scope[128], struct nk_error *err);
+
 /* Charge one more upstream call to the caller (every tools/call of a batch after the first,
  * which its request already paid for): true to go ahead; false with *retry_s set refuses it. */
 typedef bool (*nk_mcp_charge_fn)(void *ud, unsigned *retry_s);
@@ -86,6 +112,10 @@ struct nk_mcp_backend {
     nk_mcp_charge_fn charge; /* optional (NULL: batched calls cost nothing more); gets call_ud */
     size_t max_batch;        /* messages in a batch; 0: NK_MCP_DEFAULT_MAX_BATCH */
     nk_mcp_cancel_fn cancel; /* optional: called with call_ud */
+    /* optional: may the caller call this tool at all (permission rules)? tools/list shows
+     * only those; NULL: every tool. Gets call_ud. */
+    bool (*visible)(void *ud, const struct nk_exposed *tool);
+    bool private_list; /* the list differs between callers: 2026-07-28 cacheScope "private" */
 };
 
 /* One HTTP request on the MCP endpoint; every pointer borrowed for the call. Header values

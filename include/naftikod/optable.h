@@ -84,6 +84,8 @@ enum nk_auth_type {
     NK_AUTH_OAUTH2 /* inbound only: an adapter's OAuth 2.1 resource server (nk_oauth_conf) */
 };
 enum nk_placement { NK_PLACE_HEADER, NK_PLACE_QUERY };
+/* "none", "apikey", "bearer", "basic", "digest", "oauth2". */
+const char *nk_auth_type_name(enum nk_auth_type t);
 
 struct nk_auth {
     enum nk_auth_type type;

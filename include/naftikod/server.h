@@ -61,4 +61,11 @@ void nk_server_set_tokens(struct nk_server *s, const struct nk_tokens *tokens);
  * nk_server_set_tokens). Any thread. */
 const struct nk_tokens *nk_server_tokens(struct nk_server *s);
 
+/* The permission rules in force (authz.h), or NULL: no permissions file, every caller may use
+ * every operation. Same lifetime rule as the tokens: a decision runs within one loop turn, so
+ * the previous rules may be freed once every loop has finished a turn after the swap. */
+struct nk_authz;
+void nk_server_set_authz(struct nk_server *s, const struct nk_authz *az);
+const struct nk_authz *nk_server_authz(struct nk_server *s); /* borrowed; any thread */
+
 #endif

@@ -22,6 +22,8 @@ printf '%s\n' \
     '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' >"$work/in"
 : >"$work/empty.yaml"
 printf 'timeout: 1000\n' >"$work/config.yaml"
+printf 'callers:\n  - name: any\n    match: {anonymous: true}\n    grants: [{tools: "*"}]\n' \
+    >"$work/permissions.yaml"
 
 # The flags of a command's option table (first cell of each row, metavariable dropped).
 flags() { "$NAFTIKOD" "$1" --options-markdown | sed -n 's/^| `\(--[a-z-]*\).*/\1/p'; }
@@ -38,6 +40,8 @@ value_of() {
     --log-format) echo json ;;
     --log-level) echo debug ;;
     --adapter) echo stackrox-apitokenservice-mcp ;;
+    --permissions) echo "$work/permissions.yaml" ;;
+    --audit-log) echo "$work/audit.log" ;;
     *) echo 1000 ;;
     esac
 }

@@ -105,12 +105,51 @@ static void test_modes(void **state)
     assert_string_equal(nk_inbound_mode_name(NK_INBOUND_PASSTHROUGH), "passthrough");
 }
 
+/* The document credential check: the request's credential hashed and compared with the bound
+ * one's hash, per type. */
+static void test_doc_check(void **state)
+{
+    struct nk_doc_secret s;
+    struct nk_auth a;
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    memset(&a, 0, sizeof(a));
+    a.type = NK_AUTH_BEARER;
+    assert_false(nk_doc_check(&a, &s, "Bearer tok-1", NULL)); /* nothing set */
+    nk_sha256("tok-1", 5, s.digest);
+    s.set = true;
+    assert_true(nk_doc_check(&a, &s, "Bearer tok-1", NULL));
+    assert_true(nk_doc_check(&a, &s, "bearer   tok-1", NULL));
+    assert_false(nk_doc_check(&a, &s, "Bearer tok-2", NULL));
+    assert_false(nk_doc_check(&a, &s, "Bearer tok-1 ", NULL));
+    assert_false(nk_doc_check(&a, &s, "Basic tok-1", NULL));
+    assert_false(nk_doc_check(&a, &s, "Bearer ", NULL));
+    assert_false(nk_doc_check(&a, &s, NULL, "tok-1"));
+    a.type = NK_AUTH_APIKEY;
+    assert_true(nk_doc_check(&a, &s, NULL, "tok-1"));
+    assert_false(nk_doc_check(&a, &s, "Bearer tok-1", NULL));
+    assert_false(nk_doc_check(&a, &s, NULL, ""));
+    a.type = NK_AUTH_BASIC;
+    nk_sha256("alice:pw:x", 10, s.digest);
+    assert_true(nk_doc_check(&a, &s, "Basic YWxpY2U6cHc6eA==", NULL));  /* alice:pw:x */
+    assert_true(nk_doc_check(&a, &s, "Basic YWxpY2U6cHc6eA", NULL));    /* unpadded */
+    assert_false(nk_doc_check(&a, &s, "Basic YWxpY2U6cHc6eQ==", NULL)); /* alice:pw:y */
+    assert_false(nk_doc_check(&a, &s, "Basic YWxp!2U6cHc6eA==", NULL));
+    assert_false(nk_doc_check(&a, &s, "Basic YWxpY2U=", NULL)); /* no ':' */
+    assert_false(nk_doc_check(&a, &s, "Basic YWxpY2U6cHc6eA==x", NULL));
+    assert_false(nk_doc_check(&a, &s, "Bearer alice:pw:x", NULL));
+    a.type = NK_AUTH_DIGEST;
+    assert_false(nk_doc_check(&a, &s, "Basic YWxpY2U6cHc6eA==", NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_doc_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
