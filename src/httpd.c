@@ -70,6 +70,7 @@ struct nk_httpd {
     struct nk_loop *loop;
     struct nk_loop_source src; /* src.fd: libmicrohttpd's epoll descriptor */
     atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
+    atomic_bool lame;    /* nk_httpd_lame_duck(): every answer closes its connection */
     atomic_bool conn_closed; /* a connection closed during the current MHD_run */
     /* request deadline: a loop timer per connection shuts down a connection still sending a
      * request after request_timeout seconds (a client trickling bytes never trips the idle
@@ -406,6 +407,16 @@ static struct MHD_Response *problem_response(const char *request_id, unsigned st
     return make_response(request_id, "application/problem+json", body, strlen(body), NULL);
 }
 
+/* In the lame-duck period every answer says Connection: close, so a client (or a balancer's
+ * pooled connection) opens its next connection elsewhere, through an endpoint list that no
+ * longer names this replica. */
+static void lame_close(struct nk_httpd *h, struct MHD_Response *resp)
+{
+    if (h != NULL && resp != NULL && atomic_load(&h->lame) &&
+        MHD_get_response_header(resp, "Connection") == NULL)
+        (void)MHD_add_response_header(resp, "Connection", "close");
+}
+
 static enum MHD_Result queue_problem_h(struct nk_http_req *r, unsigned status, const char *title,
                                        const char *detail, const char *hname, const char *hvalue)
 {
@@ -420,6 +431,7 @@ static enum MHD_Result queue_problem_h(struct nk_http_req *r, unsigned status, c
     }
     r->status = status;
     r->state = RS_QUEUED;
+    lame_close(r->h, resp);
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     log_access(r->h, r);
@@ -852,6 +864,7 @@ static enum MHD_Result queue_refusal(struct nk_http_req *r)
     if (r->resp == NULL)
         return MHD_NO;
     r->state = RS_QUEUED;
+    lame_close(r->h, r->resp);
     ret = MHD_queue_response(r->conn, r->status, r->resp);
     MHD_destroy_response(r->resp);
     r->resp = NULL;
@@ -979,6 +992,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case RS_ANSWERED:
         pthread_mutex_lock(&r->mu);
         r->state = RS_QUEUED;
+        lame_close(r->h, r->resp);
         ret = MHD_queue_response(conn, r->status, r->resp);
         MHD_destroy_response(r->resp);
         r->resp = NULL;
@@ -1272,6 +1286,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         return NK_ERR_NOMEM;
     atomic_init(&h->n_unfinished, 0);
     atomic_init(&h->closing, false);
+    atomic_init(&h->lame, false);
     atomic_init(&h->conn_closed, false);
     h->loop = loop;
     h->src.fd = -1;
@@ -1378,6 +1393,12 @@ static void quiesce_now(void *arg)
     atomic_store(&h->accept_fd, -1);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+}
+
+void nk_httpd_lame_duck(struct nk_httpd *h)
+{
+    if (h != NULL)
+        atomic_store(&h->lame, true);
 }
 
 void nk_httpd_quiesce(struct nk_httpd *h)

@@ -31,6 +31,29 @@ enum nk_rc nk_mcp_configure(const struct nk_mcp_options *opts, struct nk_error *
     return rc;
 }
 
+bool nk_mcp_set_session_keys(const struct nk_keyring *ring)
+{
+    bool ok;
+
+    pthread_mutex_lock(&engine_mu);
+    ok = engine != NULL;
+    if (ok)
+        nk_mcp_set_keys(engine, ring);
+    pthread_mutex_unlock(&engine_mu);
+    return ok;
+}
+
+size_t nk_mcp_session_key_fingerprints(char (*fp)[17], size_t max)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&engine_mu);
+    if (engine != NULL)
+        n = nk_mcp_key_fingerprints(engine, fp, max);
+    pthread_mutex_unlock(&engine_mu);
+    return n;
+}
+
 static struct nk_mcp *get_engine(void)
 {
     struct nk_error err;

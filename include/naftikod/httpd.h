@@ -98,6 +98,10 @@ typedef void (*nk_httpd_handler_fn)(void *ud, struct nk_http_req *req);
 
 struct nk_httpd;
 
+/* Lame duck (SIGTERM, before the drain): keep accepting and serving, but answer every request
+ * with Connection: close. Any thread; NULL is a no-op. */
+void nk_httpd_lame_duck(struct nk_httpd *h);
+
 /* Bind and start serving on opts->loop. Any thread but the loop's own. On failure returns
  * NK_ERR_IO (address in use, bad address), NK_ERR_INVALID (no loop), NK_ERR_INTERNAL (the loop
  * is not running), with the reason in err. */

@@ -14,6 +14,7 @@
 
 #include "naftikod/common.h"
 #include "naftikod/invoke.h"
+#include "naftikod/keyring.h"
 #include "naftikod/optable.h"
 
 #define NK_MCP_MODERN_VERSION "2026-07-28"
@@ -30,6 +31,10 @@ struct nk_mcp_options {
     const unsigned char *session_key; /* HMAC key for session ids; NULL: 32 random bytes chosen
                                          now (then ids only verify in this process). Copied. */
     size_t session_key_len;
+    const struct nk_keyring *session_keys; /* non-NULL: these keys instead (the first signs,
+                                              each verifies); copied */
+    bool no_delete; /* replicas: DELETE answers 405 (a session is never ended here, so no
+                       replica can hold an end the others do not know) */
     const char *const *allowed_hosts; /* extra Host/Origin host names (no port) besides
                                          localhost, 127.0.0.1 and [::1]; copied */
     size_t n_allowed_hosts;
@@ -44,6 +49,12 @@ struct nk_mcp;
 
 /* NK_OK, NK_ERR_NOMEM, NK_ERR_IO (no random source). */
 enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, struct nk_error *err);
+/* Put ring (copied; 1..NK_KEYRING_MAX keys) in force: ids are signed with its first key from
+ * now on and verify under any of its keys. Any thread. */
+void nk_mcp_set_keys(struct nk_mcp *m, const struct nk_keyring *ring);
+/* Copy the fingerprints of the keys in force, signing key first, into fp (at most max); returns
+ * how many keys there are. Any thread. */
+size_t nk_mcp_key_fingerprints(struct nk_mcp *m, char (*fp)[17], size_t max);
 void nk_mcp_free(struct nk_mcp *m); /* NULL is a no-op; no exchange may be pending */
 
 /* A finished tool call; r is borrowed for the call (the backend frees it afterwards). The engine
