@@ -71,7 +71,8 @@ struct nk_httpd {
     struct nk_loop_source src; /* src.fd: libmicrohttpd's epoll descriptor */
     atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
     atomic_bool lame;    /* nk_httpd_lame_duck(): every answer closes its connection */
-    atomic_bool conn_closed; /* a connection closed during the current MHD_run */
+    const struct nk_proxies *proxies; /* opts->trusted_proxies, or NULL */
+    atomic_bool conn_closed;          /* a connection closed during the current MHD_run */
     /* request deadline: a loop timer per connection shuts down a connection still sending a
      * request after request_timeout seconds (a client trickling bytes never trips the idle
      * timeout). Loop owner only: */
@@ -135,6 +136,9 @@ struct nk_http_req {
     char id[65];
     struct nk_principal principal; /* principal.name is the caller */
     char client[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN]; /* the connection's peer, when client was forwarded; else "" */
+    char rpc_method[64];
+    char rpc_tool[128];
     struct MHD_Response *resp;
     unsigned status;
     unsigned tag;                 /* nk_http_req_set_tag(); passed to the access hook */
@@ -350,6 +354,9 @@ static void log_access(struct nk_httpd *h, struct nk_http_req *r)
     a.request_id = r->id;
     a.caller = r->principal.name;
     a.client = r->client;
+    a.peer = r->peer[0] != '\0' ? r->peer : NULL;
+    a.rpc_method = r->rpc_method;
+    a.rpc_tool = r->rpc_tool;
     a.tag = r->tag;
     h->access_log(h->access_ud, &a);
 }
@@ -854,6 +861,59 @@ static enum MHD_Result read_head(struct nk_http_req *r, bool *refused)
     return MHD_YES;
 }
 
+/* Every value of header name joined with ',' (several lines are one list, RFC 9110 5.3), or
+ * NULL when absent; *oom on an allocation failure. Caller frees. */
+static char *joined_header(const struct nk_http_req *r, const char *name, bool *oom)
+{
+    size_t i, len = 0, n = 0;
+    char *out;
+
+    for (i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0 && r->headers[i].value != NULL) {
+            len += strlen(r->headers[i].value) + 1;
+            n++;
+        }
+    if (n == 0)
+        return NULL;
+    out = malloc(len);
+    if (out == NULL) {
+        *oom = true;
+        return NULL;
+    }
+    len = 0;
+    for (i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0 && r->headers[i].value != NULL) {
+            size_t k = strlen(r->headers[i].value);
+
+            if (len > 0)
+                out[len++] = ',';
+            memcpy(out + len, r->headers[i].value, k);
+            len += k;
+        }
+    out[len] = '\0';
+    return out;
+}
+
+/* From a trusted proxy: the client its header names (the peer stays in r->peer). */
+static bool forwarded_client(struct nk_httpd *h, struct nk_http_req *r)
+{
+    char *xff, *fwd = NULL, client[NK_PROXIES_ADDR_MAX];
+    bool oom = false;
+
+    if (h->proxies == NULL || !nk_proxies_trusted(h->proxies, r->client))
+        return true;
+    xff = joined_header(r, "X-Forwarded-For", &oom);
+    if (xff == NULL && !oom)
+        fwd = joined_header(r, "Forwarded", &oom);
+    if (!oom && nk_proxies_client(h->proxies, r->client, xff, fwd, client)) {
+        snprintf(r->peer, sizeof(r->peer), "%s", r->client);
+        snprintf(r->client, sizeof(r->client), "%s", client);
+    }
+    free(xff);
+    free(fwd);
+    return !oom;
+}
+
 /* Queue the answer the admit hook gave (RS_ANSWERED), or a 500 when it refused without one. */
 static enum MHD_Result queue_refusal(struct nk_http_req *r)
 {
@@ -912,6 +972,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ret = read_head(r, &refused);
         if (refused)
             return ret;
+        if (!forwarded_client(h, r))
+            return queue_problem(r, 500, "Internal Server Error", "out of memory");
         r->state = RS_BODY;
         if (h->rate != NULL) {
             unsigned retry = 1;
@@ -1295,6 +1357,9 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     h->listen_fd = -1;
     h->max_body = opts != NULL && opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
     if (opts != NULL) {
+        h->proxies = opts->trusted_proxies != NULL && opts->trusted_proxies->n > 0
+                         ? opts->trusted_proxies
+                         : NULL;
         h->admit = opts->admit;
         h->access_log = opts->access_log;
         h->access_ud = opts->access_ud;
@@ -1619,6 +1684,12 @@ const char *nk_http_req_body(const struct nk_http_req *r, size_t *len)
 const char *nk_http_req_client(const struct nk_http_req *r)
 {
     return r->client;
+}
+
+void nk_http_req_set_rpc(struct nk_http_req *r, const char *method, const char *tool)
+{
+    snprintf(r->rpc_method, sizeof(r->rpc_method), "%s", method != NULL ? method : "");
+    snprintf(r->rpc_tool, sizeof(r->rpc_tool), "%s", tool != NULL ? tool : "");
 }
 
 const char *nk_http_req_id(const struct nk_http_req *r)

@@ -94,6 +94,14 @@ static bool http_charge(void *ud, unsigned *retry_s)
     return nk_http_req_charge(h->req, 1, retry_s);
 }
 
+/* The access line names the MCP method and tool. */
+static void http_note(void *ud, const char *method, const char *tool)
+{
+    struct hreq *h = ud;
+
+    nk_http_req_set_rpc(h->req, method, tool);
+}
+
 static void http_cancel(void *ud, uint64_t tag)
 {
     struct hreq *h = ud;
@@ -213,6 +221,7 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     b.call_ud = h;
     b.charge = http_charge;
     b.cancel = http_cancel;
+    b.note = http_note;
     b.read_only = nk_server_policy(s)->read_only;
     b.max_batch = nk_server_policy(s)->mcp_max_batch;
     memset(&in, 0, sizeof(in));

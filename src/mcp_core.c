@@ -381,6 +381,7 @@ struct exchange {
     pthread_mutex_t mu;
     int pending;
     bool batch;
+    bool noted; /* b.note was called */
     enum era era;
     unsigned status;   /* for a single message */
     bool oom;          /* an answer could not be built */
@@ -1364,6 +1365,15 @@ static void dispatch_one(struct exchange *x, json_t *msg)
     if (!json_is_string(method)) {
         add_error(x, id, RPC_INVALID_REQUEST, "Invalid Request: method must be a string", NULL);
         return;
+    }
+    if (x->b.note != NULL && !x->noted) {
+        json_t *name = strcmp(json_string_value(method), "tools/call") == 0
+                           ? json_object_get(params, "name")
+                           : NULL;
+
+        x->noted = true;
+        x->b.note(x->b.call_ud, json_string_value(method),
+                  json_is_string(name) ? json_string_value(name) : NULL);
     }
     if (id == NULL) {
         /* Notifications need no answer; only cancellation acts. */

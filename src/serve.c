@@ -35,6 +35,7 @@
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
 #include "naftikod/problem.h"
+#include "naftikod/proxies.h"
 #include "naftikod/ratelimit.h"
 #include "naftikod/rest.h"
 #include "naftikod/sdnotify.h"
@@ -73,8 +74,8 @@ static void printable(const char *s, char *out, size_t cap)
  * and JSON. */
 static void access_line(void *ud, const struct nk_http_access *a)
 {
-    char path[512], method[32], text[900];
-    struct nk_log_field f[7];
+    char path[512], method[32], rpc[64], tool[128], text[1200];
+    struct nk_log_field f[10];
     size_t nf = 6;
 
     (void)ud;
@@ -82,11 +83,15 @@ static void access_line(void *ud, const struct nk_http_access *a)
         return;
     printable(a->path, path, sizeof(path));
     printable(a->method, method, sizeof(method));
+    printable(a->rpc_method != NULL ? a->rpc_method : "", rpc, sizeof(rpc));
+    printable(a->rpc_tool != NULL ? a->rpc_tool : "", tool, sizeof(tool));
     if (nk_log_format() == NK_LOG_TEXT) {
-        snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s%s%s", method, path, a->status,
-                 a->seconds * 1000.0, a->request_id, a->client,
+        snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s%s%s%s%s%s%s%s%s", method,
+                 path, a->status, a->seconds * 1000.0, a->request_id, a->client,
+                 a->peer != NULL ? " proxy=" : "", a->peer != NULL ? a->peer : "",
                  a->caller != NULL && a->caller[0] != '\0' ? " caller=" : "",
-                 a->caller != NULL ? a->caller : "");
+                 a->caller != NULL ? a->caller : "", rpc[0] != '\0' ? " mcp_method=" : "", rpc,
+                 tool[0] != '\0' ? " tool=" : "", tool);
         nk_log_event(NK_LOG_INFO, "access", text, NULL, 0);
         return;
     }
@@ -104,10 +109,21 @@ static void access_line(void *ud, const struct nk_http_access *a)
     f[4].str = a->request_id;
     f[5].key = "client";
     f[5].str = a->client;
+    if (a->peer != NULL) {
+        f[nf].key = "proxy";
+        f[nf++].str = a->peer;
+    }
     if (a->caller != NULL && a->caller[0] != '\0') {
-        f[6].key = "caller";
-        f[6].str = a->caller;
-        nf = 7;
+        f[nf].key = "caller";
+        f[nf++].str = a->caller;
+    }
+    if (rpc[0] != '\0') {
+        f[nf].key = "mcp_method";
+        f[nf++].str = rpc;
+    }
+    if (tool[0] != '\0') {
+        f[nf].key = "tool";
+        f[nf++].str = tool;
     }
     nk_log_event(NK_LOG_INFO, NULL, "access", f, nf);
 }
@@ -809,7 +825,8 @@ static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
  * adapter's first instance, whose rate buckets and connection counts every instance shares. */
 static bool start_listener(const struct nk_config *cfg, const struct nk_adapter *a,
                            struct nk_server *server, struct nk_loop *loop, size_t n_loops,
-                           long port_given, const struct listener *first, struct listener *l)
+                           long port_given, const struct listener *first,
+                           const struct nk_proxies *proxies, struct listener *l)
 {
     const struct nk_inbound_policy *policy = nk_server_policy(server);
     struct nk_httpd_options ho;
@@ -839,6 +856,7 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
     ho.shared_rate = first->rate;
     ho.shared_client_conns = first->client_conns;
     ho.request_timeout_s = (unsigned)cfg->request_timeout_s;
+    ho.trusted_proxies = proxies;
     ho.admit = admit;               /* inbound authentication, before the body */
     ho.access_log = access_counted; /* metrics, then access_line */
     ho.access_ud = l;
@@ -922,11 +940,13 @@ int nk_cmd_serve(int argc, char **argv)
     uint64_t watchdog_usec = 0;
     int status = 1, sig = 0, r;
     struct nk_inbound_policy policy;
+    struct nk_proxies proxies; /* --trusted-proxies; the listeners borrow it */
     struct nk_tokens *tokens = NULL;
     const char *rest_hosts[64];
     char *rest_hosts_copy = NULL, *tok, *save = NULL;
 
     memset(&policy, 0, sizeof(policy));
+    memset(&proxies, 0, sizeof(proxies));
     memset(&cfg, 0, sizeof(cfg));
     memset(&live, 0, sizeof(live));
     memset(&uo, 0, sizeof(uo));
@@ -1005,6 +1025,19 @@ int nk_cmd_serve(int argc, char **argv)
     }
     if (cfg.read_only)
         logline("info", "read-only: only GET routes and read-only tools are served");
+    if (cfg.trusted_proxies != NULL) {
+        char why[300];
+
+        if (nk_proxies_parse(cfg.trusted_proxies, &proxies, why, sizeof(why)) != NK_OK) {
+            report_error("%s", why);
+            goto out;
+        }
+        if (proxies.n > 0)
+            logline("info",
+                    "trusted proxies: %zu block(s); X-Forwarded-For / Forwarded from them name "
+                    "the client (access log, rate limit)",
+                    proxies.n);
+    }
     if (!configure_mcp(&cfg))
         goto out;
 
@@ -1108,7 +1141,7 @@ int nk_cmd_serve(int argc, char **argv)
                 goto out;
             }
             if (!start_listener(&cfg, a, server, loops[k], n_loops, k == 0 ? -1 : (long)port,
-                                &ls[n_ls - 1 - k], l))
+                                &ls[n_ls - 1 - k], &proxies, l))
                 goto out;
             port = l->port;
         }

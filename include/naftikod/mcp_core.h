@@ -97,6 +97,10 @@ struct nk_mcp_backend {
     nk_mcp_charge_fn charge; /* optional (NULL: batched calls cost nothing more); gets call_ud */
     size_t max_batch;        /* messages in a batch; 0: NK_MCP_DEFAULT_MAX_BATCH */
     nk_mcp_cancel_fn cancel; /* optional: called with call_ud */
+    /* optional: called with call_ud once per exchange, for its first request or notification:
+     * the method, and for tools/call the tool's name as the client wrote it (else NULL); both
+     * borrowed for the call (the access line names them) */
+    void (*note)(void *ud, const char *method, const char *tool);
 };
 
 /* One HTTP request on the MCP endpoint; every pointer borrowed for the call. Header values
