@@ -149,6 +149,11 @@ static const struct opt opts[] = {
      "session ids, every one verifies them; read at start (a bad file stops it) and on SIGHUP "
      "(a bad file keeps the keys in force); give every replica the same file",
      CFG(mcp_session_key_file), SERVE},
+    {"--mcp-tools-ttl", "NAFTIKOD_MCP_TOOLS_TTL_MS", OPT_UINT, "MS", "60000",
+     "ttlMs of stateless-era (2026-07-28) tools/list and server/discover results: how long "
+     "clients may cache the tool list; bounds how long a rolled-out capability change takes "
+     "to reach them (0: the default)",
+     CFG(mcp_tools_ttl_ms), SERVE},
     {"--replicas", "NAFTIKOD_REPLICAS", OPT_BOOL, NULL, "off",
      "one of several replicas behind a balancer: needs --mcp-session-key-file, and DELETE /mcp "
      "answers 405 (no replica can end a session that the others would still accept)",

@@ -180,6 +180,7 @@ static bool configure_mcp(const struct nk_config *cfg)
     memset(&ring, 0, sizeof(ring));
     mo.page_size = (size_t)cfg->mcp_page_size;
     mo.no_delete = cfg->replicas;
+    mo.tools_ttl_ms = cfg->mcp_tools_ttl_ms;
     memset(&err, 0, sizeof(err));
     have_file = cfg->mcp_session_key_file != NULL && cfg->mcp_session_key_file[0] != '\0';
     if (cfg->replicas && !have_file) {
@@ -976,12 +977,13 @@ int nk_cmd_serve(int argc, char **argv)
         cfg.max_header_bytes > (64L << 20) || cfg.max_header_bytes < 1024 ||
         cfg.idle_timeout_s > 86400 || cfg.request_timeout_s > 86400 || cfg.rate_limit > 1000000 ||
         cfg.rate_burst > 1000000 || cfg.mcp_max_batch < 1 || cfg.mcp_max_batch > 100000 ||
-        cfg.loops > NK_CONFIG_MAX_LOOPS || cfg.shutdown_delay_s > 3600) {
+        cfg.loops > NK_CONFIG_MAX_LOOPS || cfg.shutdown_delay_s > 3600 ||
+        cfg.mcp_tools_ttl_ms > 86400000L) {
         report_error(
             "a limit is out of range: connections and rates at most 1000000, "
             "--max-header-bytes 1024..67108864, --idle-timeout and --request-timeout at most "
             "86400, --mcp-max-batch 1..100000, --loops at most 64, --shutdown-delay at most "
-            "3600");
+            "3600, --mcp-tools-ttl at most 86400000");
         goto out;
     }
     /* Inbound authentication: modes, tokens, and who may listen beyond loopback. */

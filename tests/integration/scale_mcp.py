@@ -7,6 +7,7 @@
                                          session SID, and one stateless (2026-07-28); print
                                          {"ok": N, "failed": N, "codes": {...}, "errors": [...]}
   scale_mcp.py list URL                  the stateless tools/list's tool names, sorted, one line
+  scale_mcp.py ttl URL                   the stateless tools/list's ttlMs
   scale_mcp.py delete URL SID            DELETE the session; print the status
 """
 import http.client
@@ -74,13 +75,17 @@ def main():
                         res["errors"].append("%s %d %s" % (sid and "session" or "stateless", st,
                                                            data[:160].decode("utf-8", "replace")))
         print(json.dumps(res))
-    elif cmd == "list":
+    elif cmd in ("list", "ttl"):
         st, _, data = post(url, {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
                                  "params": {"_meta": META}},
                            {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"})
         if st != 200:
             sys.exit("tools/list: %d %r" % (st, data[:200]))
-        print(",".join(sorted(t["name"] for t in json.loads(data)["result"]["tools"])))
+        result = json.loads(data)["result"]
+        if cmd == "ttl":
+            print(result["ttlMs"])
+        else:
+            print(",".join(sorted(t["name"] for t in result["tools"])))
     elif cmd == "delete":
         st, _, _ = post(url, None, {"MCP-Protocol-Version": "2025-03-26",
                                     "Mcp-Session-Id": sys.argv[3]}, method="DELETE")

@@ -49,7 +49,7 @@ declare -a RPID RREST RMCP ROPS
 for i in 1 2 3; do
     nk_launch "r$i" "STACKROX_API_KEY=Bearer $KEY" "NAFTIKOD_SHUTDOWN_DELAY_S=${SCALE_DELAY_S:-3}" -- \
         --rest-port 0 --mcp-port 0 --ops-listen 127.0.0.1:0 --loops 1 --replicas \
-        --mcp-session-key-file "$work/ring" --trusted-proxies 127.0.0.1 \
+        --mcp-session-key-file "$work/ring" --trusted-proxies 127.0.0.1 --mcp-tools-ttl 5000 \
         --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" "$work/caps" ||
         fail "replica $i did not start"
     RPID[i]=$NK_PID
@@ -213,11 +213,13 @@ for i in 1 2 3; do
     fi
 done
 C_NEW=$(cap_fp 1)
+[ "$(python3 "$HERE/scale_mcp.py" ttl "$LB/mcp")" = 5000 ] || fail "tools/list ttlMs is not --mcp-tools-ttl"
+
 { [ "$(cap_fp 2)" = "$C_NEW" ] && [ "$(cap_fp 3)" = "$C_NEW" ]; } || fail "the replicas report different capabilities"
 for _ in 1 2 3 4 5 6; do
     python3 "$HERE/scale_mcp.py" list "$LB/mcp" | grep -q 'listtokens-v2' || fail "a tools/list after the rollout lacks the new tool"
 done
-pass "capability: fingerprint $C_OLD -> $C_NEW rolled through 3 replicas, 0 failed calls; mid-rollout $flaps of 6 lists were the old set; after it 6 of 6 lists the new one"
+pass "capability: fingerprint $C_OLD -> $C_NEW rolled through 3 replicas, 0 failed calls; mid-rollout $flaps of 6 lists were the old set; after it 6 of 6 lists the new one (ttlMs 5000: clients re-list within 5 s)"
 
 # ---- delete: 405 on every replica, the session goes on ----
 codes="$(python3 "$HERE/scale_mcp.py" delete "$LB/mcp" "$SID_B")"
