@@ -97,7 +97,8 @@ static const struct opt opts[] = {
      "/healthz /readyz /metrics listener, or off (no credential used: any address allowed)",
      CFG(ops_listen), SERVE},
     {"--ready-cache", "NAFTIKOD_READY_CACHE_MS", OPT_UINT, "MS", "5000",
-     "how long a /readyz upstream reachability verdict is reused", CFG(ready_cache_ms), SERVE},
+     "how long an upstream reachability verdict (/healthz, /metrics) is reused",
+     CFG(ready_cache_ms), SERVE},
     {"--rest-auth", "NAFTIKOD_REST_AUTH", OPT_CHOICE, "none|token|passthrough", "none",
      "REST callers: anyone, a bearer token from --auth-tokens, or their own credential "
      "forwarded to the upstream instead of the bound one",
