@@ -107,10 +107,6 @@ typedef void (*nk_httpd_handler_fn)(void *ud, struct nk_http_req *req);
 
 struct nk_httpd;
 
-/* Lame duck (SIGTERM, before the drain): keep accepting and serving, but answer every request
- * with Connection: close. Any thread; NULL is a no-op. */
-void nk_httpd_lame_duck(struct nk_httpd *h);
-
 /* Bind and start serving on opts->loop. Any thread but the loop's own. On failure returns
  * NK_ERR_IO (address in use, bad address), NK_ERR_INVALID (no loop), NK_ERR_INTERNAL (the loop
  * is not running), with the reason in err. */
@@ -118,6 +114,9 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
                           void *ud, struct nk_httpd **out, struct nk_error *err);
 /* The port actually bound. */
 unsigned nk_httpd_port(const struct nk_httpd *h);
+/* Lame duck (SIGTERM, before the drain): keep accepting and serving, but answer every request
+ * with Connection: close. Any thread; NULL is a no-op. */
+void nk_httpd_lame_duck(struct nk_httpd *h);
 /* Stop accepting new connections (the socket closes); requests already read still complete. */
 void nk_httpd_quiesce(struct nk_httpd *h);
 /* Requests handed to the handler whose answer has not been completely sent yet (or whose
