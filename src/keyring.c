@@ -48,19 +48,26 @@ static const char *refusal(const unsigned char *key, size_t n)
     return NULL;
 }
 
-static void add_key(struct nk_keyring *ring, const unsigned char *key, size_t n)
+/* Append key (n bytes, then a '\n' when line) to ring as its HMAC key and fingerprint. */
+static void add_key(struct nk_keyring *ring, const unsigned char *key, size_t n, bool line)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char d[NK_SHA256_LEN];
+    struct nk_sha256 c;
     size_t i;
 
-    nk_sha256(key, n, ring->mac_key[ring->n]);
+    nk_sha256_init(&c);
+    nk_sha256_update(&c, key, n);
+    if (line)
+        nk_sha256_update(&c, "\n", 1);
+    nk_sha256_final(&c, ring->mac_key[ring->n]);
     nk_sha256(ring->mac_key[ring->n], NK_SHA256_LEN, d);
     for (i = 0; i < 8; i++) {
         ring->fingerprint[ring->n][2 * i] = hex[d[i] >> 4];
         ring->fingerprint[ring->n][2 * i + 1] = hex[d[i] & 15];
     }
     ring->fingerprint[ring->n][16] = '\0';
+    explicit_bzero(&c, sizeof(c));
     ring->n++;
 }
 
@@ -94,7 +101,7 @@ enum nk_rc nk_keyring_parse(const unsigned char *buf, size_t len, struct nk_keyr
             snprintf(why, why_n, "the key (a binary file: one raw key) %s", bad);
             goto fail;
         }
-        add_key(ring, buf, len);
+        add_key(ring, buf, len, false);
         return NK_OK;
     }
     while (pos < len) {
@@ -121,12 +128,20 @@ enum nk_rc nk_keyring_parse(const unsigned char *buf, size_t len, struct nk_keyr
             snprintf(why, why_n, "the key on line %zu %s", line, bad);
             goto fail;
         }
-        add_key(ring, buf + start, end - start);
+        if (ring->n == 0)
+            ring->key_len0 = end - start;
+        add_key(ring, buf + start, end - start, true);
     }
     if (ring->n == 0) {
         snprintf(why, why_n, "no key in the file (one key a line, at least 32 bytes each)");
         goto fail;
     }
+    /* Versions before key rings used the whole file as the key: for the usual one-line file
+     * ("KEY\n") that is the key as a line, the same HMAC key both ways. A one-key file that
+     * holds anything else (no final newline, a CR, a comment) also verifies under its whole
+     * bytes, so replicas of before still see their ids accepted during an upgrade. */
+    if (ring->n == 1 && len != ring->key_len0 + 1)
+        add_key(ring, buf, len, false);
     return NK_OK;
 fail:
     nk_keyring_wipe(ring);
@@ -155,7 +170,7 @@ enum nk_rc nk_keyring_add(struct nk_keyring *ring, const unsigned char *key, siz
 {
     if (ring->n == NK_KEYRING_MAX)
         return NK_ERR_TOO_LARGE;
-    add_key(ring, key, n);
+    add_key(ring, key, n, false);
     return NK_OK;
 }
 

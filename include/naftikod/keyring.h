@@ -17,10 +17,13 @@
 /* Keys in file order: the first signs new session ids, every one verifies. */
 struct nk_keyring {
     size_t n;
-    unsigned char mac_key[NK_KEYRING_MAX][NK_SHA256_LEN]; /* SHA-256 of the key: its HMAC key */
+    /* each key's HMAC key: SHA-256 of the key's line with its '\n' (of the bytes themselves for
+     * a raw key or nk_keyring_add()) */
+    unsigned char mac_key[NK_KEYRING_MAX][NK_SHA256_LEN];
     /* the first 8 bytes of SHA-256 of the HMAC key (never bytes of the key or of mac_key), in
-     * lower-case hex: `printf %s KEY | sha256sum | xxd -r -p | sha256sum | cut -c1-16` */
+     * lower-case hex: `printf '%s\n' KEY | sha256sum | xxd -r -p | sha256sum | cut -c1-16` */
     char fingerprint[NK_KEYRING_MAX][17];
+    size_t key_len0; /* bytes of the first key as parsed (nk_keyring_parse) */
 };
 
 /* Parse a key file's bytes into *ring (overwritten; wiped on failure). The format: a text file
@@ -29,8 +32,11 @@ struct nk_keyring {
  * a blank or line end is one raw key, the whole file (the format before key rings). Every key
  * must be NK_KEYRING_MIN_KEY..NK_KEYRING_MAX_KEY bytes, have at least 8 distinct bytes and not
  * be a placeholder (it names REPLACE, CHANGEME, PLACEHOLDER or EXAMPLE, any case); 1 to
- * NK_KEYRING_MAX keys. NK_OK; NK_ERR_INVALID with why set (a line number and the rule, never a
- * key's bytes). */
+ * NK_KEYRING_MAX keys. A key's HMAC key is SHA-256 of its line ending in '\n': for a file of one
+ * line that is what versions before key rings made of the whole file. A file of one key that
+ * holds anything else (no final newline, a CR, a comment) also gets its whole bytes as a second
+ * key, which only verifies, so an upgrade one replica at a time fails no session. NK_OK;
+ * NK_ERR_INVALID with why set (a line number and the rule, never a key's bytes). */
 enum nk_rc nk_keyring_parse(const unsigned char *buf, size_t len, struct nk_keyring *ring,
                             char *why, size_t why_n);
 

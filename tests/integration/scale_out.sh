@@ -37,7 +37,7 @@ CALLS_FAILED=0
 mkdir -p "$work/caps" "$work/nginx"
 cp "$CAP" "$work/caps/stackrox.yaml"
 key() { head -c 48 /dev/urandom | base64 -w0; }
-fp() { python3 -c 'import hashlib,sys; print(hashlib.sha256(hashlib.sha256(sys.argv[1].encode()).digest()).hexdigest()[:16])' "$1"; }
+fp() { printf '%s\n' "$1" | sha256sum | xxd -r -p | sha256sum | cut -c1-16; } # as docs/operations.md says
 K1=$(key)
 K2=$(key)
 ring() { printf '%s\n' "$@" >"$work/ring.tmp" && mv "$work/ring.tmp" "$work/ring"; }

@@ -36,9 +36,22 @@ static void test_lines(void **state)
     /* The same key gives the same HMAC key and fingerprint alone, with CRLF or without a
      * final newline. */
     assert_int_equal(parse(K1, &one, why, sizeof(why)), NK_OK);
-    assert_int_equal(one.n, 1);
     assert_string_equal(one.fingerprint[0], r.fingerprint[0]);
     assert_memory_equal(one.mac_key[0], r.mac_key[0], NK_SHA256_LEN);
+    /* A one-line file is one key; a one-key file that is more than its line also accepts its
+     * whole bytes (what versions before rings used), a different key. */
+    assert_int_equal(parse(K1 "\n", &one, why, sizeof(why)), NK_OK);
+    assert_int_equal(one.n, 1);
+    assert_string_equal(one.fingerprint[0], r.fingerprint[0]);
+    assert_int_equal(parse(K1, &one, why, sizeof(why)), NK_OK);
+    assert_int_equal(one.n, 2);
+    assert_string_equal(one.fingerprint[0], r.fingerprint[0]);
+    assert_int_equal(parse("# c\n" K1 "\r\n", &r, why, sizeof(why)), NK_OK);
+    assert_int_equal(r.n, 2);
+    assert_string_not_equal(r.fingerprint[1], one.fingerprint[1]);
+    assert_int_equal(
+        parse("# rotation: new key second\n\n  " K1 " \r\n\t" K2 "\n", &r, why, sizeof(why)),
+        NK_OK);
     /* Neither the fingerprint nor the HMAC key shows bytes of the key. */
     assert_null(strstr(r.fingerprint[0], "q4tW"));
     /* Swapping the order swaps the roles, not the keys. */

@@ -549,6 +549,33 @@ static void test_key_ring(void **state)
     nk_mcp_free(swapped);
     nk_mcp_free(fresh);
 
+    /* Upgrade: a replica of before key rings used the whole file ("KEY\n") as its key; one
+     * reading the same file as a ring signs and verifies ids as it did, both ways. */
+    {
+        static const char file[] = "q4tW9zLr2mXc8VbN1sYe7HgP0uJd3KfA\n";
+        struct nk_mcp_options o;
+        struct nk_mcp *before = NULL, *after = NULL;
+        char why[200];
+
+        memset(&o, 0, sizeof(o));
+        o.session_key = (const unsigned char *)file;
+        o.session_key_len = strlen(file);
+        assert_int_equal(nk_mcp_new(&o, &before, NULL), NK_OK);
+        assert_int_equal(nk_mcp_session_new(before, NULL, id1), NK_OK);
+        assert_int_equal(
+            nk_keyring_parse((const unsigned char *)file, strlen(file), &r, why, sizeof(why)),
+            NK_OK);
+        memset(&o, 0, sizeof(o));
+        o.session_keys = &r;
+        assert_int_equal(nk_mcp_new(&o, &after, NULL), NK_OK);
+        assert_int_equal(nk_mcp_session_check(after, id1, NULL), NK_MCP_SESSION_VALID);
+        assert_int_equal(r.n, 1); /* the same key, not a second one */
+        assert_int_equal(nk_mcp_session_new(after, NULL, id2), NK_OK);
+        assert_int_equal(nk_mcp_session_check(before, id2, NULL), NK_MCP_SESSION_VALID);
+        nk_mcp_free(before);
+        nk_mcp_free(after);
+    }
+
     /* Replica mode: DELETE is 405 with Allow: POST and the session goes on. */
     engine = ring_engine(k1, NULL, true);
     assert_int_equal(nk_mcp_session_new(engine, NULL, id1), NK_OK);
