@@ -54,6 +54,21 @@ size_t nk_mcp_session_key_fingerprints(char (*fp)[17], size_t max)
     return n;
 }
 
+_Static_assert(NK_MCP_REFUSED_N == 3, "nk_mcp_sessions_refused_all() copies three reasons");
+
+bool nk_mcp_sessions_refused_all(unsigned long long out[3])
+{
+    bool ok;
+    int i;
+
+    pthread_mutex_lock(&engine_mu);
+    ok = engine != NULL;
+    for (i = 0; ok && i < NK_MCP_REFUSED_N; i++)
+        out[i] = nk_mcp_sessions_refused(engine, (enum nk_mcp_refused)i);
+    pthread_mutex_unlock(&engine_mu);
+    return ok;
+}
+
 static struct nk_mcp *get_engine(void)
 {
     struct nk_error err;

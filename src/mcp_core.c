@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@ static const char *const handshake_versions[] = {"2025-11-25", "2025-06-18", "20
 #define SID_DOMAIN "naftikod mcp session v1"
 
 struct nk_mcp {
+    atomic_ullong refused[NK_MCP_REFUSED_N]; /* session ids refused, by reason */
     pthread_rwlock_t keys_lock; /* guards keys: SIGHUP swaps them while requests verify */
     struct nk_keyring keys;
     bool no_delete;
@@ -229,6 +231,11 @@ void nk_mcp_set_keys(struct nk_mcp *m, const struct nk_keyring *ring)
     nk_keyring_wipe(&m->keys);
     m->keys = *ring;
     pthread_rwlock_unlock(&m->keys_lock);
+}
+
+unsigned long long nk_mcp_sessions_refused(struct nk_mcp *m, enum nk_mcp_refused why)
+{
+    return atomic_load(&m->refused[why]);
 }
 
 size_t nk_mcp_key_fingerprints(struct nk_mcp *m, char (*fp)[17], size_t max)
@@ -1608,6 +1615,12 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
             pthread_mutex_destroy(&x->mu);
             free(x);
             x = NULL;
+            /* Counted by reason: refusals of ids a replica with another key signed show up
+             * in /metrics while a key rotation is rolled out wrongly. */
+            atomic_fetch_add(&m->refused[in->session_id == NULL       ? NK_MCP_REFUSED_MISSING
+                                         : st == NK_MCP_SESSION_ENDED ? NK_MCP_REFUSED_ENDED
+                                                                      : NK_MCP_REFUSED_UNKNOWN],
+                             1);
             if (in->session_id == NULL)
                 reply_now(reply, ud, 400, RPC_INVALID_REQUEST,
                           "Bad Request: Mcp-Session-Id header is required", NULL);

@@ -441,6 +441,17 @@ char *nk_metrics_render(struct nk_metrics *m, const struct nk_metrics_gauges *g,
             fprintf(f, "\",role=\"%s\"} 1\n", b == 0 ? "sign" : "accept");
         }
     }
+    if (g != NULL && g->have_refused) {
+        family(f, "naftikod_mcp_sessions_refused_total", "counter",
+               "Handshake-era MCP requests refused for their session id: missing (400), unknown "
+               "(404: forged, signed with a key not in force, expired) or ended (404).");
+        fprintf(f, "naftikod_mcp_sessions_refused_total{reason=\"missing\"} %llu\n",
+                g->sessions_refused[0]);
+        fprintf(f, "naftikod_mcp_sessions_refused_total{reason=\"unknown\"} %llu\n",
+                g->sessions_refused[1]);
+        fprintf(f, "naftikod_mcp_sessions_refused_total{reason=\"ended\"} %llu\n",
+                g->sessions_refused[2]);
+    }
     if (g != NULL && g->upstream_reachable >= 0) {
         family(f, "naftikod_upstream_reachable", "gauge",
                "1 when the last probe of every consumed API's baseUri got an HTTP answer, else "

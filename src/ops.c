@@ -303,6 +303,7 @@ static void handle_metrics(struct nk_ops *o, struct nk_http_req *req)
     if (g.n_key_fps > NK_KEYRING_MAX)
         g.n_key_fps = NK_KEYRING_MAX;
     g.key_fps = (const char(*)[17])fps;
+    g.have_refused = nk_mcp_sessions_refused_all(g.sessions_refused);
     pthread_mutex_lock(&o->mu);
     g.upstream_reachable = o->have_verdict ? (o->ready ? 1 : 0) : -1;
     pthread_mutex_unlock(&o->mu);

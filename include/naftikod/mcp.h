@@ -5,6 +5,7 @@
 
 #include "naftikod/httpd.h"
 #include "naftikod/keyring.h"
+#include "naftikod/mcp_core.h"
 #include "naftikod/server.h"
 
 /* Handle one HTTP request on the MCP endpoint of the adapter whose namespace is ns (looked up
@@ -28,5 +29,8 @@ bool nk_mcp_set_session_keys(const struct nk_keyring *ring);
 /* The session keys' fingerprints, signing key first (nk_mcp_key_fingerprints); 0 when no engine
  * is configured. */
 size_t nk_mcp_session_key_fingerprints(char (*fp)[17], size_t max);
+/* nk_mcp_sessions_refused() of the configured engine, for each reason into out[]; false (out
+ * untouched) when no engine is configured. */
+bool nk_mcp_sessions_refused_all(unsigned long long out[3]);
 
 #endif

@@ -52,6 +52,15 @@ enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, st
 /* Put ring (copied; 1..NK_KEYRING_MAX keys) in force: ids are signed with its first key from
  * now on and verify under any of its keys. Any thread. */
 void nk_mcp_set_keys(struct nk_mcp *m, const struct nk_keyring *ring);
+/* Why a handshake-era request's session id was refused. */
+enum nk_mcp_refused {
+    NK_MCP_REFUSED_MISSING, /* no Mcp-Session-Id (400) */
+    NK_MCP_REFUSED_UNKNOWN, /* forged, signed with a key not in force, expired, another caller's */
+    NK_MCP_REFUSED_ENDED,   /* ended with DELETE here */
+    NK_MCP_REFUSED_N
+};
+/* How many requests were refused for that reason since the engine started. Any thread. */
+unsigned long long nk_mcp_sessions_refused(struct nk_mcp *m, enum nk_mcp_refused why);
 /* Copy the fingerprints of the keys in force, signing key first, into fp (at most max); returns
  * how many keys there are. Any thread. */
 size_t nk_mcp_key_fingerprints(struct nk_mcp *m, char (*fp)[17], size_t max);

@@ -31,6 +31,8 @@ struct nk_metrics_gauges {
     const char (*key_fps)[17]; /* session key fingerprints, signing key first */
     size_t n_key_fps;
     int upstream_reachable; /* the last upstream probe: 1, 0, or -1 when none ran yet */
+    bool have_refused;      /* sessions_refused is set (an MCP engine runs) */
+    unsigned long long sessions_refused[3]; /* missing, unknown, ended (enum nk_mcp_refused) */
 };
 
 struct nk_metrics;

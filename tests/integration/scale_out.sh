@@ -168,6 +168,12 @@ done
 calls 3 "rotation: old key retired" "$SID_B"
 res=$(python3 "$HERE/scale_mcp.py" calls "$LB/mcp" 3 "$TOOL" "$SID_A")
 [ "$(jq '.codes["404"]' <<<"$res")" = 3 ] || fail "a session of the retired key was not refused 404 everywhere: $res"
+refused=0
+for i in 1 2 3; do
+    n=$(curl -sS --max-time 5 "${ROPS[i]}/metrics" | sed -n 's/^naftikod_mcp_sessions_refused_total{reason="unknown"} //p')
+    refused=$((refused + n))
+done
+[ "$refused" = 3 ] || fail "naftikod_mcp_sessions_refused_total{reason=\"unknown\"} summed over the replicas is $refused, want 3"
 # A bad ring keeps the keys in force.
 printf 'changeme\n' >"$work/ring"
 kill -HUP "${RPID[1]}"
@@ -176,7 +182,7 @@ metric 1 "naftikod_mcp_session_key_info{fingerprint=\"$F2\",role=\"sign\"} 1" ||
 ring "$K2"
 calls 2 "rotation: after a bad ring on replica 1" "$SID_B"
 ROT_CALLS=$CALLS_OK
-pass "rotation: key 2 added second, made first, key 1 retired, one replica at a time: $((ROT_CALLS)) calls so far, 0 failed; a session of the retired key 404 on every replica; a bad ring kept the keys"
+pass "rotation: key 2 added second, made first, key 1 retired, one replica at a time: $((ROT_CALLS)) calls so far, 0 failed; a session of the retired key 404 on every replica (counted: naftikod_mcp_sessions_refused_total{reason=\"unknown\"} 3); a bad ring kept the keys"
 
 # ---- capability: a new tool rolled through the replicas ----
 old_list=$(python3 "$HERE/scale_mcp.py" list "$LB/mcp")
