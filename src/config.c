@@ -97,7 +97,8 @@ static const struct opt opts[] = {
      "/healthz /readyz /metrics listener, or off (no credential used: any address allowed)",
      CFG(ops_listen), SERVE},
     {"--ready-cache", "NAFTIKOD_READY_CACHE_MS", OPT_UINT, "MS", "5000",
-     "how long a /readyz upstream reachability verdict is reused", CFG(ready_cache_ms), SERVE},
+     "how long an upstream reachability verdict (/healthz, /metrics) is reused",
+     CFG(ready_cache_ms), SERVE},
     {"--rest-auth", "NAFTIKOD_REST_AUTH", OPT_CHOICE, "none|token|passthrough", "none",
      "REST callers: anyone, a bearer token from --auth-tokens, or their own credential "
      "forwarded to the upstream instead of the bound one",
@@ -156,9 +157,27 @@ static const struct opt opts[] = {
      CFG(mcp_allowed_hosts), SERVE},
     {"--mcp-session-key-file", "NAFTIKOD_MCP_SESSION_KEY_FILE", OPT_STRING, "FILE",
      "a random key per process",
-     "file whose bytes (at most 65536) are the HMAC key of MCP session ids; give every replica "
-     "the same file",
+     "MCP session keys, one a line (at least 32 bytes each, no placeholder): the first signs "
+     "session ids, every one verifies them; read at start (a bad file stops it) and on SIGHUP "
+     "(a bad file keeps the keys in force); give every replica the same file",
      CFG(mcp_session_key_file), SERVE},
+    {"--mcp-tools-ttl", "NAFTIKOD_MCP_TOOLS_TTL_MS", OPT_UINT, "MS", "60000",
+     "ttlMs of stateless-era (2026-07-28) tools/list and server/discover results: how long "
+     "clients may cache the tool list; bounds how long a rolled-out capability change takes "
+     "to reach them (0: the default)",
+     CFG(mcp_tools_ttl_ms), SERVE},
+    {"--replicas", "NAFTIKOD_REPLICAS", OPT_BOOL, NULL, "off",
+     "one of several replicas behind a balancer: needs --mcp-session-key-file, and DELETE /mcp "
+     "answers 405 (no replica can end a session that the others would still accept)",
+     CFG(replicas), SERVE},
+    {"--shutdown-delay", "NAFTIKOD_SHUTDOWN_DELAY_S", OPT_UINT, "S", "5",
+     "on SIGTERM/SIGINT, first answer /readyz 503 and keep serving for this long (answers "
+     "carry Connection: close) so balancers stop sending here, then drain; 0: drain at once",
+     CFG(shutdown_delay_s), SERVE},
+    {"--trusted-proxies", "NAFTIKOD_TRUSTED_PROXIES", OPT_STRING, "CIDRS", "none",
+     "comma-separated addresses or CIDR blocks of proxies whose X-Forwarded-For / Forwarded "
+     "header names the client (access log, --rate-limit); from anyone else they are ignored",
+     CFG(trusted_proxies), SERVE},
     {"--adapter", NULL, OPT_STRING, "NS", "the first MCP adapter",
      "namespace of the MCP adapter (any transport) to serve on stdin/stdout", CFG(adapter),
      NK_CONFIG_MCP_STDIO},
@@ -766,6 +785,7 @@ int nk_config_read(struct nk_config *c, unsigned cmd, bool reloading, int argc, 
     c->rest_port = -1;
     c->mcp_port = -1;
     c->drain_ms = 10000;
+    c->shutdown_delay_s = 5;
     c->ready_cache_ms = NK_OPS_DEFAULT_READY_CACHE_MS;
     c->log_format = "text";
     c->rest_auth = "none";

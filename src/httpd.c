@@ -70,7 +70,9 @@ struct nk_httpd {
     struct nk_loop *loop;
     struct nk_loop_source src; /* src.fd: libmicrohttpd's epoll descriptor */
     atomic_bool closing; /* nk_httpd_stop began: new requests get 503, handlers are not called */
-    atomic_bool conn_closed; /* a connection closed during the current MHD_run */
+    atomic_bool lame;    /* nk_httpd_lame_duck(): every answer closes its connection */
+    const struct nk_proxies *proxies; /* opts->trusted_proxies, or NULL */
+    atomic_bool conn_closed;          /* a connection closed during the current MHD_run */
     /* request deadline: a loop timer per connection shuts down a connection still sending a
      * request after request_timeout seconds (a client trickling bytes never trips the idle
      * timeout). Loop owner only: */
@@ -134,6 +136,9 @@ struct nk_http_req {
     char id[65];
     struct nk_principal principal; /* principal.name is the caller */
     char client[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN]; /* the connection's peer, when client was forwarded; else "" */
+    char rpc_method[64];
+    char rpc_tool[128];
     struct MHD_Response *resp;
     unsigned status;
     unsigned tag;                 /* nk_http_req_set_tag(); passed to the access hook */
@@ -349,6 +354,9 @@ static void log_access(struct nk_httpd *h, struct nk_http_req *r)
     a.request_id = r->id;
     a.caller = r->principal.name;
     a.client = r->client;
+    a.peer = r->peer[0] != '\0' ? r->peer : NULL;
+    a.rpc_method = r->rpc_method;
+    a.rpc_tool = r->rpc_tool;
     a.tag = r->tag;
     h->access_log(h->access_ud, &a);
 }
@@ -406,6 +414,16 @@ static struct MHD_Response *problem_response(const char *request_id, unsigned st
     return make_response(request_id, "application/problem+json", body, strlen(body), NULL);
 }
 
+/* In the lame-duck period every answer says Connection: close, so a client (or a balancer's
+ * pooled connection) opens its next connection elsewhere, through an endpoint list that no
+ * longer names this replica. */
+static void lame_close(struct nk_httpd *h, struct MHD_Response *resp)
+{
+    if (h != NULL && resp != NULL && atomic_load(&h->lame) &&
+        MHD_get_response_header(resp, "Connection") == NULL)
+        (void)MHD_add_response_header(resp, "Connection", "close");
+}
+
 static enum MHD_Result queue_problem_h(struct nk_http_req *r, unsigned status, const char *title,
                                        const char *detail, const char *hname, const char *hvalue)
 {
@@ -420,6 +438,7 @@ static enum MHD_Result queue_problem_h(struct nk_http_req *r, unsigned status, c
     }
     r->status = status;
     r->state = RS_QUEUED;
+    lame_close(r->h, resp);
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     log_access(r->h, r);
@@ -873,6 +892,59 @@ static enum MHD_Result read_head(struct nk_http_req *r, bool *refused)
     return MHD_YES;
 }
 
+/* Every value of header name joined with ',' (several lines are one list, RFC 9110 5.3), or
+ * NULL when absent; *oom on an allocation failure. Caller frees. */
+static char *joined_header(const struct nk_http_req *r, const char *name, bool *oom)
+{
+    size_t i, len = 0, n = 0;
+    char *out;
+
+    for (i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0 && r->headers[i].value != NULL) {
+            len += strlen(r->headers[i].value) + 1;
+            n++;
+        }
+    if (n == 0)
+        return NULL;
+    out = malloc(len);
+    if (out == NULL) {
+        *oom = true;
+        return NULL;
+    }
+    len = 0;
+    for (i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0 && r->headers[i].value != NULL) {
+            size_t k = strlen(r->headers[i].value);
+
+            if (len > 0)
+                out[len++] = ',';
+            memcpy(out + len, r->headers[i].value, k);
+            len += k;
+        }
+    out[len] = '\0';
+    return out;
+}
+
+/* From a trusted proxy: the client its header names (the peer stays in r->peer). */
+static bool forwarded_client(struct nk_httpd *h, struct nk_http_req *r)
+{
+    char *xff, *fwd = NULL, client[NK_PROXIES_ADDR_MAX];
+    bool oom = false;
+
+    if (h->proxies == NULL || !nk_proxies_trusted(h->proxies, r->client))
+        return true;
+    xff = joined_header(r, "X-Forwarded-For", &oom);
+    if (xff == NULL && !oom)
+        fwd = joined_header(r, "Forwarded", &oom);
+    if (!oom && nk_proxies_client(h->proxies, r->client, xff, fwd, client)) {
+        snprintf(r->peer, sizeof(r->peer), "%s", r->client);
+        snprintf(r->client, sizeof(r->client), "%s", client);
+    }
+    free(xff);
+    free(fwd);
+    return !oom;
+}
+
 /* Queue the answer the admit hook gave (RS_ANSWERED), or a 500 when it refused without one. */
 static enum MHD_Result queue_refusal(struct nk_http_req *r)
 {
@@ -883,6 +955,7 @@ static enum MHD_Result queue_refusal(struct nk_http_req *r)
     if (r->resp == NULL)
         return MHD_NO;
     r->state = RS_QUEUED;
+    lame_close(r->h, r->resp);
     ret = MHD_queue_response(r->conn, r->status, r->resp);
     MHD_destroy_response(r->resp);
     r->resp = NULL;
@@ -930,6 +1003,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ret = read_head(r, &refused);
         if (refused)
             return ret;
+        if (!forwarded_client(h, r))
+            return queue_problem(r, 500, "Internal Server Error", "out of memory");
         r->state = RS_BODY;
         if (h->rate != NULL) {
             unsigned retry = 1;
@@ -1010,6 +1085,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case RS_ANSWERED:
         pthread_mutex_lock(&r->mu);
         r->state = RS_QUEUED;
+        lame_close(r->h, r->resp);
         ret = MHD_queue_response(conn, r->status, r->resp);
         MHD_destroy_response(r->resp);
         r->resp = NULL;
@@ -1303,6 +1379,7 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
         return NK_ERR_NOMEM;
     atomic_init(&h->n_unfinished, 0);
     atomic_init(&h->closing, false);
+    atomic_init(&h->lame, false);
     atomic_init(&h->conn_closed, false);
     h->loop = loop;
     h->src.fd = -1;
@@ -1311,6 +1388,9 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     h->listen_fd = -1;
     h->max_body = opts != NULL && opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
     if (opts != NULL) {
+        h->proxies = opts->trusted_proxies != NULL && opts->trusted_proxies->n > 0
+                         ? opts->trusted_proxies
+                         : NULL;
         h->admit = opts->admit;
         h->access_log = opts->access_log;
         h->access_ud = opts->access_ud;
@@ -1409,6 +1489,12 @@ static void quiesce_now(void *arg)
     atomic_store(&h->accept_fd, -1);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+}
+
+void nk_httpd_lame_duck(struct nk_httpd *h)
+{
+    if (h != NULL)
+        atomic_store(&h->lame, true);
 }
 
 void nk_httpd_quiesce(struct nk_httpd *h)
@@ -1629,6 +1715,12 @@ const char *nk_http_req_body(const struct nk_http_req *r, size_t *len)
 const char *nk_http_req_client(const struct nk_http_req *r)
 {
     return r->client;
+}
+
+void nk_http_req_set_rpc(struct nk_http_req *r, const char *method, const char *tool)
+{
+    snprintf(r->rpc_method, sizeof(r->rpc_method), "%s", method != NULL ? method : "");
+    snprintf(r->rpc_tool, sizeof(r->rpc_tool), "%s", tool != NULL ? tool : "");
 }
 
 const char *nk_http_req_id(const struct nk_http_req *r)

@@ -32,6 +32,44 @@ enum nk_rc nk_mcp_configure(const struct nk_mcp_options *opts, struct nk_error *
     return rc;
 }
 
+bool nk_mcp_set_session_keys(const struct nk_keyring *ring)
+{
+    bool ok;
+
+    pthread_mutex_lock(&engine_mu);
+    ok = engine != NULL;
+    if (ok)
+        nk_mcp_set_keys(engine, ring);
+    pthread_mutex_unlock(&engine_mu);
+    return ok;
+}
+
+size_t nk_mcp_session_key_fingerprints(char (*fp)[17], size_t max)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&engine_mu);
+    if (engine != NULL)
+        n = nk_mcp_key_fingerprints(engine, fp, max);
+    pthread_mutex_unlock(&engine_mu);
+    return n;
+}
+
+_Static_assert(NK_MCP_REFUSED_N == 3, "nk_mcp_sessions_refused_all() copies three reasons");
+
+bool nk_mcp_sessions_refused_all(unsigned long long out[3])
+{
+    bool ok;
+    int i;
+
+    pthread_mutex_lock(&engine_mu);
+    ok = engine != NULL;
+    for (i = 0; ok && i < NK_MCP_REFUSED_N; i++)
+        out[i] = nk_mcp_sessions_refused(engine, (enum nk_mcp_refused)i);
+    pthread_mutex_unlock(&engine_mu);
+    return ok;
+}
+
 static struct nk_mcp *get_engine(void)
 {
     struct nk_error err;
@@ -87,6 +125,14 @@ static bool http_charge(void *ud, unsigned *retry_s)
     struct hreq *h = ud;
 
     return nk_http_req_charge(h->req, 1, retry_s);
+}
+
+/* The access line names the MCP method and tool. */
+static void http_note(void *ud, const char *method, const char *tool)
+{
+    struct hreq *h = ud;
+
+    nk_http_req_set_rpc(h->req, method, tool);
 }
 
 static void http_cancel(void *ud, uint64_t tag)
@@ -217,6 +263,7 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     b.call_ud = h;
     b.charge = http_charge;
     b.cancel = http_cancel;
+    b.note = http_note;
     b.read_only = nk_server_policy(s)->read_only;
     h->az = nk_server_authz(s);
     if (h->az != NULL) {

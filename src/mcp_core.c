@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,10 @@ static const char *const handshake_versions[] = {"2025-11-25", "2025-06-18", "20
 #define SID_DOMAIN "naftikod mcp session v1"
 
 struct nk_mcp {
-    unsigned char key[NK_SHA256_LEN];
+    atomic_ullong refused[NK_MCP_REFUSED_N]; /* session ids refused, by reason */
+    pthread_rwlock_t keys_lock; /* guards keys: SIGHUP swaps them while requests verify */
+    struct nk_keyring keys;
+    bool no_delete;
     char **hosts;
     size_t n_hosts;
     size_t page_size;
@@ -151,6 +155,8 @@ enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, st
     if (m == NULL)
         goto out;
     pthread_mutex_init(&m->mu, NULL);
+    pthread_rwlock_init(&m->keys_lock, NULL);
+    m->no_delete = opts != NULL && opts->no_delete;
     m->page_size = opts != NULL && opts->page_size > 0 ? opts->page_size : 100;
     m->session_ttl_s = opts != NULL && opts->session_ttl_s > 0 ? opts->session_ttl_s : 86400;
     m->max_ended = opts != NULL && opts->max_ended > 0 ? opts->max_ended : 4096;
@@ -158,13 +164,21 @@ enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, st
     m->ended = calloc(m->max_ended, sizeof(*m->ended));
     if (m->ended == NULL)
         goto out;
-    if (opts != NULL && opts->session_key != NULL && opts->session_key_len > 0) {
-        /* Any key length: hash it down so the HMAC key is always 32 bytes. */
-        nk_sha256(opts->session_key, opts->session_key_len, m->key);
-    } else if (random_bytes(m->key, sizeof(m->key)) != NK_OK) {
-        nk_error_set(err, "cannot read /dev/urandom for the MCP session key");
-        rc = NK_ERR_IO;
-        goto out;
+    if (opts != NULL && opts->session_keys != NULL && opts->session_keys->n > 0) {
+        m->keys = *opts->session_keys;
+    } else if (opts != NULL && opts->session_key != NULL && opts->session_key_len > 0) {
+        /* Any key length: hashed down so the HMAC key is always 32 bytes (keyring.c). */
+        nk_keyring_add(&m->keys, opts->session_key, opts->session_key_len);
+    } else {
+        unsigned char rnd[NK_SHA256_LEN];
+
+        if (random_bytes(rnd, sizeof(rnd)) != NK_OK) {
+            nk_error_set(err, "cannot read /dev/urandom for the MCP session key");
+            rc = NK_ERR_IO;
+            goto out;
+        }
+        nk_keyring_add(&m->keys, rnd, sizeof(rnd));
+        explicit_bzero(rnd, sizeof(rnd));
     }
     if (opts != NULL && opts->n_allowed_hosts > 0) {
         m->hosts = calloc(opts->n_allowed_hosts, sizeof(*m->hosts));
@@ -198,16 +212,44 @@ void nk_mcp_free(struct nk_mcp *m)
     free(m->hosts);
     free(m->ended);
     pthread_mutex_destroy(&m->mu);
-    memset(m->key, 0, sizeof(m->key));
+    pthread_rwlock_destroy(&m->keys_lock);
+    nk_keyring_wipe(&m->keys);
     free(m);
 }
 
 /* ---- sessions ----------------------------------------------------------------------------- */
 
+void nk_mcp_set_keys(struct nk_mcp *m, const struct nk_keyring *ring)
+{
+    if (ring->n == 0)
+        return;
+    pthread_rwlock_wrlock(&m->keys_lock);
+    nk_keyring_wipe(&m->keys);
+    m->keys = *ring;
+    pthread_rwlock_unlock(&m->keys_lock);
+}
+
+unsigned long long nk_mcp_sessions_refused(struct nk_mcp *m, enum nk_mcp_refused why)
+{
+    return atomic_load(&m->refused[why]);
+}
+
+size_t nk_mcp_key_fingerprints(struct nk_mcp *m, char (*fp)[17], size_t max)
+{
+    size_t i, n;
+
+    pthread_rwlock_rdlock(&m->keys_lock);
+    n = m->keys.n;
+    for (i = 0; i < n && i < max; i++)
+        memcpy(fp[i], m->keys.fingerprint[i], 17);
+    pthread_rwlock_unlock(&m->keys_lock);
+    return n;
+}
+
 /* The MAC covers the authenticated caller's name too: an id minted for caller A does not verify
  * for caller B (who then gets 404, as for an unknown id). caller "" or NULL: no inbound auth. */
-static void session_mac(const struct nk_mcp *m, const unsigned char *payload, const char *caller,
-                        unsigned char mac[SID_MAC])
+static void session_mac(const unsigned char key[NK_SHA256_LEN], const unsigned char *payload,
+                        const char *caller, unsigned char mac[SID_MAC])
 {
     unsigned char msg[sizeof(SID_DOMAIN) + SID_TIME + SID_NONCE + NK_SHA256_LEN];
     unsigned char full[NK_SHA256_LEN];
@@ -217,7 +259,7 @@ static void session_mac(const struct nk_mcp *m, const unsigned char *payload, co
     /* A fixed-size digest of the name keeps the message unambiguous whatever the name holds. */
     nk_sha256(caller != NULL ? caller : "", caller != NULL ? strlen(caller) : 0,
               msg + sizeof(SID_DOMAIN) + SID_TIME + SID_NONCE);
-    nk_hmac_sha256(m->key, sizeof(m->key), msg, sizeof(msg), full);
+    nk_hmac_sha256(key, NK_SHA256_LEN, msg, sizeof(msg), full);
     memcpy(mac, full, SID_MAC);
 }
 
@@ -231,7 +273,9 @@ enum nk_rc nk_mcp_session_new(struct nk_mcp *m, const char *caller, char out[NK_
         raw[i] = (unsigned char)(now >> (56 - 8 * i));
     if (random_bytes(raw + SID_TIME, SID_NONCE) != NK_OK)
         return NK_ERR_IO;
-    session_mac(m, raw, caller, raw + SID_TIME + SID_NONCE);
+    pthread_rwlock_rdlock(&m->keys_lock);
+    session_mac(m->keys.mac_key[0], raw, caller, raw + SID_TIME + SID_NONCE);
+    pthread_rwlock_unlock(&m->keys_lock);
     nk_b64url_encode(raw, sizeof(raw), out);
     return NK_OK;
 }
@@ -244,14 +288,22 @@ static bool session_verify(struct nk_mcp *m, const char *id, const char *caller,
     uint64_t issued = 0, now = (uint64_t)time(NULL);
     size_t len;
     unsigned i;
+    size_t k;
+    bool ok = false;
 
     if (id == NULL)
         return false;
     len = strlen(id);
     if (len != nk_b64url_len(SID_RAW) || nk_b64url_decode(id, len, raw, sizeof(raw)) != SID_RAW)
         return false;
-    session_mac(m, raw, caller, want);
-    if (!nk_mem_equal_ct(want, raw + SID_TIME + SID_NONCE, SID_MAC))
+    /* Any key of the ring: during a rotation some replicas sign with the new key already. */
+    pthread_rwlock_rdlock(&m->keys_lock);
+    for (k = 0; k < m->keys.n && !ok; k++) {
+        session_mac(m->keys.mac_key[k], raw, caller, want);
+        ok = nk_mem_equal_ct(want, raw + SID_TIME + SID_NONCE, SID_MAC);
+    }
+    pthread_rwlock_unlock(&m->keys_lock);
+    if (!ok)
         return false;
     for (i = 0; i < SID_TIME; i++)
         issued = issued << 8 | raw[i];
@@ -332,6 +384,7 @@ struct exchange {
     pthread_mutex_t mu;
     int pending;
     bool batch;
+    bool noted; /* b.note was called */
     enum era era;
     unsigned status;   /* for a single message */
     bool oom;          /* an answer could not be built */
@@ -1332,6 +1385,15 @@ static void dispatch_one(struct exchange *x, json_t *msg)
         add_error(x, id, RPC_INVALID_REQUEST, "Invalid Request: method must be a string", NULL);
         return;
     }
+    if (x->b.note != NULL && !x->noted) {
+        json_t *name = strcmp(json_string_value(method), "tools/call") == 0
+                           ? json_object_get(params, "name")
+                           : NULL;
+
+        x->noted = true;
+        x->b.note(x->b.call_ud, json_string_value(method),
+                  json_is_string(name) ? json_string_value(name) : NULL);
+    }
     if (id == NULL) {
         /* Notifications need no answer; only cancellation acts. */
         if (strcmp(json_string_value(method), "notifications/cancelled") == 0)
@@ -1479,6 +1541,15 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
                   NULL);
         goto out;
     }
+    if (strcmp(in->method, "DELETE") == 0 && m->no_delete) {
+        /* Replicas: an end one replica knows and the others do not would let the session go on
+         * through them; the spec lets a server refuse client-ended sessions with 405. */
+        reply_now(reply, ud, 405, RPC_INVALID_REQUEST,
+                  "Method Not Allowed: sessions end when they expire (this server runs as "
+                  "replicas)",
+                  "POST");
+        goto out;
+    }
     if (strcmp(in->method, "DELETE") == 0) {
         if (in->session_id == NULL) {
             reply_now(reply, ud, 400, RPC_INVALID_REQUEST, "Bad Request: Mcp-Session-Id required",
@@ -1562,6 +1633,12 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
             pthread_mutex_destroy(&x->mu);
             free(x);
             x = NULL;
+            /* Counted by reason: refusals of ids a replica with another key signed show up
+             * in /metrics while a key rotation is rolled out wrongly. */
+            atomic_fetch_add(&m->refused[in->session_id == NULL       ? NK_MCP_REFUSED_MISSING
+                                         : st == NK_MCP_SESSION_ENDED ? NK_MCP_REFUSED_ENDED
+                                                                      : NK_MCP_REFUSED_UNKNOWN],
+                             1);
             if (in->session_id == NULL)
                 reply_now(reply, ud, 400, RPC_INVALID_REQUEST,
                           "Bad Request: Mcp-Session-Id header is required", NULL);

@@ -465,6 +465,41 @@ char *nk_metrics_render(struct nk_metrics *m, const struct nk_metrics_gauges *g,
     put_label(f, g != NULL && g->version != NULL ? g->version : NK_VERSION);
     fputs("\"} 1\n", f);
 
+    if (g != NULL && g->capability != NULL) {
+        family(f, "naftikod_capability_info", "gauge",
+               "Always 1; the fingerprint of the capability table in force is in the label.");
+        fputs("naftikod_capability_info{fingerprint=\"", f);
+        put_label(f, g->capability);
+        fputs("\"} 1\n", f);
+    }
+    if (g != NULL && g->n_key_fps > 0) {
+        family(f, "naftikod_mcp_session_key_info", "gauge",
+               "Always 1; one line per MCP session key in force, by fingerprint and role (the "
+               "first key signs, every key is accepted).");
+        for (b = 0; b < g->n_key_fps; b++) {
+            fputs("naftikod_mcp_session_key_info{fingerprint=\"", f);
+            put_label(f, g->key_fps[b]);
+            fprintf(f, "\",role=\"%s\"} 1\n", b == 0 ? "sign" : "accept");
+        }
+    }
+    if (g != NULL && g->have_refused) {
+        family(f, "naftikod_mcp_sessions_refused_total", "counter",
+               "Handshake-era MCP requests refused for their session id: missing (400), unknown "
+               "(404: forged, signed with a key not in force, expired) or ended (404).");
+        fprintf(f, "naftikod_mcp_sessions_refused_total{reason=\"missing\"} %llu\n",
+                g->sessions_refused[0]);
+        fprintf(f, "naftikod_mcp_sessions_refused_total{reason=\"unknown\"} %llu\n",
+                g->sessions_refused[1]);
+        fprintf(f, "naftikod_mcp_sessions_refused_total{reason=\"ended\"} %llu\n",
+                g->sessions_refused[2]);
+    }
+    if (g != NULL && g->upstream_reachable >= 0) {
+        family(f, "naftikod_upstream_reachable", "gauge",
+               "1 when the last probe of every consumed API's baseUri got an HTTP answer, else "
+               "0 (not part of readiness).");
+        fprintf(f, "naftikod_upstream_reachable %d\n", g->upstream_reachable);
+    }
+
     family(f, "process_start_time_seconds", "gauge",
            "Start time of the process since the Unix epoch in seconds.");
     fputs("process_start_time_seconds ", f);

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* ops.c: the operations listener (/healthz, /readyz, /metrics) on its own httpd. /readyz probes
- * every consumed API's baseUri through the shared upstream client, without credentials, and
- * reuses the verdict for ready_cache_ms so probes never hammer the upstream. */
+/* ops.c: the operations listener (/healthz, /readyz, /metrics) on its own httpd. /readyz says
+ * whether this replica can serve (a table loaded, not shutting down); whether the upstreams
+ * answer is detail of /healthz and a gauge of /metrics: a probe of every consumed API's baseUri
+ * through the shared upstream client, without credentials, run in the background when the last
+ * verdict is older than ready_cache_ms, so probes never hammer the upstream and an upstream down
+ * never takes every replica out of a Service at once. */
 #include "naftikod/ops.h"
 
 #include <jansson.h>
@@ -14,13 +17,9 @@
 #include "naftikod/httpd.h"
 #include "naftikod/loop.h"
 #include "naftikod/invoke.h"
+#include "naftikod/keyring.h"
+#include "naftikod/mcp.h"
 #include "naftikod/upstream.h"
-
-/* A /readyz request waiting for the probe in progress. */
-struct waiter {
-    struct nk_http_req *req;
-    struct waiter *next;
-};
 
 struct nk_ops {
     struct nk_httpd *httpd;
@@ -42,7 +41,6 @@ struct nk_ops {
     size_t pending;          /* probe answers still expected */
     char fail[400];          /* first failure of the probe in progress */
     struct nk_context *pctx; /* context the probe in progress reads */
-    struct waiter *waiters;
 };
 
 struct probe {
@@ -115,14 +113,10 @@ static void answer_ready(struct nk_http_req *req, bool ready, const char *reason
     nk_http_respond(req, ready ? 200 : 503, "application/json", text, strlen(text), NULL);
 }
 
-/* One probe answer arrived (fail: why it failed, or NULL). The last one settles the verdict and
- * answers every waiter. */
+/* One probe answer arrived (fail: why it failed, or NULL). The last one settles the verdict. */
 static void probe_settle(struct nk_ops *o, const char *fail)
 {
-    struct waiter *w, *next;
     struct nk_context *ctx = NULL;
-    char reason[sizeof(o->reason)];
-    bool ready;
 
     pthread_mutex_lock(&o->mu);
     if (fail != NULL && o->fail[0] == '\0')
@@ -138,16 +132,7 @@ static void probe_settle(struct nk_ops *o, const char *fail)
     o->probing = false;
     ctx = o->pctx;
     o->pctx = NULL;
-    w = o->waiters;
-    o->waiters = NULL;
-    ready = o->ready && !o->shutting_down;
-    snprintf(reason, sizeof(reason), "%s", o->shutting_down ? "shutting down" : o->reason);
     pthread_mutex_unlock(&o->mu);
-    for (; w != NULL; w = next) {
-        next = w->next;
-        answer_ready(w->req, ready, reason);
-        free(w);
-    }
     if (ctx != NULL)
         nk_context_unref(ctx);
 }
@@ -204,49 +189,24 @@ static void probe_submit_all(struct nk_ops *o, struct nk_context *ctx)
     }
 }
 
-static void handle_ready(struct nk_ops *o, struct nk_http_req *req)
+/* Start a probe in the background unless one runs or the last verdict is fresh. */
+static void maybe_probe(struct nk_ops *o)
 {
     struct nk_context *ctx;
-    struct waiter *w;
-    char reason[sizeof(o->reason)];
-    bool ready;
 
     pthread_mutex_lock(&o->mu);
-    if (o->shutting_down) {
+    if (o->probing || o->shutting_down ||
+        (o->have_verdict && (mono_s() - o->checked_at) * 1000.0 < (double)o->cache_ms)) {
         pthread_mutex_unlock(&o->mu);
-        answer_ready(req, false, "shutting down");
         return;
-    }
-    if (o->have_verdict && !o->probing &&
-        (mono_s() - o->checked_at) * 1000.0 < (double)o->cache_ms) {
-        ready = o->ready;
-        snprintf(reason, sizeof(reason), "%s", o->reason);
-        pthread_mutex_unlock(&o->mu);
-        answer_ready(req, ready, reason);
-        return;
-    }
-    w = malloc(sizeof(*w));
-    if (w == NULL) {
-        pthread_mutex_unlock(&o->mu);
-        answer_ready(req, false, "out of memory");
-        return;
-    }
-    w->req = req;
-    w->next = o->waiters;
-    o->waiters = w;
-    if (o->probing) {
-        pthread_mutex_unlock(&o->mu);
-        return; /* answered when the probe in progress settles */
     }
     ctx = nk_server_context(o->server);
-    o->probing = true;
-    o->fail[0] = '\0';
     if (ctx == NULL) {
-        o->pending = 1;
         pthread_mutex_unlock(&o->mu);
-        probe_settle(o, "no capability table loaded");
         return;
     }
+    o->probing = true;
+    o->fail[0] = '\0';
     o->pctx = ctx;
     o->pending = nk_context_table(ctx)->n_consumers + 1;
     pthread_mutex_unlock(&o->mu);
@@ -254,9 +214,77 @@ static void handle_ready(struct nk_ops *o, struct nk_http_req *req)
     probe_settle(o, NULL); /* the +1: nothing settles before every probe was submitted */
 }
 
+/* The fingerprint of the table in force into fp ("" without one). */
+static void capability_of(struct nk_ops *o, char fp[17])
+{
+    struct nk_context *ctx = nk_server_context(o->server);
+
+    fp[0] = '\0';
+    if (ctx != NULL) {
+        memcpy(fp, nk_context_table(ctx)->fingerprint, 17);
+        nk_context_unref(ctx);
+    }
+}
+
+/* Ready: this replica can serve (the listeners are up before this one starts, the session
+ * keys were checked at start, a table is loaded) and is not shutting down. The upstream is not
+ * asked: with it down every replica would leave the Service at once, though tools/list and
+ * most answers do not need it. */
+static void handle_ready(struct nk_ops *o, struct nk_http_req *req)
+{
+    struct nk_context *ctx;
+    bool down;
+
+    pthread_mutex_lock(&o->mu);
+    down = o->shutting_down;
+    pthread_mutex_unlock(&o->mu);
+    if (down) {
+        answer_ready(req, false, "shutting down");
+        return;
+    }
+    ctx = nk_server_context(o->server);
+    if (ctx == NULL) {
+        answer_ready(req, false, "no capability table loaded");
+        return;
+    }
+    nk_context_unref(ctx);
+    answer_ready(req, true, NULL);
+}
+
+/* Liveness, always 200 at once, with detail: the table's fingerprint, the last upstream
+ * verdict (a probe starts in the background when it is stale), shutting down or not. */
+static void handle_health(struct nk_ops *o, struct nk_http_req *req)
+{
+    json_t *j, *up;
+    char fp[17], *text;
+
+    maybe_probe(o);
+    capability_of(o, fp);
+    pthread_mutex_lock(&o->mu);
+    if (!o->have_verdict)
+        up = json_pack("{s:n,s:s}", "reachable", "reason", "not probed yet");
+    else if (o->ready)
+        up = json_pack("{s:b,s:I}", "reachable", 1, "checked_ms_ago",
+                       (json_int_t)((mono_s() - o->checked_at) * 1000.0));
+    else
+        up = json_pack("{s:b,s:s,s:I}", "reachable", 0, "reason", o->reason, "checked_ms_ago",
+                       (json_int_t)((mono_s() - o->checked_at) * 1000.0));
+    j = json_pack("{s:s,s:s,s:b,s:o*}", "status", "ok", "capability", fp, "shutting_down",
+                  o->shutting_down, "upstream", up);
+    pthread_mutex_unlock(&o->mu);
+    text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (text == NULL) {
+        respond_text(req, 200, "application/json", "{\"status\":\"ok\"}");
+        return;
+    }
+    nk_http_respond(req, 200, "application/json", text, strlen(text), NULL);
+}
+
 static void handle_metrics(struct nk_ops *o, struct nk_http_req *req)
 {
     struct nk_metrics_gauges g;
+    char cap[17], fps[NK_KEYRING_MAX][17];
     char *text;
     size_t len = 0;
 
@@ -268,6 +296,17 @@ static void handle_metrics(struct nk_ops *o, struct nk_http_req *req)
     g.start_time_s = o->start_time_s;
     g.resident_bytes = nk_metrics_process_rss();
     g.version = NK_VERSION;
+    maybe_probe(o);
+    capability_of(o, cap);
+    g.capability = cap[0] != '\0' ? cap : NULL;
+    g.n_key_fps = nk_mcp_session_key_fingerprints(fps, NK_KEYRING_MAX);
+    if (g.n_key_fps > NK_KEYRING_MAX)
+        g.n_key_fps = NK_KEYRING_MAX;
+    g.key_fps = (const char(*)[17])fps;
+    g.have_refused = nk_mcp_sessions_refused_all(g.sessions_refused);
+    pthread_mutex_lock(&o->mu);
+    g.upstream_reachable = o->have_verdict ? (o->ready ? 1 : 0) : -1;
+    pthread_mutex_unlock(&o->mu);
     text = nk_metrics_render(nk_metrics_global(), &g, &len);
     if (text == NULL) {
         respond_text(req, 500, "text/plain; charset=utf-8", "out of memory\n");
@@ -297,7 +336,7 @@ static void on_request(void *ud, struct nk_http_req *req)
         return;
     }
     if (strcmp(path, "/healthz") == 0)
-        respond_text(req, 200, "application/json", "{\"status\":\"ok\"}");
+        handle_health(o, req);
     else if (strcmp(path, "/readyz") == 0)
         handle_ready(o, req);
     else
@@ -357,6 +396,7 @@ enum nk_rc nk_ops_start(const struct nk_ops_options *opts, struct nk_ops **out,
         return rc;
     }
     *out = o;
+    maybe_probe(o); /* the first verdict, for /healthz and /metrics */
     return NK_OK;
 }
 
@@ -381,16 +421,10 @@ void nk_ops_shutting_down(struct nk_ops *o)
 
 void nk_ops_stop(struct nk_ops *o)
 {
-    struct waiter *w, *next;
-
     if (o == NULL)
         return;
     nk_httpd_stop(o->httpd); /* answers anything still waiting */
     nk_loop_free(o->loop);
-    for (w = o->waiters; w != NULL; w = next) {
-        next = w->next;
-        free(w);
-    }
     if (o->pctx != NULL)
         nk_context_unref(o->pctx);
     pthread_mutex_destroy(&o->mu);

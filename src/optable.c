@@ -3,12 +3,14 @@
 #include "naftikod/optable.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "naftikod/sha256.h"
 #include "naftikod/spec.h"
 #include "optable_int.h"
 
@@ -341,6 +343,34 @@ const struct nk_exposed *nk_adapter_find_tool(const struct nk_adapter *a, const 
 
 /* ---- loading ----------------------------------------------------------------------------- */
 
+/* The table's fingerprint: the documents' bytes, not a canonical form of what they compile to,
+ * because that is what an operator rolls out (a ConfigMap, a package) and compares with
+ * sha256sum; a comment-only edit changes it, which only costs a needless "changed". */
+static void fingerprint(const char *const *bufs, const size_t *lens, size_t n, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    struct nk_sha256 c;
+    unsigned char d[NK_SHA256_LEN], be[8];
+    size_t i, j;
+
+    nk_sha256_init(&c);
+    for (i = 0; i < n; i++) {
+        uint64_t len = bufs[i] != NULL ? (uint64_t)lens[i] : 0;
+
+        for (j = 0; j < 8; j++)
+            be[j] = (unsigned char)(len >> (56 - 8 * j));
+        nk_sha256_update(&c, be, sizeof(be));
+        if (bufs[i] != NULL)
+            nk_sha256_update(&c, bufs[i], lens[i]);
+    }
+    nk_sha256_final(&c, d);
+    for (i = 0; i < 8; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[16] = '\0';
+}
+
 static enum nk_rc load_docs(const char *const *names, const char *const *bufs, const size_t *lens,
                             size_t n, const struct nk_load_options *opts, struct nk_diags *diags,
                             size_t errors_before, struct nk_optable **out)
@@ -367,6 +397,7 @@ static enum nk_rc load_docs(const char *const *names, const char *const *bufs, c
             goto oom;
         t->n_files++;
     }
+    fingerprint(bufs, lens, n, t->fingerprint);
     ld.t = t;
     ld.diags = diags;
     ld.strict = opts != NULL && opts->strict;

@@ -28,6 +28,7 @@
 #include "naftikod/httpd.h"
 #include "naftikod/inbound.h"
 #include "naftikod/invoke.h"
+#include "naftikod/keyring.h"
 #include "naftikod/log.h"
 #include "naftikod/loop.h"
 #include "naftikod/mcp.h"
@@ -36,6 +37,7 @@
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
 #include "naftikod/problem.h"
+#include "naftikod/proxies.h"
 #include "naftikod/ratelimit.h"
 #include "naftikod/rest.h"
 #include "naftikod/sdnotify.h"
@@ -74,8 +76,8 @@ static void printable(const char *s, char *out, size_t cap)
  * and JSON. */
 static void access_line(void *ud, const struct nk_http_access *a)
 {
-    char path[512], method[32], text[900];
-    struct nk_log_field f[7];
+    char path[512], method[32], rpc[64], tool[128], text[1200];
+    struct nk_log_field f[10];
     size_t nf = 6;
 
     (void)ud;
@@ -83,11 +85,15 @@ static void access_line(void *ud, const struct nk_http_access *a)
         return;
     printable(a->path, path, sizeof(path));
     printable(a->method, method, sizeof(method));
+    printable(a->rpc_method != NULL ? a->rpc_method : "", rpc, sizeof(rpc));
+    printable(a->rpc_tool != NULL ? a->rpc_tool : "", tool, sizeof(tool));
     if (nk_log_format() == NK_LOG_TEXT) {
-        snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s%s%s", method, path, a->status,
-                 a->seconds * 1000.0, a->request_id, a->client,
+        snprintf(text, sizeof(text), "%s %s %u %.1fms id=%s client=%s%s%s%s%s%s%s%s%s", method,
+                 path, a->status, a->seconds * 1000.0, a->request_id, a->client,
+                 a->peer != NULL ? " proxy=" : "", a->peer != NULL ? a->peer : "",
                  a->caller != NULL && a->caller[0] != '\0' ? " caller=" : "",
-                 a->caller != NULL ? a->caller : "");
+                 a->caller != NULL ? a->caller : "", rpc[0] != '\0' ? " mcp_method=" : "", rpc,
+                 tool[0] != '\0' ? " tool=" : "", tool);
         nk_log_event(NK_LOG_INFO, "access", text, NULL, 0);
         return;
     }
@@ -105,10 +111,21 @@ static void access_line(void *ud, const struct nk_http_access *a)
     f[4].str = a->request_id;
     f[5].key = "client";
     f[5].str = a->client;
+    if (a->peer != NULL) {
+        f[nf].key = "proxy";
+        f[nf++].str = a->peer;
+    }
     if (a->caller != NULL && a->caller[0] != '\0') {
-        f[6].key = "caller";
-        f[6].str = a->caller;
-        nf = 7;
+        f[nf].key = "caller";
+        f[nf++].str = a->caller;
+    }
+    if (rpc[0] != '\0') {
+        f[nf].key = "mcp_method";
+        f[nf++].str = rpc;
+    }
+    if (tool[0] != '\0') {
+        f[nf].key = "tool";
+        f[nf++].str = tool;
     }
     nk_log_event(NK_LOG_INFO, NULL, "access", f, nf);
 }
@@ -134,28 +151,51 @@ static bool is_loopback(const char *addr)
            strcasecmp(addr, "localhost") == 0;
 }
 
-/* The MCP engine's settings, read once: the session key file (a secret: its bytes are the key,
- * never shown) and the extra allowed host names. */
+/* Log the session keys in force by fingerprint (never a byte of a key). */
+static void log_keys(const char *what, const struct nk_keyring *ring, const char *path)
+{
+    char list[NK_KEYRING_MAX * 18 + 1];
+    size_t i, n = 0;
+
+    list[0] = '\0';
+    for (i = 0; i < ring->n; i++)
+        n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i > 0 ? "," : "",
+                              ring->fingerprint[i]);
+    logline("info",
+            "%smcp: %zu session key(s) from %s: signing with %s, accepting %s (fingerprints)", what,
+            ring->n, path, ring->fingerprint[0], list);
+}
+
+/* The MCP engine's settings, read at start: the session key ring (a secret: checked here so a
+ * missing or placeholder key stops the start, not the first MCP request) and the extra allowed
+ * host names. */
 static bool configure_mcp(const struct nk_config *cfg)
 {
     struct nk_mcp_options mo;
+    struct nk_keyring ring;
     const char *hosts[64];
-    char *hosts_copy = NULL, *key = NULL, why[600];
-    size_t key_len = 0;
+    char *hosts_copy = NULL, why[600];
     struct nk_error err;
-    bool ok = false;
+    bool ok = false, have_file;
 
     memset(&mo, 0, sizeof(mo));
+    memset(&ring, 0, sizeof(ring));
     mo.page_size = (size_t)cfg->mcp_page_size;
+    mo.no_delete = cfg->replicas;
+    mo.tools_ttl_ms = cfg->mcp_tools_ttl_ms;
     memset(&err, 0, sizeof(err));
-    if (cfg->mcp_session_key_file != NULL && cfg->mcp_session_key_file[0] != '\0') {
-        if (nk_secret_file(cfg->mcp_session_key_file, "--mcp-session-key-file", true, &key,
-                           &key_len, why, sizeof(why)) != NK_OK) {
+    have_file = cfg->mcp_session_key_file != NULL && cfg->mcp_session_key_file[0] != '\0';
+    if (cfg->replicas && !have_file) {
+        report_error("--replicas needs --mcp-session-key-file (NAFTIKOD_MCP_SESSION_KEY_FILE): "
+                     "every replica must verify the session ids the others sign");
+        goto out;
+    }
+    if (have_file) {
+        if (nk_keyring_load(cfg->mcp_session_key_file, &ring, why, sizeof(why)) != NK_OK) {
             report_error("the MCP session key: %s", why);
             goto out;
         }
-        mo.session_key = (const unsigned char *)key;
-        mo.session_key_len = key_len;
+        mo.session_keys = &ring;
     }
     if (cfg->mcp_allowed_hosts != NULL && cfg->mcp_allowed_hosts[0] != '\0') {
         enum nk_rc rc = nk_config_split_list(cfg->mcp_allowed_hosts, &hosts_copy, hosts,
@@ -171,17 +211,32 @@ static bool configure_mcp(const struct nk_config *cfg)
         report_error("mcp: %s", err.msg);
         goto out;
     }
-    if (key != NULL)
-        logline("info", "mcp: session ids signed with the key from %s (%zu bytes)",
-                cfg->mcp_session_key_file, key_len);
+    if (have_file)
+        log_keys("", &ring, cfg->mcp_session_key_file);
+    if (cfg->replicas)
+        logline("info", "replicas: DELETE /mcp answers 405; sessions end when they expire");
     ok = true;
 out:
-    if (key != NULL) {
-        explicit_bzero(key, key_len);
-        free(key);
-    }
+    nk_keyring_wipe(&ring);
     free(hosts_copy);
     return ok;
+}
+
+/* SIGHUP: read the session key file again; a bad file keeps the keys in force. */
+static void reload_keys(const struct nk_config *cfg)
+{
+    struct nk_keyring ring;
+    char why[600];
+
+    if (cfg->mcp_session_key_file == NULL || cfg->mcp_session_key_file[0] == '\0')
+        return;
+    if (nk_keyring_load(cfg->mcp_session_key_file, &ring, why, sizeof(why)) != NK_OK) {
+        logline("error", "reload: the MCP session key: %s; the keys in force stay", why);
+        return;
+    }
+    if (nk_mcp_set_session_keys(&ring))
+        log_keys("reload: ", &ring, cfg->mcp_session_key_file);
+    nk_keyring_wipe(&ring);
 }
 
 /* ---- listeners ---------------------------------------------------------------------------- */
@@ -859,6 +914,35 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The lame-duck period: delay_s seconds in which the listeners go on serving while balancers,
+ * told by /readyz, take this replica out of their lists. A second SIGTERM or SIGINT ends it at
+ * once; SIGHUP is ignored now. */
+static void lame_duck(const sigset_t *sigs, long delay_s, bool watchdog, uint64_t watchdog_usec)
+{
+    double deadline = now_s() + (double)delay_s;
+    double step_s = watchdog ? (double)watchdog_usec / 2e6 : 3600.0;
+    struct timespec ts;
+    double left;
+    int sig;
+
+    for (;;) {
+        left = deadline - now_s();
+        if (left <= 0)
+            return;
+        if (left > step_s)
+            left = step_s;
+        ts.tv_sec = (time_t)left;
+        ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+        sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            logline("info", "%s again: lame duck cut short", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            return;
+        }
+        if (watchdog)
+            notify("WATCHDOG=1");
+    }
+}
+
 /* Wait (bounded by drain_ms) until no listener has a request in flight. */
 static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
                   uint64_t watchdog_usec)
@@ -896,7 +980,8 @@ static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
  * adapter's first instance, whose rate buckets and connection counts every instance shares. */
 static bool start_listener(const struct nk_config *cfg, const struct nk_adapter *a,
                            struct nk_server *server, struct nk_loop *loop, size_t n_loops,
-                           long port_given, const struct listener *first, struct listener *l)
+                           long port_given, const struct listener *first,
+                           const struct nk_proxies *proxies, struct listener *l)
 {
     const struct nk_inbound_policy *policy = nk_server_policy(server);
     struct nk_httpd_options ho;
@@ -926,6 +1011,7 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
     ho.shared_rate = first->rate;
     ho.shared_client_conns = first->client_conns;
     ho.request_timeout_s = (unsigned)cfg->request_timeout_s;
+    ho.trusted_proxies = proxies;
     ho.admit = admit;               /* inbound authentication, before the body */
     ho.access_log = access_counted; /* metrics, then access_line */
     ho.access_ud = l;
@@ -1018,12 +1104,14 @@ int nk_cmd_serve(int argc, char **argv)
     uint64_t watchdog_usec = 0;
     int status = 1, sig = 0, r;
     struct nk_inbound_policy policy;
+    struct nk_proxies proxies; /* --trusted-proxies; the listeners borrow it */
     struct nk_tokens *tokens = NULL;
     struct nk_authz *authz = NULL;
     const char *rest_hosts[64];
     char *rest_hosts_copy = NULL, *tok, *save = NULL;
 
     memset(&policy, 0, sizeof(policy));
+    memset(&proxies, 0, sizeof(proxies));
     memset(&cfg, 0, sizeof(cfg));
     memset(&live, 0, sizeof(live));
     memset(&uo, 0, sizeof(uo));
@@ -1053,11 +1141,13 @@ int nk_cmd_serve(int argc, char **argv)
         cfg.max_header_bytes > (64L << 20) || cfg.max_header_bytes < 1024 ||
         cfg.idle_timeout_s > 86400 || cfg.request_timeout_s > 86400 || cfg.rate_limit > 1000000 ||
         cfg.rate_burst > 1000000 || cfg.mcp_max_batch < 1 || cfg.mcp_max_batch > 100000 ||
-        cfg.loops > NK_CONFIG_MAX_LOOPS) {
+        cfg.loops > NK_CONFIG_MAX_LOOPS || cfg.shutdown_delay_s > 3600 ||
+        cfg.mcp_tools_ttl_ms > 86400000L) {
         report_error(
             "a limit is out of range: connections and rates at most 1000000, "
             "--max-header-bytes 1024..67108864, --idle-timeout and --request-timeout at most "
-            "86400, --mcp-max-batch 1..100000, --loops at most 64");
+            "86400, --mcp-max-batch 1..100000, --loops at most 64, --shutdown-delay at most "
+            "3600, --mcp-tools-ttl at most 86400000");
         goto out;
     }
     /* Inbound authentication: modes, tokens, and who may listen beyond loopback. */
@@ -1118,6 +1208,19 @@ int nk_cmd_serve(int argc, char **argv)
     }
     if (cfg.read_only)
         logline("info", "read-only: only GET routes and read-only tools are served");
+    if (cfg.trusted_proxies != NULL) {
+        char why[300];
+
+        if (nk_proxies_parse(cfg.trusted_proxies, &proxies, why, sizeof(why)) != NK_OK) {
+            report_error("%s", why);
+            goto out;
+        }
+        if (proxies.n > 0)
+            logline("info",
+                    "trusted proxies: %zu block(s); X-Forwarded-For / Forwarded from them name "
+                    "the client (access log, rate limit)",
+                    proxies.n);
+    }
     if (!configure_mcp(&cfg))
         goto out;
 
@@ -1223,7 +1326,7 @@ int nk_cmd_serve(int argc, char **argv)
                 goto out;
             }
             if (!start_listener(&cfg, a, server, loops[k], n_loops, k == 0 ? -1 : (long)port,
-                                &ls[n_ls - 1 - k], l))
+                                &ls[n_ls - 1 - k], &proxies, l))
                 goto out;
             port = l->port;
         }
@@ -1257,15 +1360,26 @@ int nk_cmd_serve(int argc, char **argv)
             logline("info", "SIGHUP: reloading the capabilities");
             notify("RELOADING=1");
             reload(argc, argv, &cfg, &live, &have_live, server, ls, n_ls, &tokens, &authz);
+            reload_keys(&cfg); /* on its own: a key rotation needs no capability change */
             notify("READY=1"); /* serving either way: the new table or the previous one */
             continue;
         }
         break;
     }
     notify("STOPPING=1");
-    logline("info", "%s: shutting down, draining for at most %ld ms",
-            sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_ms);
     nk_ops_shutting_down(ops); /* /readyz: 503 from now on */
+    if (cfg.shutdown_delay_s > 0) {
+        logline("info",
+                "%s: shutting down: lame duck for %ld s (/readyz 503, still serving, answers "
+                "close their connections), then draining for at most %ld ms",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_delay_s, cfg.drain_ms);
+        for (i = 0; i < n_ls; i++)
+            nk_httpd_lame_duck(ls[i].httpd);
+        lame_duck(&sigs, cfg.shutdown_delay_s, watchdog, watchdog_usec);
+    } else {
+        logline("info", "%s: shutting down, draining for at most %ld ms",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_ms);
+    }
     for (i = 0; i < n_ls; i++)
         nk_httpd_quiesce(ls[i].httpd);
     drain(ls, n_ls, cfg.drain_ms, watchdog, watchdog_usec);

@@ -73,7 +73,11 @@ struct nk_config {
     long request_timeout_s;
     long mcp_max_batch;
     const char *mcp_allowed_hosts;    /* comma-separated MCP Host/Origin names, or NULL */
-    const char *mcp_session_key_file; /* the MCP session HMAC key's file, or NULL */
+    const char *mcp_session_key_file; /* the MCP session key ring's file, or NULL */
+    long mcp_tools_ttl_ms;            /* 0: the default (60000) */
+    bool replicas;                    /* DELETE /mcp 405; a session key file required */
+    long shutdown_delay_s;            /* lame duck before the drain */
+    const char *trusted_proxies;      /* comma-separated CIDR blocks, or NULL */
     const char *adapter;              /* mcp-stdio: the MCP adapter to serve; NULL: the first */
     /* Not options: the capability files (command line, else the config file's list), and the
      * strings this config owns (values read from the config file). */

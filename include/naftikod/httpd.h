@@ -11,6 +11,7 @@
 
 #include "naftikod/common.h"
 #include "naftikod/principal.h"
+#include "naftikod/proxies.h"
 
 /* One answered request, for the access log. Every field borrowed for the duration of the call.
  * Never carries a header value other than the request id. */
@@ -20,7 +21,10 @@ struct nk_http_access {
     unsigned status;
     double seconds;         /* from the request line to the response being queued */
     const char *request_id; /* nk_http_req_id() */
-    const char *client;     /* numeric peer address */
+    const char *client;     /* numeric client address (trusted_proxies: the one forwarded) */
+    const char *peer;       /* the peer's address when it differs from client, else NULL */
+    const char *rpc_method; /* nk_http_req_set_rpc(), "" when never set */
+    const char *rpc_tool;   /* nk_http_req_set_rpc(), "" when none */
     unsigned tag;           /* nk_http_req_set_tag(), 0 when never set */
     const char *caller;     /* nk_http_req_set_caller(), "" when unauthenticated */
 };
@@ -69,8 +73,13 @@ struct nk_httpd_options {
      * the same counter (nk_httpd_client_conns_new; borrowed, it must outlive the listener)
      * instead of max_per_client for this listener alone. */
     struct nk_httpd_client_conns *shared_client_conns;
-    unsigned request_timeout_s;    /* a request must arrive whole within this (a loop timer per
-                                      connection); 0: no deadline */
+    unsigned request_timeout_s; /* a request must arrive whole within this (a loop timer per
+                                   connection); 0: no deadline */
+    /* Optional, borrowed (must outlive the listener): from a peer in these blocks the client
+     * of a request is the one its X-Forwarded-For / Forwarded header names (nk_proxies_client):
+     * the access log's client and the rate limit's key. Connection counts per client, taken
+     * before any header is read, stay per peer. */
+    const struct nk_proxies *trusted_proxies;
     nk_httpd_admit_fn admit;       /* optional (NULL: every well-formed request is read) */
     nk_httpd_access_fn access_log; /* optional (NULL: none) */
     void *access_ud;               /* passed to access_log */
@@ -105,6 +114,9 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
                           void *ud, struct nk_httpd **out, struct nk_error *err);
 /* The port actually bound. */
 unsigned nk_httpd_port(const struct nk_httpd *h);
+/* Lame duck (SIGTERM, before the drain): keep accepting and serving, but answer every request
+ * with Connection: close. Any thread; NULL is a no-op. */
+void nk_httpd_lame_duck(struct nk_httpd *h);
 /* Stop accepting new connections (the socket closes); requests already read still complete. */
 void nk_httpd_quiesce(struct nk_httpd *h);
 /* Requests handed to the handler whose answer has not been completely sent yet (or whose
@@ -130,7 +142,11 @@ void nk_http_req_query_at(const struct nk_http_req *r, size_t i, const char **na
                           const char **value);
 /* NUL-terminated; "" (len 0) in the admit hook, before the body is read. */
 const char *nk_http_req_body(const struct nk_http_req *r, size_t *len);
-const char *nk_http_req_client(const struct nk_http_req *r); /* numeric peer address */
+/* numeric client address: the peer's, or the one a trusted proxy forwarded */
+const char *nk_http_req_client(const struct nk_http_req *r);
+/* Name the RPC method and tool of the request for the access line (copied, truncated to 63 and
+ * 127 bytes; tool may be NULL). The handler's thread, before nk_http_respond(). */
+void nk_http_req_set_rpc(struct nk_http_req *r, const char *method, const char *tool);
 /* The request id: the incoming X-Request-Id when it is safe ([A-Za-z0-9._-]{1,64}), else one
  * generated here. nk_http_respond() adds it as X-Request-Id unless headers already name one. */
 const char *nk_http_req_id(const struct nk_http_req *r);

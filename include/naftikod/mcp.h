@@ -4,6 +4,8 @@
 #define NAFTIKOD_MCP_H
 
 #include "naftikod/httpd.h"
+#include "naftikod/keyring.h"
+#include "naftikod/mcp_core.h"
 #include "naftikod/server.h"
 
 /* Handle one HTTP request on the MCP endpoint of the adapter whose namespace is ns (looked up
@@ -21,5 +23,14 @@ struct nk_mcp_options;
  * it the first request makes an engine with the defaults (a random per-process key, loopback
  * names only). NK_OK; NK_ERR_INVALID when already configured; NK_ERR_NOMEM / NK_ERR_IO. */
 enum nk_rc nk_mcp_configure(const struct nk_mcp_options *opts, struct nk_error *err);
+/* Put a new session key ring in force in the configured engine (SIGHUP); ring copied. False
+ * when no engine is configured. */
+bool nk_mcp_set_session_keys(const struct nk_keyring *ring);
+/* The session keys' fingerprints, signing key first (nk_mcp_key_fingerprints); 0 when no engine
+ * is configured. */
+size_t nk_mcp_session_key_fingerprints(char (*fp)[17], size_t max);
+/* nk_mcp_sessions_refused() of the configured engine, for each reason into out[]; false (out
+ * untouched) when no engine is configured. */
+bool nk_mcp_sessions_refused_all(unsigned long long out[3]);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "naftikod/common.h"
 #include "naftikod/invoke.h"
+#include "naftikod/keyring.h"
 #include "naftikod/optable.h"
 #include "naftikod/principal.h"
 
@@ -35,6 +36,10 @@ struct nk_mcp_options {
     const unsigned char *session_key; /* HMAC key for session ids; NULL: 32 random bytes chosen
                                          now (then ids only verify in this process). Copied. */
     size_t session_key_len;
+    const struct nk_keyring *session_keys; /* non-NULL: these keys instead (the first signs,
+                                              each verifies); copied */
+    bool no_delete; /* replicas: DELETE answers 405 (a session is never ended here, so no
+                       replica can hold an end the others do not know) */
     const char *const *allowed_hosts; /* extra Host/Origin host names (no port) besides
                                          localhost, 127.0.0.1 and [::1]; copied */
     size_t n_allowed_hosts;
@@ -49,6 +54,21 @@ struct nk_mcp;
 
 /* NK_OK, NK_ERR_NOMEM, NK_ERR_IO (no random source). */
 enum nk_rc nk_mcp_new(const struct nk_mcp_options *opts, struct nk_mcp **out, struct nk_error *err);
+/* Put ring (copied; 1..NK_KEYRING_MAX keys) in force: ids are signed with its first key from
+ * now on and verify under any of its keys. Any thread. */
+void nk_mcp_set_keys(struct nk_mcp *m, const struct nk_keyring *ring);
+/* Why a handshake-era request's session id was refused. */
+enum nk_mcp_refused {
+    NK_MCP_REFUSED_MISSING, /* no Mcp-Session-Id (400) */
+    NK_MCP_REFUSED_UNKNOWN, /* forged, signed with a key not in force, expired, another caller's */
+    NK_MCP_REFUSED_ENDED,   /* ended with DELETE here */
+    NK_MCP_REFUSED_N
+};
+/* How many requests were refused for that reason since the engine started. Any thread. */
+unsigned long long nk_mcp_sessions_refused(struct nk_mcp *m, enum nk_mcp_refused why);
+/* Copy the fingerprints of the keys in force, signing key first, into fp (at most max); returns
+ * how many keys there are. Any thread. */
+size_t nk_mcp_key_fingerprints(struct nk_mcp *m, char (*fp)[17], size_t max);
 void nk_mcp_free(struct nk_mcp *m); /* NULL is a no-op; no exchange may be pending */
 
 /* A finished tool call; r is borrowed for the call (the backend frees it afterwards). The engine
@@ -116,6 +136,10 @@ struct nk_mcp_backend {
      * only those; NULL: every tool. Gets call_ud. */
     bool (*visible)(void *ud, const struct nk_exposed *tool);
     bool private_list; /* the list differs between callers: 2026-07-28 cacheScope "private" */
+    /* optional: called with call_ud once per exchange, for its first request or notification:
+     * the method, and for tools/call the tool's name as the client wrote it (else NULL); both
+     * borrowed for the call (the access line names them) */
+    void (*note)(void *ud, const char *method, const char *tool);
 };
 
 /* One HTTP request on the MCP endpoint; every pointer borrowed for the call. Header values

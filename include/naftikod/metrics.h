@@ -23,10 +23,16 @@ enum nk_metrics_adapter { NK_METRICS_REST = 0, NK_METRICS_MCP = 1 };
 
 /* Values read at scrape time rather than counted. */
 struct nk_metrics_gauges {
-    double inflight[2];    /* per enum nk_metrics_adapter */
-    double start_time_s;   /* process start, seconds since the epoch */
-    double resident_bytes; /* resident set size */
-    const char *version;   /* build_info label */
+    double inflight[2];        /* per enum nk_metrics_adapter */
+    double start_time_s;       /* process start, seconds since the epoch */
+    double resident_bytes;     /* resident set size */
+    const char *version;       /* build_info label */
+    const char *capability;    /* the table's fingerprint (naftikod_capability_info), or NULL */
+    const char (*key_fps)[17]; /* session key fingerprints, signing key first */
+    size_t n_key_fps;
+    int upstream_reachable; /* the last upstream probe: 1, 0, or -1 when none ran yet */
+    bool have_refused;      /* sessions_refused is set (an MCP engine runs) */
+    unsigned long long sessions_refused[3]; /* missing, unknown, ended (enum nk_mcp_refused) */
 };
 
 struct nk_metrics;

@@ -283,6 +283,10 @@ struct nk_optable {
     size_t n_listeners;
     char *label;       /* info.label of the first document, or NULL */
     char *description; /* info.description of the first document, or NULL */
+    /* SHA-256 over the documents' bytes in load order (each preceded by its length as 8 bytes,
+     * big endian), first 8 bytes in lower-case hex: the same files give the same fingerprint
+     * on every replica whatever their paths */
+    char fingerprint[17];
     /* private */
     int refs;
 };

@@ -32,6 +32,8 @@
 . "$(dirname "${BASH_SOURCE[0]}")/keep_logs.sh"
 
 KEY="test-key-not-a-secret"
+# SIGTERM drains at once in the tests (no lame-duck period) unless a test sets its own.
+export NAFTIKOD_SHUTDOWN_DELAY_S=${NAFTIKOD_SHUTDOWN_DELAY_S:-0}
 
 nk_cleanup() {
     local p

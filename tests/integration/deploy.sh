@@ -106,7 +106,9 @@ cp "$root/out/ports" "$work/pod.ports"
 nk_ports pod
 grep -q '"level":"info"' "$work/pod.log" || fail "log-format json not applied"
 s=$(curl -sS --max-time 10 -o "$work/body" -w '%{http_code}' "$OPS/readyz") || true
-[ "$s" = 200 ] || fail "/readyz answered $s: Central over TLS with the mounted CA is not reachable"
+[ "$s" = 200 ] || fail "/readyz answered $s"
+reached() { curl -sS --max-time 10 "$OPS/healthz" | jq -e '.upstream.reachable == true' >/dev/null; }
+wait_until reached || fail "/healthz: Central over TLS with the mounted CA is not reachable: $(curl -sS "$OPS/healthz")"
 s=$(curl -sS --max-time 10 -o "$work/body" -w '%{http_code}' "$REST/v1/v1/apitokens") || true
 [ "$s" = 401 ] || fail "REST without a caller token answered $s, not 401"
 s=$(curl -sS --max-time 10 -o "$work/body" -w '%{http_code}' \
@@ -125,4 +127,4 @@ s=$(mcp naftikod.stackrox-agents.svc.cluster.local:9090)
 s=$(mcp naftikod.elsewhere.svc:9090)
 [ "$s" = 403 ] || fail "MCP with a Host of another namespace answered $s, not 403"
 nk_stop "naftikod (uid 10001)"
-pass "the kubernetes overlay's pod runs as uid 10001 on 0440 group-10001 secrets (0400: exit 1, Permission denied): /readyz 200 via the mounted CA, REST 401/200, MCP Host of the Service 200, of another namespace 403"
+pass "the kubernetes overlay's pod runs as uid 10001 on 0440 group-10001 secrets (0400: exit 1, Permission denied): /readyz 200, /healthz upstream reachable via the mounted CA, REST 401/200, MCP Host of the Service 200, of another namespace 403"

@@ -131,7 +131,18 @@ if (dep) {
   need(dep.spec.replicas === undefined, "the Deployment sets replicas (the autoscaler owns them)");
   need(c.readinessProbe?.httpGet?.path === "/readyz" && c.readinessProbe.httpGet.port === "ops", "readiness is not /readyz on the ops port");
   need(c.livenessProbe?.httpGet?.path === "/healthz" && c.livenessProbe.httpGet.port === "ops", "liveness is not /healthz on the ops port");
-  need(c.lifecycle?.preStop?.exec?.command?.[0] === "sleep", "no preStop sleep");
+  {
+    // The lame duck (shutdown-delay) replaces a preStop sleep: the pod keeps serving with /readyz
+    // 503 while the endpoints drop it; the grace period must cover it and the drain.
+    const conf = cmFor(pod.volumes.find((v) => v.name === "config")?.configMap?.name ?? "")?.data?.["naftikod.yaml"] ?? "";
+    const delay = Number((/^shutdown-delay:\s*(\d+)\s*$/m.exec(conf) ?? [])[1] ?? NaN);
+    const drainMs = Number((c.env ?? []).find((e) => e.name === "NAFTIKOD_DRAIN_TIMEOUT_MS")?.value ?? 10000);
+    need(delay >= 5, "naftikod.yaml sets no shutdown-delay of at least 5 s (the lame duck)");
+    need(/^replicas:\s*true\s*$/m.test(conf), "naftikod.yaml does not say replicas: true");
+    need(c.lifecycle?.preStop === undefined, "a preStop hook adds to the lame duck: remove it");
+    need(pod.terminationGracePeriodSeconds >= delay + drainMs / 1000 + 5,
+      `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} does not cover the lame duck (${delay} s) and the drain (${drainMs / 1000} s) plus 5 s`);
+  }
   need(/^[a-z0-9.-]+(:[0-9]+)?\/[a-z0-9._/-]+:[A-Za-z0-9._-]+$/.test(c.image) && c.image.split("/")[0].includes("."),
     `image ${c.image} has no registry and tag`);
   need(c.securityContext.readOnlyRootFilesystem === true, "root file system not read-only");

@@ -19,7 +19,8 @@ PING='{"jsonrpc":"2.0","id":2,"method":"ping"}'
 ARGS=(--mcp-port 0 --rest-port 0 --ops-listen off "$CAP" --var "central-host=127.0.0.1:1")
 
 # Two 5000-byte keys equal in their first 4096 bytes (a reader that truncates makes them one).
-head -c 4096 /dev/zero | tr '\0' 'k' >"$work/prefix"
+head -c 3072 /dev/urandom | base64 -w0 >"$work/prefix"
+SECRET=$(cut -c 100-131 "$work/prefix") # 32 bytes of the keys: never in a log or a message
 { cat "$work/prefix"; head -c 904 /dev/zero | tr '\0' '1'; } >"$work/key-a"
 { cat "$work/prefix"; head -c 904 /dev/zero | tr '\0' '2'; } >"$work/key-b"
 
@@ -48,8 +49,9 @@ init
 ping_in "$SID"
 [ "$STATUS" = 200 ] || fail "ping with key a: $STATUS"
 nk_stop
-grep -q 'mcp: session ids signed with the key from' "$work/a.log" || fail "no key line in the log"
-! grep -q kkkkkkkkkkkkkkkk "$work/a.log" || fail "the key is in the log"
+grep -q 'mcp: [0-9] session key(s) from .*: signing with [0-9a-f]\{16\}' "$work/a.log" ||
+    fail "no key line in the log"
+! grep -qF -- "$SECRET" "$work/a.log" || fail "the key is in the log"
 
 nk_launch b "STACKROX_API_KEY=Bearer not-a-real-key" "NAFTIKOD_MCP_SESSION_KEY_FILE=$work/key-b" \
     -- "${ARGS[@]}" || fail "b: naftikod did not start"
@@ -97,7 +99,7 @@ bad() { # bad FILE WANT [env...]: serve must exit 1 before listening, saying WAN
     [ "$st" = 1 ] || fail "key file $file: exit $st, want 1 ($(cat "$work/bad.err"))"
     grep -qF -- "$want" "$work/bad.err" || fail "key file $file: want '$want', got: $(cat "$work/bad.err")"
     [ ! -e "$work/bad.ports" ] || fail "key file $file: listeners started"
-    ! grep -q kkkkkkkkkkkkkkkk "$work/bad.err" || fail "key file $file: the key is in the message"
+    ! grep -qF -- "$SECRET" "$work/bad.err" || fail "key file $file: the key is in the message"
 }
 bad /nonexistent/key "naftikod serve: the MCP session key: cannot read '/nonexistent/key' (--mcp-session-key-file): No such file or directory"
 : >"$work/empty"
@@ -105,6 +107,20 @@ bad "$work/empty" "the MCP session key: '$work/empty' (--mcp-session-key-file) i
 head -c 70000 /dev/zero | tr '\0' 'k' >"$work/big"
 bad "$work/big" "the MCP session key: '$work/big' (--mcp-session-key-file) is larger than 65536 bytes"
 bad "$work" "the MCP session key: cannot read '$work' (--mcp-session-key-file)"
+# Keys that are no keys (issue 19): short, a placeholder, one byte repeated, too many.
+printf 'short-key\n' >"$work/short"
+bad "$work/short" "the MCP session key: '$work/short': the key on line 1 is shorter than 32 bytes"
+printf 'REPLACE-WITH-32-RANDOM-BYTES-AND-MORE-AND-MORE\n' >"$work/placeholder"
+bad "$work/placeholder" "the key on line 1 is a placeholder text, not a key"
+{ echo '# the ring'; head -c 48 /dev/zero | tr '\0' 'x'; echo; } >"$work/same"
+bad "$work/same" "the key on line 2 has fewer than 8 distinct bytes (not a random key)"
+for i in 1 2 3 4 5 6 7 8 9; do head -c 48 /dev/urandom | base64 -w0; echo; done >"$work/nine"
+bad "$work/nine" "more than 8 keys (line 9)"
+st=0
+env -u NAFTIKOD_MCP_SESSION_KEY_FILE STACKROX_API_KEY="Bearer not-a-real-key" timeout 20 \
+    "$NAFTIKOD" serve "${ARGS[@]}" --replicas 2>"$work/bad.err" >/dev/null || st=$?
+{ [ "$st" = 1 ] && grep -q -- '--replicas needs --mcp-session-key-file' "$work/bad.err"; } ||
+    fail "--replicas without a key file: exit $st: $(cat "$work/bad.err")"
 # With --log-format json the error is a JSON log line.
 
 env -u NAFTIKOD_MCP_SESSION_KEY_FILE STACKROX_API_KEY="Bearer not-a-real-key" timeout 20 \
@@ -113,4 +129,4 @@ env -u NAFTIKOD_MCP_SESSION_KEY_FILE STACKROX_API_KEY="Bearer not-a-real-key" ti
 python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$work/json.err" ||
     fail "a start-up error is not JSON under --log-format json: $(cat "$work/json.err")"
 grep -q 'the MCP session key: cannot read' "$work/json.err" || fail "json: $(cat "$work/json.err")"
-pass "a missing, empty, oversized or unreadable key file is a start-up error naming the file (exit 1)"
+pass "a missing, empty, oversized, unreadable, short, placeholder, one-byte or 9-key file, and --replicas without one, are start-up errors (exit 1)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # ops_e2e.sh: the ops listener of the real `naftikod serve` against the Central test double:
-# /healthz, /readyz (200 with the double up, 503 once it is gone and the cache expired), and
+# /healthz (always 200; its detail names the capability fingerprint and the upstream verdict,
+# reachable with the double up, unreachable once it is gone and the cache expired), /readyz
+# (200 either way: Central's health is not this replica's readiness), and
 # /metrics parsed by a strict text-format parser (prom_check.py) before and after REST and MCP
 # calls, asserting the counters moved and the credential never appears.
 #
@@ -84,7 +86,8 @@ moved() {
 # --- health and method handling ---
 ops GET /healthz
 [ "$STATUS" = 200 ] || fail "/healthz answered $STATUS"
-jq -e '. == {"status":"ok"}' "$work/body" >/dev/null || fail "/healthz body: $(cat "$work/body")"
+jq -e '.status == "ok" and (.capability | test("^[0-9a-f]{16}$")) and .shutting_down == false' \
+    "$work/body" >/dev/null || fail "/healthz body: $(cat "$work/body")"
 ops HEAD /healthz -I
 [ "$STATUS" = 200 ] || fail "HEAD /healthz answered $STATUS"
 ops POST /metrics
@@ -92,20 +95,30 @@ ops POST /metrics
 tr -d '\r' <"$work/headers" | grep -qi '^allow: GET, HEAD' || fail "405 without Allow"
 ops GET /nope
 [ "$STATUS" = 404 ] || fail "/nope answered $STATUS"
-pass "/healthz 200 {\"status\":\"ok\"}; POST 405 with Allow; unknown path 404"
+pass "/healthz 200 $(cat "$work/body"); POST 405 with Allow; unknown path 404"
 
 ops GET /readyz
 [ "$STATUS" = 200 ] || fail "/readyz with Central up answered $STATUS: $(cat "$work/body")"
 jq -e '.status == "ready"' "$work/body" >/dev/null || fail "/readyz body: $(cat "$work/body")"
 pass "/readyz 200 with Central up"
+# healthy BASE: /healthz says the upstream was reached (a stale verdict starts a probe).
+healthy() {
+    curl -sS --max-time 5 "$1/healthz" | jq -e '.upstream.reachable == true' >/dev/null
+}
+wait_until healthy "$OPS" || fail "/healthz never said the upstream is reachable: $(curl -sS "$OPS/healthz")"
+scrape m_up
+[ "$(val m_up naftikod_upstream_reachable)" = 1 ] || fail "naftikod_upstream_reachable is not 1"
+jq -e '[.series | to_entries[] | select(.key | test("^naftikod_capability_info[{]fingerprint=\"[0-9a-f]{16}\"[}]$"))
+    | .value] == [1]' "$work/m_up.json" >/dev/null || fail "naftikod_capability_info is not one series = 1"
+pass "/healthz upstream.reachable true and naftikod_upstream_reachable 1 with Central up"
 
 # The probe never carries the credential: the double recorded no Authorization on it.
 nk_requests >"$work/recorded.json"
 n=$(jq '[.[] | select(.method == "GET" and .uri == "/")] | length' "$work/recorded.json")
-[ "$n" -ge 1 ] || fail "the readiness probe did not reach Central: $(cat "$work/recorded.json")"
+[ "$n" -ge 1 ] || fail "the upstream probe did not reach Central: $(cat "$work/recorded.json")"
 jq -e '[.[] | select(.method == "GET" and .uri == "/") | .authorization | length] | max == 0' \
-    "$work/recorded.json" >/dev/null || fail "the readiness probe sent an Authorization header"
-pass "readiness probe: GET / reached Central without Authorization"
+    "$work/recorded.json" >/dev/null || fail "the upstream probe sent an Authorization header"
+pass "upstream probe: GET / reached Central without Authorization"
 
 # --- REST and MCP calls move the counters ---
 scrape m0
@@ -161,40 +174,49 @@ OPS2=$OPS
 [ -n "$OPS2" ] || fail "no ops= line in the second port file: $(cat "$work/naftikod2.ports")"
 NK_PID=$NK1_PID
 nk_ports naftikod
+wait_until healthy "$OPS2" || fail "the second instance never probed Central"
 before=$(probes)
 cpids=()
 : >"$work/par.codes"
 for _ in 1 2 3 4 5; do
-    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "$OPS2/readyz" \
+    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "$OPS2/healthz" \
         >>"$work/par.codes" &
     cpids+=($!)
 done
 for _ in 1 2 3 4 5; do
-    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "$OPS2/readyz"
+    curl -sS --max-time 20 -o /dev/null -w '%{http_code}\n' "$OPS2/metrics"
 done >"$work/seq.codes"
 for p in "${cpids[@]}"; do
-    wait "$p" || fail "a concurrent /readyz curl failed"
+    wait "$p" || fail "a concurrent /healthz curl failed"
 done
 [ "$(sort -u "$work/par.codes" "$work/seq.codes")" = 200 ] ||
-    fail "cached /readyz codes: $(cat "$work/par.codes" "$work/seq.codes" | tr '\n' ' ')"
+    fail "cached /healthz codes: $(cat "$work/par.codes" "$work/seq.codes" | tr '\n' ' ')"
 after=$(probes)
-[ $((after - before)) = 1 ] || fail "10 /readyz (5 concurrent) made $((after - before)) probes, not 1"
-pass "10 /readyz (5 concurrent) with a long cache: all 200, one probe reached Central"
+[ $((after - before)) = 0 ] || fail "10 /healthz and /metrics (5 concurrent) made $((after - before)) probes within the cache time"
+pass "10 /healthz and /metrics (5 concurrent) with a long cache: all 200, no further probe reached Central"
 
-# --- Central gone: /readyz 503 after the cache time, a REST call counts a connect error ---
+# --- Central gone: /healthz and the gauge say unreachable after the cache time, /readyz stays
+# 200 (every replica would otherwise leave the Service at once), a REST call counts a connect
+# error ---
 kill "$DOUBLE_PID"
 wait "$DOUBLE_PID" 2>/dev/null || true
 sleep 0.5 # > CACHE_MS
+unhealthy() {
+    curl -sS --max-time 5 -o "$work/body" "$OPS/healthz" &&
+        jq -e '.upstream.reachable == false and (.upstream.reason | test("unreachable"))' \
+            "$work/body" >/dev/null
+}
+wait_until unhealthy || fail "/healthz with Central gone: $(cat "$work/body")"
+grep -q "$KEY" "$work/body" && fail "the credential appears in /healthz"
+pass "/healthz detail once Central is gone: $(jq -c .upstream "$work/body")"
 ops GET /readyz
-[ "$STATUS" = 503 ] || fail "/readyz with Central gone answered $STATUS: $(cat "$work/body")"
-jq -e '.status == "not ready" and (.reason | test("unreachable"))' "$work/body" >/dev/null ||
-    fail "/readyz 503 body: $(cat "$work/body")"
-grep -q "$KEY" "$work/body" && fail "the credential appears in /readyz"
-pass "/readyz 503 once Central is gone: $(cat "$work/body")"
-code=$(curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$OPS2/readyz")
-[ "$code" = 200 ] || fail "the long-cache instance re-probed: /readyz answered $code"
+[ "$STATUS" = 200 ] || fail "/readyz with Central gone answered $STATUS: $(cat "$work/body")"
+scrape m_down
+[ "$(val m_down naftikod_upstream_reachable)" = 0 ] || fail "naftikod_upstream_reachable is not 0"
+pass "/readyz still 200 with Central gone; naftikod_upstream_reachable 0"
+healthy "$OPS2" || fail "the long-cache instance re-probed: $(curl -sS "$OPS2/healthz")"
 kill -TERM "$NK2_PID"
-pass "the long-cache instance still answers its cached 200"
+pass "the long-cache instance still reports its cached verdict"
 curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens" \
     | grep -qx 502 || fail "REST list with Central gone did not answer 502"
 scrape m2

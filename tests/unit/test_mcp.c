@@ -506,6 +506,104 @@ static void test_ended_ring_bounded(void **state)
     nk_mcp_free(m);
 }
 
+/* Issue 19: a key ring signs with its first key and verifies under any; nk_mcp_set_keys swaps
+ * the ring in place (SIGHUP); with no_delete (--replicas) DELETE is 405 and ends nothing. */
+static struct nk_mcp *ring_engine(const char *first, const char *second, bool no_delete)
+{
+    struct nk_mcp_options o;
+    struct nk_keyring r;
+    struct nk_mcp *m = NULL;
+
+    memset(&o, 0, sizeof(o));
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(nk_keyring_add(&r, (const unsigned char *)first, strlen(first)), NK_OK);
+    if (second != NULL)
+        assert_int_equal(nk_keyring_add(&r, (const unsigned char *)second, strlen(second)), NK_OK);
+    o.session_keys = &r;
+    o.no_delete = no_delete;
+    assert_int_equal(nk_mcp_new(&o, &m, NULL), NK_OK);
+    return m;
+}
+
+static void test_key_ring(void **state)
+{
+    static const char k1[] = "key-one-not-a-secret", k2[] = "key-two-not-a-secret";
+    struct nk_mcp *old = ring_engine(k1, NULL, false), *both = ring_engine(k1, k2, false);
+    struct nk_mcp *swapped = ring_engine(k2, k1, false), *fresh = ring_engine(k2, NULL, false);
+    struct nk_mcp *saved = engine;
+    char id1[NK_MCP_SESSION_ID_MAX], id2[NK_MCP_SESSION_ID_MAX], fp[2][17], fp2[2][17];
+    struct nk_keyring r;
+    struct captured c;
+
+    (void)state;
+    assert_int_equal(nk_mcp_session_new(old, NULL, id1), NK_OK);
+    assert_int_equal(nk_mcp_session_new(swapped, NULL, id2), NK_OK);
+    /* Mid-rotation every replica verifies ids signed with either key. */
+    assert_int_equal(nk_mcp_session_check(both, id1, NULL), NK_MCP_SESSION_VALID);
+    assert_int_equal(nk_mcp_session_check(both, id2, NULL), NK_MCP_SESSION_VALID);
+    assert_int_equal(nk_mcp_session_check(swapped, id1, NULL), NK_MCP_SESSION_VALID);
+    assert_int_equal(nk_mcp_session_check(old, id2, NULL), NK_MCP_SESSION_INVALID);
+    assert_int_equal(nk_mcp_session_check(fresh, id1, NULL), NK_MCP_SESSION_INVALID);
+    assert_int_equal(nk_mcp_session_check(fresh, id2, NULL), NK_MCP_SESSION_VALID);
+    /* The signing key comes first in the fingerprints. */
+    assert_int_equal(nk_mcp_key_fingerprints(both, fp, 2), 2);
+    assert_int_equal(nk_mcp_key_fingerprints(swapped, fp2, 2), 2);
+    assert_string_equal(fp[0], fp2[1]);
+    assert_string_equal(fp[1], fp2[0]);
+    /* A reload swaps the ring: the old key retired, its ids are refused. */
+    memset(&r, 0, sizeof(r));
+    nk_keyring_add(&r, (const unsigned char *)k2, strlen(k2));
+    nk_mcp_set_keys(old, &r);
+    assert_int_equal(nk_mcp_session_check(old, id1, NULL), NK_MCP_SESSION_INVALID);
+    assert_int_equal(nk_mcp_session_check(old, id2, NULL), NK_MCP_SESSION_VALID);
+    /* An empty ring changes nothing. */
+    memset(&r, 0, sizeof(r));
+    nk_mcp_set_keys(old, &r);
+    assert_int_equal(nk_mcp_session_check(old, id2, NULL), NK_MCP_SESSION_VALID);
+    nk_mcp_free(old);
+    nk_mcp_free(both);
+    nk_mcp_free(swapped);
+    nk_mcp_free(fresh);
+
+    /* Upgrade: a replica of before key rings used the whole file ("KEY\n") as its key; one
+     * reading the same file as a ring signs and verifies ids as it did, both ways. */
+    {
+        static const char file[] = "q4tW9zLr2mXc8VbN1sYe7HgP0uJd3KfA\n";
+        struct nk_mcp_options o;
+        struct nk_mcp *before = NULL, *after = NULL;
+        char why[200];
+
+        memset(&o, 0, sizeof(o));
+        o.session_key = (const unsigned char *)file;
+        o.session_key_len = strlen(file);
+        assert_int_equal(nk_mcp_new(&o, &before, NULL), NK_OK);
+        assert_int_equal(nk_mcp_session_new(before, NULL, id1), NK_OK);
+        assert_int_equal(
+            nk_keyring_parse((const unsigned char *)file, strlen(file), &r, why, sizeof(why)),
+            NK_OK);
+        memset(&o, 0, sizeof(o));
+        o.session_keys = &r;
+        assert_int_equal(nk_mcp_new(&o, &after, NULL), NK_OK);
+        assert_int_equal(nk_mcp_session_check(after, id1, NULL), NK_MCP_SESSION_VALID);
+        assert_int_equal(r.n, 1); /* the same key, not a second one */
+        assert_int_equal(nk_mcp_session_new(after, NULL, id2), NK_OK);
+        assert_int_equal(nk_mcp_session_check(before, id2, NULL), NK_MCP_SESSION_VALID);
+        nk_mcp_free(before);
+        nk_mcp_free(after);
+    }
+
+    /* Replica mode: DELETE is 405 with Allow: POST and the session goes on. */
+    engine = ring_engine(k1, NULL, true);
+    assert_int_equal(nk_mcp_session_new(engine, NULL, id1), NK_OK);
+    http(&c, "DELETE", NULL, "Mcp-Session-Id", id1, NULL);
+    assert_int_equal(c.status, 405);
+    assert_string_equal(c.allow, "POST");
+    cap_cleanup(&c);
+    assert_int_equal(nk_mcp_session_check(engine, id1, NULL), NK_MCP_SESSION_VALID);
+    nk_mcp_free(engine);
+    engine = saved;
+}
+
 static void test_notifications_and_responses(void **state)
 {
     char sid[NK_MCP_SESSION_ID_MAX];
@@ -1452,6 +1550,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_initialize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test(test_ended_ring_bounded),
+        cmocka_unit_test_setup_teardown(test_key_ring, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notifications_and_responses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_framing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_origin, setup, teardown),
