@@ -311,6 +311,8 @@ struct build {
     /* while the body expands: the consumed parameters' values (by param index), so a body
      * `{{p}}` reads what `with` gave parameter p */
     json_t **body_pvals;
+    /* orchestration: the outputs of the steps run so far by step name (borrowed), or NULL */
+    json_t *steps;
 };
 
 static const char *keep(struct build *b, char *s)
@@ -372,9 +374,59 @@ json_t *nk_json_by_spelling(json_t *a, json_t *b, const char *name)
     return NULL;
 }
 
-/* An argument of this build by any of its spellings (coerced values first, then raw). */
+/* `step.a.b` (step the name of a step that has run): that step's output, then member a, then
+ * b (a number indexes an array). Borrowed; NULL when name names no step or nothing is there. */
+json_t *nk_step_value(json_t *steps, const char *name)
+{
+    const char *p = name, *dot;
+    json_t *v = NULL;
+    char seg[256];
+    size_t n;
+
+    if (steps == NULL)
+        return NULL;
+    for (; p != NULL; p = dot != NULL ? dot + 1 : NULL) {
+        dot = strchr(p, '.');
+        n = dot != NULL ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof(seg))
+            return NULL;
+        memcpy(seg, p, n);
+        seg[n] = '\0';
+        if (v == NULL && p == name) {
+            v = json_object_get(steps, seg);
+            if (v == NULL)
+                return NULL;
+        } else if (json_is_object(v)) {
+            v = json_object_get(v, seg);
+        } else if (json_is_array(v) && n > 0 && strspn(seg, "0123456789") == n && n < 10) {
+            v = json_array_get(v, (size_t)strtoul(seg, NULL, 10));
+        } else {
+            return NULL;
+        }
+        if (v == NULL)
+            return NULL;
+    }
+    return json_is_null(v) ? NULL : v;
+}
+
+/* Does `name`, or its first segment (up to a '.'), name one of op's steps? */
+static bool names_step(const struct nk_exposed *op, const char *name)
+{
+    size_t n = strcspn(name, "."), i;
+
+    for (i = 0; i < op->n_steps; i++)
+        if (strlen(op->steps[i].name) == n && strncmp(op->steps[i].name, name, n) == 0)
+            return true;
+    return false;
+}
+
+/* An argument of this build by any of its spellings (coerced values first, then raw); in a
+ * step, `{{step.field}}` reads an earlier step's output instead (the loader refuses a step
+ * named like an input). */
 static json_t *find_arg_value(struct build *b, const char *name)
 {
+    if (b->steps != NULL && names_step(b->op, name))
+        return nk_step_value(b->steps, name);
     return nk_json_by_spelling(b->vals, b->raw_args, name);
 }
 
@@ -803,7 +855,7 @@ enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, 
         nk_error_set(err, "'%s' is a mock: it sends nothing upstream", op->name);
         return NK_ERR_INVALID;
     }
-    return nk_build_request(ctx, op, args, mode, request_id, NULL, out, err);
+    return nk_build_request(ctx, op, args, mode, request_id, NULL, NULL, out, err);
 }
 
 /* Does template t name a bind (a credential)? */
@@ -820,7 +872,7 @@ static bool tmpl_uses_bind(const struct build *b, const struct nk_tmpl *t)
 
 enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
                             enum nk_args_mode mode, const char *request_id, const char *caller_auth,
-                            struct nk_upstream_request *out, struct nk_error *err)
+                            json_t *steps, struct nk_upstream_request *out, struct nk_error *err)
 {
     enum nk_rc rc = NK_OK;
     const struct nk_operation *o = op->target;
@@ -838,6 +890,7 @@ enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op,
     b.op = op;
     b.caller_auth = caller_auth;
     b.raw_args = json_is_object(args) ? args : NULL;
+    b.steps = json_is_object(steps) ? steps : NULL;
     b.vals = json_object();
     pvals = calloc(o->n_params + 1, sizeof(*pvals));
     b.path_vals = calloc(o->n_params + 1, sizeof(char *));

@@ -53,8 +53,8 @@ static const struct nk_field rop_fields[] = {
     {"call", NK_FK_STR, 0},
     {"with", NK_FK_MAP, 0},
     {"outputParameters", NK_FK_SEQ, 0},
-    {"steps", NK_FK_ANY, NK_FF_UNSUP},
-    {"mappings", NK_FK_ANY, NK_FF_UNSUP},
+    {"steps", NK_FK_SEQ, 0},
+    {"mappings", NK_FK_SEQ, 0},
     {"ref", NK_FK_ANY, NK_FF_UNSUP},
 };
 enum {
@@ -80,8 +80,8 @@ static const struct nk_field tool_fields[] = {
     {"call", NK_FK_STR, 0},
     {"with", NK_FK_MAP, 0},
     {"outputParameters", NK_FK_SEQ, 0},
-    {"steps", NK_FK_ANY, NK_FF_UNSUP},
-    {"mappings", NK_FK_ANY, NK_FF_UNSUP},
+    {"steps", NK_FK_SEQ, 0},
+    {"mappings", NK_FK_SEQ, 0},
     {"ref", NK_FK_ANY, NK_FF_UNSUP},
 };
 enum {
@@ -344,14 +344,16 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n)
             src.inputs = of[RO_INPUTS];
             src.rinputs = rf[RR_INPUTS];
             src.outputs = of[RO_OUTPUTS];
+            src.steps = of[RO_STEPS];
+            src.mappings = of[RO_MAPPINGS];
             if (of[RO_CALL] == NULL && nk_node_get(src.node, "steps") == NULL &&
                 nk_node_get(src.node, "ref") == NULL && !is_mock(src.outputs))
                 nk_ld_err(ld, src.node,
                           "a REST operation needs one of 'call' (one consumed operation), "
                           "'steps' (orchestration), 'ref' (an aggregate function) or "
-                          "outputParameters with 'value' (a mock); naftikod runs 'call' and "
-                          "mocks ('steps' and 'ref' are not supported yet)");
-            else if (of[RO_CALL] != NULL || is_mock(src.outputs))
+                          "outputParameters with 'value' (a mock); naftikod runs 'call', "
+                          "'steps' and mocks ('ref' is not supported yet)");
+            else if (of[RO_CALL] != NULL || src.steps != NULL || is_mock(src.outputs))
                 nk_compile_exposed(ld, a, &src, e);
         }
     }
@@ -439,14 +441,16 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n)
         src.with = tf[T_WITH];
         src.inputs = tf[T_INPUTS];
         src.outputs = tf[T_OUTPUTS];
+        src.steps = tf[T_STEPS];
+        src.mappings = tf[T_MAPPINGS];
         if (tf[T_CALL] == NULL && nk_node_get(tn, "steps") == NULL &&
             nk_node_get(tn, "ref") == NULL && !is_mock(src.outputs))
             nk_ld_err(ld, tn,
                       "an MCP tool needs one of 'call' (one consumed operation), 'steps' "
                       "(orchestration), 'ref' (an aggregate function) or outputParameters "
-                      "with 'value' (a mock); naftikod runs 'call' and mocks ('steps' and "
-                      "'ref' are not supported yet)");
-        else if (!ld->oom && (tf[T_CALL] != NULL || is_mock(src.outputs)))
+                      "with 'value' (a mock); naftikod runs 'call', 'steps' and mocks ('ref' "
+                      "is not supported yet)");
+        else if (!ld->oom && (tf[T_CALL] != NULL || src.steps != NULL || is_mock(src.outputs)))
             nk_compile_exposed(ld, a, &src, e);
     }
 }

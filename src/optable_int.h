@@ -117,12 +117,14 @@ void nk_load_exposes(struct nk_loader *ld, const struct nk_node *seq);
 
 /* Sources of one exposed operation, after the field checks (NULL when absent or invalid). */
 struct nk_exposed_src {
-    const struct nk_node *node;    /* the operation / tool mapping */
-    const struct nk_node *call;    /* scalar */
-    const struct nk_node *with;    /* mapping */
-    const struct nk_node *inputs;  /* sequence: the operation's own inputParameters */
-    const struct nk_node *rinputs; /* sequence: the REST resource's inputParameters */
-    const struct nk_node *outputs; /* sequence */
+    const struct nk_node *node;     /* the operation / tool mapping */
+    const struct nk_node *call;     /* scalar */
+    const struct nk_node *with;     /* mapping */
+    const struct nk_node *inputs;   /* sequence: the operation's own inputParameters */
+    const struct nk_node *rinputs;  /* sequence: the REST resource's inputParameters */
+    const struct nk_node *outputs;  /* sequence */
+    const struct nk_node *steps;    /* sequence: orchestration */
+    const struct nk_node *mappings; /* sequence: orchestration */
 };
 
 /* Compile one exposed REST operation or MCP tool (optable_compile.c): args, call, with

@@ -26,7 +26,18 @@
 struct call {
     struct nk_http_req *req;
     struct nk_context *ctx; /* reference held until the answer */
+    struct nk_upstream *up; /* borrowed: the loop's client the call runs on */
+    uint64_t tag;           /* an orchestrated call's cancel tag, else 0 */
 };
+
+/* The caller closed the connection of an orchestrated call: stop the step in flight (its
+ * completion ends the call and answers the closed request, which frees c). */
+static void caller_gone(void *ud)
+{
+    struct call *c = ud;
+
+    nk_upstream_cancel(c->up, c->tag);
+}
 
 struct seg {
     const char *p;
@@ -608,13 +619,18 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     }
     c->req = req;
     c->ctx = ctx;
-    rc = nk_invoke_as(ctx, nk_server_upstream(s), best, args, NK_ARGS_STRINGS, nk_http_req_id(req),
-                      nk_server_policy(s)->rest == NK_INBOUND_PASSTHROUGH
-                          ? nk_http_req_header(req, "Authorization")
-                          : NULL,
-                      on_done, c, &err);
+    c->up = nk_server_upstream(s);
+    /* steps run several transfers one after another: a caller that leaves stops them */
+    c->tag = best->n_steps > 0 ? nk_invoke_new_tag() : 0;
+    rc = nk_invoke_tagged(ctx, c->up, best, args, NK_ARGS_STRINGS, nk_http_req_id(req),
+                          nk_server_policy(s)->rest == NK_INBOUND_PASSTHROUGH
+                              ? nk_http_req_header(req, "Authorization")
+                              : NULL,
+                          c->tag, on_done, c, &err);
     if (rc == NK_OK) {
-        ctx = NULL; /* the call owns the reference now */
+        if (c->tag != 0)
+            nk_http_req_on_close(req, caller_gone, c); /* answered later, on this loop */
+        ctx = NULL;                                    /* the call owns the reference now */
         c = NULL;
         goto out;
     }

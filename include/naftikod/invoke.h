@@ -102,6 +102,16 @@ enum nk_rc nk_invoke_cancellable(struct nk_context *ctx, struct nk_upstream *up,
                                  const char *request_id, uint64_t cancel_tag,
                                  nk_invoke_done_fn done, void *ud, struct nk_error *err);
 
+/* nk_invoke with everything: the caller's Authorization (passthrough, or NULL) and a cancel tag
+ * (0: none). An orchestrated operation (steps) runs every upstream transfer under the tag, so
+ * one nk_upstream_cancel() ends the whole call (done gets the error of the step it stopped). */
+enum nk_rc nk_invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
+                            const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                            const char *request_id, const char *caller_auth, uint64_t cancel_tag,
+                            nk_invoke_done_fn done, void *ud, struct nk_error *err);
+/* A cancel tag no other call of this process uses (never 0). Thread-safe. */
+uint64_t nk_invoke_new_tag(void);
+
 /* Build (without sending) the upstream request for op and args: what nk_invoke would send.
  * For tests and `naftikod` dry runs. */
 enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
