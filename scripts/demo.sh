@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # demo.sh: install what is missing (runtime packages only), build, and run naftikod with the
-# bundled StackRox capability and the orchestrated demo capability/demo/stackrox-token-roles.yaml
-# (a token with its roles: two calls and a lookup). With CENTRAL_HOST and STACKROX_API_KEY set it talks to that
-# Central; otherwise it first starts the demo Central (naftikod-demo-central) on loopback.
+# bundled StackRox capability and the orchestrated demo capabilities/demo/stackrox-token-roles.yaml
+# (a token with its roles: two calls and a lookup). With CENTRAL_HOST and STACKROX_API_KEY set it
+# talks to that Central; otherwise it first starts the demo Central (naftikod-demo-central) on loopback.
 #
 # usage: scripts/demo.sh [--check] [--build-dir DIR]
 #   (no option)      serve in the foreground and print curl lines to try; Ctrl-C stops everything
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     --check) check=1 ;;
     --build-dir) B=${2:?--build-dir needs a directory}; shift ;;
     --build-dir=*) B=${1#--build-dir=} ;;
-    -h | --help) sed -n '3,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '3,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
