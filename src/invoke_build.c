@@ -1156,3 +1156,211 @@ out:
     json_decref(b.vals);
     return rc;
 }
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* One raw path segment of a forwarded request: refused when it is empty, a dot segment (also
+ * when encoded: %2e%2e), or holds an encoded '/' or '\', a '\', NUL, a bad escape or a byte
+ * that is not an RFC 3986 pchar. Nothing is normalised: what passes goes upstream as it came. */
+static bool fw_segment_ok(const char *s, size_t n, struct nk_error *err)
+{
+    size_t i, dots = 0, chars = 0;
+    int hi, lo, c;
+
+    if (n == 0) {
+        nk_error_set(err, "the forwarded path has an empty segment ('//')");
+        return false;
+    }
+    for (i = 0; i < n; i++, chars++) {
+        c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n) {
+                nk_error_set(err, "the forwarded path has a bad percent escape");
+                return false;
+            }
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0) {
+                nk_error_set(err, "the forwarded path has a bad percent escape");
+                return false;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+            if (c == '/' || c == '\\' || c == 0) {
+                nk_error_set(err,
+                             "the forwarded path has an encoded '%s' (refused: it could "
+                             "leave the forwarded base path)",
+                             c == '/'    ? "/"
+                             : c == '\\' ? "\\"
+                                         : "NUL");
+                return false;
+            }
+        } else if (c == '\\') {
+            nk_error_set(err, "the forwarded path has a '\\' (refused: some servers read it as "
+                              "'/')");
+            return false;
+        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     strchr("-._~!$&'()*+,;=:@", c) != NULL)) {
+            nk_error_set(err,
+                         "the forwarded path has a character that is not allowed in a URL "
+                         "path (byte 0x%02x)",
+                         (unsigned)c);
+            return false;
+        }
+        if (c == '.')
+            dots++;
+    }
+    if (dots == chars && dots <= 2) {
+        nk_error_set(err, "the forwarded path has a dot segment ('.' or '..', also encoded): "
+                          "refused, it would leave the forwarded base path");
+        return false;
+    }
+    return true;
+}
+
+enum nk_rc nk_forward_build(struct nk_context *ctx, const struct nk_forward *fw, const char *method,
+                            const char *rest, const char *query, const char *const *headers,
+                            const char *body, size_t body_len, const char *request_id,
+                            const char *caller_auth, struct nk_upstream_request *out,
+                            struct nk_error *err)
+{
+    const struct nk_consumer *cons = fw->target;
+    struct nk_exposed none;
+    struct build b;
+    struct hdrs h = {NULL, 0, 0}, auth = {NULL, 0, 0};
+    struct nk_sbuf q = {NULL, 0, 0, false}, url = {NULL, 0, 0, false};
+    enum nk_rc rc = NK_OK;
+    const char *p, *slash;
+    size_t i, j, ci;
+    bool taken;
+
+    memset(out, 0, sizeof(*out));
+    memset(&b, 0, sizeof(b));
+    memset(&none, 0, sizeof(none));
+    b.ctx = ctx;
+    b.op = &none;
+    ci = cons != NULL ? cons->index : 0;
+    if (cons == NULL || ci >= ctx->t->n_consumers || &ctx->t->consumers[ci] != cons) {
+        nk_error_set(err, "the forward target does not belong to this context's table");
+        return NK_ERR_INTERNAL;
+    }
+    /* the path: every segment checked, none rewritten */
+    for (p = rest;; p = slash + 1) {
+        slash = strchr(p, '/');
+        if (!fw_segment_ok(p, slash != NULL ? (size_t)(slash - p) : strlen(p), err))
+            return NK_ERR_INVALID;
+        if (slash == NULL)
+            break;
+    }
+    /* the consumer's authentication first (passthrough: the caller's own Authorization): its
+     * header names are not taken from the caller's trusted headers */
+    if (caller_auth != NULL) {
+        if (has_crlf(caller_auth)) {
+            nk_error_set(err, "the Authorization header contains a line break");
+            return NK_ERR_INVALID;
+        }
+        rc = hdr_add(&auth, "Authorization", caller_auth);
+    } else {
+        rc = add_auth(&b, &cons->auth, &auth, &q, err);
+    }
+    if (rc != NK_OK)
+        goto out;
+    for (i = 0; i < fw->n_headers; i++) {
+        char *hv = NULL;
+        if (caller_auth != NULL && tmpl_uses_bind(&b, &fw->headers[i].value))
+            continue; /* passthrough: the bound credential never leaves */
+        rc = expand_text(&b, &fw->headers[i].value, &hv, err);
+        if (rc == NK_OK && has_crlf(hv)) {
+            nk_error_set(err, "header '%s' must not contain a line break", fw->headers[i].name);
+            rc = NK_ERR_INVALID;
+        }
+        if (rc == NK_OK)
+            rc = hdr_add(&auth, fw->headers[i].name, hv);
+        nk_wipe_free(hv);
+        if (rc != NK_OK)
+            goto out;
+    }
+    for (i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
+        size_t n = strlen(headers[i]);
+        taken = false;
+        for (j = 0; j < auth.n && !taken; j++)
+            taken = strncasecmp(auth.v[j], headers[i], n) == 0 && auth.v[j][n] == ':';
+        if (taken || has_crlf(headers[i + 1]))
+            continue;
+        if (hdr_add(&h, headers[i], headers[i + 1]) != NK_OK)
+            goto nomem;
+    }
+    for (j = 0; j < auth.n; j++) {
+        /* the credential lines move over as they are */
+        if (hdr_add(&h, "X", "") != NK_OK)
+            goto nomem;
+        free(h.v[h.n - 1]);
+        h.v[h.n - 1] = auth.v[j];
+        auth.v[j] = NULL;
+    }
+    if (request_id != NULL && request_id[0] != '\0' && !has_crlf(request_id) &&
+        strlen(request_id) <= 200 && hdr_add(&h, "X-Request-Id", request_id) != NK_OK)
+        goto nomem;
+    nk_sb_str(&url, ctx->bases[ci]);
+    nk_sb_add(&url, "/", 1);
+    nk_sb_str(&url, rest);
+    if (query != NULL && query[0] != '\0') {
+        nk_sb_add(&url, "?", 1);
+        nk_sb_str(&url, query);
+    }
+    if (q.len > 0) {
+        /* an apikey placed in the query */
+        if (query != NULL && query[0] != '\0')
+            q.p[0] = '&';
+        nk_sb_str(&url, q.p);
+    }
+    if (q.oom || url.oom)
+        goto nomem;
+    if (body != NULL && body_len > 0) {
+        out->body = malloc(body_len + 1);
+        if (out->body == NULL)
+            goto nomem;
+        memcpy(out->body, body, body_len);
+        out->body[body_len] = '\0';
+        out->body_len = body_len;
+    }
+    out->method = strdup(method);
+    out->url = nk_sb_take(&url);
+    if (out->method == NULL || out->url == NULL)
+        goto nomem;
+    out->headers = h.v;
+    out->n_headers = h.n;
+    h.v = NULL;
+    h.n = 0;
+    rc = NK_OK;
+    goto out;
+nomem:
+    rc = NK_ERR_NOMEM;
+    nk_error_set(err, "out of memory");
+out:
+    if (rc != NK_OK)
+        nk_upstream_request_cleanup(out);
+    for (i = 0; i < h.n; i++)
+        nk_wipe_free(h.v[i]);
+    free(h.v);
+    for (i = 0; i < auth.n; i++)
+        nk_wipe_free(auth.v[i]);
+    free(auth.v);
+    nk_sb_wipe(&q);
+    nk_sb_wipe(&url);
+    for (i = 0; i < b.n_scratch; i++)
+        nk_wipe_free(b.scratch[i]);
+    free(b.scratch);
+    return rc;
+}

@@ -272,6 +272,20 @@ void nk_optable_destroy(struct nk_optable *t)
         for (j = 0; j < a->n_ops; j++)
             free_exposed(&a->ops[j]);
         free(a->ops);
+        for (j = 0; j < a->n_forwards; j++) {
+            size_t k;
+            free(a->forwards[j].path);
+            free(a->forwards[j].prefix);
+            for (k = 0; k < a->forwards[j].n_trusted; k++)
+                free(a->forwards[j].trusted[k]);
+            free(a->forwards[j].trusted);
+            for (k = 0; k < a->forwards[j].n_headers; k++) {
+                free(a->forwards[j].headers[k].name);
+                nk_tmpl_cleanup(&a->forwards[j].headers[k].value);
+            }
+            free(a->forwards[j].headers);
+        }
+        free(a->forwards);
     }
     free(t->adapters);
     nk_optable_free_listeners(t);

@@ -252,6 +252,22 @@ struct nk_hints {
 
 enum nk_adapter_type { NK_ADAPTER_REST, NK_ADAPTER_MCP };
 
+/* A REST resource with `forward`: every request under `prefix` that no operation takes is
+ * relayed to the target consumer's baseUri (the rest of the path appended), with its method,
+ * body and trusted headers, and the consumer's authentication. */
+struct nk_forward {
+    char *path;   /* the resource path as written, e.g. "/notion/{path}" */
+    char *prefix; /* the path before its last segment (the catch-all variable), e.g. "/notion" */
+    const struct nk_consumer *target; /* borrowed */
+    char **trusted;                   /* header names that pass (compared case-insensitively) */
+    size_t n_trusted;
+    /* the target's consumer-level `in: header` inputParameters with a `value` (templates over
+     * binds), sent with every forwarded request; they win over a caller's header of that name */
+    struct nk_header *headers;
+    size_t n_headers;
+    struct nk_pos pos;
+};
+
 /* One '/'-separated segment of a REST route, compiled at load from path_tmpl. A request segment
  * matches a literal segment (var NULL) when it equals the text; else when it is prefix, then a
  * non-empty value for var, then suffix. */
@@ -304,6 +320,9 @@ struct nk_adapter {
     char *transport; /* MCP: "http" or "stdio" */
     struct nk_exposed *ops;
     size_t n_ops;
+    struct nk_forward *forwards; /* REST: the resources with `forward` (a listener: none; its
+                                    members' are read) */
+    size_t n_forwards;
     /* Inbound `authentication:` of the document (type NK_AUTH_NONE when absent); for
      * NK_AUTH_OAUTH2 the settings are in oauth (NULL otherwise). */
     struct nk_auth auth;

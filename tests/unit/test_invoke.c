@@ -1408,6 +1408,85 @@ static void test_steps_second_reads_first(void **state)
     fake_http_stop(srv);
 }
 
+/* ---- forward (issue 15 item 1) ------------------------------------------------------------ */
+
+static const char fwd_doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "binds: [{namespace: env, keys: {K: FWD_TEST_KEY}}]\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: up\n"
+                              "    baseUri: http://{central-host}/base\n"
+                              "    inputParameters: [{name: X-V, in: header, value: '7'}]\n"
+                              "    authentication: {type: bearer, token: '{{K}}'}\n"
+                              "    resources:\n"
+                              "    - {name: p, path: /p, operations: [{name: get, method: GET}]}\n"
+                              "  exposes:\n"
+                              "  - type: rest\n"
+                              "    namespace: r\n"
+                              "    port: 8080\n"
+                              "    resources:\n"
+                              "    - path: /fw/{rest}\n"
+                              "      forward: {targetNamespace: up, trustedHeaders: [X-T, X-V]}\n";
+
+static void test_forward_build(void **state)
+{
+    static const char *const bad[] = {
+        "..",   "a/../b", "%2e%2e", ".%2E/x", "./a",  "a/.", "a%2fb", "a%2Fb", "a%5cb",   "a\\b",
+        "a//b", "",       "a/",     "a%00",   "a%zz", "a%2", "a b",   "a\"b",  "\xc3\xa9"};
+    static const char *const good[] = {"a/b", "...", "a%20b", "x.y/.z", "%C3%A9", "a:b@c"};
+    static const char *const hdrs[] = {"X-T", "t", "X-V", "caller", "Authorization", "evil", NULL};
+    struct nk_optable *t;
+    struct nk_context *c;
+    const struct nk_forward *fw;
+    struct nk_upstream_request r;
+    struct nk_error err;
+    size_t i, n;
+
+    (void)state;
+    setenv("FWD_TEST_KEY", "k-not-a-secret", 1);
+    t = load_mem(fwd_doc);
+    c = context_for(t, "h.example:1");
+    assert_int_equal(t->adapters[0].n_forwards, 1);
+    fw = &t->adapters[0].forwards[0];
+    assert_string_equal(fw->prefix, "/fw");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        if (nk_forward_build(c, fw, "GET", bad[i], NULL, NULL, NULL, 0, NULL, NULL, &r, &err) !=
+            NK_ERR_INVALID)
+            fail_msg("'%s' was not refused", bad[i]);
+    }
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        if (nk_forward_build(c, fw, "GET", good[i], NULL, NULL, NULL, 0, NULL, NULL, &r, &err) !=
+            NK_OK)
+            fail_msg("'%s' was refused: %s", good[i], err.msg);
+        nk_upstream_request_cleanup(&r);
+    }
+    assert_int_equal(
+        nk_forward_build(c, fw, "PUT", "a/b", "x=1&y", hdrs, "{}", 2, "rid", NULL, &r, &err),
+        NK_OK);
+    assert_string_equal(r.url, "http://h.example:1/base/a/b?x=1&y");
+    assert_string_equal(r.method, "PUT");
+    assert_int_equal(r.body_len, 2);
+    assert_string_equal(header(&r, "Authorization", &n), "Bearer k-not-a-secret");
+    assert_int_equal(n, 1);
+    assert_string_equal(header(&r, "X-V", &n), "7"); /* the consumer's value wins */
+    assert_int_equal(n, 1);
+    assert_string_equal(header(&r, "X-T", NULL), "t");
+    assert_string_equal(header(&r, "X-Request-Id", NULL), "rid");
+    nk_upstream_request_cleanup(&r);
+    /* passthrough: the caller's Authorization, no bind expanded */
+    assert_int_equal(
+        nk_forward_build(c, fw, "GET", "a", NULL, NULL, NULL, 0, NULL, "Bearer c", &r, &err),
+        NK_OK);
+    assert_string_equal(header(&r, "Authorization", &n), "Bearer c");
+    assert_int_equal(n, 1);
+    nk_upstream_request_cleanup(&r);
+    nk_context_unref(c);
+    nk_optable_unref(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1436,6 +1515,7 @@ int main(void)
         cmocka_unit_test(test_simple_body_vars),
         cmocka_unit_test(test_steps_run),
         cmocka_unit_test(test_steps_second_reads_first),
+        cmocka_unit_test(test_forward_build),
     };
     int rc;
 
