@@ -616,6 +616,13 @@ static void forward(struct nk_server *s, struct nk_context *ctx, struct nk_http_
     memset(&r, 0, sizeof(r));
     if (hdrs == NULL)
         goto nomem;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0 &&
+        strcmp(method, "PATCH") != 0 && strcmp(method, "DELETE") != 0) {
+        static const char *const allow[] = {"Allow", "GET, HEAD, POST, PUT, PATCH, DELETE", NULL};
+        respond_problem(req, 405, "a forward relays GET, HEAD, POST, PUT, PATCH and DELETE only",
+                        allow);
+        goto out;
+    }
     if (pol->read_only && strcmp(method, "GET") != 0) {
         respond_problem(req, 403, "naftikod runs with --read-only: only GET routes are served",
                         NULL);

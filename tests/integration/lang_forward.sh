@@ -73,6 +73,13 @@ jq -e '.code == 3 and (.message | test("does not exist"))' "$work/body" >/dev/nu
 call "central 501" -X DELETE "$REST/central/apitokens/x"
 [ "$STATUS" = 501 ] || fail "DELETE: $STATUS"
 pass "Central's error statuses and bodies come back as it sent them"
+before=$(last_seq)
+for m in TRACE OPTIONS CONNECT; do
+    call "$m" -X "$m" "$REST/central/apitokens"
+    [ "$STATUS" = 405 ] || [ "$STATUS" = 400 ] || [ "$STATUS" = 501 ] || fail "$m: $STATUS"
+done
+[ "$(n_since "$before")" = 0 ] || fail "a TRACE/OPTIONS/CONNECT went upstream"
+pass "TRACE, OPTIONS and CONNECT are not relayed"
 
 # --- traversal battery: 400, nothing sent
 before=$(last_seq)
