@@ -629,7 +629,10 @@ static void forward(struct nk_server *s, struct nk_context *ctx, struct nk_http_
         goto out;
     }
     for (i = 0; i < fw->n_trusted; i++)
-        if ((v = nk_http_req_header(req, fw->trusted[i])) != NULL) {
+        if ((v = nk_http_req_header(req, fw->trusted[i])) != NULL &&
+            (pol->rest != NK_INBOUND_TOKEN || strcasecmp(fw->trusted[i], "Authorization") != 0)) {
+            /* (with --rest-auth token the caller's Authorization is naftikod's own token: it
+             * never goes upstream) */
             hdrs[n++] = fw->trusted[i];
             hdrs[n++] = v;
         }

@@ -124,3 +124,21 @@ pass "an operation beside the forward still answers"
 
 nk_stop
 pass "clean stop"
+
+# --- --rest-auth token: the caller's Authorization is naftikod's own token and never goes
+# upstream, even when a forward to a consumer without authentication trusts it
+AGENT="agent-token-not-a-secret-5678"
+printf '%s\n' "$AGENT" | "$NAFTIKOD" hash-token agent-1 >"$work/tokens" || fail "hash-token"
+sed -e '/authentication:/,/placement: header/d' "$DOC" >"$work/bare.yaml"
+grep -q 'STACKROX_API_KEY}}' "$work/bare.yaml" && fail "the bare fixture still has the credential"
+nk_serve nk-token "$work/bare.yaml" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+    --ca-file "$work/central.crt" --rest-auth token --auth-tokens "$work/tokens"
+call "token mode" -H "Authorization: Bearer $AGENT" -H 'X-Trace: t-2' "$REST/central/apitokens"
+[ "$STATUS" = 401 ] || fail "token mode, consumer without credential: expected Central's 401, got $STATUS"
+last_req >"$work/rec"
+jq -e '.authorization == [] and any(.headers[]; .[1] == "t-2")' "$work/rec" >/dev/null ||
+    fail "token mode: $(jq -c '[.authorization, [.headers[] | .[0]]]' "$work/rec")"
+grep -q "$AGENT" "$work/rec" && fail "naftikod's own token went upstream"
+pass "with --rest-auth token the caller's Authorization (naftikod's token) never goes upstream"
+nk_stop
+pass "clean stop (token mode)"
