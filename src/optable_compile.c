@@ -861,7 +861,8 @@ static const char *step_list(const struct nk_exposed *e, size_t n, char *buf, si
 
     buf[0] = '\0';
     for (i = 0; i < n && len + 1 < size; i++) {
-        int w = snprintf(buf + len, size - len, "%s%s", i ? ", " : "", e->steps[i].name);
+        int w = snprintf(buf + len, size - len, "%s%s", i ? ", " : "",
+                         e->steps[i].name != NULL ? e->steps[i].name : "?");
         if (w < 0)
             break;
         len += (size_t)w;
@@ -892,7 +893,8 @@ static bool compile_stepref(struct nk_loader *ld, const struct nk_exposed *e, si
     name = s + 2;
     len = strcspn(name, ".[");
     for (i = 0; i < n; i++)
-        if (strlen(e->steps[i].name) == len && strncmp(e->steps[i].name, name, len) == 0)
+        if (e->steps[i].name != NULL && strlen(e->steps[i].name) == len &&
+            strncmp(e->steps[i].name, name, len) == 0)
             break;
     if (i == n) {
         nk_ld_err_at(ld, v->line, nk_ld_col(v, 2), "'%.*s' in '%s' names no %sstep (steps%s: %s)",
@@ -1110,7 +1112,7 @@ static void compile_steps(struct nk_loader *ld, const struct nk_adapter *a,
         }
         nk_ld_strict_kebab(ld, name, "step name");
         for (j = 0; j < e->n_steps; j++)
-            if (strcmp(e->steps[j].name, name->str) == 0)
+            if (e->steps[j].name != NULL && strcmp(e->steps[j].name, name->str) == 0)
                 break;
         if (j < e->n_steps) {
             nk_ld_err(ld, name, "duplicate step name '%s' (first at %s)", name->str,
@@ -1143,11 +1145,10 @@ static void compile_steps(struct nk_loader *ld, const struct nk_adapter *a,
             }
             ok = compile_lookup_step(ld, e, n, st);
         }
-        /* the name is kept even when the step has errors, so later references to it do not
-         * cascade */
+        /* counted even when it has errors (its parts are freed with the table), and named so
+         * that later references to it do not cascade */
         st->name = nk_ld_strdup(ld, name->str);
-        if (st->name != NULL)
-            e->n_steps++;
+        e->n_steps++;
         (void)ok;
     }
 }

@@ -295,6 +295,7 @@ static bool is_token(const char *s)
 static bool forward_headers(struct nk_loader *ld, struct nk_forward *fw, const struct nk_node *at)
 {
     size_t ci = fw->target->index, i;
+    enum nk_rc rc;
     const struct nk_node *inputs = ci < ld->n_consumer_nodes && ld->consumer_nodes[ci] != NULL
                                        ? nk_node_get(ld->consumer_nodes[ci], "inputParameters")
                                        : NULL;
@@ -321,7 +322,12 @@ static bool forward_headers(struct nk_loader *ld, struct nk_forward *fw, const s
             return false;
         }
         h = &fw->headers[fw->n_headers];
-        if (nk_tmpl_compile(value->str, NK_TMPL_MUSTACHE, &h->value, NULL) != NK_OK)
+        rc = nk_tmpl_compile(value->str, NK_TMPL_MUSTACHE, &h->value, NULL);
+        if (rc == NK_ERR_NOMEM) {
+            ld->oom = true;
+            return false;
+        }
+        if (rc != NK_OK)
             continue; /* reported where the consumer loaded */
         h->name = nk_ld_strdup(ld, name->str);
         fw->n_headers++;
@@ -370,7 +376,8 @@ static void load_forward(struct nk_loader *ld, struct nk_adapter *a, const struc
         }
     nk_tmpl_cleanup(&t);
     for (i = 0; i < a->n_forwards; i++)
-        if (strlen(a->forwards[i].prefix) == (size_t)(slash - pathn->str) &&
+        if (a->forwards[i].prefix != NULL &&
+            strlen(a->forwards[i].prefix) == (size_t)(slash - pathn->str) &&
             strncmp(a->forwards[i].prefix, pathn->str, (size_t)(slash - pathn->str)) == 0) {
             nk_ld_err(ld, pathn, "path '%s' is forwarded twice (first at %s)", pathn->str,
                       nk_ld_where(ld, &a->forwards[i].pos, where, sizeof(where)));
@@ -387,6 +394,9 @@ static void load_forward(struct nk_loader *ld, struct nk_adapter *a, const struc
                       f[0]->str);
         return;
     }
+    /* counted from here on: what it holds is freed with the table, whatever fails below */
+    a->n_forwards++;
+    fw->pos = nk_ld_pos(ld, fwn);
     if (f[1] != NULL) {
         fw->trusted = calloc(f[1]->n ? f[1]->n : 1, sizeof(*fw->trusted));
         if (fw->trusted == NULL) {
@@ -421,13 +431,10 @@ static void load_forward(struct nk_loader *ld, struct nk_adapter *a, const struc
     fw->prefix = malloc((size_t)(slash - pathn->str) + 1);
     if (fw->prefix == NULL) {
         ld->oom = true;
-        free(fw->path);
         return;
     }
     memcpy(fw->prefix, pathn->str, (size_t)(slash - pathn->str));
     fw->prefix[slash - pathn->str] = '\0';
-    fw->pos = nk_ld_pos(ld, fwn);
-    a->n_forwards++;
 }
 
 static void load_rest(struct nk_loader *ld, const struct nk_node *n)
