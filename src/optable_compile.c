@@ -1124,6 +1124,13 @@ static void compile_steps(struct nk_loader *ld, const struct nk_adapter *a,
                       name->str, name->str);
             continue;
         }
+        if (strcmp(name->str, "rest") == 0 || strcmp(name->str, "tools") == 0 ||
+            strcmp(name->str, a->ns) == 0) {
+            nk_ld_err(ld, name,
+                      "step name '%s' is how arguments are written ('%s.x'): choose another",
+                      name->str, name->str);
+            continue;
+        }
         if (find_arg(e, name->str) != NULL) {
             nk_ld_err(ld, name,
                       "step name '%s' is also an input of this operation: '{{%s}}' would be "
