@@ -99,6 +99,16 @@ static void test_full_every_allocation(void **state)
     fail_each(NK_TEST_DATA "/spec/valid/full.yaml", NK_OK);
 }
 
+/* Orchestration (steps, lookups, mappings, orchestrated outputs) and forward (issue 15). */
+static void test_steps_forward_every_allocation(void **state)
+{
+    (void)state;
+    fail_each(NK_TEST_DATA "/spec/valid/steps.yaml", NK_OK);
+    fail_each(NK_TEST_DATA "/spec/valid/forward.yaml", NK_OK);
+    fail_each(NK_TEST_DATA "/spec/invalid/steps-script.yaml", NK_ERR_INVALID);
+    fail_each(NK_TEST_DATA "/spec/invalid/forward-bad.yaml", NK_ERR_INVALID);
+}
+
 static void test_invalid_every_allocation(void **state)
 {
     (void)state;
@@ -123,6 +133,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_every_allocation),
         cmocka_unit_test(test_full_every_allocation),
+        cmocka_unit_test(test_steps_forward_every_allocation),
         cmocka_unit_test(test_invalid_every_allocation),
         cmocka_unit_test(test_ikanos_aggregates_every_allocation),
         cmocka_unit_test(test_ikanos_errors_every_allocation),

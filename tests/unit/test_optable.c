@@ -786,6 +786,69 @@ static void test_ikanos_positions(void **state)
     nk_optable_unref(t);
 }
 
+/* Orchestration limits and names: at most NK_MAX_STEPS steps; a step named like an input is
+ * refused (its `{{name.x}}` would be ambiguous); the first step must be a call. */
+static void test_steps_limits(void **state)
+{
+    static const char head[] = "naftiko: 1.0.0-alpha2\n"
+                               "capability:\n"
+                               "  consumes:\n"
+                               "  - type: http\n"
+                               "    namespace: c\n"
+                               "    baseUri: https://x.example.com\n"
+                               "    resources:\n"
+                               "    - name: t\n"
+                               "      path: /t\n"
+                               "      operations:\n"
+                               "      - {name: get, method: GET}\n"
+                               "  exposes:\n"
+                               "  - type: mcp\n"
+                               "    namespace: m\n"
+                               "    port: 9090\n"
+                               "    tools:\n"
+                               "    - name: x\n"
+                               "      description: X\n"
+                               "      inputParameters: [{name: in, type: string, description: I}]\n"
+                               "      steps:\n";
+    char doc[8192];
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    size_t i, len;
+    int pass;
+
+    (void)state;
+    for (pass = 0; pass < 4; pass++) {
+        size_t n = pass == 0 ? NK_MAX_STEPS : NK_MAX_STEPS + 1;
+        len = (size_t)snprintf(doc, sizeof(doc), "%s", head);
+        if (pass == 2)
+            len += (size_t)snprintf(doc + len, sizeof(doc) - len,
+                                    "      - {type: call, name: in, call: c.get}\n");
+        else if (pass == 3)
+            len += (size_t)snprintf(
+                doc + len, sizeof(doc) - len,
+                "      - {type: lookup, name: l, index: l, match: a, lookupValue: x, "
+                "outputParameters: [a]}\n");
+        else
+            for (i = 0; i < n; i++)
+                len += (size_t)snprintf(doc + len, sizeof(doc) - len,
+                                        "      - {type: call, name: s%zu, call: c.get}\n", i);
+        nk_diags_init(&d);
+        t = NULL;
+        if (pass == 0) {
+            assert_int_equal(nk_optable_load_mem("s.yaml", doc, len, NULL, &d, &t), NK_OK);
+            assert_int_equal(t->adapters[0].ops[0].n_steps, NK_MAX_STEPS);
+            nk_optable_unref(t);
+        } else {
+            assert_int_equal(nk_optable_load_mem("s.yaml", doc, len, NULL, &d, &t), NK_ERR_INVALID);
+            assert_int_equal(d.n_errors, 1);
+            assert_non_null(strstr(d.v[0].msg, pass == 1   ? "at most 32 steps"
+                                               : pass == 2 ? "also an input"
+                                                           : "the first step must be"));
+        }
+        nk_diags_cleanup(&d);
+    }
+}
+
 /* --mcp-tool-prefix namespace: NS__TOOL, '-mcp' dropped, [A-Za-z0-9_-] only, 64 at most. */
 static void test_tool_prefixed(void **state)
 {
@@ -875,6 +938,7 @@ int main(void)
         cmocka_unit_test(test_aggregate_overrides),
         cmocka_unit_test(test_ikanos_same_table),
         cmocka_unit_test(test_ikanos_positions),
+        cmocka_unit_test(test_steps_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
