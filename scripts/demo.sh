@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # demo.sh: install what is missing (runtime packages only), build, and run naftikod with the
 # bundled StackRox capability and the orchestrated demo capabilities/demo/stackrox-token-roles.yaml
-# (a token with its roles: two calls and a lookup). With CENTRAL_HOST and STACKROX_API_KEY set it
+# (a token with its roles: one aggregate function of two calls and a lookup, referenced by a REST
+# operation and an MCP tool). With CENTRAL_HOST and STACKROX_API_KEY set it
 # talks to that Central; otherwise it first starts the demo Central (naftikod-demo-central) on loopback.
 #
 # usage: scripts/demo.sh [--check] [--build-dir DIR]
@@ -34,7 +35,8 @@ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo | grep -i 'cmocka' || true
 cmake --build "$B" -j"$jobs" --target naftikod naftikod-demo-central >/dev/null
 
 cap=capabilities/stackrox-apitokenservice.yaml
-# the orchestrated demo (steps + lookup): a token with its roles, on the same ports
+# the orchestrated demo (an aggregate function with steps + lookup, referenced by a REST operation
+# and an MCP tool): a token with its roles, on the same ports
 demo_caps=(capabilities/demo/stackrox-token-roles.yaml)
 demo=$B/demo
 mkdir -p "$demo"
@@ -187,11 +189,12 @@ echo "$status" >"$demo/answer"
 judge "MCP notifications/initialized" "body.strip() == '202'" "$demo/answer"
 curl -s -o "$demo/answer" "$M" "${H[@]}" -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' || true
 judge "MCP tools/list" "len(j['result']['tools']) == 5 and all(t['description'] for t in j['result']['tools'])" "$demo/answer"
+judge "MCP tools/list: get-token-with-roles from its aggregate function (hints from semantics)" "[(t['title'], t['annotations']['readOnlyHint'], t['annotations']['destructiveHint'], t['annotations']['idempotentHint'], t['inputSchema']['required']) for t in j['result']['tools'] if t['name'] == 'get-token-with-roles'] == [('Token with its roles', True, False, True, ['id'])]" "$demo/answer"
 tool=$(python3 -c 'import json,sys; print(next(t["name"] for t in json.load(open(sys.argv[1]))["result"]["tools"] if t.get("annotations",{}).get("readOnlyHint") and not t["inputSchema"].get("required")))' "$demo/answer" 2>/dev/null || true)
 curl -s -o "$demo/answer" "$M" "${H[@]}" -d "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"$tool\",\"arguments\":{}}}" || true
 judge "MCP tools/call $tool" "not j['result'].get('isError') and any(t['id'] == ID for t in j['result']['structuredContent']['tokens'])" "$demo/answer"
 
-# The orchestrated tool (steps + lookup): the token with its roles resolved.
+# The orchestrated tool (a ref to the aggregate function: steps + lookup): the token with its roles.
 curl -s -o "$demo/answer" "$M" "${H[@]}" -d "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"get-token-with-roles\",\"arguments\":{\"id\":\"$ID\"}}}" || true
 judge "MCP tools/call get-token-with-roles" "not j['result'].get('isError') and j['result']['structuredContent']['id'] == ID and j['result']['structuredContent']['roles'][0]['name'] == 'Analyst'" "$demo/answer"
 

@@ -1144,7 +1144,8 @@ static void compile_steps(struct nk_loader *ld, const struct nk_adapter *a,
             continue;
         }
         if (strcmp(name->str, "rest") == 0 || strcmp(name->str, "tools") == 0 ||
-            strcmp(name->str, a->ns) == 0) {
+            strcmp(name->str, a->ns) == 0 ||
+            (ld->agg_ns != NULL && strcmp(name->str, ld->agg_ns) == 0)) {
             nk_ld_err(ld, name,
                       "step name '%s' is how arguments are written ('%s.x'): choose another",
                       name->str, name->str);
@@ -1403,16 +1404,6 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
     struct outctx oc;
     size_t cap = 0, i, first;
 
-    if (src->fn != NULL && src->steps != NULL) {
-        /* the one place an aggregate function's orchestration is refused until the two are
-         * joined: its steps compile here, as an operation's do */
-        const struct nk_node *at = src->steps;
-        for (i = 0; src->fn != NULL && i < src->fn->n; i++)
-            if (src->fn->pairs[i].value == src->steps)
-                at = src->fn->pairs[i].key;
-        nk_ld_err(ld, at, "'steps' in aggregate function is not supported by naftikod yet");
-        return;
-    }
     /* declared inputs: the resource's first, then the operation's (or its function's) */
     if (src->rinputs != NULL)
         for (i = 0; i < src->rinputs->n && !ld->oom; i++)
@@ -1471,8 +1462,8 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
             nk_ld_err(ld, src->call,
                       "an operation has either 'call' or 'steps', not both (put the call in a "
                       "step)");
-        if (src->with != NULL)
-            nk_ld_err(ld, src->with,
+        if (src->with != NULL || src->fwith != NULL)
+            nk_ld_err(ld, src->with != NULL ? src->with : src->fwith,
                       "'with' beside 'steps' has no call to feed: give each call step its own "
                       "'with'");
         compile_steps(ld, a, src, e, &cap, declared);

@@ -5,7 +5,9 @@
 # a lookup joins a list to the values of an earlier step, mappings and orchestrated
 # outputParameters build and type the answer; a failed step ends the call with an error naming
 # it and nothing after it is sent; the steps together get one --timeout; a caller that goes away
-# stops the step in flight.
+# stops the step in flight. The demo capability (capabilities/demo/stackrox-token-roles.yaml) is
+# served beside it: an aggregate function with steps, run through `ref` by a REST operation and
+# an MCP tool whose hints come from the function's semantics.
 #
 # usage: lang_steps.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR
 set -euo pipefail
@@ -16,7 +18,8 @@ nk_args "$@"
 nk_init lang-steps lang.steps
 DOC="$SRC/tests/data/spec/valid/steps.yaml"
 nk_start_double
-nk_serve nk "$DOC" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+DEMO="$SRC/capabilities/demo/stackrox-token-roles.yaml"
+nk_serve nk "$DOC" "$DEMO" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
     --ca-file "$work/central.crt" --timeout 3000
 
 call() { # call WHAT [curl args...]: sets STATUS, the body in $work/body
@@ -78,6 +81,33 @@ jq -e '.name == "steps-a" and (.roles | map(.name)) == ["Analyst","Admin"] and
        (.roles[1].description | test("read and write"))' "$work/body" >/dev/null ||
     fail "mcp token-details: $(cat "$work/body")"
 pass "mcp: steps, lookup and mappings"
+
+# --- an aggregate function with steps, through `ref` (the demo capability)
+seq0=$(last_seq)
+call "aggregate steps (REST)" "$REST/v1/token-roles/$id"
+expect 200 "ref: the aggregate function's steps, lookup and mappings run for a REST operation" \
+    ".id == \"$id\" and .name == \"steps-a\" and .revoked == false and
+     (.roles | map(.name)) == [\"Analyst\",\"Admin\"] and
+     .roles[1].permissionSetId == \"io.stackrox.authz.permissionset.admin\" and
+     (keys == [\"expiration\",\"id\",\"name\",\"revoked\",\"roles\"])"
+[ "$(paths_since "$seq0" | tr '\n' '|')" = "GET /v1/apitokens/$id|GET /v1/roles|" ] ||
+    fail "the function's steps did not call in order: $(paths_since "$seq0" | tr '\n' ' ')"
+pass "ref: one upstream call per call step of the function, in order"
+mcp_raw get-token-with-roles "{\"id\":\"$id\"}"
+jq -e --arg id "$id" '.result.isError != true and .result.structuredContent.id == $id and
+       (.result.structuredContent.roles | map(.name)) == ["Analyst","Admin"]' "$work/rpc" >/dev/null ||
+    fail "mcp get-token-with-roles: $(cat "$work/rpc")"
+pass "mcp: a ref tool runs its function's steps"
+call "mcp tools/list" -X POST "$MCP" "${MH[@]/tools\/call/tools/list}" \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\",\"params\":{$META}}"
+expect 200 "mcp: the ref tool's annotations come from the function's semantics" \
+    '[.result.tools[] | select(.name == "get-token-with-roles") |
+      [.title, .annotations.readOnlyHint, .annotations.destructiveHint,
+       .annotations.idempotentHint, .inputSchema.required]] ==
+     [["Token with its roles", true, false, true, ["id"]]]'
+call "aggregate steps, unknown token" "$REST/v1/token-roles/no-such-token"
+expect 400 "ref: a failed step of the function names it" \
+    '.detail | test("step .token. \\(stackrox-token-roles.get-token\\) failed")'
 
 # --- a failed first step: an error that names it, nothing after it sent
 seq0=$(last_seq)

@@ -120,6 +120,9 @@ static void test_ikanos_aggregates_every_allocation(void **state)
 {
     (void)state;
     fail_each(NK_TEST_DATA "/spec/valid/ikanos-aggregates.yaml", NK_OK);
+    /* an aggregate function with steps, compiled into a REST operation and an MCP tool */
+    fail_each(NK_SOURCE_DIR "/capabilities/demo/stackrox-token-roles.yaml", NK_OK);
+    fail_each(NK_TEST_DATA "/spec/invalid/ref-errors.yaml", NK_ERR_INVALID);
 }
 
 static void test_ikanos_errors_every_allocation(void **state)
