@@ -1191,6 +1191,68 @@ static enum MHD_Result op_allowed_roles(struct server *srv, struct MHD_Connectio
     return send_json(c, rq, 200, resp, NULL);
 }
 
+/* RoleService.GetRoles: {"roles":[storage.Role...]} for the roles this double knows (the
+ * deprecated globalAccess / resourceToAccess sent as their zero values, as Central does). The
+ * permission set and access scope ids follow Central's ids for its default roles. */
+static enum MHD_Result op_roles(struct server *srv, struct MHD_Connection *c, struct request *rq)
+{
+    static const struct {
+        const char *name, *desc, *pset;
+    } known[] = {
+        {"Admin", "For users: use it to provide read and write access to all the resources",
+         "admin"},
+        {"Analyst", "For users: use it to give read-only access to all the resources", "analyst"},
+        {"Continuous Integration",
+         "For automation: it includes the permissions required to enforce deployment policies",
+         "continuousintegration"},
+        {"None", "For users: use it to provide no read and write access to any resource", "none"},
+        {"Sensor Creator",
+         "For automation: it consists of the permissions to create Sensors in "
+         "secured clusters",
+         "sensorcreator"},
+        {"Vulnerability Report Creator",
+         "For users: use it to create and manage vulnerability reporting configurations for "
+         "scheduled vulnerability reports",
+         "vulnreporter"},
+    };
+    struct identity id;
+    const char *autherr, *desc, *pset;
+    char psid[128];
+    json_t *roles, *resp, *r;
+    size_t i, k;
+
+    if ((autherr = authenticate(srv, c, &id)) != NULL)
+        return send_error(c, rq, GRPC_UNAUTHENTICATED, autherr);
+    if (!permitted(id.access, ACCESS_READ))
+        return send_denied(c, rq, ACCESS_READ, "Role");
+    roles = json_array();
+    resp = json_object();
+    for (i = 0; roles && resp && i < srv->nroles; i++) {
+        desc = "";
+        pset = NULL;
+        for (k = 0; k < sizeof known / sizeof known[0]; k++)
+            if (strcmp(known[k].name, srv->roles[i]) == 0) {
+                desc = known[k].desc;
+                pset = known[k].pset;
+            }
+        snprintf(psid, sizeof psid, "io.stackrox.authz.permissionset.%s", pset ? pset : "custom");
+        r = json_pack("{s:s, s:s, s:{}, s:s, s:s, s:s, s:n}", "name", srv->roles[i], "globalAccess",
+                      "NO_ACCESS", "resourceToAccess", "description", desc, "permissionSetId", psid,
+                      "accessScopeId", "io.stackrox.authz.accessscope.unrestricted", "traits");
+        if (!r || json_array_append_new(roles, r) != 0) {
+            json_decref(roles);
+            roles = NULL;
+        }
+    }
+    if (!roles || !resp) {
+        json_decref(roles);
+        json_decref(resp);
+        return send_error(c, rq, GRPC_INTERNAL, "out of memory");
+    }
+    json_object_set_new(resp, "roles", roles);
+    return send_json(c, rq, 200, resp, NULL);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Fault injection */
 
@@ -1557,6 +1619,7 @@ enum route_id {
     R_REVOKE,
     R_GET,
     R_PING,
+    R_ROLES,
     R_ALERTS,
     R_DEPLOYMENTS,
     R_IMAGES,
@@ -1577,6 +1640,7 @@ static const struct route routes[] = {
     {"PATCH", 4, {"v1", "apitokens", "revoke", NULL}, R_REVOKE},
     {"GET", 3, {"v1", "apitokens", NULL, NULL}, R_GET},
     {"GET", 2, {"v1", "ping", NULL, NULL}, R_PING},
+    {"GET", 2, {"v1", "roles", NULL, NULL}, R_ROLES},
     {"GET", 2, {"v1", "alerts", NULL, NULL}, R_ALERTS},
     {"GET", 2, {"v1", "deployments", NULL, NULL}, R_DEPLOYMENTS},
     {"GET", 2, {"v1", "images", NULL, NULL}, R_IMAGES},
@@ -1594,9 +1658,9 @@ static json_t *canned(enum route_id id)
                          "policy", "id", "policy-1", "name", "Latest tag", "state", "ACTIVE",
                          "time", "2026-06-01T12:00:00Z");
     case R_DEPLOYMENTS:
-        return json_pack("{s:[{s:s, s:s, s:s, s:s, s:s}]}", "deployments", "id",
-                         "d-0001", "name", "central", "clusterName", "demo", "namespace",
-                         "stackrox", "created", "2026-06-01T12:00:00Z");
+        return json_pack("{s:[{s:s, s:s, s:s, s:s, s:s}]}", "deployments", "id", "d-0001", "name",
+                         "central", "clusterName", "demo", "namespace", "stackrox", "created",
+                         "2026-06-01T12:00:00Z");
     case R_IMAGES:
         return json_pack("{s:[{s:s, s:s, s:i, s:i}]}", "images", "id", "sha256:0001", "name",
                          "quay.io/stackrox-io/main:4.11.0", "components", 0, "cves", 0);
@@ -1712,6 +1776,10 @@ static enum MHD_Result api(struct server *srv, struct MHD_Connection *c, const c
     }
     if (match->id == R_ALLOWED) {
         ret = op_allowed_roles(srv, c, rq);
+        goto out;
+    }
+    if (match->id == R_ROLES) {
+        ret = op_roles(srv, c, rq);
         goto out;
     }
     {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # demo.sh: install what is missing (runtime packages only), build, and run naftikod with the
-# bundled StackRox capability. With CENTRAL_HOST and STACKROX_API_KEY set it talks to that
-# Central; otherwise it first starts the demo Central (naftikod-demo-central) on loopback.
+# bundled StackRox capability and the orchestrated demo capabilities/demo/stackrox-token-roles.yaml
+# (a token with its roles: one aggregate function of two calls and a lookup, referenced by a REST
+# operation and an MCP tool). With CENTRAL_HOST and STACKROX_API_KEY set it
+# talks to that Central; otherwise it first starts the demo Central (naftikod-demo-central) on loopback.
 #
 # usage: scripts/demo.sh [--check] [--build-dir DIR]
 #   (no option)      serve in the foreground and print curl lines to try; Ctrl-C stops everything
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
     --check) check=1 ;;
     --build-dir) B=${2:?--build-dir needs a directory}; shift ;;
     --build-dir=*) B=${1#--build-dir=} ;;
-    -h | --help) sed -n '3,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '3,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -33,6 +35,9 @@ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo | grep -i 'cmocka' || true
 cmake --build "$B" -j"$jobs" --target naftikod naftikod-demo-central >/dev/null
 
 cap=capabilities/stackrox-apitokenservice.yaml
+# the orchestrated demo (an aggregate function with steps + lookup, referenced by a REST operation
+# and an MCP tool): a token with its roles, on the same ports
+demo_caps=(capabilities/demo/stackrox-token-roles.yaml)
 demo=$B/demo
 mkdir -p "$demo"
 pids=()
@@ -80,9 +85,9 @@ if [ "$check" = 1 ]; then
 fi
 rm -f "$demo/naftikod.ports"
 if [ "$check" = 1 ]; then
-    "$B/naftikod" serve "$cap" --port-file "$demo/naftikod.ports" "${extra[@]}" 2>"$demo/naftikod.log" &
+    "$B/naftikod" serve "$cap" "${demo_caps[@]}" --port-file "$demo/naftikod.ports" "${extra[@]}" 2>"$demo/naftikod.log" &
 else
-    "$B/naftikod" serve "$cap" --port-file "$demo/naftikod.ports" "${extra[@]}" &
+    "$B/naftikod" serve "$cap" "${demo_caps[@]}" --port-file "$demo/naftikod.ports" "${extra[@]}" &
 fi
 pids+=($!)
 wait_port "$demo/naftikod.ports" "naftikod" "$demo/naftikod.log"
@@ -98,6 +103,7 @@ lines=(
     "curl -s -X POST $R/v1/v1/apitokens/generate -H 'Content-Type: application/json' -d '{\"name\":\"demo\",\"roles\":[\"Analyst\"]}'"
     "curl -s $R/v1/v1/apitokens"
     "curl -s $R/v1/v1/apitokens/ID"
+    "curl -s $R/v1/token-roles/ID"
     "curl -s -X PATCH $R/v1/v1/apitokens/revoke/ID"
     "curl -s '$R/v1/v1/apitokens?revoked=true'"
     "curl -s $R/openapi.json"
@@ -110,6 +116,7 @@ asserts=(
     "j['token'] and j['metadata']['id'] and j['metadata']['name'] == 'demo'"
     "any(t['id'] == ID for t in j['tokens'])"
     "j['id'] == ID and j['name'] == 'demo' and not j.get('revoked')"
+    "j['id'] == ID and j['revoked'] is False and [r['name'] for r in j['roles']] == ['Analyst'] and j['roles'][0]['permissionSetId'].startswith('io.stackrox.authz.permissionset.') and j['roles'][0]['description']"
     "j == {}"
     "any(t['id'] == ID and t['revoked'] for t in j['tokens'])"
     "j['openapi'].startswith('3.') and '/v1/v1/apitokens/generate' in j['paths']"
@@ -181,10 +188,15 @@ status=$(curl -s -o /dev/null -w '%{http_code}' "$M" "${H[@]}" -d '{"jsonrpc":"2
 echo "$status" >"$demo/answer"
 judge "MCP notifications/initialized" "body.strip() == '202'" "$demo/answer"
 curl -s -o "$demo/answer" "$M" "${H[@]}" -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' || true
-judge "MCP tools/list" "len(j['result']['tools']) == 4 and all(t['description'] for t in j['result']['tools'])" "$demo/answer"
+judge "MCP tools/list" "len(j['result']['tools']) == 5 and all(t['description'] for t in j['result']['tools'])" "$demo/answer"
+judge "MCP tools/list: get-token-with-roles from its aggregate function (hints from semantics)" "[(t['title'], t['annotations']['readOnlyHint'], t['annotations']['destructiveHint'], t['annotations']['idempotentHint'], t['inputSchema']['required']) for t in j['result']['tools'] if t['name'] == 'get-token-with-roles'] == [('Token with its roles', True, False, True, ['id'])]" "$demo/answer"
 tool=$(python3 -c 'import json,sys; print(next(t["name"] for t in json.load(open(sys.argv[1]))["result"]["tools"] if t.get("annotations",{}).get("readOnlyHint") and not t["inputSchema"].get("required")))' "$demo/answer" 2>/dev/null || true)
 curl -s -o "$demo/answer" "$M" "${H[@]}" -d "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"$tool\",\"arguments\":{}}}" || true
 judge "MCP tools/call $tool" "not j['result'].get('isError') and any(t['id'] == ID for t in j['result']['structuredContent']['tokens'])" "$demo/answer"
+
+# The orchestrated tool (a ref to the aggregate function: steps + lookup): the token with its roles.
+curl -s -o "$demo/answer" "$M" "${H[@]}" -d "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"get-token-with-roles\",\"arguments\":{\"id\":\"$ID\"}}}" || true
+judge "MCP tools/call get-token-with-roles" "not j['result'].get('isError') and j['result']['structuredContent']['id'] == ID and j['result']['structuredContent']['roles'][0]['name'] == 'Analyst'" "$demo/answer"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -75,7 +75,9 @@ static const struct opt opts[] = {
     {"--connect-timeout", "NAFTIKOD_CONNECT_TIMEOUT_MS", OPT_UINT, "MS", "5000",
      "upstream connect timeout in milliseconds", CFG(connect_timeout_ms), BOTH},
     {"--timeout", "NAFTIKOD_TIMEOUT_MS", OPT_UINT, "MS", "30000",
-     "upstream total timeout per call in milliseconds (REST 504 beyond)", CFG(timeout_ms), BOTH},
+     "upstream total timeout per call in milliseconds, all the steps of an orchestrated call "
+     "together (REST 504 beyond)",
+     CFG(timeout_ms), BOTH},
     {"--max-response", "NAFTIKOD_MAX_RESPONSE", OPT_UINT, "BYTES", "16777216",
      "largest upstream response accepted (REST 502 beyond)", CFG(max_response), BOTH},
     {"--max-body", "NAFTIKOD_MAX_BODY", OPT_UINT, "BYTES", "1048576",

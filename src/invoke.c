@@ -3,6 +3,8 @@
 #include "naftikod/invoke.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,17 +142,15 @@ static void error_summary(json_t *j, const char *raw, size_t len, char *out, siz
         strcat(out, "...");
 }
 
-static void on_upstream(void *ud, struct nk_upstream_response *resp)
+void nk_invoke_classify(const struct nk_operation *target, const struct nk_outmap *output,
+                        json_t *inputs, struct nk_upstream_response *resp, struct nk_result *r)
 {
-    struct call *c = ud;
-    struct nk_result *r = c->res;
     json_t *j = NULL;
     char summary[300];
     struct nk_error err;
     enum nk_rc rc;
 
     memset(&err, 0, sizeof(err));
-    nk_metrics_upstream(c->op->adapter_ns, c->op->name, resp);
     r->status = resp->status;
     r->seconds = resp->seconds;
     switch (resp->rc) {
@@ -194,8 +194,8 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
                  resp->status);
         goto done;
     }
-    if (resp->status <= 299 && passes_through(c->op->output) &&
-        nk_outmap_is_identity(c->op->target) && r->raw != NULL && !all_space(r->raw, r->raw_len)) {
+    if (resp->status <= 299 && passes_through(output) && nk_outmap_is_identity(target) &&
+        r->raw != NULL && !all_space(r->raw, r->raw_len)) {
         /* The whole answer is the output: check it in one pass and hand the buffer on. */
         if (!nk_invoke_check_json(r->raw, r->raw_len)) {
             r->kind = NK_RES_BAD_UPSTREAM;
@@ -221,15 +221,15 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
             snprintf(r->message, sizeof(r->message), "out of memory");
             goto done;
         }
-        if (!nk_outmap_is_identity(c->op->target)) {
+        if (!nk_outmap_is_identity(target)) {
             json_t *pj = NULL;
-            rc = nk_outmap_project(c->op->target, j, &pj, &err);
+            rc = nk_outmap_project(target, j, &pj, &err);
             json_decref(j);
             j = pj;
             if (rc != NK_OK)
                 goto mapfail;
         }
-        rc = nk_outmap_eval(c->op->output, j, c->inputs, &r->json, &err);
+        rc = nk_outmap_eval(output, j, inputs, &r->json, &err);
         if (rc != NK_OK)
             goto mapfail;
         r->kind = NK_RES_OK;
@@ -257,18 +257,21 @@ mapfail:
 done:
     nk_utf8_fix(r->message, sizeof(r->message)); /* may end in a cut character */
     json_decref(j);
+}
+
+static void on_upstream(void *ud, struct nk_upstream_response *resp)
+{
+    struct call *c = ud;
+    struct nk_result *r = c->res;
+
+    nk_metrics_upstream(c->op->adapter_ns, c->op->name, resp);
+    nk_invoke_classify(c->op->target, c->op->output, c->inputs, resp, r);
     c->res = NULL;
     c->done(c->ud, r);
     nk_context_unref(c->ctx);
     json_decref(c->inputs);
     free(c);
 }
-
-static enum nk_rc invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
-                                const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
-                                const char *request_id, const char *caller_auth,
-                                uint64_t cancel_tag, nk_invoke_done_fn done, void *ud,
-                                struct nk_error *err);
 
 /* Does an output value template anywhere in map read the inputs? */
 static bool uses_inputs(const struct nk_outmap *map)
@@ -359,7 +362,7 @@ enum nk_rc nk_invoke_as(struct nk_context *ctx, struct nk_upstream *up, const st
                         const char *caller_auth, nk_invoke_done_fn done, void *ud,
                         struct nk_error *err)
 {
-    return invoke_tagged(ctx, up, op, args, mode, request_id, caller_auth, 0, done, ud, err);
+    return nk_invoke_tagged(ctx, up, op, args, mode, request_id, caller_auth, 0, done, ud, err);
 }
 
 enum nk_rc nk_invoke_cancellable(struct nk_context *ctx, struct nk_upstream *up,
@@ -367,22 +370,32 @@ enum nk_rc nk_invoke_cancellable(struct nk_context *ctx, struct nk_upstream *up,
                                  const char *request_id, uint64_t cancel_tag,
                                  nk_invoke_done_fn done, void *ud, struct nk_error *err)
 {
-    return invoke_tagged(ctx, up, op, args, mode, request_id, NULL, cancel_tag, done, ud, err);
+    return nk_invoke_tagged(ctx, up, op, args, mode, request_id, NULL, cancel_tag, done, ud, err);
 }
 
-static enum nk_rc invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
-                                const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
-                                const char *request_id, const char *caller_auth,
-                                uint64_t cancel_tag, nk_invoke_done_fn done, void *ud,
-                                struct nk_error *err)
+uint64_t nk_invoke_new_tag(void)
+{
+    static atomic_uint_fast64_t next;
+
+    /* the top bit keeps these apart from the MCP engines' own counters */
+    return (UINT64_C(1) << 63) | (uint64_t)(atomic_fetch_add(&next, 1) + 1);
+}
+
+enum nk_rc nk_invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
+                            const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                            const char *request_id, const char *caller_auth, uint64_t cancel_tag,
+                            nk_invoke_done_fn done, void *ud, struct nk_error *err)
 {
     enum nk_rc rc;
     struct nk_upstream_request req;
     struct call *c = NULL;
 
+    if (op->n_steps > 0)
+        return nk_invoke_steps(ctx, up, op, args, mode, request_id, caller_auth, cancel_tag, done,
+                               ud, err);
     if (op->target == NULL)
         return invoke_mock(ctx, up, op, args, mode, done, ud, err);
-    rc = nk_build_request(ctx, op, args, mode, request_id, caller_auth, &req, err);
+    rc = nk_build_request(ctx, op, args, mode, request_id, caller_auth, NULL, &req, err);
     if (rc != NK_OK)
         return rc;
     req.cancel_tag = cancel_tag;

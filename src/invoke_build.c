@@ -311,6 +311,8 @@ struct build {
     /* while the body expands: the consumed parameters' values (by param index), so a body
      * `{{p}}` reads what `with` gave parameter p */
     json_t **body_pvals;
+    /* orchestration: the outputs of the steps run so far by step name (borrowed), or NULL */
+    json_t *steps;
 };
 
 static const char *keep(struct build *b, char *s)
@@ -372,9 +374,59 @@ json_t *nk_json_by_spelling(json_t *a, json_t *b, const char *name)
     return NULL;
 }
 
-/* An argument of this build by any of its spellings (coerced values first, then raw). */
+/* `step.a.b` (step the name of a step that has run): that step's output, then member a, then
+ * b (a number indexes an array). Borrowed; NULL when name names no step or nothing is there. */
+json_t *nk_step_value(json_t *steps, const char *name)
+{
+    const char *p = name, *dot;
+    json_t *v = NULL;
+    char seg[256];
+    size_t n;
+
+    if (steps == NULL)
+        return NULL;
+    for (; p != NULL; p = dot != NULL ? dot + 1 : NULL) {
+        dot = strchr(p, '.');
+        n = dot != NULL ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof(seg))
+            return NULL;
+        memcpy(seg, p, n);
+        seg[n] = '\0';
+        if (v == NULL && p == name) {
+            v = json_object_get(steps, seg);
+            if (v == NULL)
+                return NULL;
+        } else if (json_is_object(v)) {
+            v = json_object_get(v, seg);
+        } else if (json_is_array(v) && n > 0 && strspn(seg, "0123456789") == n && n < 10) {
+            v = json_array_get(v, (size_t)strtoul(seg, NULL, 10));
+        } else {
+            return NULL;
+        }
+        if (v == NULL)
+            return NULL;
+    }
+    return json_is_null(v) ? NULL : v;
+}
+
+/* Does `name`, or its first segment (up to a '.'), name one of op's steps? */
+static bool names_step(const struct nk_exposed *op, const char *name)
+{
+    size_t n = strcspn(name, "."), i;
+
+    for (i = 0; i < op->n_steps; i++)
+        if (strlen(op->steps[i].name) == n && strncmp(op->steps[i].name, name, n) == 0)
+            return true;
+    return false;
+}
+
+/* An argument of this build by any of its spellings (coerced values first, then raw); in a
+ * step, `{{step.field}}` reads an earlier step's output instead (the loader refuses a step
+ * named like an input). */
 static json_t *find_arg_value(struct build *b, const char *name)
 {
+    if (b->steps != NULL && names_step(b->op, name))
+        return nk_step_value(b->steps, name);
     return nk_json_by_spelling(b->vals, b->raw_args, name);
 }
 
@@ -803,7 +855,7 @@ enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, 
         nk_error_set(err, "'%s' is a mock: it sends nothing upstream", op->name);
         return NK_ERR_INVALID;
     }
-    return nk_build_request(ctx, op, args, mode, request_id, NULL, out, err);
+    return nk_build_request(ctx, op, args, mode, request_id, NULL, NULL, out, err);
 }
 
 /* Does template t name a bind (a credential)? */
@@ -820,7 +872,7 @@ static bool tmpl_uses_bind(const struct build *b, const struct nk_tmpl *t)
 
 enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
                             enum nk_args_mode mode, const char *request_id, const char *caller_auth,
-                            struct nk_upstream_request *out, struct nk_error *err)
+                            json_t *steps, struct nk_upstream_request *out, struct nk_error *err)
 {
     enum nk_rc rc = NK_OK;
     const struct nk_operation *o = op->target;
@@ -838,6 +890,7 @@ enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op,
     b.op = op;
     b.caller_auth = caller_auth;
     b.raw_args = json_is_object(args) ? args : NULL;
+    b.steps = json_is_object(steps) ? steps : NULL;
     b.vals = json_object();
     pvals = calloc(o->n_params + 1, sizeof(*pvals));
     b.path_vals = calloc(o->n_params + 1, sizeof(char *));
@@ -1101,5 +1154,213 @@ out:
         nk_wipe_free(b.scratch[i]);
     free(b.scratch);
     json_decref(b.vals);
+    return rc;
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* One raw path segment of a forwarded request: refused when it is empty, a dot segment (also
+ * when encoded: %2e%2e), or holds an encoded '/' or '\', a '\', NUL, a bad escape or a byte
+ * that is not an RFC 3986 pchar. Nothing is normalised: what passes goes upstream as it came. */
+static bool fw_segment_ok(const char *s, size_t n, struct nk_error *err)
+{
+    size_t i, dots = 0, chars = 0;
+    int hi, lo, c;
+
+    if (n == 0) {
+        nk_error_set(err, "the forwarded path has an empty segment ('//')");
+        return false;
+    }
+    for (i = 0; i < n; i++, chars++) {
+        c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n) {
+                nk_error_set(err, "the forwarded path has a bad percent escape");
+                return false;
+            }
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0) {
+                nk_error_set(err, "the forwarded path has a bad percent escape");
+                return false;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+            if (c == '/' || c == '\\' || c == 0) {
+                nk_error_set(err,
+                             "the forwarded path has an encoded '%s' (refused: it could "
+                             "leave the forwarded base path)",
+                             c == '/'    ? "/"
+                             : c == '\\' ? "\\"
+                                         : "NUL");
+                return false;
+            }
+        } else if (c == '\\') {
+            nk_error_set(err, "the forwarded path has a '\\' (refused: some servers read it as "
+                              "'/')");
+            return false;
+        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     strchr("-._~!$&'()*+,;=:@", c) != NULL)) {
+            nk_error_set(err,
+                         "the forwarded path has a character that is not allowed in a URL "
+                         "path (byte 0x%02x)",
+                         (unsigned)c);
+            return false;
+        }
+        if (c == '.')
+            dots++;
+    }
+    if (dots == chars && dots <= 2) {
+        nk_error_set(err, "the forwarded path has a dot segment ('.' or '..', also encoded): "
+                          "refused, it would leave the forwarded base path");
+        return false;
+    }
+    return true;
+}
+
+enum nk_rc nk_forward_build(struct nk_context *ctx, const struct nk_forward *fw, const char *method,
+                            const char *rest, const char *query, const char *const *headers,
+                            const char *body, size_t body_len, const char *request_id,
+                            const char *caller_auth, struct nk_upstream_request *out,
+                            struct nk_error *err)
+{
+    const struct nk_consumer *cons = fw->target;
+    struct nk_exposed none;
+    struct build b;
+    struct hdrs h = {NULL, 0, 0}, auth = {NULL, 0, 0};
+    struct nk_sbuf q = {NULL, 0, 0, false}, url = {NULL, 0, 0, false};
+    enum nk_rc rc = NK_OK;
+    const char *p, *slash;
+    size_t i, j, ci;
+    bool taken;
+
+    memset(out, 0, sizeof(*out));
+    memset(&b, 0, sizeof(b));
+    memset(&none, 0, sizeof(none));
+    b.ctx = ctx;
+    b.op = &none;
+    ci = cons != NULL ? cons->index : 0;
+    if (cons == NULL || ci >= ctx->t->n_consumers || &ctx->t->consumers[ci] != cons) {
+        nk_error_set(err, "the forward target does not belong to this context's table");
+        return NK_ERR_INTERNAL;
+    }
+    /* the path: every segment checked, none rewritten */
+    for (p = rest;; p = slash + 1) {
+        slash = strchr(p, '/');
+        if (!fw_segment_ok(p, slash != NULL ? (size_t)(slash - p) : strlen(p), err))
+            return NK_ERR_INVALID;
+        if (slash == NULL)
+            break;
+    }
+    /* the consumer's authentication first (passthrough: the caller's own Authorization): its
+     * header names are not taken from the caller's trusted headers */
+    if (caller_auth != NULL) {
+        if (has_crlf(caller_auth)) {
+            nk_error_set(err, "the Authorization header contains a line break");
+            return NK_ERR_INVALID;
+        }
+        rc = hdr_add(&auth, "Authorization", caller_auth);
+    } else {
+        rc = add_auth(&b, &cons->auth, &auth, &q, err);
+    }
+    if (rc != NK_OK)
+        goto out;
+    for (i = 0; i < fw->n_headers; i++) {
+        char *hv = NULL;
+        if (caller_auth != NULL && tmpl_uses_bind(&b, &fw->headers[i].value))
+            continue; /* passthrough: the bound credential never leaves */
+        rc = expand_text(&b, &fw->headers[i].value, &hv, err);
+        if (rc == NK_OK && has_crlf(hv)) {
+            nk_error_set(err, "header '%s' must not contain a line break", fw->headers[i].name);
+            rc = NK_ERR_INVALID;
+        }
+        if (rc == NK_OK)
+            rc = hdr_add(&auth, fw->headers[i].name, hv);
+        nk_wipe_free(hv);
+        if (rc != NK_OK)
+            goto out;
+    }
+    for (i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
+        size_t n = strlen(headers[i]);
+        taken = false;
+        for (j = 0; j < auth.n && !taken; j++)
+            taken = strncasecmp(auth.v[j], headers[i], n) == 0 && auth.v[j][n] == ':';
+        if (taken || has_crlf(headers[i + 1]))
+            continue;
+        if (hdr_add(&h, headers[i], headers[i + 1]) != NK_OK)
+            goto nomem;
+    }
+    for (j = 0; j < auth.n; j++) {
+        /* the credential lines move over as they are */
+        if (hdr_add(&h, "X", "") != NK_OK)
+            goto nomem;
+        free(h.v[h.n - 1]);
+        h.v[h.n - 1] = auth.v[j];
+        auth.v[j] = NULL;
+    }
+    if (request_id != NULL && request_id[0] != '\0' && !has_crlf(request_id) &&
+        strlen(request_id) <= 200 && hdr_add(&h, "X-Request-Id", request_id) != NK_OK)
+        goto nomem;
+    nk_sb_str(&url, ctx->bases[ci]);
+    nk_sb_add(&url, "/", 1);
+    nk_sb_str(&url, rest);
+    if (query != NULL && query[0] != '\0') {
+        nk_sb_add(&url, "?", 1);
+        nk_sb_str(&url, query);
+    }
+    if (q.len > 0) {
+        /* an apikey placed in the query */
+        if (query != NULL && query[0] != '\0')
+            q.p[0] = '&';
+        nk_sb_str(&url, q.p);
+    }
+    if (q.oom || url.oom)
+        goto nomem;
+    if (body != NULL && body_len > 0) {
+        out->body = malloc(body_len + 1);
+        if (out->body == NULL)
+            goto nomem;
+        memcpy(out->body, body, body_len);
+        out->body[body_len] = '\0';
+        out->body_len = body_len;
+    }
+    out->method = strdup(method);
+    out->url = nk_sb_take(&url);
+    if (out->method == NULL || out->url == NULL)
+        goto nomem;
+    out->headers = h.v;
+    out->n_headers = h.n;
+    h.v = NULL;
+    h.n = 0;
+    rc = NK_OK;
+    goto out;
+nomem:
+    rc = NK_ERR_NOMEM;
+    nk_error_set(err, "out of memory");
+out:
+    if (rc != NK_OK)
+        nk_upstream_request_cleanup(out);
+    for (i = 0; i < h.n; i++)
+        nk_wipe_free(h.v[i]);
+    free(h.v);
+    for (i = 0; i < auth.n; i++)
+        nk_wipe_free(auth.v[i]);
+    free(auth.v);
+    nk_sb_wipe(&q);
+    nk_sb_wipe(&url);
+    for (i = 0; i < b.n_scratch; i++)
+        nk_wipe_free(b.scratch[i]);
+    free(b.scratch);
     return rc;
 }

@@ -54,16 +54,42 @@ char *nk_text_of(json_t *v);
  * NULL when absent or JSON null. */
 json_t *nk_json_by_spelling(json_t *a, json_t *b, const char *name);
 
+/* `step.a.b`: the output of step `step` (a member of steps), then its member a, then b (a
+ * number indexes an array). Borrowed; NULL when absent or JSON null. */
+json_t *nk_step_value(json_t *steps, const char *name);
+
 /* ---- invoke_build.c: arguments and the upstream request ---- */
 
 /* Check raw_args against op's inputs (required, type, pattern); results into vals by name.
  * NK_ERR_INVALID names the argument in err. */
 enum nk_rc nk_check_args(const struct nk_exposed *op, json_t *raw_args, enum nk_args_mode mode,
                          json_t *vals, struct nk_error *err);
-/* Build op's upstream request from checked args; caller_auth (passthrough) or NULL. */
+/* Build op's upstream request from checked args; caller_auth (passthrough) or NULL. steps
+ * (borrowed, or NULL): the outputs of the steps run so far by step name, which templates read as
+ * `{{step.field.sub}}` (an orchestrated operation builds each call step through a view of op
+ * whose target and bindings are the step's). */
 enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
                             enum nk_args_mode mode, const char *request_id, const char *caller_auth,
-                            struct nk_upstream_request *out, struct nk_error *err);
+                            json_t *steps, struct nk_upstream_request *out, struct nk_error *err);
+
+/* ---- invoke.c ---- */
+
+/* Turn an upstream response for target (borrowed; NULL only for tests) into r: the kind, the
+ * status, the message, and on success the answer mapped by target's outputParameters then by
+ * output (NULL: none) with inputs for its value templates. r is zeroed by the caller; takes
+ * resp->body and content_type. */
+void nk_invoke_classify(const struct nk_operation *target, const struct nk_outmap *output,
+                        json_t *inputs, struct nk_upstream_response *resp, struct nk_result *r);
+
+/* ---- invoke_steps.c ---- */
+
+/* An orchestrated call (op->n_steps > 0): check args, build the first step's request (problems
+ * there are the caller's: NK_ERR_INVALID with err, done not called), then run the steps one after
+ * another on up's loop under cancel_tag (0: a new tag), the whole bounded by up's timeout. */
+enum nk_rc nk_invoke_steps(struct nk_context *ctx, struct nk_upstream *up,
+                           const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                           const char *request_id, const char *caller_auth, uint64_t cancel_tag,
+                           nk_invoke_done_fn done, void *ud, struct nk_error *err);
 
 /* ---- jsoncheck.c ---- */
 

@@ -217,6 +217,32 @@ static void free_operation(struct nk_operation *o)
     free(o->body_vars);
 }
 
+static void free_steps(struct nk_exposed *e)
+{
+    size_t i, j;
+
+    for (i = 0; i < e->n_steps; i++) {
+        struct nk_step *st = &e->steps[i];
+        free(st->name);
+        for (j = 0; j < st->n_bindings; j++)
+            nk_tmpl_cleanup(&st->bindings[j].tmpl);
+        free(st->bindings);
+        free(st->match);
+        free(st->index_path);
+        nk_jsonpath_free(st->value_ref.path);
+        nk_tmpl_cleanup(&st->value_tmpl);
+        for (j = 0; j < st->n_fields; j++)
+            free(st->fields[j]);
+        free(st->fields);
+    }
+    free(e->steps);
+    for (i = 0; i < e->n_mappings; i++) {
+        free(e->mappings[i].target);
+        nk_jsonpath_free(e->mappings[i].value.path);
+    }
+    free(e->mappings);
+}
+
 static void free_exposed(struct nk_exposed *e)
 {
     size_t i;
@@ -237,6 +263,7 @@ static void free_exposed(struct nk_exposed *e)
     for (i = 0; i < e->n_bindings; i++)
         nk_tmpl_cleanup(&e->bindings[i].tmpl);
     free(e->bindings);
+    free_steps(e);
     if (e->output != NULL) {
         free_outmap(e->output);
         free(e->output);
@@ -283,6 +310,20 @@ void nk_optable_destroy(struct nk_optable *t)
         for (j = 0; j < a->n_ops; j++)
             free_exposed(&a->ops[j]);
         free(a->ops);
+        for (j = 0; j < a->n_forwards; j++) {
+            size_t k;
+            free(a->forwards[j].path);
+            free(a->forwards[j].prefix);
+            for (k = 0; k < a->forwards[j].n_trusted; k++)
+                free(a->forwards[j].trusted[k]);
+            free(a->forwards[j].trusted);
+            for (k = 0; k < a->forwards[j].n_headers; k++) {
+                free(a->forwards[j].headers[k].name);
+                nk_tmpl_cleanup(&a->forwards[j].headers[k].value);
+            }
+            free(a->forwards[j].headers);
+        }
+        free(a->forwards);
     }
     free(t->adapters);
     nk_optable_free_listeners(t);

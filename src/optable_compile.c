@@ -313,6 +313,19 @@ static const struct nk_param *find_param(const struct nk_operation *o, const cha
     return NULL;
 }
 
+/* The step among those compiled so far (e->steps[0..n_steps)) that a template variable reads
+ * (`step` or `step.field...`), or -1. */
+static long var_step(const struct nk_exposed *e, const char *name)
+{
+    size_t n = strcspn(name, "."), i;
+
+    for (i = 0; e->steps != NULL && i < e->n_steps; i++)
+        if (e->steps[i].name != NULL && strlen(e->steps[i].name) == n &&
+            strncmp(e->steps[i].name, name, n) == 0)
+            return (long)i;
+    return -1;
+}
+
 /* One `with` entry k: v, bound into the next free slot of e->bindings. */
 static void compile_with_entry(struct nk_loader *ld, const struct nk_adapter *a,
                                const struct nk_node *k, const struct nk_node *v,
@@ -369,6 +382,8 @@ static void compile_with_entry(struct nk_loader *ld, const struct nk_adapter *a,
         bad = false;
         if (part->kind != NK_TMPL_VAR)
             continue;
+        if (var_step(e, part->text) >= 0)
+            continue; /* an earlier step's output */
         if (nk_ld_find_bind(ld, part->text) != NULL) {
             nk_ld_check_ambiguous(ld, v, part);
             continue;
@@ -383,9 +398,15 @@ static void compile_with_entry(struct nk_loader *ld, const struct nk_adapter *a,
         }
         if (name == NULL && find_arg(e, part->text) != NULL)
             continue;
-        nk_ld_err_at(ld, v->line, nk_ld_col(v, part->offset),
-                     "'{{%s}}' names neither a declared bind nor an input of this operation",
-                     part->text);
+        if (e->steps != NULL)
+            nk_ld_err_at(ld, v->line, nk_ld_col(v, part->offset),
+                         "'{{%s}}' names neither a declared bind, an input of this operation "
+                         "nor an earlier step",
+                         part->text);
+        else
+            nk_ld_err_at(ld, v->line, nk_ld_col(v, part->offset),
+                         "'{{%s}}' names neither a declared bind nor an input of this operation",
+                         part->text);
     }
 }
 
@@ -813,6 +834,8 @@ static void check_body_vars(struct nk_loader *ld, const struct nk_adapter *a,
         bool bad = false, found = false;
         if (p != NULL && param_bound(e, p))
             continue;
+        if (var_step(e, bv->name) >= 0)
+            continue; /* an earlier step's output */
         for (name = bv->name; name != NULL && !found; name = dot != NULL ? dot + 1 : NULL) {
             found = find_arg(e, name) != NULL;
             dot = strchr(name, '.');
@@ -848,6 +871,527 @@ static void check_body_vars(struct nk_loader *ld, const struct nk_adapter *a,
     }
 }
 
+/* ---- orchestration: steps, mappings, orchestrated outputs --------------------------------- */
+
+/* "a, b, c" (the steps compiled so far) into buf. */
+static const char *step_list(const struct nk_exposed *e, size_t n, char *buf, size_t size)
+{
+    size_t i, len = 0;
+
+    buf[0] = '\0';
+    for (i = 0; i < n && len + 1 < size; i++) {
+        int w = snprintf(buf + len, size - len, "%s%s", i ? ", " : "",
+                         e->steps[i].name != NULL ? e->steps[i].name : "?");
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    if (len >= size && size > 4)
+        strcpy(buf + size - 4, "...");
+    if (n == 0)
+        snprintf(buf, size, "none");
+    return buf;
+}
+
+/* `$.STEP` then a JSONPath over that step's output; STEP one of e->steps[0..n). The step name
+ * may hold '-', which RFC 9535's dot notation does not take, so it is split off first. */
+static bool compile_stepref(struct nk_loader *ld, const struct nk_exposed *e, size_t n,
+                            const struct nk_node *v, struct nk_stepref *out)
+{
+    const char *s = v->str, *name;
+    char *q, names[256];
+    size_t len, i;
+    struct nk_error err;
+    enum nk_rc rc;
+
+    if (strncmp(s, "$.", 2) != 0 || s[2] == '\0') {
+        nk_ld_err(ld, v, "'%s' must read a step's output as '$.STEP' or '$.STEP.field' (steps: %s)",
+                  s, step_list(e, n, names, sizeof(names)));
+        return false;
+    }
+    name = s + 2;
+    len = strcspn(name, ".[");
+    for (i = 0; i < n; i++)
+        if (e->steps[i].name != NULL && strlen(e->steps[i].name) == len &&
+            strncmp(e->steps[i].name, name, len) == 0)
+            break;
+    if (i == n) {
+        nk_ld_err_at(ld, v->line, nk_ld_col(v, 2), "'%.*s' in '%s' names no %sstep (steps%s: %s)",
+                     (int)len, name, s, n < e->n_steps ? "earlier " : "",
+                     n < e->n_steps ? " so far" : "", step_list(e, n, names, sizeof(names)));
+        return false;
+    }
+    out->step = i;
+    q = malloc(strlen(name + len) + 2);
+    if (q == NULL) {
+        ld->oom = true;
+        return false;
+    }
+    q[0] = '$';
+    strcpy(q + 1, name + len);
+    memset(&err, 0, sizeof(err));
+    rc = nk_jsonpath_compile(q, &out->path, &err);
+    free(q);
+    if (rc == NK_ERR_NOMEM) {
+        ld->oom = true;
+        return false;
+    }
+    if (rc != NK_OK) {
+        nk_ld_err_at(ld, v->line, nk_ld_col(v, (unsigned)(2 + len)),
+                     "invalid JSONPath after '$.%.*s' in '%s': %s", (int)len, name, s, err.msg);
+        return false;
+    }
+    return true;
+}
+
+static const struct nk_field step_call_fields[] = {
+    {"type", NK_FK_STR, NK_FF_REQ},
+    {"name", NK_FK_STR, NK_FF_REQ},
+    {"call", NK_FK_STR, NK_FF_REQ},
+    {"with", NK_FK_MAP, 0},
+};
+static const struct nk_field step_lookup_fields[] = {
+    {"type", NK_FK_STR, NK_FF_REQ},        {"name", NK_FK_STR, NK_FF_REQ},
+    {"index", NK_FK_STR, NK_FF_REQ},       {"match", NK_FK_STR, NK_FF_REQ},
+    {"lookupValue", NK_FK_STR, NK_FF_REQ}, {"outputParameters", NK_FK_SEQ, NK_FF_REQ},
+};
+
+/* A call step: its target and its `with` bindings (compiled as a `call`'s, against the
+ * operation's arguments, with `{{step.field}}` of the earlier steps allowed). */
+static bool compile_call_step(struct nk_loader *ld, const struct nk_adapter *a,
+                              const struct nk_exposed_src *src, struct nk_exposed *e, size_t *cap,
+                              bool declared, const struct nk_node *n, struct nk_step *st)
+{
+    const struct nk_node *f[NK_NFIELDS(step_call_fields)];
+    struct nk_exposed_src ssrc;
+    const char *dot;
+    size_t i;
+
+    if (!nk_ld_fields(ld, n, "call step", step_call_fields, NK_NFIELDS(step_call_fields), f) ||
+        f[2] == NULL)
+        return false;
+    dot = strchr(f[2]->str, '.');
+    if (dot == NULL || dot == f[2]->str || dot[1] == '\0' || strchr(dot + 1, '.')) {
+        nk_ld_err(ld, f[2], "'call' must be 'namespace.operation', not '%s'", f[2]->str);
+        return false;
+    }
+    st->target = nk_ld_find_op(ld, f[2]->str);
+    if (st->target == NULL) {
+        if (!ld->oom && !nk_ld_is_broken(ld, f[2]->str))
+            nk_ld_err(ld, f[2], "'call' target '%s' is not a consumed operation", f[2]->str);
+        return false;
+    }
+    /* compile_with and check_body_vars work on e->target and e->bindings: lend them */
+    e->target = st->target;
+    compile_with(ld, a, f[3], NULL, e, cap, declared);
+    ssrc = *src;
+    ssrc.call = f[2];
+    ssrc.with = f[3];
+    if (!ld->oom)
+        check_body_vars(ld, a, &ssrc, e, cap, declared);
+    for (i = 0; i < st->target->n_params && !ld->oom; i++) {
+        const struct nk_param *p = &st->target->params[i];
+        size_t j;
+        bool bound = p->value != NULL || nk_node_get(f[3], p->name) != NULL;
+        for (j = 0; j < e->n_bindings && !bound; j++)
+            bound = e->bindings[j].param == p;
+        if (!bound && p->required)
+            nk_ld_err(ld, f[2], "required parameter '%s' of '%s' is not bound (add it to 'with')",
+                      p->name, st->target->qname);
+    }
+    st->bindings = e->bindings;
+    st->n_bindings = e->n_bindings;
+    e->bindings = NULL;
+    e->n_bindings = 0;
+    e->target = NULL;
+    return true;
+}
+
+/* A lookup step: index names an earlier step, lookupValue is `$.step...` or a template over the
+ * arguments and earlier steps, outputParameters the field names kept. */
+static bool compile_lookup_step(struct nk_loader *ld, struct nk_exposed *e, const struct nk_node *n,
+                                struct nk_step *st)
+{
+    const struct nk_node *f[NK_NFIELDS(step_lookup_fields)];
+    char names[256];
+    size_t i;
+    long k;
+    bool ok = true;
+
+    if (!nk_ld_fields(ld, n, "lookup step", step_lookup_fields, NK_NFIELDS(step_lookup_fields),
+                      f) ||
+        f[2] == NULL || f[3] == NULL || f[4] == NULL || f[5] == NULL)
+        return false;
+    k = var_step(e, f[2]->str);
+    if (k >= 0 && strchr(f[2]->str, '.') != NULL && ld->strict)
+        nk_ld_warn(ld, f[2],
+                   "a member path in a lookup 'index' ('%s') is a naftikod extension (the "
+                   "schema's index is a step name)",
+                   f[2]->str);
+    if (k < 0) {
+        nk_ld_err(ld, f[2], "lookup 'index' '%s' names no earlier step (steps so far: %s)",
+                  f[2]->str, step_list(e, e->n_steps, names, sizeof(names)));
+        ok = false;
+    }
+    st->index = k >= 0 ? (size_t)k : 0;
+    st->index_path = nk_ld_strdup(ld, f[2]->str);
+    st->match = nk_ld_strdup(ld, f[3]->str);
+    if (strncmp(f[4]->str, "$.", 2) == 0) {
+        st->value_is_ref = true;
+        if (!compile_stepref(ld, e, e->n_steps, f[4], &st->value_ref))
+            ok = false;
+    } else if (!nk_ld_tmpl(ld, f[4], NK_TMPL_MUSTACHE, &st->value_tmpl)) {
+        ok = false;
+    } else {
+        for (i = 0; i < st->value_tmpl.n; i++) {
+            const struct nk_tmpl_part *p = &st->value_tmpl.parts[i];
+            const char *dot;
+            if (p->kind != NK_TMPL_VAR || var_step(e, p->text) >= 0 || find_arg(e, p->text))
+                continue;
+            dot = strrchr(p->text, '.');
+            if (dot != NULL && find_arg(e, dot + 1) != NULL) /* rest.x, tools.x, ns.x */
+                continue;
+            nk_ld_err_at(ld, f[4]->line, nk_ld_col(f[4], p->offset),
+                         "'{{%s}}' in lookupValue names neither an input of this operation nor "
+                         "an earlier step",
+                         p->text);
+            ok = false;
+        }
+    }
+    st->fields = calloc(f[5]->n ? f[5]->n : 1, sizeof(*st->fields));
+    if (st->fields == NULL) {
+        ld->oom = true;
+        return false;
+    }
+    if (f[5]->n == 0) {
+        nk_ld_err(ld, f[5], "a lookup step's 'outputParameters' must name at least one field");
+        ok = false;
+    }
+    for (i = 0; i < f[5]->n; i++) {
+        const struct nk_node *fn = f[5]->items[i];
+        if (!nk_node_is_string(fn)) {
+            nk_ld_err(ld, fn, "a lookup step's outputParameters are field names (strings)");
+            ok = false;
+            continue;
+        }
+        st->fields[st->n_fields++] = nk_ld_strdup(ld, fn->str);
+    }
+    return ok;
+}
+
+static void compile_steps(struct nk_loader *ld, const struct nk_adapter *a,
+                          const struct nk_exposed_src *src, struct nk_exposed *e, size_t *cap,
+                          bool declared)
+{
+    const struct nk_node *seq = src->steps;
+    size_t i, j;
+
+    if (seq->n == 0) {
+        nk_ld_err(ld, seq, "'steps' must list at least one step");
+        return;
+    }
+    if (seq->n > NK_MAX_STEPS) {
+        nk_ld_err(ld, seq, "%zu steps: naftikod runs at most %d steps in one operation", seq->n,
+                  NK_MAX_STEPS);
+        return;
+    }
+    e->steps = calloc(seq->n, sizeof(*e->steps));
+    if (e->steps == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (i = 0; i < seq->n && !ld->oom; i++) {
+        const struct nk_node *n = seq->items[i], *type = nk_node_get(n, "type"),
+                             *name = nk_node_get(n, "name");
+        struct nk_step *st = &e->steps[e->n_steps];
+        char where[1200];
+        bool ok;
+        if (n->kind != NK_NODE_MAPPING) {
+            nk_ld_err(ld, n, "a step must be a mapping");
+            continue;
+        }
+        if (type == NULL || !nk_node_is_string(type)) {
+            nk_ld_err(ld, type != NULL ? type : n,
+                      "a step needs a 'type' (call or lookup) and a 'name'");
+            continue;
+        }
+        if (strcmp(type->str, "script") == 0) {
+            nk_ld_err(ld, type,
+                      "a script step ('type: script') needs a script engine, which naftikod does "
+                      "not have: use 'call' and 'lookup' steps");
+            continue;
+        }
+        if (strcmp(type->str, "call") != 0 && strcmp(type->str, "lookup") != 0) {
+            nk_ld_err(ld, type, "unknown step type '%s' (expected call or lookup)", type->str);
+            continue;
+        }
+        if (name == NULL || !nk_node_is_string(name) || name->str[0] == '\0') {
+            nk_ld_err(ld, name != NULL ? name : n, "a step needs a 'name' (a string)");
+            continue;
+        }
+        nk_ld_strict_kebab(ld, name, "step name");
+        for (j = 0; j < e->n_steps; j++)
+            if (e->steps[j].name != NULL && strcmp(e->steps[j].name, name->str) == 0)
+                break;
+        if (j < e->n_steps) {
+            nk_ld_err(ld, name, "duplicate step name '%s' (first at %s)", name->str,
+                      nk_ld_where(ld, &e->steps[j].pos, where, sizeof(where)));
+            continue;
+        }
+        if (strchr(name->str, '.') != NULL) {
+            nk_ld_err(ld, name, "step name '%s' must not contain '.' (it is read as '%s.field')",
+                      name->str, name->str);
+            continue;
+        }
+        if (strcmp(name->str, "rest") == 0 || strcmp(name->str, "tools") == 0 ||
+            strcmp(name->str, a->ns) == 0 ||
+            (ld->agg_ns != NULL && strcmp(name->str, ld->agg_ns) == 0)) {
+            nk_ld_err(ld, name,
+                      "step name '%s' is how arguments are written ('%s.x'): choose another",
+                      name->str, name->str);
+            continue;
+        }
+        if (find_arg(e, name->str) != NULL) {
+            nk_ld_err(ld, name,
+                      "step name '%s' is also an input of this operation: '{{%s}}' would be "
+                      "ambiguous",
+                      name->str, name->str);
+            continue;
+        }
+        st->pos = nk_ld_pos(ld, n);
+        if (strcmp(type->str, "call") == 0) {
+            st->kind = NK_STEP_CALL;
+            ok = compile_call_step(ld, a, src, e, cap, declared, n, st);
+        } else {
+            st->kind = NK_STEP_LOOKUP;
+            if (e->n_steps == 0) {
+                nk_ld_err(ld, type,
+                          "a lookup step reads an earlier step: the first step must be "
+                          "a call");
+                continue;
+            }
+            ok = compile_lookup_step(ld, e, n, st);
+        }
+        /* counted even when it has errors (its parts are freed with the table), and named so
+         * that later references to it do not cascade */
+        st->name = nk_ld_strdup(ld, name->str);
+        e->n_steps++;
+        (void)ok;
+    }
+}
+
+/* `mappings[]`: {targetName, value: $.step...}; with declared outputParameters, targetName's
+ * first segment must be one of them. */
+static void compile_mappings(struct nk_loader *ld, const struct nk_exposed_src *src,
+                             struct nk_exposed *e)
+{
+    static const struct nk_field fields[] = {{"targetName", NK_FK_STR, NK_FF_REQ},
+                                             {"value", NK_FK_STR, NK_FF_REQ}};
+    const struct nk_node *seq = src->mappings;
+    size_t i, j;
+
+    e->mappings = calloc(seq->n ? seq->n : 1, sizeof(*e->mappings));
+    if (e->mappings == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (i = 0; i < seq->n && !ld->oom; i++) {
+        const struct nk_node *f[2];
+        struct nk_stepmap *m = &e->mappings[e->n_mappings];
+        const char *t, *s;
+        size_t seglen;
+        bool ok = true;
+        if (!nk_ld_fields(ld, seq->items[i], "mapping", fields, 2, f) || f[0] == NULL ||
+            f[1] == NULL)
+            continue;
+        t = f[0]->str;
+        for (s = t; *s && ok; s++)
+            ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                 *s == '-' || *s == '_' || *s == '.';
+        if (!ok || t[0] == '\0' || t[0] == '.' || t[strlen(t) - 1] == '.' || strstr(t, "..")) {
+            nk_ld_err(ld, f[0],
+                      "targetName '%s' must be names of [a-zA-Z0-9-_] joined by '.' (e.g. "
+                      "route.from)",
+                      t);
+            continue;
+        }
+        seglen = strcspn(t, ".");
+        if (src->outputs != NULL && src->outputs->n > 0) {
+            for (j = 0; j < src->outputs->n; j++) {
+                const struct nk_node *nm = nk_node_get(src->outputs->items[j], "name");
+                if (nm != NULL && nk_node_is_string(nm) && strlen(nm->str) == seglen &&
+                    strncmp(nm->str, t, seglen) == 0)
+                    break;
+            }
+            if (j == src->outputs->n) {
+                nk_ld_err(ld, f[0],
+                          "targetName '%s' is not one of the outputParameters (it would be "
+                          "dropped from the answer)",
+                          t);
+                continue;
+            }
+        }
+        if (!compile_stepref(ld, e, e->n_steps, f[1], &m->value))
+            continue;
+        m->target = nk_ld_strdup(ld, t);
+        e->n_mappings++;
+    }
+}
+
+/* `$['name']` for an orchestrated output's own field. */
+static bool field_path(struct nk_loader *ld, const char *name, struct nk_jsonpath **out)
+{
+    size_t n = strlen(name), i, k = 0;
+    char *q = malloc(2 * n + 6);
+    enum nk_rc rc;
+
+    if (q == NULL) {
+        ld->oom = true;
+        return false;
+    }
+    q[k++] = '$';
+    q[k++] = '[';
+    q[k++] = '\'';
+    for (i = 0; i < n; i++) {
+        if (name[i] == '\'' || name[i] == '\\')
+            q[k++] = '\\';
+        q[k++] = name[i];
+    }
+    q[k++] = '\'';
+    q[k++] = ']';
+    q[k] = '\0';
+    rc = nk_jsonpath_compile(q, out, NULL);
+    free(q);
+    if (rc == NK_ERR_NOMEM)
+        ld->oom = true;
+    return rc == NK_OK;
+}
+
+/* An orchestrated outputParameter ({name, type, properties | items}) as an outmap node that
+ * reads the field `name` of the object the mappings built (or of its parent) and coerces it.
+ * named: the entry must carry `name` (top level and list items). */
+static bool compile_orch_out(struct nk_loader *ld, const struct nk_node *n, const char *key,
+                             struct nk_outmap *m, bool named)
+{
+    static const struct nk_field fields[] = {
+        {"name", NK_FK_STR, 0},
+        {"type", NK_FK_STR, NK_FF_REQ},
+        {"properties", NK_FK_MAP, 0},
+        {"items", NK_FK_ANY, 0},
+        {"description", NK_FK_STR, NK_FF_EXT},
+    };
+    const struct nk_node *f[NK_NFIELDS(fields)];
+    const char *name = key;
+    size_t i;
+    bool ok = true;
+
+    if (!nk_ld_fields(ld, n, "orchestrated outputParameter", fields, NK_NFIELDS(fields), f) ||
+        f[1] == NULL)
+        return false;
+    if (f[0] != NULL)
+        name = f[0]->str;
+    if (named && f[0] == NULL) {
+        nk_ld_err(ld, n, "missing required field 'name' in orchestrated outputParameter");
+        return false;
+    }
+    if (!nk_ld_type(ld, f[1], &m->type))
+        return false;
+    if (name != NULL) {
+        m->name = nk_ld_strdup(ld, name);
+        if (!field_path(ld, name, &m->mapping))
+            return false;
+    }
+    if (f[2] != NULL && m->type != NK_TYPE_OBJECT) {
+        nk_ld_err(ld, f[2], "'properties' needs type object, not %s", nk_type_name(m->type));
+        return false;
+    }
+    if (f[3] != NULL && m->type != NK_TYPE_ARRAY) {
+        nk_ld_err(ld, f[3], "'items' needs type array, not %s", nk_type_name(m->type));
+        return false;
+    }
+    if (f[2] != NULL) {
+        m->props = calloc(f[2]->n ? f[2]->n : 1, sizeof(*m->props));
+        if (m->props == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        for (i = 0; i < f[2]->n && !ld->oom; i++)
+            if (!compile_orch_out(ld, f[2]->pairs[i].value, f[2]->pairs[i].key->str,
+                                  &m->props[m->n_props++], false))
+                ok = false;
+    }
+    if (f[3] != NULL) {
+        m->items = calloc(1, sizeof(*m->items));
+        if (m->items == NULL) {
+            ld->oom = true;
+            return false;
+        }
+        if (f[3]->kind == NK_NODE_SEQUENCE) {
+            /* the schema's form: the fields of each item, each with its name */
+            m->items->type = NK_TYPE_OBJECT;
+            m->items->props = calloc(f[3]->n ? f[3]->n : 1, sizeof(*m->items->props));
+            if (m->items->props == NULL) {
+                ld->oom = true;
+                return false;
+            }
+            for (i = 0; i < f[3]->n && !ld->oom; i++)
+                if (!compile_orch_out(ld, f[3]->items[i], NULL,
+                                      &m->items->props[m->items->n_props++], true))
+                    ok = false;
+        } else if (f[3]->kind == NK_NODE_MAPPING) {
+            /* one item shape (naftikod also takes this form) */
+            if (ld->strict)
+                nk_ld_warn(ld, f[3],
+                           "'items' as a mapping in an orchestrated outputParameter is not in "
+                           "the naftiko 1.0.0-alpha2 schema (a sequence of named fields)");
+            if (!compile_orch_out(ld, f[3], NULL, m->items, false))
+                ok = false;
+        } else {
+            nk_ld_err(ld, f[3], "'items' must be a sequence of named fields or a mapping");
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static void compile_orch_outputs(struct nk_loader *ld, const struct nk_exposed_src *src,
+                                 struct nk_exposed *e)
+{
+    const struct nk_node *seq = src->outputs;
+    size_t i, j;
+
+    e->output = calloc(1, sizeof(*e->output));
+    if (e->output != NULL)
+        e->output->props = calloc(seq->n ? seq->n : 1, sizeof(*e->output->props));
+    if (e->output == NULL || e->output->props == NULL) {
+        ld->oom = true;
+        return;
+    }
+    e->output->type = NK_TYPE_OBJECT;
+    for (i = 0; i < seq->n && !ld->oom; i++) {
+        struct nk_outmap *m = &e->output->props[e->output->n_props++];
+        if (!compile_orch_out(ld, seq->items[i], NULL, m, true) || m->name == NULL)
+            continue;
+        for (j = 0; j + 1 < e->output->n_props; j++)
+            if (e->output->props[j].name != NULL && strcmp(e->output->props[j].name, m->name) == 0)
+                nk_ld_err(ld, seq->items[i], "duplicate outputParameter '%s'", m->name);
+    }
+    /* an output no mapping fills is always null: almost always a spelling mistake */
+    for (i = 0; i < e->output->n_props && e->n_mappings > 0; i++) {
+        const char *nm = e->output->props[i].name;
+        bool filled = false;
+        for (j = 0; nm != NULL && j < e->n_mappings && !filled; j++)
+            filled = strncmp(e->mappings[j].target, nm, strlen(nm)) == 0 &&
+                     (e->mappings[j].target[strlen(nm)] == '\0' ||
+                      e->mappings[j].target[strlen(nm)] == '.');
+        if (nm != NULL && !filled)
+            nk_ld_warn(ld, seq->items[i],
+                       "outputParameter '%s' is filled by no mapping (it is "
+                       "always null)",
+                       nm);
+    }
+}
+
 /* ---- one exposed operation --------------------------------------------------------------- */
 
 void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
@@ -860,16 +1404,6 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
     struct outctx oc;
     size_t cap = 0, i, first;
 
-    if (src->steps != NULL) {
-        /* the one place orchestration is refused until steps run (issue 15 item 2): an
-         * aggregate function's steps compile here, as an operation's will */
-        const struct nk_node *at = src->steps;
-        for (i = 0; src->fn != NULL && i < src->fn->n; i++)
-            if (src->fn->pairs[i].value == src->steps)
-                at = src->fn->pairs[i].key;
-        nk_ld_err(ld, at, "'steps' in aggregate function is not supported by naftikod yet");
-        return;
-    }
     /* declared inputs: the resource's first, then the operation's (or its function's) */
     if (src->rinputs != NULL)
         for (i = 0; i < src->rinputs->n && !ld->oom; i++)
@@ -923,7 +1457,24 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
                           e->args[i].name, e->path, e->args[i].name);
         }
     }
-    if (src->call != NULL) {
+    if (src->steps != NULL) {
+        if (src->call != NULL)
+            nk_ld_err(ld, src->call,
+                      "an operation has either 'call' or 'steps', not both (put the call in a "
+                      "step)");
+        if (src->with != NULL || src->fwith != NULL)
+            nk_ld_err(ld, src->with != NULL ? src->with : src->fwith,
+                      "'with' beside 'steps' has no call to feed: give each call step its own "
+                      "'with'");
+        compile_steps(ld, a, src, e, &cap, declared);
+        if (src->mappings != NULL && !ld->oom)
+            compile_mappings(ld, src, e);
+    } else if (src->mappings != NULL) {
+        nk_ld_err(ld, src->mappings, "'mappings' read the outputs of 'steps', and there are none");
+    }
+    if (src->steps != NULL) {
+        /* compiled above */
+    } else if (src->call != NULL) {
         const char *dot = strchr(src->call->str, '.');
         if (dot == NULL || dot == src->call->str || dot[1] == '\0' || strchr(dot + 1, '.')) {
             nk_ld_err(ld, src->call, "'call' must be 'namespace.operation', not '%s'",
@@ -956,8 +1507,10 @@ void nk_compile_exposed(struct nk_loader *ld, const struct nk_adapter *a,
     }
     oc.a = a;
     oc.e = e;
-    oc.mock = src->call == NULL;
-    if (oc.mock && src->outputs != NULL && !ld->oom) {
+    oc.mock = src->call == NULL && src->steps == NULL;
+    if (src->steps != NULL && src->outputs != NULL && src->outputs->n > 0 && !ld->oom) {
+        compile_orch_outputs(ld, src, e);
+    } else if (oc.mock && src->outputs != NULL && !ld->oom) {
         /* a mock answers the object {name: value, ...} of its named entries */
         e->output = calloc(1, sizeof(*e->output));
         if (e->output != NULL)

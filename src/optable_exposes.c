@@ -3,6 +3,7 @@
  * operation or tool is then compiled by optable_compile.c. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "optable_int.h"
 
@@ -42,15 +43,12 @@ enum {
 };
 
 static const struct nk_field rres_fields[] = {
-    {"path", NK_FK_STR, NK_FF_REQ},
-    {"name", NK_FK_STR, 0},
-    {"label", NK_FK_STR, 0},
-    {"description", NK_FK_STR, 0},
-    {"inputParameters", NK_FK_SEQ, 0},
-    {"operations", NK_FK_SEQ, 0},
-    {"forward", NK_FK_ANY, NK_FF_UNSUP},
+    {"path", NK_FK_STR, NK_FF_REQ},    {"name", NK_FK_STR, 0},
+    {"label", NK_FK_STR, 0},           {"description", NK_FK_STR, 0},
+    {"inputParameters", NK_FK_SEQ, 0}, {"operations", NK_FK_SEQ, 0},
+    {"forward", NK_FK_MAP, 0},
 };
-enum { RR_PATH, RR_NAME, RR_LABEL, RR_DESCRIPTION, RR_INPUTS, RR_OPERATIONS };
+enum { RR_PATH, RR_NAME, RR_LABEL, RR_DESCRIPTION, RR_INPUTS, RR_OPERATIONS, RR_FORWARD };
 
 static const struct nk_field rop_fields[] = {
     {"method", NK_FK_STR, NK_FF_REQ},
@@ -62,8 +60,8 @@ static const struct nk_field rop_fields[] = {
     {"with", NK_FK_MAP, 0},
     {"outputParameters", NK_FK_SEQ, 0},
     {"ref", NK_FK_STR, 0},
-    {"steps", NK_FK_ANY, NK_FF_UNSUP},
-    {"mappings", NK_FK_ANY, NK_FF_UNSUP},
+    {"steps", NK_FK_SEQ, 0},
+    {"mappings", NK_FK_SEQ, 0},
 };
 enum {
     RO_METHOD,
@@ -74,7 +72,9 @@ enum {
     RO_CALL,
     RO_WITH,
     RO_OUTPUTS,
-    RO_REF
+    RO_REF,
+    RO_STEPS,
+    RO_MAPPINGS
 };
 
 /* name and description are required unless `ref` supplies them (checked by load_mcp) */
@@ -89,8 +89,8 @@ static const struct nk_field tool_fields[] = {
     {"with", NK_FK_MAP, 0},
     {"outputParameters", NK_FK_SEQ, 0},
     {"ref", NK_FK_STR, 0},
-    {"steps", NK_FK_ANY, NK_FF_UNSUP},
-    {"mappings", NK_FK_ANY, NK_FF_UNSUP},
+    {"steps", NK_FK_SEQ, 0},
+    {"mappings", NK_FK_SEQ, 0},
 };
 enum {
     T_NAME,
@@ -102,7 +102,9 @@ enum {
     T_CALL,
     T_WITH,
     T_OUTPUTS,
-    T_REF
+    T_REF,
+    T_STEPS,
+    T_MAPPINGS
 };
 
 static const struct nk_field hint_fields[] = {{"readOnly", NK_FK_BOOL, 0},
@@ -401,10 +403,18 @@ static const struct nk_node *apply_ref(struct nk_loader *ld, const struct nk_nod
                   ref->str);
         return NULL;
     }
+    if (src->steps != NULL || src->mappings != NULL) {
+        nk_ld_err(ld, src->steps != NULL ? src->steps : src->mappings,
+                  "an operation with 'ref' has no '%s' of its own (the function '%s' makes the "
+                  "calls)",
+                  src->steps != NULL ? "steps" : "mappings", ref->str);
+        return NULL;
+    }
     src->fn = fn;
     src->call = get_kind(fn, "call", NK_NODE_SCALAR);
     src->fwith = get_kind(fn, "with", NK_NODE_MAPPING);
     src->steps = get_kind(fn, "steps", NK_NODE_SEQUENCE);
+    src->mappings = get_kind(fn, "mappings", NK_NODE_SEQUENCE);
     in = get_kind(fn, "inputParameters", NK_NODE_SEQUENCE);
     if ((src->inputs == NULL || src->inputs->n == 0) && in != NULL && in->n > 0) {
         src->inputs = in;
@@ -551,6 +561,172 @@ static bool compile_route(struct nk_loader *ld, struct nk_exposed *e)
     return ok;
 }
 
+/* Headers a forward never takes from the caller: framing and hop-by-hop ones, which naftikod
+ * (libcurl) sets for the upstream connection itself. */
+static const char *const untrusted_headers[] = {
+    "Host",   "Content-Length", "Transfer-Encoding", "Connection",       "Keep-Alive",
+    "TE",     "Trailer",        "Upgrade",           "Proxy-Connection", "Proxy-Authorization",
+    "Expect", "X-Request-Id",   "X-Forwarded-For",   "Forwarded",
+};
+
+static bool is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *s) != NULL))
+            return false;
+    return true;
+}
+
+/* The target consumer's own `inputParameters` with a `value`: headers go with every forwarded
+ * request (as in the reference runtime); other placements are refused rather than dropped. */
+static bool forward_headers(struct nk_loader *ld, struct nk_forward *fw, const struct nk_node *at)
+{
+    size_t ci = fw->target->index, i;
+    enum nk_rc rc;
+    const struct nk_node *inputs = ci < ld->n_consumer_nodes && ld->consumer_nodes[ci] != NULL
+                                       ? nk_node_get(ld->consumer_nodes[ci], "inputParameters")
+                                       : NULL;
+
+    if (inputs == NULL || inputs->kind != NK_NODE_SEQUENCE)
+        return true;
+    fw->headers = calloc(inputs->n ? inputs->n : 1, sizeof(*fw->headers));
+    if (fw->headers == NULL) {
+        ld->oom = true;
+        return false;
+    }
+    for (i = 0; i < inputs->n; i++) {
+        const struct nk_node *p = inputs->items[i], *name = nk_node_get(p, "name"),
+                             *in = nk_node_get(p, "in"), *value = nk_node_get(p, "value");
+        struct nk_header *h;
+        if (name == NULL || in == NULL || value == NULL || !nk_node_is_string(name) ||
+            !nk_node_is_string(in))
+            continue; /* an input of the consumer's operations: nothing to send here */
+        if (strcmp(in->str, "header") != 0) {
+            nk_ld_err(ld, at,
+                      "consumer '%s' has an inputParameter '%s' in: %s with a value, which a "
+                      "forward does not send (only in: header ones)",
+                      fw->target->ns, name->str, in->str);
+            return false;
+        }
+        h = &fw->headers[fw->n_headers];
+        rc = nk_tmpl_compile(value->str, NK_TMPL_MUSTACHE, &h->value, NULL);
+        if (rc == NK_ERR_NOMEM) {
+            ld->oom = true;
+            return false;
+        }
+        if (rc != NK_OK)
+            continue; /* reported where the consumer loaded */
+        h->name = nk_ld_strdup(ld, name->str);
+        fw->n_headers++;
+    }
+    return true;
+}
+
+/* `forward: {targetNamespace, trustedHeaders}` on the resource at `path`. The path must end in
+ * one variable segment (`/notion/{path}`) that takes the rest of the request path. */
+static void load_forward(struct nk_loader *ld, struct nk_adapter *a, const struct nk_node *pathn,
+                         const struct nk_node *fwn)
+{
+    static const struct nk_field fields[] = {{"targetNamespace", NK_FK_STR, NK_FF_REQ},
+                                             {"trustedHeaders", NK_FK_SEQ, 0}};
+    const struct nk_node *f[2];
+    struct nk_forward *fw;
+    struct nk_tmpl t;
+    const char *slash;
+    char where[1200];
+    size_t i, j;
+
+    if (!nk_ld_fields(ld, fwn, "forward", fields, 2, f) || f[0] == NULL)
+        return;
+    memset(&t, 0, sizeof(t));
+    if (!nk_ld_tmpl(ld, pathn, NK_TMPL_PATH, &t))
+        return;
+    slash = strrchr(pathn->str, '/');
+    if (t.n < 2 || t.parts[t.n - 1].kind != NK_TMPL_VAR || t.parts[t.n - 2].kind != NK_TMPL_LIT ||
+        slash == NULL || slash == pathn->str || slash[1] != '{' ||
+        pathn->str[pathn->len - 1] != '}') {
+        nk_ld_err(ld, pathn,
+                  "a forward resource's path must end in one variable segment that takes the "
+                  "rest of the request path (e.g. /notion/{path}), not '%s'",
+                  pathn->str);
+        nk_tmpl_cleanup(&t);
+        return;
+    }
+    for (i = 0; i + 1 < t.n; i++)
+        if (t.parts[i].kind == NK_TMPL_VAR) {
+            nk_ld_err(ld, pathn,
+                      "a forward resource's path has one variable, its last segment ('%s' has "
+                      "more)",
+                      pathn->str);
+            nk_tmpl_cleanup(&t);
+            return;
+        }
+    nk_tmpl_cleanup(&t);
+    for (i = 0; i < a->n_forwards; i++)
+        if (a->forwards[i].prefix != NULL &&
+            strlen(a->forwards[i].prefix) == (size_t)(slash - pathn->str) &&
+            strncmp(a->forwards[i].prefix, pathn->str, (size_t)(slash - pathn->str)) == 0) {
+            nk_ld_err(ld, pathn, "path '%s' is forwarded twice (first at %s)", pathn->str,
+                      nk_ld_where(ld, &a->forwards[i].pos, where, sizeof(where)));
+            return;
+        }
+    fw = &a->forwards[a->n_forwards];
+    memset(fw, 0, sizeof(*fw));
+    for (i = 0; i < ld->t->n_consumers; i++)
+        if (strcmp(ld->t->consumers[i].ns, f[0]->str) == 0)
+            fw->target = &ld->t->consumers[i];
+    if (fw->target == NULL) {
+        if (!nk_ld_is_broken(ld, f[0]->str))
+            nk_ld_err(ld, f[0], "forward 'targetNamespace' '%s' names no consumes namespace",
+                      f[0]->str);
+        return;
+    }
+    /* counted from here on: what it holds is freed with the table, whatever fails below */
+    a->n_forwards++;
+    fw->pos = nk_ld_pos(ld, fwn);
+    if (f[1] != NULL) {
+        fw->trusted = calloc(f[1]->n ? f[1]->n : 1, sizeof(*fw->trusted));
+        if (fw->trusted == NULL) {
+            ld->oom = true;
+            return;
+        }
+    }
+    for (i = 0; f[1] != NULL && i < f[1]->n; i++) {
+        const struct nk_node *h = f[1]->items[i];
+        bool bad = false;
+        if (!nk_node_is_string(h) || !is_token(h->str)) {
+            nk_ld_err(ld, h, "a trusted header must be a header name (an RFC 9110 token)");
+            continue;
+        }
+        for (j = 0; j < sizeof(untrusted_headers) / sizeof(untrusted_headers[0]); j++)
+            if (strcasecmp(h->str, untrusted_headers[j]) == 0)
+                bad = true;
+        if (bad) {
+            nk_ld_err(ld, h,
+                      "'%s' cannot be a trusted header: naftikod sets it for the upstream "
+                      "request itself",
+                      h->str);
+            continue;
+        }
+        fw->trusted[fw->n_trusted++] = nk_ld_strdup(ld, h->str);
+    }
+    if (f[1] == NULL && ld->strict)
+        nk_ld_warn(ld, fwn, "a forward without 'trustedHeaders' passes no header of the caller");
+    if (!forward_headers(ld, fw, f[0]))
+        return;
+    fw->path = nk_ld_strdup(ld, pathn->str);
+    fw->prefix = malloc((size_t)(slash - pathn->str) + 1);
+    if (fw->prefix == NULL) {
+        ld->oom = true;
+        return;
+    }
+    memcpy(fw->prefix, pathn->str, (size_t)(slash - pathn->str));
+    fw->prefix[slash - pathn->str] = '\0';
+}
+
 static void load_rest(struct nk_loader *ld, const struct nk_node *n, const struct nk_node *aggs)
 {
     const struct nk_node *f[NK_NFIELDS(rest_fields)];
@@ -573,6 +749,11 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n, const struc
         nk_ld_auth(ld, f[X_AUTH], &a->auth, &a->oauth);
     if (a == NULL || ld->oom || f[X_RESOURCES] == NULL)
         return;
+    a->forwards = calloc(f[X_RESOURCES]->n ? f[X_RESOURCES]->n : 1, sizeof(*a->forwards));
+    if (a->forwards == NULL) {
+        ld->oom = true;
+        return;
+    }
     for (i = 0; i < f[X_RESOURCES]->n && !ld->oom; i++) {
         const struct nk_node *rf[NK_NFIELDS(rres_fields)];
         struct nk_tmpl ptmpl;
@@ -589,6 +770,8 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n, const struc
         if (!nk_ld_tmpl(ld, rf[RR_PATH], NK_TMPL_PATH, &ptmpl))
             continue;
         nk_tmpl_cleanup(&ptmpl);
+        if (rf[RR_FORWARD] != NULL)
+            load_forward(ld, a, rf[RR_PATH], rf[RR_FORWARD]);
         if (rf[RR_OPERATIONS] == NULL) {
             if (nk_node_get(f[X_RESOURCES]->items[i], "forward") == NULL)
                 nk_ld_err(ld, f[X_RESOURCES]->items[i], "REST resource '%s' has no operations",
@@ -625,6 +808,8 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n, const struc
             src.inputs = of[RO_INPUTS];
             src.rinputs = rf[RR_INPUTS];
             src.outputs = of[RO_OUTPUTS];
+            src.steps = of[RO_STEPS];
+            src.mappings = of[RO_MAPPINGS];
             agg_ns = NULL;
             if (of[RO_REF] != NULL) {
                 const struct nk_node *fn = apply_ref(ld, aggs, of[RO_REF], &src, &agg_ns);
@@ -644,8 +829,7 @@ static void load_rest(struct nk_loader *ld, const struct nk_node *n, const struc
                 nk_ld_err(ld, src.node,
                           "a REST operation needs one of 'call' (one consumed operation), "
                           "'steps' (orchestration), 'ref' (an aggregate function) or "
-                          "outputParameters with 'value' (a mock); naftikod runs 'call', 'ref' "
-                          "and mocks ('steps' is not supported yet)");
+                          "outputParameters with 'value' (a mock)");
             else if (runnable(&src))
                 compile(ld, a, &src, e, agg_ns);
         }
@@ -708,6 +892,8 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n, const struct
         src.with = tf[T_WITH];
         src.inputs = tf[T_INPUTS];
         src.outputs = tf[T_OUTPUTS];
+        src.steps = tf[T_STEPS];
+        src.mappings = tf[T_MAPPINGS];
         if (tf[T_REF] != NULL) {
             fn = apply_ref(ld, aggs, tf[T_REF], &src, &agg_ns);
             if (fn == NULL)
@@ -753,8 +939,7 @@ static void load_mcp(struct nk_loader *ld, const struct nk_node *n, const struct
             nk_ld_err(ld, tn,
                       "an MCP tool needs one of 'call' (one consumed operation), 'steps' "
                       "(orchestration), 'ref' (an aggregate function) or outputParameters "
-                      "with 'value' (a mock); naftikod runs 'call', 'ref' and mocks ('steps' "
-                      "is not supported yet)");
+                      "with 'value' (a mock)");
         else if (!ld->oom && runnable(&src))
             compile(ld, a, &src, e, agg_ns);
     }

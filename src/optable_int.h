@@ -142,10 +142,12 @@ struct nk_exposed_src {
     const struct nk_node *inputs;  /* sequence: the operation's own inputParameters */
     const struct nk_node *rinputs; /* sequence: the REST resource's inputParameters */
     const struct nk_node *outputs; /* sequence */
+    /* orchestration: the operation's own, or (with `ref`) its aggregate function's */
+    const struct nk_node *steps;    /* sequence */
+    const struct nk_node *mappings; /* sequence */
     /* an operation with `ref`: the aggregate function supplies what the operation leaves out */
     const struct nk_node *fn;    /* the function's mapping, or NULL (no `ref`) */
     const struct nk_node *fwith; /* mapping: the function's `with`; the operation's wins by key */
-    const struct nk_node *steps; /* the function's `steps` (orchestration), or NULL */
     bool fn_inputs;              /* inputs are the function's (MCP form: no `in`) */
 };
 

@@ -21,6 +21,7 @@
 #include "naftikod/optable.h"
 #include "naftikod/problem.h"
 #include "naftikod/server.h"
+#include "naftikod/template.h"
 
 #define MAX_SEGMENTS 64
 #define MAX_VARS 16
@@ -33,8 +34,10 @@ struct call {
     bool audit;
     const struct nk_exposed *op; /* borrowed from ctx's table */
     char rule[160];
-    json_t *audit_args; /* owned, or NULL */
-    double t0;          /* dispatch time, monotonic seconds */
+    json_t *audit_args;     /* owned, or NULL */
+    double t0;              /* dispatch time, monotonic seconds */
+    struct nk_upstream *up; /* borrowed: the loop's client the call runs on */
+    uint64_t tag;           /* an orchestrated call's cancel tag, else 0 */
 };
 
 static double mono_s(void)
@@ -89,6 +92,15 @@ static const char *outcome_of(enum nk_result_kind k)
     default:
         return "internal";
     }
+}
+
+/* The caller closed the connection of an orchestrated call: stop the step in flight (its
+ * completion ends the call and answers the closed request, which frees c). */
+static void caller_gone(void *ud)
+{
+    struct call *c = ud;
+
+    nk_upstream_cancel(c->up, c->tag);
 }
 
 struct seg {
@@ -562,6 +574,245 @@ static void on_done(void *ud, struct nk_result *r)
     free(c);
 }
 
+/* ---- forward ------------------------------------------------------------------------------ */
+
+struct fwcall {
+    struct nk_http_req *req;
+    struct nk_context *ctx; /* reference held until the answer */
+    struct nk_upstream *up;
+    uint64_t tag;
+    /* the audit record (only when the audit trail is on) */
+    const struct nk_forward *fw; /* borrowed from ctx's table */
+    char method[16];
+    char *path; /* owned */
+    char rule[160];
+    double t0;
+};
+
+/* A forwarded request as the permission rules and the audit trail see it: a route named
+ * "forward" whose path is the request's own (a grant's route glob over the forward's prefix
+ * covers it), read-only when its method is GET. It borrows method and path. */
+static void forward_op(struct nk_exposed *op, const char *method, const char *path,
+                       const struct nk_forward *fw)
+{
+    static char name[] = "forward";
+
+    memset(op, 0, sizeof(*op));
+    op->name = name;
+    op->method = (char *)method;
+    op->path = (char *)path;
+    op->adapter_ns = fw->target->ns;
+}
+
+static void audit_forward(struct fwcall *c, long status, const char *outcome)
+{
+    struct nk_exposed op;
+
+    if (c->path == NULL)
+        return; /* no audit trail */
+    forward_op(&op, c->method, c->path, c->fw);
+    audit_call(c->req, &op, true, c->rule, NULL, NULL, status, outcome, c->t0);
+}
+
+static void fw_gone(void *ud)
+{
+    struct fwcall *c = ud;
+
+    nk_upstream_cancel(c->up, c->tag); /* fw_done answers the closed request and frees c */
+}
+
+/* A content type relayed only when it is one plain header value. */
+static bool plain_type(const char *s)
+{
+    for (; s != NULL && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return s != NULL;
+}
+
+/* The upstream's answer, as it came: status, content type and body (nothing else of its
+ * headers: Set-Cookie, Location and the rest would speak for the upstream from our origin). */
+static void fw_done(void *ud, struct nk_upstream_response *resp)
+{
+    static const char *const hdrs[] = {"Content-Security-Policy", "sandbox", NULL};
+    struct fwcall *c = ud;
+    char detail[400];
+    const char *ct;
+
+    switch (resp->rc) {
+    case NK_OK:
+        break;
+    case NK_ERR_TIMEOUT:
+        audit_forward(c, 0, "timeout");
+        snprintf(detail, sizeof(detail), "upstream timed out: %s", resp->error);
+        respond_problem(c->req, 504, detail, NULL);
+        goto out;
+    case NK_ERR_TOO_LARGE:
+        audit_forward(c, resp->status, "bad_upstream");
+        snprintf(detail, sizeof(detail), "upstream answer too large: %s", resp->error);
+        respond_problem(c->req, 502, detail, NULL);
+        goto out;
+    case NK_ERR_NOMEM:
+        audit_forward(c, 0, "internal");
+        respond_problem(c->req, 500, "out of memory", NULL);
+        goto out;
+    default:
+        audit_forward(c, 0, "unreachable");
+        snprintf(detail, sizeof(detail), "upstream unreachable: %s", resp->error);
+        respond_problem(c->req, 502, detail, NULL);
+        goto out;
+    }
+    if (resp->status < 200 || resp->status > 599) {
+        audit_forward(c, resp->status, "bad_upstream");
+        snprintf(detail, sizeof(detail), "upstream answered %ld, which is not a final HTTP status",
+                 resp->status);
+        respond_problem(c->req, 502, detail, NULL);
+        goto out;
+    }
+    audit_forward(c, resp->status, resp->status < 400 ? "ok" : "upstream_error");
+    ct = plain_type(resp->content_type) ? resp->content_type
+         : resp->body_len > 0           ? "application/octet-stream"
+                                        : NULL;
+    nk_http_respond(c->req, (unsigned)resp->status, ct, resp->body, resp->body_len, hdrs);
+    resp->body = NULL;
+out:
+    nk_context_unref(c->ctx);
+    free(c->path);
+    free(c);
+}
+
+/* The forward of a's members whose prefix is the longest one path continues with '/', or NULL;
+ * *rest: the path after that '/'. */
+static const struct nk_forward *find_forward(const struct nk_adapter *a, const char *path,
+                                             const char **rest)
+{
+    const struct nk_forward *best = NULL;
+    size_t i, j, n, best_n = 0;
+
+    for (i = 0; i < a->n_members; i++)
+        for (j = 0; j < a->members[i]->n_forwards; j++) {
+            const struct nk_forward *fw = &a->members[i]->forwards[j];
+            n = strlen(fw->prefix);
+            if (strncmp(path, fw->prefix, n) == 0 && path[n] == '/' &&
+                (best == NULL || n > best_n)) {
+                best = fw;
+                best_n = n;
+            }
+        }
+    if (best != NULL)
+        *rest = path + best_n + 1;
+    return best;
+}
+
+static void forward(struct nk_server *s, struct nk_context *ctx, struct nk_http_req *req,
+                    const struct nk_forward *fw, const char *method, const char *path,
+                    const char *rest, const char *rule, double t0)
+{
+    const struct nk_inbound_policy *pol = nk_server_policy(s);
+    const char **hdrs = calloc(2 * fw->n_trusted + 3, sizeof(*hdrs));
+    struct nk_upstream_request r;
+    struct fwcall *c = NULL;
+    struct nk_error err;
+    const char *body, *v, *name, *val;
+    char *en = NULL, *ev = NULL, *query = NULL, *nq;
+    size_t i, n = 0, len = 0, qlen = 0, need;
+    enum nk_rc rc;
+
+    memset(&err, 0, sizeof(err));
+    memset(&r, 0, sizeof(r));
+    if (hdrs == NULL)
+        goto nomem;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0 &&
+        strcmp(method, "PATCH") != 0 && strcmp(method, "DELETE") != 0) {
+        static const char *const allow[] = {"Allow", "GET, HEAD, POST, PUT, PATCH, DELETE", NULL};
+        respond_problem(req, 405, "a forward relays GET, HEAD, POST, PUT, PATCH and DELETE only",
+                        allow);
+        goto out;
+    }
+    if (pol->read_only && strcmp(method, "GET") != 0) {
+        respond_problem(req, 403, "naftikod runs with --read-only: only GET routes are served",
+                        NULL);
+        goto out;
+    }
+    for (i = 0; i < fw->n_trusted; i++)
+        if ((v = nk_http_req_header(req, fw->trusted[i])) != NULL &&
+            (pol->rest != NK_INBOUND_TOKEN || strcasecmp(fw->trusted[i], "Authorization") != 0)) {
+            /* (with --rest-auth token the caller's Authorization is naftikod's own token: it
+             * never goes upstream) */
+            hdrs[n++] = fw->trusted[i];
+            hdrs[n++] = v;
+        }
+    body = nk_http_req_body(req, &len);
+    if (len > 0 && (v = nk_http_req_header(req, "Content-Type")) != NULL) {
+        hdrs[n++] = "Content-Type";
+        hdrs[n++] = v;
+    }
+    /* the query, re-encoded from its decoded arguments */
+    for (i = 0; i < nk_http_req_query_count(req); i++) {
+        nk_http_req_query_at(req, i, &name, &val);
+        en = nk_pct_encode(name, strlen(name), NK_ENC_QUERY);
+        ev = val != NULL ? nk_pct_encode(val, strlen(val), NK_ENC_QUERY) : NULL;
+        if (en == NULL || (val != NULL && ev == NULL))
+            goto nomem;
+        need = qlen + strlen(en) + (ev != NULL ? strlen(ev) + 1 : 0) + 2;
+        nq = realloc(query, need);
+        if (nq == NULL)
+            goto nomem;
+        query = nq;
+        snprintf(query + qlen, need - qlen, "%s%s%s%s", qlen > 0 ? "&" : "", en,
+                 ev != NULL ? "=" : "", ev != NULL ? ev : "");
+        qlen = strlen(query);
+        free(en);
+        free(ev);
+        en = ev = NULL;
+    }
+    rc = nk_forward_build(
+        ctx, fw, method, rest, query, hdrs, body, len, nk_http_req_id(req),
+        pol->rest == NK_INBOUND_PASSTHROUGH ? nk_http_req_header(req, "Authorization") : NULL, &r,
+        &err);
+    if (rc == NK_ERR_NOMEM)
+        goto nomem;
+    if (rc != NK_OK) {
+        respond_problem(req, rc == NK_ERR_INVALID ? 400 : 500,
+                        err.msg[0] ? err.msg : "cannot forward", NULL);
+        goto out;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto nomem;
+    c->req = req;
+    c->ctx = nk_context_ref(ctx);
+    c->up = nk_server_upstream(s);
+    c->tag = nk_invoke_new_tag();
+    c->fw = fw;
+    c->t0 = t0;
+    snprintf(c->method, sizeof(c->method), "%s", method);
+    snprintf(c->rule, sizeof(c->rule), "%s", rule);
+    if (nk_audit_enabled() && (c->path = strdup(path)) == NULL) {
+        nk_context_unref(c->ctx);
+        free(c);
+        goto nomem;
+    }
+    r.cancel_tag = c->tag;
+    if (nk_upstream_submit(c->up, &r, fw_done, c) != NK_OK) {
+        nk_context_unref(c->ctx);
+        free(c->path);
+        free(c);
+        respond_problem(req, 503, "the upstream client is shutting down", NULL);
+        goto out;
+    }
+    nk_http_req_on_close(req, fw_gone, c); /* answered later, on this loop */
+    goto out;
+nomem:
+    respond_problem(req, 500, "out of memory", NULL);
+out:
+    nk_upstream_request_cleanup(&r);
+    free(en);
+    free(ev);
+    free(query);
+    free(hdrs);
+}
+
 /* servers[0].url is "/" (relative: the document's own origin), never the Host header, which
  * a caller chooses. */
 static void serve_openapi(struct nk_http_req *req, const struct nk_optable *t,
@@ -583,7 +834,8 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
     const struct nk_optable *t = ctx != NULL ? nk_context_table(ctx) : NULL;
     const struct nk_adapter *a = NULL;
     const struct nk_exposed *best = NULL;
-    const char *method = nk_http_req_method(req), *path = nk_http_req_path(req);
+    const struct nk_forward *fw = NULL;
+    const char *method = nk_http_req_method(req), *path = nk_http_req_path(req), *fw_rest = NULL;
     const struct nk_inbound_policy *pol = nk_server_policy(s);
     struct seg rs[MAX_SEGMENTS];
     struct var vars[MAX_VARS], best_vars[MAX_VARS];
@@ -637,6 +889,29 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
         }
     }
     sanitize(path, strlen(path), shown, sizeof(shown));
+    if (best == NULL && (fw = find_forward(a, path, &fw_rest)) != NULL) {
+        /* no operation takes the request: the resource's forward does (the reference runtime's
+         * order), under the same permission rules as a route */
+        struct nk_exposed fop;
+
+        forward_op(&fop, method, path, fw);
+        if (az != NULL) {
+            if (nk_authz_check(az, nk_http_req_principal(req), NK_ADAPTER_REST, &fop, NULL, &d) !=
+                NK_OK) {
+                respond_problem(req, 500, "out of memory", NULL);
+                goto out;
+            }
+            if (!d.allowed) {
+                audit_call(req, &fop, false, d.rule, d.reason, NULL, 0, "denied", t0);
+                respond_problem(req, 403, d.reason, NULL);
+                goto out;
+            }
+        } else {
+            snprintf(d.rule, sizeof(d.rule), "no permissions file");
+        }
+        forward(s, ctx, req, fw, method, path, fw_rest, d.rule, t0);
+        goto out;
+    }
     if (best == NULL) {
         if (!path_known && strcmp(path, "/openapi.json") == 0) {
             if (strcmp(method, "GET") == 0) {
@@ -710,13 +985,18 @@ void nk_rest_handle(struct nk_server *s, const char *ns, struct nk_http_req *req
         c->audit_args = d.audit_args;
         d.audit_args = NULL;
     }
-    rc = nk_invoke_as(ctx, nk_server_upstream(s), best, args, NK_ARGS_STRINGS, nk_http_req_id(req),
-                      nk_server_policy(s)->rest == NK_INBOUND_PASSTHROUGH
-                          ? nk_http_req_header(req, "Authorization")
-                          : NULL,
-                      on_done, c, &err);
+    c->up = nk_server_upstream(s);
+    /* steps run several transfers one after another: a caller that leaves stops them */
+    c->tag = best->n_steps > 0 ? nk_invoke_new_tag() : 0;
+    rc = nk_invoke_tagged(ctx, c->up, best, args, NK_ARGS_STRINGS, nk_http_req_id(req),
+                          nk_server_policy(s)->rest == NK_INBOUND_PASSTHROUGH
+                              ? nk_http_req_header(req, "Authorization")
+                              : NULL,
+                          c->tag, on_done, c, &err);
     if (rc == NK_OK) {
-        ctx = NULL; /* the call owns the reference now */
+        if (c->tag != 0)
+            nk_http_req_on_close(req, caller_gone, c); /* answered later, on this loop */
+        ctx = NULL;                                    /* the call owns the reference now */
         c = NULL;
         goto out;
     }

@@ -909,3 +909,8 @@ struct nk_loop *nk_upstream_loop(const struct nk_upstream *u)
 {
     return u->loop;
 }
+
+long nk_upstream_timeout_ms(const struct nk_upstream *u)
+{
+    return u->timeout_ms;
+}

@@ -107,11 +107,37 @@ enum nk_rc nk_invoke_cancellable(struct nk_context *ctx, struct nk_upstream *up,
                                  const char *request_id, uint64_t cancel_tag,
                                  nk_invoke_done_fn done, void *ud, struct nk_error *err);
 
+/* nk_invoke with everything: the caller's Authorization (passthrough, or NULL) and a cancel tag
+ * (0: none). An orchestrated operation (steps) runs every upstream transfer under the tag, so
+ * one nk_upstream_cancel() ends the whole call (done gets the error of the step it stopped). */
+enum nk_rc nk_invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
+                            const struct nk_exposed *op, json_t *args, enum nk_args_mode mode,
+                            const char *request_id, const char *caller_auth, uint64_t cancel_tag,
+                            nk_invoke_done_fn done, void *ud, struct nk_error *err);
+/* A cancel tag no other call of this process uses (never 0). Thread-safe. */
+uint64_t nk_invoke_new_tag(void);
+
 /* Build (without sending) the upstream request for op and args: what nk_invoke would send.
  * For tests and `naftikod` dry runs. */
 enum nk_rc nk_invoke_build(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
                            enum nk_args_mode mode, const char *request_id,
                            struct nk_upstream_request *out, struct nk_error *err);
+
+/* Build the upstream request of a forward (a REST resource with `forward`): method as given,
+ * URL = the target consumer's baseUri + "/" + rest (the raw, still percent-encoded remainder of
+ * the request path after the resource prefix and its '/') + "?" + query (raw, already encoded;
+ * NULL or "" for none), the headers (NULL, or name/value pairs ended by NULL: the trusted ones
+ * the caller sent, and its Content-Type when there is a body), the consumer's authentication
+ * (its header replaces a caller's header of the same name; caller_auth non-NULL, passthrough:
+ * that Authorization instead, no bind expanded) and X-Request-Id. Each segment of
+ * rest is checked, never normalised: an empty one, a dot segment (also %2e%2e), an encoded '/' or
+ * '\', a '\', NUL, a bad escape or a byte outside RFC 3986 pchar is NK_ERR_INVALID with the
+ * reason in err (REST 400). */
+enum nk_rc nk_forward_build(struct nk_context *ctx, const struct nk_forward *fw, const char *method,
+                            const char *rest, const char *query, const char *const *headers,
+                            const char *body, size_t body_len, const char *request_id,
+                            const char *caller_auth, struct nk_upstream_request *out,
+                            struct nk_error *err);
 
 /* Is s[0..n) exactly one well-formed JSON value (RFC 8259, surrounding whitespace allowed),
  * nested at most NK_JSON_MAX_DEPTH deep, its strings valid UTF-8 with no lone surrogate escape?

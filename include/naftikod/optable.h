@@ -205,11 +205,70 @@ struct nk_outmap {
     struct nk_outmap *items; /* array: item shape (one), or NULL */
 };
 
+/* ---- orchestration (`steps`, `mappings`) ---------------------------------------------------- */
+
+#define NK_MAX_STEPS 32 /* steps of one operation or tool, checked at load */
+
+enum nk_step_kind { NK_STEP_CALL, NK_STEP_LOOKUP };
+
+/* A reference to a step's output: `$.STEP` then a JSONPath over that output (`$.get-ship.crew`
+ * is step "get-ship", path `$.crew`). */
+struct nk_stepref {
+    size_t step;              /* index into the operation's steps */
+    struct nk_jsonpath *path; /* over the step's output; `$` for the whole of it */
+};
+
+/* One step of an orchestrated operation. */
+struct nk_step {
+    char *name; /* unique within the operation */
+    enum nk_step_kind kind;
+    /* NK_STEP_CALL: one consumed operation, its parameters bound like a `call`'s (bindings read
+     * the caller's arguments and, in templates, `{{step.field}}` of earlier steps) */
+    const struct nk_operation *target; /* borrowed */
+    struct nk_binding *bindings;
+    size_t n_bindings;
+    /* NK_STEP_LOOKUP: for each value lookupValue gives, the first entry of step `index`'s output
+     * (an array of objects, or one object) whose field `match` equals it (as text), reduced to
+     * `fields`; a list of such entries when lookupValue gives a list */
+    size_t index;     /* the step whose output is the table */
+    char *index_path; /* `index` as written: `step`, or `step.member...` (naftikod: a list that
+                         the answer wraps, such as Central's {"roles": [...]}) */
+    char *match;
+    bool value_is_ref; /* lookupValue is `$.step...` (value_ref), else a template */
+    struct nk_stepref value_ref;
+    struct nk_tmpl value_tmpl; /* over the caller's arguments and `{{step.field}}` */
+    char **fields;
+    size_t n_fields;
+    struct nk_pos pos;
+};
+
+/* `mappings[]`: targetName (dotted: `route.from` nests) takes the value `value` reads. */
+struct nk_stepmap {
+    char *target;
+    struct nk_stepref value;
+};
+
 struct nk_hints {
     bool read_only, destructive, idempotent, open_world;
 };
 
 enum nk_adapter_type { NK_ADAPTER_REST, NK_ADAPTER_MCP };
+
+/* A REST resource with `forward`: every request under `prefix` that no operation takes is
+ * relayed to the target consumer's baseUri (the rest of the path appended), with its method,
+ * body and trusted headers, and the consumer's authentication. */
+struct nk_forward {
+    char *path;   /* the resource path as written, e.g. "/notion/{path}" */
+    char *prefix; /* the path before its last segment (the catch-all variable), e.g. "/notion" */
+    const struct nk_consumer *target; /* borrowed */
+    char **trusted;                   /* header names that pass (compared case-insensitively) */
+    size_t n_trusted;
+    /* the target's consumer-level `in: header` inputParameters with a `value` (templates over
+     * binds), sent with every forwarded request; they win over a caller's header of that name */
+    struct nk_header *headers;
+    size_t n_headers;
+    struct nk_pos pos;
+};
 
 /* One '/'-separated segment of a REST route, compiled at load from path_tmpl. A request segment
  * matches a literal segment (var NULL) when it equals the text; else when it is prefix, then a
@@ -226,12 +285,20 @@ struct nk_exposed {
     char *title; /* MCP title (label) or NULL */
     char *description;
     const struct nk_operation *target; /* borrowed: the `call` target; NULL for a mock, which
-                                          answers `output` built from its inputs alone */
+                                          answers `output` built from its inputs alone, and for
+                                          an orchestrated operation (n_steps > 0) */
     struct nk_arg *args;
     size_t n_args;
     struct nk_binding *bindings;
     size_t n_bindings;
     struct nk_outmap *output; /* NULL: pass the upstream JSON through unchanged */
+    /* orchestrated (`steps`; target is NULL): the steps run in order, then the answer is the
+     * object `mappings` build (shaped and typed by output when the operation declares
+     * outputParameters), or, without mappings, the last call step's output */
+    struct nk_step *steps;
+    size_t n_steps;
+    struct nk_stepmap *mappings;
+    size_t n_mappings;
     /* REST only */
     char *method;               /* upper-case */
     char *path;                 /* exposed path as written */
@@ -255,6 +322,9 @@ struct nk_adapter {
     char *transport; /* MCP: "http" or "stdio" */
     struct nk_exposed *ops;
     size_t n_ops;
+    struct nk_forward *forwards; /* REST: the resources with `forward` (a listener: none; its
+                                    members' are read) */
+    size_t n_forwards;
     /* Inbound `authentication:` of the document (type NK_AUTH_NONE when absent); for
      * NK_AUTH_OAUTH2 the settings are in oauth (NULL otherwise). */
     struct nk_auth auth;

@@ -91,6 +91,9 @@ void nk_upstream_cancel(struct nk_upstream *u, uint64_t tag);
 /* Number of transfers queued or running (for metrics and drain). */
 size_t nk_upstream_in_flight(struct nk_upstream *u);
 
+/* The total time one transfer may take (options.timeout_ms or its default), in ms. */
+long nk_upstream_timeout_ms(const struct nk_upstream *u);
+
 /* The loop the client runs on (borrowed). */
 struct nk_loop *nk_upstream_loop(const struct nk_upstream *u);
 

@@ -348,6 +348,18 @@ req GET "$B/v1/apitokens/generate/allowed-roles" -H "$AUTH"
 expect_status 200 "allowed roles"
 expect_json .roleNames '["Admin","Analyst","Continuous Integration","Sensor Creator","Vulnerability Report Creator"]' "allowed roles skip None"
 
+# --- roles (RoleService.GetRoles)
+req GET "$B/v1/roles"
+expect_error 401 16 "credentials not found" "roles without Authorization"
+req GET "$B/v1/roles" -H "$AUTH"
+expect_status 200 "roles"
+expect_json '[.roles[].name]' '["Admin","Analyst","Continuous Integration","None","Sensor Creator","Vulnerability Report Creator"]' "role names"
+expect_json '.roles[0].permissionSetId' io.stackrox.authz.permissionset.admin "admin permission set"
+expect_json '.roles[1].accessScopeId' io.stackrox.authz.accessscope.unrestricted "access scope"
+expect_json '.roles[1] | [.globalAccess, .resourceToAccess, .traits]' '["NO_ACCESS",{},null]' "zero values sent"
+req POST "$B/v1/roles" -H "$AUTH"
+expect_status 501 "roles: wrong method"
+
 # --- faults
 req POST "$B/__double/faults" -d '{"mode":"invalid-json"}'
 expect_json .mode invalid-json "fault set"

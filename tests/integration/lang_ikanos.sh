@@ -73,6 +73,9 @@ id=$(curl -sS --max-time 10 --cacert "$work/central.crt" -H "Authorization: Bear
 call "token" "$REST/tokens/$id"
 expect 200 "ref with an inherited input in the path, the function's with a template" \
     ".name == \"agg-a\" and .id == \"$id\""
+call "token with names" "$REST/tokens/$id/with-names"
+expect 200 "ref to a function with steps: both calls run, the mappings build the answer" \
+    ".token.id == \"$id\" and .token.name == \"agg-a\" and (.names | index(\"agg-b\") != null)"
 before=$(n_recorded)
 call "greet" "$REST/greet/ships"
 expect 200 "ref to a mock function: answers from the input, nothing upstream" \
@@ -95,12 +98,18 @@ jq -e '.result.tools | map({(.name): .}) | add |
     (.create.annotations == {"readOnlyHint":false,"destructiveHint":false,
         "idempotentHint":false,"openWorldHint":true}) and
     (.greet.description == "Greets.") and (.greet.annotations.openWorldHint == false) and
-    (.greet.annotations.readOnlyHint == true)' "$work/rpc" >/dev/null ||
+    (.greet.annotations.readOnlyHint == true) and
+    (.["token-with-names"].annotations == {"readOnlyHint":true,"destructiveHint":false,
+        "idempotentHint":true,"openWorldHint":true})' "$work/rpc" >/dev/null ||
     fail "tools/list of the ref tools: $(jq -c '.result.tools' "$work/rpc")"
 pass "ref tools: inherited names and descriptions, semantics as annotations, hints win"
 mcp_call list-names '{}'
 jq -e 'index("agg-a") != null' "$work/body" >/dev/null || fail "mcp list-names: $(cat "$work/body")"
 pass "ref tool: the function's call and outputParameters"
+mcp_call token-with-names "{\"id\":\"$id\"}"
+jq -e '.token.name == "agg-a" and (.names | index("agg-b") != null)' "$work/body" >/dev/null ||
+    fail "mcp token-with-names: $(cat "$work/body")"
+pass "ref tool to a function with steps"
 mcp_call greet '{"who":"crew"}'
 jq -e '. == {"greeting":"hello crew"}' "$work/body" >/dev/null || fail "mcp greet: $(cat "$work/body")"
 pass "ref tool to a mock function"

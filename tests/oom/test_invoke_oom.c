@@ -252,11 +252,80 @@ static void test_invoke_oom(void **state)
     unlink(pwfile);
 }
 
+/* nk_forward_build (issue 15 item 1): every allocation failure is NK_ERR_NOMEM, never a
+ * different request. */
+static void test_forward_oom(void **state)
+{
+    static const char doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "binds: [{namespace: env, keys: {K: NK_TEST_TOKEN}}]\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: up\n"
+                              "    baseUri: http://{host}/base\n"
+                              "    inputParameters: [{name: X-V, in: header, value: 'v{{K}}'}]\n"
+                              "    authentication: {type: apikey, key: k, value: '{{K}}',\n"
+                              "                     placement: query}\n"
+                              "    resources:\n"
+                              "    - {name: p, path: /p, operations: [{name: get, method: GET}]}\n"
+                              "  exposes:\n"
+                              "  - type: rest\n"
+                              "    namespace: r\n"
+                              "    port: 8080\n"
+                              "    resources:\n"
+                              "    - path: /fw/{rest}\n"
+                              "      forward: {targetNamespace: up, trustedHeaders: [X-T]}\n";
+    static const char *const hdrs[] = {"X-T", "t", "Content-Type", "application/json", NULL};
+    struct nk_var var = {"host", "h.example:81"};
+    struct nk_optable *t = NULL;
+    struct nk_context *ctx = NULL;
+    struct nk_upstream_request r;
+    struct nk_error err;
+    struct nk_diags d;
+    char *want, *got;
+    enum nk_rc rc;
+    long n;
+
+    (void)state;
+    setenv("NK_TEST_TOKEN", "tok-not-a-secret", 1);
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("fwd.yaml", doc, strlen(doc), NULL, &d, &t), NK_OK);
+    assert_int_equal(nk_context_new(t, &var, 1, &d, &ctx), NK_OK);
+    nk_diags_cleanup(&d);
+    assert_int_equal(nk_forward_build(ctx, &t->adapters[0].forwards[0], "POST", "a/b%20c", "x=1",
+                                      hdrs, "{}", 2, "rid", NULL, &r, &err),
+                     NK_OK);
+    want = flat(&r);
+    nk_upstream_request_cleanup(&r);
+    for (n = 0;; n++) {
+        arm(n);
+        rc = nk_forward_build(ctx, &t->adapters[0].forwards[0], "POST", "a/b%20c", "x=1", hdrs,
+                              "{}", 2, "rid", NULL, &r, &err);
+        disarm();
+        if (rc == NK_OK) {
+            got = flat(&r);
+            assert_string_equal(got, want);
+            free(got);
+            nk_upstream_request_cleanup(&r);
+        } else {
+            assert_int_equal(rc, NK_ERR_NOMEM);
+            assert_null(r.url);
+        }
+        if (!failed)
+            break;
+    }
+    printf("nk_forward_build: %ld allocation failures survived\n", n);
+    free(want);
+    nk_context_unref(ctx);
+    nk_optable_unref(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_template_oom),
         cmocka_unit_test(test_invoke_oom),
+        cmocka_unit_test(test_forward_oom),
     };
 
     json_set_alloc_funcs(json_alloc, free);

@@ -99,6 +99,16 @@ static void test_full_every_allocation(void **state)
     fail_each(NK_TEST_DATA "/spec/valid/full.yaml", NK_OK);
 }
 
+/* Orchestration (steps, lookups, mappings, orchestrated outputs) and forward (issue 15). */
+static void test_steps_forward_every_allocation(void **state)
+{
+    (void)state;
+    fail_each(NK_TEST_DATA "/spec/valid/steps.yaml", NK_OK);
+    fail_each(NK_TEST_DATA "/spec/valid/forward.yaml", NK_OK);
+    fail_each(NK_TEST_DATA "/spec/invalid/steps-script.yaml", NK_ERR_INVALID);
+    fail_each(NK_TEST_DATA "/spec/invalid/forward-bad.yaml", NK_ERR_INVALID);
+}
+
 static void test_invalid_every_allocation(void **state)
 {
     (void)state;
@@ -110,6 +120,9 @@ static void test_ikanos_aggregates_every_allocation(void **state)
 {
     (void)state;
     fail_each(NK_TEST_DATA "/spec/valid/ikanos-aggregates.yaml", NK_OK);
+    /* an aggregate function with steps, compiled into a REST operation and an MCP tool */
+    fail_each(NK_SOURCE_DIR "/capabilities/demo/stackrox-token-roles.yaml", NK_OK);
+    fail_each(NK_TEST_DATA "/spec/invalid/ref-errors.yaml", NK_ERR_INVALID);
 }
 
 static void test_ikanos_errors_every_allocation(void **state)
@@ -123,6 +136,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_every_allocation),
         cmocka_unit_test(test_full_every_allocation),
+        cmocka_unit_test(test_steps_forward_every_allocation),
         cmocka_unit_test(test_invalid_every_allocation),
         cmocka_unit_test(test_ikanos_aggregates_every_allocation),
         cmocka_unit_test(test_ikanos_errors_every_allocation),

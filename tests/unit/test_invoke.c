@@ -18,6 +18,7 @@
 #include "fake_http.h"
 #include "invoke_docs.h"
 #include "naftikod/invoke.h"
+#include "../../src/invoke_int.h"
 #include "naftikod/loop.h"
 
 #define SEED NK_SOURCE_DIR "/capabilities/stackrox-apitokenservice.yaml"
@@ -1235,6 +1236,257 @@ static void test_simple_body_vars(void **state)
     nk_optable_unref(t);
 }
 
+/* ---- steps (issue 15 item 2) ------------------------------------------------------------- */
+
+static const char steps_doc[] =
+    "naftiko: 1.0.0-alpha2\n"
+    "info: {label: S, description: S}\n"
+    "capability:\n"
+    "  consumes:\n"
+    "  - type: http\n"
+    "    namespace: up\n"
+    "    baseUri: http://{central-host}\n"
+    "    resources:\n"
+    "    - name: tok\n"
+    "      path: /tok/{id}\n"
+    "      operations:\n"
+    "      - {name: get, method: GET}\n"
+    "    - name: roles\n"
+    "      path: /roles\n"
+    "      operations:\n"
+    "      - {name: list, method: GET, inputParameters: [{name: of, in: query}]}\n"
+    "  exposes:\n"
+    "  - type: mcp\n"
+    "    namespace: m\n"
+    "    port: 9090\n"
+    "    tools:\n"
+    "    - name: joined\n"
+    "      description: J\n"
+    "      inputParameters: [{name: id, type: string, description: I}]\n"
+    "      steps:\n"
+    "      - {type: call, name: t, call: up.get, with: {id: m.id}}\n"
+    "      - {type: call, name: r, call: up.list, with: {of: '{{t.owner.name}}'}}\n"
+    "      - {type: lookup, name: many, index: r.roles, match: name, lookupValue: $.t.roles,\n"
+    "         outputParameters: [name, d]}\n"
+    "      - {type: lookup, name: one, index: r.roles, match: name, lookupValue: '{{t.n}}',\n"
+    "         outputParameters: [name, missing]}\n"
+    "      mappings:\n"
+    "      - {targetName: id, value: $.t.id}\n"
+    "      - {targetName: deep.n, value: $.t.n}\n"
+    "      - {targetName: roles, value: $.many}\n"
+    "      - {targetName: one, value: $.one}\n"
+    "      outputParameters:\n"
+    "      - {name: id, type: string}\n"
+    "      - {name: deep, type: object, properties: {n: {type: string}}}\n"
+    "      - name: roles\n"
+    "        type: array\n"
+    "        items: [{name: name, type: string}, {name: d, type: string}]\n"
+    "      - {name: one, type: object, properties: {name: {type: string}}}\n"
+    "    - name: last\n"
+    "      description: L\n"
+    "      inputParameters: [{name: id, type: string, description: I}]\n"
+    "      steps:\n"
+    "      - {type: call, name: t, call: up.get, with: {id: m.id}}\n"
+    "      - {type: call, name: r, call: up.list}\n";
+
+static void steps_central(void *ud, const struct fake_req *req, struct fake_resp *resp)
+{
+    (void)ud;
+    if (strncmp(req->target, "/tok/fail", 9) == 0) {
+        resp->status = 500;
+        resp->body = strdup("{\"message\":\"boom\"}");
+    } else if (strncmp(req->target, "/tok/", 5) == 0) {
+        resp->body = strdup("{\"id\":\"abc\",\"n\":\"B\",\"owner\":{\"name\":\"o w\"},"
+                            "\"roles\":[\"A\",\"Z\",\"B\"]}");
+    } else if (strncmp(req->target, "/roles", 6) == 0) {
+        /* the query the second step sent, echoed: it read the first step's answer */
+        const char *q = strchr(req->target, '?');
+        char *b = malloc(512);
+        snprintf(b, 512,
+                 "{\"q\":\"%s\",\"roles\":[{\"name\":\"A\",\"d\":\"da\",\"x\":1},"
+                 "{\"name\":\"B\",\"d\":\"db\"}]}",
+                 q != NULL ? q + 1 : "");
+        resp->body = b;
+    } else {
+        resp->status = 404;
+        resp->body = strdup("{}");
+    }
+    resp->body_len = strlen(resp->body);
+}
+
+static void test_steps_run(void **state)
+{
+    struct fake_http *srv = fake_http_start(steps_central, NULL);
+    struct nk_optable *t = load_mem(steps_doc);
+    struct nk_upstream *up = NULL;
+    struct nk_context *c;
+    struct nk_result *r;
+    char host[64];
+    json_t *want;
+
+    (void)state;
+    snprintf(host, sizeof(host), "127.0.0.1:%u", (unsigned)fake_http_port(srv));
+    c = context_for(t, host);
+    assert_int_equal(nk_loop_new(&g_loop, NULL), NK_OK);
+    assert_int_equal(nk_loop_start(g_loop, NULL), NK_OK);
+    assert_int_equal(nk_upstream_new(g_loop, NULL, &up, NULL), NK_OK);
+
+    r = call(c, up, find_exposed(t, NK_ADAPTER_MCP, "joined"), "{\"id\":\"abc\"}", NK_ARGS_JSON);
+    assert_int_equal(r->kind, NK_RES_OK);
+    /* the list is in the order of the values looked up; a value that matches nothing is left
+     * out; a field the entry lacks is null; undeclared outputs are dropped */
+    want = js("{\"id\":\"abc\",\"deep\":{\"n\":\"B\"},\"roles\":[{\"name\":\"A\",\"d\":\"da\"},"
+              "{\"name\":\"B\",\"d\":\"db\"}],\"one\":{\"name\":\"B\"}}");
+    if (!json_equal(r->json, want)) {
+        char *s = json_dumps(r->json, JSON_ENCODE_ANY);
+        fail_msg("steps gave %s", s);
+    }
+    json_decref(want);
+    nk_result_free(r);
+
+    /* no mappings: the last call step's output; it carries what the second step sent */
+    r = call(c, up, find_exposed(t, NK_ADAPTER_MCP, "last"), "{\"id\":\"abc\"}", NK_ARGS_JSON);
+    assert_int_equal(r->kind, NK_RES_OK);
+    assert_string_equal(json_string_value(json_object_get(r->json, "q")), "");
+    nk_result_free(r);
+    r = call(c, up, find_exposed(t, NK_ADAPTER_MCP, "joined"), "{\"id\":\"abc\"}", NK_ARGS_JSON);
+    nk_result_free(r);
+
+    /* a failed step ends the call and is named */
+    r = call(c, up, find_exposed(t, NK_ADAPTER_MCP, "joined"), "{\"id\":\"fail\"}", NK_ARGS_JSON);
+    assert_int_equal(r->kind, NK_RES_UPSTREAM_ERROR);
+    assert_int_equal(r->status, 500);
+    assert_null(r->json);
+    assert_non_null(strstr(r->message, "step 't' (up.get) failed: upstream answered 500: boom"));
+    nk_result_free(r);
+
+    nk_upstream_free(up);
+    nk_loop_free(g_loop);
+    g_loop = NULL;
+    nk_context_unref(c);
+    nk_optable_unref(t);
+    fake_http_stop(srv);
+}
+
+/* `{{t.owner.name}}` in a later step reads the first step's answer. */
+static void test_steps_second_reads_first(void **state)
+{
+    struct fake_http *srv = fake_http_start(steps_central, NULL);
+    struct nk_optable *t = load_mem(steps_doc);
+    const struct nk_exposed *op = find_exposed(t, NK_ADAPTER_MCP, "joined");
+    struct nk_upstream *up = NULL;
+    struct nk_context *c;
+    struct nk_result *r;
+    char host[64];
+    struct nk_exposed view;
+    struct nk_upstream_request req;
+    struct nk_error err;
+    json_t *args = js("{\"id\":\"abc\"}"), *outs = js("{\"t\":{\"owner\":{\"name\":\"o w\"}}}");
+
+    (void)state;
+    snprintf(host, sizeof(host), "127.0.0.1:%u", (unsigned)fake_http_port(srv));
+    c = context_for(t, host);
+    assert_int_equal(op->n_steps, 4);
+    assert_int_equal(op->steps[1].kind, NK_STEP_CALL);
+    assert_int_equal(op->steps[2].kind, NK_STEP_LOOKUP);
+    assert_int_equal(op->steps[2].index, 1);
+    view = *op;
+    view.target = op->steps[1].target;
+    view.bindings = op->steps[1].bindings;
+    view.n_bindings = op->steps[1].n_bindings;
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(nk_build_request(c, &view, args, NK_ARGS_JSON, NULL, NULL, outs, &req, &err),
+                     NK_OK);
+    assert_non_null(strstr(req.url, "/roles?of=o%20w"));
+    nk_upstream_request_cleanup(&req);
+    (void)up;
+    (void)r;
+    json_decref(args);
+    json_decref(outs);
+    nk_context_unref(c);
+    nk_optable_unref(t);
+    fake_http_stop(srv);
+}
+
+/* ---- forward (issue 15 item 1) ------------------------------------------------------------ */
+
+static const char fwd_doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "binds: [{namespace: env, keys: {K: FWD_TEST_KEY}}]\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: up\n"
+                              "    baseUri: http://{central-host}/base\n"
+                              "    inputParameters: [{name: X-V, in: header, value: '7'}]\n"
+                              "    authentication: {type: bearer, token: '{{K}}'}\n"
+                              "    resources:\n"
+                              "    - {name: p, path: /p, operations: [{name: get, method: GET}]}\n"
+                              "  exposes:\n"
+                              "  - type: rest\n"
+                              "    namespace: r\n"
+                              "    port: 8080\n"
+                              "    resources:\n"
+                              "    - path: /fw/{rest}\n"
+                              "      forward: {targetNamespace: up, trustedHeaders: [X-T, X-V]}\n";
+
+static void test_forward_build(void **state)
+{
+    static const char *const bad[] = {
+        "..",   "a/../b", "%2e%2e", ".%2E/x", "./a",  "a/.", "a%2fb", "a%2Fb", "a%5cb",   "a\\b",
+        "a//b", "",       "a/",     "a%00",   "a%zz", "a%2", "a b",   "a\"b",  "\xc3\xa9"};
+    static const char *const good[] = {"a/b", "...", "a%20b", "x.y/.z", "%C3%A9", "a:b@c"};
+    static const char *const hdrs[] = {"X-T", "t", "X-V", "caller", "Authorization", "evil", NULL};
+    struct nk_optable *t;
+    struct nk_context *c;
+    const struct nk_forward *fw;
+    struct nk_upstream_request r;
+    struct nk_error err;
+    size_t i, n;
+
+    (void)state;
+    setenv("FWD_TEST_KEY", "k-not-a-secret", 1);
+    t = load_mem(fwd_doc);
+    c = context_for(t, "h.example:1");
+    assert_int_equal(t->adapters[0].n_forwards, 1);
+    fw = &t->adapters[0].forwards[0];
+    assert_string_equal(fw->prefix, "/fw");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        if (nk_forward_build(c, fw, "GET", bad[i], NULL, NULL, NULL, 0, NULL, NULL, &r, &err) !=
+            NK_ERR_INVALID)
+            fail_msg("'%s' was not refused", bad[i]);
+    }
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        if (nk_forward_build(c, fw, "GET", good[i], NULL, NULL, NULL, 0, NULL, NULL, &r, &err) !=
+            NK_OK)
+            fail_msg("'%s' was refused: %s", good[i], err.msg);
+        nk_upstream_request_cleanup(&r);
+    }
+    assert_int_equal(
+        nk_forward_build(c, fw, "PUT", "a/b", "x=1&y", hdrs, "{}", 2, "rid", NULL, &r, &err),
+        NK_OK);
+    assert_string_equal(r.url, "http://h.example:1/base/a/b?x=1&y");
+    assert_string_equal(r.method, "PUT");
+    assert_int_equal(r.body_len, 2);
+    assert_string_equal(header(&r, "Authorization", &n), "Bearer k-not-a-secret");
+    assert_int_equal(n, 1);
+    assert_string_equal(header(&r, "X-V", &n), "7"); /* the consumer's value wins */
+    assert_int_equal(n, 1);
+    assert_string_equal(header(&r, "X-T", NULL), "t");
+    assert_string_equal(header(&r, "X-Request-Id", NULL), "rid");
+    nk_upstream_request_cleanup(&r);
+    /* passthrough: the caller's Authorization, no bind expanded */
+    assert_int_equal(
+        nk_forward_build(c, fw, "GET", "a", NULL, NULL, NULL, 0, NULL, "Bearer c", &r, &err),
+        NK_OK);
+    assert_string_equal(header(&r, "Authorization", &n), "Bearer c");
+    assert_int_equal(n, 1);
+    nk_upstream_request_cleanup(&r);
+    nk_context_unref(c);
+    nk_optable_unref(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1261,6 +1513,9 @@ int main(void)
         cmocka_unit_test(test_simple_mock),
         cmocka_unit_test(test_simple_mappings),
         cmocka_unit_test(test_simple_body_vars),
+        cmocka_unit_test(test_steps_run),
+        cmocka_unit_test(test_steps_second_reads_first),
+        cmocka_unit_test(test_forward_build),
     };
     int rc;
 

@@ -512,6 +512,13 @@ static void test_aggregates(void **state)
     assert_true(a->required);
     assert_int_equal(e->bindings[0].kind, NK_BIND_TEMPLATE); /* '{{id}}' */
 
+    e = rest_op(rest, "GET", "/tokens/{id}/with-names"); /* a function with steps */
+    assert_string_equal(e->name, "token-with-names");
+    assert_null(e->target);
+    assert_int_equal(e->n_steps, 2);
+    assert_int_equal(e->n_mappings, 2);
+    assert_int_equal(arg(e, "id")->in, NK_IN_PATH);
+
     e = rest_op(rest, "GET", "/greet/{who}");
     assert_null(e->target); /* a mock function: nothing upstream */
     assert_string_equal(e->output->props[0].name, "greeting");
@@ -667,6 +674,20 @@ static void same_exposed(const struct nk_exposed *a, const struct nk_exposed *b)
         assert_int_equal(a->bindings[i].arg, b->bindings[i].arg);
         same_str(a->bindings[i].tmpl.src, b->bindings[i].tmpl.src);
     }
+    assert_int_equal(a->n_steps, b->n_steps);
+    for (i = 0; i < a->n_steps; i++) {
+        same_str(a->steps[i].name, b->steps[i].name);
+        assert_int_equal(a->steps[i].kind, b->steps[i].kind);
+        same_str(a->steps[i].target ? a->steps[i].target->qname : NULL,
+                 b->steps[i].target ? b->steps[i].target->qname : NULL);
+        assert_int_equal(a->steps[i].n_bindings, b->steps[i].n_bindings);
+        assert_int_equal(a->steps[i].n_fields, b->steps[i].n_fields);
+    }
+    assert_int_equal(a->n_mappings, b->n_mappings);
+    for (i = 0; i < a->n_mappings; i++) {
+        same_str(a->mappings[i].target, b->mappings[i].target);
+        assert_int_equal(a->mappings[i].value.step, b->mappings[i].value.step);
+    }
     same_outmap(a->output, b->output);
     assert_memory_equal(&a->hints, &b->hints, sizeof(a->hints));
     assert_true((a->input_schema == NULL) == (b->input_schema == NULL));
@@ -786,6 +807,204 @@ static void test_ikanos_positions(void **state)
     nk_optable_unref(t);
 }
 
+/* Issue 15 items 2 and 3 joined: an aggregate function with steps compiles into each operation
+ * that references it as an orchestrated one (steps, mappings, orchestrated outputs); its inputs
+ * become the route's path variables, else queries (REST) or body fields (MCP); `{{<aggregate>.x}}`
+ * reads an input; the tool's MCP hints come from the function's semantics unless its own say
+ * otherwise; a step may not take the aggregate's namespace as its name. */
+static void test_aggregate_steps(void **state)
+{
+    static const char doc[] = "naftiko: 1.0.0-alpha2\n"
+                              "capability:\n"
+                              "  consumes:\n"
+                              "  - type: http\n"
+                              "    namespace: c\n"
+                              "    baseUri: https://x.example.com\n"
+                              "    resources:\n"
+                              "    - name: items\n"
+                              "      path: /items/{id}\n"
+                              "      operations:\n"
+                              "      - {name: get, method: GET}\n"
+                              "    - name: tags\n"
+                              "      path: /tags\n"
+                              "      operations:\n"
+                              "      - {name: list, method: GET}\n"
+                              "  aggregates:\n"
+                              "  - label: Items\n"
+                              "    namespace: items\n"
+                              "    functions:\n"
+                              "    - name: with-tags\n"
+                              "      description: An item and every tag.\n"
+                              "      semantics: {safe: true, idempotent: true}\n"
+                              "      inputParameters:\n"
+                              "      - {name: id, type: string, description: Id.}\n"
+                              "      steps:\n"
+                              "      - {type: call, name: first, call: c.get, with: {id: "
+                              "'{{items.id}}'}}\n"
+                              "      - {type: call, name: tags, call: c.list}\n"
+                              "      mappings:\n"
+                              "      - {targetName: item, value: $.first}\n"
+                              "      - {targetName: tags, value: $.tags}\n"
+                              "      outputParameters:\n"
+                              "      - {name: item, type: object}\n"
+                              "      - {name: tags, type: array}\n"
+                              "  exposes:\n"
+                              "  - type: rest\n"
+                              "    namespace: r\n"
+                              "    port: 8080\n"
+                              "    resources:\n"
+                              "    - path: /lookup\n"
+                              "      operations:\n"
+                              "      - {method: GET, ref: items.with-tags}\n"
+                              "  - type: mcp\n"
+                              "    namespace: m\n"
+                              "    port: 9090\n"
+                              "    tools:\n"
+                              "    - ref: items.with-tags\n"
+                              "      hints: {idempotent: false}\n";
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    const struct nk_exposed *e;
+    const struct nk_adapter *a;
+    size_t i;
+    char *bad;
+
+    (void)state;
+    /* the demo capability: one function, a REST operation and an MCP tool that reference it */
+    t = load_one(NK_SOURCE_DIR "/capabilities/demo/stackrox-token-roles.yaml");
+    for (i = 0; i < 2; i++) {
+        a = &t->adapters[i];
+        e = a->type == NK_ADAPTER_REST ? rest_op(a, "GET", "/v1/token-roles/{id}")
+                                       : tool(a, "get-token-with-roles");
+        assert_non_null(e);
+        assert_string_equal(e->name, "get-token-with-roles");
+        assert_null(e->target);
+        assert_int_equal(e->n_steps, 3);
+        assert_string_equal(e->steps[0].name, "token");
+        assert_int_equal(e->steps[0].kind, NK_STEP_CALL);
+        assert_ptr_equal(e->steps[0].target,
+                         nk_optable_find_op(t, "stackrox-token-roles.get-token"));
+        assert_int_equal(e->steps[0].n_bindings, 1);
+        assert_ptr_equal(e->steps[1].target,
+                         nk_optable_find_op(t, "stackrox-token-roles.list-roles"));
+        assert_int_equal(e->steps[2].kind, NK_STEP_LOOKUP);
+        assert_int_equal(e->steps[2].index, 1);
+        assert_int_equal(e->steps[2].n_fields, 4);
+        assert_int_equal(e->n_mappings, 5);
+        assert_non_null(e->output);
+        assert_int_equal(e->output->n_props, 5);
+        assert_string_equal(e->output->props[4].name, "roles");
+        assert_int_equal(e->output->props[4].type, NK_TYPE_ARRAY);
+        assert_int_equal(e->n_args, 1);
+        assert_string_equal(e->args[0].name, "id");
+        assert_true(e->args[0].required);
+        assert_int_equal(e->args[0].in, a->type == NK_ADAPTER_REST ? NK_IN_PATH : NK_IN_BODY);
+    }
+    e = tool(&t->adapters[1], "get-token-with-roles");
+    assert_string_equal(e->title, "Token with its roles");
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_true(e->hints.idempotent);
+    assert_true(e->hints.open_world);
+    nk_optable_unref(t);
+
+    t = NULL;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("agg.yaml", doc, sizeof(doc) - 1, NULL, &d, &t), NK_OK);
+    assert_int_equal(d.n_errors + d.n_warnings, 0);
+    e = rest_op(&t->adapters[0], "GET", "/lookup");
+    assert_non_null(e);
+    assert_string_equal(e->name, "with-tags");
+    assert_int_equal(e->n_steps, 2);
+    assert_int_equal(arg(e, "id")->in, NK_IN_QUERY); /* no {id} in this route */
+    assert_int_equal(e->steps[0].bindings[0].kind, NK_BIND_TEMPLATE);
+    assert_string_equal(e->steps[0].bindings[0].tmpl.src, "{{items.id}}");
+    assert_int_equal(e->n_mappings, 2);
+    e = tool(&t->adapters[1], "with-tags");
+    assert_true(e->hints.read_only);
+    assert_false(e->hints.destructive);
+    assert_false(e->hints.idempotent); /* the tool's own hint beats idempotent: true */
+    assert_int_equal(e->n_steps, 2);
+    nk_optable_unref(t);
+    nk_diags_cleanup(&d);
+
+    /* a step named like the aggregate: '{{items.id}}' would read the step, not the input */
+    bad = strdup(doc);
+    assert_non_null(bad);
+    memcpy(strstr(bad, "name: first,") + 6, "items", 5);
+    memcpy(strstr(bad, "value: $.first}") + 9, "items", 5);
+    t = NULL;
+    nk_diags_init(&d);
+    assert_int_equal(nk_optable_load_mem("agg.yaml", bad, strlen(bad), NULL, &d, &t),
+                     NK_ERR_INVALID);
+    assert_non_null(strstr(d.v[0].msg, "step name 'items' is how arguments are written"));
+    nk_diags_cleanup(&d);
+    free(bad);
+}
+
+/* Orchestration limits and names: at most NK_MAX_STEPS steps; a step named like an input is
+ * refused (its `{{name.x}}` would be ambiguous); the first step must be a call. */
+static void test_steps_limits(void **state)
+{
+    static const char head[] = "naftiko: 1.0.0-alpha2\n"
+                               "capability:\n"
+                               "  consumes:\n"
+                               "  - type: http\n"
+                               "    namespace: c\n"
+                               "    baseUri: https://x.example.com\n"
+                               "    resources:\n"
+                               "    - name: t\n"
+                               "      path: /t\n"
+                               "      operations:\n"
+                               "      - {name: get, method: GET}\n"
+                               "  exposes:\n"
+                               "  - type: mcp\n"
+                               "    namespace: m\n"
+                               "    port: 9090\n"
+                               "    tools:\n"
+                               "    - name: x\n"
+                               "      description: X\n"
+                               "      inputParameters: [{name: in, type: string, description: I}]\n"
+                               "      steps:\n";
+    char doc[8192];
+    struct nk_diags d;
+    struct nk_optable *t = NULL;
+    size_t i, len;
+    int pass;
+
+    (void)state;
+    for (pass = 0; pass < 4; pass++) {
+        size_t n = pass == 0 ? NK_MAX_STEPS : NK_MAX_STEPS + 1;
+        len = (size_t)snprintf(doc, sizeof(doc), "%s", head);
+        if (pass == 2)
+            len += (size_t)snprintf(doc + len, sizeof(doc) - len,
+                                    "      - {type: call, name: in, call: c.get}\n");
+        else if (pass == 3)
+            len += (size_t)snprintf(
+                doc + len, sizeof(doc) - len,
+                "      - {type: lookup, name: l, index: l, match: a, lookupValue: x, "
+                "outputParameters: [a]}\n");
+        else
+            for (i = 0; i < n; i++)
+                len += (size_t)snprintf(doc + len, sizeof(doc) - len,
+                                        "      - {type: call, name: s%zu, call: c.get}\n", i);
+        nk_diags_init(&d);
+        t = NULL;
+        if (pass == 0) {
+            assert_int_equal(nk_optable_load_mem("s.yaml", doc, len, NULL, &d, &t), NK_OK);
+            assert_int_equal(t->adapters[0].ops[0].n_steps, NK_MAX_STEPS);
+            nk_optable_unref(t);
+        } else {
+            assert_int_equal(nk_optable_load_mem("s.yaml", doc, len, NULL, &d, &t), NK_ERR_INVALID);
+            assert_int_equal(d.n_errors, 1);
+            assert_non_null(strstr(d.v[0].msg, pass == 1   ? "at most 32 steps"
+                                               : pass == 2 ? "also an input"
+                                                           : "the first step must be"));
+        }
+        nk_diags_cleanup(&d);
+    }
+}
+
 /* --mcp-tool-prefix namespace: NS__TOOL, '-mcp' dropped, [A-Za-z0-9_-] only, 64 at most. */
 static void test_tool_prefixed(void **state)
 {
@@ -875,6 +1094,8 @@ int main(void)
         cmocka_unit_test(test_aggregate_overrides),
         cmocka_unit_test(test_ikanos_same_table),
         cmocka_unit_test(test_ikanos_positions),
+        cmocka_unit_test(test_steps_limits),
+        cmocka_unit_test(test_aggregate_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
