@@ -73,6 +73,17 @@ struct nk_config {
     const char *mcp_allowed_hosts;    /* comma-separated MCP Host/Origin names, or NULL */
     const char *mcp_session_key_file; /* the MCP session HMAC key's file, or NULL */
     const char *adapter;              /* mcp-stdio: the MCP adapter to serve; NULL: the first */
+    /* OAuth 2.1 resource server (--rest-auth oauth / --mcp-auth oauth) for adapters whose
+     * document has no oauth2 authentication of its own */
+    const char *mcp_oauth_issuer, *mcp_oauth_resource, *mcp_oauth_scopes, *mcp_oauth_audience;
+    const char *rest_oauth_issuer, *rest_oauth_resource, *rest_oauth_scopes, *rest_oauth_audience;
+    const char *oauth_token_validation; /* jwks or introspection */
+    const char *oauth_algorithms;       /* accepted JWS algorithms */
+    long oauth_leeway_s;
+    long oauth_jwks_refresh_s;
+    long oauth_cache_entries;
+    long oauth_cache_ttl_s;
+    const char *oauth_client_file; /* introspection: CLIENT_ID:SECRET, one line */
     /* Not options: the capability files (command line, else the config file's list), and the
      * strings this config owns (values read from the config file). */
     const char **files;

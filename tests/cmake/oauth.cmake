@@ -1,0 +1,14 @@
+
+# The token parser's fuzz harness: its corpus replayed in every build, and a libFuzzer target
+# with -DNK_FUZZ=ON and clang (run: build/tests/fuzz_jose tests/fuzz/corpus/jose -max_total_time=60).
+add_executable(fuzz_jose_replay ${NK_SOURCE_DIR}/tests/fuzz/fuzz_jose.c
+  ${NK_SOURCE_DIR}/tests/fuzz/replay_main.c)
+target_link_libraries(fuzz_jose_replay PRIVATE naftikod_core)
+add_test(NAME fuzz.jose.replay COMMAND fuzz_jose_replay ${NK_SOURCE_DIR}/tests/fuzz/corpus/jose)
+set_tests_properties(fuzz.jose.replay PROPERTIES TIMEOUT 300)
+if(NK_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
+  add_executable(fuzz_jose ${NK_SOURCE_DIR}/tests/fuzz/fuzz_jose.c)
+  target_link_libraries(fuzz_jose PRIVATE naftikod_core)
+  target_compile_options(fuzz_jose PRIVATE -fsanitize=fuzzer)
+  target_link_options(fuzz_jose PRIVATE -fsanitize=fuzzer)
+endif()
