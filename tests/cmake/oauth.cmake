@@ -12,3 +12,12 @@ if(NK_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
   target_compile_options(fuzz_jose PRIVATE -fsanitize=fuzzer)
   target_link_options(fuzz_jose PRIVATE -fsanitize=fuzzer)
 endif()
+
+# The resource server end to end: the AS double (Python standard library and openssl), the
+# Central double, the real daemon (tests/integration/oauth.sh).
+if(TARGET naftikod-demo-central)
+  add_test(NAME integration.oauth
+    COMMAND ${NK_SOURCE_DIR}/tests/integration/oauth.sh $<TARGET_FILE:naftikod>
+            $<TARGET_FILE:naftikod-demo-central> ${NK_SOURCE_DIR})
+  set_tests_properties(integration.oauth PROPERTIES TIMEOUT 300)
+endif()
