@@ -21,3 +21,11 @@ if(TARGET naftikod-demo-central)
             $<TARGET_FILE:naftikod-demo-central> ${NK_SOURCE_DIR})
   set_tests_properties(integration.oauth PROPERTIES TIMEOUT 300)
 endif()
+
+# The official TypeScript SDK as an OAuth client (ClientCredentialsProvider): skipped (77)
+# without tests/mcp/install.sh's Node and SDK.
+if(TARGET naftikod-demo-central)
+  add_test(NAME mcp.sdk.oauth COMMAND ${NK_SOURCE_DIR}/tests/oauth/sdk_oauth_client.sh)
+  set_tests_properties(mcp.sdk.oauth PROPERTIES
+    ENVIRONMENT "${NK_MCP_ENV}" SKIP_RETURN_CODE 77 TIMEOUT 300)
+endif()

@@ -26,6 +26,7 @@ import hmac
 import http.server
 import json
 import os
+import signal
 import socketserver
 import ssl
 import subprocess
@@ -181,12 +182,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return {
             "issuer": st.issuer,
             "jwks_uri": st.issuer + "/jwks",
+            # the SDK's schema requires it; the double serves no interactive grant
+            "authorization_endpoint": st.issuer + "/authorize",
             "token_endpoint": st.issuer + "/token",
             "introspection_endpoint": st.issuer + "/introspect",
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic",
                                                       "client_secret_post"],
-            "response_types_supported": ["token"],
+            "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["mcp:tools", "tokens:read"],
         }
@@ -306,6 +309,8 @@ def main():
     with open(tmp, "w") as f:
         f.write("%d\n" % port)
     os.rename(tmp, os.path.join(args.dir, "as.port"))
+    # SIGTERM is how the tests stop it: a clean exit, as they expect of every server
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     srv.serve_forever()
 
 
