@@ -112,7 +112,7 @@ static const char *uri_path(const char *uri)
     if (*p == '\0' || *p == '/')
         return NULL;
     p += strcspn(p, "/?#");
-    if (*p == '?' || *p == '#')
+    if (strpbrk(p, "?#") != NULL) /* RFC 8414 / RFC 8707: no query, no fragment */
         return NULL;
     return p;
 }
@@ -399,7 +399,7 @@ static void refuse(struct nk_oauth *o, struct nk_http_req *req, bool problem, en
     if (problem) {
         body = nk_problem_new(statuses[r], NULL, safe_why, NULL);
     } else {
-        j = json_pack("{s:s,s:s}", "error", codes[r] != NULL ? codes[r] : "invalid_request",
+        j = json_pack("{s:s,s:s}", "error", codes[r] != NULL ? codes[r] : "unauthorized",
                       "error_description", safe_why);
         body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
@@ -663,13 +663,13 @@ static bool fetch_get(struct nk_oauth *o, const char *url)
     return nk_upstream_submit(o->fetch_up, &rq, on_fetched, o) == NK_OK;
 }
 
-/* RFC 8414 3: the well-known part goes between the host and the issuer's path; OpenID
- * Discovery appends it to the issuer. */
-static char *metadata_url(const char *issuer, bool oidc)
+char *nk_oauth_discovery_url(const char *issuer, bool oidc)
 {
     const char *path;
     size_t len;
 
+    if (uri_path(issuer) == NULL)
+        return NULL;
     path_of(issuer, &path, &len);
     if (oidc)
         return join3(issuer, (size_t)(path - issuer) + len, "/.well-known/openid-configuration",
@@ -703,7 +703,7 @@ static void begin_fetch(struct nk_oauth *o)
 
     pthread_mutex_lock(&o->mu);
     url = o->state == FETCH_JWKS ? (o->jwks_uri != NULL ? strdup(o->jwks_uri) : NULL)
-                                 : metadata_url(o->issuer, false);
+                                 : nk_oauth_discovery_url(o->issuer, false);
     pthread_mutex_unlock(&o->mu);
     queued = url != NULL && fetch_get(o, url);
     free(url);
@@ -745,7 +745,7 @@ static void on_fetched(void *ud, struct nk_upstream_response *resp)
             pthread_mutex_lock(&o->mu);
             o->state = FETCH_METADATA_OIDC;
             pthread_mutex_unlock(&o->mu);
-            url = metadata_url(o->issuer, true);
+            url = nk_oauth_discovery_url(o->issuer, true);
             next_queued = url != NULL && fetch_get(o, url);
             free(url);
             if (next_queued)

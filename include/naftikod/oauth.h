@@ -58,4 +58,11 @@ bool nk_oauth_metadata_path(const struct nk_oauth *o, const char *path);
 /* Answer req with the metadata document (GET) or 405. */
 void nk_oauth_metadata(struct nk_oauth *o, struct nk_http_req *req);
 
+/* Where an issuer's metadata is: RFC 8414 3 inserts /.well-known/oauth-authorization-server
+ * between the host and the issuer's path (https://as/t -> https://as/.well-known/oauth-
+ * authorization-server/t); OpenID Connect Discovery appends /.well-known/openid-configuration
+ * to the issuer (oidc true). A trailing '/' of the issuer is dropped. Caller frees; NULL for a
+ * URI that is not absolute http(s), or on OOM. */
+char *nk_oauth_discovery_url(const char *issuer, bool oidc);
+
 #endif
