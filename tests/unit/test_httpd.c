@@ -181,6 +181,15 @@ static bool admit(void *ud, struct nk_http_req *req)
     }
     if (strcmp(who, "mute") == 0)
         return false;
+    if (strcmp(who, "hold") == 0) {
+        /* Deferred with no verdict until the test gives one (after the listener stopped). */
+        nk_http_req_defer(req);
+        pthread_mutex_lock(&f->mu);
+        f->held = req;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->mu);
+        return true;
+    }
     if (strncmp(who, "later-", 6) == 0) {
         /* Decide on another thread, a little later (a key being fetched) */
         pthread_t th;
@@ -583,6 +592,49 @@ static void test_quiesce_and_stop_with_pending(void **state)
     free(c.resp);
     /* The handler's late answer is dropped harmlessly. */
     nk_http_respond(req, 200, "text/plain", strdup("late"), 4, NULL);
+    finish(f);
+}
+
+static void *held_client_thread(void *arg)
+{
+    struct client_arg *c = arg;
+    static const char raw[] = "POST /held HTTP/1.1\r\nHost: t\r\nX-Let-In: hold\r\n"
+                              "Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+
+    c->resp = exchange(AF_INET, c->port, raw, sizeof(raw) - 1);
+    return NULL;
+}
+
+/* A request whose admission is still deferred when the listener stops: answered 503 by the
+ * stop (libmicrohttpd cannot stop with a suspended connection), never handed to the handler;
+ * the late verdict only releases it. */
+static void test_stop_with_deferred(void **state)
+{
+    struct fixture *f = start_admit(NULL, 0, true);
+    struct client_arg c = {nk_httpd_port(f->h), NULL};
+    struct nk_http_req *req;
+    pthread_t t;
+    int i;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, held_client_thread, &c), 0);
+    pthread_mutex_lock(&f->mu);
+    for (i = 0; i < 100 && f->held == NULL; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
+    }
+    req = f->held;
+    pthread_mutex_unlock(&f->mu);
+    assert_non_null(req);
+    nk_httpd_stop(f->h);
+    f->h = NULL;
+    pthread_join(t, NULL);
+    assert_int_equal(status_of(c.resp), 503);
+    free(c.resp);
+    nk_http_req_admit(req); /* too late: dropped */
+    assert_int_equal(f->calls, 0);
     finish(f);
 }
 
@@ -1063,6 +1115,7 @@ int main(void)
         IN_LOOP(test_out_of_descriptors),
         IN_LOOP(test_admit_before_body),
         IN_LOOP(test_admit_deferred),
+        IN_LOOP(test_stop_with_deferred),
         IN_LOOP(test_framing_refused),
         IN_LOOP(test_many_query_args),
         IN_LOOP(test_body_sizes),
