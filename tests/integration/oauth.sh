@@ -252,6 +252,26 @@ refused "introspected, unknown token" 401 invalid_token "not active" "unknown-op
 echo "ok: introspection with the client file: active 200 (then cached), scope 403, inactive 401"
 nk_stop "daemon I"
 
+# start-up refusals: incomplete settings, an HMAC algorithm, introspection without credentials
+refuse_start() { # refuse_start NAME REGEX [args]: exit 1 before listening, REGEX in the log
+    local name=$1 re=$2 st=0
+    shift 2
+    env -u STACKROX_API_KEY STACKROX_API_KEY="Bearer $KEY" "$NAFTIKOD" serve "$CAP" --rest-port 0 \
+        --mcp-port 0 --ops-listen off --var "central-host=127.0.0.1:$CPORT" "$@" \
+        2>"$work/$name.log" >/dev/null || st=$?
+    [ "$st" = 1 ] || [ "$st" = 2 ] || fail "$name: exit $st (want a refusal)"
+    grep -Eq "$re" "$work/$name.log" || fail "$name: no /$re/ in: $(cat "$work/$name.log")"
+}
+refuse_start no-issuer 'needs --mcp-oauth-issuer URL and --mcp-oauth-resource URI' --mcp-auth oauth
+refuse_start hmac "HMAC" --mcp-auth oauth --mcp-oauth-issuer "$AS1" \
+    --mcp-oauth-resource "http://127.0.0.1:1/mcp" --oauth-algorithms RS256,HS256
+refuse_start no-client 'introspection needs --oauth-client-file' --mcp-auth oauth \
+    --mcp-oauth-issuer "$AS1" --mcp-oauth-resource "http://127.0.0.1:1/mcp" \
+    --oauth-token-validation introspection
+refuse_start query-resource 'resource must be' --mcp-auth oauth --mcp-oauth-issuer "$AS1" \
+    --mcp-oauth-resource "http://127.0.0.1:1/mcp?x=1"
+echo "ok: start-up refuses oauth without issuer/resource, an HMAC algorithm, introspection without credentials, a resource with a query"
+
 # no token, no client secret in any log or answer
 while read -r t; do
     [ -n "$t" ] || continue
