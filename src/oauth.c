@@ -19,6 +19,8 @@
 
 /* Requests that may wait for the issuer's keys at once; beyond, 503. */
 #define MAX_WAITERS 4096
+/* Slots per set of the verdict cache. */
+#define CACHE_WAYS 4
 /* A negative introspection answer is remembered this long at most. */
 #define NEGATIVE_TTL_S 10
 
@@ -88,7 +90,7 @@ struct nk_oauth {
     struct nk_upstream *fetch_up;
     struct cached *cache;
     size_t cache_entries;
-    size_t cache_next; /* round-robin victim when no slot is free or stale */
+    size_t cache_next; /* turns the victim way when a set has no free or stale slot */
 };
 
 static double mono_now(void)
@@ -265,10 +267,14 @@ enum nk_rc nk_oauth_new(const struct nk_oauth_conf *conf, const struct nk_oauth_
     o->refresh_min_s = opts->refresh_min_s > 0 ? (double)opts->refresh_min_s : 30.0;
     o->cache_ttl_s = opts->cache_ttl_s > 0 ? opts->cache_ttl_s : 300;
     if (opts->cache_entries > 0) {
-        o->cache = calloc(opts->cache_entries, sizeof(*o->cache));
+        /* CACHE_WAYS times a power of two, at least the entries asked for */
+        size_t sets = 1;
+        while (sets * CACHE_WAYS < opts->cache_entries && sets < ((size_t)1 << 24))
+            sets <<= 1;
+        o->cache = calloc(sets * CACHE_WAYS, sizeof(*o->cache));
         if (o->cache == NULL)
             goto fail;
-        o->cache_entries = opts->cache_entries;
+        o->cache_entries = sets * CACHE_WAYS;
     }
     if (o->introspect) {
         o->basic = basic_line(opts->client_id, opts->client_secret);
@@ -434,36 +440,50 @@ void nk_oauth_metadata(struct nk_oauth *o, struct nk_http_req *req)
 
 /* ---- the cache -------------------------------------------------------------------------- */
 
+/* The cache is set-associative: CACHE_WAYS slots per set, the set chosen by the first bytes of
+ * the token's SHA-256 (a lookup reads CACHE_WAYS slots, not the whole table; the index reveals
+ * nothing an attacker does not know: the hash of the token it sent). */
+static struct cached *cache_set(struct nk_oauth *o, const unsigned char *key)
+{
+    size_t h = (size_t)key[0] | (size_t)key[1] << 8 | (size_t)key[2] << 16 | (size_t)key[3] << 24;
+
+    return &o->cache[(h & (o->cache_entries / CACHE_WAYS - 1)) * CACHE_WAYS];
+}
+
 /* Under o->mu. The slot for key, or NULL. */
 static struct cached *cache_find_locked(struct nk_oauth *o, const unsigned char *key, double now)
 {
+    struct cached *set = cache_set(o, key);
     size_t i;
 
-    for (i = 0; i < o->cache_entries; i++) {
-        struct cached *c = &o->cache[i];
-        if (c->used && c->expires > now && nk_mem_equal_ct(c->key, key, NK_SHA256_LEN))
-            return c;
-    }
+    for (i = 0; i < CACHE_WAYS; i++)
+        if (set[i].used && set[i].expires > now && nk_mem_equal_ct(set[i].key, key, NK_SHA256_LEN))
+            return &set[i];
     return NULL;
 }
 
-/* Remember a verdict for ttl seconds (already bounded by the caller). */
+/* Remember a verdict for ttl seconds (already bounded by the caller): in key's own slot, else a
+ * free or stale one of its set, else the set's next victim in turn. */
 static void cache_put(struct nk_oauth *o, const unsigned char *key, bool ok,
                       const struct nk_principal *who, double ttl)
 {
     double now = mono_now();
-    struct cached *c = NULL;
+    struct cached *set, *c = NULL;
     size_t i;
 
     if (o->cache_entries == 0 || ttl <= 0)
         return;
     pthread_mutex_lock(&o->mu);
-    for (i = 0; i < o->cache_entries && c == NULL; i++)
-        if (!o->cache[i].used || o->cache[i].expires <= now)
-            c = &o->cache[i];
+    set = cache_set(o, key);
+    for (i = 0; i < CACHE_WAYS && c == NULL; i++)
+        if (set[i].used && memcmp(set[i].key, key, NK_SHA256_LEN) == 0)
+            c = &set[i];
+    for (i = 0; i < CACHE_WAYS && c == NULL; i++)
+        if (!set[i].used || set[i].expires <= now)
+            c = &set[i];
     if (c == NULL) {
-        c = &o->cache[o->cache_next];
-        o->cache_next = (o->cache_next + 1) % o->cache_entries;
+        c = &set[o->cache_next % CACHE_WAYS];
+        o->cache_next++;
     }
     memcpy(c->key, key, NK_SHA256_LEN);
     c->used = true;
