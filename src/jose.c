@@ -3,6 +3,7 @@
 #include "naftikod/jose.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -625,4 +626,21 @@ long long nk_claims_exp(const json_t *claims)
     const json_t *exp = json_object_get(claims, "exp");
 
     return json_is_number(exp) ? (long long)json_number_value(exp) : 0;
+}
+
+static EVP_MD *g_sha256;
+static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+    g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* held for the process's life */
+}
+
+void nk_jose_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    unsigned n = 0;
+
+    pthread_once(&g_sha256_once, fetch_sha256);
+    if (g_sha256 == NULL || EVP_Digest(data, len, out, &n, g_sha256, NULL) != 1 || n != 32)
+        nk_sha256(data, len, out);
 }

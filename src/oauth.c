@@ -575,7 +575,7 @@ static enum outcome check_jwt(struct nk_oauth *o, struct nk_http_req *req, const
     }
     nk_claims_principal(j.claims, &who);
     nk_http_req_set_principal(req, &who);
-    nk_sha256(tok, len, key);
+    nk_jose_sha256(tok, len, key);
     cache_put(o, key, true, &who, ttl_for(o, nk_claims_exp(j.claims)));
     out = OUT_ADMIT;
 out:
@@ -935,7 +935,7 @@ static void introspect(struct nk_oauth *o, struct nk_upstream *up, struct nk_htt
     p->o = o;
     p->req = req;
     p->problem = problem;
-    nk_sha256(tok, len, p->key);
+    nk_jose_sha256(tok, len, p->key);
     n = strlen(enc) + 64;
     rq.body = malloc(n);
     rq.method = strdup("POST");
@@ -1021,7 +1021,7 @@ bool nk_oauth_admit(struct nk_oauth *o, struct nk_upstream *up, struct nk_http_r
         refuse(o, req, problem, REFUSE_INVALID, "the token is longer than 8192 bytes");
         return false;
     }
-    nk_sha256(tok, len, key);
+    nk_jose_sha256(tok, len, key);
     now = mono_now();
     if (o->cache_entries > 0) {
         pthread_mutex_lock(&o->mu);

@@ -93,4 +93,9 @@ void nk_claims_principal(const json_t *claims, struct nk_principal *p);
 /* The claims' exp, or 0 when absent or not a number. */
 long long nk_claims_exp(const json_t *claims);
 
+/* SHA-256 of len bytes with OpenSSL's implementation (SHA-NI/AVX2 where the CPU has them: about
+ * four times faster than sha256.c on a token-sized input), for the resource server's verdict
+ * cache keys; the same digest as nk_sha256(). Thread-safe. */
+void nk_jose_sha256(const void *data, size_t len, unsigned char out[32]);
+
 #endif

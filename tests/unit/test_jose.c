@@ -422,6 +422,21 @@ static void test_algs_option(void **state)
     assert_int_equal(nk_jose_algs_parse("", &m, why, sizeof(why)), NK_ERR_INVALID);
 }
 
+static void test_sha256_same(void **state)
+{
+    unsigned char a[32], b[32], buf[1000];
+    size_t n;
+
+    (void)state;
+    for (n = 0; n < sizeof(buf); n++)
+        buf[n] = (unsigned char)(n * 7);
+    for (n = 0; n < sizeof(buf); n += 37) {
+        nk_jose_sha256(buf, n, a);
+        nk_sha256(buf, n, b);
+        assert_memory_equal(a, b, 32);
+    }
+}
+
 static int keys_setup(void **state)
 {
     (void)state;
@@ -446,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_good_tokens),    cmocka_unit_test(test_bad_signatures),
         cmocka_unit_test(test_refused_shapes), cmocka_unit_test(test_claims),
         cmocka_unit_test(test_jwks_refusals),  cmocka_unit_test(test_algs_option),
+        cmocka_unit_test(test_sha256_same),
     };
     return cmocka_run_group_tests(tests, keys_setup, keys_teardown);
 }
