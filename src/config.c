@@ -185,6 +185,10 @@ static const struct opt opts[] = {
     {"--oauth-jwks-refresh", "NAFTIKOD_OAUTH_JWKS_REFRESH_S", OPT_UINT, "S", "30",
      "an unknown kid fetches the JWKS again at most once per this many seconds",
      CFG(oauth_jwks_refresh_s), SERVE},
+    {"--oauth-jwks-max-age", "NAFTIKOD_OAUTH_JWKS_MAX_AGE_S", OPT_UINT, "S", "3600",
+     "keys older than this are fetched again in the background (a withdrawn key stops "
+     "verifying)",
+     CFG(oauth_jwks_max_age_s), SERVE},
     {"--oauth-cache-entries", "NAFTIKOD_OAUTH_CACHE_ENTRIES", OPT_UINT, "N", "1024",
      "checked tokens remembered by their SHA-256 (0: check every request again)",
      CFG(oauth_cache_entries), SERVE},
@@ -815,6 +819,7 @@ int nk_config_read(struct nk_config *c, unsigned cmd, bool reloading, int argc, 
     c->oauth_algorithms = "RS256,PS256,ES256";
     c->oauth_leeway_s = 60;
     c->oauth_jwks_refresh_s = 30;
+    c->oauth_jwks_max_age_s = 3600;
     c->oauth_cache_entries = 1024;
     c->oauth_cache_ttl_s = 300;
     c->mcp_tool_prefix = "none";

@@ -71,6 +71,7 @@ struct nk_oauth {
     unsigned algs;
     long leeway_s;
     double refresh_min_s;
+    double jwks_max_age_s; /* keys older than this are fetched again in the background */
     long cache_ttl_s;
     char *basic;         /* "Authorization: Basic ..." line for introspection, or NULL; a secret */
     char *metadata_url;  /* the resource_metadata URL of the challenges */
@@ -84,6 +85,7 @@ struct nk_oauth {
     bool discovered;
     struct keyset *keys;
     double last_fetch; /* monotonic, when the last fetch began (0: never) */
+    double keys_at;    /* monotonic, when the keys in force arrived */
     bool last_failed;
     struct waiter *waiters;
     size_t n_waiters;
@@ -265,6 +267,7 @@ enum nk_rc nk_oauth_new(const struct nk_oauth_conf *conf, const struct nk_oauth_
     o->algs = opts->algs != 0 ? opts->algs : NK_JOSE_ALGS_ALL;
     o->leeway_s = opts->leeway_s >= 0 ? opts->leeway_s : 60;
     o->refresh_min_s = opts->refresh_min_s > 0 ? (double)opts->refresh_min_s : 30.0;
+    o->jwks_max_age_s = opts->jwks_max_age_s > 0 ? (double)opts->jwks_max_age_s : 3600.0;
     o->cache_ttl_s = opts->cache_ttl_s > 0 ? opts->cache_ttl_s : 300;
     if (opts->cache_entries > 0) {
         /* CACHE_WAYS times a power of two, at least the entries asked for */
@@ -836,6 +839,7 @@ static void on_fetched(void *ud, struct nk_upstream_response *resp)
     pthread_mutex_lock(&o->mu);
     old = o->keys;
     o->keys = ks;
+    o->keys_at = mono_now();
     pthread_mutex_unlock(&o->mu);
     keyset_unref(o, old);
     ok = true;
@@ -1057,6 +1061,14 @@ bool nk_oauth_admit(struct nk_oauth *o, struct nk_upstream *up, struct nk_http_r
             introspect(o, up, req, tok, len, problem);
         return false;
     }
+    /* Keys older than jwks_max_age_s are fetched again in the background (a key the issuer
+     * withdrew stops verifying); the ones in hand serve meanwhile, and if the fetch fails. */
+    pthread_mutex_lock(&o->mu);
+    start = o->keys != NULL && now - o->keys_at >= o->jwks_max_age_s &&
+            now - o->last_fetch >= o->refresh_min_s && claim_fetch_locked(o, up);
+    pthread_mutex_unlock(&o->mu);
+    if (start)
+        begin_fetch(o);
     out = check_jwt(o, req, tok, len, problem, true);
     if (out != OUT_NEED_KEYS)
         return out == OUT_ADMIT;

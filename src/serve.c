@@ -887,6 +887,7 @@ static bool oauth_options(const struct nk_config *cfg, struct nk_oauth_options *
     }
     o->leeway_s = cfg->oauth_leeway_s;
     o->refresh_min_s = cfg->oauth_jwks_refresh_s > 0 ? cfg->oauth_jwks_refresh_s : 30;
+    o->jwks_max_age_s = cfg->oauth_jwks_max_age_s > 0 ? cfg->oauth_jwks_max_age_s : 3600;
     o->cache_entries =
         (size_t)(cfg->oauth_cache_entries > 1000000 ? 1000000 : cfg->oauth_cache_entries);
     o->cache_ttl_s = cfg->oauth_cache_ttl_s;

@@ -81,6 +81,7 @@ struct nk_config {
     const char *oauth_algorithms;       /* accepted JWS algorithms */
     long oauth_leeway_s;
     long oauth_jwks_refresh_s;
+    long oauth_jwks_max_age_s;
     long oauth_cache_entries;
     long oauth_cache_ttl_s;
     const char *oauth_client_file; /* introspection: CLIENT_ID:SECRET, one line */

@@ -21,6 +21,8 @@ struct nk_oauth_options {
     unsigned algs;        /* nk_jose_alg bits accepted; 0: RS256, PS256 and ES256 */
     long leeway_s;        /* clock skew allowed on exp and nbf; < 0: 60 */
     long refresh_min_s;   /* an unknown kid refreshes the JWKS at most once per this; 0: 30 */
+    long jwks_max_age_s;  /* keys older than this are fetched again, in the background, by the
+                             next token not in the verdict cache; 0: 3600 */
     size_t cache_entries; /* checked tokens remembered (by SHA-256): 0 none */
     long cache_ttl_s;     /* the longest a verdict is remembered (never past exp); 0: 300 */
     /* introspection: the client credentials the AS knows this resource server by (borrowed

@@ -88,7 +88,8 @@ nk_launch nk-j "STACKROX_API_KEY=Bearer $KEY" -- "$CAP" --rest-port "$RPORT" --m
     --ops-listen off --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/bundle.crt" \
     --mcp-auth oauth --mcp-oauth-issuer "$AS1" --mcp-oauth-resource "$RES" \
     --mcp-oauth-scopes mcp:tools --rest-auth oauth --rest-oauth-issuer "$AS1" \
-    --rest-oauth-resource "$RRES" --oauth-jwks-refresh 1 --max-header-bytes 262144 ||
+    --rest-oauth-resource "$RRES" --oauth-jwks-refresh 1 --oauth-jwks-max-age 2 \
+    --max-header-bytes 262144 ||
     fail "daemon J did not start"
 LOG="$work/nk-j.log"
 
@@ -195,6 +196,17 @@ rotated() {
 }
 wait_until rotated || fail "a token signed by the rotated key $kid was never accepted: $STATUS"
 echo "ok: rotation: the new key $kid is fetched on its unknown kid and its token accepted"
+# keys older than --oauth-jwks-max-age are fetched again in the background: the call that
+# notices does not wait (it is answered with the keys in hand)
+before=$(stats "$AS1_DIR" jwks)
+sleep 2.2
+tok=$(mint RS256 r1 "$(claims '.sub = "after-max-age"')")
+echo "$tok" >>"$work/tokens.seen"
+mcp_call -H "Authorization: Bearer $tok"
+[ "$STATUS" = 200 ] || fail "a good token once the keys are old: $STATUS"
+refetched() { [ "$(stats "$AS1_DIR" jwks)" -gt "$before" ]; }
+wait_until refetched || fail "keys older than --oauth-jwks-max-age were not fetched again"
+echo "ok: keys older than --oauth-jwks-max-age are fetched again in the background"
 nk_stop "daemon J"
 
 # ---- daemon K: OpenID discovery only, default refresh bound: forged kids fetch at most once -----
