@@ -20,8 +20,8 @@ ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-20260918-slim@sha256:3783cc0
 
 FROM ${BUILD_IMAGE} AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        build-essential cmake pkg-config python3 libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
-        libyaml-dev libjansson-dev ca-certificates \
+        build-essential cmake pkg-config python3 libmicrohttpd-dev libcurl4-openssl-dev \
+        libyaml-dev libjansson-dev libssl-dev ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt LICENSE ./
@@ -39,7 +39,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DNK_TESTS=OFF -DNK_WERROR=O
 FROM ${RUNTIME_IMAGE}
 # coreutils' sleep stays in the image: the Kubernetes preStop hook runs it (deploy/base).
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libcurl4 libssl3 libyaml-0-2 libjansson4 ca-certificates \
+        libmicrohttpd12 libcurl4 libyaml-0-2 libjansson4 libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 naftikod \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin naftikod

@@ -11,6 +11,7 @@
 // one core during the timed loop: near 100 × procs means the generator, not the server, limits.
 //   node mcp_load.mjs URL [--conc N] [--dur S] [--tool NAME] [--procs P]
 // --procs P forks P generator processes sharing the CONC workers (each its own agent).
+// $MCP_LOAD_AUTHORIZATION, when set, is sent as the Authorization header of every request.
 import { fork } from 'node:child_process';
 import http from 'node:http';
 
@@ -65,6 +66,7 @@ function post(body, session, method = 'POST') {
                           Accept: 'application/json, text/event-stream',
                           'MCP-Protocol-Version': VERSION };
         if (session) headers['Mcp-Session-Id'] = session;
+        if (process.env.MCP_LOAD_AUTHORIZATION) headers.Authorization = process.env.MCP_LOAD_AUTHORIZATION;
         const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
         if (data) headers['Content-Length'] = data.length;
         const r = http.request({ host: u.hostname, port: u.port, path: u.pathname, method, agent,

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-runtime=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libyaml-dev
-         libjansson-dev curl ca-certificates openssl python3)
+runtime=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
+         libjansson-dev libssl-dev curl ca-certificates openssl python3)
 testing=(libcmocka-dev clang libclang-rt-14-dev clang-format valgrind jq systemd groff-base man-db
          util-linux nginx-light)
 # Node.js and npm drive the protocol tests; take Debian's only when the machine has none.

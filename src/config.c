@@ -101,12 +101,14 @@ static const struct opt opts[] = {
     {"--ready-cache", "NAFTIKOD_READY_CACHE_MS", OPT_UINT, "MS", "5000",
      "how long an upstream reachability verdict (/healthz, /metrics) is reused",
      CFG(ready_cache_ms), SERVE},
-    {"--rest-auth", "NAFTIKOD_REST_AUTH", OPT_CHOICE, "none|token|passthrough", "none",
-     "REST callers: anyone, a bearer token from --auth-tokens, or their own credential "
-     "forwarded to the upstream instead of the bound one",
+    {"--rest-auth", "NAFTIKOD_REST_AUTH", OPT_CHOICE, "none|token|oauth|passthrough", "none",
+     "REST callers: anyone, a bearer token from --auth-tokens, an OAuth access token "
+     "(--rest-oauth-*), or their own credential forwarded to the upstream instead of the bound "
+     "one",
      CFG(rest_auth), SERVE},
-    {"--mcp-auth", "NAFTIKOD_MCP_AUTH", OPT_CHOICE, "none|token", "none",
-     "MCP callers: anyone, or a bearer token from --auth-tokens (never forwarded upstream)",
+    {"--mcp-auth", "NAFTIKOD_MCP_AUTH", OPT_CHOICE, "none|token|oauth", "none",
+     "MCP callers: anyone, a bearer token from --auth-tokens, or an OAuth 2.1 access token "
+     "(--mcp-oauth-*; never forwarded upstream)",
      CFG(mcp_auth), SERVE},
     {"--auth-tokens", "NAFTIKOD_AUTH_TOKENS_FILE", OPT_STRING, "FILE", "none",
      "caller tokens, one 'sha256:<hex>  NAME' line each (see 'naftikod hash-token')",
@@ -180,6 +182,55 @@ static const struct opt opts[] = {
      "comma-separated addresses or CIDR blocks of proxies whose X-Forwarded-For / Forwarded "
      "header names the client (access log, --rate-limit); from anyone else they are ignored",
      CFG(trusted_proxies), SERVE},
+    {"--mcp-oauth-issuer", "NAFTIKOD_MCP_OAUTH_ISSUER", OPT_STRING, "URL", "none",
+     "--mcp-auth oauth: the authorization server (issuer); its metadata is found by RFC 8414, "
+     "then OpenID discovery",
+     CFG(mcp_oauth_issuer), SERVE},
+    {"--mcp-oauth-resource", "NAFTIKOD_MCP_OAUTH_RESOURCE", OPT_STRING, "URI", "none",
+     "--mcp-auth oauth: this MCP endpoint's canonical URI (e.g. https://host/mcp): tokens must "
+     "name it in aud; RFC 9728 metadata describes it",
+     CFG(mcp_oauth_resource), SERVE},
+    {"--mcp-oauth-scopes", "NAFTIKOD_MCP_OAUTH_SCOPES", OPT_STRING, "LIST", "none",
+     "scopes every MCP token must carry (comma-separated); also scopes_supported",
+     CFG(mcp_oauth_scopes), SERVE},
+    {"--mcp-oauth-audience", "NAFTIKOD_MCP_OAUTH_AUDIENCE", OPT_STRING, "AUD", "the resource",
+     "the aud MCP tokens must name, when the issuer does not use the resource URI",
+     CFG(mcp_oauth_audience), SERVE},
+    {"--rest-oauth-issuer", "NAFTIKOD_REST_OAUTH_ISSUER", OPT_STRING, "URL", "none",
+     "--rest-auth oauth: the authorization server (issuer)", CFG(rest_oauth_issuer), SERVE},
+    {"--rest-oauth-resource", "NAFTIKOD_REST_OAUTH_RESOURCE", OPT_STRING, "URI", "none",
+     "--rest-auth oauth: the REST API's canonical URI", CFG(rest_oauth_resource), SERVE},
+    {"--rest-oauth-scopes", "NAFTIKOD_REST_OAUTH_SCOPES", OPT_STRING, "LIST", "none",
+     "scopes every REST token must carry (comma-separated)", CFG(rest_oauth_scopes), SERVE},
+    {"--rest-oauth-audience", "NAFTIKOD_REST_OAUTH_AUDIENCE", OPT_STRING, "AUD", "the resource",
+     "the aud REST tokens must name", CFG(rest_oauth_audience), SERVE},
+    {"--oauth-token-validation", "NAFTIKOD_OAUTH_TOKEN_VALIDATION", OPT_CHOICE,
+     "jwks|introspection", "jwks",
+     "check access tokens as JWTs against the issuer's JWKS, or ask its RFC 7662 "
+     "introspection endpoint (needs --oauth-client-file)",
+     CFG(oauth_token_validation), SERVE},
+    {"--oauth-algorithms", "NAFTIKOD_OAUTH_ALGORITHMS", OPT_STRING, "LIST", "RS256,PS256,ES256",
+     "JWS algorithms accepted (none and HS* are always refused)", CFG(oauth_algorithms), SERVE},
+    {"--oauth-leeway", "NAFTIKOD_OAUTH_LEEWAY_S", OPT_UINT, "S", "60",
+     "clock skew allowed on a token's exp and nbf, in seconds (at most 600)", CFG(oauth_leeway_s),
+     SERVE},
+    {"--oauth-jwks-refresh", "NAFTIKOD_OAUTH_JWKS_REFRESH_S", OPT_UINT, "S", "30",
+     "an unknown kid fetches the JWKS again at most once per this many seconds",
+     CFG(oauth_jwks_refresh_s), SERVE},
+    {"--oauth-jwks-max-age", "NAFTIKOD_OAUTH_JWKS_MAX_AGE_S", OPT_UINT, "S", "3600",
+     "keys older than this are fetched again in the background (a withdrawn key stops "
+     "verifying)",
+     CFG(oauth_jwks_max_age_s), SERVE},
+    {"--oauth-cache-entries", "NAFTIKOD_OAUTH_CACHE_ENTRIES", OPT_UINT, "N", "1024",
+     "checked tokens remembered by their SHA-256 (0: check every request again)",
+     CFG(oauth_cache_entries), SERVE},
+    {"--oauth-cache-ttl", "NAFTIKOD_OAUTH_CACHE_TTL_S", OPT_UINT, "S", "300",
+     "the longest a token's verdict is remembered (never past its exp)", CFG(oauth_cache_ttl_s),
+     SERVE},
+    {"--oauth-client-file", "NAFTIKOD_OAUTH_CLIENT_FILE", OPT_STRING, "FILE", "none",
+     "introspection: one line CLIENT_ID:SECRET, this resource server's credentials at the "
+     "authorization server (a secret: never logged)",
+     CFG(oauth_client_file), SERVE},
     {"--adapter", NULL, OPT_STRING, "NS", "the first MCP adapter",
      "namespace of the MCP adapter (any transport) to serve on stdin/stdout", CFG(adapter),
      NK_CONFIG_MCP_STDIO},
@@ -797,6 +848,13 @@ int nk_config_read(struct nk_config *c, unsigned cmd, bool reloading, int argc, 
     c->request_timeout_s = 60;
     c->mcp_max_batch = NK_MCP_DEFAULT_MAX_BATCH;
     c->mcp_auth = "none";
+    c->oauth_token_validation = "jwks";
+    c->oauth_algorithms = "RS256,PS256,ES256";
+    c->oauth_leeway_s = 60;
+    c->oauth_jwks_refresh_s = 30;
+    c->oauth_jwks_max_age_s = 3600;
+    c->oauth_cache_entries = 1024;
+    c->oauth_cache_ttl_s = 300;
     c->mcp_tool_prefix = "none";
     c->log_level = "info";
     r = scan_args(argc, argv, NULL, &config);

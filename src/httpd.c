@@ -36,6 +36,8 @@
 enum req_state {
     RS_NEW,        /* request line seen (URI log callback), headers not yet handed to us */
     RS_ADMIT,      /* head complete, with the admit hook (which may answer it) */
+    RS_DEFERRED,   /* the admit hook deferred its verdict; connection suspended, no body read */
+    RS_READMIT,    /* admitted later (nk_http_req_admit); resumed, the head's call comes again */
     RS_BODY,       /* reading the body */
     RS_DISPATCHED, /* handed to the handler; connection suspended */
     RS_ANSWERED,   /* response built; waiting for MHD to call us back and queue it */
@@ -120,6 +122,7 @@ struct nk_http_req {
     bool too_large;  /* the body went over max_body; answer 413 */
     bool in_pending; /* linked in h->pending_* */
     bool unfinished; /* counted in h->n_unfinished (set by dispatch, cleared on completion) */
+    bool deferred;   /* nk_http_req_defer() was called in the admit hook */
     struct nk_http_req *prev, *next;
     struct timespec start;
     char *uri; /* raw request target */
@@ -1039,6 +1042,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->state = RS_ADMIT;
             atomic_fetch_add(&r->refs, 1); /* the hook's: nk_http_respond() or below drops it */
             admitted = h->admit(h->ud, r);
+            if (r->deferred)
+                return MHD_YES; /* suspended; the verdict resumes it (maybe already did) */
             if (r->state != RS_ADMIT || !admitted) {
                 if (r->state == RS_ADMIT)
                     req_unref(r);
@@ -1082,6 +1087,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return queue_problem(r, 413, "Content Too Large", detail);
         }
         return dispatch(h, r);
+    case RS_READMIT:
+        /* libmicrohttpd calls again for the head after the resume: from now on, the body. */
+        r->state = RS_BODY;
+        if (*upload_size == 0)
+            return MHD_YES;
+        return on_request(cls, conn, url, method, version, upload, upload_size, req_cls);
     case RS_ANSWERED:
         pthread_mutex_lock(&r->mu);
         r->state = RS_QUEUED;
@@ -1092,6 +1103,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         pthread_mutex_unlock(&r->mu);
         return ret;
     case RS_ADMIT:
+    case RS_DEFERRED:
     case RS_DISPATCHED:
     case RS_QUEUED:
     default:
@@ -1582,7 +1594,7 @@ static void abandon_pending(void *arg)
             break;
         resume = false;
         pthread_mutex_lock(&r->mu);
-        if (r->state == RS_DISPATCHED && !r->abandoned) {
+        if ((r->state == RS_DISPATCHED || r->state == RS_DEFERRED) && !r->abandoned) {
             r->abandoned = true;
             pthread_mutex_lock(&h->mu);
             h->n_abandoned++;
@@ -1798,7 +1810,7 @@ void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content
         req_unref(r);
         return;
     }
-    if (r->abandoned || r->state != RS_DISPATCHED) {
+    if (r->abandoned || (r->state != RS_DISPATCHED && r->state != RS_DEFERRED)) {
         /* Too late (listener stopped) or answered twice (a bug): drop it. */
         pthread_mutex_unlock(&r->mu);
         free(body);
@@ -1809,6 +1821,41 @@ void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content
     answer_locked(r, status, resp);
     pthread_mutex_unlock(&r->mu);
     /* The handler's reference keeps r alive until after the resume. */
+    resume_unref(r);
+}
+
+void nk_http_req_defer(struct nk_http_req *r)
+{
+    struct nk_httpd *h = r->h;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->detached != NULL || r->state != RS_ADMIT || r->deferred) {
+        pthread_mutex_unlock(&r->mu);
+        return; /* not in the admit hook, or answered already: nothing to wait for */
+    }
+    r->deferred = true;
+    r->state = RS_DEFERRED;
+    pthread_mutex_unlock(&r->mu);
+    /* The hook's reference now belongs to the verdict; the listener's stop answers it 503. */
+    pending_add(h, r);
+    MHD_suspend_connection(r->conn);
+}
+
+void nk_http_req_admit(struct nk_http_req *r)
+{
+    struct nk_httpd *h = r->h;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->abandoned || r->state != RS_DEFERRED) {
+        pthread_mutex_unlock(&r->mu);
+        req_unref(r);
+        return;
+    }
+    pthread_mutex_lock(&h->mu);
+    pending_remove_locked(h, r);
+    pthread_mutex_unlock(&h->mu);
+    r->state = RS_READMIT;
+    pthread_mutex_unlock(&r->mu);
     resume_unref(r);
 }
 

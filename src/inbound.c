@@ -297,6 +297,8 @@ bool nk_inbound_mode_parse(const char *s, bool allow_passthrough, enum nk_inboun
         *out = NK_INBOUND_TOKEN;
     else if (allow_passthrough && strcmp(s, "passthrough") == 0)
         *out = NK_INBOUND_PASSTHROUGH;
+    else if (strcmp(s, "oauth") == 0)
+        *out = NK_INBOUND_OAUTH;
     else
         return false;
     return true;
@@ -304,7 +306,10 @@ bool nk_inbound_mode_parse(const char *s, bool allow_passthrough, enum nk_inboun
 
 const char *nk_inbound_mode_name(enum nk_inbound_mode m)
 {
-    return m == NK_INBOUND_TOKEN ? "token" : m == NK_INBOUND_PASSTHROUGH ? "passthrough" : "none";
+    return m == NK_INBOUND_TOKEN         ? "token"
+           : m == NK_INBOUND_PASSTHROUGH ? "passthrough"
+           : m == NK_INBOUND_OAUTH       ? "oauth"
+                                         : "none";
 }
 
 int nk_cmd_hash_token(int argc, char **argv)

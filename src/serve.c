@@ -33,7 +33,9 @@
 #include "naftikod/loop.h"
 #include "naftikod/mcp.h"
 #include "naftikod/mcp_core.h"
+#include "naftikod/jose.h"
 #include "naftikod/metrics.h"
+#include "naftikod/oauth.h"
 #include "naftikod/ops.h"
 #include "naftikod/optable.h"
 #include "naftikod/problem.h"
@@ -254,6 +256,10 @@ struct listener {
      * the first instance's listener owns them (NULL: no such limit, one loop, or not first) */
     struct nk_rate *rate;
     struct nk_httpd_client_conns *client_conns;
+    /* The listener's OAuth resource server (the document's oauth2 authentication or the
+     * --rest-oauth-* / --mcp-oauth-* options), shared by its instances; NULL: none. Owned by
+     * nk_cmd_serve's oauths[]. */
+    struct nk_oauth *oauth;
 };
 
 /* 401 with the challenge (NULL: none); REST gets a problem document, MCP a plain JSON body (the
@@ -394,10 +400,18 @@ static bool admit(void *ud, struct nk_http_req *req)
     const char *authz = nk_http_req_header(req, "Authorization");
     struct nk_principal who = {.kind = NK_PRINCIPAL_TOKEN};
 
+    /* With OAuth, its RFC 9728 metadata is public (on_request serves it); the check may wait
+     * for the issuer's keys without holding the loop (nk_http_req_defer). */
+    if (l->oauth != NULL && nk_oauth_metadata_path(l->oauth, nk_http_req_path(req)))
+        return true;
     /* MCP OAuth discovery paths are admitted without a token: the adapter answers them 404
-     * whatever the mode (no OAuth here; a 401 sent clients into Dynamic Client Registration). */
+     * whatever the mode (this daemon is no authorization server; without OAuth a 401 sent
+     * clients into Dynamic Client Registration). */
     if (l->type == NK_ADAPTER_MCP && nk_mcp_oauth_path(nk_http_req_path(req)))
         return true;
+    if (l->oauth != NULL)
+        return nk_oauth_admit(l->oauth, nk_server_upstream_at(l->server, l->loop_idx), req,
+                              l->type == NK_ADAPTER_REST);
     if (mode == NK_INBOUND_TOKEN) {
         if (!nk_tokens_check(nk_server_tokens(l->server), authz, who.name)) {
             unauthorized(req, l->type == NK_ADAPTER_REST,
@@ -422,7 +436,9 @@ static void on_request(void *ud, struct nk_http_req *req)
 {
     struct listener *l = ud;
 
-    if (l->type == NK_ADAPTER_REST)
+    if (l->oauth != NULL && nk_oauth_metadata_path(l->oauth, nk_http_req_path(req)))
+        nk_oauth_metadata(l->oauth, req);
+    else if (l->type == NK_ADAPTER_REST)
         nk_rest_handle(l->server, l->ns, req);
     else
         nk_mcp_handle(l->server, l->ns, req);
@@ -689,27 +705,6 @@ static void group_options(const struct nk_config *cfg, struct nk_group_options *
         cfg->mcp_tool_prefix != NULL && strcmp(cfg->mcp_tool_prefix, "namespace") == 0;
 }
 
-/* UNTIL THE OAUTH RESOURCE SERVER MERGES: the loader reads an adapter's `authentication:
- * {type: oauth2}` into adapter->oauth, but nothing checks OAuth tokens in this build yet, so
- * serving such an adapter would admit everyone. Refused here, at start-up and on reload (the
- * one place to delete when the resource server lands). */
-static enum nk_rc refuse_oauth2(const struct nk_optable *t, struct nk_diags *diags)
-{
-    size_t i;
-    enum nk_rc rc = NK_OK;
-
-    for (i = 0; i < t->n_adapters; i++)
-        if (t->adapters[i].auth.type == NK_AUTH_OAUTH2) {
-            nk_diags_add(diags, NK_SEV_ERROR, t->adapters[i].pos.file, t->adapters[i].pos.line,
-                         t->adapters[i].pos.column,
-                         "adapter '%s' asks for oauth2 authentication, which this naftikod "
-                         "build cannot check yet: refusing to serve it",
-                         t->adapters[i].ns);
-            rc = NK_ERR_INVALID;
-        }
-    return rc;
-}
-
 /* Load the capabilities and group their adapters into listeners under cfg's port options. */
 static enum nk_rc load_grouped(const struct nk_config *cfg, const char *const *files,
                                size_t n_files, struct nk_diags *diags, struct nk_optable **out)
@@ -722,8 +717,6 @@ static enum nk_rc load_grouped(const struct nk_config *cfg, const char *const *f
         return rc;
     group_options(cfg, &go);
     rc = nk_optable_group(t, &go, diags);
-    if (rc == NK_OK)
-        rc = refuse_oauth2(t, diags);
     if (rc != NK_OK) {
         nk_optable_unref(t);
         return rc;
@@ -735,6 +728,54 @@ static enum nk_rc load_grouped(const struct nk_config *cfg, const char *const *f
 /* Load files and resolve binds/variables into a new context, off to the side; on success make it
  * the one in force (requests already running finish on the old one). On any error, log it and
  * keep serving the old context. Counted in naftikod_reloads_total either way. */
+/* The document's oauth2 authentication of a listener's adapters, when the options leave
+ * authentication to the document; NULL when it has none. */
+static const struct nk_oauth_conf *doc_oauth(const struct nk_config *cfg,
+                                             const struct nk_adapter *lst)
+{
+    const char *mode = lst->type == NK_ADAPTER_REST ? cfg->rest_auth : cfg->mcp_auth;
+    size_t j;
+
+    if (mode != NULL && strcmp(mode, "none") != 0)
+        return NULL; /* the option wins */
+    for (j = 0; j < lst->n_members; j++)
+        if (lst->members[j]->oauth != NULL)
+            return lst->members[j]->oauth;
+    return NULL;
+}
+
+/* A listener's OAuth resource server is made at start-up: a reload that gives a served listener
+ * oauth2 authentication, or takes it away, is refused (the previous table stays) rather than
+ * leaving it checking tokens it should not, or none. */
+static bool oauth_unchanged(const struct nk_config *cfg, const struct nk_optable *nt,
+                            const struct listener *ls, size_t n_ls)
+{
+    size_t i, k;
+    bool had, has;
+
+    for (i = 0; i < nt->n_listeners; i++)
+        for (k = 0; k < n_ls; k++) {
+            const char *mode = ls[k].type == NK_ADAPTER_REST ? cfg->rest_auth : cfg->mcp_auth;
+
+            if (ls[k].loop_idx != 0 || ls[k].type != nt->listeners[i].type ||
+                strcmp(ls[k].ns, nt->listeners[i].key) != 0)
+                continue;
+            /* from the document: made at start-up when the option said none */
+            had = ls[k].oauth != NULL && (mode == NULL || strcmp(mode, "none") == 0);
+            has = doc_oauth(cfg, &nt->listeners[i]) != NULL;
+            if (had != has) {
+                logline("error",
+                        "reload failed: the %s listener %s %s oauth2 authentication in the "
+                        "document; OAuth settings apply at start-up: restart naftikod; still "
+                        "serving the previous table",
+                        ls[k].type == NK_ADAPTER_REST ? "rest" : "mcp", ls[k].ns,
+                        had ? "loses" : "gains");
+                return false;
+            }
+        }
+    return true;
+}
+
 static bool reload_table(struct nk_server *server, const struct nk_config *cfg,
                          const char *const *files, size_t n_files, const struct nk_var *vars,
                          size_t n_vars, const struct listener *ls, size_t n_ls)
@@ -762,6 +803,8 @@ static bool reload_table(struct nk_server *server, const struct nk_config *cfg,
                          "serving the previous table");
         goto out;
     }
+    if (!oauth_unchanged(cfg, nt, ls, n_ls))
+        goto out;
     old = nk_server_context(server);
     warn_listener_changes(nk_context_table(old), nt, ls, n_ls);
     nk_server_swap(server, nc);
@@ -981,7 +1024,8 @@ static void drain(struct listener *ls, size_t n, long drain_ms, bool watchdog,
 static bool start_listener(const struct nk_config *cfg, const struct nk_adapter *a,
                            struct nk_server *server, struct nk_loop *loop, size_t n_loops,
                            long port_given, const struct listener *first,
-                           const struct nk_proxies *proxies, struct listener *l)
+                           const struct nk_proxies *proxies, struct nk_oauth *oauth,
+                           struct listener *l)
 {
     const struct nk_inbound_policy *policy = nk_server_policy(server);
     struct nk_httpd_options ho;
@@ -1018,6 +1062,7 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
     ho.loop = loop;
     l->server = server;
     l->type = a->type;
+    l->oauth = oauth;
     l->ns = strdup(a->key);
     l->address = strdup(ho.address);
     if (l->ns == NULL || l->address == NULL)
@@ -1030,7 +1075,7 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
                 kind, a->members[0]->ns, kind,
                 nk_inbound_mode_name(a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp),
                 nk_auth_type_name(a->members[0]->auth.type));
-    if (!is_loopback(ho.address) &&
+    if (!is_loopback(ho.address) && oauth == NULL &&
         (a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp) == NK_INBOUND_NONE &&
         a->members[0]->auth.type == NK_AUTH_NONE) {
         if (!cfg->allow_remote) {
@@ -1064,6 +1109,141 @@ static bool start_listener(const struct nk_config *cfg, const struct nk_adapter 
 _Static_assert(NK_CONFIG_MAX_LOOPS <= NK_SERVER_MAX_UPSTREAMS &&
                    NK_CONFIG_MAX_LOOPS <= NK_METRICS_MAX_LOOPS,
                "every loop needs its upstream client in nk_server and its metrics counter");
+
+/* ---- OAuth resource servers ---------------------------------------------------------------- */
+
+/* The OAuth settings of the options for adapters of type type, into conf (strings borrowed from
+ * cfg, scopes split into *copy and words). false (reported) when incomplete. */
+static bool oauth_conf_from_options(const struct nk_config *cfg, enum nk_adapter_type type,
+                                    struct nk_oauth_conf *conf, char **copy, char **words,
+                                    size_t max_words)
+{
+    bool mcp = type == NK_ADAPTER_MCP;
+    const char *scopes = mcp ? cfg->mcp_oauth_scopes : cfg->rest_oauth_scopes;
+    const char *flag = mcp ? "mcp" : "rest";
+    size_t n = 0;
+
+    memset(conf, 0, sizeof(*conf));
+    conf->authorization_server_uri = (char *)(mcp ? cfg->mcp_oauth_issuer : cfg->rest_oauth_issuer);
+    conf->resource = (char *)(mcp ? cfg->mcp_oauth_resource : cfg->rest_oauth_resource);
+    conf->audience = (char *)(mcp ? cfg->mcp_oauth_audience : cfg->rest_oauth_audience);
+    conf->token_validation = strcmp(cfg->oauth_token_validation, "introspection") == 0
+                                 ? NK_TOKEN_VALIDATION_INTROSPECTION
+                                 : NK_TOKEN_VALIDATION_JWKS;
+    if (conf->authorization_server_uri == NULL || conf->resource == NULL) {
+        report_error("--%s-auth oauth needs --%s-oauth-issuer URL and --%s-oauth-resource URI",
+                     flag, flag, flag);
+        return false;
+    }
+    if (scopes != NULL && scopes[0] != '\0' &&
+        nk_config_split_list(scopes, copy, (const char **)words, max_words, &n) != NK_OK) {
+        report_error("--%s-oauth-scopes: at most %zu scopes", flag, max_words);
+        return false;
+    }
+    conf->scopes = words;
+    conf->n_scopes = n;
+    return true;
+}
+
+/* The resource-server options shared by every OAuth adapter; *secret (the client file's
+ * contents) is wiped and freed by the caller. */
+static bool oauth_options(const struct nk_config *cfg, struct nk_oauth_options *o, char **secret)
+{
+    char why[600];
+    char *colon;
+
+    memset(o, 0, sizeof(*o));
+    if (nk_jose_algs_parse(cfg->oauth_algorithms, &o->algs, why, sizeof(why)) != NK_OK) {
+        report_error("--oauth-algorithms: %s", why);
+        return false;
+    }
+    if (cfg->oauth_leeway_s > 600) {
+        report_error("--oauth-leeway is at most 600 seconds");
+        return false;
+    }
+    o->leeway_s = cfg->oauth_leeway_s;
+    o->refresh_min_s = cfg->oauth_jwks_refresh_s > 0 ? cfg->oauth_jwks_refresh_s : 30;
+    o->jwks_max_age_s = cfg->oauth_jwks_max_age_s > 0 ? cfg->oauth_jwks_max_age_s : 3600;
+    o->cache_entries =
+        (size_t)(cfg->oauth_cache_entries > 1000000 ? 1000000 : cfg->oauth_cache_entries);
+    o->cache_ttl_s = cfg->oauth_cache_ttl_s;
+    if (cfg->oauth_client_file != NULL && cfg->oauth_client_file[0] != '\0') {
+        if (nk_secret_file(cfg->oauth_client_file, "--oauth-client-file", false, secret, NULL, why,
+                           sizeof(why)) != NK_OK) {
+            report_error("the OAuth client credentials: %s", why);
+            return false;
+        }
+        colon = strchr(*secret, ':');
+        if (colon == NULL || colon == *secret || colon[1] == '\0') {
+            report_error("--oauth-client-file %s: expected one line CLIENT_ID:SECRET",
+                         cfg->oauth_client_file);
+            return false;
+        }
+        *colon = '\0';
+        o->client_id = *secret;
+        o->client_secret = colon + 1;
+    }
+    return true;
+}
+
+/* One resource server per listener that needs one: a member adapter's document oauth2
+ * authentication first, else the options when that type's mode is oauth. */
+static bool setup_oauth(const struct nk_config *cfg, const struct nk_inbound_policy *policy,
+                        const struct nk_optable *t, struct nk_oauth **oauths)
+{
+    struct nk_oauth_options oo;
+    struct nk_oauth_conf conf;
+    const struct nk_oauth_conf *use;
+    char *secret = NULL, *copy = NULL, *words[64];
+    struct nk_error err;
+    bool ok = false;
+    size_t i;
+
+    memset(&err, 0, sizeof(err));
+    if (!oauth_options(cfg, &oo, &secret))
+        goto out;
+    for (i = 0; i < t->n_listeners; i++) {
+        const struct nk_adapter *a = &t->listeners[i];
+        enum nk_inbound_mode mode = a->type == NK_ADAPTER_REST ? policy->rest : policy->mcp;
+
+        use = doc_oauth(cfg, a); /* the option wins over the document */
+        if (use == NULL && mode == NK_INBOUND_OAUTH) {
+            free(copy);
+            copy = NULL;
+            if (!oauth_conf_from_options(cfg, a->type, &conf, &copy, words,
+                                         sizeof(words) / sizeof(words[0])))
+                goto out;
+            use = &conf;
+        }
+        if (use == NULL)
+            continue;
+        if (use->token_validation == NK_TOKEN_VALIDATION_INTROSPECTION && oo.client_id == NULL) {
+            report_error("introspection needs --oauth-client-file FILE (CLIENT_ID:SECRET)");
+            goto out;
+        }
+        if (nk_oauth_new(use, &oo, &oauths[i], &err) != NK_OK) {
+            report_error("%s adapter '%s': OAuth: %s", a->type == NK_ADAPTER_REST ? "rest" : "mcp",
+                         a->ns, err.msg);
+            goto out;
+        }
+        logline("info",
+                "%s listener %s: OAuth resource server %s, issuer %s, %s, %zu required "
+                "scope(s)",
+                a->type == NK_ADAPTER_REST ? "rest" : "mcp", a->key, use->resource,
+                use->authorization_server_uri,
+                use->token_validation == NK_TOKEN_VALIDATION_JWKS ? "JWT (JWKS)" : "introspection",
+                use->n_scopes);
+    }
+    ok = true;
+out:
+    free(copy);
+    if (secret != NULL) {
+        explicit_bzero(secret, strlen(secret) +
+                                   (oo.client_secret != NULL ? strlen(oo.client_secret) + 1 : 0));
+        free(secret);
+    }
+    return ok;
+}
 
 /* --loops 0 (the default): the CPUs this process may run on, at most NK_CONFIG_MAX_LOOPS. */
 static size_t default_loops(void)
@@ -1107,6 +1287,8 @@ int nk_cmd_serve(int argc, char **argv)
     struct nk_proxies proxies; /* --trusted-proxies; the listeners borrow it */
     struct nk_tokens *tokens = NULL;
     struct nk_authz *authz = NULL;
+    struct nk_oauth **oauths = NULL; /* per listener of the table, or NULL */
+    size_t n_oauths = 0;
     const char *rest_hosts[64];
     char *rest_hosts_copy = NULL, *tok, *save = NULL;
 
@@ -1294,6 +1476,10 @@ int nk_cmd_serve(int argc, char **argv)
                     "mcp adapter '%s' uses transport %s: not served here (use "
                     "'naftikod mcp-stdio')",
                     t->adapters[i].ns, t->adapters[i].transport);
+    oauths = calloc(t->n_listeners + 1, sizeof(*oauths));
+    n_oauths = t->n_listeners;
+    if (oauths == NULL || !setup_oauth(&cfg, &policy, t, oauths))
+        goto out;
     n_http = t->n_listeners;
     fit_connections(raise_nofile(), n_http, !ops_off(&cfg), &cfg.max_connections, &ops_max);
     /* One listener per (type, address, port), every adapter on it served there; one instance
@@ -1326,7 +1512,7 @@ int nk_cmd_serve(int argc, char **argv)
                 goto out;
             }
             if (!start_listener(&cfg, a, server, loops[k], n_loops, k == 0 ? -1 : (long)port,
-                                &ls[n_ls - 1 - k], &proxies, l))
+                                &ls[n_ls - 1 - k], &proxies, oauths[i], l))
                 goto out;
             port = l->port;
         }
@@ -1335,6 +1521,9 @@ int nk_cmd_serve(int argc, char **argv)
         report_error("the capabilities expose no REST or MCP (http) adapter");
         goto out;
     }
+    for (i = 0; i < n_oauths; i++) /* the first caller should not wait for the keys */
+        if (oauths[i] != NULL)
+            nk_oauth_prefetch(oauths[i], ups[0]);
     ops_view.ls = ls; /* ops listener */
     if (!start_ops(&cfg, server, &ops_view, ops_max, &ops))
         goto out;
@@ -1406,6 +1595,9 @@ out:
         nk_httpd_client_conns_free(ls[i].client_conns);
     }
     free(ls);
+    for (i = 0; oauths != NULL && i < n_oauths; i++) /* its fetches ended with the clients */
+        nk_oauth_free(oauths[i]);
+    free(oauths);
     for (k = 0; k < n_loops; k++)
         nk_loop_free(loops[k]); /* its last clients are gone */
     nk_upstream_share_free(share);

@@ -79,6 +79,18 @@ struct nk_config {
     long shutdown_delay_s;            /* lame duck before the drain */
     const char *trusted_proxies;      /* comma-separated CIDR blocks, or NULL */
     const char *adapter;              /* mcp-stdio: the MCP adapter to serve; NULL: the first */
+    /* OAuth 2.1 resource server (--rest-auth oauth / --mcp-auth oauth) for adapters whose
+     * document has no oauth2 authentication of its own */
+    const char *mcp_oauth_issuer, *mcp_oauth_resource, *mcp_oauth_scopes, *mcp_oauth_audience;
+    const char *rest_oauth_issuer, *rest_oauth_resource, *rest_oauth_scopes, *rest_oauth_audience;
+    const char *oauth_token_validation; /* jwks or introspection */
+    const char *oauth_algorithms;       /* accepted JWS algorithms */
+    long oauth_leeway_s;
+    long oauth_jwks_refresh_s;
+    long oauth_jwks_max_age_s;
+    long oauth_cache_entries;
+    long oauth_cache_ttl_s;
+    const char *oauth_client_file; /* introspection: CLIENT_ID:SECRET, one line */
     /* Not options: the capability files (command line, else the config file's list), and the
      * strings this config owns (values read from the config file). */
     const char **files;

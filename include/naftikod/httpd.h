@@ -159,6 +159,17 @@ const char *nk_http_req_caller(const struct nk_http_req *r);
 void nk_http_req_set_principal(struct nk_http_req *r, const struct nk_principal *p);
 const struct nk_principal *nk_http_req_principal(const struct nk_http_req *r);
 
+/* Inside the admit hook only (on a request the hook has not answered): decide later, without
+ * holding the loop (a key or an introspection answer to fetch first). The connection is
+ * suspended and no byte of the body is read; the hook's return value is then ignored. Later,
+ * from any thread, exactly one of: nk_http_respond() refuses it (as from the hook: the body is
+ * never read and the connection closes after the answer), or nk_http_req_admit() lets it in
+ * (its body is read and the handler gets it). The principal may be set before either. If the
+ * listener stops first, the request is answered 503 and the late verdict only releases it.
+ * Does nothing on a detached request or outside the hook. */
+void nk_http_req_defer(struct nk_http_req *r);
+void nk_http_req_admit(struct nk_http_req *r);
+
 /* Charge n more requests to r's client under the listener's rate limit (a request that carries
  * several calls, e.g. a JSON-RPC batch): takes all n tokens from the client's bucket and returns
  * true, or takes none and returns false with *retry_s (seconds until n tokens are there) set.

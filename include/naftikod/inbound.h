@@ -16,9 +16,10 @@
 
 /* How an adapter treats callers. */
 enum nk_inbound_mode {
-    NK_INBOUND_NONE,       /* anyone who reaches the port (loopback by default) */
-    NK_INBOUND_TOKEN,      /* a bearer token from the tokens file */
-    NK_INBOUND_PASSTHROUGH /* REST only: the caller's Authorization goes upstream instead */
+    NK_INBOUND_NONE,        /* anyone who reaches the port (loopback by default) */
+    NK_INBOUND_TOKEN,       /* a bearer token from the tokens file */
+    NK_INBOUND_PASSTHROUGH, /* REST only: the caller's Authorization goes upstream instead */
+    NK_INBOUND_OAUTH        /* an OAuth 2.1 access token (oauth.h), checked by this daemon */
 };
 
 struct nk_tokens;
@@ -59,7 +60,7 @@ bool nk_doc_check(const struct nk_auth *a, const struct nk_doc_secret *s, const 
 /* `naftikod hash-token [NAME]`: read a token from stdin, print its tokens-file line. */
 int nk_cmd_hash_token(int argc, char **argv);
 
-/* Parse "none", "token", "passthrough" (the last only when allowed). */
+/* Parse "none", "token", "oauth", "passthrough" (the last only when allowed). */
 bool nk_inbound_mode_parse(const char *s, bool allow_passthrough, enum nk_inbound_mode *out);
 const char *nk_inbound_mode_name(enum nk_inbound_mode m);
 

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # doc_auth.sh: the capability document's own inbound `authentication` on REST and MCP adapters
 # (bearer, basic, apikey in a header and in the query; secrets from binds), each refusing a
-# missing or wrong credential with 401 and its challenge; digest refused at load, oauth2 refused
-# by serve until the resource server lands, different authentication on one shared listener
+# missing or wrong credential with 401 and its challenge; digest refused at load, oauth2 served
+# (its RFC 9728 challenge without a token), different authentication on one shared listener
 # refused; --rest-auth token wins over the document; a document caller in the permissions file.
 # The real `naftikod serve` in front of the Central double (TLS), loopback and port 0 only.
 #
@@ -153,7 +153,7 @@ call -H "Authorization: Bearer $AGENT" "$REST/v1/v1/apitokens"
 nk_stop
 pass "--rest-auth token wins over the document's authentication (warned at start)"
 
-# 4. refusals: digest at load, oauth2 at serve, two authentications on one listener
+# 4. digest refused at load, oauth2 served (its challenge), two authentications on one listener refused
 variant "$work/cap4.yaml" "{type: digest, username: '{{env.INBOUND_USER}}', password: '{{env.INBOUND_PASSWORD}}'}" ""
 rc=0
 "$NAFTIKOD" check "$work/cap4.yaml" >"$work/check4.out" 2>&1 || rc=$?
@@ -161,11 +161,16 @@ rc=0
     "$work/check4.out" || fail "digest on an adapter: exit $rc, $(cat "$work/check4.out")"
 variant "$work/cap5.yaml" "" "{type: oauth2, authorizationServerUri: 'https://as.example', resource: 'https://mcp.example/mcp', scopes: [tokens.read]}"
 "$NAFTIKOD" check "$work/cap5.yaml" >"$work/check5.out" 2>&1 || fail "oauth2 block does not load: $(cat "$work/check5.out")"
-rc=0
+# oauth2 runs (integration.oauth has the tokens): without a token, the RFC 9728 challenge
 nk_launch five "STACKROX_API_KEY=Bearer $KEY" -- "$work/cap5.yaml" --rest-port 0 --mcp-port 0 \
-    --ops-listen off --var "central-host=127.0.0.1:$CPORT" || rc=$?
-[ "$rc" = 1 ] && grep -q "asks for oauth2 authentication, which this naftikod build cannot check yet" \
-    "$work/five.log" || fail "serve did not refuse an oauth2 adapter: $(cat "$work/five.log")"
+    --ops-listen off --var "central-host=127.0.0.1:$CPORT" ||
+    fail "serve did not start an oauth2 adapter: $(cat "$work/five.log")"
+st=$(curl -sS --max-time 10 -o /dev/null -D "$work/five.h" -w '%{http_code}' -X POST "$MCP" \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+[ "$st" = 401 ] && tr -d '\r' <"$work/five.h" | grep -qi '^www-authenticate: Bearer resource_metadata=' ||
+    fail "the document's oauth2 adapter without a token: $st $(cat "$work/five.h")"
+nk_stop
 # a second document whose REST adapter has no authentication, on the same listener as cap1's
 sed -e 's/stackrox-apitokenservice-rest/other-rest/; s/stackrox-apitokenservice-mcp/other-mcp/' \
     -e 's/namespace: stackrox-apitokenservice$/namespace: other-ns/' \
@@ -177,7 +182,7 @@ nk_launch six "STACKROX_API_KEY=Bearer $KEY" -- "$work/cap1.yaml" "$work/cap6.ya
     --mcp-listen 127.0.0.1:0 --mcp-tool-prefix namespace || rc=$?
 [ "$rc" = 1 ] && grep -q "rest adapter 'other-rest' and 'stackrox-apitokenservice-rest' .* share listener 127.0.0.1 0 but declare different 'authentication'" \
     "$work/six.log" || fail "a shared listener with two authentications: $(cat "$work/six.log")"
-pass "digest refused at load (with the reason), oauth2 refused by serve, documents sharing a listener with different authentication refused"
+pass "digest refused at load (with the reason), oauth2 answers the RFC 9728 challenge, documents sharing a listener with different authentication refused"
 
 for s in "$INBOUND_TOKEN" "$INBOUND_PASSWORD" "$INBOUND_KEY" "$AGENT" "$KEY"; do
     if grep -aqF -- "$s" "$work/all-bodies" "$work"/*.log; then

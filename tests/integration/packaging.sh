@@ -74,7 +74,7 @@ case_deb() {
     deb=$(ls "$work"/out/naftikod_*.deb) || fail "no .deb produced"
     info=$(dpkg-deb -I "$deb")
     grep -q '^ Depends:.*libmicrohttpd12.*' <<<"$info" || fail "Depends lacks libmicrohttpd12: $info"
-    for d in libcurl4 libjansson4 libyaml-0-2; do
+    for d in libcurl4 libjansson4 libyaml-0-2 libssl3; do
         grep -q "^ Depends:.*$d" <<<"$info" || fail "Depends lacks $d"
     done
     dpkg-deb -e "$deb" "$work/control"

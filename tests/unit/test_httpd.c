@@ -140,6 +140,25 @@ static void access_log(void *ud, const struct nk_http_access *a)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* A deferred admission's verdict, given from another thread: "later-yes" lets the request in
+ * under that caller name, anything else refuses it with 401. */
+static void *verdict_thread(void *arg)
+{
+    static const char body[] = "{\"status\":401,\"later\":true}";
+    struct nk_http_req *req = arg;
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    const char *who = nk_http_req_header(req, "X-Let-In");
+
+    nanosleep(&pause, NULL);
+    if (strcmp(who, "later-yes") == 0) {
+        nk_http_req_set_caller(req, who);
+        nk_http_req_admit(req);
+    } else {
+        nk_http_respond(req, 401, "application/json", strdup(body), sizeof(body) - 1, NULL);
+    }
+    return NULL;
+}
+
 /* The admit hook of the tests: X-Let-In names the caller; without it 401, with "mute" a refusal
  * without an answer. */
 static bool admit(void *ud, struct nk_http_req *req)
@@ -162,6 +181,24 @@ static bool admit(void *ud, struct nk_http_req *req)
     }
     if (strcmp(who, "mute") == 0)
         return false;
+    if (strcmp(who, "hold") == 0) {
+        /* Deferred with no verdict until the test gives one (after the listener stopped). */
+        nk_http_req_defer(req);
+        pthread_mutex_lock(&f->mu);
+        f->held = req;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->mu);
+        return true;
+    }
+    if (strncmp(who, "later-", 6) == 0) {
+        /* Decide on another thread, a little later (a key being fetched) */
+        pthread_t th;
+        nk_http_req_defer(req);
+        if (pthread_create(&th, NULL, verdict_thread, req) != 0)
+            fail_msg("pthread_create");
+        pthread_detach(th);
+        return false; /* ignored once deferred */
+    }
     nk_http_req_set_caller(req, who);
     return true;
 }
@@ -558,6 +595,49 @@ static void test_quiesce_and_stop_with_pending(void **state)
     finish(f);
 }
 
+static void *held_client_thread(void *arg)
+{
+    struct client_arg *c = arg;
+    static const char raw[] = "POST /held HTTP/1.1\r\nHost: t\r\nX-Let-In: hold\r\n"
+                              "Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+
+    c->resp = exchange(AF_INET, c->port, raw, sizeof(raw) - 1);
+    return NULL;
+}
+
+/* A request whose admission is still deferred when the listener stops: answered 503 by the
+ * stop (libmicrohttpd cannot stop with a suspended connection), never handed to the handler;
+ * the late verdict only releases it. */
+static void test_stop_with_deferred(void **state)
+{
+    struct fixture *f = start_admit(NULL, 0, true);
+    struct client_arg c = {nk_httpd_port(f->h), NULL};
+    struct nk_http_req *req;
+    pthread_t t;
+    int i;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, held_client_thread, &c), 0);
+    pthread_mutex_lock(&f->mu);
+    for (i = 0; i < 100 && f->held == NULL; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
+    }
+    req = f->held;
+    pthread_mutex_unlock(&f->mu);
+    assert_non_null(req);
+    nk_httpd_stop(f->h);
+    f->h = NULL;
+    pthread_join(t, NULL);
+    assert_int_equal(status_of(c.resp), 503);
+    free(c.resp);
+    nk_http_req_admit(req); /* too late: dropped */
+    assert_int_equal(f->calls, 0);
+    finish(f);
+}
+
 struct burst {
     unsigned port;
     int ok;
@@ -800,6 +880,57 @@ static void test_admit_before_body(void **state)
     finish(f);
 }
 
+/* The admit hook may defer its verdict (a key to fetch first): the connection waits, suspended,
+ * without any body byte read; a later admission from another thread reads the body (or none)
+ * and runs the handler, a later refusal answers while the client has sent only the head. */
+static void test_admit_deferred(void **state)
+{
+    struct fixture *f = start_admit(NULL, 2U << 20, true);
+    static const char post[] = "POST /in HTTP/1.1\r\nHost: t\r\nX-Let-In: later-yes\r\n"
+                               "Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+    static const char get[] = "GET /g HTTP/1.1\r\nHost: t\r\nX-Let-In: later-yes\r\n"
+                              "Connection: close\r\n\r\n";
+    static const char head[] = "POST /big HTTP/1.1\r\nHost: t\r\nX-Let-In: later-no\r\n"
+                               "Content-Length: 1048576\r\n\r\n";
+    char *resp;
+    json_t *seen;
+
+    (void)state;
+    resp = exchange(AF_INET, nk_httpd_port(f->h), post, sizeof(post) - 1);
+    assert_int_equal(status_of(resp), 200);
+    seen = body_of(resp);
+    assert_string_equal(json_string_value(json_object_get(seen, "body")), "hello");
+    json_decref(seen);
+    free(resp);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->calls, 1);
+    assert_string_equal(f->last_access_caller, "later-yes");
+    pthread_mutex_unlock(&f->mu);
+
+    /* No body at all: admitted later, the handler still runs (once). */
+    resp = exchange(AF_INET, nk_httpd_port(f->h), get, sizeof(get) - 1);
+    assert_int_equal(status_of(resp), 200);
+    seen = body_of(resp);
+    assert_string_equal(json_string_value(json_object_get(seen, "path")), "/g");
+    assert_string_equal(json_string_value(json_object_get(seen, "body")), "");
+    json_decref(seen);
+    free(resp);
+
+    /* Refused later: answered before the announced MiB, connection closed, no handler. */
+    resp = exchange(AF_INET, nk_httpd_port(f->h), head, sizeof(head) - 1);
+    assert_int_equal(status_of(resp), 401);
+    assert_true(g_eof);
+    assert_non_null(strstr(resp, "\"later\":true"));
+    free(resp);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->calls, 2);
+    assert_int_equal(f->admit_body, 0);
+    assert_int_equal(f->last_access_status, 401);
+    pthread_mutex_unlock(&f->mu);
+    assert_int_equal(nk_httpd_pending(f->h), 0);
+    finish(f);
+}
+
 /* Ambiguous framing is refused before the body, the connection closes, and the bytes after
  * the head never run as a second request (the smuggled GET would be answered too). */
 #define SMUGGLED "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -983,6 +1114,8 @@ int main(void)
         IN_LOOP(test_refuse),
         IN_LOOP(test_out_of_descriptors),
         IN_LOOP(test_admit_before_body),
+        IN_LOOP(test_admit_deferred),
+        IN_LOOP(test_stop_with_deferred),
         IN_LOOP(test_framing_refused),
         IN_LOOP(test_many_query_args),
         IN_LOOP(test_body_sizes),
