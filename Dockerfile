@@ -37,7 +37,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DNK_TESTS=OFF -DNK_WERROR=O
     && DESTDIR=/stage cmake --install /build --prefix /usr
 
 FROM ${RUNTIME_IMAGE}
-# coreutils' sleep stays in the image: the Kubernetes preStop hook runs it (deploy/base).
+# No preStop hook (deploy/base): on SIGTERM the daemon itself is a lame duck for shutdown-delay.
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libmicrohttpd12 libcurl4 libyaml-0-2 libjansson4 libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
