@@ -243,3 +243,22 @@ out:
     free(line);
     free(msg);
 }
+
+const char *nk_audit_outcome(enum nk_result_kind k)
+{
+    switch (k) {
+    case NK_RES_OK:
+        return "ok";
+    case NK_RES_UPSTREAM_ERROR:
+        return "upstream_error";
+    case NK_RES_UNREACHABLE:
+        return "unreachable";
+    case NK_RES_TIMEOUT:
+        return "timeout";
+    case NK_RES_BAD_UPSTREAM:
+        return "bad_upstream";
+    case NK_RES_INTERNAL:
+    default:
+        return "internal";
+    }
+}

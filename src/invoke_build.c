@@ -1159,17 +1159,6 @@ out:
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* One raw path segment of a forwarded request: refused when it is empty, a dot segment (also
  * when encoded: %2e%2e), or holds an encoded '/' or '\', a '\', NUL, a bad escape or a byte
  * that is not an RFC 3986 pchar. Nothing is normalised: what passes goes upstream as it came. */
@@ -1189,8 +1178,8 @@ static bool fw_segment_ok(const char *s, size_t n, struct nk_error *err)
                 nk_error_set(err, "the forwarded path has a bad percent escape");
                 return false;
             }
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = nk_hex_digit((unsigned char)s[i + 1]);
+            lo = nk_hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0) {
                 nk_error_set(err, "the forwarded path has a bad percent escape");
                 return false;

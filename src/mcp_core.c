@@ -1756,32 +1756,13 @@ static void audit_tool(const struct nk_principal *who, const char *request_id, c
     nk_audit_write(&rec);
 }
 
-static const char *outcome_of(enum nk_result_kind k)
-{
-    switch (k) {
-    case NK_RES_OK:
-        return "ok";
-    case NK_RES_UPSTREAM_ERROR:
-        return "upstream_error";
-    case NK_RES_UNREACHABLE:
-        return "unreachable";
-    case NK_RES_TIMEOUT:
-        return "timeout";
-    case NK_RES_BAD_UPSTREAM:
-        return "bad_upstream";
-    case NK_RES_INTERNAL:
-    default:
-        return "internal";
-    }
-}
-
 /* nk_invoke's callback with the audit trail on: record, then hand the result to the engine. */
 static void audited_done(void *ud, struct nk_result *r)
 {
     struct audited *a = ud;
 
     audit_tool(&a->who, a->request_id, a->adapter, a->tool, true, a->rule, NULL, a->args, r->status,
-               outcome_of(r->kind), a->t0);
+               nk_audit_outcome(r->kind), a->t0);
     a->done(a->done_ud, r);
     nk_result_free(r);
     json_decref(a->args);

@@ -75,25 +75,6 @@ static void audit_call(struct nk_http_req *req, const struct nk_exposed *op, boo
     nk_audit_write(&rec);
 }
 
-static const char *outcome_of(enum nk_result_kind k)
-{
-    switch (k) {
-    case NK_RES_OK:
-        return "ok";
-    case NK_RES_UPSTREAM_ERROR:
-        return "upstream_error";
-    case NK_RES_UNREACHABLE:
-        return "unreachable";
-    case NK_RES_TIMEOUT:
-        return "timeout";
-    case NK_RES_BAD_UPSTREAM:
-        return "bad_upstream";
-    case NK_RES_INTERNAL:
-    default:
-        return "internal";
-    }
-}
-
 /* The caller closed the connection of an orchestrated call: stop the step in flight (its
  * completion ends the call and answers the closed request, which frees c). */
 static void caller_gone(void *ud)
@@ -514,8 +495,8 @@ static void on_done(void *ud, struct nk_result *r)
     unsigned status;
 
     if (c->audit)
-        audit_call(req, c->op, true, c->rule, NULL, c->audit_args, r->status, outcome_of(r->kind),
-                   c->t0);
+        audit_call(req, c->op, true, c->rule, NULL, c->audit_args, r->status,
+                   nk_audit_outcome(r->kind), c->t0);
     switch (r->kind) {
     case NK_RES_OK:
         if (r->raw_is_output) {

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "naftikod/common.h"
+#include "naftikod/invoke.h"
 #include "naftikod/principal.h"
 
 /* The journal's native socket (systemd.journal-fields(7), "native protocol"). */
@@ -46,6 +47,9 @@ bool nk_audit_enabled(void);
 /* Write one record as one line (one write(2) on an O_APPEND descriptor, or one datagram).
  * A failed write is counted and logged once a minute at most; it never blocks a call. */
 void nk_audit_write(const struct nk_audit_record *r);
+/* The record's outcome for an invocation result: "ok", "upstream_error", "unreachable",
+ * "timeout", "bad_upstream" or "internal". */
+const char *nk_audit_outcome(enum nk_result_kind k);
 /* The record's JSON line (no newline), for tests: caller frees with free(). NULL: no memory. */
 char *nk_audit_format(const struct nk_audit_record *r);
 
