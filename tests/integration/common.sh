@@ -188,3 +188,19 @@ nk_stop() {
 nk_gone() {
     ! kill -0 "$1" 2>/dev/null
 }
+
+# nk_call WHAT [curl args...]: one request (30 s at most); STATUS, the body in $work/body.
+nk_call() {
+    local what=$1
+    shift
+    STATUS=$(curl -sS --max-time 30 -o "$work/body" -w '%{http_code}' "$@") ||
+        fail "$what: curl failed"
+}
+
+# nk_expect STATUS WHAT JQ_FILTER: the last nk_call answered STATUS with a body JQ_FILTER accepts.
+nk_expect() {
+    [ "$STATUS" = "$1" ] || fail "$2: expected HTTP $1, got $STATUS: $(head -c 400 "$work/body")"
+    jq -e "$3" "$work/body" >/dev/null 2>&1 ||
+        fail "$2: body does not satisfy $3: $(head -c 400 "$work/body")"
+    pass "$2"
+}

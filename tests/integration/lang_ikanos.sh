@@ -18,17 +18,8 @@ nk_init lang-ikanos lang.ikanos
 DATA="$SRC/tests/data/spec/valid"
 nk_start_double
 
-call() { # call WHAT [curl args...]: sets STATUS, the body in $work/body
-    local what=$1
-    shift
-    STATUS=$(curl -sS --max-time 30 -o "$work/body" -w '%{http_code}' "$@") ||
-        fail "$what: curl failed"
-}
-expect() { # expect STATUS WHAT JQ_FILTER
-    [ "$STATUS" = "$1" ] || fail "$2: expected HTTP $1, got $STATUS"
-    jq -e "$3" "$work/body" >/dev/null 2>&1 || fail "$2: body does not satisfy $3"
-    pass "$2"
-}
+call() { nk_call "$@"; }
+expect() { nk_expect "$@"; }
 n_recorded() { nk_requests | jq 'length'; }
 H=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
 MH=("${H[@]}" -H 'MCP-Protocol-Version: 2026-07-28')

@@ -22,17 +22,8 @@ DEMO="$SRC/capabilities/demo/stackrox-token-roles.yaml"
 nk_serve nk "$DOC" "$DEMO" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
     --ca-file "$work/central.crt" --timeout 3000
 
-call() { # call WHAT [curl args...]: sets STATUS, the body in $work/body
-    local what=$1
-    shift
-    STATUS=$(curl -sS --max-time 30 -o "$work/body" -w '%{http_code}' "$@") ||
-        fail "$what: curl failed"
-}
-expect() { # expect STATUS WHAT JQ_FILTER
-    [ "$STATUS" = "$1" ] || fail "$2: expected HTTP $1, got $STATUS: $(head -c 400 "$work/body")"
-    jq -e "$3" "$work/body" >/dev/null 2>&1 || fail "$2: body does not satisfy $3: $(head -c 400 "$work/body")"
-    pass "$2"
-}
+call() { nk_call "$@"; }
+expect() { nk_expect "$@"; }
 central() { # central METHOD PATH [BODY]: the double's own API with the test key
     curl -sS --max-time 10 --cacert "$work/central.crt" -X "$1" -H "Authorization: Bearer $KEY" \
         "https://127.0.0.1:$CPORT$2" ${3:+-d "$3"}
