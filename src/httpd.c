@@ -110,8 +110,10 @@ struct nk_httpd {
     size_t n_abandoned; /* answered 503 by nk_httpd_stop, not yet completed by MHD */
     size_t n_watched;   /* under mu: pending requests with an on_close */
     double last_sweep;  /* loop thread: when watched connections were last looked at */
-    /* loop owner: streamed answers whose connection waits for the producer (suspended) */
+    /* loop owner: streamed answers still on their connection, and how many of those wait
+     * for their producer (connection suspended) */
     struct nk_http_stream *streams;
+    size_t n_suspended;
 };
 
 struct nk_http_req {
@@ -169,7 +171,8 @@ struct nk_http_stream {
     bool cut;       /* end the body with an error at once (client gone, OOM, listener stop) */
     bool told_gone; /* ops.gone has run */
     bool suspended; /* the reader found nothing and suspended the connection */
-    struct nk_http_stream *prev, *next; /* h->streams while suspended */
+    bool linked;    /* in h->streams (from the answer until the connection lets go) */
+    struct nk_http_stream *prev, *next;
     struct nk_http_stream_ops ops;
     void *ud;
     unsigned status;    /* detached requests: the answer, given at the end */
@@ -1280,8 +1283,8 @@ static void sweep_streams(struct nk_httpd *h)
     struct nk_http_stream *s;
 
     for (s = h->streams; s != NULL;) {
-        if (s->r->conn != NULL && conn_closed(s->r->conn)) {
-            stream_cut(s); /* unlinks s */
+        if (s->suspended && !s->cut && conn_closed(s->r->conn)) {
+            stream_cut(s); /* the producer may end other streams: start over */
             s = h->streams;
         } else {
             s = s->next;
@@ -1346,7 +1349,7 @@ static long src_timeout(void *ud)
     double since;
 
     pthread_mutex_lock(&h->mu);
-    if (h->n_watched > 0 || h->streams != NULL) {
+    if (h->n_watched > 0 || h->n_suspended > 0) {
         /* Due when the next look at watched connections is. */
         since = (mono_now() - h->last_sweep) * 1000.0;
         sweep = since >= CLOSE_SWEEP_MS ? 0 : CLOSE_SWEEP_MS - (long)since;
@@ -1674,9 +1677,16 @@ static void abandon_pending(void *arg)
 static void cut_streams(void *arg)
 {
     struct nk_httpd *h = arg;
+    struct nk_http_stream *s;
 
-    while (h->streams != NULL)
-        stream_cut(h->streams);
+    for (s = h->streams; s != NULL;) {
+        if (!s->cut) {
+            stream_cut(s);
+            s = h->streams;
+        } else {
+            s = s->next;
+        }
+    }
 }
 
 void nk_httpd_refuse(struct nk_httpd *h)
@@ -1903,30 +1913,30 @@ static void stream_unref(struct nk_http_stream *s)
     free(s);
 }
 
-static void stream_unlink(struct nk_http_stream *s)
+static void stream_link(struct nk_http_stream *s)
 {
     struct nk_httpd *h = s->r->h;
 
-    if (!s->suspended)
-        return;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        h->streams = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
-    s->suspended = false;
+    s->prev = NULL;
+    s->next = h->streams;
+    if (h->streams != NULL)
+        h->streams->prev = s;
+    h->streams = s;
+    s->linked = true;
 }
 
 /* There is something for the reader (bytes, the end, a cut): wake a waiting connection. */
 static void stream_wake(struct nk_http_stream *s)
 {
+    struct nk_httpd *h = s->r->h;
+
     if (!s->suspended || s->lost)
         return;
-    stream_unlink(s);
+    s->suspended = false;
+    h->n_suspended--;
     MHD_resume_connection(s->r->conn);
-    nk_loop_kick(&s->r->h->src);
+    if (h->src.attached != NULL)
+        nk_loop_kick(&h->src);
 }
 
 /* Tell the producer its client is gone, once, unless it has ended already. */
@@ -1942,7 +1952,22 @@ static void stream_tell_gone(struct nk_http_stream *s)
 /* The connection is done with the response (sent, closed, or the listener stopped). */
 static void stream_lose(struct nk_http_stream *s)
 {
-    stream_unlink(s);
+    struct nk_httpd *h = s->r->h;
+
+    if (s->suspended) {
+        s->suspended = false;
+        h->n_suspended--;
+    }
+    if (s->linked) {
+        if (s->prev != NULL)
+            s->prev->next = s->next;
+        else
+            h->streams = s->next;
+        if (s->next != NULL)
+            s->next->prev = s->prev;
+        s->prev = s->next = NULL;
+        s->linked = false;
+    }
     s->lost = true;
 }
 
@@ -1952,7 +1977,6 @@ static void stream_cut(struct nk_http_stream *s)
     s->refs++;
     s->cut = true;
     stream_wake(s);
-    stream_unlink(s);
     stream_tell_gone(s);
     stream_unref(s);
 }
@@ -1985,13 +2009,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     /* Nothing yet: returning 0 alone would have libmicrohttpd ask again on every run (and its
      * timeout says "now"): the loop would spin. Sleep until a write, the end or a cut. */
     if (!s->suspended && !s->lost) {
-        struct nk_httpd *h = s->r->h;
         s->suspended = true;
-        s->prev = NULL;
-        s->next = h->streams;
-        if (h->streams != NULL)
-            h->streams->prev = s;
-        h->streams = s;
+        s->r->h->n_suspended++;
         MHD_suspend_connection(s->r->conn);
     }
     return 0;
@@ -2040,6 +2059,7 @@ struct nk_http_stream *nk_http_respond_stream(struct nk_http_req *r, unsigned st
     ok = !r->abandoned && r->state == RS_DISPATCHED;
     if (ok) {
         r->stream = s;
+        stream_link(s);
         answer_locked(r, status, resp);
         resp = NULL;
     }

@@ -1093,6 +1093,7 @@ struct producer {
     size_t sent;
     size_t limit; /* produce() writes up to here */
     unsigned refusals, drained, gone;
+    size_t first_refusal_at; /* bytes taken when a write was first refused */
     bool ended;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -1109,7 +1110,8 @@ static void produce(void *ud)
         for (i = 0; i < n; i++)
             p->piece[i] = (char)('a' + (p->sent + i) % 26);
         if (!nk_http_stream_write(p->s, p->piece, n)) {
-            p->refusals++;
+            if (p->refusals++ == 0)
+                p->first_refusal_at = p->sent;
             return;
         }
         p->sent += n;
@@ -1288,8 +1290,8 @@ static void test_stream_answer(void **state)
     p->limit = 1024 * 1024;
     p->sent = 0;
     assert_true(nk_loop_run_sync(g_loop, produce, p));
-    assert_int_equal(p->refusals, 1);
-    assert_int_equal(p->sent, NK_HTTP_STREAM_BUFFER);
+    /* (the loop may have drained into the socket since: read what the first call saw) */
+    assert_int_equal(p->first_refusal_at, NK_HTTP_STREAM_BUFFER);
 
     /* Now read it all: drained() brings the rest, then the end. */
     while (len + 1 < cap) {
@@ -1310,6 +1312,7 @@ static void test_stream_answer(void **state)
         if (body[6 + i] != (char)('a' + i % 26))
             fail_msg("byte %zu differs", i);
     assert_true(p->ended);
+    assert_true(p->refusals >= 1);
     assert_true(p->drained >= 1);
     assert_int_equal(p->gone, 0);
     pthread_mutex_lock(&f->mu);
