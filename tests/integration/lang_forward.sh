@@ -229,6 +229,10 @@ curl -sS --max-time 10 --cacert "$work/central.crt" -X POST -d '{}' \
 wait_until sh -c "curl -sS --max-time 10 --cacert '$work/central.crt' https://127.0.0.1:$CPORT/__double/faults | jq -e '.drip.aborted' >/dev/null" ||
     fail "the double's transfer was not cut: $(drip_state)"
 pass "a caller who disconnects mid-stream cancels the upstream transfer (the double saw its connection end: $(drip_state))"
+nk_fault '{"mode":"status","status":204,"body":"","content_type":"text/plain","count":1}'
+call "no content" "$REST/central/apitokens"
+[ "$STATUS" = 204 ] && [ ! -s "$work/body" ] || fail "a 204 relayed: $STATUS $(cat "$work/body")"
+pass "an answer without a body (204) is relayed as one"
 call "after the streams" "$REST/ping"
 [ "$STATUS" = 200 ] || fail "ping after the streams: $STATUS"
 nk_stop
