@@ -245,6 +245,20 @@ static void stream_head(struct xfer *x)
     x->st.on_head(x->ud, status, ct);
 }
 
+/* Streamed transfers: the blank line that ends a final (non-1xx) head is when the consumer
+ * can answer. A Content-Length over max_response has failed the transfer before it. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct xfer *x = userp;
+    size_t n = size * nmemb;
+    long status = 0;
+
+    if (!x->head_sent && (n == 2 || n == 1) && (data[0] == '\r' || data[0] == '\n') &&
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 200)
+        stream_head(x);
+    return n;
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct xfer *x = userp;
@@ -405,6 +419,10 @@ static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_er
     cc |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)u->max_response);
     cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    if (x->streamed) {
+        cc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        cc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    }
     cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     if (u->no_proxy)
         cc |= curl_easy_setopt(e, CURLOPT_PROXY, "");

@@ -86,8 +86,8 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
  * as it arrives instead of being collected, so the client holds no more of it than one piece.
  * Both callbacks run on the client's loop thread and must not block. */
 struct nk_upstream_stream {
-    /* Once, when the first byte of the body arrives, or just before done when the answer has
-     * no body; never when the transfer fails before (then done carries the error: a
+    /* Once, when the head of the final (non-1xx) response is complete, before any byte of
+     * its body; never when the transfer fails before (then done carries the error: a
      * Content-Length over max_response is refused there with NK_ERR_TOO_LARGE). status: the
      * HTTP status; content_type: borrowed for the call, NULL when none. */
     void (*on_head)(void *ud, long status, const char *content_type);

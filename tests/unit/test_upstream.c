@@ -845,6 +845,7 @@ static void sink_head(void *ud, long status, const char *ct)
     k->heads++;
     k->status = status;
     snprintf(k->ctype, sizeof(k->ctype), "%s", ct != NULL ? ct : "");
+    pthread_cond_broadcast(&k->cv);
     pthread_mutex_unlock(&k->mu);
 }
 
@@ -1066,6 +1067,93 @@ static void test_stream_limit(void **state)
     nk_upstream_free(u);
 }
 
+/* A raw server for one exchange: sends a head, then the body only once released. */
+struct head_first {
+    int lfd;
+    unsigned short port;
+    int release[2]; /* a pipe: a byte written to [1] lets the body go */
+    pthread_t th;
+};
+
+static void *head_first_main(void *arg)
+{
+    struct head_first *hf = arg;
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 10\r\nConnection: close\r\n\r\n";
+    char buf[4096], b;
+    size_t len = 0;
+    ssize_t n;
+    int fd = accept(hf->lfd, NULL, NULL);
+
+    if (fd < 0)
+        return NULL;
+    while (len + 1 < sizeof(buf) && (n = recv(fd, buf + len, sizeof(buf) - len - 1, 0)) > 0) {
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL)
+            break;
+    }
+    if (send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL) < 0 || read(hf->release[0], &b, 1) != 1 ||
+        send(fd, "0123456789", 10, MSG_NOSIGNAL) < 0)
+        b = 0;
+    close(fd);
+    return NULL;
+}
+
+/* The head reaches the consumer as soon as it is complete, before any byte of the body. */
+static void test_stream_head_before_body(void **state)
+{
+    struct nk_upstream *u = client(0, 0);
+    struct head_first hf;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    struct sink k;
+    char url[128];
+    bool fired;
+
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    hf.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(hf.lfd >= 0);
+    assert_int_equal(bind(hf.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(hf.lfd, 1), 0);
+    assert_int_equal(getsockname(hf.lfd, (struct sockaddr *)&a, &alen), 0);
+    assert_int_equal(pipe(hf.release), 0);
+    assert_int_equal(pthread_create(&hf.th, NULL, head_first_main, &hf), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/h", (unsigned)ntohs(a.sin_port));
+    sink_init(&k, u, url, SIZE_MAX);
+    pthread_mutex_lock(&k.mu);
+    while (k.heads == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 10;
+        if (pthread_cond_timedwait(&k.cv, &k.mu, &ts) != 0)
+            break;
+    }
+    assert_int_equal(k.heads, 1);
+    assert_int_equal(k.status, 200);
+    assert_string_equal(k.ctype, "text/plain");
+    assert_int_equal(k.n_got, 0); /* the server still holds the body */
+    pthread_mutex_unlock(&k.mu);
+    pthread_mutex_lock(&k.d.mu);
+    fired = k.d.fired;
+    pthread_mutex_unlock(&k.d.mu);
+    assert_false(fired);
+    assert_int_equal(write(hf.release[1], "x", 1), 1);
+    done_wait(&k.d);
+    assert_int_equal(k.d.resp.rc, NK_OK);
+    assert_int_equal(k.n_got, 10);
+    assert_memory_equal(k.got, "0123456789", 10);
+    pthread_join(hf.th, NULL);
+    close(hf.lfd);
+    close(hf.release[0]);
+    close(hf.release[1]);
+    sink_cleanup(&k);
+    nk_upstream_free(u);
+}
+
 static int global_setup(void **state)
 {
     (void)state;
@@ -1105,6 +1193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_pause_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_limit, setup, teardown),
+        cmocka_unit_test(test_stream_head_before_body),
     };
     return cmocka_run_group_tests(tests, global_setup, global_teardown);
 }
