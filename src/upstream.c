@@ -422,6 +422,8 @@ static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_er
     if (x->streamed) {
         cc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
         cc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+        /* a proxy's CONNECT answer is no head of the upstream's */
+        cc |= curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     }
     cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     if (u->no_proxy)
