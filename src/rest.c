@@ -591,7 +591,8 @@ struct fwcall {
     /* the streamed answer (loop thread) */
     struct nk_http_stream *stream; /* once the head went out, until the end */
     bool answered;                 /* the head went out, or the request was answered */
-    long bad_status;               /* the upstream's head, refused as not a final status */
+    bool bad_head;                 /* the upstream's head had no final status: refused */
+    long bad_status;               /* ... that status */
     char id[65];                   /* the request id, for the log (req may be gone) */
 };
 
@@ -670,7 +671,8 @@ static void fw_head(void *ud, long status, const char *content_type)
     const char *ct = content_type;
 
     if (status < 200 || status > 599) {
-        c->bad_status = status; /* fw_done refuses it: the transfer goes on, discarded */
+        c->bad_head = true; /* fw_done refuses it: the transfer goes on, discarded */
+        c->bad_status = status;
         return;
     }
     if (ct != NULL && !plain_type(ct))
@@ -707,7 +709,7 @@ static void fw_done(void *ud, struct nk_upstream_response *resp)
         nk_http_stream_end(c->stream, resp->rc == NK_OK);
         goto out;
     }
-    if (c->bad_status != 0) {
+    if (c->bad_head) {
         audit_forward(c, c->bad_status, "bad_upstream");
         snprintf(detail, sizeof(detail), "upstream answered %ld, which is not a final HTTP status",
                  c->bad_status);
