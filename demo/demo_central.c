@@ -64,11 +64,12 @@ enum fault_mode {
     FAULT_INVALID_JSON,
     FAULT_HTML_ERROR,
     FAULT_BIG,
-    FAULT_STATUS
+    FAULT_STATUS,
+    FAULT_DRIP
 };
 
-static const char *const fault_names[] = {"none",         "stall",      "reset", "huge",
-                                          "invalid-json", "html-error", "big",   "status"};
+static const char *const fault_names[] = {"none",       "stall", "reset",  "huge", "invalid-json",
+                                          "html-error", "big",   "status", "drip"};
 
 #define BIG_MAX (256u * 1024u * 1024u)
 
@@ -102,7 +103,9 @@ struct fault {
     double fail_ratio; /* 0..1 of API calls answered 500 */
     unsigned long long calls;
     unsigned long long failed;
-    size_t bytes;       /* big: size of the array to answer */
+    size_t bytes;       /* big, drip: size of the array to answer */
+    size_t piece;       /* drip: bytes per piece */
+    bool hold;          /* drip: hold the rest after the first piece until released */
     unsigned status;    /* status: the status to answer */
     char ctype[128];    /* status: its Content-Type */
     char location[512]; /* status: its Location, or "" */
@@ -125,6 +128,13 @@ struct server {
     pthread_mutex_t stop_lock; /* guards stopping; stop_cond wakes stalled requests */
     pthread_cond_t stop_cond;
     bool stopping;
+    /* the last drip answer (under stop_lock; stop_cond also wakes a held drip) */
+    struct {
+        size_t sent;   /* bytes handed to the connection */
+        bool released; /* POST /__double/faults/release came */
+        bool done;     /* the whole body went out */
+        bool aborted;  /* the connection ended before the whole body went out */
+    } drip;
 
     /* Read-only after start-up. */
     struct cred *creds;
@@ -1275,6 +1285,73 @@ static ssize_t huge_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
 }
 
+/* A drip answer: the bytes of `big`, chunked, piece by piece (see docs/central-double.md). */
+struct drip {
+    struct server *srv;
+    char *body;
+    size_t len;
+    size_t piece;
+    bool hold;
+    unsigned hold_ms;
+};
+
+static void drip_wait_release(struct drip *d)
+{
+    struct server *srv = d->srv;
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += d->hold_ms / 1000;
+    until.tv_nsec += (long)(d->hold_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&srv->stop_lock);
+    while (!srv->stopping && !srv->drip.released)
+        if (pthread_cond_timedwait(&srv->stop_cond, &srv->stop_lock, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&srv->stop_lock);
+}
+
+/* Thread per connection: blocking here holds only this request. */
+static ssize_t drip_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct drip *d = cls;
+    size_t n;
+
+    if (pos >= d->len) {
+        pthread_mutex_lock(&d->srv->stop_lock);
+        d->srv->drip.done = true;
+        pthread_mutex_unlock(&d->srv->stop_lock);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    if (pos > 0 && d->hold)
+        drip_wait_release(d);
+    n = d->len - (size_t)pos;
+    if (n > d->piece)
+        n = d->piece;
+    if (n > max)
+        n = max;
+    memcpy(buf, d->body + pos, n);
+    pthread_mutex_lock(&d->srv->stop_lock);
+    d->srv->drip.sent = (size_t)pos + n;
+    pthread_mutex_unlock(&d->srv->stop_lock);
+    return (ssize_t)n;
+}
+
+static void drip_free(void *cls)
+{
+    struct drip *d = cls;
+
+    pthread_mutex_lock(&d->srv->stop_lock);
+    if (!d->srv->drip.done)
+        d->srv->drip.aborted = true;
+    pthread_mutex_unlock(&d->srv->stop_lock);
+    free(d->body);
+    free(d);
+}
+
 /* A valid JSON array of at least n bytes: objects with escapes and non-ASCII text, the same bytes
  * for the same n. Caller frees. */
 static char *big_array(size_t n, size_t *len)
@@ -1396,6 +1473,38 @@ static bool apply_fault(struct server *srv, struct MHD_Connection *c, struct req
         *ret = b ? send_body(c, rq, 200, "application/json", b, len, NULL, false) : MHD_NO;
         return true;
     }
+    case FAULT_DRIP: {
+        struct MHD_Response *resp = NULL;
+        struct drip *d = calloc(1, sizeof(*d));
+        if (d != NULL)
+            d->body = big_array(f.bytes, &d->len);
+        if (d == NULL || d->body == NULL) {
+            if (d != NULL)
+                free(d);
+            *ret = MHD_NO;
+            return true;
+        }
+        d->srv = srv;
+        d->piece = f.piece;
+        d->hold = f.hold;
+        d->hold_ms = f.ms;
+        pthread_mutex_lock(&srv->stop_lock);
+        memset(&srv->drip, 0, sizeof(srv->drip));
+        pthread_mutex_unlock(&srv->stop_lock);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, drip_reader, d,
+                                                 drip_free);
+        if (!resp) {
+            free(d->body);
+            free(d);
+            *ret = MHD_NO;
+            return true;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        rq->status = 200;
+        *ret = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return true;
+    }
     case FAULT_STATUS: {
         struct MHD_Response *resp;
         char *b = strdup(f.body);
@@ -1436,6 +1545,13 @@ static json_t *fault_json(struct server *srv)
                   "fail_ratio", srv->fault.fail_ratio, "calls", (json_int_t)srv->fault.calls,
                   "failed", (json_int_t)srv->fault.failed);
     pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_lock(&srv->stop_lock);
+    if (j != NULL)
+        json_object_set_new(j, "drip",
+                            json_pack("{s:I, s:b, s:b, s:b}", "sent", (json_int_t)srv->drip.sent,
+                                      "released", srv->drip.released, "done", srv->drip.done,
+                                      "aborted", srv->drip.aborted));
+    pthread_mutex_unlock(&srv->stop_lock);
     return j;
 }
 
@@ -1451,6 +1567,7 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
     json_t *b = rq->body_len ? json_loadb(rq->body, rq->body_len, 0, &jerr) : json_object();
     json_t *mode = NULL, *seconds = NULL, *ms = NULL, *count = NULL, *ratio = NULL;
     json_t *bytes = NULL, *status = NULL, *ctype = NULL, *location = NULL, *body = NULL;
+    json_t *piece = NULL, *hold = NULL;
     enum fault_mode m = FAULT_NONE;
     size_t i;
 
@@ -1468,6 +1585,14 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
     ctype = json_object_get(b, "content_type");
     location = json_object_get(b, "location");
     body = json_object_get(b, "body");
+    piece = json_object_get(b, "piece");
+    hold = json_object_get(b, "hold");
+    if ((piece && (!json_is_integer(piece) || json_integer_value(piece) < 1 ||
+                   json_integer_value(piece) > 1048576)) ||
+        (hold && !json_is_boolean(hold))) {
+        json_decref(b);
+        return send_control_error(c, rq, 400, "piece: integer 1..1048576; hold: a boolean");
+    }
     if ((bytes && (!json_is_integer(bytes) || json_integer_value(bytes) < 2 ||
                    json_integer_value(bytes) > BIG_MAX)) ||
         (status && (!json_is_integer(status) || json_integer_value(status) < 200 ||
@@ -1492,7 +1617,7 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
             json_decref(b);
             return send_control_error(c, rq, 400,
                                       "mode must be one of none, stall, reset, huge, "
-                                      "invalid-json, html-error, big, status");
+                                      "invalid-json, html-error, big, status, drip");
         }
     }
     if ((seconds && (!json_is_integer(seconds) || json_integer_value(seconds) < 0 ||
@@ -1521,6 +1646,8 @@ static enum MHD_Result set_faults(struct server *srv, struct MHD_Connection *c, 
             srv->fault.mode = FAULT_NONE;
         srv->fault.bytes = bytes ? (size_t)json_integer_value(bytes) : 1024u * 1024u;
         srv->fault.status = status ? (unsigned)json_integer_value(status) : 418;
+        srv->fault.piece = piece ? (size_t)json_integer_value(piece) : 4096u;
+        srv->fault.hold = hold ? json_is_true(hold) : true;
         snprintf(srv->fault.ctype, sizeof srv->fault.ctype, "%s",
                  ctype ? json_string_value(ctype) : "text/html");
         snprintf(srv->fault.location, sizeof srv->fault.location, "%s",
@@ -1577,6 +1704,15 @@ static enum MHD_Result control(struct server *srv, struct MHD_Connection *c, con
             return send_json(c, rq, 200, json_pack("{s:I}", "cleared", (json_int_t)n), NULL);
         }
         return send_control_error(c, rq, 405, "use GET or DELETE");
+    }
+    if (strcmp(path, "/__double/faults/release") == 0) {
+        if (strcmp(method, "POST") != 0)
+            return send_control_error(c, rq, 405, "use POST");
+        pthread_mutex_lock(&srv->stop_lock);
+        srv->drip.released = true;
+        pthread_cond_broadcast(&srv->stop_cond);
+        pthread_mutex_unlock(&srv->stop_lock);
+        return send_json(c, rq, 200, fault_json(srv), NULL);
     }
     if (strcmp(path, "/__double/faults") == 0) {
         if (strcmp(method, "GET") == 0)

@@ -110,6 +110,10 @@ struct nk_httpd {
     size_t n_abandoned; /* answered 503 by nk_httpd_stop, not yet completed by MHD */
     size_t n_watched;   /* under mu: pending requests with an on_close */
     double last_sweep;  /* loop thread: when watched connections were last looked at */
+    /* loop owner: streamed answers still on their connection, and how many of those wait
+     * for their producer (connection suspended) */
+    struct nk_http_stream *streams;
+    size_t n_suspended;
 };
 
 struct nk_http_req {
@@ -150,6 +154,29 @@ struct nk_http_req {
     struct nk_loop_call resume_call; /* a resume posted from another thread */
     void (*on_close)(void *ud);      /* under h->mu: nk_http_req_on_close(), until answered */
     void *on_close_ud;
+    struct nk_http_stream *stream; /* loop thread: the streamed answer, while it lives */
+};
+
+/* A streamed answer (nk_http_respond_stream). Loop owner only. Held by the producer (until
+ * nk_http_stream_end) and by libmicrohttpd's response (until its free callback). */
+struct nk_http_stream {
+    struct nk_http_req *r; /* a reference of its own, dropped when the stream is freed */
+    int refs;
+    char *buf; /* bytes [off, len) wait for the client */
+    size_t off, len, cap;
+    bool full;      /* a write was refused: drained() once the client took enough */
+    bool ended;     /* nk_http_stream_end() came */
+    bool ok;        /* ... with a complete body */
+    bool lost;      /* the connection is done with the response: nothing more goes out */
+    bool cut;       /* end the body with an error at once (client gone, OOM, listener stop) */
+    bool told_gone; /* ops.gone has run */
+    bool suspended; /* the reader found nothing and suspended the connection */
+    bool linked;    /* in h->streams (from the answer until the connection lets go) */
+    struct nk_http_stream *prev, *next;
+    struct nk_http_stream_ops ops;
+    void *ud;
+    unsigned status;    /* detached requests: the answer, given at the end */
+    char *content_type; /* detached requests, or NULL */
 };
 
 static double elapsed_since(const struct timespec *t0)
@@ -364,13 +391,39 @@ static void log_access(struct nk_httpd *h, struct nk_http_req *r)
     h->access_log(h->access_ud, &a);
 }
 
+/* The headers every answer carries: content type, the caller's, X-Request-Id and nosniff.
+ * false on OOM. */
+static bool add_headers(struct MHD_Response *resp, const char *request_id, const char *content_type,
+                        const char *const *headers)
+{
+    bool have_id = false, have_nosniff = false;
+    size_t i;
+
+    if (content_type != NULL &&
+        MHD_add_response_header(resp, "Content-Type", content_type) != MHD_YES)
+        return false;
+    for (i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
+        if (strcasecmp(headers[i], "X-Request-Id") == 0)
+            have_id = true;
+        if (strcasecmp(headers[i], "X-Content-Type-Options") == 0)
+            have_nosniff = true;
+        if (MHD_add_response_header(resp, headers[i], headers[i + 1]) != MHD_YES)
+            return false;
+    }
+    if (!have_id && request_id != NULL && request_id[0] != '\0' &&
+        MHD_add_response_header(resp, "X-Request-Id", request_id) != MHD_YES)
+        return false;
+    /* No browser may take an answer (an upstream's error page, say) for another type than the
+     * one it is labelled with. */
+    return have_nosniff ||
+           MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") == MHD_YES;
+}
+
 /* Build a response (steals body even on failure). NULL on OOM. */
 static struct MHD_Response *make_response(const char *request_id, const char *content_type,
                                           char *body, size_t len, const char *const *headers)
 {
     struct MHD_Response *resp;
-    bool have_id = false, have_nosniff = false;
-    size_t i;
 
     if (body == NULL)
         len = 0;
@@ -381,29 +434,11 @@ static struct MHD_Response *make_response(const char *request_id, const char *co
         free(body);
         return NULL;
     }
-    if (content_type != NULL &&
-        MHD_add_response_header(resp, "Content-Type", content_type) != MHD_YES)
-        goto fail;
-    for (i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
-        if (strcasecmp(headers[i], "X-Request-Id") == 0)
-            have_id = true;
-        if (strcasecmp(headers[i], "X-Content-Type-Options") == 0)
-            have_nosniff = true;
-        if (MHD_add_response_header(resp, headers[i], headers[i + 1]) != MHD_YES)
-            goto fail;
+    if (!add_headers(resp, request_id, content_type, headers)) {
+        MHD_destroy_response(resp);
+        return NULL;
     }
-    if (!have_id && request_id != NULL && request_id[0] != '\0' &&
-        MHD_add_response_header(resp, "X-Request-Id", request_id) != MHD_YES)
-        goto fail;
-    /* No browser may take an answer (an upstream's error page, say) for another type than the
-     * one it is labelled with. */
-    if (!have_nosniff &&
-        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") != MHD_YES)
-        goto fail;
     return resp;
-fail:
-    MHD_destroy_response(resp);
-    return NULL;
 }
 
 /* A problem+json answer (the one builder: every text escaped). */
@@ -1111,6 +1146,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 }
 
+static void stream_lose(struct nk_http_stream *s);
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -1121,6 +1158,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     if (h->request_timeout_ms > 0)
         track_busy(h, conn, false); /* the next request's window starts now */
+    if (r != NULL && r->stream != NULL)
+        stream_lose(r->stream);
     if (r != NULL && r->unfinished) {
         r->unfinished = false;
         atomic_fetch_sub(&h->n_unfinished, 1);
@@ -1235,6 +1274,24 @@ static bool conn_closed(struct MHD_Connection *conn)
 
 #define CLOSE_SWEEP_MS 200
 
+static void stream_cut(struct nk_http_stream *s);
+
+/* Loop thread: a client that closed while its streamed answer waited for the producer (the
+ * connection is suspended, libmicrohttpd would not notice): end that body now. */
+static void sweep_streams(struct nk_httpd *h)
+{
+    struct nk_http_stream *s;
+
+    for (s = h->streams; s != NULL;) {
+        if (s->suspended && !s->cut && conn_closed(s->r->conn)) {
+            stream_cut(s); /* the producer may end other streams: start over */
+            s = h->streams;
+        } else {
+            s = s->next;
+        }
+    }
+}
+
 /* Loop thread: hand each watched request whose client went away to its on_close, once. */
 static void sweep_closed(struct nk_httpd *h)
 {
@@ -1246,6 +1303,7 @@ static void sweep_closed(struct nk_httpd *h)
     if (now - h->last_sweep < CLOSE_SWEEP_MS / 1000.0)
         return;
     h->last_sweep = now;
+    sweep_streams(h);
     for (;;) {
         fn = NULL;
         pthread_mutex_lock(&h->mu);
@@ -1291,7 +1349,7 @@ static long src_timeout(void *ud)
     double since;
 
     pthread_mutex_lock(&h->mu);
-    if (h->n_watched > 0) {
+    if (h->n_watched > 0 || h->n_suspended > 0) {
         /* Due when the next look at watched connections is. */
         since = (mono_now() - h->last_sweep) * 1000.0;
         sweep = since >= CLOSE_SWEEP_MS ? 0 : CLOSE_SWEEP_MS - (long)since;
@@ -1614,6 +1672,23 @@ static void abandon_pending(void *arg)
     }
 }
 
+/* Loop owner: libmicrohttpd cannot stop with suspended connections: cut the streamed
+ * answers that wait for their producer. */
+static void cut_streams(void *arg)
+{
+    struct nk_httpd *h = arg;
+    struct nk_http_stream *s;
+
+    for (s = h->streams; s != NULL;) {
+        if (!s->cut) {
+            stream_cut(s);
+            s = h->streams;
+        } else {
+            s = s->next;
+        }
+    }
+}
+
 void nk_httpd_refuse(struct nk_httpd *h)
 {
     if (h != NULL)
@@ -1646,6 +1721,8 @@ void nk_httpd_stop(struct nk_httpd *h)
     looped = h->src.attached != NULL && nk_loop_run_sync(h->src.attached, abandon_pending, h);
     if (!looped)
         abandon_pending(h);
+    if (!nk_loop_run_sync(h->loop, cut_streams, h))
+        cut_streams(h);
     /* Give those 503s a moment to reach their clients (bounded; MHD closes the rest). */
     if (!looped) {
         /* The loop is gone: nobody else runs the daemon now; this thread does. */
@@ -1822,6 +1899,250 @@ void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content
     pthread_mutex_unlock(&r->mu);
     /* The handler's reference keeps r alive until after the resume. */
     resume_unref(r);
+}
+
+static void stream_unref(struct nk_http_stream *s)
+{
+    if (--s->refs > 0)
+        return;
+    if (s->r->stream == s)
+        s->r->stream = NULL;
+    req_unref(s->r);
+    free(s->buf);
+    free(s->content_type);
+    free(s);
+}
+
+static void stream_link(struct nk_http_stream *s)
+{
+    struct nk_httpd *h = s->r->h;
+
+    s->prev = NULL;
+    s->next = h->streams;
+    if (h->streams != NULL)
+        h->streams->prev = s;
+    h->streams = s;
+    s->linked = true;
+}
+
+/* There is something for the reader (bytes, the end, a cut): wake a waiting connection. */
+static void stream_wake(struct nk_http_stream *s)
+{
+    struct nk_httpd *h = s->r->h;
+
+    if (!s->suspended || s->lost)
+        return;
+    s->suspended = false;
+    h->n_suspended--;
+    MHD_resume_connection(s->r->conn);
+    if (h->src.attached != NULL)
+        nk_loop_kick(&h->src);
+}
+
+/* Tell the producer its client is gone, once, unless it has ended already. */
+static void stream_tell_gone(struct nk_http_stream *s)
+{
+    if (s->ended || s->told_gone || s->r->detached != NULL)
+        return;
+    s->told_gone = true;
+    if (s->ops.gone != NULL)
+        s->ops.gone(s->ud); /* may end s: the caller holds a reference */
+}
+
+/* The connection is done with the response (sent, closed, or the listener stopped). */
+static void stream_lose(struct nk_http_stream *s)
+{
+    struct nk_httpd *h = s->r->h;
+
+    if (s->suspended) {
+        s->suspended = false;
+        h->n_suspended--;
+    }
+    if (s->linked) {
+        if (s->prev != NULL)
+            s->prev->next = s->next;
+        else
+            h->streams = s->next;
+        if (s->next != NULL)
+            s->next->prev = s->prev;
+        s->prev = s->next = NULL;
+        s->linked = false;
+    }
+    s->lost = true;
+}
+
+/* End the body with an error now and tell the producer. */
+static void stream_cut(struct nk_http_stream *s)
+{
+    s->refs++;
+    s->cut = true;
+    stream_wake(s);
+    stream_tell_gone(s);
+    stream_unref(s);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct nk_http_stream *s = cls;
+    size_t n = s->len - s->off;
+
+    (void)pos;
+    if (s->cut)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n > 0) {
+        if (n > max)
+            n = max;
+        memcpy(out, s->buf + s->off, n);
+        s->off += n;
+        if (s->off == s->len)
+            s->off = s->len = 0;
+        if (s->full && !s->ended && s->len - s->off < NK_HTTP_STREAM_BUFFER / 2) {
+            /* The producer writes again (maybe at once, into the buffer: n is copied out). */
+            s->full = false;
+            if (s->ops.drained != NULL)
+                s->ops.drained(s->ud);
+        }
+        return (ssize_t)n;
+    }
+    if (s->ended)
+        return s->ok ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+    /* Nothing yet: returning 0 alone would have libmicrohttpd ask again on every run (and its
+     * timeout says "now"): the loop would spin. Sleep until a write, the end or a cut. */
+    if (!s->suspended && !s->lost) {
+        s->suspended = true;
+        s->r->h->n_suspended++;
+        MHD_suspend_connection(s->r->conn);
+    }
+    return 0;
+}
+
+/* libmicrohttpd let go of the response: the client has all of it, or is gone. */
+static void stream_free_cb(void *cls)
+{
+    struct nk_http_stream *s = cls;
+
+    stream_lose(s);
+    stream_tell_gone(s);
+    stream_unref(s);
+}
+
+struct nk_http_stream *nk_http_respond_stream(struct nk_http_req *r, unsigned status,
+                                              const char *content_type, const char *const *headers,
+                                              const struct nk_http_stream_ops *ops, void *ud)
+{
+    struct nk_http_stream *s = calloc(1, sizeof(*s));
+    struct MHD_Response *resp = NULL;
+    char *body;
+    bool ok;
+
+    if (s == NULL)
+        goto nomem;
+    s->r = r;
+    atomic_fetch_add(&r->refs, 1);
+    s->refs = 1;
+    s->ops = *ops;
+    s->ud = ud;
+    if (r->detached != NULL) {
+        s->status = status;
+        if (content_type != NULL && (s->content_type = strdup(content_type)) == NULL)
+            goto nomem;
+        return s;
+    }
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, stream_read, s,
+                                             stream_free_cb);
+    if (resp == NULL)
+        goto nomem;
+    s->refs++; /* the response's */
+    if (!add_headers(resp, r->id, content_type, headers))
+        goto nomem;
+    pthread_mutex_lock(&r->mu);
+    ok = !r->abandoned && r->state == RS_DISPATCHED;
+    if (ok) {
+        r->stream = s;
+        stream_link(s);
+        answer_locked(r, status, resp);
+        resp = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!ok) {
+        /* The listener stopped first (its 503 went out): nothing to stream to. */
+        s->ended = true;
+        MHD_destroy_response(resp); /* its free callback drops the response's reference */
+        stream_unref(s);
+        req_unref(r);
+        return NULL;
+    }
+    resume_unref(r);
+    return s;
+nomem:
+    if (s != NULL) {
+        s->ended = true;
+        if (resp != NULL)
+            MHD_destroy_response(resp); /* its free callback drops the response's reference */
+        stream_unref(s);
+    }
+    body = nk_problem_new(500, "Internal Server Error", "out of memory", NULL);
+    nk_http_respond(r, 500, "application/problem+json", body, body != NULL ? strlen(body) : 0,
+                    NULL);
+    return NULL;
+}
+
+bool nk_http_stream_write(struct nk_http_stream *s, const char *data, size_t len)
+{
+    size_t waiting = s->len - s->off, cap;
+    char *nb;
+
+    if (s->lost || s->cut || len == 0)
+        return true;
+    if (waiting >= NK_HTTP_STREAM_BUFFER && s->r->detached == NULL) {
+        s->full = true;
+        return false;
+    }
+    if (s->off > 0 && s->len + len > s->cap) {
+        memmove(s->buf, s->buf + s->off, waiting);
+        s->off = 0;
+        s->len = waiting;
+    }
+    if (s->len + len > s->cap) {
+        cap = s->cap > 0 ? s->cap : 16 * 1024;
+        while (cap < s->len + len)
+            cap *= 2;
+        nb = realloc(s->buf, cap);
+        if (nb == NULL) {
+            /* The body cannot be whole: cut it (the producer hears of it from the listener,
+             * never from inside this call). */
+            s->cut = true;
+            stream_wake(s);
+            return true;
+        }
+        s->buf = nb;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    stream_wake(s);
+    return true;
+}
+
+void nk_http_stream_end(struct nk_http_stream *s, bool ok)
+{
+    struct nk_http_req *r;
+
+    if (s == NULL)
+        return;
+    r = s->r;
+    s->ended = true;
+    s->ok = ok && !s->cut;
+    if (r->detached != NULL) {
+        r->status = s->status;
+        r->detached(r->detached_ud, s->status, s->content_type, s->buf != NULL ? s->buf : "",
+                    s->len);
+        stream_unref(s);
+        req_unref(r); /* the handler's */
+        return;
+    }
+    stream_wake(s); /* the reader sends what waits, then ends the body */
+    stream_unref(s);
 }
 
 void nk_http_req_defer(struct nk_http_req *r)

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct nk_loop {
     struct nk_loop_source **sources;
     struct nk_loop_source **due; /* phase 4/6 scratch, as large as sources */
     size_t n_sources, cap_sources;
+    atomic_uint_fast64_t turns; /* nk_loop_turns() */
 };
 
 /* The loop this thread runs, for nk_loop_on_loop. */
@@ -53,6 +55,11 @@ int64_t nk_loop_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t nk_loop_turns(struct nk_loop *l)
+{
+    return (uint64_t)atomic_load(&l->turns);
 }
 
 bool nk_loop_on_loop(const struct nk_loop *l)
@@ -472,6 +479,7 @@ static void *loop_main(void *arg)
             last_flush = nk_loop_now_ms();
         }
         n = epoll_wait(l->epfd, l->evs, MAX_EVENTS, wait); /* 1 */
+        atomic_fetch_add(&l->turns, 1);
         if (n < 0 && errno != EINTR)
             break; /* cannot happen with a valid epoll fd; stop rather than spin */
         l->ev_count = n > 0 ? n : 0;

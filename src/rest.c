@@ -16,6 +16,7 @@
 #include "naftikod/audit.h"
 #include "naftikod/authz.h"
 #include "naftikod/invoke.h"
+#include "naftikod/log.h"
 #include "naftikod/metrics.h"
 #include "naftikod/openapi.h"
 #include "naftikod/optable.h"
@@ -568,6 +569,12 @@ struct fwcall {
     char *path; /* owned */
     char rule[160];
     double t0;
+    /* the streamed answer (loop thread) */
+    struct nk_http_stream *stream; /* once the head went out, until the end */
+    bool answered;                 /* the head went out, or the request was answered */
+    bool bad_head;                 /* the upstream's head had no final status: refused */
+    long bad_status;               /* ... that status */
+    char id[65];                   /* the request id, for the log (req may be gone) */
 };
 
 /* A forwarded request as the permission rules and the audit trail see it: a route named
@@ -611,55 +618,108 @@ static bool plain_type(const char *s)
     return s != NULL;
 }
 
-/* The upstream's answer, as it came: status, content type and body (nothing else of its
+static void fw_free(struct fwcall *c)
+{
+    nk_context_unref(c->ctx);
+    free(c->path);
+    free(c);
+}
+
+static void fw_drained(void *ud)
+{
+    struct fwcall *c = ud;
+
+    nk_upstream_unpause(c->up, c->tag);
+}
+
+/* The caller went away mid-stream: stop reading the upstream. */
+static void fw_lost(void *ud)
+{
+    struct fwcall *c = ud;
+
+    nk_log(NK_LOG_INFO, "forward: the caller of request %s went away; upstream transfer cancelled",
+           c->id);
+    nk_upstream_cancel(c->up, c->tag); /* fw_done ends the stream and frees c */
+}
+
+/* The upstream's head: status and content type go out now, as they came (nothing else of its
  * headers: Set-Cookie, Location and the rest would speak for the upstream from our origin). */
-static void fw_done(void *ud, struct nk_upstream_response *resp)
+static void fw_head(void *ud, long status, const char *content_type)
 {
     static const char *const hdrs[] = {"Content-Security-Policy", "sandbox", NULL};
+    static const struct nk_http_stream_ops ops = {fw_drained, fw_lost};
+    struct fwcall *c = ud;
+    const char *ct = content_type;
+
+    if (status < 200 || status > 599) {
+        c->bad_head = true; /* fw_done refuses it: the transfer goes on, discarded */
+        c->bad_status = status;
+        return;
+    }
+    if (ct != NULL && !plain_type(ct))
+        ct = "application/octet-stream";
+    audit_forward(c, status, status < 400 ? "ok" : "upstream_error");
+    c->answered = true;
+    c->stream = nk_http_respond_stream(c->req, (unsigned)status, ct, hdrs, &ops, c);
+}
+
+/* A piece of the upstream's body, relayed as it came; false pauses the upstream. */
+static bool fw_data(void *ud, const char *data, size_t len)
+{
+    struct fwcall *c = ud;
+
+    if (c->stream == NULL)
+        return true; /* nothing to relay to: dropped until done */
+    return nk_http_stream_write(c->stream, data, len);
+}
+
+/* The end of the upstream's answer. Before the head, errors are problem+json answers; after
+ * it, the stream ends, cut when the upstream failed (the caller sees an incomplete chunked
+ * body, the honest signal). */
+static void fw_done(void *ud, struct nk_upstream_response *resp)
+{
     struct fwcall *c = ud;
     char detail[400];
-    const char *ct;
 
+    if (c->answered) {
+        if (resp->rc != NK_OK)
+            nk_log(NK_LOG_WARNING,
+                   "forward: request %s: the upstream answer broke off after %zu "
+                   "bytes (%s); the relayed body is cut",
+                   c->id, resp->body_len, resp->error);
+        nk_http_stream_end(c->stream, resp->rc == NK_OK);
+        goto out;
+    }
+    if (c->bad_head) {
+        audit_forward(c, c->bad_status, "bad_upstream");
+        snprintf(detail, sizeof(detail), "upstream answered %ld, which is not a final HTTP status",
+                 c->bad_status);
+        respond_problem(c->req, 502, detail, NULL);
+        goto out;
+    }
     switch (resp->rc) {
-    case NK_OK:
-        break;
     case NK_ERR_TIMEOUT:
         audit_forward(c, 0, "timeout");
         snprintf(detail, sizeof(detail), "upstream timed out: %s", resp->error);
         respond_problem(c->req, 504, detail, NULL);
-        goto out;
+        break;
     case NK_ERR_TOO_LARGE:
         audit_forward(c, resp->status, "bad_upstream");
         snprintf(detail, sizeof(detail), "upstream answer too large: %s", resp->error);
         respond_problem(c->req, 502, detail, NULL);
-        goto out;
+        break;
     case NK_ERR_NOMEM:
         audit_forward(c, 0, "internal");
         respond_problem(c->req, 500, "out of memory", NULL);
-        goto out;
+        break;
     default:
         audit_forward(c, 0, "unreachable");
         snprintf(detail, sizeof(detail), "upstream unreachable: %s", resp->error);
         respond_problem(c->req, 502, detail, NULL);
-        goto out;
+        break;
     }
-    if (resp->status < 200 || resp->status > 599) {
-        audit_forward(c, resp->status, "bad_upstream");
-        snprintf(detail, sizeof(detail), "upstream answered %ld, which is not a final HTTP status",
-                 resp->status);
-        respond_problem(c->req, 502, detail, NULL);
-        goto out;
-    }
-    audit_forward(c, resp->status, resp->status < 400 ? "ok" : "upstream_error");
-    ct = plain_type(resp->content_type) ? resp->content_type
-         : resp->body_len > 0           ? "application/octet-stream"
-                                        : NULL;
-    nk_http_respond(c->req, (unsigned)resp->status, ct, resp->body, resp->body_len, hdrs);
-    resp->body = NULL;
 out:
-    nk_context_unref(c->ctx);
-    free(c->path);
-    free(c);
+    fw_free(c);
 }
 
 /* The forward of a's members whose prefix is the longest one path continues with '/', or NULL;
@@ -689,6 +749,7 @@ static void forward(struct nk_server *s, struct nk_context *ctx, struct nk_http_
                     const struct nk_forward *fw, const char *method, const char *path,
                     const char *rest, const char *rule, double t0)
 {
+    static const struct nk_upstream_stream stream = {fw_head, fw_data};
     const struct nk_inbound_policy *pol = nk_server_policy(s);
     const char **hdrs = calloc(2 * fw->n_trusted + 3, sizeof(*hdrs));
     struct nk_upstream_request r;
@@ -765,6 +826,7 @@ static void forward(struct nk_server *s, struct nk_context *ctx, struct nk_http_
     c->ctx = nk_context_ref(ctx);
     c->up = nk_server_upstream(s);
     c->tag = nk_invoke_new_tag();
+    snprintf(c->id, sizeof(c->id), "%s", nk_http_req_id(req));
     c->fw = fw;
     c->t0 = t0;
     snprintf(c->method, sizeof(c->method), "%s", method);
@@ -775,10 +837,8 @@ static void forward(struct nk_server *s, struct nk_context *ctx, struct nk_http_
         goto nomem;
     }
     r.cancel_tag = c->tag;
-    if (nk_upstream_submit(c->up, &r, fw_done, c) != NK_OK) {
-        nk_context_unref(c->ctx);
-        free(c->path);
-        free(c);
+    if (nk_upstream_submit_stream(c->up, &r, &stream, fw_done, c) != NK_OK) {
+        fw_free(c);
         respond_problem(req, 503, "the upstream client is shutting down", NULL);
         goto out;
     }

@@ -32,6 +32,10 @@ struct xfer {
     struct nk_upstream_response resp;
     size_t cap;     /* allocated size of resp.body */
     bool too_large; /* the write callback refused more data */
+    bool streamed;  /* nk_upstream_submit_stream: the body goes to st */
+    bool head_sent; /* st.on_head has run */
+    bool paused;    /* st.on_data refused a piece: CURL_WRITEFUNC_PAUSE */
+    struct nk_upstream_stream st;
     nk_upstream_done_fn done;
     void *ud;
     struct nk_loop_call start; /* submitted from another thread: started on the loop */
@@ -229,6 +233,32 @@ static void xfer_free(struct xfer *x)
     free(x);
 }
 
+static void stream_head(struct xfer *x)
+{
+    long status = 0;
+    char *ct = NULL;
+
+    x->head_sent = true;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct) != CURLE_OK)
+        ct = NULL;
+    x->st.on_head(x->ud, status, ct);
+}
+
+/* Streamed transfers: the blank line that ends a final (non-1xx) head is when the consumer
+ * can answer. A Content-Length over max_response has failed the transfer before it. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct xfer *x = userp;
+    size_t n = size * nmemb;
+    long status = 0;
+
+    if (!x->head_sent && (n == 2 || n == 1) && (data[0] == '\r' || data[0] == '\n') &&
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 200)
+        stream_head(x);
+    return n;
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct xfer *x = userp;
@@ -239,6 +269,17 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     if (n > x->u->max_response - x->resp.body_len) {
         x->too_large = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (x->streamed) {
+        /* Nothing is kept: the piece is the consumer's, or it comes again after the pause. */
+        if (!x->head_sent)
+            stream_head(x);
+        if (n > 0 && !x->st.on_data(x->ud, data, n)) {
+            x->paused = true;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        x->resp.body_len += n;
+        return n;
     }
     if (x->cap == 0 &&
         curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK &&
@@ -378,6 +419,12 @@ static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_er
     cc |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)u->max_response);
     cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    if (x->streamed) {
+        cc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        cc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+        /* a proxy's CONNECT answer is no head of the upstream's */
+        cc |= curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    }
     cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     if (u->no_proxy)
         cc |= curl_easy_setopt(e, CURLOPT_PROXY, "");
@@ -500,7 +547,11 @@ static void finish(struct nk_upstream *u, struct xfer *x, CURLcode cc, const cha
             }
         }
     }
-    if (x->resp.rc != NK_OK) {
+    if (x->streamed) {
+        /* An answer without a body still has a head; a failure has none to give. */
+        if (x->resp.rc == NK_OK && !x->head_sent)
+            stream_head(x);
+    } else if (x->resp.rc != NK_OK) {
         /* A partial body is of no use to anyone; on success it is always present. */
         free(x->resp.body);
         x->resp.body = NULL;
@@ -787,13 +838,14 @@ void nk_upstream_free(struct nk_upstream *u)
     free(u);
 }
 
-enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request *req,
-                              nk_upstream_done_fn done, void *ud)
+static enum nk_rc submit(struct nk_upstream *u, struct nk_upstream_request *req,
+                         const struct nk_upstream_stream *st, nk_upstream_done_fn done, void *ud)
 {
     enum nk_rc rc = NK_OK;
     struct xfer *x = NULL;
 
-    if (u == NULL || req == NULL || done == NULL || req->method == NULL || req->url == NULL) {
+    if (u == NULL || req == NULL || done == NULL || req->method == NULL || req->url == NULL ||
+        (st != NULL && (st->on_head == NULL || st->on_data == NULL || !nk_loop_on_loop(u->loop)))) {
         rc = NK_ERR_INVALID;
         goto out;
     }
@@ -803,6 +855,10 @@ enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request 
         goto out;
     }
     x->u = u;
+    if (st != NULL) {
+        x->streamed = true;
+        x->st = *st;
+    }
     x->done = done;
     x->ud = ud;
     x->req = *req;
@@ -845,6 +901,36 @@ out:
         nk_upstream_request_cleanup(req);
     xfer_free(x);
     return rc;
+}
+
+enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request *req,
+                              nk_upstream_done_fn done, void *ud)
+{
+    return submit(u, req, NULL, done, ud);
+}
+
+enum nk_rc nk_upstream_submit_stream(struct nk_upstream *u, struct nk_upstream_request *req,
+                                     const struct nk_upstream_stream *st, nk_upstream_done_fn done,
+                                     void *ud)
+{
+    return submit(u, req, st, done, ud);
+}
+
+void nk_upstream_unpause(struct nk_upstream *u, uint64_t tag)
+{
+    struct xfer *x;
+
+    if (u == NULL || tag == 0)
+        return;
+    for (x = u->running; x != NULL; x = x->next)
+        if (x->paused && x->req.cancel_tag == tag)
+            break;
+    if (x == NULL)
+        return;
+    x->paused = false;
+    /* curl hands the held piece over again inside this call (on_data may pause once more) and
+     * arms its timer to carry on reading the socket. */
+    (void)curl_easy_pause(x->easy, CURLPAUSE_CONT);
 }
 
 struct cancel_call {

@@ -194,6 +194,38 @@ void nk_http_req_set_tag(struct nk_http_req *r, unsigned tag);
 void nk_http_respond(struct nk_http_req *r, unsigned status, const char *content_type, char *body,
                      size_t len, const char *const *headers);
 
+/* A streamed answer: the head goes out now, the body follows as the producer writes it, chunked
+ * (HTTP/1.0: until the connection closes). For a relay (a REST forward), on the listener's loop
+ * thread: every function below and both callbacks run there. */
+#define NK_HTTP_STREAM_BUFFER ((size_t)64 * 1024)
+struct nk_http_stream;
+struct nk_http_stream_ops {
+    /* A write was refused (the buffer was full) and the client has since taken enough that
+     * less than half of NK_HTTP_STREAM_BUFFER waits: write again. */
+    void (*drained)(void *ud);
+    /* The client went away (or the listener stops) before nk_http_stream_end(): whatever is
+     * written from now on is dropped; end the stream. Called at most once, never after
+     * nk_http_stream_end(), never from inside nk_http_stream_write() or _end(). */
+    void (*gone)(void *ud);
+};
+/* Answer r (dispatched to the handler, not answered) with status, content_type (may be NULL)
+ * and headers as nk_http_respond() does, and a body to come. ops is copied; ud must stay valid
+ * until nk_http_stream_end(). Returns the stream, the caller's until nk_http_stream_end(), or
+ * NULL when it could not be made (out of memory: r was answered 500; or the listener stopped:
+ * r is released) -- r is answered either way. */
+struct nk_http_stream *nk_http_respond_stream(struct nk_http_req *r, unsigned status,
+                                              const char *content_type, const char *const *headers,
+                                              const struct nk_http_stream_ops *ops, void *ud);
+/* Queue len bytes (borrowed) for the client. true: taken (or dropped: the client is gone).
+ * false: NK_HTTP_STREAM_BUFFER bytes or more are waiting; nothing was taken and drained()
+ * comes once the client has read enough. A client that reads nothing thus holds at most the
+ * buffer plus one write. */
+bool nk_http_stream_write(struct nk_http_stream *s, const char *data, size_t len);
+/* The body is complete (ok) or broken (!ok: the client gets a cut chunked body, the honest
+ * signal that it is incomplete, once the bytes already queued have gone). Releases s. On a
+ * detached request the body is collected and handed to its answer function here. */
+void nk_http_stream_end(struct nk_http_stream *s, bool ok);
+
 /* Tests and fuzzing only: a request that belongs to no listener or connection. target is the
  * raw request target (path and query), headers NULL or name/value pairs ended by NULL, body may
  * be NULL. nk_http_respond() on it hands the answer to answer(ud, status, content_type, body,

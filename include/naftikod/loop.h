@@ -44,6 +44,8 @@ void nk_loop_stop(struct nk_loop *l);
  * loop's clients (listeners, upstream clients) first. NULL is a no-op. */
 void nk_loop_free(struct nk_loop *l);
 
+/* How many turns l has made so far (tests: a loop that waits makes few). Any thread. */
+uint64_t nk_loop_turns(struct nk_loop *l);
 /* True on l's loop thread (while it runs). Any thread. */
 bool nk_loop_on_loop(const struct nk_loop *l);
 /* True on l's loop thread, or when l is not running (then the caller is the owner). Any thread. */

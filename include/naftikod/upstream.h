@@ -82,6 +82,33 @@ void nk_upstream_free(struct nk_upstream *u);
 enum nk_rc nk_upstream_submit(struct nk_upstream *u, struct nk_upstream_request *req,
                               nk_upstream_done_fn done, void *ud);
 
+/* Streaming (opt-in, for a relay such as a REST forward): the body is handed over piece by piece
+ * as it arrives instead of being collected, so the client holds no more of it than one piece.
+ * Both callbacks run on the client's loop thread and must not block. */
+struct nk_upstream_stream {
+    /* Once, when the head of the final (non-1xx) response is complete, before any byte of
+     * its body; never when the transfer fails before (then done carries the error: a
+     * Content-Length over max_response is refused there with NK_ERR_TOO_LARGE). status: the
+     * HTTP status; content_type: borrowed for the call, NULL when none. */
+    void (*on_head)(void *ud, long status, const char *content_type);
+    /* A piece of the body (borrowed for the call; len > 0). Return true when taken. false:
+     * the consumer is full: the piece is not taken and the transfer pauses (its socket is not
+     * read) until nk_upstream_unpause(), which hands the same piece over again. */
+    bool (*on_data)(void *ud, const char *data, size_t len);
+};
+
+/* Like nk_upstream_submit, but the body goes to st's callbacks (st is copied) and done gets
+ * none: resp->body is NULL and resp->body_len counts the bytes handed over. The total is still
+ * bounded by max_response (beyond it the transfer is aborted: rc NK_ERR_TOO_LARGE); the total
+ * time by timeout_ms, pauses included. Loop thread only. */
+enum nk_rc nk_upstream_submit_stream(struct nk_upstream *u, struct nk_upstream_request *req,
+                                     const struct nk_upstream_stream *st, nk_upstream_done_fn done,
+                                     void *ud);
+/* Resume the streamed transfer tagged tag that paused because on_data returned false (the
+ * piece is handed over again, possibly inside this call). A tag that matches nothing paused is
+ * ignored. Loop thread only, never from inside this client's callbacks. */
+void nk_upstream_unpause(struct nk_upstream *u, uint64_t tag);
+
 /* Abort every running transfer whose request carried cancel_tag (0: nothing): its callback runs
  * at once with rc NK_ERR_UPSTREAM and error "cancelled". Thread-safe and non-blocking: from
  * another thread the abort is posted to the loop (best effort: lost when memory runs out or the

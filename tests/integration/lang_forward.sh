@@ -108,6 +108,18 @@ call "big" "$REST/central/apitokens"
 jq -e '.detail | test("too large")' "$work/body" >/dev/null || fail "big: $(cat "$work/body")"
 pass "an answer over --max-response is a 502"
 
+# --- streamed: an answer without Content-Length that outgrows --max-response has its head out
+# already; the relay stops at the limit and the chunked body is cut (curl: exit 18)
+nk_fault '{"mode":"drip","bytes":200000,"piece":4096,"hold":false,"count":1}'
+rc=0
+out=$(curl -sS --max-time 30 -o "$work/body" -w '%{http_code}' "$REST/central/apitokens" 2>"$work/err") || rc=$?
+[ "$out" = 200 ] || fail "streamed over the limit: head $out"
+[ "$rc" = 18 ] || fail "streamed over the limit: the body was not cut (curl exit $rc: $(cat "$work/err"))"
+got=$(wc -c <"$work/body")
+[ "$got" -le 65536 ] || fail "streamed over the limit: $got bytes relayed, more than --max-response"
+wait_until grep -q 'answer broke off after' "$work/nk.log" || fail "the cut stream is not logged"
+pass "a streamed answer over --max-response is cut at the limit ($got bytes), logged"
+
 # --- an HTML answer is relayed with its type, sandboxed
 nk_fault '{"mode":"status","status":503,"count":1}'
 STATUS=$(curl -sS --max-time 30 -D "$work/h" -o "$work/body" -w '%{http_code}' "$REST/central/apitokens")
@@ -124,6 +136,107 @@ pass "an operation beside the forward still answers"
 
 nk_stop
 pass "clean stop"
+
+# --- streaming: the answer is relayed as it comes, whole, with flow control and cancellation
+nk_serve nk-stream "$DOC" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
+    --ca-file "$work/central.crt" --max-response 4194304
+direct() { # direct FAULT OUT: the double's own answer to GET /v1/apitokens under FAULT
+    nk_fault "$1"
+    curl -sS --max-time 30 --cacert "$work/central.crt" -H "Authorization: Bearer $KEY" \
+        -o "$2" "https://127.0.0.1:$CPORT/v1/apitokens" || fail "direct fetch"
+}
+nk_fault '{"mode":"big","bytes":3000000,"count":1}'
+STATUS=$(curl -sS --max-time 30 -D "$work/h" -o "$work/body" -w '%{http_code}' "$REST/central/apitokens") ||
+    fail "big streamed: curl failed"
+[ "$STATUS" = 200 ] || fail "big streamed: $STATUS"
+tr -d '\r' <"$work/h" | grep -qi '^transfer-encoding: chunked' || fail "not streamed: $(cat "$work/h")"
+direct '{"mode":"big","bytes":3000000,"count":1}' "$work/direct"
+cmp -s "$work/body" "$work/direct" || fail "big streamed: the bytes differ ($(wc -c <"$work/body") vs $(wc -c <"$work/direct"))"
+pass "a 3 MB answer (46 times the 64 KiB buffer) is relayed chunked, byte for byte"
+
+# a client that reads the head and the first chunk while the double still holds the rest
+cat >"$work/stream_client.py" <<'PY'
+import json, socket, ssl, sys, urllib.request
+port, path, mode, cport, ca, out = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+def double(method, p):
+    r = urllib.request.Request("https://127.0.0.1:%s%s" % (cport, p), method=method,
+                               data=b"{}" if method == "POST" else None)
+    return json.load(urllib.request.urlopen(r, context=ctx, timeout=10))
+s = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n"
+           % (path, port)).encode())
+data = b""
+while b"\r\n\r\n" not in data:
+    b = s.recv(65536)
+    if not b:
+        sys.exit("closed before the head: %r" % data)
+    data += b
+head, rest = data.split(b"\r\n\r\n", 1)
+if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+    sys.exit("head: %r %r" % (head, rest))
+def first_chunk_complete(buf):
+    if b"\r\n" not in buf:
+        return False
+    size = int(buf.split(b"\r\n", 1)[0].split(b";")[0], 16)
+    return len(buf.split(b"\r\n", 1)[1]) >= size
+while not first_chunk_complete(rest):
+    b = s.recv(65536)
+    if not b:
+        sys.exit("closed before the first chunk")
+    rest += b
+st = double("GET", "/__double/faults")["drip"]
+if st["released"] or st["done"]:
+    sys.exit("the double had already sent everything: %r" % st)
+print("first chunk while the double held the rest: %r" % st)
+if mode == "close":
+    s.close()
+    sys.exit(0)
+double("POST", "/__double/faults/release")
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    rest += b
+body = b""
+while True:
+    line, rest = rest.split(b"\r\n", 1)
+    size = int(line.split(b";")[0], 16)
+    if size == 0:
+        break
+    body += rest[:size]
+    rest = rest[size + 2:]
+open(out, "wb").write(body)
+PY
+port=${REST##*:}
+nk_fault '{"mode":"drip","bytes":300000,"piece":4096,"hold":true,"seconds":30,"count":1}'
+python3 "$work/stream_client.py" "$port" /central/apitokens release "$CPORT" "$work/central.crt" \
+    "$work/drip" || fail "drip: the first bytes did not arrive before the double finished"
+direct '{"mode":"big","bytes":300000,"count":1}' "$work/direct"
+cmp -s "$work/drip" "$work/direct" || fail "drip: the bytes differ ($(wc -c <"$work/drip") vs $(wc -c <"$work/direct"))"
+pass "a dripping upstream: the first chunk reached the caller while the double held the rest; then all of it, whole"
+
+# a caller who goes away mid-stream cancels the upstream transfer
+drip_state() { curl -sS --max-time 10 --cacert "$work/central.crt" "https://127.0.0.1:$CPORT/__double/faults" | jq -c .drip; }
+nk_fault '{"mode":"drip","bytes":300000,"piece":4096,"hold":true,"seconds":30,"count":1}'
+python3 "$work/stream_client.py" "$port" /central/apitokens close "$CPORT" "$work/central.crt" \
+    "$work/unused" || fail "disconnect: no first chunk"
+wait_until grep -q 'went away; upstream transfer cancelled' "$work/nk-stream.log" ||
+    fail "the caller's disconnect did not cancel the upstream transfer: $(tail -5 "$work/nk-stream.log")"
+curl -sS --max-time 10 --cacert "$work/central.crt" -X POST -d '{}' \
+    "https://127.0.0.1:$CPORT/__double/faults/release" >/dev/null || fail "release"
+wait_until sh -c "curl -sS --max-time 10 --cacert '$work/central.crt' https://127.0.0.1:$CPORT/__double/faults | jq -e '.drip.aborted' >/dev/null" ||
+    fail "the double's transfer was not cut: $(drip_state)"
+pass "a caller who disconnects mid-stream cancels the upstream transfer (the double saw its connection end: $(drip_state))"
+nk_fault '{"mode":"status","status":204,"body":"","content_type":"text/plain","count":1}'
+call "no content" "$REST/central/apitokens"
+[ "$STATUS" = 204 ] && [ ! -s "$work/body" ] || fail "a 204 relayed: $STATUS $(cat "$work/body")"
+pass "an answer without a body (204) is relayed as one"
+call "after the streams" "$REST/ping"
+[ "$STATUS" = 200 ] || fail "ping after the streams: $STATUS"
+nk_stop
+pass "clean stop (streaming)"
 
 # --- --rest-auth token: the caller's Authorization is naftikod's own token and never goes
 # upstream, even when a forward to a consumer without authentication trusts it

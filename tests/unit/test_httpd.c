@@ -1080,6 +1080,314 @@ static void test_body_sizes(void **state)
 /* Every test runs its listener on a loop of its own, as serve does: answers given on the loop
  * thread, from other threads (posted to the loop), later, never (503 at stop), and refused
  * requests. */
+/* ---- streamed answers (nk_http_respond_stream) ---- */
+
+#define STREAM_PIECE ((size_t)16 * 1024)
+
+/* A producer on the loop thread: writes a pattern piece by piece until refused, again on each
+ * drained(), ends the body when all of it is written. */
+struct producer {
+    struct nk_http_req *req;
+    struct nk_http_stream *s;
+    size_t total; /* bytes to write in all */
+    size_t sent;
+    size_t limit; /* produce() writes up to here */
+    unsigned refusals, drained, gone;
+    size_t first_refusal_at; /* bytes taken when a write was first refused */
+    bool ended;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char piece[STREAM_PIECE];
+};
+
+static void produce(void *ud)
+{
+    struct producer *p = ud;
+    size_t n, i;
+
+    while (!p->ended && p->sent < p->limit) {
+        n = p->limit - p->sent < STREAM_PIECE ? p->limit - p->sent : STREAM_PIECE;
+        for (i = 0; i < n; i++)
+            p->piece[i] = (char)('a' + (p->sent + i) % 26);
+        if (!nk_http_stream_write(p->s, p->piece, n)) {
+            if (p->refusals++ == 0)
+                p->first_refusal_at = p->sent;
+            return;
+        }
+        p->sent += n;
+    }
+    if (!p->ended && p->sent == p->total) {
+        p->ended = true;
+        nk_http_stream_end(p->s, true);
+    }
+}
+
+static void prod_drained(void *ud)
+{
+    struct producer *p = ud;
+
+    p->drained++;
+    produce(p);
+}
+
+static void prod_gone(void *ud)
+{
+    struct producer *p = ud;
+
+    pthread_mutex_lock(&p->mu);
+    p->gone++;
+    p->ended = true;
+    nk_http_stream_end(p->s, false);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void prod_start(void *ud)
+{
+    static const struct nk_http_stream_ops ops = {prod_drained, prod_gone};
+    static const char *const hdrs[] = {"X-Streamed", "yes", NULL};
+    struct producer *p = ud;
+
+    p->s = nk_http_respond_stream(p->req, 200, "text/plain", hdrs, &ops, p);
+    if (p->s != NULL && nk_http_stream_write(p->s, "hello ", 6))
+        p->sent = 0; /* the pattern starts after the greeting */
+}
+
+static void prod_noop(void *ud)
+{
+    (void)ud;
+}
+
+static void prod_cut(void *ud)
+{
+    struct producer *p = ud;
+
+    p->ended = true;
+    nk_http_stream_end(p->s, false);
+}
+
+static struct nk_http_req *wait_held(struct fixture *f)
+{
+    struct nk_http_req *r;
+
+    pthread_mutex_lock(&f->mu);
+    while (f->held == NULL)
+        pthread_cond_wait(&f->cond, &f->mu);
+    r = f->held;
+    f->held = NULL;
+    pthread_mutex_unlock(&f->mu);
+    return r;
+}
+
+static int connect_and_get(struct fixture *f, const char *target)
+{
+    struct sockaddr_in a;
+    struct timeval tv = {10, 0};
+    char raw[256];
+    int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)nk_httpd_port(f->h));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    n = snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                 target);
+    assert_int_equal(send(fd, raw, (size_t)n, MSG_NOSIGNAL), n);
+    return fd;
+}
+
+static const char *find_bytes(const char *hay, size_t n, const char *needle, size_t k)
+{
+    size_t i;
+
+    for (i = 0; k <= n && i <= n - k; i++)
+        if (memcmp(hay + i, needle, k) == 0)
+            return hay + i;
+    return NULL;
+}
+
+/* Read from fd into buf until it holds needle (or the connection ends: false). */
+static bool read_until(int fd, char *buf, size_t cap, size_t *len, const char *needle)
+{
+    ssize_t n;
+
+    for (;;) {
+        buf[*len] = '\0';
+        if (find_bytes(buf, *len, needle, strlen(needle)) != NULL)
+            return true;
+        if (*len + 1 >= cap)
+            return false;
+        n = recv(fd, buf + *len, cap - *len - 1, 0);
+        if (n <= 0)
+            return false;
+        *len += (size_t)n;
+    }
+}
+
+/* Decode a chunked body (after the head); *complete: the last chunk (0) came. */
+static size_t dechunk(const char *in, size_t len, char *out, bool *complete)
+{
+    size_t o = 0, size;
+    const char *p = in, *end = in + len, *eol;
+
+    *complete = false;
+    while (p < end && (eol = find_bytes(p, (size_t)(end - p), "\r\n", 2)) != NULL) {
+        size = strtoul(p, NULL, 16);
+        if (size == 0) {
+            *complete = true;
+            break;
+        }
+        p = eol + 2;
+        if ((size_t)(end - p) < size + 2)
+            break;
+        memcpy(out + o, p, size);
+        o += size;
+        p += size + 2;
+    }
+    return o;
+}
+
+/* A streamed answer: head and the first bytes at once; the connection waits without spinning
+ * while the producer has nothing; a full buffer refuses writes and drains; the body arrives
+ * chunked and whole; the access line has the status. */
+static void test_stream_answer(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    struct producer *p = calloc(1, sizeof(*p));
+    size_t cap = 4U << 20, len = 0, blen, i;
+    char *buf = malloc(cap), *body = malloc(cap), *head_end;
+    uint64_t turns;
+    struct timespec idle = {0, 300 * 1000 * 1000};
+    bool complete;
+    int fd;
+
+    (void)state;
+    assert_non_null(p);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    f->mode = ANSWER_LATER;
+    fd = connect_and_get(f, "/stream");
+    p->req = wait_held(f);
+    p->total = 1024 * 1024;
+    assert_true(nk_loop_run_sync(g_loop, prod_start, p));
+    assert_non_null(p->s);
+    assert_true(read_until(fd, buf, cap, &len, "hello \r\n"));
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    assert_non_null(strstr(buf, "Transfer-Encoding: chunked"));
+    assert_non_null(strstr(buf, "X-Streamed: yes"));
+    assert_non_null(strstr(buf, "Content-Type: text/plain"));
+
+    /* Nothing to send: the reader suspended the connection; the loop sleeps (a reader that
+     * answered "nothing yet" without suspending would turn the loop thousands of times). */
+    turns = nk_loop_turns(g_loop);
+    nanosleep(&idle, NULL);
+    assert_true(nk_loop_turns(g_loop) - turns < 50);
+
+    /* The client reads nothing for now: writes fill the buffer to its bound and are refused. */
+    p->limit = 1024 * 1024;
+    p->sent = 0;
+    assert_true(nk_loop_run_sync(g_loop, produce, p));
+    /* (the loop may have drained into the socket since: read what the first call saw) */
+    assert_int_equal(p->first_refusal_at, NK_HTTP_STREAM_BUFFER);
+
+    /* Now read it all: drained() brings the rest, then the end. */
+    while (len + 1 < cap) {
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    head_end = strstr(buf, "\r\n\r\n");
+    assert_non_null(head_end);
+    head_end += 4;
+    blen = dechunk(head_end, len - (size_t)(head_end - buf), body, &complete);
+    assert_true(complete);
+    assert_int_equal(blen, 6 + p->total);
+    assert_memory_equal(body, "hello ", 6);
+    for (i = 0; i < p->total; i++)
+        if (body[6 + i] != (char)('a' + i % 26))
+            fail_msg("byte %zu differs", i);
+    assert_true(p->ended);
+    assert_true(p->refusals >= 1);
+    assert_true(p->drained >= 1);
+    assert_int_equal(p->gone, 0);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->last_access_status, 200);
+    pthread_mutex_unlock(&f->mu);
+    finish(f);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+    free(buf);
+    free(body);
+}
+
+/* A producer's error cuts the chunked body (no last chunk); a client that goes away while its
+ * connection waits is noticed and gone() tells the producer, once. */
+static void test_stream_cut_and_gone(void **state)
+{
+    struct fixture *f = start(NULL, 0);
+    struct producer *p = calloc(1, sizeof(*p));
+    size_t cap = 1U << 16, len = 0, blen;
+    char *buf = malloc(cap), body[1U << 16], *head_end;
+    bool complete;
+    ssize_t n;
+    int fd;
+
+    (void)state;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    f->mode = ANSWER_LATER;
+    fd = connect_and_get(f, "/cut");
+    p->req = wait_held(f);
+    assert_true(nk_loop_run_sync(g_loop, prod_start, p));
+    assert_true(read_until(fd, buf, cap, &len, "hello \r\n"));
+    assert_true(nk_loop_run_sync(g_loop, prod_cut, p));
+    while ((n = recv(fd, buf + len, cap - len - 1, 0)) > 0)
+        len += (size_t)n;
+    assert_int_equal(n, 0); /* closed, not timed out */
+    close(fd);
+    head_end = strstr(buf, "\r\n\r\n");
+    assert_non_null(head_end);
+    head_end += 4;
+    blen = dechunk(head_end, len - (size_t)(head_end - buf), body, &complete);
+    assert_false(complete);
+    assert_int_equal(blen, 6);
+    assert_int_equal(p->gone, 0);
+
+    /* gone: the client closes while the connection waits for the producer */
+    memset(p, 0, offsetof(struct producer, mu));
+    len = 0;
+    fd = connect_and_get(f, "/gone");
+    p->req = wait_held(f);
+    assert_true(nk_loop_run_sync(g_loop, prod_start, p));
+    assert_true(read_until(fd, buf, cap, &len, "hello \r\n"));
+    close(fd);
+    pthread_mutex_lock(&p->mu);
+    while (p->gone == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 10;
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) != 0)
+            break;
+    }
+    assert_int_equal(p->gone, 1);
+    pthread_mutex_unlock(&p->mu);
+    /* the stream is released: the listener has nothing in flight */
+    for (int i = 0; i < 200 && nk_httpd_pending(f->h) > 0; i++)
+        assert_true(nk_loop_run_sync(g_loop, prod_noop, NULL));
+    finish(f);
+    assert_int_equal(p->gone, 1);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+    free(buf);
+}
+
 static int loop_setup(void **state)
 {
     struct nk_error err = {0};
@@ -1120,6 +1428,8 @@ int main(void)
         IN_LOOP(test_many_query_args),
         IN_LOOP(test_body_sizes),
         IN_LOOP(test_request_deadline),
+        IN_LOOP(test_stream_answer),
+        IN_LOOP(test_stream_cut_and_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,6 +161,16 @@ static void handler(void *ud, const struct fake_req *req, struct fake_resp *resp
         resp->body_len = n;
         resp->content_type = "text/plain";
         resp->no_length = strncmp(req->target, "/big-close", 10) == 0;
+    } else if (strncmp(req->target, "/pattern", 8) == 0) {
+        /* 1 MiB of a pattern that shows a lost, doubled or reordered piece */
+        n = 1024 * 1024;
+        resp->body = malloc(n);
+        assert_non_null(resp->body);
+        for (size_t i = 0; i < n; i++)
+            resp->body[i] = (char)(i % 251);
+        resp->body_len = n;
+        resp->content_type = "application/octet-stream";
+        resp->no_length = strcmp(req->target, "/pattern-close") == 0;
     } else if (strcmp(req->target, "/redirect") == 0) {
         resp->status = 302;
         resp->extra_headers = "Location: /elsewhere\r\n";
@@ -804,6 +814,346 @@ static void test_tls(void **state)
     rmdir(dir);
 }
 
+/* ---- streaming (nk_upstream_submit_stream) ---- */
+
+/* A consumer with a budget: it takes pieces while the budget lasts, then refuses (pausing the
+ * transfer) until the test gives more. Everything but the waits runs on the loop thread. */
+struct sink {
+    struct nk_upstream *u;
+    const char *url;
+    uint64_t tag;
+    enum nk_rc submit_rc;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int heads;
+    long status;
+    char ctype[64];
+    unsigned char *got;
+    size_t n_got, cap;
+    size_t budget; /* SIZE_MAX: unlimited */
+    bool refused;  /* the last piece was refused: the transfer is paused */
+    unsigned pauses;
+    bool data_before_head;
+    struct done d;
+};
+
+static void sink_head(void *ud, long status, const char *ct)
+{
+    struct sink *k = ud;
+
+    pthread_mutex_lock(&k->mu);
+    k->heads++;
+    k->status = status;
+    snprintf(k->ctype, sizeof(k->ctype), "%s", ct != NULL ? ct : "");
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+static bool sink_data(void *ud, const char *data, size_t len)
+{
+    struct sink *k = ud;
+    bool take;
+
+    pthread_mutex_lock(&k->mu);
+    if (k->heads == 0)
+        k->data_before_head = true;
+    take = k->budget == SIZE_MAX || len <= k->budget;
+    if (take) {
+        if (k->n_got + len > k->cap) {
+            k->cap = (k->n_got + len) * 2;
+            k->got = realloc(k->got, k->cap);
+            if (k->got == NULL)
+                abort();
+        }
+        memcpy(k->got + k->n_got, data, len);
+        k->n_got += len;
+        if (k->budget != SIZE_MAX)
+            k->budget -= len;
+    } else {
+        k->refused = true;
+        k->pauses++;
+    }
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    return take;
+}
+
+static void sink_done(void *ud, struct nk_upstream_response *resp)
+{
+    struct sink *k = ud;
+
+    on_done(&k->d, resp);
+}
+
+static void sink_submit_on_loop(void *ud)
+{
+    static const struct nk_upstream_stream st = {sink_head, sink_data};
+    struct sink *k = ud;
+    struct nk_upstream_request r;
+
+    make_req(&r, "GET", k->url, NULL, NULL);
+    r.cancel_tag = k->tag;
+    k->submit_rc = nk_upstream_submit_stream(k->u, &r, &st, sink_done, k);
+}
+
+static void sink_unpause_on_loop(void *ud)
+{
+    struct sink *k = ud;
+
+    nk_upstream_unpause(k->u, k->tag);
+}
+
+static void noop_on_loop(void *ud)
+{
+    (void)ud;
+}
+
+static void sink_init(struct sink *k, struct nk_upstream *u, const char *url, size_t budget)
+{
+    static uint64_t next_tag = 1000;
+
+    memset(k, 0, sizeof(*k));
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    k->u = u;
+    k->url = url;
+    k->tag = ++next_tag;
+    k->budget = budget;
+    done_init(&k->d, NULL);
+    assert_true(nk_loop_run_sync(g_loop, sink_submit_on_loop, k));
+    assert_int_equal(k->submit_rc, NK_OK);
+}
+
+static void sink_cleanup(struct sink *k)
+{
+    free(k->got);
+    done_cleanup(&k->d);
+    pthread_mutex_destroy(&k->mu);
+    pthread_cond_destroy(&k->cv);
+}
+
+static void check_pattern(const unsigned char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (unsigned char)(i % 251))
+            fail_msg("byte %zu is %u, not %zu", i, b[i], i % 251);
+}
+
+/* The body goes to on_data piece by piece, after one on_head; done carries no body. */
+static void test_stream_callbacks(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    struct sink k;
+    char url[512];
+
+    snprintf(url, sizeof(url), "%s/pattern", fake_http_base(s));
+    sink_init(&k, u, url, SIZE_MAX);
+    done_wait(&k.d);
+    assert_int_equal(k.d.resp.rc, NK_OK);
+    assert_null(k.d.resp.body);
+    assert_int_equal(k.d.resp.body_len, 1024 * 1024);
+    assert_int_equal(k.heads, 1);
+    assert_false(k.data_before_head);
+    assert_int_equal(k.status, 200);
+    assert_string_equal(k.ctype, "application/octet-stream");
+    assert_int_equal(k.n_got, 1024 * 1024);
+    check_pattern(k.got, k.n_got);
+    sink_cleanup(&k);
+
+    /* No body: the head still comes, before done. */
+    snprintf(url, sizeof(url), "%s/empty", fake_http_base(s));
+    sink_init(&k, u, url, SIZE_MAX);
+    done_wait(&k.d);
+    assert_int_equal(k.d.resp.rc, NK_OK);
+    assert_int_equal(k.heads, 1);
+    assert_int_equal(k.n_got, 0);
+    sink_cleanup(&k);
+
+    /* Not from another thread: the consumer's callbacks belong to the loop. */
+    {
+        static const struct nk_upstream_stream st = {sink_head, sink_data};
+        struct nk_upstream_request r;
+        make_req(&r, "GET", url, NULL, NULL);
+        assert_int_equal(nk_upstream_submit_stream(u, &r, &st, on_done, &k), NK_ERR_INVALID);
+        assert_null(r.url);
+    }
+    nk_upstream_free(u);
+}
+
+/* A slow consumer pauses the transfer: nothing more arrives and it does not finish until the
+ * consumer unpauses; every byte arrives once, in order. */
+static void test_stream_pause_resume(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 0);
+    struct sink k;
+    char url[512];
+    size_t before;
+    unsigned rounds = 0;
+    bool fired;
+
+    snprintf(url, sizeof(url), "%s/pattern-close", fake_http_base(s));
+    sink_init(&k, u, url, 100 * 1024);
+    for (;;) {
+        pthread_mutex_lock(&k.mu);
+        while (!k.refused) {
+            struct timespec ts;
+            pthread_mutex_lock(&k.d.mu);
+            fired = k.d.fired;
+            pthread_mutex_unlock(&k.d.mu);
+            if (fired)
+                break;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&k.cv, &k.mu, &ts);
+        }
+        if (!k.refused) {
+            pthread_mutex_unlock(&k.mu);
+            break; /* done */
+        }
+        /* Paused: the loop keeps turning, but nothing more is handed over. */
+        before = k.n_got;
+        pthread_mutex_unlock(&k.mu);
+        for (int i = 0; i < 3; i++)
+            assert_true(nk_loop_run_sync(g_loop, noop_on_loop, NULL));
+        pthread_mutex_lock(&k.mu);
+        assert_int_equal(k.n_got, before);
+        pthread_mutex_lock(&k.d.mu);
+        assert_false(k.d.fired);
+        pthread_mutex_unlock(&k.d.mu);
+        k.refused = false;
+        k.budget = 100 * 1024;
+        rounds++;
+        pthread_mutex_unlock(&k.mu);
+        assert_true(nk_loop_run_sync(g_loop, sink_unpause_on_loop, &k));
+        assert_true(rounds < 1000);
+    }
+    done_wait(&k.d);
+    assert_int_equal(k.d.resp.rc, NK_OK);
+    assert_true(k.pauses >= 5); /* 1 MiB through a 100 KiB budget */
+    assert_int_equal(k.n_got, 1024 * 1024);
+    assert_int_equal(k.d.resp.body_len, 1024 * 1024);
+    check_pattern(k.got, k.n_got);
+    sink_cleanup(&k);
+    nk_upstream_free(u);
+}
+
+/* max_response bounds the total streamed: announced (refused before the head) or counted
+ * (aborted after the head, with no more than the limit handed over). */
+static void test_stream_limit(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client(0, 64 * 1024);
+    struct sink k;
+    char url[512];
+
+    snprintf(url, sizeof(url), "%s/pattern", fake_http_base(s));
+    sink_init(&k, u, url, SIZE_MAX);
+    done_wait(&k.d);
+    assert_int_equal(k.d.resp.rc, NK_ERR_TOO_LARGE);
+    assert_int_equal(k.heads, 0);
+    assert_int_equal(k.n_got, 0);
+    sink_cleanup(&k);
+
+    snprintf(url, sizeof(url), "%s/pattern-close", fake_http_base(s));
+    sink_init(&k, u, url, SIZE_MAX);
+    done_wait(&k.d);
+    assert_int_equal(k.d.resp.rc, NK_ERR_TOO_LARGE);
+    assert_int_equal(k.heads, 1);
+    assert_true(k.n_got <= 64 * 1024);
+    check_pattern(k.got, k.n_got);
+    sink_cleanup(&k);
+    nk_upstream_free(u);
+}
+
+/* A raw server for one exchange: sends a head, then the body only once released. */
+struct head_first {
+    int lfd;
+    unsigned short port;
+    int release[2]; /* a pipe: a byte written to [1] lets the body go */
+    pthread_t th;
+};
+
+static void *head_first_main(void *arg)
+{
+    struct head_first *hf = arg;
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 10\r\nConnection: close\r\n\r\n";
+    char buf[4096], b;
+    size_t len = 0;
+    ssize_t n;
+    int fd = accept(hf->lfd, NULL, NULL);
+
+    if (fd < 0)
+        return NULL;
+    while (len + 1 < sizeof(buf) && (n = recv(fd, buf + len, sizeof(buf) - len - 1, 0)) > 0) {
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL)
+            break;
+    }
+    if (send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL) < 0 || read(hf->release[0], &b, 1) != 1 ||
+        send(fd, "0123456789", 10, MSG_NOSIGNAL) < 0)
+        b = 0;
+    close(fd);
+    return NULL;
+}
+
+/* The head reaches the consumer as soon as it is complete, before any byte of the body. */
+static void test_stream_head_before_body(void **state)
+{
+    struct nk_upstream *u = client(0, 0);
+    struct head_first hf;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    struct sink k;
+    char url[128];
+    bool fired;
+
+    (void)state;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    hf.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(hf.lfd >= 0);
+    assert_int_equal(bind(hf.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(hf.lfd, 1), 0);
+    assert_int_equal(getsockname(hf.lfd, (struct sockaddr *)&a, &alen), 0);
+    assert_int_equal(pipe(hf.release), 0);
+    assert_int_equal(pthread_create(&hf.th, NULL, head_first_main, &hf), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/h", (unsigned)ntohs(a.sin_port));
+    sink_init(&k, u, url, SIZE_MAX);
+    pthread_mutex_lock(&k.mu);
+    while (k.heads == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 10;
+        if (pthread_cond_timedwait(&k.cv, &k.mu, &ts) != 0)
+            break;
+    }
+    assert_int_equal(k.heads, 1);
+    assert_int_equal(k.status, 200);
+    assert_string_equal(k.ctype, "text/plain");
+    assert_int_equal(k.n_got, 0); /* the server still holds the body */
+    pthread_mutex_unlock(&k.mu);
+    pthread_mutex_lock(&k.d.mu);
+    fired = k.d.fired;
+    pthread_mutex_unlock(&k.d.mu);
+    assert_false(fired);
+    assert_int_equal(write(hf.release[1], "x", 1), 1);
+    done_wait(&k.d);
+    assert_int_equal(k.d.resp.rc, NK_OK);
+    assert_int_equal(k.n_got, 10);
+    assert_memory_equal(k.got, "0123456789", 10);
+    pthread_join(hf.th, NULL);
+    close(hf.lfd);
+    close(hf.release[0]);
+    close(hf.release[1]);
+    sink_cleanup(&k);
+    nk_upstream_free(u);
+}
+
 static int global_setup(void **state)
 {
     (void)state;
@@ -840,6 +1190,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dns_and_tls_failures, setup, teardown),
         cmocka_unit_test(test_tls),
         cmocka_unit_test_setup_teardown(test_loop_submit_on_the_loop_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_callbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_pause_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_limit, setup, teardown),
+        cmocka_unit_test(test_stream_head_before_body),
     };
     return cmocka_run_group_tests(tests, global_setup, global_teardown);
 }
