@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "naftikod/authz.h"
+#include "naftikod/httpd.h"
 #include "naftikod/invoke.h"
+#include "naftikod/loop.h"
 #include "naftikod/log.h"
 #include "naftikod/mcp_core.h"
 #include "naftikod/metrics.h"
@@ -93,6 +95,7 @@ struct hreq {
     const struct nk_authz *az; /* the rules in force when the request arrived, or NULL */
     /* A denial an OAuth scope would fix: answered 403 with the step-up challenge. */
     char missing_scope[128];
+    const char *delete_sid; /* DELETE: the session it ends (borrowed from req) */
 };
 
 static enum nk_rc http_call(void *ud, const struct nk_exposed *tool, json_t *args,
@@ -158,6 +161,196 @@ static void http_closed(void *ud)
         nk_mcp_http_closed(m, ud);
 }
 
+/* One open server-to-client stream. The stream itself is touched on its loop thread only;
+ * the fields under sse_mu are how other threads (a reload, DELETE on another loop, shutdown)
+ * ask that thread to write or end. */
+struct sse {
+    struct sse *next;
+    struct nk_loop *loop;
+    struct nk_http_stream *st; /* loop thread only */
+    char sid[NK_MCP_SESSION_ID_MAX];
+    /* under sse_mu: */
+    unsigned notes; /* list_changed notifications to write */
+    bool end;       /* asked to end */
+    bool posted;    /* call queued on the loop */
+    bool dead;      /* ended or gone: freed once no call is queued */
+    struct nk_loop_call call;
+};
+
+static pthread_mutex_t sse_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sse *sse_list;
+static size_t sse_n;
+static bool sse_closing; /* shutting down: no new stream */
+
+static void sse_run(void *ud);
+
+/* Under sse_mu: have e's loop look at it. */
+static void sse_post(struct sse *e)
+{
+    if (e->posted || e->dead)
+        return;
+    e->call.fn = sse_run;
+    e->call.ud = e;
+    e->posted = nk_loop_post(e->loop, &e->call);
+}
+
+/* Under sse_mu. */
+static void sse_unlink_free(struct sse *e)
+{
+    struct sse **pp;
+
+    for (pp = &sse_list; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            sse_n--;
+            break;
+        }
+    free(e);
+}
+
+static void sse_gone(void *ud)
+{
+    struct sse *e = ud;
+
+    nk_http_stream_end(e->st, false);
+    e->st = NULL;
+    pthread_mutex_lock(&sse_mu);
+    e->dead = true;
+    if (!e->posted)
+        sse_unlink_free(e);
+    pthread_mutex_unlock(&sse_mu);
+}
+
+static void sse_drained(void *ud)
+{
+    (void)ud; /* a client that lets 64 KiB of notifications pile up is cut instead */
+}
+
+static const struct nk_http_stream_ops sse_ops = {sse_drained, sse_gone};
+
+/* On e's loop: write what is owed, end when asked. */
+static void sse_run(void *ud)
+{
+    static const char note[] = "event: message\ndata: "
+                               "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/"
+                               "list_changed\"}\n\n";
+    struct sse *e = ud;
+    unsigned notes;
+    bool end, ok = true;
+
+    pthread_mutex_lock(&sse_mu);
+    e->posted = false;
+    if (e->dead) {
+        sse_unlink_free(e);
+        pthread_mutex_unlock(&sse_mu);
+        return;
+    }
+    notes = e->notes;
+    e->notes = 0;
+    end = e->end;
+    pthread_mutex_unlock(&sse_mu);
+    while (ok && notes-- > 0)
+        ok = nk_http_stream_write(e->st, note, sizeof(note) - 1);
+    if (!ok || end) {
+        nk_http_stream_end(e->st, ok);
+        e->st = NULL;
+        pthread_mutex_lock(&sse_mu);
+        e->dead = true;
+        sse_unlink_free(e);
+        pthread_mutex_unlock(&sse_mu);
+    }
+}
+
+void nk_mcp_streams_tools_changed(void)
+{
+    struct sse *e;
+
+    pthread_mutex_lock(&sse_mu);
+    for (e = sse_list; e != NULL; e = e->next)
+        if (!e->dead) {
+            e->notes++;
+            sse_post(e);
+        }
+    pthread_mutex_unlock(&sse_mu);
+}
+
+/* End the streams of session sid (all when sid is NULL). */
+static void sse_end(const char *sid)
+{
+    struct sse *e;
+
+    pthread_mutex_lock(&sse_mu);
+    for (e = sse_list; e != NULL; e = e->next)
+        if (sid == NULL || strcmp(e->sid, sid) == 0) {
+            e->end = true;
+            sse_post(e);
+        }
+    pthread_mutex_unlock(&sse_mu);
+}
+
+void nk_mcp_streams_end_all(void)
+{
+    pthread_mutex_lock(&sse_mu);
+    sse_closing = true;
+    pthread_mutex_unlock(&sse_mu);
+    sse_end(NULL);
+}
+
+size_t nk_mcp_streams_open(void)
+{
+    size_t n;
+
+    pthread_mutex_lock(&sse_mu);
+    n = sse_n;
+    pthread_mutex_unlock(&sse_mu);
+    return n;
+}
+
+/* GET /mcp with a valid session (loop thread, inside the handler). */
+static void sse_open(struct hreq *h, const char *sid)
+{
+    static const char full[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,\"message\":\"Service "
+        "Unavailable: no MCP stream can open now (at most 256 are open, or the server is "
+        "shutting down); retry later\"}}";
+    const char *headers[] = {"Cache-Control", "no-cache", "Mcp-Session-Id", sid, NULL};
+    struct nk_loop *loop = nk_upstream_loop(h->up);
+    struct sse *e = calloc(1, sizeof(*e)), *o;
+    char *body;
+
+    pthread_mutex_lock(&sse_mu);
+    if (e == NULL || loop == NULL || sse_closing || sse_n >= NK_MCP_MAX_STREAMS) {
+        pthread_mutex_unlock(&sse_mu);
+        free(e);
+        body = strdup(full);
+        nk_http_respond(h->req, 503, body != NULL ? "application/json" : NULL, body,
+                        body != NULL ? strlen(body) : 0, NULL);
+        return;
+    }
+    /* One stream per session: the spec forbids sending a message on two streams, and a client
+     * that opens a second one has given up on the first. */
+    for (o = sse_list; o != NULL; o = o->next)
+        if (strcmp(o->sid, sid) == 0) {
+            o->end = true;
+            sse_post(o);
+        }
+    e->loop = loop;
+    snprintf(e->sid, sizeof(e->sid), "%s", sid);
+    e->next = sse_list;
+    sse_list = e;
+    sse_n++;
+    pthread_mutex_unlock(&sse_mu);
+    /* Posted calls for e run on this thread, after this handler returns: e->st is set by then. */
+    e->st = nk_http_respond_stream(h->req, 200, "text/event-stream", headers, &sse_ops, e);
+    if (e->st == NULL) {
+        pthread_mutex_lock(&sse_mu);
+        e->dead = true;
+        if (!e->posted)
+            sse_unlink_free(e);
+        pthread_mutex_unlock(&sse_mu);
+    }
+}
+
 static void http_reply(void *ud, struct nk_mcp_reply *r)
 {
     struct hreq *h = ud;
@@ -183,7 +376,14 @@ static void http_reply(void *ud, struct nk_mcp_reply *r)
         status = 403;
     }
     headers[n] = NULL;
+    if (r->stream) {
+        sse_open(h, r->session_id);
+        goto done;
+    }
+    if (h->delete_sid != NULL && status == 204)
+        sse_end(h->delete_sid); /* the session ended: so do its streams */
     nk_http_respond(h->req, status, r->json ? "application/json" : NULL, r->body, r->len, headers);
+done:
     r->body = NULL;
     if (h->ctx != NULL)
         nk_context_unref(h->ctx);
@@ -279,7 +479,10 @@ void nk_mcp_handle(struct nk_server *s, const char *ns, struct nk_http_req *req)
     in.protocol_version = nk_http_req_header(req, "MCP-Protocol-Version");
     in.mcp_method = nk_http_req_header(req, "Mcp-Method");
     in.mcp_name = nk_http_req_header(req, "Mcp-Name");
+    in.accept = nk_http_req_header(req, "Accept");
     in.caller = nk_http_req_caller(req);
+    if (strcmp(in.method, "DELETE") == 0)
+        h->delete_sid = in.session_id;
     in.body = nk_http_req_body(req, &in.body_len);
     if (strcmp(in.method, "POST") == 0)
         nk_http_req_on_close(req, http_closed, h); /* stateless era: a closed stream cancels */

@@ -1184,9 +1184,12 @@ out:
     json_decref(empty);
 }
 
-static json_t *capabilities(void)
+/* listChanged: an HTTP handshake-era session can open the GET stream that carries
+ * notifications/tools/list_changed after a reload; stdio has no reload, the 2026-07-28 era has
+ * no server-to-client stream (ttlMs says how long a list holds). */
+static json_t *capabilities(bool list_changed)
 {
-    return json_pack("{s:{s:b}}", "tools", "listChanged", 0);
+    return json_pack("{s:{s:b}}", "tools", "listChanged", list_changed);
 }
 
 static void do_initialize(struct exchange *x, json_t *id, json_t *params)
@@ -1202,8 +1205,8 @@ static void do_initialize(struct exchange *x, json_t *id, json_t *params)
     v = json_string_value(pv);
     if (!is_handshake_version(v))
         v = NK_MCP_LATEST_HANDSHAKE_VERSION;
-    res = json_pack("{s:s, s:o, s:o}", "protocolVersion", v, "capabilities", capabilities(),
-                    "serverInfo", server_info());
+    res = json_pack("{s:s, s:o, s:o}", "protocolVersion", v, "capabilities",
+                    capabilities(x->conn == NULL), "serverInfo", server_info());
     if (res != NULL && x->b.adapter != NULL && x->b.adapter->description != NULL)
         json_object_set_new(res, "instructions", json_string(x->b.adapter->description));
     if (res != NULL && x->conn != NULL)
@@ -1216,9 +1219,9 @@ static void do_initialize(struct exchange *x, json_t *id, json_t *params)
 
 static void do_discover(struct exchange *x, json_t *id)
 {
-    json_t *res =
-        json_pack("{s:o, s:o, s:I, s:s}", "supportedVersions", supported_versions(), "capabilities",
-                  capabilities(), "ttlMs", (json_int_t)x->m->tools_ttl_ms, "cacheScope", "public");
+    json_t *res = json_pack("{s:o, s:o, s:I, s:s}", "supportedVersions", supported_versions(),
+                            "capabilities", capabilities(false), "ttlMs",
+                            (json_int_t)x->m->tools_ttl_ms, "cacheScope", "public");
 
     if (res != NULL && x->b.adapter != NULL && x->b.adapter->description != NULL)
         json_object_set_new(res, "instructions", json_string(x->b.adapter->description));
@@ -1526,6 +1529,46 @@ static void run_exchange(struct exchange *x, json_t *body)
     exchange_release(x);
 }
 
+static bool accepts_sse(const char *accept)
+{
+    const char *p;
+
+    for (p = accept; p != NULL && *p != '\0'; p++)
+        if (strncasecmp(p, "text/event-stream", 17) == 0)
+            return true;
+    return false;
+}
+
+/* GET in the handshake era with a session and Accept: text/event-stream: the server-to-client
+ * stream (answered here, true), or 404 for a session that is not valid. Anything else (no
+ * session, no SSE in Accept, the 2026-07-28 era) is left to the 405 (false). */
+static bool get_stream(struct nk_mcp *m, const struct nk_mcp_http_in *in, nk_mcp_reply_fn reply,
+                       void *ud)
+{
+    char vbuf[64];
+    const char *version = trim_ows(in->protocol_version, vbuf, sizeof(vbuf));
+    enum nk_mcp_session_state st;
+    struct nk_mcp_reply r;
+
+    if (in->session_id == NULL || !accepts_sse(in->accept) ||
+        (version != NULL && !is_handshake_version(version)))
+        return false;
+    st = nk_mcp_session_check(m, in->session_id, in->caller);
+    if (st != NK_MCP_SESSION_VALID) {
+        atomic_fetch_add(
+            &m->refused[st == NK_MCP_SESSION_ENDED ? NK_MCP_REFUSED_ENDED : NK_MCP_REFUSED_UNKNOWN],
+            1);
+        reply_now(reply, ud, 404, RPC_INVALID_REQUEST, "Session not found", NULL);
+        return true;
+    }
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.stream = true;
+    snprintf(r.session_id, sizeof(r.session_id), "%s", in->session_id);
+    reply(ud, &r);
+    return true;
+}
+
 void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct nk_mcp_http_in *in,
                  nk_mcp_reply_fn reply, void *ud)
 {
@@ -1563,8 +1606,10 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
             reply_now(reply, ud, 404, RPC_INVALID_REQUEST, "Session not found", NULL);
         goto out;
     }
+    if (strcmp(in->method, "GET") == 0 && get_stream(m, in, reply, ud))
+        goto out;
     if (strcmp(in->method, "POST") != 0) {
-        /* No server-initiated SSE stream: GET is 405, never 400 (clients loop on 400). */
+        /* No server-initiated SSE stream here: GET is 405, never 400 (clients loop on 400). */
         reply_now(reply, ud, 405, RPC_INVALID_REQUEST, "Method Not Allowed", "POST, DELETE");
         goto out;
     }

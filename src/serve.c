@@ -810,6 +810,10 @@ static bool reload_table(struct nk_server *server, const struct nk_config *cfg,
     nk_server_swap(server, nc);
     logline("info", "reload: new table in force (%zu file(s), %zu adapter(s))", n_files,
             nt->n_adapters);
+    /* Other documents may list other tools: the MCP sessions' GET streams hear of it (the same
+     * documents give the same fingerprint, and then nothing is sent). */
+    if (strcmp(nk_context_table(old)->fingerprint, nt->fingerprint) != 0)
+        nk_mcp_streams_tools_changed();
     ok = true;
 out:
     nk_metrics_reload(ok);
@@ -1557,6 +1561,7 @@ int nk_cmd_serve(int argc, char **argv)
     }
     notify("STOPPING=1");
     nk_ops_shutting_down(ops); /* /readyz: 503 from now on */
+    nk_mcp_streams_end_all();  /* the MCP GET streams end now: their clients reconnect elsewhere */
     if (cfg.shutdown_delay_s > 0) {
         logline("info",
                 "%s: shutting down: lame duck for %ld s (/readyz 503, still serving, answers "

@@ -33,4 +33,17 @@ size_t nk_mcp_session_key_fingerprints(char (*fp)[17], size_t max);
  * untouched) when no engine is configured. */
 bool nk_mcp_sessions_refused_all(unsigned long long out[3]);
 
+/* Server-to-client SSE streams (GET /mcp, handshake era): at most NK_MCP_MAX_STREAMS open in
+ * the process (beyond: 503), one per session (a second GET for a session ends the first). */
+#define NK_MCP_MAX_STREAMS 256
+/* The tools may have changed (a reload put another table in force): write one
+ * notifications/tools/list_changed event to every open stream, each on its own loop. Any
+ * thread. */
+void nk_mcp_streams_tools_changed(void);
+/* End every open stream and refuse new ones (503) from now on (shutdown: the client reconnects
+ * elsewhere). Any thread. */
+void nk_mcp_streams_end_all(void);
+/* Streams open now (tests, metrics). Any thread. */
+size_t nk_mcp_streams_open(void);
+
 #endif

@@ -152,6 +152,7 @@ struct nk_mcp_http_in {
     const char *protocol_version; /* MCP-Protocol-Version */
     const char *mcp_method;       /* Mcp-Method */
     const char *mcp_name;         /* Mcp-Name */
+    const char *accept;           /* Accept (GET: a stream needs text/event-stream) */
     const char *caller; /* the authenticated caller (inbound auth), NULL/"" without: sessions are
                            bound to it */
     const char *body;
@@ -165,6 +166,10 @@ struct nk_mcp_reply {
     bool json;                              /* body is application/json */
     char session_id[NK_MCP_SESSION_ID_MAX]; /* non-empty: send Mcp-Session-Id */
     const char *allow;                      /* non-NULL: send Allow (static string) */
+    /* A handshake-era GET with a valid session and Accept: text/event-stream: open the
+     * server-to-client SSE stream of session_id (status 200, no body). Given synchronously,
+     * inside nk_mcp_http(). */
+    bool stream;
 };
 
 /* Called exactly once per exchange, from any thread. r is borrowed for the call; the callee

@@ -28,6 +28,7 @@ struct captured {
     json_t *json;
     char sid[NK_MCP_SESSION_ID_MAX];
     const char *allow;
+    bool stream;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -44,6 +45,7 @@ static void capture(void *ud, struct nk_mcp_reply *r)
     c->json = c->body != NULL ? json_loads(c->body, 0, NULL) : NULL;
     memcpy(c->sid, r->session_id, sizeof(c->sid));
     c->allow = r->allow;
+    c->stream = r->stream;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
@@ -254,6 +256,8 @@ static void http(struct captured *c, const char *method, const char *body, ...)
             in.mcp_method = v;
         else if (strcmp(name, "Mcp-Name") == 0)
             in.mcp_name = v;
+        else if (strcmp(name, "Accept") == 0)
+            in.accept = v;
         else if (strcmp(name, "caller") == 0) /* what inbound authentication found */
             in.caller = v;
     }
@@ -397,7 +401,8 @@ static void test_initialize(void **state)
     assert_string_equal(json_string_value(json_object_get(r, "protocolVersion")), "2025-06-18");
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(r, "serverInfo"), "name")), "naftikod");
-    assert_true(json_is_false(json_object_get(
+    /* HTTP: the GET stream carries notifications/tools/list_changed */
+    assert_true(json_is_true(json_object_get(
         json_object_get(json_object_get(r, "capabilities"), "tools"), "listChanged")));
     assert_string_equal(json_string_value(json_object_get(r, "instructions")),
                         "Test tools for the engine.");
@@ -650,6 +655,30 @@ static void test_http_framing(void **state)
     assert_int_equal(c.status, 405);
     assert_non_null(c.allow);
     assert_non_null(strstr(c.allow, "POST"));
+    assert_false(c.stream);
+    cap_cleanup(&c);
+
+    /* The server-to-client stream: a valid session and Accept: text/event-stream. */
+    http(&c, "GET", NULL, "Mcp-Session-Id", sid, "Accept", "text/event-stream",
+         "MCP-Protocol-Version", "2025-06-18", NULL);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.status, 200);
+    assert_true(c.stream);
+    assert_null(c.body);
+    assert_string_equal(c.sid, sid);
+    cap_cleanup(&c);
+    http(&c, "GET", NULL, "Accept", "text/event-stream", NULL); /* no session */
+    assert_int_equal(c.status, 405);
+    assert_false(c.stream);
+    cap_cleanup(&c);
+    http(&c, "GET", NULL, "Mcp-Session-Id", "bogus", "Accept", "text/event-stream", NULL);
+    assert_int_equal(c.status, 404);
+    assert_false(c.stream);
+    cap_cleanup(&c);
+    http(&c, "GET", NULL, "Mcp-Session-Id", sid, "Accept", "text/event-stream",
+         "MCP-Protocol-Version", NK_MCP_MODERN_VERSION, NULL); /* no stream in 2026-07-28 */
+    assert_int_equal(c.status, 405);
+    assert_false(c.stream);
     cap_cleanup(&c);
 
     http(&c, "PUT", "{}", NULL);
