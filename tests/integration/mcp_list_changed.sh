@@ -126,6 +126,71 @@ stream d "$SID"
 wait_until nk_gone "$C_PID" || fail "a second GET for the session did not end the first stream"
 pass "a second GET for a session ends the first stream"
 
+# ---- at most 256 streams in the process; a closed one frees its place ----------------------
+# One Python process holds the sockets (256 curl processes would be heavy): with streams a and d
+# open, 254 more sessions with a stream each answer 200, the next 503; once one client closes, a
+# new stream opens again.
+python3 - "${MCP#http://}" "$INIT" 254 >"$work/limit.out" 2>&1 <<'PY' || fail "stream limit: $(cat "$work/limit.out")"
+import json, socket, sys, time
+hostport, init, more = sys.argv[1].split('/')[0], sys.argv[2], int(sys.argv[3])
+host, port = hostport.split(':')[0], int(hostport.split(':')[1])
+
+def session():
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(('POST /mcp HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n'
+               'Accept: application/json, text/event-stream\r\nConnection: close\r\n'
+               'Content-Length: %d\r\n\r\n%s' % (hostport, len(init), init)).encode())
+    data = b''
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    for line in data.decode().split('\r\n'):
+        if line.lower().startswith('mcp-session-id:'):
+            return line.split(':', 1)[1].strip()
+    raise SystemExit('no session id: %r' % data[:200])
+
+def stream(sid):
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(('GET /mcp HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n'
+               'MCP-Protocol-Version: 2025-06-18\r\nMcp-Session-Id: %s\r\n\r\n'
+               % (hostport, sid)).encode())
+    head = b''
+    while b'\r\n\r\n' not in head:
+        b = s.recv(4096)
+        if not b:
+            break
+        head += b
+    return s, head.split(b'\r\n')[0].decode()
+
+held = []
+for i in range(more):
+    s, status = stream(session())
+    if ' 200 ' not in status:
+        raise SystemExit('stream %d: %s' % (i + 1, status))
+    held.append(s)
+s, status = stream(session())
+if ' 503 ' not in status:
+    raise SystemExit('stream %d: %s, want 503' % (more + 1, status))
+s.close()
+held.pop().close()
+for _ in range(200):  # bounded: the daemon sees the close within a turn or a few
+    s, status = stream(session())
+    if ' 200 ' in status:
+        break
+    s.close()
+    time.sleep(0.05)
+else:
+    raise SystemExit('no stream opened after one closed: %s' % status)
+held.append(s)
+for s in held:
+    s.close()
+print('256 streams open (2 + %d), the next one 503, a freed place reused' % more)
+PY
+pass "$(cat "$work/limit.out")"
+
 # ---- SIGTERM ends the streams ------------------------------------------------------------
 nk_stop
 wait_until nk_gone "$A_PID" || fail "stream a outlived the daemon"
