@@ -296,16 +296,6 @@ void nk_mcp_streams_end_all(void)
     sse_end(NULL);
 }
 
-size_t nk_mcp_streams_open(void)
-{
-    size_t n;
-
-    pthread_mutex_lock(&sse_mu);
-    n = sse_n;
-    pthread_mutex_unlock(&sse_mu);
-    return n;
-}
-
 /* GET /mcp with a valid session (loop thread, inside the handler). */
 static void sse_open(struct hreq *h, const char *sid)
 {

@@ -43,7 +43,5 @@ void nk_mcp_streams_tools_changed(void);
 /* End every open stream and refuse new ones (503) from now on (shutdown: the client reconnects
  * elsewhere). Any thread. */
 void nk_mcp_streams_end_all(void);
-/* Streams open now (tests, metrics). Any thread. */
-size_t nk_mcp_streams_open(void);
 
 #endif

@@ -31,6 +31,10 @@ foreach(t http stdio)
   set_tests_properties(mcp.sdk.${t} PROPERTIES
     ENVIRONMENT "${NK_MCP_ENV}" SKIP_RETURN_CODE 77 TIMEOUT 300)
 endforeach()
+# notifications/tools/list_changed on the SDK client's GET stream after a reload (issue 19)
+add_test(NAME mcp.sdk.list_changed COMMAND ${NK_SOURCE_DIR}/tests/mcp/sdk_list_changed.sh)
+set_tests_properties(mcp.sdk.list_changed PROPERTIES
+  ENVIRONMENT "${NK_MCP_ENV}" SKIP_RETURN_CODE 77 TIMEOUT 300)
 
 # libFuzzer harness for the engine (clang, -DNK_FUZZ=ON): build/tests/fuzz_mcp -max_total_time=60
 if(NK_FUZZ)
