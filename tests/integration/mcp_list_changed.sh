@@ -23,20 +23,8 @@ cp "$CAP" "$work/cap.yaml"
 # add_tool NAME: the capability with one more tool (a second name for getapitoken)
 add_tool() {
     printf '\n' >>"$work/cap.yaml" # the shipped file ends without a newline
-    cat >>"$work/cap.yaml" <<EOT
-    - name: $1
-      description: GetAPIToken again, under another name.
-      hints:
-        readOnly: true
-        destructive: false
-        idempotent: true
-      call: stackrox-apitokenservice.getapitoken
-      with:
-        id: tools.id
-      outputParameters:
-      - type: object
-        mapping: \$.
-EOT
+    # tests/data/mcp/extra-tool.yaml, a tool entry of the MCP adapter (the last one), named $1
+    sed "s/NAME/$1/" "$SRC/tests/data/mcp/extra-tool.yaml" >>"$work/cap.yaml"
 }
 
 # init: initialize; SID set

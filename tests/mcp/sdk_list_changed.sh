@@ -32,20 +32,8 @@ grep -q '^connected' "$tmp/client.out" || { cat "$tmp/client.out"; echo "the SDK
 grep -q 'access GET /mcp 200' "$tmp/daemon.log" || { echo "the SDK client opened no GET stream"; exit 1; }
 {
     printf '\n'
-    cat <<EOT
-    - name: getapitoken-second-name
-      description: GetAPIToken again, under another name.
-      hints:
-        readOnly: true
-        destructive: false
-        idempotent: true
-      call: stackrox-apitokenservice.getapitoken
-      with:
-        id: tools.id
-      outputParameters:
-      - type: object
-        mapping: \$.
-EOT
+    # a tool entry of the MCP adapter (the last one), shared with integration.mcp.list_changed
+    sed 's/NAME/getapitoken-second-name/' "$here/../data/mcp/extra-tool.yaml"
 } >>"$tmp/cap.yaml"
 kill -HUP "$daemon"
 st=0
