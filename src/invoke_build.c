@@ -870,6 +870,25 @@ static bool tmpl_uses_bind(const struct build *b, const struct nk_tmpl *t)
     return false;
 }
 
+/* The request id, when it is safe to send, then the built request's method, URL and header
+ * lines into out (the lines move: h is left empty). NK_ERR_NOMEM. */
+static enum nk_rc hand_over(struct nk_upstream_request *out, const char *method,
+                            struct nk_sbuf *url, struct hdrs *h, const char *request_id)
+{
+    if (request_id != NULL && request_id[0] != '\0' && !has_crlf(request_id) &&
+        strlen(request_id) <= 200 && hdr_add(h, "X-Request-Id", request_id) != NK_OK)
+        return NK_ERR_NOMEM;
+    out->method = strdup(method);
+    out->url = nk_sb_take(url);
+    if (out->method == NULL || out->url == NULL)
+        return NK_ERR_NOMEM;
+    out->headers = h->v;
+    out->n_headers = h->n;
+    h->v = NULL;
+    h->n = 0;
+    return NK_OK;
+}
+
 enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op, json_t *args,
                             enum nk_args_mode mode, const char *request_id, const char *caller_auth,
                             json_t *steps, struct nk_upstream_request *out, struct nk_error *err)
@@ -1113,18 +1132,8 @@ enum nk_rc nk_build_request(struct nk_context *ctx, const struct nk_exposed *op,
     if (out->body != NULL && !hdr_has(&h, "Content-Type") &&
         hdr_add(&h, "Content-Type", "application/json") != NK_OK)
         goto nomem;
-    if (request_id != NULL && request_id[0] != '\0' && !has_crlf(request_id) &&
-        strlen(request_id) <= 200 && hdr_add(&h, "X-Request-Id", request_id) != NK_OK)
+    if (hand_over(out, o->method, &url, &h, request_id) != NK_OK)
         goto nomem;
-
-    out->method = strdup(o->method);
-    out->url = nk_sb_take(&url);
-    if (out->method == NULL || out->url == NULL)
-        goto nomem;
-    out->headers = h.v;
-    out->n_headers = h.n;
-    h.v = NULL;
-    h.n = 0;
     rc = NK_OK;
     goto out;
 nomem:
@@ -1298,9 +1307,6 @@ enum nk_rc nk_forward_build(struct nk_context *ctx, const struct nk_forward *fw,
         h.v[h.n - 1] = auth.v[j];
         auth.v[j] = NULL;
     }
-    if (request_id != NULL && request_id[0] != '\0' && !has_crlf(request_id) &&
-        strlen(request_id) <= 200 && hdr_add(&h, "X-Request-Id", request_id) != NK_OK)
-        goto nomem;
     nk_sb_str(&url, ctx->bases[ci]);
     nk_sb_add(&url, "/", 1);
     nk_sb_str(&url, rest);
@@ -1324,14 +1330,8 @@ enum nk_rc nk_forward_build(struct nk_context *ctx, const struct nk_forward *fw,
         out->body[body_len] = '\0';
         out->body_len = body_len;
     }
-    out->method = strdup(method);
-    out->url = nk_sb_take(&url);
-    if (out->method == NULL || out->url == NULL)
+    if (hand_over(out, method, &url, &h, request_id) != NK_OK)
         goto nomem;
-    out->headers = h.v;
-    out->n_headers = h.n;
-    h.v = NULL;
-    h.n = 0;
     rc = NK_OK;
     goto out;
 nomem:
