@@ -20,7 +20,8 @@ set_tests_properties(integration.audit.journal PROPERTIES TIMEOUT 60 SKIP_RETURN
 
 # Fail the N-th allocation while compiling and applying permissions, and while loading adapter
 # authentication (malloc & co. wrapped at link).
-add_executable(test_authz_oom ${NK_SOURCE_DIR}/tests/oom/test_authz_oom.c)
+add_executable(test_authz_oom ${NK_SOURCE_DIR}/tests/oom/test_authz_oom.c ${NK_SOURCE_DIR}/tests/support/oom.c)
+target_include_directories(test_authz_oom PRIVATE ${NK_SOURCE_DIR}/tests/support)
 target_link_libraries(test_authz_oom PRIVATE naftikod_core PkgConfig::CMOCKA)
 target_link_options(test_authz_oom PRIVATE -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup)
 target_compile_definitions(test_authz_oom PRIVATE NK_TEST_DATA="${NK_TEST_DATA}")

@@ -18,7 +18,8 @@ if(NK_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
 endif()
 
 # Fail the N-th allocation of naftikod's own code while loading (malloc & co. wrapped at link).
-add_executable(test_optable_oom ${NK_SOURCE_DIR}/tests/oom/test_optable_oom.c)
+add_executable(test_optable_oom ${NK_SOURCE_DIR}/tests/oom/test_optable_oom.c ${NK_SOURCE_DIR}/tests/support/oom.c)
+target_include_directories(test_optable_oom PRIVATE ${NK_SOURCE_DIR}/tests/support)
 target_link_libraries(test_optable_oom PRIVATE naftikod_core PkgConfig::CMOCKA)
 target_link_options(test_optable_oom PRIVATE -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup)
 target_compile_definitions(test_optable_oom PRIVATE NK_TEST_DATA="${NK_TEST_DATA}"

@@ -22,7 +22,8 @@ endif()
 set_tests_properties(fuzz.jsonpath.replay PROPERTIES TIMEOUT 300)
 
 # Every allocation of compile and query fails in turn (the wrapped allocator lives in the test).
-add_executable(jsonpath_oom ${CMAKE_CURRENT_SOURCE_DIR}/jsonpath/oom_test.c)
+add_executable(jsonpath_oom ${CMAKE_CURRENT_SOURCE_DIR}/jsonpath/oom_test.c ${NK_SOURCE_DIR}/tests/support/oom.c)
+target_include_directories(jsonpath_oom PRIVATE ${NK_SOURCE_DIR}/tests/support)
 target_link_libraries(jsonpath_oom PRIVATE naftikod_core)
 target_link_options(jsonpath_oom PRIVATE
   -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup)

@@ -21,7 +21,7 @@ endif()
 
 # Allocation-failure loop over template, context, request building and output mapping.
 if(EXISTS ${NK_SOURCE_DIR}/src/optable.c AND EXISTS ${NK_SOURCE_DIR}/src/jsonpath.c)
-  add_executable(test_invoke_oom ${CMAKE_CURRENT_SOURCE_DIR}/oom/test_invoke_oom.c)
+  add_executable(test_invoke_oom ${CMAKE_CURRENT_SOURCE_DIR}/oom/test_invoke_oom.c ${NK_SOURCE_DIR}/tests/support/oom.c)
   target_link_libraries(test_invoke_oom PRIVATE naftikod_core PkgConfig::CMOCKA)
   target_include_directories(test_invoke_oom PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
   target_link_options(test_invoke_oom PRIVATE

@@ -8,49 +8,7 @@
 #include <string.h>
 
 #include "naftikod/jsonpath.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t sz);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t sz);
-void *__wrap_realloc(void *p, size_t n);
-char *__wrap_strdup(const char *s);
-
-static long countdown = -1; /* allocations left before one fails; -1 never fails */
-static int failed;
-
-static int should_fail(void)
-{
-    if (countdown < 0)
-        return 0;
-    if (countdown-- == 0) {
-        failed = 1;
-        return 1;
-    }
-    return 0;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return should_fail() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t sz)
-{
-    return should_fail() ? NULL : __real_calloc(n, sz);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    return should_fail() ? NULL : __real_realloc(p, n);
-}
-
-char *__wrap_strdup(const char *s)
-{
-    return should_fail() ? NULL : __real_strdup(s);
-}
+#include "oom.h"
 
 static void *json_alloc(size_t n)
 {
@@ -66,16 +24,15 @@ static int run(const char *expr, json_t *doc, const char *want, long n, int *bad
     json_t *res = NULL;
     char *got;
 
-    failed = 0;
-    countdown = n;
+    nk_oom_arm(n);
     rc = nk_jsonpath_compile(expr, &jp, &err);
     if (rc == NK_OK)
         res = nk_jsonpath_query(jp, doc);
-    countdown = -1;
+    nk_oom_disarm();
     if (rc != NK_OK && rc != NK_ERR_NOMEM) {
         printf("FAIL %s at allocation %ld: rc %d (%s)\n", expr, n, rc, err.msg);
         *bad = 1;
-    } else if (rc == NK_ERR_NOMEM && !failed) {
+    } else if (rc == NK_ERR_NOMEM && !nk_oom_failed) {
         printf("FAIL %s at allocation %ld: NOMEM without a failed allocation\n", expr, n);
         *bad = 1;
     } else if (res != NULL) {
@@ -85,13 +42,13 @@ static int run(const char *expr, json_t *doc, const char *want, long n, int *bad
             *bad = 1;
         }
         free(got);
-    } else if (rc == NK_OK && !failed) {
+    } else if (rc == NK_OK && !nk_oom_failed) {
         printf("FAIL %s at allocation %ld: NULL without a failed allocation\n", expr, n);
         *bad = 1;
     }
     json_decref(res);
     nk_jsonpath_free(jp);
-    return !failed;
+    return !nk_oom_failed;
 }
 
 int main(void)

@@ -17,46 +17,7 @@
 #include "naftikod/authz.h"
 #include "naftikod/optable.h"
 #include "naftikod/spec.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t sz);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t sz);
-void *__wrap_realloc(void *p, size_t n);
-char *__wrap_strdup(const char *s);
-
-static long countdown = -1; /* allocations left before one fails; -1: never */
-static long calls;
-
-static bool fail_now(void)
-{
-    calls++;
-    if (countdown < 0)
-        return false;
-    return countdown-- == 0;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return fail_now() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t sz)
-{
-    return fail_now() ? NULL : __real_calloc(n, sz);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    return fail_now() ? NULL : __real_realloc(p, n);
-}
-
-char *__wrap_strdup(const char *s)
-{
-    return fail_now() ? NULL : __real_strdup(s);
-}
+#include "oom.h"
 
 static const char perms[] =
     "callers:\n"
@@ -73,7 +34,7 @@ static char n_gen[] = "generatetoken", q_gen[] = "svc.generatetoken", t_gen[] = 
 static struct nk_operation gen_target = {.name = n_gen, .qname = q_gen};
 static struct nk_exposed gen_tool = {.name = t_gen, .target = &gen_target};
 
-/* Compile and decide under countdown n; the outcome as text (or "nomem"). */
+/* Compile and decide under nk_oom_countdown n; the outcome as text (or "nomem"). */
 static void run(long n, char *out, size_t cap)
 {
     struct nk_authz *az = NULL;
@@ -92,7 +53,7 @@ static void run(long n, char *out, size_t cap)
         json_loads("{\"body\":{\"name\":\"ci-a\",\"roles\":[\"a\",\"c\"]},\"id\":\"7\"}", 0, NULL);
     assert_non_null(args);
     memset(&err, 0, sizeof(err));
-    countdown = n;
+    nk_oom_countdown = n;
     rc = nk_authz_parse("p.yaml", perms, strlen(perms), &az, &err);
     if (rc == NK_OK)
         rc = nk_authz_check(az, &p, NK_ADAPTER_MCP, &gen_tool, args, &d);
@@ -101,7 +62,7 @@ static void run(long n, char *out, size_t cap)
         if (dumped == NULL)
             rc = NK_ERR_NOMEM;
     }
-    countdown = -1;
+    nk_oom_countdown = -1;
     if (rc == NK_ERR_NOMEM)
         snprintf(out, cap, "nomem");
     else if (rc != NK_OK)
@@ -120,9 +81,9 @@ static void test_authz_every_allocation(void **state)
     long n, total;
 
     (void)state;
-    calls = 0;
+    nk_oom_calls = 0;
     run(-1, want, sizeof(want));
-    total = calls;
+    total = nk_oom_calls;
     assert_true(total > 20);
     assert_null(strstr(want, "nomem"));
     for (n = 0; n < total; n++) {
@@ -141,19 +102,19 @@ static void test_adapter_auth_every_allocation(void **state)
     long n, total;
 
     (void)state;
-    calls = 0;
+    nk_oom_calls = 0;
     nk_diags_init(&d);
     assert_int_equal(nk_optable_load(files, 1, NULL, &d, &t), NK_OK);
     assert_non_null(t->adapters[1].oauth);
     nk_optable_unref(t);
     nk_diags_cleanup(&d);
-    total = calls;
+    total = nk_oom_calls;
     for (n = 0; n < total; n++) {
         t = NULL;
         nk_diags_init(&d);
-        countdown = n;
+        nk_oom_countdown = n;
         rc = nk_optable_load(files, 1, NULL, &d, &t);
-        countdown = -1;
+        nk_oom_countdown = -1;
         if (rc != NK_OK && rc != NK_ERR_NOMEM)
             fail_msg("allocation %ld of %ld: rc %d", n, total, (int)rc);
         nk_optable_unref(t);

@@ -16,49 +16,7 @@
 
 #include "invoke_docs.h"
 #include "naftikod/invoke.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t sz);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t sz);
-void *__wrap_realloc(void *p, size_t n);
-char *__wrap_strdup(const char *s);
-
-static long countdown = -1; /* allocations left before one fails; -1: never */
-static bool failed;
-
-static bool should_fail(void)
-{
-    if (countdown < 0)
-        return false;
-    if (countdown-- == 0) {
-        failed = true;
-        return true;
-    }
-    return false;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return should_fail() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t sz)
-{
-    return should_fail() ? NULL : __real_calloc(n, sz);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    return should_fail() ? NULL : __real_realloc(p, n);
-}
-
-char *__wrap_strdup(const char *s)
-{
-    return should_fail() ? NULL : __real_strdup(s);
-}
+#include "oom.h"
 
 static void *json_alloc(size_t n)
 {
@@ -67,13 +25,12 @@ static void *json_alloc(size_t n)
 
 static void arm(long n)
 {
-    failed = false;
-    countdown = n;
+    nk_oom_arm(n);
 }
 
 static void disarm(void)
 {
-    countdown = -1;
+    nk_oom_disarm();
 }
 
 /* Flatten a request to one string for comparison. */
@@ -121,7 +78,7 @@ static void test_template_oom(void **state)
         if (enc != NULL)
             assert_string_equal(enc, "a%20b%2Fc");
         free(enc);
-        if (!failed)
+        if (!nk_oom_failed)
             break;
     }
 }
@@ -183,7 +140,7 @@ static void test_invoke_oom(void **state)
             nk_context_unref(c2);
         else
             assert_int_equal(rc, NK_ERR_NOMEM);
-        if (!failed) {
+        if (!nk_oom_failed) {
             assert_int_equal(rc, NK_OK);
             break;
         }
@@ -217,7 +174,7 @@ static void test_invoke_oom(void **state)
                 assert_int_equal(rc, NK_ERR_NOMEM);
                 assert_null(r.url);
             }
-            if (!failed)
+            if (!nk_oom_failed)
                 break;
         }
         printf("nk_invoke_build %s: %ld allocation failures survived\n", cases[i].tool, n);
@@ -238,10 +195,10 @@ static void test_invoke_oom(void **state)
         disarm();
         /* a failed allocation may also surface as a null where a value was (jsonpath's
          * "nothing selected" and "no memory" are both NULL); never as a different value */
-        if (out != NULL && !failed)
+        if (out != NULL && !nk_oom_failed)
             assert_true(json_equal(out, ref));
         json_decref(out);
-        if (!failed)
+        if (!nk_oom_failed)
             break;
     }
     json_decref(ref);
@@ -311,7 +268,7 @@ static void test_forward_oom(void **state)
             assert_int_equal(rc, NK_ERR_NOMEM);
             assert_null(r.url);
         }
-        if (!failed)
+        if (!nk_oom_failed)
             break;
     }
     printf("nk_forward_build: %ld allocation failures survived\n", n);

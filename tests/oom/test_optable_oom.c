@@ -13,46 +13,7 @@
 #include <cmocka.h>
 
 #include "naftikod/optable.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-char *__wrap_strdup(const char *s);
-
-static long countdown = -1; /* -1: never fail */
-static long calls;
-
-static int fail_now(void)
-{
-    calls++;
-    if (countdown < 0)
-        return 0;
-    return --countdown == 0;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return fail_now() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t m)
-{
-    return fail_now() ? NULL : __real_calloc(n, m);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    return fail_now() ? NULL : __real_realloc(p, n);
-}
-
-char *__wrap_strdup(const char *s)
-{
-    return fail_now() ? NULL : __real_strdup(s);
-}
+#include "oom.h"
 
 static void run(const char *path, long n, enum nk_rc *rc)
 {
@@ -61,11 +22,11 @@ static void run(const char *path, long n, enum nk_rc *rc)
     struct nk_optable *t = NULL;
 
     files[0] = path;
-    countdown = -1;
+    nk_oom_disarm();
     nk_diags_init(&d);
-    countdown = n;
+    nk_oom_arm(n > 0 ? n - 1 : -1); /* the n-th allocation, counted from 1 */
     *rc = nk_optable_load(files, 1, NULL, &d, &t);
-    countdown = -1;
+    nk_oom_disarm();
     nk_optable_unref(t);
     nk_diags_cleanup(&d);
 }
@@ -75,10 +36,10 @@ static void fail_each(const char *path, enum nk_rc ok_rc)
     long n, total;
     enum nk_rc rc;
 
-    calls = 0;
+    nk_oom_calls = 0;
     run(path, -1, &rc);
     assert_int_equal(rc, ok_rc);
-    total = calls;
+    total = nk_oom_calls;
     assert_true(total > 10);
     for (n = 1; n <= total; n++) {
         run(path, n, &rc);
