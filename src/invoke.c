@@ -259,6 +259,20 @@ done:
     json_decref(j);
 }
 
+/* Free the call, then hand its result over: the result may share JSON values with the call's
+ * inputs (an output built from an argument), and whoever gets it may read and free them on
+ * another thread. */
+static void call_end(struct call *c, struct nk_result *r)
+{
+    nk_invoke_done_fn done = c->done;
+    void *ud = c->ud;
+
+    nk_context_unref(c->ctx);
+    json_decref(c->inputs);
+    free(c);
+    done(ud, r);
+}
+
 static void on_upstream(void *ud, struct nk_upstream_response *resp)
 {
     struct call *c = ud;
@@ -267,10 +281,7 @@ static void on_upstream(void *ud, struct nk_upstream_response *resp)
     nk_metrics_upstream(c->op->adapter_ns, c->op->name, resp);
     nk_invoke_classify(c->op->target, c->op->output, c->inputs, resp, r);
     c->res = NULL;
-    c->done(c->ud, r);
-    nk_context_unref(c->ctx);
-    json_decref(c->inputs);
-    free(c);
+    call_end(c, r);
 }
 
 /* Does an output value template anywhere in map read the inputs? */
@@ -295,10 +306,7 @@ static void mock_done(void *ud)
     struct nk_result *r = c->res;
 
     c->res = NULL;
-    c->done(c->ud, r);
-    nk_context_unref(c->ctx);
-    json_decref(c->inputs);
-    free(c);
+    call_end(c, r);
 }
 
 /* A mock (no `call`): check the arguments, build the answer from the output values, and hand
@@ -408,6 +416,14 @@ enum nk_rc nk_invoke_tagged(struct nk_context *ctx, struct nk_upstream *up,
         nk_check_args(op, args, mode, c->inputs, NULL) != NK_OK) {
         json_decref(c->inputs);
         c->inputs = NULL;
+    }
+    if (c != NULL && c->inputs != NULL && json_object_size(c->inputs) > 0) {
+        /* the inputs share values with the borrowed args and are read and freed on the loop:
+         * a copy of the call's own, so no JSON value is shared with a caller on another thread */
+        json_t *own = json_deep_copy(c->inputs);
+
+        json_decref(c->inputs);
+        c->inputs = own;
     }
     if (c == NULL || c->res == NULL || c->inputs == NULL) {
         nk_upstream_request_cleanup(&req);

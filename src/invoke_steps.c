@@ -49,17 +49,21 @@ static void run_free(struct run *run)
     free(run);
 }
 
-/* Hand the result over and end the run. On the loop thread. */
+/* End the run and hand the result over. On the loop thread. The run goes first: the result may
+ * share JSON values with it (a step's answer), and whoever gets the result may read and free
+ * them on another thread. */
 static void finish(struct run *run)
 {
     struct nk_result *r = run->res;
+    nk_invoke_done_fn done = run->done;
+    void *ud = run->ud;
 
     nk_loop_timer_cancel(&run->deadline);
     run->res = NULL;
     r->seconds = run->seconds;
     nk_utf8_fix(r->message, sizeof(r->message));
-    run->done(run->ud, r);
     run_free(run);
+    done(ud, r);
 }
 
 static void fail(struct run *run, enum nk_result_kind kind, long status, const char *fmt, ...)
@@ -456,7 +460,9 @@ enum nk_rc nk_invoke_steps(struct nk_context *ctx, struct nk_upstream *up,
         rc = NK_ERR_INVALID;
         goto fail;
     }
-    run->args = args != NULL ? json_incref(args) : json_object();
+    /* args are borrowed and later steps read them on the loop: a copy of the run's own, so no
+     * JSON value is shared with a caller on another thread */
+    run->args = args != NULL ? json_deep_copy(args) : json_object();
     run->inputs = json_object();
     run->outs = json_object();
     run->res = calloc(1, sizeof(*run->res));
