@@ -80,7 +80,7 @@ mcp_call "$LIST" '{}' -H "Authorization: Bearer $AGENT" -H 'X-Request-Id: auth-m
 [ "$(recorded_auth auth-mcp-1)" = "[[\"Bearer $KEY\"]]" ] ||
     fail "MCP forwarded something else than the bound credential: $(recorded_auth auth-mcp-1)"
 echo "ok: MCP token mode: 401 + challenge, 200 with the token, and the agent's token never reaches Central"
-grep -q 'caller=agent-1' "$work/nk-token.log" || fail "the access log does not name the caller"
+wait_until grep -q 'caller=agent-1' "$work/nk-token.log" || fail "the access log does not name the caller"
 echo "ok: access lines name the caller (agent-1)"
 kill "$NK_PID"
 

@@ -106,7 +106,7 @@ expect "token B after the reload" "$TOK_B" 200
 expect "token A after the reload" "$TOK_A" 401
 grep -Eq "reload: 1 caller token\(s\) in force from $tokens\$" "$work/nk.log" ||
     fail "no info line with the new count: $(grep -E "$IN_FORCE" "$work/nk.log")"
-grep -q 'caller=agent-b' "$work/nk.log" || fail "the access log does not name agent-b"
+wait_until grep -q 'caller=agent-b' "$work/nk.log" || fail "the access log does not name agent-b"
 echo "ok: SIGHUP swapped the tokens: B accepted, A 401 on both adapters; logged: $(grep -Eo "$IN_FORCE" "$work/nk.log" | head -n1 | sed 's/ from $//')"
 
 # 3. under load with B: 6 reloads alternating {B} and {A, B}; no request with B is refused

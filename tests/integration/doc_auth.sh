@@ -98,7 +98,7 @@ mcp_list "" -H "Authorization: Basic $(b64 "$INBOUND_USER:$INBOUND_PASSWORD")"
 [ "$STATUS" = 200 ] || fail "MCP basic, right credential: $STATUS"
 jq -e '.result.tools | length == 4' "$work/body" >/dev/null || fail "MCP basic: tools/list"
 pass "document basic on MCP: 401 + Basic challenge (none, wrong password, wrong user, malformed), 200 with the bound user and password"
-grep -q 'caller=alice' "$work/one.log" || fail "the access log does not name the basic user"
+wait_until grep -q 'caller=alice' "$work/one.log" || fail "the access log does not name the basic user"
 nk_stop
 
 # 2. apikey in the query on REST, in a header on MCP; a document caller in the permissions file

@@ -124,7 +124,7 @@ for a in RS256:r1 PS256:r1 ES256:e1; do
         fail "Central got something else than the bound credential: $(recorded_auth "oauth-${a%%:*}")"
     echo "$tok" >>"$work/tokens.seen"
 done
-grep -q 'caller=agent-7' "$LOG" || fail "the access log does not name the token's subject"
+wait_until grep -q 'caller=agent-7' "$LOG" || fail "the access log does not name the token's subject"
 echo "ok: RS256, PS256 and ES256 tokens call a tool; Central got only the bound credential; access lines name sub"
 
 # the bad-token battery: STATUS, error code, reason in the log

@@ -139,7 +139,7 @@ case_crud() {
         fail "?revoked=false still lists the revoked token"
     pass "list ?revoked=true/false == Central's answer"
 
-    grep -q "access GET /v1/v1/apitokens 200" "$work/naftikod.log" || fail "no access log line"
+    wait_until grep -q "access GET /v1/v1/apitokens 200" "$work/naftikod.log" || fail "no access log line"
     if grep -q "$KEY" "$work/naftikod.log"; then
         fail "the credential appears in the log"
     fi

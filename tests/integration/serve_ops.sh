@@ -210,9 +210,9 @@ YAML
     launch "CENTRAL_HOST=127.0.0.1:$CPORT" "STACKROX_API_KEY_FILE=$work/key" -- --config "$etc/naftikod.yaml"
     [ -n "$REST" ] || fail "did not start with the config file"
     [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "env CENTRAL_HOST / key file: $(cat "$work/body")"
+    wait_log '"msg":"access"' || fail "no JSON access line"
     python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$work/naftikod.log" ||
         fail "log-format: json from the file not applied"
-    grep -q '"msg":"access"' "$work/naftikod.log" || fail "no JSON access line"
     ! grep -q "has no scheme" "$work/naftikod.log" ||
         fail "scheme warning although the resolved value is 'Bearer ...'"
     ! grep -q "$KEY" "$work/naftikod.log" || fail "the key was logged"
@@ -226,15 +226,14 @@ YAML
         "CREDENTIALS_DIRECTORY=$work/creds" -- --var "central-host=127.0.0.1:$CPORT"
     [ -n "$REST" ] || fail "did not start with NAFTIKOD_CONFIG"
     [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "--var / credentials directory"
-    grep -q '^time=.* level=info msg=access method=GET path=/v1/v1/apitokens status=200 ' \
-        "$work/naftikod.log" || fail "NAFTIKOD_LOG_FORMAT=logfmt did not beat the file"
+    wait_log '^time=.* level=info msg=access method=GET path=/v1/v1/apitokens status=200 ' || fail "NAFTIKOD_LOG_FORMAT=logfmt did not beat the file"
     nk_stop
     launch "NAFTIKOD_CONFIG=$etc/naftikod.yaml" "NAFTIKOD_LOG_FORMAT=logfmt" \
         "CREDENTIALS_DIRECTORY=$work/creds" -- --var "central-host=127.0.0.1:$CPORT" \
         --log-format text
     [ -n "$REST" ] || fail "did not start with --log-format text"
     [ "$(status_of /v1/v1/apitokens)" = 200 ] || fail "text run"
-    grep -Eq '^[0-9T:.-]+Z access GET /v1/v1/apitokens 200 ' "$work/naftikod.log" ||
+    wait_log '^[0-9T:.-]+Z access GET /v1/v1/apitokens 200 ' ||
         fail "--log-format text did not beat the environment"
     nk_stop
     pass "precedence: flag > env > file; key from \$CREDENTIALS_DIRECTORY; NAFTIKOD_CONFIG"

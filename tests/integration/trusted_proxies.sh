@@ -28,8 +28,9 @@ nk_serve plain "${ARGS[@]}"
 a=$(get 198.51.100.1)
 b=$(get 198.51.100.2)
 [ "$a $b" = "404 429" ] || fail "without --trusted-proxies two forwarded clients got '$a $b', want '404 429' (one bucket: the peer)"
+nk_stop   # the log is complete once the daemon is gone
+grep -q 'client=127.0.0.1' "$work/plain.log" || fail "no access line for the peer"
 grep -q 'client=198.51.100' "$work/plain.log" && fail "an untrusted X-Forwarded-For reached the access log"
-nk_stop
 pass "without --trusted-proxies: X-Forwarded-For ignored (access log and rate limit see the peer: 404 429)"
 
 # ---- trusted: one bucket per forwarded client ----
@@ -37,7 +38,7 @@ nk_serve trusted "${ARGS[@]}" --trusted-proxies "10.0.0.0/8,127.0.0.1"
 codes="$(get 198.51.100.1) $(get 198.51.100.2) $(get '6.6.6.6, 198.51.100.3') $(get 198.51.100.1)"
 [ "$codes" = "404 404 404 429" ] ||
     fail "with the peer trusted: '$codes', want '404 404 404 429' (a bucket per forwarded client)"
-grep -q 'client=198.51.100.1 proxy=127.0.0.1' "$work/trusted.log" || fail "no forwarded client in the access log"
+wait_until grep -q 'client=198.51.100.1 proxy=127.0.0.1' "$work/trusted.log" || fail "no forwarded client in the access log"
 grep -q 'client=198.51.100.3 proxy=127.0.0.1' "$work/trusted.log" || fail "the right-most untrusted entry is not the client"
 grep -q 'client=6.6.6.6' "$work/trusted.log" && fail "a spoofed left-most entry became the client"
 sleep 1.1 # the peer's own bucket refills
