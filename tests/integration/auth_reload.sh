@@ -104,7 +104,7 @@ for _ in $(seq 100); do # the swap is done before the log line; bounded anyway
 done
 expect "token B after the reload" "$TOK_B" 200
 expect "token A after the reload" "$TOK_A" 401
-grep -Eq "reload: 1 caller token\(s\) in force from $tokens\$" "$work/nk.log" ||
+wait_until grep -Eq "reload: 1 caller token\(s\) in force from $tokens\$" "$work/nk.log" ||
     fail "no info line with the new count: $(grep -E "$IN_FORCE" "$work/nk.log")"
 wait_until grep -q 'caller=agent-b' "$work/nk.log" || fail "the access log does not name agent-b"
 echo "ok: SIGHUP swapped the tokens: B accepted, A 401 on both adapters; logged: $(grep -Eo "$IN_FORCE" "$work/nk.log" | head -n1 | sed 's/ from $//')"

@@ -39,15 +39,15 @@ codes="$(get 198.51.100.1) $(get 198.51.100.2) $(get '6.6.6.6, 198.51.100.3') $(
 [ "$codes" = "404 404 404 429" ] ||
     fail "with the peer trusted: '$codes', want '404 404 404 429' (a bucket per forwarded client)"
 wait_until grep -q 'client=198.51.100.1 proxy=127.0.0.1' "$work/trusted.log" || fail "no forwarded client in the access log"
-grep -q 'client=198.51.100.3 proxy=127.0.0.1' "$work/trusted.log" || fail "the right-most untrusted entry is not the client"
+wait_until grep -q 'client=198.51.100.3 proxy=127.0.0.1' "$work/trusted.log" || fail "the right-most untrusted entry is not the client"
 grep -q 'client=6.6.6.6' "$work/trusted.log" && fail "a spoofed left-most entry became the client"
 sleep 1.1 # the peer's own bucket refills
 [ "$(get 'garbage')" = 404 ] || fail "garbage X-Forwarded-For"
-grep -q 'client=127.0.0.1$' "$work/trusted.log" || fail "garbage did not fall back to the proxy"
+wait_until grep -q 'client=127.0.0.1$' "$work/trusted.log" || fail "garbage did not fall back to the proxy"
 # Forwarded (RFC 7239) with a bracketed IPv6 and a port.
 code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H 'Forwarded: for="[2001:db8::7]:4711";proto=http' "$REST/x")
 [ "$code" = 404 ] || fail "Forwarded: $code"
-grep -q 'client=2001:db8::7 proxy=127.0.0.1' "$work/trusted.log" || fail "Forwarded for= not used"
+wait_until grep -q 'client=2001:db8::7 proxy=127.0.0.1' "$work/trusted.log" || fail "Forwarded for= not used"
 pass "--trusted-proxies: forwarded clients get their own buckets (404 404 404 429), the right-most untrusted entry wins, garbage falls back to the proxy, Forwarded [v6]:port read"
 
 # ---- MCP: the access line names the method and the tool ----
