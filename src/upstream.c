@@ -377,11 +377,12 @@ static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_er
     /* Methods that usually carry a body send Content-Length: 0 rather than nothing. */
     with_body = r->body != NULL || strcmp(r->method, "POST") == 0 ||
                 strcmp(r->method, "PUT") == 0 || strcmp(r->method, "PATCH") == 0;
-    /* curl would add a form Content-Type and Expect: 100-continue of its own. */
+    /* curl would add a form Content-Type and Expect: 100-continue of its own (only to a
+     * request with a body: curl adds neither to one without, so nothing is removed there). */
     if (with_body && !has_header(r, "Content-Type") &&
         append_header(&x->hdrs, "Content-Type:") != NK_OK)
         goto nomem;
-    if (!has_header(r, "Expect") && append_header(&x->hdrs, "Expect:") != NK_OK)
+    if (with_body && !has_header(r, "Expect") && append_header(&x->hdrs, "Expect:") != NK_OK)
         goto nomem;
 
     cc |= curl_easy_setopt(e, CURLOPT_URL, r->url);
