@@ -11,7 +11,8 @@
 #             direct run is placed the same way (wrk and the double on the same CPUs).
 # A second daemon with --loops 2 (beside the first with --loops 1) is measured in the shared
 # placement, where two loops can use two CPUs: the ratio of the two is the multi-loop gain on
-# this machine (wrk and the double share those CPUs, which bounds it; said in the output).
+# this machine (wrk and the double share those CPUs, which bounds it; said in the output), and the
+# one compared with nginx (2 workers) there; in the isolated placement both are pinned to one CPU.
 # Each ratio is printed on a line of its own starting with `ratio:`; absolute figures on
 # `figure:` lines.
 # Usage: bench/rest_bench.sh [BUILD_DIR]
@@ -110,17 +111,25 @@ for pl in $PLACEMENTS; do
     dm=$(printf '%s\n' ${d[$pl]} | median); nm=$(printf '%s\n' ${n[$pl]} | median)
     line="median $pl: direct $dm req/s, daemon $nm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$nm/$dm}")"
     echo "ratio: rest_daemon_over_direct_$pl $(awk "BEGIN{printf \"%.3f\", $nm/$dm}")"
-    if [ -n "$GPORT" ]; then
-        gm=$(printf '%s\n' ${g[$pl]} | median)
-        line="$line; nginx $gm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$gm/$dm}") (reference)"
-        echo "ratio: rest_nginx_over_direct_$pl $(awk "BEGIN{printf \"%.3f\", $gm/$dm}")"
-        echo "ratio: rest_daemon_over_nginx_$pl $(awk "BEGIN{printf \"%.3f\", $nm/$gm}")"
-    fi
+    n2m=""
     if [ -n "${n2[$pl]:-}" ]; then
         n2m=$(printf '%s\n' ${n2[$pl]} | median)
         line="$line; daemon --loops 2 $n2m req/s"
         echo "ratio: rest_2loops_over_1loop_$pl $(awk "BEGIN{printf \"%.3f\", $n2m/$nm}")"
         echo "ratio: rest_2loops_over_direct_$pl $(awk "BEGIN{printf \"%.3f\", $n2m/$dm}")"
+    fi
+    if [ -n "$GPORT" ]; then
+        gm=$(printf '%s\n' ${g[$pl]} | median)
+        line="$line; nginx $gm req/s, ratio $(awk "BEGIN{printf \"%.1f%%\", 100*$gm/$dm}") (reference)"
+        echo "ratio: rest_nginx_over_direct_$pl $(awk "BEGIN{printf \"%.3f\", $gm/$dm}")"
+        # Like for like: nginx runs 2 workers. Where both may use every CPU (shared), the daemon
+        # that matches it is the one with 2 loops; pinned to one CPU (isolated), the 1-loop one.
+        if [ "$pl" = shared ] && [ -n "$n2m" ]; then
+            echo "ratio: rest_daemon_over_nginx_$pl $(awk "BEGIN{printf \"%.3f\", $n2m/$gm}")"
+            echo "ratio: rest_1loop_over_nginx_$pl $(awk "BEGIN{printf \"%.3f\", $nm/$gm}")"
+        else
+            echo "ratio: rest_daemon_over_nginx_$pl $(awk "BEGIN{printf \"%.3f\", $nm/$gm}")"
+        fi
     fi
     echo "$line"
 done
