@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-# MCP protocol tests beyond the unit test: the official conformance suite and the official
-# TypeScript SDK client, driven by tests/mcp/*.sh. They need Node 22 and the pinned npm packages
-# of tests/mcp/package.json under ${NK_MCP_NPM_PREFIX}; install them with
+# MCP protocol tests beyond the unit test: the official conformance suite, the official
+# TypeScript SDK client and the official MCP Inspector (CLI), driven by tests/mcp/*.sh. They
+# need Node 22 and the pinned npm packages of tests/mcp/package.json under
+# ${NK_MCP_NPM_PREFIX}; install them with
 #   tests/mcp/install.sh            (npm install into build/mcp-npm)
 # Without them the tests report "skipped" (exit 77).
 set(NK_MCP_NPM_PREFIX "${NK_SOURCE_DIR}/build/mcp-npm" CACHE PATH
@@ -34,6 +35,11 @@ endforeach()
 # notifications/tools/list_changed on the SDK client's GET stream after a reload (issue 19)
 add_test(NAME mcp.sdk.list_changed COMMAND ${NK_SOURCE_DIR}/tests/mcp/sdk_list_changed.sh)
 set_tests_properties(mcp.sdk.list_changed PROPERTIES
+  ENVIRONMENT "${NK_MCP_ENV}" SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# The official MCP Inspector's CLI mode against the daemon, as an operator would use it
+add_test(NAME mcp.inspector.cli COMMAND ${NK_SOURCE_DIR}/tests/mcp/inspector_cli.sh)
+set_tests_properties(mcp.inspector.cli PROPERTIES
   ENVIRONMENT "${NK_MCP_ENV}" SKIP_RETURN_CODE 77 TIMEOUT 300)
 
 # libFuzzer harness for the engine (clang, -DNK_FUZZ=ON): build/tests/fuzz_mcp -max_total_time=60

@@ -99,12 +99,13 @@ daemon_env() {
     daemon_opts=(--var "central-host=127.0.0.1:$central_port" --ca-file "$central_ca")
 }
 
-# naftikod serve with ephemeral ports: sets url (the MCP endpoint).
+# start_daemon [serve options...]: naftikod serve with ephemeral ports; sets url (the MCP
+# endpoint).
 start_daemon() {
     [ -x "${NK_NAFTIKOD:-}" ] || skip "no naftikod binary"
     daemon_env
     "$NK_NAFTIKOD" serve --mcp-port 0 --rest-port 0 --port-file "$tmp/daemon.port" \
-        "${daemon_opts[@]}" "$capability" >"$tmp/daemon.log" 2>&1 &
+        "${daemon_opts[@]}" "$@" "$capability" >"$tmp/daemon.log" 2>&1 &
     pids+=($!)
     if ! wait_file "$tmp/daemon.port" $!; then
         cat "$tmp/daemon.log"
