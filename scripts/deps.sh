@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 runtime=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
          libjansson-dev libssl-dev curl ca-certificates openssl python3)
 testing=(libcmocka-dev clang libclang-rt-14-dev clang-format valgrind jq systemd groff-base man-db
-         util-linux nginx-light)
+         util-linux nginx-light iproute2)
 # Node.js and npm drive the protocol tests; take Debian's only when the machine has none.
 if ! command -v npm >/dev/null 2>&1; then
     testing+=(nodejs npm)

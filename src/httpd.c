@@ -27,6 +27,11 @@
 #include "naftikod/ratelimit.h"
 #include "naftikod/loop.h"
 
+/* Connections the kernel completes before the loop accepts them. A burst larger than the queue
+ * loses SYNs, and each lost one costs its client a retransmission a second later; 128 (what this
+ * was) made 1,000 simultaneous connects take over a second. The kernel caps the value at
+ * net.core.somaxconn (4096 on current kernels). */
+#define LISTEN_BACKLOG 4096
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 /* A body of unknown length (chunked) grows by doubling up to this, then by this much at a time:
  * it never holds more than this beyond its size. */
@@ -1408,7 +1413,7 @@ static enum nk_rc bind_socket(const char *address, unsigned port, bool reuse_por
                      port, strerror(errno));
         goto out;
     }
-    if (listen(fd, 128) != 0) {
+    if (listen(fd, LISTEN_BACKLOG) != 0) {
         nk_error_set(err, "cannot listen on %s:%u: %s", address, port, strerror(errno));
         goto out;
     }

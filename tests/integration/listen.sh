@@ -36,6 +36,12 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$mcp/mcp
     -H 'Content-Type: application/json' \
     -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}')
 [ "$code" = 200 ] || fail "MCP initialize answered $code"
+# The accept queue takes a burst of connects (ss shows a listener's backlog as Send-Q): the
+# smaller of 4096 and the kernel's net.core.somaxconn, not a few dozen.
+want=$(( $(cat /proc/sys/net/core/somaxconn) < 4096 ? $(cat /proc/sys/net/core/somaxconn) : 4096 ))
+command -v ss >/dev/null || fail "no ss (iproute2; scripts/deps.sh installs it)"
+q=$(ss -Hltn "sport = :$mcp" | awk '{print $3}' | head -n1)
+[ "$q" = "$want" ] || fail "MCP listener backlog '$q', want $want"
 kill -TERM "$pid"; wait "$pid"; rc=$?; pid=
 [ $rc -eq 0 ] || fail "exit $rc after SIGTERM"
 echo "listen: 1 passed, 0 failed"
