@@ -121,6 +121,7 @@ calls() {
     res=$(python3 "$HERE/scale_mcp.py" calls "$LB/mcp" "$n" "$TOOL" "$@") || fail "scale_mcp calls"
     ok=$(jq .ok <<<"$res")
     failed=$(jq .failed <<<"$res")
+    LAST_OK=$ok
     CALLS_OK=$((CALLS_OK + ok))
     CALLS_FAILED=$((CALLS_FAILED + failed))
     [ "$failed" = 0 ] || fail "$what: $failed of $((ok + failed)) calls failed: $res"
@@ -133,6 +134,9 @@ metric() { curl -sS --max-time 5 "${ROPS[$1]}/metrics" | grep -F -- "$2" >/dev/n
 SID_A=$(python3 "$HERE/scale_mcp.py" init "$LB/mcp") || fail "initialize through nginx"
 b1=$(served 1) b2=$(served 2) b3=$(served 3)
 calls 6 "session" "$SID_A"
+# A loop writes its access lines when it next waits: let the last ones land (bounded).
+logged() { [ $(($(served 1) + $(served 2) + $(served 3) - b1 - b2 - b3)) -ge "$LAST_OK" ]; }
+wait_until logged || fail "the replicas logged fewer POST /mcp 200 lines than the $LAST_OK calls answered"
 d1=$(($(served 1) - b1)) d2=$(($(served 2) - b2)) d3=$(($(served 3) - b3))
 { [ "$d1" -ge 2 ] && [ "$d2" -ge 2 ] && [ "$d3" -ge 2 ]; } ||
     fail "round robin did not spread the session: $d1 $d2 $d3 calls per replica"
