@@ -2,6 +2,7 @@
 /* invoke_build.c: argument checking and upstream request building (path, query, headers, auth,
  * body). */
 #include "naftikod/invoke.h"
+#include "naftikod/jsonout.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -77,25 +78,12 @@ void nk_sb_wipe(struct nk_sbuf *b)
     b->p = NULL;
 }
 
-static int dump_cb(const char *buf, size_t size, void *data)
-{
-    struct nk_sbuf *b = data;
-
-    nk_sb_add(b, buf, size);
-    return b->oom ? -1 : 0;
-}
-
-/* json_dumps, except that a failed allocation is always an error: jansson 2.14 ignores the
- * result of dumping an object key, so json_dumps can return a damaged text under memory
- * pressure (found by the allocation-failure test). */
+/* Not json_dumps: jansson 2.14 ignores the result of dumping an object key, so json_dumps can
+ * return a damaged text under memory pressure (found by the allocation-failure test);
+ * nk_json_compact fails whole. */
 char *nk_dump_json(json_t *v)
 {
-    struct nk_sbuf b = {NULL, 0, 0, false};
-
-    if (json_dump_callback(v, dump_cb, &b,
-                           JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17)) != 0)
-        b.oom = true;
-    return nk_sb_take(&b);
+    return nk_json_compact(v, NULL);
 }
 
 /* ---- argument checking -------------------------------------------------------------------- */

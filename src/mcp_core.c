@@ -17,6 +17,7 @@
 #include "naftikod/audit.h"
 #include "naftikod/authz.h"
 #include "naftikod/inbound.h"
+#include "naftikod/jsonout.h"
 #include "naftikod/problem.h"
 #include "naftikod/sha256.h"
 
@@ -538,9 +539,8 @@ static void exchange_finish(struct exchange *x)
         x->rep.status = 202;
     } else {
         out = json_incref(x->batch ? x->responses : x->response);
-        x->rep.body = json_dumps(out, JSON_COMPACT);
+        x->rep.body = nk_json_compact(out, &x->rep.len);
         if (x->rep.body != NULL) {
-            x->rep.len = strlen(x->rep.body);
             if (x->n_splices > 0)
                 x->rep.body = splice_reply(x, x->rep.body, &x->rep.len);
         }
@@ -967,7 +967,7 @@ static json_t *call_result(struct exchange *x, struct nk_result *r, enum era era
             sc = json_incref(v);
         else
             sc = json_pack("{s:O}", "result", v);
-        text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        text = nk_json_compact(v, NULL);
         if (sc == NULL || text == NULL)
             goto out;
         res = text_result(text, false);
@@ -1454,9 +1454,8 @@ static void reply_now(nk_mcp_reply_fn reply, void *ud, unsigned status, int code
     if (code != 0) {
         body = json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code", code,
                          "message", msg);
-        r.body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+        r.body = body != NULL ? nk_json_compact(body, &r.len) : NULL;
         if (r.body != NULL) {
-            r.len = strlen(r.body);
             r.json = true;
         }
     }

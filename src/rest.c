@@ -16,6 +16,7 @@
 #include "naftikod/audit.h"
 #include "naftikod/authz.h"
 #include "naftikod/invoke.h"
+#include "naftikod/jsonout.h"
 #include "naftikod/log.h"
 #include "naftikod/metrics.h"
 #include "naftikod/openapi.h"
@@ -124,13 +125,14 @@ static void respond_problem(struct nk_http_req *req, unsigned status, const char
 
 static void respond_json(struct nk_http_req *req, unsigned status, json_t *j)
 {
-    char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    size_t len = 0;
+    char *text = nk_json_compact(j, &len);
 
     if (text == NULL) {
         respond_problem(req, 500, "out of memory while encoding the answer", NULL);
         return;
     }
-    nk_http_respond(req, status, "application/json", text, strlen(text), NULL);
+    nk_http_respond(req, status, "application/json", text, len, NULL);
 }
 
 static size_t split_path(const char *path, struct seg *segs, size_t max)

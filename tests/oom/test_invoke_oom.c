@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_invoke_oom.c: fails the N-th allocation for every N in template compilation/expansion,
- * nk_context_new, nk_invoke_build and nk_outmap_apply. Each run must give NK_ERR_NOMEM (or
- * NULL) or exactly the answer of an unconstrained run: never a crash, a leak (ASan) or a wrong
- * answer. Linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup. */
+ * nk_context_new, nk_invoke_build, nk_outmap_apply and nk_json_compact. Each run must give
+ * NK_ERR_NOMEM (or NULL) or exactly the answer of an unconstrained run: never a crash, a leak
+ * (ASan) or a wrong answer. Linked with
+ * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 
 #include "invoke_docs.h"
 #include "naftikod/invoke.h"
+#include "naftikod/jsonout.h"
 #include "oom.h"
 
 static void *json_alloc(size_t n)
@@ -81,6 +83,39 @@ static void test_template_oom(void **state)
         if (!nk_oom_failed)
             break;
     }
+}
+
+/* The compact writer under every allocation failure (its buffer grows several times for
+ * this value, and the real inside goes through jansson): NULL, or exactly the whole text. */
+static void test_json_compact_oom(void **state)
+{
+    json_t *v;
+    char *want, *got;
+    long n;
+    int i;
+
+    (void)state;
+    v = json_pack("{s:s, s:[f, i, b, n]}", "name", "a \"quoted\"\n name", "list", 0.25, 7, 1);
+    assert_non_null(v);
+    for (i = 0; i < 40; i++)
+        json_array_append_new(json_object_get(v, "list"), json_string("caf\xc3\xa9 0123456789"));
+    want = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    assert_non_null(want);
+    for (n = 0;; n++) {
+        arm(n);
+        got = nk_json_compact(v, NULL);
+        disarm();
+        if (got != NULL)
+            assert_string_equal(got, want);
+        else
+            assert_true(nk_oom_failed);
+        free(got);
+        if (!nk_oom_failed)
+            break;
+    }
+    assert_true(n > 3); /* the buffer grew: several allocations were failed in turn */
+    free(want);
+    json_decref(v);
 }
 
 struct call_case {
@@ -281,6 +316,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_template_oom),
+        cmocka_unit_test(test_json_compact_oom),
         cmocka_unit_test(test_invoke_oom),
         cmocka_unit_test(test_forward_oom),
     };
