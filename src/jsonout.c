@@ -50,6 +50,9 @@ static void put(struct out *o, const char *s, size_t n)
     o->len += n;
 }
 
+#define SHORT_FROM "\"\\\b\f\n\r\t"
+#define SHORT_TO "\"\\bfnrt"
+
 /* A string as jansson writes it: '"' and '\\' escaped, the five short escapes, other bytes
  * below 0x20 as \u00XX (upper-case hex), everything else as it is once checked to be UTF-8. */
 static void put_string(struct out *o, const char *s, size_t n)
@@ -57,6 +60,7 @@ static void put_string(struct out *o, const char *s, size_t n)
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run, k;
+    const char *p;
     char esc[6];
 
     put(o, "\"", 1);
@@ -78,36 +82,18 @@ static void put_string(struct out *o, const char *s, size_t n)
             i += k;
             continue;
         }
+        /* the escapes with a letter of their own, then \u00XX for the other control bytes */
+        p = memchr(SHORT_FROM, u[i], sizeof(SHORT_FROM) - 1);
         esc[0] = '\\';
-        switch (u[i]) {
-        case '"':
-        case '\\':
-            esc[1] = (char)u[i];
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
+        if (p != NULL) {
+            esc[1] = SHORT_TO[p - SHORT_FROM];
+            put(o, esc, 2);
+        } else {
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[u[i] >> 4];
             esc[5] = hex[u[i] & 0xf];
             put(o, esc, 6);
-            i++;
-            continue;
         }
-        put(o, esc, 2);
         i++;
     }
     put(o, "\"", 1);
