@@ -2,7 +2,6 @@
 /* invoke_build.c: argument checking and upstream request building (path, query, headers, auth,
  * body). */
 #include "naftikod/invoke.h"
-#include "naftikod/jsonout.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,6 +11,7 @@
 #include <string.h>
 
 #include "invoke_int.h"
+#include "naftikod/jsonout.h"
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
