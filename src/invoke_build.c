@@ -608,6 +608,18 @@ static bool hdr_has(const struct hdrs *h, const char *name)
     return false;
 }
 
+/* Zero and free every line (one may hold a credential) and the list. */
+static void hdr_wipe(struct hdrs *h)
+{
+    size_t i;
+
+    for (i = 0; i < h->n; i++)
+        nk_wipe_free(h->v[i]);
+    free(h->v);
+    h->v = NULL;
+    h->n = h->cap = 0;
+}
+
 static void query_add(struct nk_sbuf *q, const char *name, const char *value)
 {
     char *en = nk_pct_encode(name, strlen(name), NK_ENC_QUERY);
@@ -1130,9 +1142,7 @@ nomem:
 out:
     if (rc != NK_OK)
         nk_upstream_request_cleanup(out);
-    for (i = 0; i < h.n; i++)
-        nk_wipe_free(h.v[i]);
-    free(h.v);
+    hdr_wipe(&h);
     nk_sb_wipe(&q);
     nk_sb_wipe(&cookie);
     nk_sb_wipe(&url);
@@ -1328,12 +1338,8 @@ nomem:
 out:
     if (rc != NK_OK)
         nk_upstream_request_cleanup(out);
-    for (i = 0; i < h.n; i++)
-        nk_wipe_free(h.v[i]);
-    free(h.v);
-    for (i = 0; i < auth.n; i++)
-        nk_wipe_free(auth.v[i]);
-    free(auth.v);
+    hdr_wipe(&h);
+    hdr_wipe(&auth);
     nk_sb_wipe(&q);
     nk_sb_wipe(&url);
     for (i = 0; i < b.n_scratch; i++)
