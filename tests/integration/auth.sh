@@ -26,11 +26,7 @@ start() {
         --ca-file "$work/central.crt" "$@"
 }
 touch "$work/all-bodies"
-call() { # call [curl args...]: STATUS, body in $work/body, headers in $work/headers
-    STATUS=$(curl -sS --max-time 20 -o "$work/body" -D "$work/headers" -w '%{http_code}' "$@") ||
-        fail "curl $* failed"
-    cat "$work/body" >>"$work/all-bodies"
-}
+call() { nk_fetch "$@"; } # STATUS, $work/body (and all-bodies), $work/headers
 challenge() {
     tr -d '\r' <"$work/headers" | grep -qi '^www-authenticate: Bearer realm="naftikod"$' ||
         fail "$1: no WWW-Authenticate: Bearer challenge"

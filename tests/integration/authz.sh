@@ -48,11 +48,7 @@ nk_serve nk "$CAP" --ops-listen off --var "central-host=127.0.0.1:$CPORT" \
 
 touch "$work/all-bodies"
 calls=0 # calls that reached dispatch: one audit record each
-call() { # call [curl args...]: STATUS, body in $work/body, headers in $work/headers
-    STATUS=$(curl -sS --max-time 20 -o "$work/body" -D "$work/headers" -w '%{http_code}' "$@") ||
-        fail "curl $* failed"
-    cat "$work/body" >>"$work/all-bodies"
-}
+call() { nk_fetch "$@"; } # STATUS, $work/body (and all-bodies), $work/headers
 META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
 MH=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'
     -H 'MCP-Protocol-Version: 2026-07-28')

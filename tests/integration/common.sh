@@ -197,6 +197,15 @@ nk_call() {
         fail "$what: curl failed"
 }
 
+# nk_fetch [curl args...]: one request (20 s at most); STATUS, the body in $work/body (also
+# appended to $work/all-bodies, which the auth tests search for secrets), the head in
+# $work/headers. A failure does not print the arguments: they may hold a token.
+nk_fetch() {
+    STATUS=$(curl -sS --max-time 20 -o "$work/body" -D "$work/headers" -w '%{http_code}' "$@") ||
+        fail "curl failed (arguments not shown: they may hold a token)"
+    cat "$work/body" >>"$work/all-bodies"
+}
+
 # nk_expect STATUS WHAT JQ_FILTER: the last nk_call answered STATUS with a body JQ_FILTER accepts.
 nk_expect() {
     [ "$STATUS" = "$1" ] || fail "$2: expected HTTP $1, got $STATUS: $(head -c 400 "$work/body")"

@@ -48,11 +48,7 @@ start() { # start NAME CAPFILE [flags]
         --ca-file "$work/central.crt" "$@"
 }
 touch "$work/all-bodies"
-call() { # call [curl args...]: STATUS, body in $work/body, headers in $work/headers
-    STATUS=$(curl -sS --max-time 20 -o "$work/body" -D "$work/headers" -w '%{http_code}' "$@") ||
-        fail "curl $* failed"
-    cat "$work/body" >>"$work/all-bodies"
-}
+call() { nk_fetch "$@"; } # STATUS, $work/body (and all-bodies), $work/headers
 challenge() { # challenge WHAT ERE: the last answer's WWW-Authenticate matches ERE
     tr -d '\r' <"$work/headers" | grep -Eqi "^www-authenticate: $2\$" ||
         fail "$1: no 'WWW-Authenticate: $2' (headers: $(tr -d '\r' <"$work/headers" | tr '\n' '|'))"

@@ -59,11 +59,7 @@ mint() { # mint ALG KID CLAIMS [HEADER]: a token from the AS double
 }
 
 touch "$work/all-bodies"
-call() { # call [curl args...]: STATUS, body in $work/body, headers in $work/headers
-    STATUS=$(curl -sS --max-time 20 -o "$work/body" -D "$work/headers" -w '%{http_code}' "$@") ||
-        fail "curl failed (arguments not shown: they may hold a token)"
-    cat "$work/body" >>"$work/all-bodies"
-}
+call() { nk_fetch "$@"; } # STATUS, $work/body (and all-bodies), $work/headers
 header() { tr -d '\r' <"$work/headers" | sed -n "s/^$1: //Ip" | head -n1; }
 META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
 MH=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'
