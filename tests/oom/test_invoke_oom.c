@@ -55,6 +55,23 @@ static char *flat(const struct nk_upstream_request *r)
     return s;
 }
 
+/* A build under an allocation failure: exactly the unconstrained request (then cleaned up), or
+ * NK_ERR_NOMEM with nothing left in r. */
+static void built_or_nomem(enum nk_rc rc, struct nk_upstream_request *r, const char *want)
+{
+    char *got;
+
+    if (rc == NK_OK) {
+        got = flat(r);
+        assert_string_equal(got, want);
+        free(got);
+        nk_upstream_request_cleanup(r);
+    } else {
+        assert_int_equal(rc, NK_ERR_NOMEM);
+        assert_null(r->url);
+    }
+}
+
 static void test_template_oom(void **state)
 {
     static const char *src = "/a/{id}/b/{{ env.X }}/c";
@@ -139,7 +156,7 @@ static void test_invoke_oom(void **state)
     struct nk_upstream_request r;
     struct nk_error err;
     struct nk_diags d;
-    char pwfile[64], *doc, *want, *got;
+    char pwfile[64], *doc, *want;
     const struct nk_exposed *op = NULL;
     json_t *args, *in, *ref, *out;
     size_t i, j;
@@ -200,15 +217,7 @@ static void test_invoke_oom(void **state)
             arm(n);
             rc = nk_invoke_build(ctx, op, args, NK_ARGS_JSON, "rid", &r, &err);
             disarm();
-            if (rc == NK_OK) {
-                got = flat(&r);
-                assert_string_equal(got, want);
-                free(got);
-                nk_upstream_request_cleanup(&r);
-            } else {
-                assert_int_equal(rc, NK_ERR_NOMEM);
-                assert_null(r.url);
-            }
+            built_or_nomem(rc, &r, want);
             if (!nk_oom_failed)
                 break;
         }
@@ -274,7 +283,7 @@ static void test_forward_oom(void **state)
     struct nk_upstream_request r;
     struct nk_error err;
     struct nk_diags d;
-    char *want, *got;
+    char *want;
     enum nk_rc rc;
     long n;
 
@@ -294,15 +303,7 @@ static void test_forward_oom(void **state)
         rc = nk_forward_build(ctx, &t->adapters[0].forwards[0], "POST", "a/b%20c", "x=1", hdrs,
                               "{}", 2, "rid", NULL, &r, &err);
         disarm();
-        if (rc == NK_OK) {
-            got = flat(&r);
-            assert_string_equal(got, want);
-            free(got);
-            nk_upstream_request_cleanup(&r);
-        } else {
-            assert_int_equal(rc, NK_ERR_NOMEM);
-            assert_null(r.url);
-        }
+        built_or_nomem(rc, &r, want);
         if (!nk_oom_failed)
             break;
     }
