@@ -401,27 +401,39 @@ struct later {
     size_t pending_seen;
 };
 
+/* The request the handler held (ANSWER_LATER / NEVER_ANSWER), taken from the fixture; NULL
+ * when none came within 100 s. */
+static struct nk_http_req *wait_held(struct fixture *f)
+{
+    struct nk_http_req *r;
+    struct timespec ts;
+    int i;
+
+    pthread_mutex_lock(&f->mu);
+    for (i = 0; i < 100 && f->held == NULL; i++) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
+    }
+    r = f->held;
+    f->held = NULL;
+    pthread_mutex_unlock(&f->mu);
+    return r;
+}
+
 static void *respond_later(void *arg)
 {
     struct later *l = arg;
     struct fixture *f = l->f;
     struct nk_http_req *req;
     json_t *seen;
-    int i;
 
-    pthread_mutex_lock(&f->mu);
-    for (i = 0; i < 100 && f->held == NULL; i++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
-    }
-    req = f->held;
-    f->held = NULL;
-    seen = json_incref(f->seen);
-    pthread_mutex_unlock(&f->mu);
+    req = wait_held(f);
     if (req == NULL)
         return NULL;
+    pthread_mutex_lock(&f->mu);
+    seen = json_incref(f->seen);
+    pthread_mutex_unlock(&f->mu);
     /* The handler has returned and nothing has answered yet. */
     l->pending_seen = nk_httpd_pending(f->h);
     answer(req, seen);
@@ -566,20 +578,11 @@ static void test_quiesce_and_stop_with_pending(void **state)
     struct client_arg c = {nk_httpd_port(f->h), NULL};
     struct nk_http_req *req;
     pthread_t t;
-    int i;
 
     (void)state;
     f->mode = NEVER_ANSWER;
     assert_int_equal(pthread_create(&t, NULL, client_thread, &c), 0);
-    pthread_mutex_lock(&f->mu);
-    for (i = 0; i < 100 && f->held == NULL; i++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
-    }
-    req = f->held;
-    pthread_mutex_unlock(&f->mu);
+    req = wait_held(f);
     assert_non_null(req);
     assert_int_equal(nk_httpd_pending(f->h), 1);
     nk_httpd_quiesce(f->h);
@@ -614,19 +617,10 @@ static void test_stop_with_deferred(void **state)
     struct client_arg c = {nk_httpd_port(f->h), NULL};
     struct nk_http_req *req;
     pthread_t t;
-    int i;
 
     (void)state;
     assert_int_equal(pthread_create(&t, NULL, held_client_thread, &c), 0);
-    pthread_mutex_lock(&f->mu);
-    for (i = 0; i < 100 && f->held == NULL; i++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
-    }
-    req = f->held;
-    pthread_mutex_unlock(&f->mu);
+    req = wait_held(f);
     assert_non_null(req);
     nk_httpd_stop(f->h);
     f->h = NULL;
@@ -1166,19 +1160,6 @@ static void prod_cut(void *ud)
     nk_http_stream_end(p->s, false);
 }
 
-static struct nk_http_req *wait_held(struct fixture *f)
-{
-    struct nk_http_req *r;
-
-    pthread_mutex_lock(&f->mu);
-    while (f->held == NULL)
-        pthread_cond_wait(&f->cond, &f->mu);
-    r = f->held;
-    f->held = NULL;
-    pthread_mutex_unlock(&f->mu);
-    return r;
-}
-
 static int connect_and_get(struct fixture *f, const char *target)
 {
     struct sockaddr_in a;
@@ -1271,6 +1252,7 @@ static void test_stream_answer(void **state)
     f->mode = ANSWER_LATER;
     fd = connect_and_get(f, "/stream");
     p->req = wait_held(f);
+    assert_non_null(p->req);
     p->total = 1024 * 1024;
     assert_true(nk_loop_run_sync(g_loop, prod_start, p));
     assert_non_null(p->s);
@@ -1344,6 +1326,7 @@ static void test_stream_cut_and_gone(void **state)
     f->mode = ANSWER_LATER;
     fd = connect_and_get(f, "/cut");
     p->req = wait_held(f);
+    assert_non_null(p->req);
     assert_true(nk_loop_run_sync(g_loop, prod_start, p));
     assert_true(read_until(fd, buf, cap, &len, "hello \r\n"));
     assert_true(nk_loop_run_sync(g_loop, prod_cut, p));
@@ -1364,6 +1347,7 @@ static void test_stream_cut_and_gone(void **state)
     len = 0;
     fd = connect_and_get(f, "/gone");
     p->req = wait_held(f);
+    assert_non_null(p->req);
     assert_true(nk_loop_run_sync(g_loop, prod_start, p));
     assert_true(read_until(fd, buf, cap, &len, "hello \r\n"));
     close(fd);
