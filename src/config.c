@@ -136,7 +136,9 @@ static const struct opt opts[] = {
      "beyond, new ones wait",
      CFG(max_connections), SERVE},
     {"--max-connections-per-client", "NAFTIKOD_MAX_CONNECTIONS_PER_CLIENT", OPT_UINT, "N",
-     "0 (no limit of its own)", "open connections per client address per listener",
+     "0 (no limit of its own)",
+     "open connections per client address per listener (through a trusted proxy: requests in "
+     "flight per forwarded client; 429 beyond)",
      CFG(max_per_client), SERVE},
     {"--max-header-bytes", "NAFTIKOD_MAX_HEADER_BYTES", OPT_UINT, "BYTES", "16384",
      "memory for a request's line and headers (431 beyond)", CFG(max_header_bytes), SERVE},

@@ -87,10 +87,13 @@ struct nk_httpd {
     struct conn_track *conns;
     bool deadlines_off; /* nk_httpd_stop disarmed them all: arm no more */
     double rate_per_s;
-    struct nk_rate *rate;                       /* per-client buckets, or NULL when unlimited */
-    bool rate_borrowed;                         /* opts->shared_rate: not ours to free */
-    struct nk_httpd_client_conns *client_conns; /* opts->shared_client_conns, or NULL */
-    pthread_mutex_t log_mu;                     /* guards the log_* budget of mhd_log */
+    struct nk_rate *rate; /* per-client buckets, or NULL when unlimited */
+    bool rate_borrowed;   /* opts->shared_rate: not ours to free */
+    /* opts->shared_client_conns, or one of the listener's own (client_conns_owned) when
+     * max_per_client meets trusted proxies, or NULL */
+    struct nk_httpd_client_conns *client_conns;
+    bool client_conns_owned;
+    pthread_mutex_t log_mu; /* guards the log_* budget of mhd_log */
     double log_tokens;
     double log_last;
     unsigned long log_dropped;
@@ -149,6 +152,9 @@ struct nk_http_req {
     struct nk_principal principal; /* principal.name is the caller */
     char client[INET6_ADDRSTRLEN];
     char peer[INET6_ADDRSTRLEN]; /* the connection's peer, when client was forwarded; else "" */
+    bool via_proxy;              /* the peer is a trusted proxy (forwarded_client) */
+    unsigned char held_key[16];  /* held_len > 0: counted in h->client_conns under this key */
+    size_t held_len;
     char rpc_method[64];
     char rpc_tool[128];
     struct MHD_Response *resp;
@@ -552,8 +558,11 @@ static void track_busy(struct nk_httpd *h, struct MHD_Connection *conn, bool bus
 }
 
 /* Inside MHD_run: on the loop thread, or on the thread that stops the listener. */
-/* Open connections per client address, shared by listeners on several loops: a chained hash
- * of addresses (4 or 16 bytes) under one mutex, touched once per accept and once per close. */
+/* Per client address, shared by listeners on several loops: a chained hash of addresses
+ * (4 or 16 bytes) under one mutex, with the client's open connections, plus, for a client
+ * that comes through a trusted proxy, its requests in flight (the proxy's own connections
+ * carry many clients and are not counted). Touched once per accept and close, and twice per
+ * forwarded request. */
 #define CLIENT_CONNS_BUCKETS 1024
 struct client_conn {
     struct client_conn *next;
@@ -596,7 +605,8 @@ void nk_httpd_client_conns_free(struct nk_httpd_client_conns *c)
     free(c);
 }
 
-/* The address bytes of sa (IPv4 or IPv6), false for another family. */
+/* The address bytes of sa (IPv4, IPv6; an IPv4-mapped IPv6 address as IPv4, as a forwarded
+ * client is written), false for another family. */
 static bool addr_key(const struct sockaddr *sa, unsigned char key[16], size_t *len)
 {
     if (sa != NULL && sa->sa_family == AF_INET) {
@@ -605,11 +615,39 @@ static bool addr_key(const struct sockaddr *sa, unsigned char key[16], size_t *l
         return true;
     }
     if (sa != NULL && sa->sa_family == AF_INET6) {
-        memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-        *len = 16;
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            memcpy(key, a->s6_addr + 12, 4);
+            *len = 4;
+        } else {
+            memcpy(key, a->s6_addr, 16);
+            *len = 16;
+        }
         return true;
     }
     return false;
+}
+
+/* The same bytes from numeric address text (r->client). */
+static bool text_key(const char *s, unsigned char key[16], size_t *len)
+{
+    struct in6_addr a6;
+
+    if (inet_pton(AF_INET, s, key) == 1) {
+        *len = 4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, s, &a6) != 1)
+        return false;
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+        memcpy(key, a6.s6_addr + 12, 4);
+        *len = 4;
+    } else {
+        memcpy(key, a6.s6_addr, 16);
+        *len = 16;
+    }
+    return true;
 }
 
 static struct client_conn **client_slot(struct nk_httpd_client_conns *c, const unsigned char *key,
@@ -627,6 +665,58 @@ static struct client_conn **client_slot(struct nk_httpd_client_conns *c, const u
     return pp;
 }
 
+/* Count one more for key. With at_most, not when the key already has c->max: false then.
+ * Out of memory the one more goes uncounted (true). */
+static bool client_take(struct nk_httpd_client_conns *c, const unsigned char *key, size_t len,
+                        bool at_most)
+{
+    struct client_conn **pp;
+    bool ok = true;
+
+    pthread_mutex_lock(&c->mu);
+    pp = client_slot(c, key, len);
+    if (at_most && *pp != NULL && (*pp)->n >= c->max)
+        ok = false;
+    else {
+        if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) != NULL) {
+            memcpy((*pp)->addr, key, len);
+            (*pp)->len = len;
+        }
+        if (*pp != NULL)
+            (*pp)->n++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static void client_give(struct nk_httpd_client_conns *c, const unsigned char *key, size_t len)
+{
+    struct client_conn **pp, *e;
+
+    pthread_mutex_lock(&c->mu);
+    pp = client_slot(c, key, len);
+    if (*pp != NULL && (*pp)->n > 0 && --(*pp)->n == 0) {
+        e = *pp;
+        *pp = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void client_text(const struct sockaddr *sa, char *out, size_t cap);
+
+/* A connection from a trusted proxy: its clients are counted per request instead. */
+static bool peer_is_proxy(const struct nk_httpd *h, const struct sockaddr *sa)
+{
+    char text[INET6_ADDRSTRLEN];
+
+    if (h->proxies == NULL || sa == NULL)
+        return false;
+    text[0] = '\0';
+    client_text(sa, text, sizeof(text));
+    return nk_proxies_trusted(h->proxies, text);
+}
+
 /* libmicrohttpd's accept policy: refuse a client already at the shared limit. The count itself
  * moves when the connection starts and closes (below), so a connection libmicrohttpd drops
  * after this check is never counted. Two loops accepting the same client at the same instant
@@ -641,7 +731,7 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, sockl
     bool ok = true;
 
     (void)salen;
-    if (c == NULL || c->max == 0 || !addr_key(sa, key, &len))
+    if (c == NULL || c->max == 0 || !addr_key(sa, key, &len) || peer_is_proxy(h, sa))
         return MHD_YES;
     pthread_mutex_lock(&c->mu);
     e = *client_slot(c, key, len);
@@ -657,28 +747,33 @@ static void client_conns_move(struct nk_httpd *h, struct MHD_Connection *conn, i
     const union MHD_ConnectionInfo *ci;
     unsigned char key[16];
     size_t len;
-    struct client_conn **pp, *e;
 
     if (c == NULL || c->max == 0)
         return;
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci == NULL || !addr_key(ci->client_addr, key, &len))
+    if (ci == NULL || !addr_key(ci->client_addr, key, &len) || peer_is_proxy(h, ci->client_addr))
         return;
-    pthread_mutex_lock(&c->mu);
-    pp = client_slot(c, key, len);
-    if (delta > 0) {
-        if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) != NULL) {
-            memcpy((*pp)->addr, key, len);
-            (*pp)->len = len;
-        }
-        if (*pp != NULL) /* out of memory: this one goes uncounted */
-            (*pp)->n++;
-    } else if (*pp != NULL && (*pp)->n > 0 && --(*pp)->n == 0) {
-        e = *pp;
-        *pp = e->next;
-        free(e);
-    }
-    pthread_mutex_unlock(&c->mu);
+    if (delta > 0)
+        (void)client_take(c, key, len, false);
+    else
+        client_give(c, key, len);
+}
+
+/* A request through a trusted proxy: one more in flight for its client (r->client, forwarded
+ * or the proxy itself), released on completion. False when the client already has max. */
+static bool hold_forwarded(struct nk_httpd *h, struct nk_http_req *r)
+{
+    struct nk_httpd_client_conns *c = h->client_conns;
+    unsigned char key[16];
+    size_t len;
+
+    if (!r->via_proxy || c == NULL || c->max == 0 || !text_key(r->client, key, &len))
+        return true;
+    if (!client_take(c, key, len, true))
+        return false;
+    memcpy(r->held_key, key, len);
+    r->held_len = len;
+    return true;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -976,6 +1071,7 @@ static bool forwarded_client(struct nk_httpd *h, struct nk_http_req *r)
 
     if (h->proxies == NULL || !nk_proxies_trusted(h->proxies, r->client))
         return true;
+    r->via_proxy = true;
     xff = joined_header(r, "X-Forwarded-For", &oom);
     if (xff == NULL && !oom)
         fwd = joined_header(r, "Forwarded", &oom);
@@ -1061,6 +1157,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                          h->rate_per_s, r->client, retry);
                 return queue_problem_h(r, 429, "Too Many Requests", detail, "Retry-After", ra);
             }
+        }
+        if (!hold_forwarded(h, r)) {
+            snprintf(detail, sizeof(detail), "more than %u requests at once from %s",
+                     h->client_conns->max, r->client);
+            return queue_problem_h(r, 429, "Too Many Requests", detail, "Retry-After", "1");
         }
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL) {
@@ -1165,6 +1266,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         track_busy(h, conn, false); /* the next request's window starts now */
     if (r != NULL && r->stream != NULL)
         stream_lose(r->stream);
+    if (r != NULL && r->held_len > 0) {
+        client_give(h->client_conns, r->held_key, r->held_len);
+        r->held_len = 0;
+    }
     if (r != NULL && r->unfinished) {
         r->unfinished = false;
         atomic_fetch_sub(&h->n_unfinished, 1);
@@ -1506,6 +1611,14 @@ enum nk_rc nk_httpd_start(const struct nk_httpd_options *opts, nk_httpd_handler_
     if (opts->shared_client_conns != NULL) {
         h->client_conns = opts->shared_client_conns;
         per_ip = 0; /* counted across the listeners instead */
+    } else if (per_ip > 0 && h->proxies != NULL) {
+        /* libmicrohttpd's own per-address limit would cap a balancer at per_ip connections:
+         * count here, connections per direct client and requests per forwarded one. */
+        rc = nk_httpd_client_conns_new(per_ip, &h->client_conns);
+        if (rc != NK_OK)
+            goto out;
+        h->client_conns_owned = true;
+        per_ip = 0;
     }
     h->daemon = MHD_start_daemon(
         flags, 0, h->client_conns != NULL ? accept_policy : NULL, h, on_request, h,
@@ -1546,6 +1659,8 @@ out:
         pthread_mutex_destroy(&h->log_mu);
         if (!h->rate_borrowed)
             nk_rate_free(h->rate);
+        if (h->client_conns_owned)
+            nk_httpd_client_conns_free(h->client_conns);
         free(h);
     }
     return rc;
@@ -1764,6 +1879,8 @@ void nk_httpd_stop(struct nk_httpd *h)
     pthread_mutex_destroy(&h->log_mu);
     if (!h->rate_borrowed)
         nk_rate_free(h->rate);
+    if (h->client_conns_owned)
+        nk_httpd_client_conns_free(h->client_conns);
     free(h);
 }
 

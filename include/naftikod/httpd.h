@@ -45,8 +45,9 @@ typedef bool (*nk_httpd_admit_fn)(void *ud, struct nk_http_req *req);
 
 struct nk_rate;
 
-/* Open connections per client address, counted across several listeners (the instances of one
- * adapter on several loops); at most max per address (0: no limit). Thread-safe. *out: caller
+/* Open connections per client address (and requests in flight per client behind a trusted
+ * proxy), counted across several listeners (the instances of one adapter on several loops); at
+ * most max per address (0: no limit). Thread-safe. *out: caller
  * frees with nk_httpd_client_conns_free() after every listener using it stopped. NK_ERR_NOMEM. */
 struct nk_httpd_client_conns;
 enum nk_rc nk_httpd_client_conns_new(unsigned max, struct nk_httpd_client_conns **out);
@@ -61,7 +62,8 @@ struct nk_httpd_options {
     size_t max_body;          /* request body limit in bytes (413 beyond); 0: 1 MiB */
     unsigned max_connections; /* 0: 1024 */
     unsigned conn_timeout_s;  /* idle timeout; 0: 30 */
-    unsigned max_per_client;  /* connections per client address; 0: no limit of its own */
+    unsigned max_per_client;  /* connections per client address (requests in flight for a
+                                 client behind trusted_proxies); 0: no limit of its own */
     size_t max_header_bytes;  /* per-connection memory for the request head; 0: 16 KiB */
     double rate_per_s;        /* requests per second per client address; 0: unlimited */
     unsigned rate_burst;      /* bucket size; 0: max(1, rate_per_s) */
@@ -77,8 +79,10 @@ struct nk_httpd_options {
                                    connection); 0: no deadline */
     /* Optional, borrowed (must outlive the listener): from a peer in these blocks the client
      * of a request is the one its X-Forwarded-For / Forwarded header names (nk_proxies_client):
-     * the access log's client and the rate limit's key. Connection counts per client, taken
-     * before any header is read, stay per peer. */
+     * the access log's client and the rate limit's key. With max_per_client, a trusted
+     * proxy's connections are not counted (they carry many clients); each request through it
+     * counts as one for its client while it is in flight, and beyond max_per_client the
+     * request is answered 429. */
     const struct nk_proxies *trusted_proxies;
     nk_httpd_admit_fn admit;       /* optional (NULL: every well-formed request is read) */
     nk_httpd_access_fn access_log; /* optional (NULL: none) */
@@ -101,7 +105,8 @@ struct nk_loop;
  * or a header name that is not an RFC 9110 token (e.g. "Content-Length : 5");
  * 501 for a Transfer-Encoding other than the single coding "chunked";
  * 414 for a target with more than NK_HTTPD_MAX_QUERY_ARGS query arguments;
- * 429 beyond the rate limit; 413 when Content-Length is over max_body. */
+ * 429 beyond the rate limit or a forwarded client's max_per_client; 413 when Content-Length is
+ * over max_body. */
 #define NK_HTTPD_MAX_QUERY_ARGS 256
 typedef void (*nk_httpd_handler_fn)(void *ud, struct nk_http_req *req);
 

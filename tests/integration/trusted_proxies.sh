@@ -4,7 +4,9 @@
 # access log names the peer, the rate limit counts the peer); with the peer trusted the access
 # line names the forwarded client and the proxy, the rate limit has one bucket per forwarded
 # client, a spoofed left-most entry loses to the right-most untrusted one, garbage falls back to
-# the proxy; a bad list stops start-up; MCP access lines name the method and the tool.
+# the proxy; a bad list stops start-up; MCP access lines name the method and the tool;
+# --max-connections-per-client counts a forwarded client's requests in flight, not the proxy's
+# connections.
 #
 # usage: trusted_proxies.sh NAFTIKOD CENTRAL_DOUBLE SOURCE_DIR
 set -euo pipefail
@@ -62,6 +64,42 @@ wait_until grep -q "POST /mcp .*client=198.51.100.9 proxy=127.0.0.1 mcp_method=t
     fail "the MCP access line does not name the method and tool: $(grep 'POST /mcp' "$work/trusted.log")"
 nk_stop
 pass "MCP access line: $(grep 'POST /mcp' "$work/trusted.log" | sed 's/^.*POST/POST/')"
+
+# ---- per-client limits: a forwarded client's requests in flight, not the proxy's connections ----
+nk_start_double
+# fwd XFF: the status of a listing through the "balancer" (this shell, 127.0.0.1) for client XFF
+fwd() {
+    curl -sS --max-time 20 -o "$work/fwd.body" -w '%{http_code}' -H "X-Forwarded-For: $1" "$REST/v1/v1/apitokens"
+}
+for loops in 1 2; do
+    nk_serve "limit$loops" "$CAP" --var "central-host=127.0.0.1:$CPORT" --ca-file "$work/central.crt" \
+        --ops-listen off --loops "$loops" --trusted-proxies 127.0.0.1 --max-connections-per-client 2
+    # Two calls of one client held by Central: its third is refused, another client and the
+    # proxy itself still get through though the proxy holds four connections (a count per
+    # connection would have refused its third).
+    nk_fault '{"mode":"stall","ms":4000,"count":2}'
+    n0=$(nk_requests | jq "map(.seq) | max // 0")
+    fwd 198.51.100.1 >"$work/held1" 2>&1 &
+    h1=$!
+    fwd 198.51.100.1 >"$work/held2" 2>&1 &
+    h2=$!
+    held() { [ "$(nk_requests | jq "map(.seq) | max // 0")" -ge $((n0 + 2)) ]; }
+    wait_until held || fail "$loops loop(s): the two calls did not reach Central"
+    third=$(fwd 198.51.100.1)
+    jq -e '.detail | test("more than 2 requests at once from 198.51.100.1")' "$work/fwd.body" >/dev/null ||
+        fail "$loops loop(s): the third call's answer: $(head -c 300 "$work/fwd.body")"
+    other=$(fwd 198.51.100.2)
+    direct=$(curl -sS --max-time 20 -o /dev/null -w '%{http_code}' "$REST/v1/v1/apitokens")
+    wait "$h1" || fail "$loops loop(s): held call 1"
+    wait "$h2" || fail "$loops loop(s): held call 2"
+    again=$(fwd 198.51.100.1)
+    codes="$(cat "$work/held1") $(cat "$work/held2") $third $other $direct $again"
+    [ "$codes" = "200 200 429 200 200 200" ] ||
+        fail "$loops loop(s): held held third other direct again: '$codes', want '200 200 429 200 200 200'"
+    nk_stop
+    pass "--max-connections-per-client 2 behind a trusted proxy, $loops loop(s): a client's 3rd call in flight 429, another client and the proxy not limited, released on completion ($codes)"
+done
+nk_fault '{"mode":"none"}'
 
 # ---- a bad list is a start-up error ----
 st=0
