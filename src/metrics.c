@@ -437,6 +437,13 @@ char *nk_metrics_render(struct nk_metrics *m, const struct nk_metrics_gauges *g,
         fprintf(f, "naftikod_upstream_errors_total{kind=\"%s\"} %llu\n", err_names[c],
                 atomic_load_explicit(&m->errors[c], memory_order_relaxed));
 
+    family(f, "naftikod_upstream_waiting_calls", "gauge",
+           "Upstream calls waiting for their origin: at most 256 run at once per origin and "
+           "event loop, the others wait in order of arrival.");
+    fputs("naftikod_upstream_waiting_calls ", f);
+    put_double(f, g != NULL ? g->upstream_waiting : 0);
+    fputc('\n', f);
+
     family(f, "naftikod_inflight_requests", "gauge",
            "Requests received by an adapter and not answered yet.");
     for (a = 0; a < 2; a++) {

@@ -286,13 +286,16 @@ static void handle_metrics(struct nk_ops *o, struct nk_http_req *req)
     struct nk_metrics_gauges g;
     char cap[17], fps[NK_KEYRING_MAX][17];
     char *text;
-    size_t len = 0;
+    size_t len = 0, i;
 
     memset(&g, 0, sizeof(g));
     if (o->inflight != NULL) {
         g.inflight[NK_METRICS_REST] = (double)o->inflight(o->inflight_ud, NK_METRICS_REST);
         g.inflight[NK_METRICS_MCP] = (double)o->inflight(o->inflight_ud, NK_METRICS_MCP);
     }
+    if (o->server != NULL)
+        for (i = 0; i < nk_server_n_upstreams(o->server); i++)
+            g.upstream_waiting += (double)nk_upstream_waiting(nk_server_upstream_at(o->server, i));
     g.start_time_s = o->start_time_s;
     g.resident_bytes = nk_metrics_process_rss();
     g.version = NK_VERSION;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,20 @@
 /* Finished easy handles kept for reuse (their buffers survive curl_easy_reset). */
 #define EASY_POOL_MAX 256U
 
+struct origin;
+
 /* One transfer, from submit to callback. */
 struct xfer {
-    struct xfer *next;
+    struct xfer *next; /* running: u->running; waiting: its origin's queue */
     struct xfer *prev;
     struct nk_upstream *u;
-    CURL *easy;
+    struct origin *origin; /* counted there while it runs or waits */
+    CURL *easy;            /* NULL while it waits (xfer_setup makes it when it starts) */
+    bool waiting;
+    bool wait_expired;             /* its total time ran out while it waited */
+    int64_t queued_ms;             /* nk_loop_now_ms() when it began to wait */
+    long waited_ms;                /* how long it waited before it started */
+    struct nk_loop_timer deadline; /* armed while it waits: its total time (timeout_ms) */
     struct curl_slist *hdrs;
     struct nk_upstream_request req;
     struct nk_upstream_response resp;
@@ -39,6 +48,20 @@ struct xfer {
     nk_upstream_done_fn done;
     void *ud;
     struct nk_loop_call start; /* submitted from another thread: started on the loop */
+};
+
+/* The transfers of one origin (scheme://authority, as the URL spells it, case aside) on one
+ * client: at most max_conns of them are with curl at once (curl's own limit on connections per
+ * host is the same number); the others wait here, oldest first, with no easy handle yet (an easy
+ * handle and its buffers cost some 10 KiB, the request waiting here a few hundred bytes). Freed
+ * when nothing runs, waits or holds it. Loop owner only. */
+struct origin {
+    struct origin *next, *prev;
+    size_t running;
+    struct xfer *head, *tail; /* waiting */
+    unsigned pins;            /* a function up the stack still uses it: not freed */
+    size_t len;
+    char key[];
 };
 
 /* A socket curl asked the loop to watch (curl_multi_assign keeps it with the socket). */
@@ -63,7 +86,10 @@ struct nk_upstream {
     size_t n_pool;
     /* loop owner only: */
     struct xfer *running; /* added to multi (doubly linked) */
-    struct sock *socks;   /* watched sockets */
+    struct origin *origins;
+    size_t max_conns;      /* per origin, with curl at once */
+    atomic_size_t waiting; /* transfers waiting for their origin (any thread reads it) */
+    struct sock *socks;    /* watched sockets */
     struct nk_loop_timer timer;
     /* immutable after new: */
     long connect_timeout_ms;
@@ -532,12 +558,12 @@ static void finish(struct nk_upstream *u, struct xfer *x, CURLcode cc, const cha
     double secs = 0;
 
     if (why != NULL) {
-        x->resp.rc = NK_ERR_UPSTREAM;
+        x->resp.rc = x->wait_expired ? NK_ERR_TIMEOUT : NK_ERR_UPSTREAM;
         snprintf(x->resp.error, sizeof(x->resp.error), "%s", why);
     } else {
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
         curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &secs);
-        x->resp.seconds = secs;
+        x->resp.seconds = secs + (double)x->waited_ms / 1000.0;
         classify(x, cc);
         if (curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct != NULL &&
             x->resp.rc == NK_OK) {
@@ -575,6 +601,7 @@ static void finish(struct nk_upstream *u, struct xfer *x, CURLcode cc, const cha
 
 static void running_add(struct nk_upstream *u, struct xfer *x)
 {
+    x->origin->running++;
     x->prev = NULL;
     x->next = u->running;
     if (u->running != NULL)
@@ -584,6 +611,7 @@ static void running_add(struct nk_upstream *u, struct xfer *x)
 
 static void running_remove(struct nk_upstream *u, struct xfer *x)
 {
+    x->origin->running--;
     if (x->prev != NULL)
         x->prev->next = x->next;
     else
@@ -591,6 +619,178 @@ static void running_remove(struct nk_upstream *u, struct xfer *x)
     if (x->next != NULL)
         x->next->prev = x->prev;
     x->next = x->prev = NULL;
+}
+
+/* The origin of url: its scheme (*scheme_len bytes from url) and its host and port (*host_len
+ * bytes from the return value), without any user:password@ (never kept here). */
+static const char *origin_parts(const char *url, size_t *scheme_len, size_t *host_len)
+{
+    const char *p = strstr(url, "://"), *at;
+    size_t n;
+
+    if (p == NULL) {
+        *scheme_len = 0;
+        *host_len = strcspn(url, "/?#");
+        return url;
+    }
+    *scheme_len = (size_t)(p - url);
+    p += 3;
+    n = strcspn(p, "/?#");
+    for (at = p + n; at > p && at[-1] != '@'; at--)
+        ;
+    if (at > p) {
+        n -= (size_t)(at - p);
+        p = at;
+    }
+    *host_len = n;
+    return p;
+}
+
+/* Find url's origin, or make it. NULL when out of memory. */
+static struct origin *origin_get(struct nk_upstream *u, const char *url)
+{
+    size_t sl, hl;
+    const char *host = origin_parts(url, &sl, &hl);
+    struct origin *o;
+
+    for (o = u->origins; o != NULL; o = o->next)
+        if (o->len == sl + 3 + hl && strncasecmp(o->key, url, sl) == 0 &&
+            strncasecmp(o->key + sl + 3, host, hl) == 0)
+            return o;
+    o = calloc(1, sizeof(*o) + sl + 3 + hl + 1);
+    if (o == NULL)
+        return NULL;
+    memcpy(o->key, url, sl);
+    memcpy(o->key + sl, "://", 3);
+    memcpy(o->key + sl + 3, host, hl);
+    o->len = sl + 3 + hl;
+    o->next = u->origins;
+    if (u->origins != NULL)
+        u->origins->prev = o;
+    u->origins = o;
+    return o;
+}
+
+/* Free o when nothing runs, waits or holds it. */
+static void origin_put(struct nk_upstream *u, struct origin *o)
+{
+    if (o == NULL || o->running > 0 || o->head != NULL || o->pins > 0)
+        return;
+    if (o->prev != NULL)
+        o->prev->next = o->next;
+    else
+        u->origins = o->next;
+    if (o->next != NULL)
+        o->next->prev = o->prev;
+    free(o);
+}
+
+static void wait_unlink(struct nk_upstream *u, struct xfer *x)
+{
+    struct origin *o = x->origin;
+
+    if (x->prev != NULL)
+        x->prev->next = x->next;
+    else
+        o->head = x->next;
+    if (x->next != NULL)
+        x->next->prev = x->prev;
+    else
+        o->tail = x->prev;
+    x->next = x->prev = NULL;
+    x->waiting = false;
+    nk_loop_timer_cancel(&x->deadline);
+    atomic_fetch_sub(&u->waiting, 1);
+}
+
+/* Set x up and hand it to curl, with what is left of its total time after its wait. */
+static enum nk_rc launch(struct nk_upstream *u, struct xfer *x)
+{
+    enum nk_rc rc = xfer_setup(u, x, NULL);
+
+    if (rc != NK_OK)
+        return rc;
+    if (x->waited_ms > 0 &&
+        curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS,
+                         u->timeout_ms > x->waited_ms ? u->timeout_ms - x->waited_ms : 1L) !=
+            CURLE_OK)
+        return NK_ERR_INTERNAL;
+    if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK)
+        return NK_ERR_INTERNAL;
+    running_add(u, x);
+    return NK_OK;
+}
+
+/* A waiting transfer's total time ran out before a connection of its origin was free. */
+static void wait_due(void *ud)
+{
+    struct xfer *x = ud;
+    struct nk_upstream *u = x->u;
+    struct origin *o = x->origin;
+
+    wait_unlink(u, x);
+    x->wait_expired = true;
+    o->pins++;
+    finish(u, x, CURLE_OK, "no connection to the upstream was free before the timeout");
+    o->pins--;
+    origin_put(u, o);
+}
+
+/* On the loop: start x (its origin set) now when its origin has room and nothing waits before
+ * it, or queue it. NK_OK; on failure x is neither running nor queued. */
+static enum nk_rc admit(struct nk_upstream *u, struct xfer *x)
+{
+    struct origin *o = x->origin;
+
+    if (o->running < u->max_conns && o->head == NULL)
+        return launch(u, x);
+    x->deadline.fn = wait_due;
+    x->deadline.ud = x;
+    if (nk_loop_timer_arm(u->loop, &x->deadline, u->timeout_ms) != NK_OK)
+        return NK_ERR_NOMEM;
+    x->queued_ms = nk_loop_now_ms();
+    x->waiting = true;
+    x->next = NULL;
+    x->prev = o->tail;
+    if (o->tail != NULL)
+        o->tail->next = x;
+    else
+        o->head = x;
+    o->tail = x;
+    atomic_fetch_add(&u->waiting, 1);
+    return NK_OK;
+}
+
+/* Start o's waiting transfers while it has room; free it when it is idle. */
+static void pump(struct nk_upstream *u, struct origin *o)
+{
+    struct xfer *x;
+    int64_t waited;
+
+    o->pins++;
+    while (o->head != NULL && o->running < u->max_conns) {
+        x = o->head;
+        wait_unlink(u, x);
+        waited = nk_loop_now_ms() - x->queued_ms;
+        x->waited_ms = waited > 0 ? (long)waited : 1L;
+        if (launch(u, x) != NK_OK)
+            finish(u, x, CURLE_OK, "cannot start the transfer");
+    }
+    o->pins--;
+    origin_put(u, o);
+}
+
+/* x is out of curl (done or aborted): its callback, then the next waiting one of its origin. */
+static void retire(struct nk_upstream *u, struct xfer *x, CURLcode cc, const char *why)
+{
+    struct origin *o = x->origin;
+
+    curl_multi_remove_handle(u->multi, x->easy);
+    running_remove(u, x);
+    o->pins++;
+    finish(u, x, cc, why);
+    o->pins--;
+    pump(u, o);
 }
 
 /* Hand every finished transfer to its callback. */
@@ -610,9 +810,7 @@ static void reap(struct nk_upstream *u)
         x = (struct xfer *)(void *)priv;
         /* msg is invalid once the handle is removed: read the result first. */
         cc = msg->data.result;
-        curl_multi_remove_handle(u->multi, x->easy);
-        running_remove(u, x);
-        finish(u, x, cc, NULL);
+        retire(u, x, cc, NULL);
     }
 }
 
@@ -707,18 +905,31 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     return nk_loop_timer_arm(u->loop, &u->timer, timeout_ms) == NK_OK ? 0 : -1;
 }
 
-/* On the loop: add a submitted transfer to the multi handle. Adding arms curl's timer at 0 ms:
- * the transfer starts in phase 5 of this same turn. */
+/* On the loop: start a transfer, or queue it behind its origin's (submit). Adding to the multi
+ * handle arms curl's timer at 0 ms: the transfer starts in phase 5 of this same turn. NK_OK;
+ * on failure x is neither running nor queued (nor counted by an origin). */
+static enum nk_rc start_on_loop(struct nk_upstream *u, struct xfer *x)
+{
+    enum nk_rc rc;
+
+    x->origin = origin_get(u, x->req.url);
+    if (x->origin == NULL)
+        return NK_ERR_NOMEM;
+    rc = admit(u, x);
+    if (rc != NK_OK) {
+        origin_put(u, x->origin);
+        x->origin = NULL;
+    }
+    return rc;
+}
+
+/* Posted by a submit from another thread. */
 static void start_transfer(void *ud)
 {
     struct xfer *x = ud;
-    struct nk_upstream *u = x->u;
 
-    if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
-        finish(u, x, CURLE_OK, "cannot start the transfer");
-        return;
-    }
-    running_add(u, x);
+    if (start_on_loop(x->u, x) != NK_OK)
+        finish(x->u, x, CURLE_OK, "cannot start the transfer");
 }
 
 enum nk_rc nk_upstream_new(struct nk_loop *loop, const struct nk_upstream_options *opts,
@@ -745,6 +956,7 @@ enum nk_rc nk_upstream_new(struct nk_loop *loop, const struct nk_upstream_option
     u->timeout_ms = DEFAULT_TIMEOUT_MS;
     u->max_response = DEFAULT_MAX_RESPONSE;
     max_conns = DEFAULT_MAX_HOST_CONNS;
+    atomic_init(&u->waiting, 0);
     if (opts != NULL) {
         if (opts->connect_timeout_ms > 0)
             u->connect_timeout_ms = opts->connect_timeout_ms;
@@ -775,6 +987,7 @@ enum nk_rc nk_upstream_new(struct nk_loop *loop, const struct nk_upstream_option
     if (u->multi == NULL)
         goto nomem;
     /* Keep-alive and HTTP/2 multiplexing come from the multi handle's shared pool. */
+    u->max_conns = max_conns;
     if (curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_conns) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)max_conns) != CURLM_OK ||
@@ -808,13 +1021,25 @@ out:
 static void shutdown_on_loop(void *ud)
 {
     struct nk_upstream *u = ud;
+    struct origin *o;
     struct xfer *x;
 
-    while ((x = u->running) != NULL) {
-        curl_multi_remove_handle(u->multi, x->easy);
-        running_remove(u, x);
+    /* The waiting first, so that no running one's end starts them (submits are refused by
+     * now). Each callback may change the lists: look again from the start after each. */
+    for (;;) {
+        for (o = u->origins; o != NULL && o->head == NULL; o = o->next)
+            ;
+        if (o == NULL)
+            break;
+        x = o->head;
+        wait_unlink(u, x);
+        o->pins++;
         finish(u, x, CURLE_OK, "shutting down");
+        o->pins--;
+        origin_put(u, o);
     }
+    while ((x = u->running) != NULL)
+        retire(u, x, CURLE_OK, "shutting down");
     curl_multi_cleanup(u->multi); /* closes the pooled connections */
     u->multi = NULL;
     nk_loop_timer_cancel(&u->timer);
@@ -864,9 +1089,6 @@ static enum nk_rc submit(struct nk_upstream *u, struct nk_upstream_request *req,
     x->ud = ud;
     x->req = *req;
     memset(req, 0, sizeof(*req));
-    rc = xfer_setup(u, x, NULL);
-    if (rc != NK_OK)
-        goto out;
     pthread_mutex_lock(&u->mu);
     if (!u->closed)
         u->in_flight++;
@@ -877,12 +1099,9 @@ static enum nk_rc submit(struct nk_upstream *u, struct nk_upstream_request *req,
         goto out;
     if (nk_loop_on_loop(u->loop)) {
         /* From a listener on the loop thread: start it here, no wakeup needed. */
-        if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
-            rc = NK_ERR_INTERNAL;
-        } else {
-            running_add(u, x);
+        rc = start_on_loop(u, x);
+        if (rc == NK_OK)
             x = NULL;
-        }
     } else {
         x->start.fn = start_transfer;
         x->start.ud = x;
@@ -944,18 +1163,31 @@ static void cancel_on_loop(void *ud)
 {
     struct cancel_call *cc = ud;
     struct nk_upstream *u = cc->u;
+    struct origin *o;
     struct xfer *x;
 
-    /* Rescan after each abort: the callback may have changed the running list. */
+    /* Rescan after each abort: the callback may have changed the lists. */
     for (x = u->running; x != NULL;) {
         if (x->req.cancel_tag != cc->tag) {
             x = x->next;
             continue;
         }
-        curl_multi_remove_handle(u->multi, x->easy);
-        running_remove(u, x);
-        finish(u, x, CURLE_OK, "cancelled");
+        retire(u, x, CURLE_OK, "cancelled");
         x = u->running;
+    }
+    for (o = u->origins; o != NULL;) {
+        for (x = o->head; x != NULL && x->req.cancel_tag != cc->tag; x = x->next)
+            ;
+        if (x == NULL) {
+            o = o->next;
+            continue;
+        }
+        wait_unlink(u, x);
+        o->pins++;
+        finish(u, x, CURLE_OK, "cancelled");
+        o->pins--;
+        origin_put(u, o);
+        o = u->origins;
     }
     free(cc);
 }
@@ -980,6 +1212,11 @@ void nk_upstream_cancel(struct nk_upstream *u, uint64_t tag)
     cc->call.ud = cc;
     if (!nk_loop_post(u->loop, &cc->call))
         free(cc);
+}
+
+size_t nk_upstream_waiting(struct nk_upstream *u)
+{
+    return atomic_load(&u->waiting);
 }
 
 size_t nk_upstream_in_flight(struct nk_upstream *u)

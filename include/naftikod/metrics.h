@@ -24,6 +24,7 @@ enum nk_metrics_adapter { NK_METRICS_REST = 0, NK_METRICS_MCP = 1 };
 /* Values read at scrape time rather than counted. */
 struct nk_metrics_gauges {
     double inflight[2];        /* per enum nk_metrics_adapter */
+    double upstream_waiting;   /* upstream calls waiting for their origin (nk_upstream_waiting) */
     double start_time_s;       /* process start, seconds since the epoch */
     double resident_bytes;     /* resident set size */
     const char *version;       /* build_info label */

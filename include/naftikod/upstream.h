@@ -15,7 +15,7 @@ struct nk_upstream_options {
     size_t max_response;     /* bytes; 0: default 16 MiB. Larger: NK_ERR_TOO_LARGE */
     const char *ca_file;     /* PEM bundle to trust instead of the system store, or NULL */
     bool insecure;           /* skip TLS verification (labs only; logged loudly by the caller) */
-    unsigned max_host_conns; /* 0: default 256 */
+    unsigned max_host_conns; /* transfers at once per origin (and connections per host); 0: 256 */
     /* Caches shared with the clients of other loops (nk_upstream_share_new), or NULL; borrowed:
      * it must outlive every client that uses it. */
     struct nk_upstream_share *share;
@@ -117,6 +117,11 @@ void nk_upstream_cancel(struct nk_upstream *u, uint64_t tag);
 
 /* Number of transfers queued or running (for metrics and drain). */
 size_t nk_upstream_in_flight(struct nk_upstream *u);
+/* Of those, the ones waiting for their origin: at most max_host_conns transfers per origin
+ * (scheme://authority) run at once on a client; the others wait in order of submission, without
+ * a curl handle, and their total time (timeout_ms) counts from the submission: one still waiting
+ * when it runs out ends with NK_ERR_TIMEOUT. Any thread. */
+size_t nk_upstream_waiting(struct nk_upstream *u);
 
 /* The total time one transfer may take (options.timeout_ms or its default), in ms. */
 long nk_upstream_timeout_ms(const struct nk_upstream *u);

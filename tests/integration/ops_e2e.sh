@@ -156,6 +156,7 @@ assert rss > 1024 * 1024, rss
 EOF
 for fam in naftikod_requests_total:counter naftikod_upstream_request_duration_seconds:histogram \
     naftikod_upstream_errors_total:counter naftikod_inflight_requests:gauge \
+    naftikod_upstream_waiting_calls:gauge \
     naftikod_reloads_total:counter naftikod_build_info:gauge process_start_time_seconds:gauge \
     process_resident_memory_bytes:gauge; do
     [ "$(jq -r --arg f "${fam%%:*}" '.types[$f]' "$work/m1.json")" = "${fam##*:}" ] ||

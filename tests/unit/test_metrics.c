@@ -23,6 +23,7 @@ static char *render(struct nk_metrics *m)
 
     memset(&g, 0, sizeof(g));
     g.inflight[NK_METRICS_REST] = 3;
+    g.upstream_waiting = 7;
     g.start_time_s = 1700000000.5;
     g.resident_bytes = 4096;
     g.version = "1.2.3-\"x\"";
@@ -170,6 +171,7 @@ static void test_codes_and_families(void **state)
     assert_true(sample(text, "naftikod_reloads_total{result=\"error\"}") == 2);
     assert_true(sample(text, "naftikod_inflight_requests{adapter=\"rest\"}") == 3);
     assert_true(sample(text, "naftikod_inflight_requests{adapter=\"mcp\"}") == 0);
+    assert_true(sample(text, "naftikod_upstream_waiting_calls") == 7);
     assert_true(sample(text, "process_start_time_seconds") == 1700000000.5);
     assert_true(sample(text, "process_resident_memory_bytes") == 4096);
     assert_non_null(strstr(text, "# TYPE naftikod_requests_total counter\n"));

@@ -563,6 +563,194 @@ static void test_many_concurrent(void **state)
     nk_upstream_free(u);
 }
 
+/* A client that runs at most max transfers per origin at once. */
+static struct nk_upstream *client_max(unsigned max, long timeout_ms)
+{
+    struct nk_upstream_options o;
+    struct nk_upstream *u = NULL;
+    struct nk_error err;
+
+    memset(&o, 0, sizeof(o));
+    o.max_host_conns = max;
+    o.timeout_ms = timeout_ms;
+    assert_int_equal(nk_upstream_new(g_loop, &o, &u, &err), NK_OK);
+    return u;
+}
+
+/* Until n transfers of u wait (bounded: 10 s). */
+static void wait_waiting(struct nk_upstream *u, size_t n)
+{
+    int i;
+
+    for (i = 0; i < 10000 && nk_upstream_waiting(u) != n; i++)
+        usleep(1000);
+    assert_int_equal(nk_upstream_waiting(u), n);
+}
+
+/* Beyond max_host_conns transfers of one origin wait without reaching the server, start in
+ * order as the running ones end, and a waiting one can be cancelled. */
+static void test_waiting_room(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client_max(2, 0);
+    struct nk_upstream_request r;
+    struct done d[5];
+    char url[512];
+    int i, counter = 0;
+
+    for (i = 0; i < 5; i++)
+        done_init(&d[i], &counter);
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &d[0]);
+    submit(u, "GET", url, NULL, NULL, &d[1]);
+    fake_http_wait_requests(s, 2);
+    snprintf(url, sizeof(url), "%s/fast/2", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &d[2]);
+    snprintf(url, sizeof(url), "%s/fast/3", fake_http_base(s));
+    make_req(&r, "GET", url, NULL, NULL);
+    r.cancel_tag = 9;
+    assert_int_equal(nk_upstream_submit(u, &r, on_done, &d[3]), NK_OK);
+    snprintf(url, sizeof(url), "%s/fast/4", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &d[4]);
+    wait_waiting(u, 3);
+    assert_int_equal(nk_upstream_in_flight(u), 5);
+    assert_int_equal(fake_http_n_requests(s), 2); /* the three wait here, not at the server */
+
+    nk_upstream_cancel(u, 9);
+    done_wait(&d[3]);
+    assert_int_equal(d[3].resp.rc, NK_ERR_UPSTREAM);
+    assert_string_equal(d[3].resp.error, "cancelled");
+    assert_int_equal(nk_upstream_waiting(u), 2);
+
+    fake_http_release(s);
+    for (i = 0; i < 5; i++) {
+        done_wait(&d[i]);
+        if (i != 3 && d[i].resp.rc != NK_OK)
+            fail_msg("transfer %d: %s (%s)", i, nk_rc_str(d[i].resp.rc), d[i].resp.error);
+    }
+    assert_int_equal(fake_http_n_requests(s), 4); /* the cancelled one never went out */
+    assert_int_equal(nk_upstream_waiting(u), 0);
+    for (i = 0; i < 5; i++)
+        done_cleanup(&d[i]);
+    nk_upstream_free(u);
+}
+
+/* Waiting transfers start in the order they were submitted. */
+static void test_waiting_order(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client_max(1, 0);
+    struct fake_req *fr;
+    struct done d[4];
+    char url[512];
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        done_init(&d[i], NULL);
+        snprintf(url, sizeof(url), "%s/%s/%d", fake_http_base(s), i == 0 ? "stall" : "fast", i);
+        submit(u, "GET", url, NULL, NULL, &d[i]);
+        if (i == 0)
+            fake_http_wait_requests(s, 1);
+    }
+    wait_waiting(u, 3);
+    fake_http_release(s);
+    for (i = 0; i < 4; i++) {
+        done_wait(&d[i]);
+        assert_int_equal(d[i].resp.rc, NK_OK);
+        done_cleanup(&d[i]);
+    }
+    for (i = 1; i < 4; i++) {
+        snprintf(url, sizeof(url), "/fast/%d", i);
+        fr = fake_http_request(s, (size_t)i);
+        assert_non_null(fr);
+        assert_string_equal(fr->target, url);
+        fake_req_free(fr);
+    }
+    nk_upstream_free(u);
+}
+
+/* A transfer's total time counts from its submission: one that waits past it ends with
+ * NK_ERR_TIMEOUT without ever reaching the server. */
+static void test_waiting_timeout(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client_max(1, 300);
+    struct done first, second;
+    char url[512];
+
+    done_init(&first, NULL);
+    done_init(&second, NULL);
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &first);
+    fake_http_wait_requests(s, 1);
+    submit(u, "GET", url, NULL, NULL, &second);
+    done_wait(&first);
+    done_wait(&second);
+    assert_int_equal(first.resp.rc, NK_ERR_TIMEOUT);
+    assert_int_equal(second.resp.rc, NK_ERR_TIMEOUT);
+    assert_int_equal(second.resp.status, 0);
+    assert_true(second.resp.error[0] != '\0');
+    assert_int_equal(nk_upstream_waiting(u), 0);
+    done_cleanup(&first);
+    done_cleanup(&second);
+    nk_upstream_free(u);
+}
+
+/* The limit is per origin: another origin (the same server as "localhost") is not held up. */
+static void test_waiting_per_origin(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client_max(1, 0);
+    struct done slow, other;
+    char url[512];
+
+    done_init(&slow, NULL);
+    done_init(&other, NULL);
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    submit(u, "GET", url, NULL, NULL, &slow);
+    fake_http_wait_requests(s, 1);
+    snprintf(url, sizeof(url), "http://user:pw@localhost:%s/fast",
+             strrchr(fake_http_base(s), ':') + 1);
+    submit(u, "GET", url, NULL, NULL, &other);
+    done_wait(&other);
+    assert_int_equal(other.resp.rc, NK_OK);
+    assert_int_equal(nk_upstream_waiting(u), 0);
+    pthread_mutex_lock(&slow.mu);
+    assert_false(slow.fired);
+    pthread_mutex_unlock(&slow.mu);
+    fake_http_release(s);
+    done_wait(&slow);
+    assert_int_equal(slow.resp.rc, NK_OK);
+    done_cleanup(&slow);
+    done_cleanup(&other);
+    nk_upstream_free(u);
+}
+
+/* Freeing the client ends the waiting transfers too, each exactly once. */
+static void test_free_completes_waiting(void **state)
+{
+    struct fake_http *s = *state;
+    struct nk_upstream *u = client_max(1, 0);
+    struct done d[3];
+    char url[512];
+    int i;
+
+    snprintf(url, sizeof(url), "%s/stall", fake_http_base(s));
+    for (i = 0; i < 3; i++) {
+        done_init(&d[i], NULL);
+        submit(u, "GET", url, NULL, NULL, &d[i]);
+    }
+    fake_http_wait_requests(s, 1);
+    wait_waiting(u, 2);
+    nk_upstream_free(u);
+    for (i = 0; i < 3; i++) {
+        assert_true(d[i].fired);
+        assert_int_equal(d[i].resp.rc, NK_ERR_UPSTREAM);
+        assert_string_equal(d[i].resp.error, "shutting down");
+        done_cleanup(&d[i]);
+    }
+}
+
 /* Two clients on two loops (serve --loops 2) sharing one DNS and TLS session cache: transfers
  * run on both loop threads at once, through the share's lock callbacks (TSan checks them), and
  * each client still answers on its own loop. "localhost" goes through the shared DNS cache. */
@@ -1186,6 +1374,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_stopped_before_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_room, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_per_origin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_completes_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_loops_share_caches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_and_tls_failures, setup, teardown),
         cmocka_unit_test(test_tls),
