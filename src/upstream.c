@@ -24,6 +24,9 @@
 
 struct origin;
 
+/* A waiting transfer whose total time ran out (NK_ERR_TIMEOUT). */
+#define WAIT_EXPIRED "no connection to the upstream was free before the timeout"
+
 /* One transfer, from submit to callback. */
 struct xfer {
     struct xfer *next; /* running: u->running; waiting: its origin's queue */
@@ -729,7 +732,7 @@ static void wait_due(void *ud)
     wait_unlink(u, x);
     x->wait_expired = true;
     o->pins++;
-    finish(u, x, CURLE_OK, "no connection to the upstream was free before the timeout");
+    finish(u, x, CURLE_OK, WAIT_EXPIRED);
     o->pins--;
     origin_put(u, o);
 }
@@ -770,8 +773,13 @@ static void pump(struct nk_upstream *u, struct origin *o)
         wait_unlink(u, x);
         waited = nk_loop_now_ms() - x->queued_ms;
         x->waited_ms = waited > 0 ? (long)waited : 1L;
-        if (launch(u, x) != NK_OK)
+        if (x->waited_ms >= u->timeout_ms) {
+            /* its deadline is due in this same turn: it ends as its timer would end it */
+            x->wait_expired = true;
+            finish(u, x, CURLE_OK, WAIT_EXPIRED);
+        } else if (launch(u, x) != NK_OK) {
             finish(u, x, CURLE_OK, "cannot start the transfer");
+        }
     }
     o->pins--;
     origin_put(u, o);

@@ -669,8 +669,15 @@ static void test_waiting_order(void **state)
     nk_upstream_free(u);
 }
 
-/* A transfer's total time counts from its submission: one that waits past it ends with
- * NK_ERR_TIMEOUT without ever reaching the server. */
+/* Runs on the loop: holds it 500 ms, so that every timer of the test is overdue at once. */
+static void hold_loop(void *ud)
+{
+    (void)ud;
+    usleep(500 * 1000);
+}
+
+/* A transfer's total time counts from its submission: one whose time runs out while it waits
+ * ends with NK_ERR_TIMEOUT without ever reaching the server. */
 static void test_waiting_timeout(void **state)
 {
     struct fake_http *s = *state;
@@ -684,12 +691,18 @@ static void test_waiting_timeout(void **state)
     submit(u, "GET", url, NULL, NULL, &first);
     fake_http_wait_requests(s, 1);
     submit(u, "GET", url, NULL, NULL, &second);
+    wait_waiting(u, 1);
+    /* Both deadlines pass while the loop is held; the running one's comes first and frees
+     * the connection, too late for the waiting one. */
+    assert_true(nk_loop_run_sync(g_loop, hold_loop, NULL));
     done_wait(&first);
     done_wait(&second);
     assert_int_equal(first.resp.rc, NK_ERR_TIMEOUT);
     assert_int_equal(second.resp.rc, NK_ERR_TIMEOUT);
     assert_int_equal(second.resp.status, 0);
-    assert_true(second.resp.error[0] != '\0');
+    assert_string_equal(second.resp.error,
+                        "no connection to the upstream was free before the timeout");
+    assert_int_equal(fake_http_n_requests(s), 1);
     assert_int_equal(nk_upstream_waiting(u), 0);
     done_cleanup(&first);
     done_cleanup(&second);
