@@ -432,7 +432,9 @@ static enum nk_rc xfer_setup(struct nk_upstream *u, struct xfer *x, struct nk_er
     if (u->share != NULL)
         cc |= curl_easy_setopt(e, CURLOPT_SHARE, u->share->sh);
     cc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, u->connect_timeout_ms);
-    cc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, u->timeout_ms);
+    /* What is left of its total time after its wait (all of it when it did not wait). */
+    cc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                           u->timeout_ms > x->waited_ms ? u->timeout_ms - x->waited_ms : 1L);
     cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     cc |= curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     cc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -704,37 +706,39 @@ static void wait_unlink(struct nk_upstream *u, struct xfer *x)
     atomic_fetch_sub(&u->waiting, 1);
 }
 
-/* Set x up and hand it to curl, with what is left of its total time after its wait. */
+/* Set x up and hand it to curl. */
 static enum nk_rc launch(struct nk_upstream *u, struct xfer *x)
 {
     enum nk_rc rc = xfer_setup(u, x, NULL);
 
     if (rc != NK_OK)
         return rc;
-    if (x->waited_ms > 0 &&
-        curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS,
-                         u->timeout_ms > x->waited_ms ? u->timeout_ms - x->waited_ms : 1L) !=
-            CURLE_OK)
-        return NK_ERR_INTERNAL;
     if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK)
         return NK_ERR_INTERNAL;
     running_add(u, x);
     return NK_OK;
 }
 
+/* End x, which waits, with why: out of its origin's queue, then its callback; the origin lives
+ * through the callback and is freed after it when idle. */
+static void end_waiting(struct nk_upstream *u, struct xfer *x, const char *why)
+{
+    struct origin *o = x->origin;
+
+    wait_unlink(u, x);
+    o->pins++;
+    finish(u, x, CURLE_OK, why);
+    o->pins--;
+    origin_put(u, o);
+}
+
 /* A waiting transfer's total time ran out before a connection of its origin was free. */
 static void wait_due(void *ud)
 {
     struct xfer *x = ud;
-    struct nk_upstream *u = x->u;
-    struct origin *o = x->origin;
 
-    wait_unlink(u, x);
     x->wait_expired = true;
-    o->pins++;
-    finish(u, x, CURLE_OK, WAIT_EXPIRED);
-    o->pins--;
-    origin_put(u, o);
+    end_waiting(x->u, x, WAIT_EXPIRED);
 }
 
 /* On the loop: start x (its origin set) now when its origin has room and nothing waits before
@@ -770,16 +774,17 @@ static void pump(struct nk_upstream *u, struct origin *o)
     o->pins++;
     while (o->head != NULL && o->running < u->max_conns) {
         x = o->head;
-        wait_unlink(u, x);
         waited = nk_loop_now_ms() - x->queued_ms;
         x->waited_ms = waited > 0 ? (long)waited : 1L;
         if (x->waited_ms >= u->timeout_ms) {
             /* its deadline is due in this same turn: it ends as its timer would end it */
             x->wait_expired = true;
-            finish(u, x, CURLE_OK, WAIT_EXPIRED);
-        } else if (launch(u, x) != NK_OK) {
-            finish(u, x, CURLE_OK, "cannot start the transfer");
+            end_waiting(u, x, WAIT_EXPIRED);
+            continue;
         }
+        wait_unlink(u, x);
+        if (launch(u, x) != NK_OK)
+            finish(u, x, CURLE_OK, "cannot start the transfer");
     }
     o->pins--;
     origin_put(u, o);
@@ -1036,12 +1041,7 @@ static void shutdown_on_loop(void *ud)
             ;
         if (o == NULL)
             break;
-        x = o->head;
-        wait_unlink(u, x);
-        o->pins++;
-        finish(u, x, CURLE_OK, "shutting down");
-        o->pins--;
-        origin_put(u, o);
+        end_waiting(u, o->head, "shutting down");
     }
     while ((x = u->running) != NULL)
         retire(u, x, CURLE_OK, "shutting down");
@@ -1187,11 +1187,7 @@ static void cancel_on_loop(void *ud)
             o = o->next;
             continue;
         }
-        wait_unlink(u, x);
-        o->pins++;
-        finish(u, x, CURLE_OK, "cancelled");
-        o->pins--;
-        origin_put(u, o);
+        end_waiting(u, x, "cancelled");
         o = u->origins;
     }
     free(cc);
