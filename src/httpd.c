@@ -605,8 +605,20 @@ void nk_httpd_client_conns_free(struct nk_httpd_client_conns *c)
     free(c);
 }
 
-/* The address bytes of sa (IPv4, IPv6; an IPv4-mapped IPv6 address as IPv4, as a forwarded
- * client is written), false for another family. */
+/* The key of an IPv6 address: an IPv4-mapped one as its IPv4 bytes, as a forwarded client is
+ * written. */
+static void in6_key(const struct in6_addr *a, unsigned char key[16], size_t *len)
+{
+    if (IN6_IS_ADDR_V4MAPPED(a)) {
+        memcpy(key, a->s6_addr + 12, 4);
+        *len = 4;
+    } else {
+        memcpy(key, a->s6_addr, 16);
+        *len = 16;
+    }
+}
+
+/* The address bytes of sa (IPv4 or IPv6, see in6_key), false for another family. */
 static bool addr_key(const struct sockaddr *sa, unsigned char key[16], size_t *len)
 {
     if (sa != NULL && sa->sa_family == AF_INET) {
@@ -615,15 +627,7 @@ static bool addr_key(const struct sockaddr *sa, unsigned char key[16], size_t *l
         return true;
     }
     if (sa != NULL && sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-
-        if (IN6_IS_ADDR_V4MAPPED(a)) {
-            memcpy(key, a->s6_addr + 12, 4);
-            *len = 4;
-        } else {
-            memcpy(key, a->s6_addr, 16);
-            *len = 16;
-        }
+        in6_key(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, key, len);
         return true;
     }
     return false;
@@ -640,13 +644,7 @@ static bool text_key(const char *s, unsigned char key[16], size_t *len)
     }
     if (inet_pton(AF_INET6, s, &a6) != 1)
         return false;
-    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-        memcpy(key, a6.s6_addr + 12, 4);
-        *len = 4;
-    } else {
-        memcpy(key, a6.s6_addr, 16);
-        *len = 16;
-    }
+    in6_key(&a6, key, len);
     return true;
 }
 
