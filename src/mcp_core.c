@@ -1528,6 +1528,23 @@ static void run_exchange(struct exchange *x, json_t *body)
     exchange_release(x);
 }
 
+/* A request whose session id is missing or not valid (st): counted by reason (refusals of ids a
+ * replica with another key signed show up in /metrics while a key rotation is rolled out
+ * wrongly), answered 400 without an id, 404 for one that is not valid. */
+static void refuse_session(struct nk_mcp *m, const char *session_id, enum nk_mcp_session_state st,
+                           nk_mcp_reply_fn reply, void *ud)
+{
+    atomic_fetch_add(&m->refused[session_id == NULL           ? NK_MCP_REFUSED_MISSING
+                                 : st == NK_MCP_SESSION_ENDED ? NK_MCP_REFUSED_ENDED
+                                                              : NK_MCP_REFUSED_UNKNOWN],
+                     1);
+    if (session_id == NULL)
+        reply_now(reply, ud, 400, RPC_INVALID_REQUEST,
+                  "Bad Request: Mcp-Session-Id header is required", NULL);
+    else
+        reply_now(reply, ud, 404, RPC_INVALID_REQUEST, "Session not found", NULL);
+}
+
 static bool accepts_sse(const char *accept)
 {
     const char *p;
@@ -1554,10 +1571,7 @@ static bool get_stream(struct nk_mcp *m, const struct nk_mcp_http_in *in, nk_mcp
         return false;
     st = nk_mcp_session_check(m, in->session_id, in->caller);
     if (st != NK_MCP_SESSION_VALID) {
-        atomic_fetch_add(
-            &m->refused[st == NK_MCP_SESSION_ENDED ? NK_MCP_REFUSED_ENDED : NK_MCP_REFUSED_UNKNOWN],
-            1);
-        reply_now(reply, ud, 404, RPC_INVALID_REQUEST, "Session not found", NULL);
+        refuse_session(m, in->session_id, st, reply, ud);
         return true;
     }
     memset(&r, 0, sizeof(r));
@@ -1677,17 +1691,7 @@ void nk_mcp_http(struct nk_mcp *m, const struct nk_mcp_backend *b, const struct 
             pthread_mutex_destroy(&x->mu);
             free(x);
             x = NULL;
-            /* Counted by reason: refusals of ids a replica with another key signed show up
-             * in /metrics while a key rotation is rolled out wrongly. */
-            atomic_fetch_add(&m->refused[in->session_id == NULL       ? NK_MCP_REFUSED_MISSING
-                                         : st == NK_MCP_SESSION_ENDED ? NK_MCP_REFUSED_ENDED
-                                                                      : NK_MCP_REFUSED_UNKNOWN],
-                             1);
-            if (in->session_id == NULL)
-                reply_now(reply, ud, 400, RPC_INVALID_REQUEST,
-                          "Bad Request: Mcp-Session-Id header is required", NULL);
-            else
-                reply_now(reply, ud, 404, RPC_INVALID_REQUEST, "Session not found", NULL);
+            refuse_session(m, in->session_id, st, reply, ud);
             goto out;
         }
     }
