@@ -208,17 +208,23 @@ static void sse_unlink_free(struct sse *e)
     free(e);
 }
 
+/* e has no stream any more: freed now, or by its queued call. */
+static void sse_bury(struct sse *e)
+{
+    pthread_mutex_lock(&sse_mu);
+    e->dead = true;
+    if (!e->posted)
+        sse_unlink_free(e);
+    pthread_mutex_unlock(&sse_mu);
+}
+
 static void sse_gone(void *ud)
 {
     struct sse *e = ud;
 
     nk_http_stream_end(e->st, false);
     e->st = NULL;
-    pthread_mutex_lock(&sse_mu);
-    e->dead = true;
-    if (!e->posted)
-        sse_unlink_free(e);
-    pthread_mutex_unlock(&sse_mu);
+    sse_bury(e);
 }
 
 static void sse_drained(void *ud)
@@ -254,10 +260,7 @@ static void sse_run(void *ud)
     if (!ok || end) {
         nk_http_stream_end(e->st, ok);
         e->st = NULL;
-        pthread_mutex_lock(&sse_mu);
-        e->dead = true;
-        sse_unlink_free(e);
-        pthread_mutex_unlock(&sse_mu);
+        sse_bury(e);
     }
 }
 
@@ -274,17 +277,22 @@ void nk_mcp_streams_tools_changed(void)
     pthread_mutex_unlock(&sse_mu);
 }
 
-/* End the streams of session sid (all when sid is NULL). */
-static void sse_end(const char *sid)
+/* Under sse_mu: end the streams of session sid (all when sid is NULL). */
+static void sse_end_locked(const char *sid)
 {
     struct sse *e;
 
-    pthread_mutex_lock(&sse_mu);
     for (e = sse_list; e != NULL; e = e->next)
         if (sid == NULL || strcmp(e->sid, sid) == 0) {
             e->end = true;
             sse_post(e);
         }
+}
+
+static void sse_end(const char *sid)
+{
+    pthread_mutex_lock(&sse_mu);
+    sse_end_locked(sid);
     pthread_mutex_unlock(&sse_mu);
 }
 
@@ -305,7 +313,7 @@ static void sse_open(struct hreq *h, const char *sid)
         "shutting down); retry later\"}}";
     const char *headers[] = {"Cache-Control", "no-cache", "Mcp-Session-Id", sid, NULL};
     struct nk_loop *loop = nk_upstream_loop(h->up);
-    struct sse *e = calloc(1, sizeof(*e)), *o;
+    struct sse *e = calloc(1, sizeof(*e));
     char *body;
 
     pthread_mutex_lock(&sse_mu);
@@ -319,11 +327,7 @@ static void sse_open(struct hreq *h, const char *sid)
     }
     /* One stream per session: the spec forbids sending a message on two streams, and a client
      * that opens a second one has given up on the first. */
-    for (o = sse_list; o != NULL; o = o->next)
-        if (strcmp(o->sid, sid) == 0) {
-            o->end = true;
-            sse_post(o);
-        }
+    sse_end_locked(sid);
     e->loop = loop;
     snprintf(e->sid, sizeof(e->sid), "%s", sid);
     e->next = sse_list;
@@ -332,13 +336,8 @@ static void sse_open(struct hreq *h, const char *sid)
     pthread_mutex_unlock(&sse_mu);
     /* Posted calls for e run on this thread, after this handler returns: e->st is set by then. */
     e->st = nk_http_respond_stream(h->req, 200, "text/event-stream", headers, &sse_ops, e);
-    if (e->st == NULL) {
-        pthread_mutex_lock(&sse_mu);
-        e->dead = true;
-        if (!e->posted)
-            sse_unlink_free(e);
-        pthread_mutex_unlock(&sse_mu);
-    }
+    if (e->st == NULL)
+        sse_bury(e);
 }
 
 static void http_reply(void *ud, struct nk_mcp_reply *r)
