@@ -75,6 +75,14 @@ static void on_done(void *ud, struct nk_upstream_response *resp)
     pthread_mutex_unlock(&d->mu);
 }
 
+/* d's callback has not run (yet). */
+static void assert_not_fired(struct done *d)
+{
+    pthread_mutex_lock(&d->mu);
+    assert_false(d->fired);
+    pthread_mutex_unlock(&d->mu);
+}
+
 static void done_wait(struct done *d)
 {
     pthread_mutex_lock(&d->mu);
@@ -131,7 +139,8 @@ static void fetch(struct nk_upstream *u, const char *method, const char *url,
     done_wait(d);
 }
 
-static struct nk_upstream *client(long timeout_ms, size_t max_response)
+/* A client on g_loop with at most max transfers per origin at once (0: the default). */
+static struct nk_upstream *client_with(long timeout_ms, size_t max_response, unsigned max)
 {
     struct nk_upstream_options o;
     struct nk_upstream *u = NULL;
@@ -140,8 +149,14 @@ static struct nk_upstream *client(long timeout_ms, size_t max_response)
     memset(&o, 0, sizeof(o));
     o.timeout_ms = timeout_ms;
     o.max_response = max_response;
+    o.max_host_conns = max;
     assert_int_equal(nk_upstream_new(g_loop, &o, &u, &err), NK_OK);
     return u;
+}
+
+static struct nk_upstream *client(long timeout_ms, size_t max_response)
+{
+    return client_with(timeout_ms, max_response, 0);
 }
 
 /* Handler: answers by path prefix. */
@@ -407,9 +422,7 @@ static void test_stall_does_not_block_others(void **state)
     assert_int_equal(fast.resp.rc, NK_OK);
     /* the fast one is counted down only after its callback returns: 1 or 2 here */
     assert_true(nk_upstream_in_flight(u) >= 1);
-    pthread_mutex_lock(&slow.mu);
-    assert_false(slow.fired);
-    pthread_mutex_unlock(&slow.mu);
+    assert_not_fired(&slow);
     fake_http_release(s);
     done_wait(&slow);
     if (slow.resp.rc != NK_OK)
@@ -445,9 +458,7 @@ static void test_cancel(void **state)
     assert_int_equal(tagged.resp.rc, NK_ERR_UPSTREAM);
     assert_string_equal(tagged.resp.error, "cancelled");
     assert_null(tagged.resp.body);
-    pthread_mutex_lock(&other.mu);
-    assert_false(other.fired);
-    pthread_mutex_unlock(&other.mu);
+    assert_not_fired(&other);
     fake_http_release(s);
     done_wait(&other);
     assert_int_equal(other.resp.rc, NK_OK);
@@ -563,20 +574,6 @@ static void test_many_concurrent(void **state)
     nk_upstream_free(u);
 }
 
-/* A client that runs at most max transfers per origin at once. */
-static struct nk_upstream *client_max(unsigned max, long timeout_ms)
-{
-    struct nk_upstream_options o;
-    struct nk_upstream *u = NULL;
-    struct nk_error err;
-
-    memset(&o, 0, sizeof(o));
-    o.max_host_conns = max;
-    o.timeout_ms = timeout_ms;
-    assert_int_equal(nk_upstream_new(g_loop, &o, &u, &err), NK_OK);
-    return u;
-}
-
 /* Until n transfers of u wait (bounded: 10 s). */
 static void wait_waiting(struct nk_upstream *u, size_t n)
 {
@@ -592,7 +589,7 @@ static void wait_waiting(struct nk_upstream *u, size_t n)
 static void test_waiting_room(void **state)
 {
     struct fake_http *s = *state;
-    struct nk_upstream *u = client_max(2, 0);
+    struct nk_upstream *u = client_with(0, 0, 2);
     struct nk_upstream_request r;
     struct done d[5];
     char url[512];
@@ -639,7 +636,7 @@ static void test_waiting_room(void **state)
 static void test_waiting_order(void **state)
 {
     struct fake_http *s = *state;
-    struct nk_upstream *u = client_max(1, 0);
+    struct nk_upstream *u = client_with(0, 0, 1);
     struct fake_req *fr;
     struct done d[4];
     char url[512];
@@ -681,7 +678,7 @@ static void hold_loop(void *ud)
 static void test_waiting_timeout(void **state)
 {
     struct fake_http *s = *state;
-    struct nk_upstream *u = client_max(1, 300);
+    struct nk_upstream *u = client_with(300, 0, 1);
     struct done first, second;
     char url[512];
 
@@ -713,7 +710,7 @@ static void test_waiting_timeout(void **state)
 static void test_waiting_per_origin(void **state)
 {
     struct fake_http *s = *state;
-    struct nk_upstream *u = client_max(1, 0);
+    struct nk_upstream *u = client_with(0, 0, 1);
     struct done slow, other;
     char url[512];
 
@@ -728,9 +725,7 @@ static void test_waiting_per_origin(void **state)
     done_wait(&other);
     assert_int_equal(other.resp.rc, NK_OK);
     assert_int_equal(nk_upstream_waiting(u), 0);
-    pthread_mutex_lock(&slow.mu);
-    assert_false(slow.fired);
-    pthread_mutex_unlock(&slow.mu);
+    assert_not_fired(&slow);
     fake_http_release(s);
     done_wait(&slow);
     assert_int_equal(slow.resp.rc, NK_OK);
@@ -743,7 +738,7 @@ static void test_waiting_per_origin(void **state)
 static void test_free_completes_waiting(void **state)
 {
     struct fake_http *s = *state;
-    struct nk_upstream *u = client_max(1, 0);
+    struct nk_upstream *u = client_with(0, 0, 1);
     struct done d[3];
     char url[512];
     int i;
@@ -1220,9 +1215,7 @@ static void test_stream_pause_resume(void **state)
             assert_true(nk_loop_run_sync(g_loop, noop_on_loop, NULL));
         pthread_mutex_lock(&k.mu);
         assert_int_equal(k.n_got, before);
-        pthread_mutex_lock(&k.d.mu);
-        assert_false(k.d.fired);
-        pthread_mutex_unlock(&k.d.mu);
+        assert_not_fired(&k.d);
         k.refused = false;
         k.budget = 100 * 1024;
         rounds++;
